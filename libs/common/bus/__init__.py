@@ -1,0 +1,17 @@
+"""The event bus: producer, consumer, inbox, outbox relay and dead-letter queue over Kafka."""
+
+from libs.common.bus.admin import ensure_topics
+from libs.common.bus.consumer import Batch, BatchHandler, DependencyUnavailable, EventConsumer
+from libs.common.bus.outbox import OutboxRelay, write_outbox
+from libs.common.bus.producer import EventProducer
+
+__all__ = [
+    "Batch",
+    "BatchHandler",
+    "DependencyUnavailable",
+    "EventConsumer",
+    "EventProducer",
+    "OutboxRelay",
+    "ensure_topics",
+    "write_outbox",
+]

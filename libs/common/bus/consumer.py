@@ -1,0 +1,312 @@
+"""The consumer: a batch of events in, one database transaction, offsets committed after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from libs.common import metrics
+from libs.common.bus.dlq import DeadLetter, send_to_dlq
+from libs.common.bus.inbox import claim_new_events
+from libs.common.bus.outbox import OutboxRelay, write_outbox
+from libs.common.bus.producer import EventProducer
+from libs.common.bus.record import KafkaRecord as Record
+from libs.common.db import checked_schema
+from libs.common.events import Event, EventData, EventDecodeError, decode
+from libs.common.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+D = TypeVar("D", bound=EventData)
+Records = dict[TopicPartition, list[Record]]
+
+# A batch of fewer events than this tells too little to decide that a dependency is down.
+_MIN_EVENTS_TO_JUDGE_DEPENDENCY = 10
+_MAX_DEPENDENCY_BACKOFF_SECONDS = 30.0
+_LIVENESS_SECONDS = 120.0
+_STOP_GRACE_SECONDS = 30.0
+
+
+class DependencyUnavailable(Exception):
+    """Raised by a handler when something it needs is down: retry later, never dead-letter."""
+
+
+@dataclass
+class Batch:
+    """What a handler gets: new events in order, the transaction's session, and the outbox."""
+
+    events: list[Event[Any]]
+    session: AsyncSession
+    emitted: list[Event[Any]] = field(default_factory=list)
+
+    def of_type(self, model: type[D]) -> list[Event[D]]:
+        return [event for event in self.events if isinstance(event.data, model)]
+
+    def emit(self, event: Event[Any], *, cause: Event[Any] | None = None) -> None:
+        """Publish an event when, and only if, this batch's transaction commits."""
+        if cause is not None and event.traceparent is None and cause.traceparent:
+            event = dataclasses.replace(event, traceparent=cause.traceparent)
+        self.emitted.append(event)
+
+
+BatchHandler = Callable[[Batch], Awaitable[None]]
+
+
+class _DependencyDown(Exception):
+    pass
+
+
+class EventConsumer:
+    """Consumes topics as one consumer group and hands each batch to a handler, exactly once.
+
+    Per batch: decode (invalid messages go to the DLQ), then one transaction that records the
+    event ids in the inbox (skipping those already handled), runs the handler and writes the
+    events it emits to the outbox; then the offsets are committed. A crash anywhere before the
+    offset commit redelivers the batch, and the inbox turns that into a no-op.
+
+    A failing batch is retried with backoff, then handled event by event to isolate the poison:
+    those events go to the DLQ with their error and the rest commit. When most of a batch fails,
+    or the database does not answer, the dependency is down, not the messages: the consumer
+    seeks back and retries later rather than dead-lettering everything.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        engine: AsyncEngine,
+        producer: EventProducer,
+        relay: OutboxRelay | None = None,
+        group: str | None = None,
+        accept_types: Collection[str] | None = None,
+    ) -> None:
+        self.group = group or f"closeloop-{settings.service_name}"
+        self.name = f"consumer:{self.group}"
+        self._settings = settings
+        self._topics = list(topics)
+        self._handler = handler
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._schema = checked_schema(settings.schema_name)
+        self._producer = producer
+        self._relay = relay
+        self._accept_types = frozenset(accept_types) if accept_types is not None else None
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=self.group,
+            client_id=f"closeloop-{settings.service_name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch_max_records,
+        )
+        self._in_flight = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_poll = time.monotonic()
+        self._dependency_failures = 0
+
+    async def start(self) -> None:
+        self._consumer.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
+        await self._consumer.start()
+        self._stopping = False
+        self._last_poll = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, commit it, and leave the group."""
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=_STOP_GRACE_SECONDS)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        await self._consumer.stop()
+
+    def is_alive(self) -> bool:
+        running = self._task is not None and not self._task.done()
+        return running and time.monotonic() - self._last_poll < _LIVENESS_SECONDS
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            records = await self._consumer.getmany(
+                timeout_ms=self._settings.batch_max_wait_ms,
+                max_records=self._settings.batch_max_records,
+            )
+            self._last_poll = time.monotonic()
+            if not records:
+                continue
+            async with self._in_flight:
+                await self._process(records)
+
+    async def _process(self, records: Records) -> None:
+        started = time.perf_counter()
+        flat = [record for batch in records.values() for record in batch]
+        decoded, letters = self._decode(flat)
+        try:
+            letters += await self._handle(decoded)
+        except _DependencyDown:
+            await self._retry_later(records)
+            return
+        if letters:
+            await send_to_dlq(self._producer, self.group, letters)
+        await self._commit(records)
+        self._dependency_failures = 0
+        metrics.HANDLER_DURATION.labels(self.group).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(self.group).observe(len(flat))
+
+    def _decode(
+        self, records: Sequence[Record]
+    ) -> tuple[list[tuple[Record, Event[Any]]], list[DeadLetter]]:
+        decoded: list[tuple[Record, Event[Any]]] = []
+        letters: list[DeadLetter] = []
+        for record in records:
+            try:
+                event = decode(record.key, record.value, record.headers)
+            except EventDecodeError as error:
+                letters.append(DeadLetter(record, "invalid_event", str(error)))
+                metrics.EVENTS_FAILED.labels(self.group, record.topic, "invalid").inc()
+                _log.warning(
+                    "invalid event sent to the DLQ",
+                    extra={"topic": record.topic, "offset": record.offset, "error": str(error)},
+                )
+                continue
+            if self._accept_types is None or event.type in self._accept_types:
+                decoded.append((record, event))
+        return decoded, letters
+
+    async def _handle(self, decoded: list[tuple[Record, Event[Any]]]) -> list[DeadLetter]:
+        if not decoded:
+            return []
+        attempts = self._settings.handler_max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._transact(decoded)
+                return []
+            except DependencyUnavailable as error:
+                _log.warning(
+                    "dependency unavailable", extra={"group": self.group, "error": str(error)}
+                )
+                raise _DependencyDown from error
+            except Exception:
+                _log.exception("batch failed", extra={"group": self.group, "attempt": attempt})
+                metrics.BATCH_RETRIES.labels(self.group).inc()
+                if attempt < attempts:
+                    await asyncio.sleep(
+                        self._settings.handler_retry_backoff_ms / 1000 * 2 ** (attempt - 1)
+                    )
+        if not await self._database_answers():
+            raise _DependencyDown
+        return await self._isolate_poison(decoded)
+
+    async def _isolate_poison(self, decoded: list[tuple[Record, Event[Any]]]) -> list[DeadLetter]:
+        """Handle the events one by one: those that still fail are the poison."""
+        letters: list[DeadLetter] = []
+        for tried, (record, event) in enumerate(decoded, start=1):
+            try:
+                await self._transact([(record, event)])
+            except DependencyUnavailable as error:
+                raise _DependencyDown from error
+            except Exception as error:
+                letters.append(DeadLetter(record, type(error).__name__, str(error) or repr(error)))
+                metrics.EVENTS_FAILED.labels(self.group, record.topic, "handler").inc()
+                _log.warning(
+                    "event failed; sent to the DLQ",
+                    extra={"event_id": event.id, "type": event.type, "error": repr(error)},
+                )
+                if self._mostly_failing(len(letters), tried):
+                    raise _DependencyDown from error
+        return letters
+
+    def _mostly_failing(self, failed: int, tried: int) -> bool:
+        return (
+            tried >= _MIN_EVENTS_TO_JUDGE_DEPENDENCY
+            and failed / tried > self._settings.dlq_max_failure_ratio
+        )
+
+    async def _transact(self, decoded: Sequence[tuple[Record, Event[Any]]]) -> None:
+        events = [event for _, event in decoded]
+        async with self._sessions() as session, session.begin():
+            fresh = await claim_new_events(session, self._schema, self.group, events)
+            batch = Batch(fresh, session)
+            if fresh:
+                await self._handler(batch)
+                await write_outbox(session, self._schema, batch.emitted)
+        if batch.emitted and self._relay is not None:
+            self._relay.notify()
+        self._count(decoded, fresh)
+
+    def _count(self, decoded: Sequence[tuple[Record, Event[Any]]], fresh: list[Event[Any]]) -> None:
+        for event in fresh:
+            metrics.EVENTS_CONSUMED.labels(self.group, event.topic, event.type).inc()
+        duplicates = len(decoded) - len(fresh)
+        if duplicates:
+            metrics.EVENTS_DUPLICATE.labels(self.group, decoded[0][0].topic).inc(duplicates)
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(5), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def _commit(self, records: Records) -> None:
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as error:
+            # The group rebalanced: the next owner redelivers, and its inbox skips what we did.
+            _log.warning("offset commit refused after a rebalance", extra={"error": str(error)})
+            return
+        for tp, offset in offsets.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(self.group, tp.topic, tp.partition).set(
+                    highwater - offset
+                )
+
+    async def _retry_later(self, records: Records) -> None:
+        """Rewind to the batch's start and back off: it is polled again, so the group keeps us."""
+        self._dependency_failures += 1
+        delay = min(
+            _MAX_DEPENDENCY_BACKOFF_SECONDS,
+            self._settings.handler_retry_backoff_ms / 1000 * 2**self._dependency_failures,
+        )
+        _log.warning(
+            "dependency down; batch will be retried",
+            extra={"group": self.group, "retry_in_seconds": delay},
+        )
+        for tp, batch in records.items():
+            with contextlib.suppress(IllegalStateError):
+                self._consumer.seek(tp, batch[0].offset)
+        await asyncio.sleep(delay)
+
+
+class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the batch in flight finish and commit before its partitions are taken away."""
+
+    def __init__(self, in_flight: asyncio.Lock) -> None:
+        self._in_flight = in_flight
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        async with self._in_flight:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        return None

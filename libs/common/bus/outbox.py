@@ -1,0 +1,194 @@
+"""The transactional outbox: events written with the state that caused them, published in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from libs.common import metrics
+from libs.common.bus.producer import EventProducer
+from libs.common.db import checked_schema
+from libs.common.events import Event, encode
+
+_log = logging.getLogger(__name__)
+_BACKLOG_REFRESH_SECONDS = 5.0
+_RETRY_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+async def write_outbox(session: AsyncSession, schema: str, events: Sequence[Event[Any]]) -> None:
+    """Add events to the outbox inside the caller's transaction: one statement for the batch."""
+    if not events:
+        return
+    encoded = [encode(event) for event in events]
+    await session.execute(
+        text(
+            f"INSERT INTO {checked_schema(schema)}.outbox "
+            "(topic, key, event_id, event_type, headers, value) "
+            "SELECT * FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]), "
+            "CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:headers AS jsonb[]), "
+            "CAST(:values AS bytea[]))"
+        ),
+        {
+            "topics": [event.topic for event in events],
+            "keys": [event.key for event in events],
+            "ids": [event.id for event in events],
+            "types": [event.type for event in events],
+            "headers": [_headers_json(headers) for _, _, headers in encoded],
+            "values": [value for _, value, _ in encoded],
+        },
+    )
+
+
+def _headers_json(headers: Sequence[tuple[str, bytes]]) -> str:
+    return orjson.dumps({name: value.decode() for name, value in headers}).decode()
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka in id order, then deletes what Kafka acknowledged.
+
+    One relay per schema is active at a time (a PostgreSQL advisory lock elects it), so
+    replicas never interleave and per-key order holds. A crash between Kafka's acknowledgement
+    and the delete republishes those rows: a duplicate that every consumer's inbox skips.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: EventProducer,
+        schema: str,
+        *,
+        batch_size: int = 1000,
+        poll_interval_ms: int = 200,
+    ) -> None:
+        self.name = f"outbox-relay:{schema}"
+        self._engine = engine
+        self._producer = producer
+        self._schema = checked_schema(schema)
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval_ms / 1000
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._backlog_checked_at = 0.0
+
+    def notify(self) -> None:
+        """Something was written to the outbox: publish it now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def drain(self) -> int:
+        """Publish everything in the outbox now (the caller must hold leadership or be alone)."""
+        total = 0
+        while published := await self._publish_batch():
+            total += published
+        return total
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                async with self._engine.connect() as lock_connection:
+                    if await self._try_lead(lock_connection):
+                        attempt = 0
+                        await self._relay_while_leader(lock_connection)
+                    else:
+                        await self._wait(self._poll_interval * 5)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = _RETRY_BACKOFF_SECONDS[min(attempt, len(_RETRY_BACKOFF_SECONDS) - 1)]
+                attempt += 1
+                _log.exception("outbox relay failed; retrying", extra={"schema": self._schema})
+                await asyncio.sleep(delay)
+
+    async def _try_lead(self, connection: AsyncConnection) -> bool:
+        result = await connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key()}
+        )
+        await connection.commit()
+        return bool(result.scalar_one())
+
+    def _lock_key(self) -> int:
+        # A stable 63-bit key per schema: crc32 is enough to keep the seven schemas apart.
+        return zlib.crc32(f"closeloop.outbox.{self._schema}".encode())
+
+    async def _relay_while_leader(self, lock_connection: AsyncConnection) -> None:
+        while not self._stopping:
+            await self._confirm_leadership(lock_connection)
+            published = await self._publish_batch()
+            if published < self._batch_size:
+                await self._wait(self._poll_interval)
+
+    async def _publish_batch(self) -> int:
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    text(
+                        f"SELECT id, topic, key, event_type, headers, value "
+                        f"FROM {self._schema}.outbox ORDER BY id LIMIT :limit FOR UPDATE"
+                    ),
+                    {"limit": self._batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            acknowledgements = [
+                await self._producer.send(
+                    row.topic,
+                    row.key.encode(),
+                    bytes(row.value),
+                    [(name, value.encode()) for name, value in row.headers.items()],
+                )
+                for row in rows
+            ]
+            await self._producer.wait_all(acknowledgements)
+            await connection.execute(
+                text(f"DELETE FROM {self._schema}.outbox WHERE id = ANY(CAST(:ids AS bigint[]))"),
+                {"ids": [row.id for row in rows]},
+            )
+        for row in rows:
+            metrics.EVENTS_PRODUCED.labels(row.topic, row.event_type).inc()
+        return len(rows)
+
+    async def _confirm_leadership(self, lock_connection: AsyncConnection) -> None:
+        # The advisory lock lives as long as this connection: if it broke, another replica may
+        # lead now, so a failure here must end this leadership (the caller reconnects).
+        now = time.monotonic()
+        if now - self._backlog_checked_at < _BACKLOG_REFRESH_SECONDS:
+            await lock_connection.execute(text("SELECT 1"))
+        else:
+            self._backlog_checked_at = now
+            backlog = await lock_connection.execute(
+                text(f"SELECT count(*) FROM {self._schema}.outbox")
+            )
+            metrics.OUTBOX_BACKLOG.labels(self._schema).set(backlog.scalar_one())
+        await lock_connection.commit()
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        self._wakeup.clear()

@@ -1,0 +1,207 @@
+"""The CloudEvents envelope, the registry of event types, and their Kafka binary-mode codec."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+_DATASCHEMA_PREFIX = "urn:closeloop:schema:"
+_DATASCHEMA = re.compile(
+    r"^urn:closeloop:schema:(?P<type>[a-z_]+\.[a-z_]+):v(?P<version>[1-9][0-9]*)$"
+)
+
+Headers = list[tuple[str, bytes]]
+
+
+class EventData(BaseModel):
+    """The `data` of one event type at one version.
+
+    Subclasses set `event_type`, `event_version` and `topic`; defining one registers it. A
+    version only ever changes compatibly (new optional fields); anything else is a new class
+    with the next version. Unknown fields are ignored so a consumer tolerates a producer that
+    is one compatible change ahead.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_type: ClassVar[str]
+    event_version: ClassVar[int] = 1
+    topic: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "event_type" in cls.__dict__:
+            registry.register(cls)
+
+
+D = TypeVar("D", bound=EventData)
+
+
+class EventRegistry:
+    """Maps (type, version) to the model that validates that event's data."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, int], type[EventData]] = {}
+
+    def register(self, model: type[EventData]) -> None:
+        key = (model.event_type, model.event_version)
+        existing = self._models.get(key)
+        if existing is not None and existing.__qualname__ != model.__qualname__:
+            raise ValueError(f"{key} is already registered by {existing.__qualname__}")
+        self._models[key] = model
+
+    def model_for(self, event_type: str, version: int) -> type[EventData]:
+        try:
+            return self._models[(event_type, version)]
+        except KeyError:
+            raise EventDecodeError(f"unknown event type {event_type!r} version {version}") from None
+
+    def all(self) -> list[type[EventData]]:
+        return [self._models[key] for key in sorted(self._models)]
+
+
+registry = EventRegistry()
+
+
+class EventDecodeError(ValueError):
+    """A message on a topic is not a valid Closeloop event; the reason says why."""
+
+
+def dataschema_uri(event_type: str, version: int) -> str:
+    return f"{_DATASCHEMA_PREFIX}{event_type}:v{version}"
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[D]):
+    """One CloudEvent: the attributes travel as Kafka headers, `data` as the JSON value.
+
+    `key` is the canonical profile id (the anonymous or user id before resolution); it is the
+    Kafka message key, so every event about one person lands on one partition, in order.
+    """
+
+    data: D
+    key: str
+    source: str
+    id: str = field(default_factory=new_event_id)
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    traceparent: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.data.event_type
+
+    @property
+    def version(self) -> int:
+        return self.data.event_version
+
+    @property
+    def topic(self) -> str:
+        return self.data.topic
+
+    def headers(self) -> Headers:
+        headers: Headers = [
+            ("ce_specversion", SPEC_VERSION.encode()),
+            ("ce_id", self.id.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_time", self.time.isoformat().encode()),
+            ("ce_dataschema", dataschema_uri(self.type, self.version).encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        if self.traceparent:
+            headers.append(("traceparent", self.traceparent.encode()))
+        return headers
+
+    def value(self) -> bytes:
+        return orjson.dumps(self.data.model_dump(mode="json", exclude_none=True))
+
+
+def encode(event: Event[Any]) -> tuple[bytes, bytes, Headers]:
+    """The Kafka (key, value, headers) of an event in CloudEvents binary mode."""
+    return event.key.encode(), event.value(), event.headers()
+
+
+def decode(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> Event[Any]:
+    """The event a Kafka message carries, validated against its registered model.
+
+    Raises EventDecodeError, naming the attribute or field that is wrong.
+    """
+    attributes = _header_map(headers)
+    event_id = _required(attributes, "ce_id")
+    event_type = _required(attributes, "ce_type")
+    source = _required(attributes, "ce_source")
+    if attributes.get("ce_specversion") != SPEC_VERSION:
+        raise EventDecodeError(f"ce_specversion must be {SPEC_VERSION!r}")
+    version = _version(attributes, event_type)
+    model = registry.model_for(event_type, version)
+    if value is None:
+        raise EventDecodeError("message has no value")
+    try:
+        data = model.model_validate_json(value)
+    except ValidationError as error:
+        raise EventDecodeError(_describe(error)) from None
+    return Event(
+        data=data,
+        key=key.decode("utf-8", errors="replace") if key else "",
+        source=source,
+        id=event_id,
+        time=_time(attributes),
+        traceparent=attributes.get("traceparent"),
+    )
+
+
+def _header_map(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    for name, raw in headers:
+        try:
+            attributes[name] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventDecodeError(f"header {name!r} is not UTF-8") from None
+    return attributes
+
+
+def _required(attributes: dict[str, str], name: str) -> str:
+    value = attributes.get(name)
+    if not value:
+        raise EventDecodeError(f"missing header {name!r}")
+    return value
+
+
+def _version(attributes: dict[str, str], event_type: str) -> int:
+    match = _DATASCHEMA.match(attributes.get("ce_dataschema", ""))
+    if match is None:
+        raise EventDecodeError(f"ce_dataschema must look like {dataschema_uri('noun.verb', 1)!r}")
+    if match["type"] != event_type:
+        raise EventDecodeError("ce_dataschema names another type than ce_type")
+    return int(match["version"])
+
+
+def _time(attributes: dict[str, str]) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(_required(attributes, "ce_time"))
+    except ValueError:
+        raise EventDecodeError("ce_time is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise EventDecodeError("ce_time has no time zone")
+    return parsed
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "data"
+    return f"data.{where}: {first['msg']}" if where != "data" else f"data: {first['msg']}"

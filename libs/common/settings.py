@@ -1,0 +1,57 @@
+"""Settings every Closeloop process reads from `CLOSELOOP_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The one settings base: each service extends it with what only it needs.
+
+    A service subclass sets `service_name` and `http_port` defaults; everything else is shared so
+    that one set of environment variables configures the whole platform.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CLOSELOOP_", extra="ignore")
+
+    service_name: str = "closeloop"
+    environment: str = Field(default="development", description="development, test or production")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8100
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer: on for Apache Kafka, off for the embedded broker.",
+    )
+    topic_partitions: int = 12
+    topic_replication_factor: int = 1
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/closeloop"
+    database_pool_size: int = 10
+
+    admin_token: SecretStr = SecretStr("")
+
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_max_wait_ms: int = Field(default=200, ge=1)
+    handler_max_attempts: int = Field(default=3, ge=1)
+    handler_retry_backoff_ms: int = Field(default=100, ge=1)
+    dlq_max_failure_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Above this share of failed events in a batch the dependency is down: "
+        "retry instead of dead-lettering.",
+    )
+    outbox_batch_size: int = Field(default=1000, ge=1)
+    outbox_poll_interval_ms: int = Field(default=200, ge=1)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def schema_name(self) -> str:
+        """The PostgreSQL schema this service owns."""
+        return self.service_name.replace("-", "_")
