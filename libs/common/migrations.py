@@ -42,3 +42,8 @@ def _run_sync(connection: Connection, schema: str, target_metadata: MetaData) ->
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def service_schema() -> str:
+    """The schema a migration script creates its tables in (the service's own)."""
+    return checked_schema(context.config.attributes["schema"])

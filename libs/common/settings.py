@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         default=True,
         description="Idempotent producer: on for Apache Kafka, off for the embedded broker.",
     )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        description="How long a consumer that stopped heartbeating keeps its partitions.",
+    )
     topic_partitions: int = 12
     topic_replication_factor: int = 1
 
@@ -45,7 +50,11 @@ class Settings(BaseSettings):
         description="Above this share of failed events in a batch the dependency is down: "
         "retry instead of dead-lettering.",
     )
-    outbox_batch_size: int = Field(default=1000, ge=1)
+    outbox_batch_rows: int = Field(
+        default=20,
+        ge=1,
+        description="Outbox rows (one per handled batch) the relay publishes at once.",
+    )
     outbox_poll_interval_ms: int = Field(default=200, ge=1)
 
     log_level: str = "INFO"

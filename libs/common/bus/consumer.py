@@ -111,6 +111,8 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         )
         self._in_flight = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -119,8 +121,8 @@ class EventConsumer:
         self._dependency_failures = 0
 
     async def start(self) -> None:
-        self._consumer.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
         await self._consumer.start()
+        self._consumer.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
         self._stopping = False
         self._last_poll = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=self.name)

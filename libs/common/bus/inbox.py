@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from libs.common.events import Event
 
@@ -21,15 +21,14 @@ async def claim_new_events(
     """
     if not events:
         return []
-    result = await session.execute(
-        text(
-            f"INSERT INTO {checked_schema(schema)}.inbox (consumer, event_id) "
-            "SELECT :consumer, unnest(CAST(:ids AS text[])) "
-            "ON CONFLICT DO NOTHING RETURNING event_id"
-        ),
-        {"consumer": consumer, "ids": [event.id for event in events]},
+    connection = await driver_connection(session)
+    rows = await connection.fetch(
+        f"INSERT INTO {checked_schema(schema)}.inbox (consumer, event_id) "
+        "SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+        consumer,
+        [event.id for event in events],
     )
-    new_ids = set(result.scalars())
+    new_ids = {row[0] for row in rows}
     fresh: list[Event[Any]] = []
     for event in events:
         if event.id in new_ids:

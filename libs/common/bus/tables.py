@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Integer,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
@@ -15,7 +16,6 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import SchemaItem
 
 
@@ -31,12 +31,8 @@ def _inbox_items() -> list[SchemaItem]:
 def _outbox_items() -> list[SchemaItem]:
     return [
         Column("id", BigInteger, Identity(always=True), primary_key=True),
-        Column("topic", Text, nullable=False),
-        Column("key", Text, nullable=False),
-        Column("event_id", Text, nullable=False),
-        Column("event_type", Text, nullable=False),
-        Column("headers", JSONB, nullable=False),
-        Column("value", LargeBinary, nullable=False),
+        Column("events", Integer, nullable=False),
+        Column("messages", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     ]
 
@@ -47,7 +43,7 @@ def inbox_table(metadata: MetaData) -> Table:
 
 
 def outbox_table(metadata: MetaData) -> Table:
-    """Events written in a handler's transaction, waiting for the relay to publish them."""
+    """Events written in a handler's transaction, one row per transaction, waiting for the relay."""
     return Table("outbox", metadata, *_outbox_items())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import random
 import re
 import uuid
 from collections.abc import Sequence
@@ -9,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 SPEC_VERSION = "1.0"
@@ -20,6 +21,7 @@ _DATASCHEMA = re.compile(
 )
 
 Headers = list[tuple[str, bytes]]
+_random = random.Random()
 
 
 class EventData(BaseModel):
@@ -81,7 +83,8 @@ def dataschema_uri(event_type: str, version: int) -> str:
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A random version-4 UUID; ids need to be unique, not secret, so no syscall per id."""
+    return str(uuid.UUID(int=_random.getrandbits(128), version=4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +116,29 @@ class Event(Generic[D]):
 
     def headers(self) -> Headers:
         headers: Headers = [
-            ("ce_specversion", SPEC_VERSION.encode()),
+            _SPEC_VERSION_HEADER,
             ("ce_id", self.id.encode()),
             ("ce_type", self.type.encode()),
             ("ce_source", self.source.encode()),
             ("ce_time", self.time.isoformat().encode()),
-            ("ce_dataschema", dataschema_uri(self.type, self.version).encode()),
-            ("content-type", CONTENT_TYPE.encode()),
+            ("ce_dataschema", _dataschema_header_value(self.type, self.version)),
+            _CONTENT_TYPE_HEADER,
         ]
         if self.traceparent:
             headers.append(("traceparent", self.traceparent.encode()))
         return headers
 
     def value(self) -> bytes:
-        return orjson.dumps(self.data.model_dump(mode="json", exclude_none=True))
+        return self.data.__pydantic_serializer__.to_json(self.data, exclude_none=True)
+
+
+_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE_HEADER = ("content-type", CONTENT_TYPE.encode())
+
+
+@functools.cache
+def _dataschema_header_value(event_type: str, version: int) -> bytes:
+    return dataschema_uri(event_type, version).encode()
 
 
 def encode(event: Event[Any]) -> tuple[bytes, bytes, Headers]:

@@ -1,0 +1,146 @@
+"""The bus against its raw ceilings: consume → handle → commit with inbox and outbox.
+
+Prints, from one run on this machine: plain aiokafka produce and consume rates, plain asyncpg
+inbox-shaped batched inserts, and the bus's rate with a trivial handler that emits one event per
+input, a copy of it (inbox + outbox); then the ratio of the bus to the slower raw ceiling.
+The outbox relay's publishing is measured on its own afterwards, against the raw produce rate:
+both compete for the same two cores when they run together, which would hide which is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import MetaData, text
+
+from bench import raw
+from bench.report import Rate, Ratio, print_table, save
+from libs.common.bus import Batch, EventConsumer, EventProducer, OutboxRelay, ensure_topics
+from libs.common.bus.tables import inbox_table, outbox_table
+from libs.common.db import create_engine, ensure_schema
+from libs.common.events import Event, encode
+from libs.common.events.behavior import BehaviorOccurred
+from libs.common.settings import Settings
+
+TARGET_RATIO = 0.5
+
+
+def behaviours(count: int, profiles: int = 1000) -> list[Event[BehaviorOccurred]]:
+    now = datetime.now(UTC)
+    return [
+        Event(
+            data=BehaviorOccurred(
+                profile_id=f"prf_{i % profiles}",
+                event="product_viewed",
+                kind="track",
+                properties={"sku": f"SKU-{i % 97}", "price": 19.9},
+                occurred_at=now,
+                received_at=now,
+                message_id=f"msg-{i}",
+            ),
+            key=f"prf_{i % profiles}",
+            source="closeloop/bench",
+        )
+        for i in range(count)
+    ]
+
+
+async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
+    run_id = uuid.uuid4().hex[:8]
+    raw_topic, bus_topic = f"bench.raw.{run_id}", f"bench.bus.{run_id}"
+    await ensure_topics(bootstrap, [raw_topic, bus_topic, "closeloop.profile.v1"], 12, 1)
+    events = behaviours(count)
+    messages = [encode(event) for event in events]
+    produced = await raw.produce(bootstrap, raw_topic, messages)
+    consumed = await raw.consume(bootstrap, raw_topic, count, f"bench-raw-{run_id}")
+    inserted = await raw.inbox_inserts(dsn, count, 500)
+    await raw.produce(bootstrap, bus_topic, messages)
+    bus = await _bus_rates(bootstrap, database_url, bus_topic, count, run_id)
+    return [produced, consumed, inserted, *bus]
+
+
+async def _bus_rates(
+    bootstrap: str, database_url: str, topic: str, count: int, run_id: str
+) -> list[Rate]:
+    settings = Settings(
+        service_name=f"bench_{run_id}",
+        kafka_bootstrap=bootstrap,
+        kafka_idempotence=False,
+        database_url=database_url,
+    )
+    engine = create_engine(settings)
+    await _create_bus_tables(engine, settings.schema_name)
+    producer = EventProducer(settings)
+    relay = OutboxRelay(engine, producer, settings.schema_name)
+    handled = asyncio.Event()
+    seen = 0
+    started = 0.0
+
+    async def emit_one_per_event(batch: Batch) -> None:
+        nonlocal seen, started
+        if not seen:
+            started = time.perf_counter()  # from the first batch: the group join is not the bus
+        for event in batch.events:
+            batch.emit(Event(data=event.data, key=event.key, source="closeloop/bench"), cause=event)
+        seen += len(batch.events)
+        if seen >= count:
+            handled.set()
+
+    consumer = EventConsumer(
+        settings,
+        topics=[topic],
+        handler=emit_one_per_event,
+        engine=engine,
+        producer=producer,
+        relay=relay,
+    )
+    await producer.start()
+    gc.collect()
+    gc.freeze()  # as the services do after start-up: the long-lived heap leaves the GC's scans
+    await consumer.start()
+    try:
+        await asyncio.wait_for(handled.wait(), timeout=600)
+        seconds = time.perf_counter() - started
+        relay_started = time.perf_counter()
+        await relay.drain()
+        relay_seconds = time.perf_counter() - relay_started
+    finally:
+        gc.unfreeze()
+        await consumer.stop()
+        await producer.stop()
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {settings.schema_name} CASCADE"))
+        await engine.dispose()
+    return [
+        Rate("bus consume→handle→commit (inbox + outbox write)", count, seconds),
+        Rate("bus outbox relay publish (acks=all)", count, relay_seconds),
+    ]
+
+
+async def _create_bus_tables(engine: Any, schema: str) -> None:
+    await ensure_schema(engine, schema)
+    metadata = MetaData(schema=schema)
+    inbox_table(metadata)
+    outbox_table(metadata)
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+
+
+def ratios(rates: list[Rate]) -> list[Ratio]:
+    produced, consumed, inserted, bus, relay = rates
+    ceiling = min(consumed.per_second, inserted.per_second)
+    return [
+        Ratio("bus / min(raw consume, raw inbox inserts)", bus.per_second / ceiling, TARGET_RATIO),
+        Ratio("outbox relay / raw produce", relay.per_second / produced.per_second, TARGET_RATIO),
+    ]
+
+
+def report(rates: list[Rate]) -> None:
+    computed = ratios(rates)
+    print_table("Bus throughput", rates, computed)
+    print(f"results: {save('bus', rates, computed)}")

@@ -1,0 +1,89 @@
+"""The raw ceilings: plain aiokafka produce and consume, plain asyncpg inbox-shaped inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.report import Rate
+
+Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> Rate:
+    """Send every message, then await all acknowledgements (acks=all, as the bus does)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        acknowledgements = [
+            await producer.send(topic, key=key, value=value, headers=headers)
+            for key, value, headers in messages
+        ]
+        await asyncio.gather(*acknowledgements)
+        return Rate("raw broker produce (aiokafka, acks=all)", len(messages), _since(started))
+    finally:
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, count: int, group: str) -> Rate:
+    """Read `count` messages as a consumer group, committing offsets after each poll."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1000,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        started = 0.0
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            if batches and not seen:
+                started = time.perf_counter()  # from the first batch, as for the bus
+            for records in batches.values():
+                seen += len(records)
+            if batches:
+                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+        return Rate("raw broker consume + commit (aiokafka)", seen, _since(started))
+    finally:
+        await consumer.stop()
+
+
+async def inbox_inserts(dsn: str, count: int, batch_size: int) -> Rate:
+    """Inbox-shaped rows (consumer, event id), a batch per transaction, one statement each."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "DROP TABLE IF EXISTS bench_raw_inbox; CREATE TABLE bench_raw_inbox ("
+            "consumer text NOT NULL, event_id text NOT NULL, "
+            "handled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id))"
+        )
+        statement = await connection.prepare(
+            "INSERT INTO bench_raw_inbox (consumer, event_id) SELECT $1, unnest($2::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
+        ids = [f"raw-{i:012d}-0000-0000-0000-000000000000" for i in range(count)]
+        started = time.perf_counter()
+        for first in range(0, count, batch_size):
+            async with connection.transaction():
+                await statement.fetch("bench", ids[first : first + batch_size])
+        return Rate(
+            f"raw PostgreSQL inbox inserts (asyncpg, {batch_size}/tx)", count, _since(started)
+        )
+    finally:
+        await connection.execute("DROP TABLE IF EXISTS bench_raw_inbox")
+        await connection.close()
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started

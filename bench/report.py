@@ -1,0 +1,65 @@
+"""How a benchmark prints its figures and keeps them as JSON for comparison between commits."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`count` things done in `seconds`."""
+
+    name: str
+    count: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str
+    value: float
+    target: float
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.target
+
+
+def print_table(title: str, rates: list[Rate], ratios: list[Ratio]) -> None:
+    print(f"\n{title}")
+    print(f"{'measure':<52} {'count':>9} {'seconds':>8} {'per second':>12}")
+    for rate in rates:
+        print(f"{rate.name:<52} {rate.count:>9} {rate.seconds:>8.2f} {rate.per_second:>12,.0f}")
+    for ratio in ratios:
+        verdict = "met" if ratio.met else "NOT met"
+        print(f"ratio {ratio.name}: {ratio.value:.2f} (target >= {ratio.target}: {verdict})")
+
+
+def save(name: str, rates: list[Rate], ratios: list[Ratio]) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    document = {
+        "benchmark": name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "rates": [{**asdict(rate), "per_second": rate.per_second} for rate in rates],
+        "ratios": [{**asdict(ratio), "met": ratio.met} for ratio in ratios],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0

@@ -1,0 +1,205 @@
+"""The one app factory every service builds its FastAPI app with, and the server that runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common.errors import UnexpectedErrorMiddleware, install_error_handlers
+from libs.common.lifecycle import ClosableCheck, ReadinessCheck, Worker
+from libs.common.logging import access_log_enabled, configure_logging
+from libs.common.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
+from libs.common.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_READINESS_TIMEOUT_SECONDS = 5.0
+_GRACEFUL_SHUTDOWN_SECONDS = 20
+_UNMATCHED_ROUTE = "unmatched"
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    workers: Sequence[Worker] = (),
+    readiness_checks: Sequence[ReadinessCheck] = (),
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with the service's routes plus health, readiness, metrics and error handling.
+
+    Its lifespan starts `workers` in order and stops them in reverse. `settings` is kept on
+    `app.state.settings` for dependencies such as `require_admin`.
+    """
+    app = FastAPI(
+        title=title,
+        description=description,
+        lifespan=_lifespan(settings, workers, readiness_checks),
+    )
+    app.state.settings = settings
+    app.include_router(_operations_router(workers, readiness_checks))
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app)
+    # Added innermost first: the metrics middleware sees the 500 the error middleware answers.
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, service=settings.service_name)
+    return app
+
+
+def run(app: FastAPI, settings: Settings) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then drain requests and run the lifespan's shutdown."""
+    configure_logging(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        loop="auto",
+        log_config=None,
+        access_log=access_log_enabled(settings),
+        server_header=False,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    uvicorn.Server(config).run()
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request, labelled by route template to bound cardinality."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
+        route = getattr(scope.get("route"), "path_format", None) or _UNMATCHED_ROUTE
+        HTTP_REQUESTS.labels(self._service, method, route, str(status)).inc()
+        HTTP_REQUEST_DURATION.labels(self._service, method, route).observe(seconds)
+
+
+def _lifespan(
+    settings: Settings,
+    workers: Sequence[Worker],
+    readiness_checks: Sequence[ReadinessCheck],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
+        try:
+            await _start_workers(workers)
+            try:
+                yield
+            finally:
+                await _stop_workers(workers)
+        finally:
+            await _close_checks(readiness_checks)
+
+    return lifespan
+
+
+async def _start_workers(workers: Sequence[Worker]) -> None:
+    """Start each worker in order; if one fails, stop those already started and re-raise."""
+    for index, worker in enumerate(workers):
+        try:
+            await worker.start()
+        except BaseException:
+            logger.exception("Worker failed to start", extra={"worker": worker.name})
+            await _stop_workers(workers[:index])
+            raise
+        logger.info("Worker started", extra={"worker": worker.name})
+
+
+async def _stop_workers(workers: Sequence[Worker]) -> None:
+    """Stop workers in reverse order; one failing to stop does not keep the others running."""
+    for worker in reversed(workers):
+        try:
+            await worker.stop()
+        except Exception:
+            logger.exception("Worker failed to stop cleanly", extra={"worker": worker.name})
+        else:
+            logger.info("Worker stopped", extra={"worker": worker.name})
+
+
+async def _close_checks(readiness_checks: Sequence[ReadinessCheck]) -> None:
+    for check in readiness_checks:
+        if isinstance(check, ClosableCheck):
+            await check.aclose()
+
+
+def _operations_router(
+    workers: Sequence[Worker], readiness_checks: Sequence[ReadinessCheck]
+) -> APIRouter:
+    router = APIRouter(tags=["operations"], include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Liveness: the process answers and every worker still works. Never the database."""
+        dead = [worker.name for worker in workers if not worker.is_alive()]
+        if dead:
+            return JSONResponse({"status": "unhealthy", "dead_workers": dead}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: every dependency answers within the timeout, probed concurrently."""
+        results = await asyncio.gather(*(_run_check(check) for check in readiness_checks))
+        checks = {
+            check.name: result for check, result in zip(readiness_checks, results, strict=True)
+        }
+        if any(result != "ok" for result in results):
+            return JSONResponse({"status": "not_ready", "checks": checks}, status_code=503)
+        return JSONResponse({"status": "ready", "checks": checks})
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _run_check(check: ReadinessCheck) -> str:
+    """`ok`, or why the check failed, in one line."""
+    try:
+        async with asyncio.timeout(_READINESS_TIMEOUT_SECONDS):
+            await check.check()
+    except Exception as exc:
+        reason = _describe(exc)
+        logger.warning("Readiness check failed", extra={"check": check.name, "reason": reason})
+        return reason
+    return "ok"
+
+
+def _describe(exc: Exception) -> str:
+    kind, detail = type(exc).__name__, str(exc)
+    if detail:
+        return detail if detail.startswith(kind) else f"{kind}: {detail}"
+    return "timed out" if isinstance(exc, TimeoutError) else kind

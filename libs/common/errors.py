@@ -1,0 +1,122 @@
+"""The one error format `{"error": {"code", "message", "field"}}` and the handlers emitting it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error a route raises to answer with `status_code` and the one error format."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers) if headers else None
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A response in the one error format, for code that answers without raising."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer ApiError, validation errors and HTTPException in the one error format."""
+    app.add_exception_handler(ApiError, _handle_api_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(HTTPException, _handle_http_exception)
+
+
+class UnexpectedErrorMiddleware:
+    """Last resort: an exception no handler took becomes a logged 500 `internal`.
+
+    A middleware rather than an `Exception` handler because Starlette re-raises after such a
+    handler, and the server would log the same traceback a second time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception:
+            if response_started:
+                raise
+            logger.exception("Unhandled error answering %s %s", scope["method"], scope["path"])
+            response = error_response(
+                HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "An unexpected error occurred."
+            )
+            await response(scope, receive, send)
+
+
+async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.field, headers=exc.headers)
+
+
+async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors: Sequence[Any] = exc.errors()
+    if not errors:
+        return error_response(422, "invalid_request", "The request is invalid.")
+    first = errors[0]
+    field = ".".join(str(part) for part in first.get("loc", ())) or None
+    message = f"{field}: {first['msg']}" if field else str(first["msg"])
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_request", message, field)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    status = HTTPStatus(exc.status_code)
+    message = exc.detail if isinstance(exc.detail, str) else status.phrase
+    return error_response(exc.status_code, _code_for(status), message, headers=exc.headers)
+
+
+def _code_for(status: HTTPStatus) -> str:
+    """`not_found` for 404, `method_not_allowed` for 405: the status phrase in snake case."""
+    return status.phrase.lower().replace("-", "_").replace(" ", "_").replace("'", "")

@@ -1,0 +1,107 @@
+"""What a service's process runs beside its HTTP app (workers) and what it must reach (checks)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol, runtime_checkable
+
+from aiokafka.client import AIOKafkaClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class Worker(Protocol):
+    """A long-running task the app's lifespan starts and stops: a bus consumer, an outbox relay."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Begin working; return once the work runs in the background."""
+
+    async def stop(self) -> None:
+        """Finish gracefully: commit what is done, then return."""
+
+    def is_alive(self) -> bool:
+        """Whether it is still working (a consumer still polling, a relay still looping)."""
+
+
+class ReadinessCheck(Protocol):
+    """One dependency `/readyz` probes; `check` raises when the dependency is not usable."""
+
+    name: str
+
+    async def check(self) -> None:
+        """Return when the dependency answers; raise with the reason when it does not."""
+
+
+@runtime_checkable
+class ClosableCheck(Protocol):
+    """A readiness check holding a connection of its own, closed when the app shuts down."""
+
+    async def aclose(self) -> None:
+        """Release the connection the check opened."""
+
+
+class _DatabaseCheck:
+    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+        self.name = "database"
+        self._engine = engine
+        self._timeout = timeout
+
+    async def check(self) -> None:
+        async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+
+class _BrokerCheck:
+    """Keeps one Kafka client between probes, so a probe costs one metadata request."""
+
+    def __init__(self, bootstrap: str, timeout: float) -> None:
+        self.name = "broker"
+        self._bootstrap = bootstrap
+        self._timeout = timeout
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> None:
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._fetch_metadata()
+            except BaseException:
+                # A client that failed once may hold half-open connections: start afresh next time.
+                await self._close_client()
+                raise
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            await self._close_client()
+
+    async def _fetch_metadata(self) -> None:
+        if self._client is None:
+            self._client = AIOKafkaClient(
+                bootstrap_servers=self._bootstrap,
+                request_timeout_ms=int(self._timeout * 1000),
+            )
+            await self._client.bootstrap()
+        else:
+            await self._client.fetch_all_metadata()
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def database_check(
+    engine: AsyncEngine, *, timeout: float = _CHECK_TIMEOUT_SECONDS
+) -> ReadinessCheck:
+    """Ready when the database answers `SELECT 1`; the engine stays the caller's to dispose."""
+    return _DatabaseCheck(engine, timeout)
+
+
+def broker_check(bootstrap: str, *, timeout: float = _CHECK_TIMEOUT_SECONDS) -> ReadinessCheck:
+    """Ready when a Kafka broker at `bootstrap` returns the cluster's metadata."""
+    return _BrokerCheck(bootstrap, timeout)
