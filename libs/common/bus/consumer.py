@@ -104,16 +104,7 @@ class EventConsumer:
         self._producer = producer
         self._relay = relay
         self._accept_types = frozenset(accept_types) if accept_types is not None else None
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=self.group,
-            client_id=f"closeloop-{settings.service_name}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_max_records,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
-        )
+        self._consumer: AIOKafkaConsumer | None = None
         self._in_flight = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -121,6 +112,17 @@ class EventConsumer:
         self._dependency_failures = 0
 
     async def start(self) -> None:
+        # aiokafka binds its clients to the running loop, so they are made here, not in __init__.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self.group,
+            client_id=f"closeloop-{self._settings.service_name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._settings.batch_max_records,
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self._settings.kafka_session_timeout_ms // 3,
+        )
         await self._consumer.start()
         self._consumer.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
         self._stopping = False
@@ -138,15 +140,24 @@ class EventConsumer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    @property
+    def _client(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the consumer is not started")
+        return self._consumer
 
     def is_alive(self) -> bool:
         running = self._task is not None and not self._task.done()
         return running and time.monotonic() - self._last_poll < _LIVENESS_SECONDS
 
     async def _run(self) -> None:
+        consumer = self._client
         while not self._stopping:
-            records = await self._consumer.getmany(
+            records = await consumer.getmany(
                 timeout_ms=self._settings.batch_max_wait_ms,
                 max_records=self._settings.batch_max_records,
             )
@@ -254,11 +265,13 @@ class EventConsumer:
         self._count(decoded, fresh)
 
     def _count(self, decoded: Sequence[tuple[Record, Event[Any]]], fresh: list[Event[Any]]) -> None:
-        for event in fresh:
-            metrics.EVENTS_CONSUMED.labels(self.group, event.topic, event.type).inc()
-        duplicates = len(decoded) - len(fresh)
-        if duplicates:
-            metrics.EVENTS_DUPLICATE.labels(self.group, decoded[0][0].topic).inc(duplicates)
+        fresh_ids = {event.id for event in fresh}
+        for record, event in decoded:
+            if event.id in fresh_ids:
+                fresh_ids.discard(event.id)
+                metrics.EVENTS_CONSUMED.labels(self.group, record.topic, event.type).inc()
+            else:
+                metrics.EVENTS_DUPLICATE.labels(self.group, record.topic).inc()
 
     async def _database_answers(self) -> bool:
         try:
@@ -271,13 +284,13 @@ class EventConsumer:
     async def _commit(self, records: Records) -> None:
         offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
         try:
-            await self._consumer.commit(offsets)
+            await self._client.commit(offsets)
         except (CommitFailedError, IllegalStateError) as error:
             # The group rebalanced: the next owner redelivers, and its inbox skips what we did.
             _log.warning("offset commit refused after a rebalance", extra={"error": str(error)})
             return
         for tp, offset in offsets.items():
-            highwater = self._consumer.highwater(tp)
+            highwater = self._client.highwater(tp)
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(self.group, tp.topic, tp.partition).set(
                     highwater - offset
@@ -296,7 +309,7 @@ class EventConsumer:
         )
         for tp, batch in records.items():
             with contextlib.suppress(IllegalStateError):
-                self._consumer.seek(tp, batch[0].offset)
+                self._client.seek(tp, batch[0].offset)
         await asyncio.sleep(delay)
 
 

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common import metrics, topics
 from libs.common.bus.producer import EventProducer
+from libs.common.bus.reader import header, read_to_end
 from libs.common.bus.record import KafkaRecord
 from libs.common.events.envelope import Headers
 from libs.common.settings import Settings
@@ -79,13 +80,6 @@ def replay_headers(headers: Sequence[tuple[str, bytes]]) -> Headers:
     return [(name, value) for name, value in headers if name not in _DLQ_HEADERS]
 
 
-def header(record: KafkaRecord, name: str) -> str:
-    for key, value in record.headers:
-        if key == name:
-            return str(value.decode("utf-8", errors="replace"))
-    return ""
-
-
 async def read_dead_letters(
     settings: Settings, *, group_id: str | None
 ) -> tuple[AIOKafkaConsumer, list[KafkaRecord]]:
@@ -97,27 +91,8 @@ async def read_dead_letters(
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    await consumer.topics()  # loads metadata, so the DLQ's partitions are known
-    partitions = [
-        TopicPartition(topics.DLQ, p) for p in consumer.partitions_for_topic(topics.DLQ) or ()
-    ]
-    consumer.assign(partitions)
-    ends = await consumer.end_offsets(partitions)
-    if group_id is None:
-        await consumer.seek_to_beginning(*partitions)
-    records: list[KafkaRecord] = []
-    while await _behind(consumer, ends):
-        batch = await consumer.getmany(*partitions, timeout_ms=1000)
-        for tp, messages in batch.items():
-            records.extend(message for message in messages if message.offset < ends[tp])
+    records = await read_to_end(consumer, topics.DLQ, from_beginning=group_id is None)
     return consumer, records
-
-
-async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return True
-    return False
 
 
 async def replay(

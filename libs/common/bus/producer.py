@@ -24,28 +24,36 @@ class EventProducer:
     name = "producer"
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=f"closeloop-{settings.service_name}",
+        self._settings = settings
+        self._client: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # aiokafka binds its clients to the running loop, so they are made here, not in __init__.
+        client = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            client_id=f"closeloop-{self._settings.service_name}",
             acks="all",
-            enable_idempotence=settings.kafka_idempotence,
+            enable_idempotence=self._settings.kafka_idempotence,
             linger_ms=2,
             max_batch_size=256 * 1024,
             request_timeout_ms=30_000,
         )
-        self._started = False
-
-    async def start(self) -> None:
-        await self._producer.start()
-        self._started = True
+        await client.start()
+        self._client = client
 
     async def stop(self) -> None:
-        if self._started:
-            await self._producer.stop()
-            self._started = False
+        if self._client is not None:
+            await self._client.stop()
+            self._client = None
 
     def is_alive(self) -> bool:
-        return self._started
+        return self._client is not None
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._client is None:
+            raise RuntimeError("the producer is not started")
+        return self._client
 
     async def publish(self, events: Sequence[Event[Any]]) -> None:
         """Publish events in order; returns once Kafka has acknowledged every one of them."""

@@ -1,0 +1,76 @@
+"""behavior.v1: what people did, resolved to their profile: what segments and journeys react to."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, ConfigDict, Field
+
+from libs.common import topics
+from libs.common.events.envelope import EventData
+from libs.common.events.fields import EventId, ExternalId, Name, ProfileId, Properties
+
+BehaviorKind = Literal["track", "page", "screen", "identify", "group"]
+
+
+class BehaviorOccurred(EventData):
+    """A client's call, resolved to the profile it belongs to."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "profile_id": "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC",
+                    "event": "order_completed",
+                    "kind": "track",
+                    "properties": {
+                        "order_id": "SO-20250314-0042",
+                        "revenue": 129.9,
+                        "currency": "CNY",
+                    },
+                    "context": {"locale": "zh-CN", "timezone": "Asia/Shanghai"},
+                    "occurred_at": "2025-03-14T09:26:53.120Z",
+                    "received_at": "2025-03-14T09:26:53.871Z",
+                    "user_id": "u_48213",
+                    "anonymous_id": "6f1c1a7e-3b8e-4a43-9f4f-1d3c9e210b6e",
+                    "message_id": "ajs-next-1f0c7a3e6b2d4c9e8a5f",
+                },
+                {
+                    "profile_id": "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC",
+                    "event": "Oolong Tea 250g",
+                    "kind": "page",
+                    "properties": {"path": "/p/tea-oolong-250g"},
+                    "occurred_at": "2025-03-14T09:21:07.400Z",
+                    "received_at": "2025-03-14T09:21:07.911Z",
+                    "anonymous_id": "6f1c1a7e-3b8e-4a43-9f4f-1d3c9e210b6e",
+                    "message_id": "ajs-next-5d4c3b2a1f0e4d9c8b7a",
+                },
+            ]
+        }
+    )
+
+    event_type = "behavior.occurred"
+    topic = topics.BEHAVIOR
+
+    profile_id: ProfileId = Field(description="The profile the call was resolved to.")
+    event: Name = Field(
+        description="What happened: the track call's event name, the page or screen name, or "
+        "the kind itself (`page`, `screen`, `identify`, `group`) when the call has no name."
+    )
+    kind: BehaviorKind = Field(description="The Segment call this behaviour came from.")
+    properties: Properties = Field(
+        default_factory=dict,
+        description="The call's properties; for identify and group, the traits it carried.",
+    )
+    context: Properties = Field(
+        default_factory=dict, description="The call's Segment context, unchanged."
+    )
+    occurred_at: AwareDatetime = Field(
+        description="Event time: when it happened on the client (the call's timestamp)."
+    )
+    received_at: AwareDatetime = Field(description="When ingest received the call.")
+    user_id: ExternalId | None = Field(default=None, description="The call's userId.")
+    anonymous_id: ExternalId | None = Field(default=None, description="The call's anonymousId.")
+    message_id: EventId = Field(
+        description="The originating call's messageId, which is also the ingest event's ce_id."
+    )

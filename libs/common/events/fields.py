@@ -1,0 +1,33 @@
+"""Field types shared by the event models, so one id or channel means one thing on every topic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""Closeloop's canonical profile id, assigned by the profile service."""
+
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+"""An id chosen outside Closeloop: a Segment userId, anonymousId, messageId or groupId."""
+
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""The id of something a Closeloop service owns: a segment, journey, node, template, request."""
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+"""A CloudEvents `ce_id`; for ingest events it is the client's Segment messageId."""
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+"""A human-chosen name: an event name, page or screen name, conversion name."""
+
+# Channels are adapters behind one interface, so the set grows; an enum would make every new
+# channel a breaking change for every consumer of every message type.
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+"""A channel adapter's name: email, sms, push, webhook, wecom, wechat, or one added later."""
+
+VersionNumber = Annotated[int, Field(ge=1)]
+"""A published version of a segment, journey or template: 1, 2, 3…"""
+
+Properties = dict[str, Any]
+"""Free-form JSON properties, as the client or author sent them."""

@@ -1,0 +1,108 @@
+"""Poison messages land in the DLQ with their error, the consumer goes on, and replay works."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from libs.common import topics
+from libs.common.bus import dlq
+from libs.common.bus.reader import header
+from libs.devstack.stack import Stack
+from tests.integration.counter_service.harness import CounterHarness
+from tests.integration.support import publish, publish_raw, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _dead_letters_of(stack: Stack, counter: CounterHarness) -> list[dict[str, str]]:
+    return [
+        {name: header(record, name) for name in (dlq.ERROR_TYPE, dlq.ERROR, dlq.GROUP, "ce_id")}
+        for record in await read_topic(stack.kafka_bootstrap, topics.DLQ)
+        if header(record, dlq.SOURCE_TOPIC) == counter.input_topic
+    ]
+
+
+async def test_poison_goes_to_the_dlq_and_the_consumer_goes_on(
+    stack: Stack, tmp_path: Path
+) -> None:
+    counter = CounterHarness(stack, tmp_path)
+    await counter.start()
+    good = [counter.behaviour(i, profiles=3) for i in range(10)]
+    poison = counter.behaviour(10, profiles=3, poison=True)
+    await publish(stack.kafka_bootstrap, [*good[:5], poison], topic=counter.input_topic)
+    await publish_raw(
+        stack.kafka_bootstrap,
+        counter.input_topic,
+        key=b"someone",
+        value=b"{not json",
+        headers=[("ce_id", b"broken-1"), ("ce_type", b"behavior.occurred")],
+    )
+    await publish(stack.kafka_bootstrap, good[5:], topic=counter.input_topic)
+
+    async def good_ones_applied() -> bool:
+        return await counter.events_applied() == len(good)
+
+    await wait_for(good_ones_applied, within=60, what="every good event applied")
+
+    async def two_dead_letters() -> bool:
+        return len(await _dead_letters_of(stack, counter)) == 2
+
+    await wait_for(two_dead_letters, within=30, what="two dead letters")
+    letters = {letter["ce_id"]: letter for letter in await _dead_letters_of(stack, counter)}
+    assert letters[poison.id][dlq.ERROR_TYPE] == "PoisonEvent"
+    assert "poison by design" in letters[poison.id][dlq.ERROR]
+    assert letters[poison.id][dlq.GROUP] == counter.group
+    assert letters["broken-1"][dlq.ERROR_TYPE] == "invalid_event"
+    assert "ce_source" in letters["broken-1"][dlq.ERROR]
+    async with httpx.AsyncClient(base_url=counter.process.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_replay_redelivers_dead_letters_once_the_cause_is_fixed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    counter = CounterHarness(stack, tmp_path)
+    await counter.start()
+    poison = counter.behaviour(0, profiles=1, poison=True)
+    await publish(stack.kafka_bootstrap, [poison], topic=counter.input_topic)
+
+    async def dead_lettered() -> bool:
+        return len(await _dead_letters_of(stack, counter)) == 1
+
+    await wait_for(dead_lettered, within=60, what="the poison event in the DLQ")
+    assert await counter.events_applied() == 0
+
+    # The fix is deployed: the same service, now accepting what it rejected.
+    await counter.redeploy(counter_reject_poison=False)
+    output = await _run_replay(stack, counter.group)
+    assert "1 dead letter(s) replayed" in output
+
+    async def applied() -> bool:
+        return await counter.events_applied() == 1
+
+    await wait_for(applied, within=60, what="the replayed event applied")
+    assert "0 dead letter(s) replayed" in await _run_replay(stack, counter.group)
+
+
+async def _run_replay(stack: Stack, group: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "libs.common.bus.dlq",
+        "replay",
+        "--group",
+        group,
+        env={**os.environ, **stack.env()},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    output = stdout.decode()
+    assert process.returncode == 0, output
+    return output

@@ -1,0 +1,104 @@
+"""The outbox relay publishes in per-key order and loses nothing when it is killed mid-way."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common import topics
+from libs.common.bus import write_outbox
+from libs.common.bus.reader import header
+from libs.common.db import create_engine, create_sessions
+from libs.common.events import Event, decode
+from libs.common.events.profile import ProfileChange, ProfileUpdated
+from libs.common.settings import Settings
+from libs.devstack.stack import Stack
+from tests.integration.counter_service.harness import CounterHarness
+from tests.integration.support import read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+KEYS = 20
+EVENTS_PER_KEY = 500
+EVENTS_PER_TRANSACTION = 10
+
+
+def _numbered(run_id: str, key: int, sequence: int) -> Event[ProfileUpdated]:
+    profile = f"{run_id}-k{key}"
+    return Event(
+        data=ProfileUpdated(
+            profile_id=profile,
+            changes=[ProfileChange(field="features.sequence", after=sequence)],
+            occurred_at=datetime.now(UTC),
+        ),
+        key=profile,
+        source="closeloop/tests",
+    )
+
+
+async def _fill_outbox(session: AsyncSession, schema: str, run_id: str) -> None:
+    interleaved = [
+        _numbered(run_id, key, sequence)
+        for sequence in range(EVENTS_PER_KEY)
+        for key in range(KEYS)
+    ]
+    for first in range(0, len(interleaved), EVENTS_PER_TRANSACTION):
+        async with session.begin():
+            await write_outbox(session, schema, interleaved[first : first + EVENTS_PER_TRANSACTION])
+
+
+async def test_relay_killed_mid_way_keeps_per_key_order_and_loses_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    total = KEYS * EVENTS_PER_KEY
+    counter = CounterHarness(stack, tmp_path, outbox_batch_rows=5)
+    await counter.process.migrate()
+    engine = create_engine(Settings(database_url=stack.database_url, service_name=counter.name))
+    async with create_sessions(engine)() as session:
+        await _fill_outbox(session, counter.name, counter.run_id)
+    await engine.dispose()
+    assert await counter.outbox_backlog() == total
+
+    await counter.start()
+
+    async def partly_published() -> bool:
+        return 0 < await counter.outbox_backlog() < total * 0.8
+
+    await wait_for(partly_published, within=60, what="the relay part-way through", every=0.02)
+    assert await counter.process.kill() == -9
+    left_at_kill = await counter.outbox_backlog()
+    assert left_at_kill > 0
+
+    counter.process.start()
+    await counter.process.wait_ready(timeout=60)
+
+    async def drained() -> bool:
+        return await counter.outbox_backlog() == 0
+
+    await wait_for(drained, within=120, what="the restarted relay to drain the outbox")
+    mine = [
+        record
+        for record in await read_topic(stack.kafka_bootstrap, topics.PROFILE)
+        if record.key and record.key.decode().startswith(f"{counter.run_id}-k")
+    ]
+    first_copies: dict[str, list[int]] = defaultdict(list)
+    seen: set[str] = set()
+    for record in mine:
+        event_id = header(record, "ce_id")
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        updated = decode(record.key, record.value, record.headers).data
+        assert isinstance(updated, ProfileUpdated)
+        first_copies[updated.profile_id].append(int(updated.changes[0].after))
+    print(
+        f"\noutbox={total} left_at_kill={left_at_kill} published={len(mine)} "
+        f"distinct={len(seen)} republished_after_crash={len(mine) - len(seen)}"
+    )
+    assert len(seen) == total, "events were lost"
+    for profile, sequences in first_copies.items():
+        assert sequences == list(range(EVENTS_PER_KEY)), f"{profile} out of order"
