@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.app import run
 from libs.common.bus import EventProducer, OutboxRelay
+from libs.common.bus.inbox import InboxRetention
 from libs.common.db import create_engine, upgrade
 from libs.common.lifecycle import ReadinessCheck, Worker, broker_check, database_check
 from libs.common.settings import Settings
@@ -42,6 +43,7 @@ class BusParts:
     database: DatabaseEngine
     producer: EventProducer
     relay: OutboxRelay
+    inbox_retention: InboxRetention
 
     @property
     def engine(self) -> AsyncEngine:
@@ -49,7 +51,7 @@ class BusParts:
 
     def workers(self, *consumers: Worker) -> list[Worker]:
         """Started in this order, stopped in reverse: consumers stop first, the database last."""
-        return [self.database, self.producer, self.relay, *consumers]
+        return [self.database, self.producer, self.relay, self.inbox_retention, *consumers]
 
     def readiness_checks(self, settings: Settings) -> list[ReadinessCheck]:
         return [database_check(self.engine), broker_check(settings.kafka_bootstrap)]
@@ -65,7 +67,10 @@ def bus_parts(settings: Settings) -> BusParts:
         batch_size=settings.outbox_batch_rows,
         poll_interval_ms=settings.outbox_poll_interval_ms,
     )
-    return BusParts(DatabaseEngine(engine), producer, relay)
+    retention = InboxRetention(
+        engine, settings.schema_name, keep_hours=settings.inbox_retention_hours
+    )
+    return BusParts(DatabaseEngine(engine), producer, relay, retention)
 
 
 def main(

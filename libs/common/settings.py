@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         description="Above this share of failed events in a batch the dependency is down: "
         "retry instead of dead-lettering.",
     )
+    inbox_retention_hours: int = Field(
+        default=24 * 8,
+        ge=1,
+        description="How long handled event ids are kept: longer than the topics' retention.",
+    )
     outbox_batch_rows: int = Field(
         default=20,
         ge=1,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +13,7 @@ from libs.common import topics
 from libs.common.bus import dlq
 from libs.common.bus.reader import header
 from libs.devstack.stack import Stack
+from tests.integration.conftest import MakeCounter
 from tests.integration.counter_service.harness import CounterHarness
 from tests.integration.support import publish, publish_raw, read_topic, wait_for
 
@@ -29,9 +29,9 @@ async def _dead_letters_of(stack: Stack, counter: CounterHarness) -> list[dict[s
 
 
 async def test_poison_goes_to_the_dlq_and_the_consumer_goes_on(
-    stack: Stack, tmp_path: Path
+    stack: Stack, counter_service: MakeCounter
 ) -> None:
-    counter = CounterHarness(stack, tmp_path)
+    counter = counter_service()
     await counter.start()
     good = [counter.behaviour(i, profiles=3) for i in range(10)]
     poison = counter.behaviour(10, profiles=3, poison=True)
@@ -65,9 +65,9 @@ async def test_poison_goes_to_the_dlq_and_the_consumer_goes_on(
 
 
 async def test_replay_redelivers_dead_letters_once_the_cause_is_fixed(
-    stack: Stack, tmp_path: Path
+    stack: Stack, counter_service: MakeCounter
 ) -> None:
-    counter = CounterHarness(stack, tmp_path)
+    counter = counter_service()
     await counter.start()
     poison = counter.behaviour(0, profiles=1, poison=True)
     await publish(stack.kafka_bootstrap, [poison], topic=counter.input_topic)

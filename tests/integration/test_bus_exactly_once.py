@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from libs.common.bus.reader import header
 from libs.common.events import decode
 from libs.common.events.profile import ProfileUpdated
 from libs.devstack.stack import Stack
-from tests.integration.counter_service.harness import CounterHarness
+from tests.integration.conftest import MakeCounter
 from tests.integration.support import publish, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,9 +21,9 @@ PROFILES = 40
 
 
 async def test_sigkill_mid_batch_applies_every_event_exactly_once(
-    stack: Stack, tmp_path: Path
+    stack: Stack, counter_service: MakeCounter
 ) -> None:
-    counter = CounterHarness(stack, tmp_path, batch_max_records=250, counter_handler_delay_ms=150)
+    counter = counter_service(batch_max_records=250, counter_handler_delay_ms=150)
     await counter.start()
     events = [counter.behaviour(i, PROFILES) for i in range(EVENTS)]
     expected: dict[str, int] = defaultdict(int)

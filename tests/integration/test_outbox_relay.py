@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +16,7 @@ from libs.common.events import Event, decode
 from libs.common.events.profile import ProfileChange, ProfileUpdated
 from libs.common.settings import Settings
 from libs.devstack.stack import Stack
-from tests.integration.counter_service.harness import CounterHarness
+from tests.integration.conftest import MakeCounter
 from tests.integration.support import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -52,10 +51,10 @@ async def _fill_outbox(session: AsyncSession, schema: str, run_id: str) -> None:
 
 
 async def test_relay_killed_mid_way_keeps_per_key_order_and_loses_nothing(
-    stack: Stack, tmp_path: Path
+    stack: Stack, counter_service: MakeCounter
 ) -> None:
     total = KEYS * EVENTS_PER_KEY
-    counter = CounterHarness(stack, tmp_path, outbox_batch_rows=5)
+    counter = counter_service(outbox_batch_rows=5)
     await counter.process.migrate()
     engine = create_engine(Settings(database_url=stack.database_url, service_name=counter.name))
     async with create_sessions(engine)() as session:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from libs.common.events import Event
+
+_log = logging.getLogger(__name__)
 
 
 async def claim_new_events(
@@ -35,3 +41,55 @@ async def claim_new_events(
             new_ids.discard(event.id)
             fresh.append(event)
     return fresh
+
+
+class InboxRetention:
+    """Forgets handled event ids once no redelivery can bring them back.
+
+    Kafka redelivers only what is still on a topic, so ids older than the topics' retention
+    (7 days by default) can never come back; keeping them longer only grows the table.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, schema: str, *, keep_hours: int, every_seconds: float = 600.0
+    ) -> None:
+        self.name = f"inbox-retention:{schema}"
+        self._engine = engine
+        self._schema = checked_schema(schema)
+        self._keep_hours = keep_hours
+        self._every_seconds = every_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def forget_expired(self) -> int:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                text(
+                    f"DELETE FROM {self._schema}.inbox "
+                    "WHERE handled_at < now() - make_interval(hours => :hours)"
+                ),
+                {"hours": self._keep_hours},
+            )
+        return int(result.rowcount)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                forgotten = await self.forget_expired()
+                if forgotten:
+                    _log.info("inbox ids forgotten", extra={"count": forgotten})
+            except Exception:
+                _log.exception("inbox retention failed; will try again")
+            await asyncio.sleep(self._every_seconds)

@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
+import time
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common.bus.record import KafkaRecord
 
 
 async def read_to_end(
-    consumer: AIOKafkaConsumer, topic: str, *, from_beginning: bool
+    consumer: AIOKafkaConsumer, topic: str, *, from_beginning: bool, within: float = 60.0
 ) -> list[KafkaRecord]:
-    """Every message of `topic` up to the end it has now, from the consumer's committed position
-    (or from the beginning). The consumer must be started; its partitions are assigned here."""
+    """Every message of `topic` up to its high watermark, from the consumer's committed position
+    (or from the beginning). The consumer must be started; its partitions are assigned here.
+
+    The end is the high watermark each fetch reports, not ListOffsets: the embedded broker
+    answers ListOffsets with an offset short of the end, while fetches carry the true one.
+    """
     await consumer.topics()  # loads metadata, so the topic's partitions are known
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
     consumer.assign(partitions)
     if from_beginning:
         await consumer.seek_to_beginning(*partitions)
-    ends = await consumer.end_offsets(partitions)
     records: list[KafkaRecord] = []
-    while await _behind(consumer, ends):
-        batches = await consumer.getmany(*partitions, timeout_ms=500)
-        for tp, batch in batches.items():
-            records.extend(record for record in batch if record.offset < ends[tp])
-    return records
+    deadline = time.monotonic() + within
+    while True:
+        batches = await consumer.getmany(*partitions, timeout_ms=200)
+        for batch in batches.values():
+            records.extend(batch)
+        if not batches and await _caught_up(consumer, partitions):
+            return records
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic} was not read to its end within {within:.0f}s")
 
 
-async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return True
-    return False
+async def _caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
 
 
 def header(record: KafkaRecord, name: str) -> str:

@@ -1,5 +1,7 @@
 """Closeloop's events: the CloudEvents envelope and the model of every event type in the loop."""
 
+from libs.common.events.behavior import BehaviorOccurred
+from libs.common.events.conversion import ConversionAttributed
 from libs.common.events.envelope import (
     Event,
     EventData,
@@ -8,5 +10,58 @@ from libs.common.events.envelope import (
     encode,
     registry,
 )
+from libs.common.events.ingest import (
+    IngestAlias,
+    IngestGroup,
+    IngestIdentify,
+    IngestPage,
+    IngestScreen,
+    IngestTrack,
+)
+from libs.common.events.message import (
+    JourneyRef,
+    MessageClicked,
+    MessageDelivered,
+    MessageFailed,
+    MessageOpened,
+    MessageRendered,
+    MessageRequested,
+    MessageSent,
+    MessageSuppressed,
+    MessageUnsubscribed,
+)
+from libs.common.events.profile import ProfileChange, ProfileDeleted, ProfileMerged, ProfileUpdated
+from libs.common.events.segment import SegmentEntered, SegmentExited
 
-__all__ = ["Event", "EventData", "EventDecodeError", "decode", "encode", "registry"]
+__all__ = [
+    "BehaviorOccurred",
+    "ConversionAttributed",
+    "Event",
+    "EventData",
+    "EventDecodeError",
+    "IngestAlias",
+    "IngestGroup",
+    "IngestIdentify",
+    "IngestPage",
+    "IngestScreen",
+    "IngestTrack",
+    "JourneyRef",
+    "MessageClicked",
+    "MessageDelivered",
+    "MessageFailed",
+    "MessageOpened",
+    "MessageRendered",
+    "MessageRequested",
+    "MessageSent",
+    "MessageSuppressed",
+    "MessageUnsubscribed",
+    "ProfileChange",
+    "ProfileDeleted",
+    "ProfileMerged",
+    "ProfileUpdated",
+    "SegmentEntered",
+    "SegmentExited",
+    "decode",
+    "encode",
+    "registry",
+]

@@ -1,4 +1,4 @@
-"""profile.v1: what changed about a person, who turned out to be whom, and who asked to be erased."""
+"""profile.v1: what changed about a person, who turned out to be whom, who asked to be erased."""
 
 from __future__ import annotations
 

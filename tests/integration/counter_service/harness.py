@@ -13,7 +13,7 @@ import asyncpg
 from libs.common.bus import ensure_topics
 from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
-from libs.devstack._process import free_port
+from libs.devstack import free_port
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 

@@ -1,0 +1,50 @@
+# Everyday commands. `make up` runs the platform on this machine; `make test` is what CI runs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Lives inside the venv, so a deleted venv also means a fresh install.
+INSTALLED := $(VENV)/.closeloop-installed
+# mypy gets only the top-level folders that hold Python files yet.
+MYPY_DIRS := $(foreach dir,libs services tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
+
+.PHONY: install up test lint format schemas bench dlq-replay clean
+
+install: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+# Broker, database, topics and every service until Ctrl-C. `make up ARGS=--fresh` empties the database.
+up: install
+	$(BIN)/python -m libs.devstack up $(ARGS)
+
+test: lint
+	$(BIN)/pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_DIRS)
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas: install
+	$(BIN)/python -m libs.common.events.schemas generate
+
+bench: install
+	$(BIN)/python -m bench
+
+dlq-replay: install
+	$(BIN)/python -m libs.common.bus.dlq replay $(ARGS)
+
+# Keeps the venv (slow to rebuild); removes the local stack's data, logs and every cache.
+clean:
+	rm -rf .devstack .mypy_cache .ruff_cache .pytest_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

@@ -1,0 +1,308 @@
+"""requests.v1, deliveries.v1, outcomes.v1: a message asked for, rendered, and what became of it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AnyUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+)
+
+from libs.common import topics
+from libs.common.events.envelope import EventData
+from libs.common.events.fields import (
+    Channel,
+    EntityId,
+    EventId,
+    ProfileId,
+    Properties,
+    VersionNumber,
+)
+
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+SuppressionReason = Literal["consent", "frequency_cap", "quiet_hours", "unsubscribed"]
+
+_PROFILE = "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC"
+_REQUEST = "req_01JPB6W4A1C3E5G7J9L2N4Q6S8"
+_KEY = "jrn_winback:v4:node_send_coupon:prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC:1"
+_JOURNEY: dict[str, Any] = {
+    "journey_id": "jrn_winback",
+    "journey_version": 4,
+    "node_id": "node_send_coupon",
+}
+
+
+class JourneyRef(BaseModel):
+    """The journey step a message belongs to."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    journey_id: EntityId = Field(description="The journey.")
+    journey_version: VersionNumber = Field(description="The published version the profile runs.")
+    node_id: EntityId = Field(description="The `send` node that asked for the message.")
+
+
+class MessageRequested(EventData):
+    """A journey reached a `send` node for a profile: content is asked to render a message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": _REQUEST,
+                    "journey": _JOURNEY,
+                    "profile_id": _PROFILE,
+                    "channel": "email",
+                    "template_id": "tpl_winback_coupon",
+                    "variables": {
+                        "event": {"event": "cart_abandoned", "properties": {"item_count": 2}},
+                        "coupon_code": "TEA-15-3KD9",
+                    },
+                    "idempotency_key": _KEY,
+                    "triggered_by": "5b0f7c5e-2f6a-4d57-9a0b-8b0c1d2e3f40",
+                    "behavior_at": "2025-03-14T09:26:53.120Z",
+                }
+            ]
+        }
+    )
+
+    event_type = "message.requested"
+    topic = topics.REQUESTS
+
+    request_id: EntityId = Field(description="The journey's id for this request.")
+    journey: JourneyRef = Field(description="The journey step that asked for the message.")
+    profile_id: ProfileId = Field(description="The profile to send to.")
+    channel: Channel = Field(description="The channel to send on.")
+    template_id: EntityId = Field(description="The template to render.")
+    variables: Properties = Field(
+        default_factory=dict,
+        description="Template variables, e.g. the triggering event; content adds the profile.",
+    )
+    idempotency_key: IdempotencyKey = Field(
+        description="Unique per journey run and step: dispatch sends at most one message per key."
+    )
+    triggered_by: EventId | None = Field(
+        default=None, description="The ce_id of the event that moved the profile to this step."
+    )
+    behavior_at: AwareDatetime | None = Field(
+        default=None,
+        description="Event time of the behaviour behind the request, for the loop-latency metric.",
+    )
+
+
+class MessageRendered(EventData):
+    """Content rendered a requested message: dispatch sends it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": _REQUEST,
+                    "profile_id": _PROFILE,
+                    "channel": "email",
+                    "template_id": "tpl_winback_coupon",
+                    "template_version": 7,
+                    "variant_id": "var_b_short_subject",
+                    "subject": "Li Wei, your oolong is waiting: 15% off",
+                    "body": "<p>Hi Li Wei,</p><p>Use <b>TEA-15-3KD9</b> before Sunday.</p>",
+                    "recipient": "li.wei@example.com",
+                    "idempotency_key": _KEY,
+                    "journey": _JOURNEY,
+                    "behavior_at": "2025-03-14T09:26:53.120Z",
+                },
+                {
+                    "request_id": "req_01JPB7K2M4P6R8T0W2Y4A6C8E0",
+                    "profile_id": _PROFILE,
+                    "channel": "push",
+                    "template_id": "tpl_back_in_stock",
+                    "template_version": 2,
+                    "body": "Oolong Tea 250g is back in stock.",
+                    "payload": {"deep_link": "teahouse://p/tea-oolong-250g", "badge": 1},
+                    "idempotency_key": "jrn_restock:v1:node_push:prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC:1",
+                    "journey": {
+                        "journey_id": "jrn_restock",
+                        "journey_version": 1,
+                        "node_id": "node_push",
+                    },
+                },
+            ]
+        }
+    )
+
+    event_type = "message.rendered"
+    topic = topics.DELIVERIES
+
+    request_id: EntityId = Field(description="The request this message answers.")
+    profile_id: ProfileId = Field(description="The profile to send to.")
+    channel: Channel = Field(description="The channel to send on.")
+    template_id: EntityId = Field(description="The template rendered.")
+    template_version: VersionNumber = Field(description="The template version rendered.")
+    variant_id: EntityId | None = Field(
+        default=None, description="The variant the bandit picked; absent for a single variant."
+    )
+    subject: Annotated[str, StringConstraints(max_length=998)] | None = Field(
+        default=None, description="The rendered subject or title (email, push)."
+    )
+    body: Annotated[str, StringConstraints(max_length=500_000)] | None = Field(
+        default=None, description="The rendered body: HTML for email, text for SMS and push."
+    )
+    payload: Properties = Field(
+        default_factory=dict,
+        description="Channel-specific rendered data: a webhook's JSON, a push's deep link…",
+    )
+    recipient: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None,
+        description="An address hint (email, phone, device token, URL); absent, dispatch uses "
+        "the profile's address for the channel.",
+    )
+    idempotency_key: IdempotencyKey = Field(description="The request's idempotency key.")
+    journey: JourneyRef = Field(description="The journey step that asked for the message.")
+    behavior_at: AwareDatetime | None = Field(
+        default=None, description="The request's behaviour time, for the loop-latency metric."
+    )
+
+
+def _outcome(**extra: Any) -> dict[str, Any]:
+    return {
+        "message_id": "msg_01JPB6W5D2F4H6K8M0P2R4T6V8",
+        "request_id": _REQUEST,
+        "profile_id": _PROFILE,
+        "channel": "email",
+        "journey": _JOURNEY,
+        "template_id": "tpl_winback_coupon",
+        "template_version": 7,
+        "variant_id": "var_b_short_subject",
+        "occurred_at": "2025-03-14T09:26:55.310Z",
+        **extra,
+    }
+
+
+class _MessageOutcome(EventData):
+    """What every outcome of a send says about the message."""
+
+    topic: ClassVar[str] = topics.OUTCOMES
+
+    message_id: EntityId = Field(description="Dispatch's id of the send (its send-ledger row).")
+    request_id: EntityId = Field(description="The request the message answered.")
+    profile_id: ProfileId = Field(description="The profile the message was for.")
+    channel: Channel = Field(description="The channel of the message.")
+    journey: JourneyRef = Field(description="The journey step that asked for the message.")
+    template_id: EntityId = Field(description="The template rendered.")
+    template_version: VersionNumber | None = Field(
+        default=None, description="The template version rendered."
+    )
+    variant_id: EntityId | None = Field(
+        default=None, description="The variant sent; absent for a single variant."
+    )
+    occurred_at: AwareDatetime = Field(
+        description="Event time of the outcome: when the provider or recipient acted."
+    )
+
+
+class MessageSent(_MessageOutcome):
+    """The provider accepted the message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [_outcome(provider_message_id="0100018e3b2c1d4e-5f6a7b8c-000000")]
+        }
+    )
+
+    event_type = "message.sent"
+
+    provider_message_id: Annotated[str, StringConstraints(max_length=255)] | None = Field(
+        default=None, description="The provider's id for the message, to match its receipts."
+    )
+
+
+class MessageFailed(_MessageOutcome):
+    """Sending the message failed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                _outcome(error="SMTP 421 4.7.0 try again later", retryable=True),
+                _outcome(error="SMTP 550 5.1.1 mailbox does not exist", retryable=False),
+            ]
+        }
+    )
+
+    event_type = "message.failed"
+
+    error: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
+        description="What went wrong, as the provider or adapter said it."
+    )
+    retryable: bool = Field(description="Whether dispatch will try again.")
+
+
+class MessageSuppressed(_MessageOutcome):
+    """Dispatch decided not to send the message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [_outcome(reason="frequency_cap"), _outcome(reason="consent")]
+        }
+    )
+
+    event_type = "message.suppressed"
+
+    reason: SuppressionReason = Field(
+        description="`consent`: no consent for the channel; `frequency_cap`: the profile had "
+        "enough messages in the window; `quiet_hours`: it could not wait out the profile's quiet "
+        "hours; `unsubscribed`: the profile unsubscribed."
+    )
+
+
+class MessageDelivered(_MessageOutcome):
+    """The provider reported the message delivered."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_outcome()]})
+
+    event_type = "message.delivered"
+
+
+class MessageOpened(_MessageOutcome):
+    """The recipient opened the message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [_outcome(occurred_at="2025-03-14T12:40:02Z")]}
+    )
+
+    event_type = "message.opened"
+
+
+class MessageClicked(_MessageOutcome):
+    """The recipient clicked a tracked link in the message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                _outcome(
+                    occurred_at="2025-03-14T12:40:31Z",
+                    url="https://shop.example.com/p/tea-oolong-250g?utm_campaign=winback",
+                )
+            ]
+        }
+    )
+
+    event_type = "message.clicked"
+
+    url: Annotated[AnyUrl, UrlConstraints(max_length=2048)] = Field(
+        description="The link's destination."
+    )
+
+
+class MessageUnsubscribed(_MessageOutcome):
+    """The recipient unsubscribed through the message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [_outcome(occurred_at="2025-03-15T07:02:44Z")]}
+    )
+
+    event_type = "message.unsubscribed"

@@ -1,0 +1,141 @@
+"""Child-process plumbing shared by the broker, the database and the services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+_POLL_INTERVAL_S = 0.05
+
+
+class ProcessExitedError(RuntimeError):
+    """A child process exited while we were waiting for it to become ready."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether `port` can be bound on `host` (a listener there would make it fail)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def spawn(
+    args: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    owner: tuple[int, int] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `args` (as the `owner` uid and gid if given) with its output appended to `log_path`.
+
+    The child gets its own session so a Ctrl-C in the terminal reaches only us: we stop the
+    children in order (services before the broker and database they need).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            user=owner[0] if owner else None,
+            group=owner[1] if owner else None,
+            # Without this the child would keep root's supplementary groups.
+            extra_groups=[] if owner else None,
+            start_new_session=True,
+        )
+
+
+def log_tail(log_path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log file, for error messages that show what went wrong."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"(no log at {log_path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def exited_error(what: str, proc: subprocess.Popen[bytes], log_path: Path) -> ProcessExitedError:
+    """The error to raise when `proc` died before it was ready."""
+    return ProcessExitedError(
+        f"{what} exited with code {proc.returncode} before it was ready; "
+        f"last lines of {log_path}:\n{log_tail(log_path)}"
+    )
+
+
+async def wait_until_ready(
+    what: str,
+    probe: Callable[[], Awaitable[bool]],
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    within: float,
+) -> None:
+    """Poll `probe` until it returns True; fail early if `proc` exits, or after `within` seconds.
+
+    A deadline of our own rather than the caller's `asyncio.timeout`: the error we raise carries
+    the tail of the process's log, which is what a reader needs to see why it never got ready.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        if proc.poll() is not None:
+            raise exited_error(what, proc, log_path)
+        if await probe():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{what} was not ready after {within:.0f}s; "
+                f"last lines of {log_path}:\n{log_tail(log_path)}"
+            )
+        await asyncio.sleep(_POLL_INTERVAL_S)
+
+
+async def wait_for_exit(proc: subprocess.Popen[bytes], within: float) -> int | None:
+    """The exit code of `proc`, or None if it is still running after `within` seconds."""
+    deadline = time.monotonic() + within
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(_POLL_INTERVAL_S)
+    return proc.returncode
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child and everything it started (it leads its own process group)."""
+    if proc.poll() is not None:
+        return
+    # The group may already be gone between poll() and killpg(): that is the outcome we want.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def terminate(proc: subprocess.Popen[bytes], sig: signal.Signals, grace: float) -> int:
+    """Ask the child to stop with `sig`; SIGKILL its group if it is still there after `grace` s."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        if await wait_for_exit(proc, grace) is None:
+            kill_group(proc)
+    # After SIGKILL the kernel reaps promptly; wait() here only collects the status.
+    return proc.wait()
