@@ -14,15 +14,14 @@ import gc
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import text
 
 from bench import raw
 from bench.report import Rate, Ratio, print_table, save
 from libs.common.bus import Batch, EventConsumer, EventProducer, OutboxRelay, ensure_topics
-from libs.common.bus.tables import inbox_table, outbox_table
-from libs.common.db import create_engine, ensure_schema
+from libs.common.bus.tables import create_bus_schema
+from libs.common.db import create_engine
 from libs.common.events import Event, encode
 from libs.common.events.behavior import BehaviorOccurred
 from libs.common.settings import Settings
@@ -74,7 +73,7 @@ async def _bus_rates(
         database_url=database_url,
     )
     engine = create_engine(settings)
-    await _create_bus_tables(engine, settings.schema_name)
+    await create_bus_schema(engine, settings.schema_name)
     producer = EventProducer(settings)
     relay = OutboxRelay(engine, producer, settings.schema_name)
     handled = asyncio.Event()
@@ -120,15 +119,6 @@ async def _bus_rates(
         Rate("bus consume→handle→commit (inbox + outbox write)", count, seconds),
         Rate("bus outbox relay publish (acks=all)", count, relay_seconds),
     ]
-
-
-async def _create_bus_tables(engine: Any, schema: str) -> None:
-    await ensure_schema(engine, schema)
-    metadata = MetaData(schema=schema)
-    inbox_table(metadata)
-    outbox_table(metadata)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
 
 
 def ratios(rates: list[Rate]) -> list[Ratio]:

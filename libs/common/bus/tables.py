@@ -15,8 +15,12 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import SchemaItem
+
+from libs.common.db import checked_schema
 
 
 def _inbox_items() -> list[SchemaItem]:
@@ -57,3 +61,13 @@ def create_bus_tables(schema: str) -> None:
 def drop_bus_tables(schema: str) -> None:
     op.drop_table("outbox", schema=schema)
     op.drop_table("inbox", schema=schema)
+
+
+async def create_bus_schema(engine: AsyncEngine, schema: str) -> None:
+    """A schema with only an inbox and an outbox: for benchmarks and tests of the bus alone."""
+    async with engine.begin() as connection:
+        await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {checked_schema(schema)}"))
+        metadata = MetaData(schema=schema)
+        inbox_table(metadata)
+        outbox_table(metadata)
+        await connection.run_sync(metadata.create_all)

@@ -1,0 +1,148 @@
+"""When a dependency is down the consumer retries the batch later; nothing is dead-lettered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common import topics
+from libs.common.bus import (
+    Batch,
+    DependencyUnavailable,
+    EventConsumer,
+    EventProducer,
+    dlq,
+    ensure_topics,
+)
+from libs.common.bus.reader import header
+from libs.common.bus.tables import create_bus_schema
+from libs.common.db import create_engine
+from libs.common.events import Event
+from libs.common.events.behavior import BehaviorOccurred
+from libs.common.settings import Settings
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 30
+
+
+@dataclass
+class FlakyDependency:
+    """Stands for something the handler needs (a database, a service) that can be down."""
+
+    down: bool = True
+    failure: type[Exception] = DependencyUnavailable
+    attempts: int = 0
+    applied: set[str] = field(default_factory=set)
+
+    async def handle(self, batch: Batch) -> None:
+        self.attempts += 1
+        if self.down:
+            raise self.failure("the dependency does not answer")
+        self.applied.update(event.id for event in batch.events)
+
+
+@dataclass
+class Bus:
+    settings: Settings
+    engine: AsyncEngine
+    topic: str
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bus(stack: Stack) -> AsyncIterator[Bus]:
+    run_id = uuid.uuid4().hex[:10]
+    settings = Settings(
+        service_name=f"flaky_{run_id}",
+        kafka_bootstrap=stack.kafka_bootstrap,
+        kafka_idempotence=False,
+        kafka_session_timeout_ms=6000,
+        database_url=stack.database_url,
+        handler_retry_backoff_ms=20,
+    )
+    engine = create_engine(settings)
+    await create_bus_schema(engine, settings.schema_name)
+    topic = f"closeloop.test.flaky-{run_id}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], 12, 1)
+    yield Bus(settings, engine, topic)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"DROP SCHEMA {settings.schema_name} CASCADE"))
+    await engine.dispose()
+
+
+def _behaviours(count: int) -> list[Event[BehaviorOccurred]]:
+    now = datetime.now(UTC)
+    return [
+        Event(
+            data=BehaviorOccurred(
+                profile_id=f"prf_{i}",
+                event="product_viewed",
+                kind="track",
+                occurred_at=now,
+                received_at=now,
+                message_id=f"m-{uuid.uuid4()}",
+            ),
+            key=f"prf_{i}",
+            source="closeloop/tests",
+        )
+        for i in range(count)
+    ]
+
+
+async def _run_until_recovered(stack: Stack, bus: Bus, dependency: FlakyDependency) -> None:
+    producer = EventProducer(bus.settings)
+    consumer = EventConsumer(
+        bus.settings,
+        topics=[bus.topic],
+        handler=dependency.handle,
+        engine=bus.engine,
+        producer=producer,
+    )
+    events = _behaviours(EVENTS)
+    # Published before the consumer joins, so its first batch holds all of them: a batch of
+    # fewer than ten failing events is judged as poison, not as a dependency outage.
+    await publish(stack.kafka_bootstrap, events, topic=bus.topic)
+    await producer.start()
+    await consumer.start()
+    try:
+
+        async def retried_several_times() -> bool:
+            return dependency.attempts >= 8
+
+        await wait_for(retried_several_times, within=60, what="the batch to be retried")
+        assert consumer.is_alive()
+        assert not dependency.applied
+        dependency.down = False
+
+        async def all_applied() -> bool:
+            return dependency.applied == {event.id for event in events}
+
+        await wait_for(all_applied, within=60, what="every event applied after recovery")
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    letters = [
+        record
+        for record in await read_topic(stack.kafka_bootstrap, topics.DLQ)
+        if header(record, dlq.SOURCE_TOPIC) == bus.topic
+    ]
+    assert letters == [], "a dependency outage must not dead-letter the events"
+
+
+async def test_handler_reporting_a_dependency_down_is_retried_not_dead_lettered(
+    stack: Stack, bus: Bus
+) -> None:
+    await _run_until_recovered(stack, bus, FlakyDependency(failure=DependencyUnavailable))
+
+
+async def test_most_of_a_batch_failing_is_retried_not_dead_lettered(stack: Stack, bus: Bus) -> None:
+    await _run_until_recovered(stack, bus, FlakyDependency(failure=RuntimeError))
