@@ -1,16 +1,19 @@
-"""The outbox relay publishes in per-key order and loses nothing when it is killed mid-way."""
+"""The outbox relay publishes in per-key order, loses nothing when killed, and leads alone."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from libs.common import topics
-from libs.common.bus import write_outbox
+from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.reader import header
+from libs.common.bus.tables import create_bus_schema
 from libs.common.db import create_engine, create_sessions
 from libs.common.events import Event, decode
 from libs.common.events.profile import ProfileChange, ProfileUpdated
@@ -79,10 +82,80 @@ async def test_relay_killed_mid_way_keeps_per_key_order_and_loses_nothing(
         return await counter.outbox_backlog() == 0
 
     await wait_for(drained, within=120, what="the restarted relay to drain the outbox")
+    published, distinct = await _assert_complete_and_in_order(stack, counter.run_id)
+    print(
+        f"\noutbox={total} left_at_kill={left_at_kill} published={published} "
+        f"distinct={distinct} republished_after_crash={published - distinct}"
+    )
+
+
+async def test_two_relays_take_turns_and_the_second_takes_over_when_the_first_stops(
+    stack: Stack,
+) -> None:
+    run_id = uuid.uuid4().hex[:10]
+    settings = Settings(
+        service_name=f"relay_{run_id}",
+        database_url=stack.database_url,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        kafka_idempotence=False,
+    )
+    engine = create_engine(settings)
+    await create_bus_schema(engine, settings.schema_name)
+    async with create_sessions(engine)() as session:
+        await _fill_outbox(session, settings.schema_name, run_id)
+    producer = EventProducer(settings)
+    await producer.start()
+    replicas = [
+        OutboxRelay(engine, producer, settings.schema_name, batch_size=2, poll_interval_ms=50)
+        for _ in range(2)
+    ]
+    try:
+        for relay in replicas:
+            await relay.start()
+        both_led = False
+
+        async def one_leads() -> bool:
+            nonlocal both_led
+            both_led = both_led or all(relay.leading for relay in replicas)
+            return any(relay.leading for relay in replicas)
+
+        await wait_for(one_leads, within=30, what="a relay to lead", every=0.01)
+        first = next(relay for relay in replicas if relay.leading)
+        await first.stop()
+        second = next(relay for relay in replicas if relay is not first)
+
+        async def drained_by_the_second() -> bool:
+            nonlocal both_led
+            both_led = both_led or all(relay.leading for relay in replicas)
+            return await _backlog(engine, settings.schema_name) == 0
+
+        await wait_for(drained_by_the_second, within=120, what="the second relay to drain")
+        assert not both_led, "two relays published at the same time"
+        assert second.leading
+    finally:
+        for relay in replicas:
+            await relay.stop()
+        await producer.stop()
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {settings.schema_name} CASCADE"))
+        await engine.dispose()
+    await _assert_complete_and_in_order(stack, run_id)
+
+
+async def _backlog(engine: AsyncEngine, schema: str) -> int:
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text(f"SELECT coalesce(sum(events), 0) FROM {schema}.outbox")
+        )
+        return int(result.scalar_one())
+
+
+async def _assert_complete_and_in_order(stack: Stack, run_id: str) -> tuple[int, int]:
+    """Every event of the run is on the topic, and each key's first copies are in order."""
     mine = [
         record
         for record in await read_topic(stack.kafka_bootstrap, topics.PROFILE)
-        if record.key and record.key.decode().startswith(f"{counter.run_id}-k")
+        if record.key and record.key.decode().startswith(f"{run_id}-k")
     ]
     first_copies: dict[str, list[int]] = defaultdict(list)
     seen: set[str] = set()
@@ -94,10 +167,7 @@ async def test_relay_killed_mid_way_keeps_per_key_order_and_loses_nothing(
         updated = decode(record.key, record.value, record.headers).data
         assert isinstance(updated, ProfileUpdated)
         first_copies[updated.profile_id].append(int(updated.changes[0].after))
-    print(
-        f"\noutbox={total} left_at_kill={left_at_kill} published={len(mine)} "
-        f"distinct={len(seen)} republished_after_crash={len(mine) - len(seen)}"
-    )
-    assert len(seen) == total, "events were lost"
+    assert len(seen) == KEYS * EVENTS_PER_KEY, "events were lost"
     for profile, sequences in first_copies.items():
         assert sequences == list(range(EVENTS_PER_KEY)), f"{profile} out of order"
+    return len(mine), len(seen)

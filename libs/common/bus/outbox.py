@@ -101,6 +101,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._backlog_checked_at = 0.0
+        self.leading = False
 
     def notify(self) -> None:
         """Something was written to the outbox: publish it now rather than at the next poll."""
@@ -136,7 +137,11 @@ class OutboxRelay:
                 async with self._engine.connect() as lock_connection:
                     if await self._try_lead(lock_connection):
                         attempt = 0
-                        await self._relay_while_leader(lock_connection)
+                        self.leading = True
+                        try:
+                            await self._relay_while_leader(lock_connection)
+                        finally:
+                            self.leading = False
                     else:
                         await self._wait(self._poll_interval * 5)
             except asyncio.CancelledError:
