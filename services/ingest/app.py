@@ -1,0 +1,39 @@
+"""The ingest app: the tracking, import and sources routes over a database and a producer."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from libs.common.app import create_app
+from libs.common.bus import EventProducer
+from libs.common.db import create_engine
+from libs.common.lifecycle import broker_check, database_check
+from libs.common.service import DatabaseEngine
+from libs.common.settings import Settings
+from services.ingest import api, import_api, segment_api
+from services.ingest.gateway import Ingest
+from services.ingest.settings import IngestSettings
+from services.ingest.sources import WriteKeyCache
+from services.ingest.store import IngestStore
+
+
+def create(settings: Settings) -> FastAPI:
+    """Ingest consumes nothing and writes no outbox: its parts are the engine and the producer."""
+    assert isinstance(settings, IngestSettings)
+    engine = create_engine(settings)
+    producer = EventProducer(settings)
+    app = create_app(
+        settings,
+        title="Closeloop ingest",
+        description="Segment-compatible tracking API, bulk imports, and sources' write keys.",
+        routers=[segment_api.router, import_api.router, api.router],
+        workers=[DatabaseEngine(engine), producer],
+        readiness_checks=[database_check(engine), broker_check(settings.kafka_bootstrap)],
+    )
+    app.state.ingest = Ingest(
+        settings=settings,
+        store=IngestStore(engine, settings.schema_name),
+        producer=producer,
+        write_keys=WriteKeyCache(settings.ingest_write_key_cache_seconds),
+    )
+    return app

@@ -1,0 +1,188 @@
+"""Segment calls into ingest events: validation naming the bad field, clock-skew correction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from pydantic import ValidationError
+
+from libs.common.events import (
+    Event,
+    IngestAlias,
+    IngestGroup,
+    IngestIdentify,
+    IngestPage,
+    IngestScreen,
+    IngestTrack,
+)
+from libs.common.events.envelope import EventData, new_event_id
+
+SOURCE: Final = "closeloop/ingest"
+
+CALL_MODELS: Final[Mapping[str, type[EventData]]] = {
+    "track": IngestTrack,
+    "identify": IngestIdentify,
+    "page": IngestPage,
+    "screen": IngestScreen,
+    "group": IngestGroup,
+    "alias": IngestAlias,
+}
+# Segment's SDKs stringify numeric ids (analytics-python does); server code often sends numbers.
+_ID_FIELDS: Final = ("messageId", "userId", "anonymousId", "groupId", "previousId")
+# Set by ingest, never taken from the client.
+_ASSIGNED_FIELDS: Final = ("sourceId", "receivedAt")
+
+
+class CallRejected(ValueError):
+    """A call ingest cannot accept; `field` names the Segment field at fault (None: the call)."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """How a request arrived: which source sent it, when, and what its batch says of all calls.
+
+    A batch's `sentAt` applies to calls without their own; its `context` and `integrations` are
+    merged under each call's, as Segment's API does.
+    """
+
+    source_id: str
+    received_at: datetime
+    sent_at: object = None
+    context: object = None
+    integrations: object = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One call of a batch or import that was not accepted, and why."""
+
+    index: int
+    field: str | None
+    reason: str
+
+
+def corrected_timestamp(
+    timestamp: datetime, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """Segment's clock-skew correction: shift the client's time by how far its clock is off.
+
+    The client stamped `timestamp` and `sentAt` with the same (possibly wrong) clock, so
+    `receivedAt - sentAt` is the skew, network latency aside.
+    """
+    if sent_at is None:
+        return timestamp
+    return timestamp + (received_at - sent_at)
+
+
+def call_kind(call: Mapping[str, Any], default: str | None = None) -> str:
+    """The call's `type`, which must be one ingest knows (batch items and import rows name it)."""
+    kind = call.get("type", default)
+    if not isinstance(kind, str) or kind not in CALL_MODELS:
+        raise CallRejected("type", f"type must be one of {', '.join(CALL_MODELS)}")
+    return kind
+
+
+def to_event(kind: str, call: object, receipt: Receipt) -> Event[Any]:
+    """The ingest event a call of `kind` becomes; raises CallRejected naming the field at fault."""
+    if not isinstance(call, Mapping):
+        raise CallRejected(None, "a call must be a JSON object")
+    fields = {key: value for key, value in call.items() if value is not None}
+    for name in _ASSIGNED_FIELDS:
+        fields.pop(name, None)
+    for name in _ID_FIELDS:
+        if name in fields:
+            fields[name] = _id(name, fields[name])
+    fields.setdefault("messageId", new_event_id())
+    _merge_shared(fields, "context", receipt.context)
+    _merge_shared(fields, "integrations", receipt.integrations)
+    timestamp, sent_at = _times(fields, receipt)
+    fields |= {
+        "sourceId": receipt.source_id,
+        "receivedAt": receipt.received_at,
+        "timestamp": timestamp,
+        "sentAt": sent_at,
+    }
+    data = _validated(CALL_MODELS[kind], fields)
+    identity = str(getattr(data, "user_id", None) or getattr(data, "anonymous_id", ""))
+    return Event(data=data, key=identity, source=SOURCE, id=fields["messageId"], time=timestamp)
+
+
+def accept_batch(
+    calls: Sequence[object], receipt: Receipt, max_event_bytes: int
+) -> tuple[list[Event[Any]], list[Rejection]]:
+    """Each call of a batch accepted or rejected on its own, so one bad call loses no good ones."""
+    events: list[Event[Any]] = []
+    rejections: list[Rejection] = []
+    for index, call in enumerate(calls):
+        try:
+            if len(orjson.dumps(call)) > max_event_bytes:
+                raise CallRejected(None, f"the call is larger than {max_event_bytes} bytes")
+            if not isinstance(call, Mapping):
+                raise CallRejected(None, "a call must be a JSON object")
+            events.append(to_event(call_kind(call), call, receipt))
+        except CallRejected as rejected:
+            rejections.append(Rejection(index, rejected.field, rejected.reason))
+    return events, rejections
+
+
+def parse_time(value: object, field: str) -> datetime:
+    """An ISO 8601 time; one without a zone is taken as UTC, as Segment does."""
+    if not isinstance(value, str):
+        raise CallRejected(field, f"{field} must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CallRejected(field, f"{field} is not an ISO 8601 date-time: {value[:64]!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _id(name: str, value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise CallRejected(name, f"{name} must be a string")
+    return value
+
+
+def _merge_shared(fields: dict[str, Any], name: str, shared: object) -> None:
+    if not isinstance(shared, Mapping):
+        return
+    own = fields.get(name, {})
+    if isinstance(own, Mapping):
+        fields[name] = {**shared, **own}
+
+
+def _times(fields: Mapping[str, Any], receipt: Receipt) -> tuple[datetime, datetime | None]:
+    received_at = receipt.received_at
+    raw_sent_at = fields.get("sentAt", receipt.sent_at)
+    sent_at = None if raw_sent_at is None else parse_time(raw_sent_at, "sentAt")
+    if "timestamp" not in fields:
+        return received_at, sent_at
+    timestamp = parse_time(fields["timestamp"], "timestamp")
+    try:
+        return corrected_timestamp(timestamp, sent_at, received_at), sent_at
+    except OverflowError:
+        raise CallRejected("sentAt", "sentAt is too far from the time ingest received it") from None
+
+
+def _validated(model: type[EventData], fields: Mapping[str, Any]) -> EventData:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        location = ".".join(str(part) for part in first["loc"])
+        if not location and fields.get("userId") is None:
+            location = "userId"
+        reason = first["msg"].removeprefix("Value error, ")
+        raise CallRejected(
+            location or None, f"{location}: {reason}" if location else reason
+        ) from None

@@ -1,0 +1,109 @@
+"""`POST /v1/import`: NDJSON or CSV streamed in, published in chunks, its job kept to read back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from libs.common.errors import ApiError
+from libs.common.events import Event
+from services.ingest.calls import CallRejected, Receipt
+from services.ingest.gateway import Ingest, IngestDep, authenticate, body_chunks, publish
+from services.ingest.imports import (
+    CsvHeaderInvalid,
+    CsvReader,
+    ImportJob,
+    ImportRow,
+    NdjsonReader,
+    import_event,
+    import_format,
+    new_import_id,
+)
+from services.ingest.schemas import ImportJobView
+
+router = APIRouter(prefix="/v1", tags=["import"])
+
+
+@router.post("/import", responses={400: {}, 401: {}, 415: {}, 503: {}})
+async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
+    """Bulk calls from CRM, order or membership systems: one per NDJSON line or CSV row.
+
+    The body is read as it streams and published in chunks, so its size is not limited by memory.
+    """
+    source = await authenticate(request, ingest)
+    import_as = import_format(request.headers.get("content-type"))
+    if import_as is None:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send `Content-Type: application/x-ndjson` or `text/csv`.",
+            "Content-Type",
+        )
+    job = ImportJob(new_import_id(), source.id, import_as)
+    await ingest.store.start_import(job)
+    try:
+        await _ImportRun(ingest, job, Receipt(source.id, datetime.now(UTC))).run(request)
+    except CsvHeaderInvalid as invalid:
+        await _finish(ingest, job, "failed")
+        raise ApiError(400, "invalid_csv_header", str(invalid), invalid.column) from None
+    except BaseException:
+        await _finish(ingest, job, "failed")
+        raise
+    await _finish(ingest, job, "completed")
+    return ImportJobView.of(job)
+
+
+@router.get("/import/{job_id}", responses={401: {}, 404: {}})
+async def read_import(job_id: str, request: Request, ingest: IngestDep) -> ImportJobView:
+    """An import job of the write key's source."""
+    source = await authenticate(request, ingest)
+    job = await ingest.store.import_job(job_id, source.id)
+    if job is None:
+        raise ApiError(404, "not_found", f"This source has no import job {job_id!r}.")
+    return ImportJobView.of(job)
+
+
+class _ImportRun:
+    """One import in progress: rows become events, published a chunk at a time."""
+
+    def __init__(self, ingest: Ingest, job: ImportJob, receipt: Receipt) -> None:
+        self._ingest = ingest
+        self._job = job
+        self._receipt = receipt
+        self._pending: list[Event[Any]] = []
+        self._max_errors = ingest.settings.ingest_import_error_samples
+        self._chunk_size = ingest.settings.ingest_import_chunk_events
+
+    async def run(self, request: Request) -> None:
+        max_row_bytes = self._ingest.settings.ingest_max_event_bytes
+        reader = (
+            NdjsonReader(max_row_bytes)
+            if self._job.format == "ndjson"
+            else CsvReader(max_row_bytes)
+        )
+        async for chunk in body_chunks(request):
+            for row in reader.feed(chunk):
+                await self._add(row)
+        for row in reader.finish():
+            await self._add(row)
+        await self._flush()
+
+    async def _add(self, row: ImportRow) -> None:
+        try:
+            self._pending.append(import_event(row, self._job.source_id, self._receipt))
+        except CallRejected as problem:
+            self._job.reject(row.number, problem, self._max_errors)
+        if len(self._pending) >= self._chunk_size:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        await publish(self._ingest, self._pending)
+        self._job.accepted += len(self._pending)
+        self._pending = []
+
+
+async def _finish(ingest: Ingest, job: ImportJob, status: str) -> None:
+    job.status = status
+    await ingest.store.save_import(job)

@@ -1,0 +1,91 @@
+"""Ingest's REST request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from services.ingest.calls import Rejection
+from services.ingest.imports import ImportJob
+from services.ingest.sources import Source
+
+
+class SourceCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="What sends events, e.g. `web`.")
+
+
+class SourceView(BaseModel):
+    id: str
+    name: str
+    key_prefix: str = Field(description="The start of the write key, to tell keys apart.")
+    enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, source: Source) -> SourceView:
+        return cls(
+            id=source.id,
+            name=source.name,
+            key_prefix=source.key_prefix,
+            enabled=source.enabled,
+            created_at=source.created_at,
+        )
+
+
+class SourceCreated(SourceView):
+    write_key: str = Field(description="Shown only now: ingest keeps a hash of it, not the key.")
+
+
+class CallAccepted(BaseModel):
+    """What Segment's API answers, so SDKs treat the call as delivered."""
+
+    success: Literal[True] = True
+
+
+class RejectedCall(BaseModel):
+    index: int = Field(description="The call's position in the batch, from 0.")
+    field: str | None = Field(description="The Segment field at fault; null: the whole call.")
+    reason: str
+
+    @classmethod
+    def of(cls, rejection: Rejection) -> RejectedCall:
+        return cls(index=rejection.index, field=rejection.field, reason=rejection.reason)
+
+
+class BatchAccepted(CallAccepted):
+    accepted: int = Field(description="Calls published to Kafka and acknowledged by it.")
+    rejected: list[RejectedCall] = Field(description="Calls not accepted, and why.")
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="The line the row starts on, counting from 1.")
+    field: str | None
+    reason: str
+
+
+class ImportJobView(BaseModel):
+    id: str
+    status: Literal["running", "completed", "failed"]
+    format: Literal["ndjson", "csv"]
+    accepted: int
+    rejected: int
+    errors: list[ImportRowError] = Field(description="The first rows rejected.")
+    created_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: ImportJob) -> ImportJobView:
+        return cls.model_validate(
+            {
+                "id": job.id,
+                "status": job.status,
+                "format": job.format,
+                "accepted": job.accepted,
+                "rejected": job.rejected,
+                "errors": job.errors,
+                "created_at": job.created_at,
+                "finished_at": job.finished_at,
+            }
+        )

@@ -1,0 +1,36 @@
+"""Settings of the ingest service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.common.settings import Settings
+
+
+class IngestSettings(Settings):
+    service_name: str = "ingest"
+    http_port: int = 8101
+
+    ingest_max_event_bytes: int = Field(
+        default=32 * 1024, ge=1, description="The largest call, or import row, accepted."
+    )
+    ingest_max_batch_bytes: int = Field(
+        default=500 * 1024, ge=1, description="The largest `/v1/batch` body accepted."
+    )
+    ingest_import_chunk_events: int = Field(
+        default=500, ge=1, description="Import rows published to Kafka together."
+    )
+    ingest_import_error_samples: int = Field(
+        default=20, ge=0, description="Rejected import rows an import job describes."
+    )
+    ingest_publish_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for Kafka's acknowledgement before it answers 503.",
+    )
+    ingest_write_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a write key's lookup is remembered, so a call rarely hits "
+        "PostgreSQL; a disabled key keeps working on other replicas for up to this long.",
+    )

@@ -1,0 +1,1 @@
+"""The profile service: who each person is (identity graph) and what they are like (features)."""

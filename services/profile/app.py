@@ -1,0 +1,39 @@
+"""The profile service's app: the ingest and segment consumer, its relay, and the REST routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from libs.common import topics
+from libs.common.app import create_app
+from libs.common.bus import EventConsumer
+from libs.common.db import create_sessions
+from libs.common.service import bus_parts
+from libs.common.settings import Settings
+from services.profile.api import profile_router
+from services.profile.handlers import ACCEPTED_TYPES, profile_handler
+from services.profile.settings import ProfileSettings
+
+
+def create(settings: Settings) -> FastAPI:
+    if not isinstance(settings, ProfileSettings):
+        raise TypeError("the profile service needs ProfileSettings")
+    parts = bus_parts(settings)
+    consumer = EventConsumer(
+        settings,
+        topics=[topics.INGEST, topics.SEGMENT],
+        handler=profile_handler(settings),
+        engine=parts.engine,
+        producer=parts.producer,
+        relay=parts.relay,
+        accept_types=ACCEPTED_TYPES,
+    )
+    return create_app(
+        settings,
+        title="Profile",
+        description="Who each person is, and what they are like: identity graph, traits, "
+        "tags and computed features.",
+        routers=[profile_router(settings, create_sessions(parts.engine), parts.relay)],
+        workers=parts.workers(consumer),
+        readiness_checks=parts.readiness_checks(settings),
+    )

@@ -1,0 +1,326 @@
+"""Event handlers: ingest calls resolved to profiles, their state updated, behaviour emitted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from libs.common.bus import Batch, BatchHandler
+from libs.common.events import (
+    BehaviorOccurred,
+    Event,
+    IngestAlias,
+    IngestGroup,
+    IngestIdentify,
+    IngestPage,
+    IngestScreen,
+    IngestTrack,
+    ProfileChange,
+    ProfileMerged,
+    ProfileUpdated,
+    SegmentEntered,
+    SegmentExited,
+)
+from libs.common.events.behavior import BehaviorKind
+from services.profile import features
+from services.profile.features import FeatureRules
+from services.profile.identity import (
+    CallIdentity,
+    IdentityGraph,
+    IngestCall,
+    Resolution,
+    call_identity,
+)
+from services.profile.settings import ProfileSettings
+from services.profile.state import Change, Observation, ProfileState, changes
+from services.profile.store import Connection, HistoryRow, ProfileStore, StoredProfile
+
+SOURCE = "closeloop/profile"
+INGEST_CALLS = (IngestTrack, IngestIdentify, IngestPage, IngestScreen, IngestGroup, IngestAlias)
+MEMBERSHIP_CHANGES = (SegmentEntered, SegmentExited)
+ACCEPTED_TYPES = frozenset(model.event_type for model in (*INGEST_CALLS, *MEMBERSHIP_CHANGES))
+
+
+def profile_handler(settings: ProfileSettings) -> BatchHandler:
+    """Resolve each call to its profile, update the profile, and say so downstream."""
+    store = ProfileStore(settings.schema_name)
+    rules = FeatureRules.from_settings(settings)
+    external_kinds = tuple(settings.profile_external_id_kinds)
+    history = settings.profile_event_history
+
+    async def handle(batch: Batch) -> None:
+        calls: list[Event[IngestCall]] = [
+            event for event in batch.events if isinstance(event.data, INGEST_CALLS)
+        ]
+        memberships = [e for e in batch.events if isinstance(e.data, MEMBERSHIP_CHANGES)]
+        if not calls and not memberships:
+            return
+        connection = await store.connection(batch.session)
+        await store.lock_graph(connection)
+        work = await _ProfileWork.load(store, connection, calls, external_kinds, rules)
+        for call, identity in zip(calls, work.identities, strict=True):
+            work.apply(call, identity, batch)
+        await work.apply_memberships(store, connection, memberships)
+        work.emit_updates(batch)
+        await work.save(store, connection, history)
+
+    return handle
+
+
+@dataclass
+class _ProfileWork:
+    """One batch's profiles in memory: loaded in one query, changed in order, saved in bulk."""
+
+    graph: IdentityGraph
+    profiles: dict[str, ProfileState]
+    identities: list[CallIdentity]
+    rules: FeatureRules
+    as_of: float = field(default_factory=time.time)
+    before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_cause: dict[str, Event[Any]] = field(default_factory=dict)
+    history: list[HistoryRow] = field(default_factory=list)
+
+    @classmethod
+    async def load(
+        cls,
+        store: ProfileStore,
+        connection: Connection,
+        calls: Sequence[Event[IngestCall]],
+        external_kinds: Sequence[str],
+        rules: FeatureRules,
+    ) -> _ProfileWork:
+        identities = [call_identity(call.data, external_kinds) for call in calls]
+        wanted = {identifier for identity in identities for identifier in identity.lookup}
+        stored = await store.profiles_of(connection, wanted)
+        return cls(
+            graph=IdentityGraph(
+                links={i: profile.id for profile in stored for i in profile.identifiers},
+                created_at={profile.id: profile.created_at for profile in stored},
+            ),
+            profiles={profile.id: profile.state for profile in stored},
+            identities=identities,
+            rules=rules,
+        )
+
+    def apply(self, call: Event[IngestCall], identity: CallIdentity, batch: Batch) -> None:
+        data = call.data
+        at = data.timestamp.timestamp()
+        resolution = self.graph.resolve(identity, at)
+        state = self._touch(resolution, call)
+        if resolution.merged_ids:
+            batch.emit(_merged(resolution, call), cause=call)
+        if isinstance(data, IngestAlias):
+            return
+        state.observe(_observation(data, at, self.rules), self.rules)
+        self.history.append(_history_row(resolution.profile_id, call))
+        batch.emit(_behaviour(resolution.profile_id, call), cause=call)
+
+    def _touch(self, resolution: Resolution, call: Event[Any]) -> ProfileState:
+        """The resolved profile's state, with merged profiles absorbed and its view before."""
+        profile_id = resolution.profile_id
+        state = self.profiles.setdefault(profile_id, ProfileState())
+        if profile_id not in self.before:
+            self.before[profile_id] = {} if resolution.created else self._view(state)
+        for merged_id in resolution.merged_ids:
+            merged = self.profiles.pop(merged_id, None)
+            if merged is not None:
+                state.absorb(merged, self.rules)
+            self.before.pop(merged_id, None)
+            self.last_cause.pop(merged_id, None)
+        self.last_cause[profile_id] = call
+        return state
+
+    async def apply_memberships(
+        self,
+        store: ProfileStore,
+        connection: Connection,
+        memberships: Sequence[Event[SegmentEntered | SegmentExited]],
+    ) -> None:
+        """Record segment memberships on the profile (survivors followed through redirects)."""
+        for event in memberships:
+            profile_id = self.graph.canonical(event.data.profile_id)
+            state = await self._state_for(store, connection, profile_id)
+            if state is None:
+                continue
+            if isinstance(event.data, SegmentEntered):
+                state.segments[event.data.segment_id] = event.data.segment_version
+            else:
+                state.segments.pop(event.data.segment_id, None)
+            self.last_cause[profile_id] = event
+
+    async def _state_for(
+        self, store: ProfileStore, connection: Connection, profile_id: str
+    ) -> ProfileState | None:
+        if profile_id in self.profiles:
+            return self.profiles[profile_id]
+        stored: StoredProfile | None = await store.profile(connection, profile_id)
+        if stored is None:
+            survivor = await store.survivor_of(connection, profile_id)
+            stored = await store.profile(connection, survivor) if survivor else None
+        if stored is None:
+            return None
+        self.graph.created_at[stored.id] = stored.created_at
+        self.profiles[stored.id] = stored.state
+        self.before[stored.id] = self._view(stored.state)
+        return stored.state
+
+    def emit_updates(self, batch: Batch) -> None:
+        for profile_id, cause in self.last_cause.items():
+            found = changes(self.before[profile_id], self._view(self.profiles[profile_id]))
+            if found:
+                batch.emit(_updated(profile_id, found, cause), cause=cause)
+
+    async def save(self, store: ProfileStore, connection: Connection, history: int) -> None:
+        merges = self.graph.merges()
+        await store.record_merges(connection, merges)
+        await store.link(connection, self.graph.new_links())
+        touched = {self.graph.canonical(profile_id) for profile_id in self.last_cause}
+        await store.save_profiles(
+            connection,
+            {pid: (self.graph.created_at[pid], self.profiles[pid]) for pid in touched},
+        )
+        await store.add_history(
+            connection,
+            [
+                HistoryRow(
+                    self.graph.canonical(row.profile_id),
+                    row.message_id,
+                    row.event,
+                    row.kind,
+                    row.occurred_at,
+                    row.properties,
+                )
+                for row in self.history
+            ],
+        )
+        await store.trim_history(connection, self._over_history(touched, history), history)
+
+    def _over_history(self, touched: set[str], history: int) -> list[str]:
+        # Trimming runs once a profile is a quarter over its history, not after every event.
+        over = [pid for pid in touched if self.profiles[pid].history > history + history // 4]
+        for pid in over:
+            self.profiles[pid].history = history
+        return over
+
+    def _view(self, state: ProfileState) -> dict[str, Any]:
+        return state.view(self.as_of, self.rules)
+
+
+def _observation(data: IngestCall, at: float, rules: FeatureRules) -> Observation:
+    if isinstance(data, IngestTrack):
+        return Observation(
+            event=data.event,
+            kind="track",
+            at=at,
+            revenue=features.order_revenue(data.event, data.properties, rules),
+            category=features.category_of(data.properties),
+        )
+    if isinstance(data, IngestPage | IngestScreen):
+        return Observation(
+            event=data.name or _kind(data),
+            kind=_kind(data),
+            at=at,
+            category=features.category_of(data.properties, data.category),
+        )
+    traits = data.traits if isinstance(data, IngestIdentify) else None
+    return Observation(event=_kind(data), kind=_kind(data), at=at, traits=traits)
+
+
+def _kind(data: IngestCall) -> BehaviorKind:
+    kinds: dict[type[Any], BehaviorKind] = {
+        IngestTrack: "track",
+        IngestPage: "page",
+        IngestScreen: "screen",
+        IngestIdentify: "identify",
+        IngestGroup: "group",
+    }
+    return kinds[type(data)]
+
+
+def _event_name(data: IngestCall) -> str:
+    if isinstance(data, IngestTrack):
+        return data.event
+    if isinstance(data, IngestPage | IngestScreen) and data.name:
+        return data.name
+    return _kind(data)
+
+
+def _properties(data: IngestCall) -> dict[str, Any]:
+    if isinstance(data, IngestTrack | IngestPage | IngestScreen):
+        return data.properties
+    if isinstance(data, IngestGroup):
+        return {**data.traits, "group_id": data.group_id}
+    if isinstance(data, IngestIdentify):
+        return data.traits
+    return {}
+
+
+def _history_row(profile_id: str, call: Event[IngestCall]) -> HistoryRow:
+    data = call.data
+    return HistoryRow(
+        profile_id=profile_id,
+        message_id=call.id,
+        event=_event_name(data),
+        kind=_kind(data),
+        occurred_at=data.timestamp,
+        properties=_properties(data),
+    )
+
+
+def _behaviour(profile_id: str, call: Event[IngestCall]) -> Event[BehaviorOccurred]:
+    data = call.data
+    return Event(
+        data=BehaviorOccurred(
+            profile_id=profile_id,
+            event=_event_name(data),
+            kind=_kind(data),
+            properties=_properties(data),
+            context=data.context,
+            occurred_at=data.timestamp,
+            received_at=data.received_at,
+            user_id=data.user_id,
+            anonymous_id=data.anonymous_id,
+            message_id=call.id,
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def _merged(resolution: Resolution, call: Event[IngestCall]) -> Event[ProfileMerged]:
+    return Event(
+        data=ProfileMerged(
+            survivor_id=resolution.profile_id,
+            merged_ids=list(resolution.merged_ids),
+            reason="alias" if isinstance(call.data, IngestAlias) else "identify",
+            occurred_at=call.data.timestamp,
+            caused_by=call.id,
+        ),
+        key=resolution.profile_id,
+        source=SOURCE,
+    )
+
+
+def _updated(profile_id: str, found: Sequence[Change], cause: Event[Any]) -> Event[ProfileUpdated]:
+    return Event(
+        data=ProfileUpdated(
+            profile_id=profile_id,
+            changes=[ProfileChange(field=c.field, before=c.before, after=c.after) for c in found],
+            occurred_at=_event_time(cause),
+            caused_by=cause.id,
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def _event_time(cause: Event[Any]) -> datetime:
+    """The event time of what caused a change: a call's timestamp, an outcome's occurred_at."""
+    data = cause.data
+    if isinstance(data, INGEST_CALLS):
+        return data.timestamp
+    occurred_at = getattr(data, "occurred_at", None)
+    return occurred_at if isinstance(occurred_at, datetime) else cause.time

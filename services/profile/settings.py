@@ -1,0 +1,43 @@
+"""Settings of the profile service: identity sources, history size and feature thresholds."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.common.settings import Settings
+
+
+class ProfileSettings(Settings):
+    service_name: str = "profile"
+    http_port: int = 8102
+
+    profile_external_id_kinds: list[str] = Field(
+        default=["wechat_openid", "wechat_unionid", "crm_id"],
+        description="Traits and context keys that identify a person, besides user id, "
+        "anonymous id, email and phone.",
+    )
+    profile_event_history: int = Field(
+        default=200, ge=1, description="Recent events kept per profile for GET /events."
+    )
+    profile_revenue_events: list[str] = Field(
+        default=["order_completed", "purchase", "checkout_completed"],
+        description="Track events whose properties.revenue (else properties.total) is an order.",
+    )
+    lifecycle_new_days: int = Field(default=7, ge=0)
+    lifecycle_active_days: int = Field(default=14, ge=1)
+    lifecycle_active_min_activity: float = Field(
+        default=3.0, ge=0, description="Decayed event count an active profile has at least."
+    )
+    lifecycle_at_risk_days: int = Field(default=30, ge=1)
+    lifecycle_dormant_days: int = Field(default=90, ge=1)
+    activity_half_life_days: float = Field(default=14.0, gt=0)
+    category_half_life_days: float = Field(default=30.0, gt=0)
+    rfm_recency_days: list[int] = Field(
+        default=[7, 30, 90, 180], description="Days since the last order for scores 5, 4, 3, 2."
+    )
+    rfm_frequency_orders: list[int] = Field(
+        default=[10, 5, 3, 2], description="Orders for frequency scores 5, 4, 3, 2."
+    )
+    rfm_monetary_revenue: list[float] = Field(
+        default=[5000, 1000, 500, 100], description="Revenue for monetary scores 5, 4, 3, 2."
+    )

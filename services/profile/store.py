@@ -1,0 +1,250 @@
+"""The profile service's queries: a batch in one read and a few bulk writes, and the REST reads.
+
+Statements go straight to asyncpg (as the bus's do): it binds arrays of hundreds of values
+natively, and a batch's writes are one `unnest` statement per table.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.bus.driver import driver_connection
+from libs.common.db import checked_schema
+from services.profile.identity import Identifier
+from services.profile.state import ProfileState
+
+# asyncpg's Connection is generic only in its stubs.
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    id: str
+    created_at: float
+    state: ProfileState
+    identifiers: tuple[Identifier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    profile_id: str
+    message_id: str
+    event: str
+    kind: str
+    occurred_at: datetime
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    message_id: str
+    event: str
+    kind: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+
+class ProfileStore:
+    """The queries over one schema's profile tables, on the caller's transaction."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = checked_schema(schema)
+        # Writers of the identity graph take this lock, so two replicas (or a batch and an
+        # erasure) never both create a profile for one new identifier.
+        self._lock_key = zlib.crc32(f"closeloop.profile.graph.{self.schema}".encode())
+
+    async def connection(self, session: AsyncSession) -> Connection:
+        connection: Connection = await driver_connection(session)
+        return connection
+
+    async def lock_graph(self, connection: Connection) -> None:
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+
+    async def profiles_of(
+        self, connection: Connection, identifiers: Collection[Identifier]
+    ) -> list[StoredProfile]:
+        """The profiles that any of `identifiers` belong to, with those identifiers."""
+        if not identifiers:
+            return []
+        rows = await connection.fetch(
+            f"WITH linked AS (SELECT i.kind, i.value, i.profile_id "
+            f"FROM unnest($1::text[], $2::text[]) AS wanted(kind, value) "
+            f"JOIN {self.schema}.identities i USING (kind, value)) "
+            f"SELECT p.id, p.created_at, p.state::text AS state, "
+            f"array_agg(l.kind) AS kinds, array_agg(l.value) AS ids "
+            f"FROM linked l JOIN {self.schema}.profiles p ON p.id = l.profile_id GROUP BY p.id",
+            [identifier.kind for identifier in identifiers],
+            [identifier.value for identifier in identifiers],
+        )
+        return [_stored(row) for row in rows]
+
+    async def record_merges(self, connection: Connection, merges: Mapping[str, str]) -> None:
+        """Move everything of merged profiles to their survivors and leave a redirect behind."""
+        if not merges:
+            return
+        merged, survivors = list(merges), list(merges.values())
+        pairs = "unnest($1::text[], $2::text[]) AS m(merged, survivor)"
+        for table in ("identities", "profile_events"):
+            await connection.execute(
+                f"UPDATE {self.schema}.{table} t SET profile_id = m.survivor FROM {pairs} "
+                "WHERE t.profile_id = m.merged",
+                merged,
+                survivors,
+            )
+        await connection.execute(
+            f"UPDATE {self.schema}.merged_profiles r SET survivor_id = m.survivor FROM {pairs} "
+            "WHERE r.survivor_id = m.merged",
+            merged,
+            survivors,
+        )
+        await connection.execute(
+            f"INSERT INTO {self.schema}.merged_profiles (id, survivor_id) SELECT * FROM {pairs} "
+            "ON CONFLICT (id) DO UPDATE SET survivor_id = excluded.survivor_id",
+            merged,
+            survivors,
+        )
+        await connection.execute(f"DELETE FROM {self.schema}.profiles WHERE id = ANY($1)", merged)
+
+    async def link(self, connection: Connection, links: Mapping[Identifier, str]) -> None:
+        if not links:
+            return
+        await connection.execute(
+            f"INSERT INTO {self.schema}.identities (kind, value, profile_id) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) "
+            "ON CONFLICT (kind, value) DO UPDATE SET profile_id = excluded.profile_id",
+            [identifier.kind for identifier in links],
+            [identifier.value for identifier in links],
+            list(links.values()),
+        )
+
+    async def save_profiles(
+        self, connection: Connection, profiles: Mapping[str, tuple[float, ProfileState]]
+    ) -> None:
+        """Insert or replace profiles: id -> (created at, state)."""
+        if not profiles:
+            return
+        await connection.execute(
+            f"INSERT INTO {self.schema}.profiles (id, created_at, state) "
+            "SELECT id, to_timestamp(created), state::jsonb "
+            "FROM unnest($1::text[], $2::float8[], $3::text[]) AS p(id, created, state) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = now()",
+            list(profiles),
+            [created for created, _ in profiles.values()],
+            [orjson.dumps(state.to_json()).decode() for _, state in profiles.values()],
+        )
+
+    async def add_history(self, connection: Connection, rows: Sequence[HistoryRow]) -> None:
+        if not rows:
+            return
+        await connection.execute(
+            f"INSERT INTO {self.schema}.profile_events "
+            "(profile_id, message_id, event, kind, occurred_at, properties) "
+            "SELECT p, m, e, k, o, props::jsonb FROM unnest($1::text[], $2::text[], $3::text[], "
+            "$4::text[], $5::timestamptz[], $6::text[]) AS h(p, m, e, k, o, props)",
+            [row.profile_id for row in rows],
+            [row.message_id for row in rows],
+            [row.event for row in rows],
+            [row.kind for row in rows],
+            [row.occurred_at for row in rows],
+            [orjson.dumps(row.properties).decode() for row in rows],
+        )
+
+    async def trim_history(self, connection: Connection, profile_ids: list[str], keep: int) -> None:
+        """Keep only the newest `keep` events of each of these profiles."""
+        if not profile_ids:
+            return
+        await connection.execute(
+            f"DELETE FROM {self.schema}.profile_events e USING ("
+            "SELECT seq FROM (SELECT seq, row_number() OVER "
+            "(PARTITION BY profile_id ORDER BY seq DESC) AS rank "
+            f"FROM {self.schema}.profile_events WHERE profile_id = ANY($1)) ranked "
+            "WHERE rank > $2) old WHERE e.seq = old.seq",
+            profile_ids,
+            keep,
+        )
+
+    async def profile(self, connection: Connection, profile_id: str) -> StoredProfile | None:
+        row = await connection.fetchrow(
+            f"SELECT p.id, p.created_at, p.state::text AS state, "
+            f"coalesce(array_agg(i.kind) FILTER (WHERE i.kind IS NOT NULL), '{{}}') AS kinds, "
+            f"coalesce(array_agg(i.value) FILTER (WHERE i.kind IS NOT NULL), '{{}}') AS ids "
+            f"FROM {self.schema}.profiles p "
+            f"LEFT JOIN {self.schema}.identities i ON i.profile_id = p.id "
+            "WHERE p.id = $1 GROUP BY p.id",
+            profile_id,
+        )
+        return None if row is None else _stored(row)
+
+    async def survivor_of(self, connection: Connection, merged_id: str) -> str | None:
+        survivor: str | None = await connection.fetchval(
+            f"SELECT survivor_id FROM {self.schema}.merged_profiles WHERE id = $1", merged_id
+        )
+        return survivor
+
+    async def owner_of(self, connection: Connection, identifier: Identifier) -> str | None:
+        owner: str | None = await connection.fetchval(
+            f"SELECT profile_id FROM {self.schema}.identities WHERE kind = $1 AND value = $2",
+            identifier.kind,
+            identifier.value,
+        )
+        return owner
+
+    async def recent_events(
+        self, connection: Connection, profile_id: str, limit: int, before: int | None
+    ) -> list[StoredEvent]:
+        """The profile's events, newest first, older than the cursor `before` when given."""
+        rows = await connection.fetch(
+            f"SELECT seq, message_id, event, kind, occurred_at, properties::text AS properties "
+            f"FROM {self.schema}.profile_events WHERE profile_id = $1 AND seq < $2 "
+            "ORDER BY seq DESC LIMIT $3",
+            profile_id,
+            before if before is not None else 2**63 - 1,
+            limit,
+        )
+        return [
+            StoredEvent(
+                seq=row["seq"],
+                message_id=row["message_id"],
+                event=row["event"],
+                kind=row["kind"],
+                occurred_at=row["occurred_at"],
+                properties=orjson.loads(row["properties"]),
+            )
+            for row in rows
+        ]
+
+    async def erase(self, connection: Connection, profile_id: str) -> bool:
+        """Delete the person: profile, identities, event history and redirects to them."""
+        deleted = await connection.fetchval(
+            f"WITH gone AS (DELETE FROM {self.schema}.profiles WHERE id = $1 RETURNING id), "
+            f"ids AS (DELETE FROM {self.schema}.identities WHERE profile_id = $1), "
+            f"history AS (DELETE FROM {self.schema}.profile_events WHERE profile_id = $1), "
+            f"redirects AS (DELETE FROM {self.schema}.merged_profiles WHERE survivor_id = $1) "
+            "SELECT count(*) FROM gone",
+            profile_id,
+        )
+        return bool(deleted)
+
+
+def _stored(row: asyncpg.Record) -> StoredProfile:
+    created_at: datetime = row["created_at"]
+    return StoredProfile(
+        id=row["id"],
+        created_at=created_at.astimezone(UTC).timestamp(),
+        state=ProfileState.from_json(orjson.loads(row["state"])),
+        identifiers=tuple(
+            Identifier(kind, value) for kind, value in zip(row["kinds"], row["ids"], strict=True)
+        ),
+    )

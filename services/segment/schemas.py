@@ -1,0 +1,74 @@
+"""The segment REST API's request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SegmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+
+
+class SegmentRequest(BaseModel):
+    """A segment to create (POST) or its new definition (PUT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: SegmentId | None = Field(
+        default=None, description="Chosen by the caller on create; generated when absent."
+    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    description: str = ""
+    conditions: Any = Field(
+        description="The condition tree: `all` / `any` / `not` over trait, tag, lifecycle_stage, "
+        "score, in_segment and event conditions (see docs/segment.md)."
+    )
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conditions: Any
+
+
+class Evaluation(BaseModel):
+    """What the bulk evaluation of a new or changed definition did."""
+
+    entered: int
+    exited: int
+
+
+class SegmentResponse(BaseModel):
+    id: str
+    name: str
+    description: str
+    version: int
+    conditions: Any
+    created_at: datetime
+    updated_at: datetime
+    evaluation: Evaluation | None = Field(
+        default=None, description="Set when this request evaluated the segment over all profiles."
+    )
+
+
+class SegmentList(BaseModel):
+    segments: list[SegmentResponse]
+
+
+class MemberResponse(BaseModel):
+    profile_id: str
+    segment_version: int
+    entered_at: datetime
+
+
+class MembersPage(BaseModel):
+    members: list[MemberResponse]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class PreviewResponse(BaseModel):
+    count: int = Field(description="Profiles that match the definition now.")
+    evaluated_at: datetime

@@ -1,0 +1,24 @@
+"""Settings of the segment service: how often window timers are checked, how much at once."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.common.settings import Settings
+
+
+class SegmentSettings(Settings):
+    service_name: str = "segment"
+    http_port: int = 8103
+
+    segment_timer_poll_interval_ms: int = Field(
+        default=1000, ge=10, description="How often the timer worker looks for due timers."
+    )
+    segment_timer_batch: int = Field(
+        default=500, ge=1, description="Due timers claimed and re-evaluated in one transaction."
+    )
+    segment_outbox_chunk: int = Field(
+        default=1000,
+        ge=1,
+        description="Membership events per outbox row when a bulk evaluation emits many.",
+    )

@@ -1,0 +1,1 @@
+"""Integration tests of the ingest service over the real broker and database."""

@@ -1,0 +1,39 @@
+"""Helpers of the ingest tests: admin auth, a created source, and the calls that reached Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from libs.common import topics
+from libs.common.bus.reader import header
+from libs.common.bus.record import KafkaRecord
+from libs.devstack.pytest_plugin import TEST_ADMIN_TOKEN
+from libs.devstack.stack import Stack
+from tests.integration.support import read_topic
+
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+
+
+@dataclass(frozen=True)
+class CreatedSource:
+    id: str
+    write_key: str
+
+    @property
+    def auth(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self.write_key, "")
+
+
+async def ingested(stack: Stack, message_ids: Iterable[str]) -> dict[str, KafkaRecord]:
+    """The records on closeloop.ingest.v1 whose ce_id is one of `message_ids`."""
+    wanted = set(message_ids)
+    records = await read_topic(stack.kafka_bootstrap, topics.INGEST)
+    return {header(r, "ce_id"): r for r in records if header(r, "ce_id") in wanted}
+
+
+def new_id(label: str = "msg") -> str:
+    return f"{label}-{uuid.uuid4().hex}"

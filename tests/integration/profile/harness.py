@@ -1,0 +1,100 @@
+"""The profile service running as a real process on the test stack, and what its tests use."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack, decode
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, read_topic, wait_for
+
+BASE_TIME = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class ProfileService:
+    """The running service, its REST client, and helpers to publish calls and read results."""
+
+    stack: Stack
+    process: ServiceProcess
+    client: httpx.AsyncClient
+
+    @property
+    def schema(self) -> str:
+        return self.process.name
+
+    async def publish(self, *calls: IngestTrack | IngestIdentify | IngestPage) -> None:
+        events = [
+            Event(
+                data=call,
+                key=call.user_id or call.anonymous_id or "",
+                source="tests",
+                id=call.message_id,
+            )
+            for call in calls
+        ]
+        await publish(self.stack.kafka_bootstrap, events)
+
+    async def profile_of(self, identifier: str) -> dict[str, Any] | None:
+        response = await self.client.get("/profiles", params={"identifier": identifier})
+        response.raise_for_status()
+        profiles: list[dict[str, Any]] = response.json()["profiles"]
+        return profiles[0] if profiles else None
+
+    async def wait_for_profile(
+        self, identifier: str, *, counted: int = 1, within: float = 30.0
+    ) -> dict[str, Any]:
+        """The identifier's profile once it has seen at least `counted` events."""
+        found: dict[str, Any] = {}
+
+        async def has_profile() -> bool:
+            profile = await self.profile_of(identifier)
+            if profile is None or sum(profile["counters"].values()) < counted:
+                return False
+            found.update(profile)
+            return True
+
+        await wait_for(has_profile, within=within, what=f"the profile of {identifier}")
+        return found
+
+    async def events_on(self, topic: str, **matching: Any) -> list[Event[Any]]:
+        """Events on a topic whose data has every `matching` field value."""
+        records = await read_topic(self.stack.kafka_bootstrap, topic)
+        events = (decode(record.key, record.value, record.headers) for record in records)
+        return [
+            event
+            for event in events
+            if all(getattr(event.data, name, None) == value for name, value in matching.items())
+        ]
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        dsn = self.stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(dsn)
+        try:
+            return await connection.fetchval(sql.replace("{schema}", self.schema), *args)
+        finally:
+            await connection.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def at(minutes: float) -> datetime:
+    return BASE_TIME + timedelta(minutes=minutes)
+
+
+def timing(minutes: float) -> dict[str, Any]:
+    return {"timestamp": at(minutes), "receivedAt": at(minutes), "sourceId": "src_tests"}
+
+
+def _key(call: IngestTrack | IngestIdentify | IngestPage) -> str:
+    """As ingest keys a call: its user id, else its anonymous id."""
+    return call.user_id or call.anonymous_id or ""

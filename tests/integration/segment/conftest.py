@@ -1,0 +1,52 @@
+"""One segment service process for the module's tests, warmed up until its consumer consumes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from libs.devstack.pytest_plugin import ServiceLauncher
+from libs.devstack.stack import Stack
+from tests.integration.segment.harness import SegmentHarness, profile_update
+from tests.integration.support import wait_for
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def segment_service(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[SegmentHarness]:
+    launcher = ServiceLauncher(stack, tmp_path_factory.mktemp("segment-logs"))
+    run = uuid.uuid4().hex[:8]
+    try:
+        process = await launcher(
+            "services.segment",
+            name=f"segment_{run}",
+            migrate=True,
+            env={
+                "CLOSELOOP_SEGMENT_TIMER_POLL_INTERVAL_MS": "200",
+                "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            },
+            ready_timeout=60,
+        )
+        harness = SegmentHarness(stack, process)
+        await _warm_up(harness, run)
+        yield harness
+        await harness.aclose()
+    finally:
+        await launcher.stop_all()
+
+
+async def _warm_up(harness: SegmentHarness, run: str) -> None:
+    """Return once the consumer has joined its group and handles events (the join takes ~5 s)."""
+    segment, profile = f"seg_warm_{run}", f"prf_warm_{run}"
+    response = await harness.create(segment, {"tag": f"warm_{run}"})
+    response.raise_for_status()
+    await harness.publish(profile_update(profile, tags=[f"warm_{run}"]))
+
+    async def consuming() -> bool:
+        return await harness.members(segment) == [profile]
+
+    await wait_for(consuming, within=90, what="the segment consumer to handle events")

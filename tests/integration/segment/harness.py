@@ -1,0 +1,93 @@
+"""Drives a segment service process over the test stack: its API, its input and its output."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from libs.common import topics
+from libs.common.events import (
+    BehaviorOccurred,
+    Event,
+    ProfileChange,
+    ProfileUpdated,
+    SegmentEntered,
+    decode,
+)
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, read_topic
+
+SOURCE = "closeloop/tests/segment"
+
+
+def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
+    return Event(
+        data=BehaviorOccurred(
+            profile_id=profile_id,
+            event=event,
+            kind="track",
+            properties=properties,
+            occurred_at=occurred_at,
+            received_at=datetime.now(UTC),
+            message_id=uuid.uuid4().hex,
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
+    """`profile_update(p, **{"traits.plan": "premium"})`."""
+    return Event(
+        data=ProfileUpdated(
+            profile_id=profile_id,
+            changes=[ProfileChange(field=field, after=after) for field, after in changes.items()],
+            occurred_at=datetime.now(UTC),
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+class SegmentHarness:
+    """One running segment service: its HTTP API as the admin, and what it published."""
+
+    def __init__(self, stack: Stack, process: ServiceProcess) -> None:
+        self.stack = stack
+        self.process = process
+        self.http = httpx.AsyncClient(
+            base_url=process.url,
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            timeout=30.0,
+        )
+
+    async def publish(self, *events: Event[Any]) -> None:
+        await publish(self.stack.kafka_bootstrap, events)
+
+    async def create(self, segment_id: str, conditions: Any) -> httpx.Response:
+        body = {"id": segment_id, "name": segment_id, "conditions": conditions}
+        return await self.http.post("/segments", json=body)
+
+    async def members(self, segment_id: str) -> list[str]:
+        response = await self.http.get(f"/segments/{segment_id}/members", params={"limit": 1000})
+        response.raise_for_status()
+        return [member["profile_id"] for member in response.json()["members"]]
+
+    async def transitions(self, segment_id: str) -> list[tuple[str, str, str]]:
+        """(profile, `entered`/`exited`, reason) of the segment, in the order published."""
+        records = await read_topic(self.stack.kafka_bootstrap, topics.SEGMENT)
+        found: list[tuple[str, str, str]] = []
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            event = decode(record.key, record.value, record.headers)
+            if getattr(event.data, "segment_id", None) != segment_id:
+                continue
+            verb = "entered" if isinstance(event.data, SegmentEntered) else "exited"
+            found.append((event.data.profile_id, verb, event.data.reason))
+        return found
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

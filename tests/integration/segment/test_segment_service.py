@@ -1,0 +1,182 @@
+"""The segment service as a process over the real broker and database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.integration.segment.harness import SegmentHarness, behaviour, profile_update
+from tests.integration.support import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def expect_transitions(
+    service: SegmentHarness, segment: str, expected: list[tuple[str, str, str]], within: float = 30
+) -> None:
+    """Per profile, in order: Kafka orders a profile's events, not events across partitions."""
+
+    async def published() -> bool:
+        return _by_profile(await service.transitions(segment)) == _by_profile(expected)
+
+    try:
+        await wait_for(published, within=within, what=f"{segment} transitions {expected}")
+    except AssertionError:
+        raise AssertionError(
+            f"expected {expected}, got {await service.transitions(segment)}"
+        ) from None
+
+
+def _by_profile(transitions: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str]]]:
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for profile, verb, reason in transitions:
+        grouped.setdefault(profile, []).append((verb, reason))
+    return grouped
+
+
+async def test_member_enters_leaves_regains_and_expires_with_its_window(
+    segment_service: SegmentHarness,
+) -> None:
+    segment, profile = unique("seg_rt"), unique("prf_rt")
+    created = await segment_service.create(
+        segment,
+        {
+            "all": [
+                {"trait": "plan", "op": "eq", "value": "premium"},
+                {"event": "order_completed", "count": {"gte": 2}, "within": "PT10S"},
+            ]
+        },
+    )
+    assert created.status_code == 201, created.text
+    ordered_at = datetime.now(UTC)
+    await segment_service.publish(
+        profile_update(profile, **{"traits.plan": "premium"}),
+        behaviour(profile, "order_completed", ordered_at - timedelta(seconds=1)),
+        behaviour(profile, "order_completed", ordered_at),
+    )
+    entered = (profile, "entered", "realtime")
+    exited = (profile, "exited", "realtime")
+    await expect_transitions(segment_service, segment, [entered])
+
+    await segment_service.publish(profile_update(profile, **{"traits.plan": "basic"}))
+    await expect_transitions(segment_service, segment, [entered, exited])
+
+    await segment_service.publish(profile_update(profile, **{"traits.plan": "premium"}))
+    await expect_transitions(segment_service, segment, [entered, exited, entered])
+    assert await segment_service.members(segment) == [profile]
+
+    # No new event: the older order leaves the 10 s window and the timer takes the profile out.
+    expired = (profile, "exited", "window_expired")
+    await expect_transitions(segment_service, segment, [entered, exited, entered, expired])
+    assert await segment_service.members(segment) == []
+
+
+async def test_creating_a_segment_evaluates_existing_profiles_in_bulk(
+    segment_service: SegmentHarness,
+) -> None:
+    gold, silver = unique("gold"), unique("silver")
+    buyer, other = unique("prf_buyer"), unique("prf_other")
+    now = datetime.now(UTC)
+    await segment_service.publish(
+        profile_update(buyer, **{"traits.plan": gold}),
+        behaviour(buyer, "order_completed", now, category="tea", revenue=120),
+        profile_update(other, **{"traits.plan": silver}),
+    )
+    definition = {
+        "all": [
+            {"trait": "plan", "value": gold},
+            {"event": "order_completed", "where": [{"property": "category", "value": "tea"}]},
+        ]
+    }
+
+    async def stored() -> bool:
+        preview = await segment_service.http.post(
+            "/segments/preview",
+            json={"conditions": {"trait": "plan", "op": "in", "value": [gold, silver]}},
+        )
+        return bool(preview.json()["count"] == 2)
+
+    await wait_for(stored, within=30, what="both profiles to be stored")
+    preview = await segment_service.http.post("/segments/preview", json={"conditions": definition})
+    assert preview.json()["count"] == 1
+
+    segment = unique("seg_bulk")
+    created = await segment_service.create(segment, definition)
+    assert created.status_code == 201, created.text
+    assert created.json()["evaluation"] == {"entered": 1, "exited": 0}
+    assert await segment_service.members(segment) == [buyer]
+    await expect_transitions(segment_service, segment, [(buyer, "entered", "bulk")])
+
+    changed = {"trait": "plan", "op": "in", "value": [silver]}
+    replaced = await segment_service.http.put(
+        f"/segments/{segment}", json={"name": "silver", "conditions": changed}
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["version"] == 2
+    assert replaced.json()["evaluation"] == {"entered": 1, "exited": 1}
+    await expect_transitions(
+        segment_service,
+        segment,
+        [(buyer, "entered", "bulk"), (other, "entered", "bulk"), (buyer, "exited", "bulk")],
+    )
+    renamed = await segment_service.http.put(
+        f"/segments/{segment}", json={"name": "renamed", "conditions": changed}
+    )
+    assert renamed.json()["version"] == 2
+    assert renamed.json()["evaluation"] is None
+
+    deleted = await segment_service.http.delete(f"/segments/{segment}")
+    assert deleted.status_code == 204
+    assert (await segment_service.http.get(f"/segments/{segment}")).status_code == 404
+
+
+async def test_members_are_paged_by_cursor(segment_service: SegmentHarness) -> None:
+    tag = unique("tag")
+    profiles = sorted(unique(f"prf_page{i}") for i in range(3))
+    await segment_service.publish(*(profile_update(p, tags=[tag]) for p in profiles))
+    segment = unique("seg_page")
+    assert (await segment_service.create(segment, {"tag": tag})).status_code == 201
+
+    async def all_in() -> bool:
+        return await segment_service.members(segment) == profiles
+
+    await wait_for(all_in, within=30, what="three members")
+    first = (await segment_service.http.get(f"/segments/{segment}/members?limit=2")).json()
+    assert [m["profile_id"] for m in first["members"]] == profiles[:2]
+    second = (
+        await segment_service.http.get(
+            f"/segments/{segment}/members", params={"limit": 2, "cursor": first["next_cursor"]}
+        )
+    ).json()
+    assert [m["profile_id"] for m in second["members"]] == profiles[2:]
+    assert second["next_cursor"] is None
+
+
+async def test_bad_definitions_and_requests_are_refused(segment_service: SegmentHarness) -> None:
+    bad = await segment_service.create(
+        unique("seg_bad"),
+        {"all": [{"trait": "plan", "value": "x"}, {"event": "o", "within": "thirty days"}]},
+    )
+    assert bad.status_code == 422
+    error = bad.json()["error"]
+    assert error["code"] == "invalid_definition"
+    assert error["field"] == "conditions.all[1].within"
+    assert error["message"].startswith("conditions.all[1].within: not an ISO 8601 duration")
+
+    segment = unique("seg_dup")
+    assert (await segment_service.create(segment, {"tag": "x"})).status_code == 201
+    assert (await segment_service.create(segment, {"tag": "x"})).status_code == 409
+    selfish = unique("seg_self")
+    itself = await segment_service.create(selfish, {"in_segment": selfish})
+    assert itself.status_code == 422
+    preview = await segment_service.http.post("/segments/preview", json={"conditions": {"x": 1}})
+    assert preview.status_code == 422
+    assert (await segment_service.http.get("/segments/nope/members")).status_code == 404
+    anonymous = await segment_service.http.get("/segments", headers={"Authorization": ""})
+    assert anonymous.status_code == 401

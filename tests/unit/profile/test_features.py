@@ -1,0 +1,103 @@
+"""Computed features: lifecycle thresholds, RFM scores and decayed category preferences."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.profile.features import (
+    DAY,
+    FeatureRules,
+    LifecycleStage,
+    add_decayed,
+    category_of,
+    decayed_value,
+    lifecycle_stage,
+    order_revenue,
+    rfm,
+    top_categories,
+)
+
+RULES = FeatureRules()
+NOW = 1_000 * DAY
+
+
+@pytest.mark.parametrize(
+    ("first_seen_days_ago", "last_seen_days_ago", "activity", "expected"),
+    [
+        (3, 1, 1.0, "new"),
+        (60, 2, 5.0, "active"),
+        (60, 2, 1.0, "at_risk"),
+        (60, 20, 5.0, "at_risk"),
+        (60, 30, 5.0, "at_risk"),
+        (200, 31, 5.0, "dormant"),
+        (200, 90, 5.0, "dormant"),
+        (200, 91, 5.0, "churned"),
+    ],
+)
+def test_lifecycle_stage_follows_recency_then_frequency(
+    first_seen_days_ago: float, last_seen_days_ago: float, activity: float, expected: LifecycleStage
+) -> None:
+    stage = lifecycle_stage(
+        NOW - first_seen_days_ago * DAY,
+        NOW - last_seen_days_ago * DAY,
+        (activity, NOW),
+        NOW,
+        RULES,
+    )
+    assert stage == expected
+
+
+def test_lifecycle_thresholds_come_from_the_rules() -> None:
+    strict = FeatureRules(at_risk_days=5, dormant_days=10)
+    assert lifecycle_stage(NOW - 60 * DAY, NOW - 6 * DAY, (9.0, NOW), NOW, strict) == "dormant"
+
+
+def test_rfm_scores_recent_frequent_big_spenders_highest() -> None:
+    best = rfm(orders=12, revenue=6000, last_order_at=NOW - DAY, as_of=NOW, rules=RULES)
+    assert best is not None and best.score == 555
+    lapsed = rfm(orders=1, revenue=50, last_order_at=NOW - 400 * DAY, as_of=NOW, rules=RULES)
+    assert lapsed is not None and lapsed.score == 111
+    middle = rfm(orders=3, revenue=500, last_order_at=NOW - 30 * DAY, as_of=NOW, rules=RULES)
+    assert middle is not None and (middle.recency, middle.frequency, middle.monetary) == (4, 3, 3)
+
+
+def test_rfm_is_absent_without_orders() -> None:
+    assert rfm(orders=0, revenue=0, last_order_at=None, as_of=NOW, rules=RULES) is None
+
+
+def test_order_revenue_reads_revenue_then_total_on_revenue_events_only() -> None:
+    assert order_revenue("order_completed", {"revenue": 10, "total": 99}, RULES) == 10.0
+    assert order_revenue("order_completed", {"total": 99.5}, RULES) == 99.5
+    assert order_revenue("order_completed", {"revenue": "lots"}, RULES) == 0.0
+    assert order_revenue("product_viewed", {"revenue": 10}, RULES) is None
+
+
+def test_decay_halves_per_half_life() -> None:
+    assert decayed_value((8.0, NOW), NOW + 60 * DAY, 30) == pytest.approx(2.0)
+
+
+def test_decayed_sums_do_not_depend_on_event_order() -> None:
+    times = [NOW, NOW - 10 * DAY, NOW + 5 * DAY, NOW - 40 * DAY]
+    forward = backward = None
+    for at in times:
+        forward = add_decayed(forward, at, 1.0, 30)
+    for at in reversed(times):
+        backward = add_decayed(backward, at, 1.0, 30)
+    as_of = NOW + 10 * DAY
+    assert decayed_value(forward, as_of, 30) == pytest.approx(decayed_value(backward, as_of, 30))
+
+
+def test_recent_interest_outranks_old_frequent_interest() -> None:
+    scores = {
+        "tea": add_decayed(add_decayed(None, NOW - 120 * DAY, 1, 30), NOW - 120 * DAY, 1, 30),
+        "teaware": add_decayed(None, NOW - DAY, 1, 30),
+        "snacks": add_decayed(None, NOW - 200 * DAY, 1, 30),
+        "gifts": add_decayed(None, NOW - 300 * DAY, 1, 30),
+    }
+    assert top_categories(scores, NOW, 30) == ["teaware", "tea", "snacks"]
+
+
+def test_category_comes_from_properties_else_the_page() -> None:
+    assert category_of({"category": " tea "}) == "tea"
+    assert category_of({}, "checkout") == "checkout"
+    assert category_of({"category": 3}) is None
