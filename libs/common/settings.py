@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         description="Above this share of failed events in a batch the dependency is down: "
         "retry instead of dead-lettering.",
     )
+    dlq_max_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="This many events failing one after another (across batches) means the "
+        "dependency is down: retry instead of dead-lettering.",
+    )
     inbox_retention_hours: int = Field(
         default=24 * 8,
         ge=1,

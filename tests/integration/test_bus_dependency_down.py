@@ -81,20 +81,21 @@ async def bus(stack: Stack) -> AsyncIterator[Bus]:
 
 def _behaviours(count: int) -> list[Event[BehaviorOccurred]]:
     now = datetime.now(UTC)
+    # One key, so one partition: the first poll returns all of them as one batch.
     return [
         Event(
             data=BehaviorOccurred(
-                profile_id=f"prf_{i}",
+                profile_id="prf_flaky",
                 event="product_viewed",
                 kind="track",
                 occurred_at=now,
                 received_at=now,
                 message_id=f"m-{uuid.uuid4()}",
             ),
-            key=f"prf_{i}",
+            key="prf_flaky",
             source="closeloop/tests",
         )
-        for i in range(count)
+        for _ in range(count)
     ]
 
 
@@ -108,8 +109,7 @@ async def _run_until_recovered(stack: Stack, bus: Bus, dependency: FlakyDependen
         producer=producer,
     )
     events = _behaviours(EVENTS)
-    # Published before the consumer joins, so its first batch holds all of them: a batch of
-    # fewer than ten failing events is judged as poison, not as a dependency outage.
+    # Published before the consumer joins, so its first batch holds all of them.
     await publish(stack.kafka_bootstrap, events, topic=bus.topic)
     await producer.start()
     await consumer.start()

@@ -110,6 +110,7 @@ class EventConsumer:
         self._stopping = False
         self._last_poll = time.monotonic()
         self._dependency_failures = 0
+        self._consecutive_failures = 0
 
     async def start(self) -> None:
         # aiokafka binds its clients to the running loop, so they are made here, not in __init__.
@@ -210,6 +211,7 @@ class EventConsumer:
         for attempt in range(1, attempts + 1):
             try:
                 await self._transact(decoded)
+                self._consecutive_failures = 0
                 return []
             except DependencyUnavailable as error:
                 _log.warning(
@@ -236,17 +238,23 @@ class EventConsumer:
             except DependencyUnavailable as error:
                 raise _DependencyDown from error
             except Exception as error:
+                self._consecutive_failures += 1
                 letters.append(DeadLetter(record, type(error).__name__, str(error) or repr(error)))
                 metrics.EVENTS_FAILED.labels(self.group, record.topic, "handler").inc()
                 _log.warning(
-                    "event failed; sent to the DLQ",
+                    "event failed on its own",
                     extra={"event_id": event.id, "type": event.type, "error": repr(error)},
                 )
-                if self._mostly_failing(len(letters), tried):
+                if self._dependency_looks_down(len(letters), tried):
                     raise _DependencyDown from error
+            else:
+                self._consecutive_failures = 0
         return letters
 
-    def _mostly_failing(self, failed: int, tried: int) -> bool:
+    def _dependency_looks_down(self, failed: int, tried: int) -> bool:
+        """Poison is rare and scattered; a dependency outage fails event after event."""
+        if self._consecutive_failures >= self._settings.dlq_max_consecutive_failures:
+            return True
         return (
             tried >= _MIN_EVENTS_TO_JUDGE_DEPENDENCY
             and failed / tried > self._settings.dlq_max_failure_ratio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import zlib
@@ -20,7 +21,7 @@ from libs.common.bus.driver import driver_connection
 from libs.common.bus.producer import EventProducer
 from libs.common.db import checked_schema
 from libs.common.events import Event
-from libs.common.events.envelope import Headers
+from libs.common.events.envelope import CONTENT_TYPE, SPEC_VERSION, Headers, dataschema_uri
 
 _log = logging.getLogger(__name__)
 _BACKLOG_REFRESH_SECONDS = 5.0
@@ -44,12 +45,34 @@ async def write_outbox(session: AsyncSession, schema: str, events: Sequence[Even
 
 
 def pack_messages(events: Sequence[Event[Any]]) -> bytes:
-    """The Kafka messages of events, in order: [topic, key, type, headers, value] each."""
+    """The Kafka messages of events, in order: [topic, key, type, headers, value] each.
+
+    The headers are those of `Event.headers()`, made as text at once rather than encoded and
+    decoded again: the same names, order and values.
+    """
     messages = []
     for event in events:
-        headers = {name: header.decode() for name, header in event.headers()}
-        messages.append((event.topic, event.key, event.type, headers, event.value().decode()))
+        data = event.data
+        event_type = data.event_type
+        headers = {
+            "ce_specversion": SPEC_VERSION,
+            "ce_id": event.id,
+            "ce_type": event_type,
+            "ce_source": event.source,
+            "ce_time": event.time.isoformat(),
+            "ce_dataschema": _dataschema(event_type, data.event_version),
+            "content-type": CONTENT_TYPE,
+        }
+        if event.traceparent:
+            headers["traceparent"] = event.traceparent
+        value = data.__pydantic_serializer__.to_json(data, exclude_none=True).decode()
+        messages.append((data.topic, event.key, event_type, headers, value))
     return orjson.dumps(messages)
+
+
+@functools.cache
+def _dataschema(event_type: str, version: int) -> str:
+    return dataschema_uri(event_type, version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import random
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,8 +82,17 @@ def dataschema_uri(event_type: str, version: int) -> str:
 
 
 def new_event_id() -> str:
-    """A random version-4 UUID; ids need to be unique, not secret, so no syscall per id."""
-    return str(uuid.UUID(int=_random.getrandbits(128), version=4))
+    """A random version-4 UUID; ids need to be unique, not secret, so no syscall per id.
+
+    The text of `uuid.UUID(int=..., version=4)` for the same random bits, without the object.
+    """
+    digits = "%032x" % (_random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+# The variant (RFC 4122) and version (4) bits, as `uuid.UUID(version=4)` sets them.
+_UUID4_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & (2**128 - 1)
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,10 @@ def decode(
 
 
 def _header_map(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    try:
+        return {name: raw.decode("utf-8") for name, raw in headers}
+    except UnicodeDecodeError:
+        pass  # find the header to name it
     attributes: dict[str, str] = {}
     for name, raw in headers:
         try:
@@ -195,12 +207,20 @@ def _required(attributes: dict[str, str], name: str) -> str:
 
 
 def _version(attributes: dict[str, str], event_type: str) -> int:
-    match = _DATASCHEMA.match(attributes.get("ce_dataschema", ""))
-    if match is None:
+    dataschema = attributes.get("ce_dataschema", "")
+    parsed = _parsed_dataschema(dataschema) if len(dataschema) < 256 else None
+    if parsed is None:
         raise EventDecodeError(f"ce_dataschema must look like {dataschema_uri('noun.verb', 1)!r}")
-    if match["type"] != event_type:
+    if parsed[0] != event_type:
         raise EventDecodeError("ce_dataschema names another type than ce_type")
-    return int(match["version"])
+    return parsed[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_dataschema(dataschema: str) -> tuple[str, int] | None:
+    """(type, version) of a dataschema URI: a topic carries a handful, so they are parsed once."""
+    match = _DATASCHEMA.match(dataschema)
+    return None if match is None else (match["type"], int(match["version"]))
 
 
 def _time(attributes: dict[str, str]) -> datetime:
