@@ -40,7 +40,8 @@ class Ingest:
     write_keys: WriteKeyCache
 
 
-def ingest_of(request: Request) -> Ingest:
+async def ingest_of(request: Request) -> Ingest:
+    # async, so FastAPI calls it on the event loop rather than through its thread pool.
     ingest = request.app.state.ingest
     assert isinstance(ingest, Ingest)
     return ingest

@@ -66,6 +66,8 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
     ) -> ProfileList:
         """The profiles an identifier belongs to: none or one."""
         try:
+            if "\x00" in identifier:
+                raise ValueError("an identifier cannot contain NUL characters")
             wanted = parse_identifier(identifier, external_kinds)
         except ValueError as error:
             raise ApiError(422, "invalid_identifier", str(error), "identifier") from None
@@ -78,7 +80,9 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
     async def profile_events(
         profile_id: ProfileIdPath,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        before: Annotated[int | None, Query(ge=1, description="`next_before` of a page.")] = None,
+        before: Annotated[
+            int | None, Query(ge=1, le=2**63 - 1, description="`next_before` of a page.")
+        ] = None,
     ) -> ProfileEventPage | Response:
         """The profile's recent events, newest first, in pages."""
         async with sessions() as session, session.begin():

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
@@ -27,6 +27,7 @@ from services.segment.rules import (
     references,
 )
 from services.segment.schemas import (
+    SEGMENT_ID_PATTERN,
     Evaluation,
     MemberResponse,
     MembersPage,
@@ -39,6 +40,7 @@ from services.segment.schemas import (
 from services.segment.store import SegmentRow, SegmentStore
 
 _T = TypeVar("_T")
+SegmentIdPath = Annotated[str, Path(pattern=SEGMENT_ID_PATTERN)]
 
 
 def segments_router(
@@ -86,13 +88,15 @@ def segments_router(
         return SegmentList(segments=[_response(row) for row in rows])
 
     @router.get("/{segment_id}")
-    async def get_segment(segment_id: str) -> SegmentResponse:
+    async def get_segment(segment_id: SegmentIdPath) -> SegmentResponse:
         async with transaction() as store:
             row = await store.get_segment(segment_id)
         return _response(_found(row, segment_id))
 
     @router.put("/{segment_id}")
-    async def replace_segment(segment_id: str, request: SegmentRequest) -> SegmentResponse:
+    async def replace_segment(
+        segment_id: SegmentIdPath, request: SegmentRequest
+    ) -> SegmentResponse:
         """Change a segment; changed conditions make a new version, evaluated over every profile."""
         if request.id is not None and request.id != segment_id:
             raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
@@ -112,7 +116,7 @@ def segments_router(
         return _response(row, evaluation)
 
     @router.delete("/{segment_id}", status_code=204)
-    async def delete_segment(segment_id: str) -> Response:
+    async def delete_segment(segment_id: SegmentIdPath) -> Response:
         """Delete a segment: its members leave it (segment.exited, reason `bulk`)."""
         now = datetime.now(UTC)
         async with transaction(exclusive=True) as store:
@@ -133,7 +137,7 @@ def segments_router(
 
     @router.get("/{segment_id}/members")
     async def list_members(
-        segment_id: str,
+        segment_id: SegmentIdPath,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: str | None = None,
     ) -> MembersPage:
@@ -213,8 +217,9 @@ def _after(cursor: str | None) -> str:
     if cursor is None:
         return ""
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        after = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError):
-        raise ApiError(
-            422, "invalid_cursor", "The cursor is not one this API gave.", "cursor"
-        ) from None
+        after = None
+    if after is None or "\x00" in after:
+        raise ApiError(422, "invalid_cursor", "The cursor is not one this API gave.", "cursor")
+    return after

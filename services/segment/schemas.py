@@ -5,9 +5,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-SegmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+SEGMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+SegmentId = Annotated[str, StringConstraints(pattern=SEGMENT_ID_PATTERN)]
+
+
+def storable(value: Any) -> Any:
+    """The JSON value, if PostgreSQL can store all its text: no NUL, no lone surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and not _storable_text(item):
+            raise ValueError("text cannot contain NUL characters or lone surrogates")
+    return value
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+Storable = AfterValidator(storable)
 
 
 class SegmentRequest(BaseModel):
@@ -18,9 +47,9 @@ class SegmentRequest(BaseModel):
     id: SegmentId | None = Field(
         default=None, description="Chosen by the caller on create; generated when absent."
     )
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    description: str = ""
-    conditions: Any = Field(
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255), Storable]
+    description: Annotated[str, Storable] = ""
+    conditions: Annotated[Any, Storable] = Field(
         description="The condition tree: `all` / `any` / `not` over trait, tag, lifecycle_stage, "
         "score, in_segment and event conditions (see docs/segment.md)."
     )
@@ -29,7 +58,7 @@ class SegmentRequest(BaseModel):
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conditions: Any
+    conditions: Annotated[Any, Storable]
 
 
 class Evaluation(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,8 +60,8 @@ class EventProducer:
         """Publish events in order; returns once Kafka has acknowledged every one of them."""
         acknowledgements = [await self.send(event.topic, *encode(event)) for event in events]
         await self.wait_all(acknowledgements)
-        for event in events:
-            metrics.EVENTS_PRODUCED.labels(event.topic, event.type).inc()
+        for (topic, event_type), count in Counter((e.topic, e.type) for e in events).items():
+            metrics.EVENTS_PRODUCED.labels(topic, event_type).inc(count)
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers

@@ -1,0 +1,139 @@
+"""Drives ingest, profile and segment running as processes: HTTP in, REST and topics out."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from libs.common import topics
+from libs.common.events import Event, SegmentEntered, decode
+from libs.devstack.stack import Stack
+from tests.integration.support import read_topic, wait_for
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One segment.entered / segment.exited event as published on closeloop.segment.v1."""
+
+    verb: str
+    reason: str
+    profile_id: str
+    segment_version: int
+    occurred_at: datetime
+    caused_by: str | None
+    published_at: datetime
+
+
+@dataclass
+class Loop:
+    """The three running services, an ingest source's write key, and admin clients to each."""
+
+    stack: Stack
+    ingest: httpx.AsyncClient
+    profile: httpx.AsyncClient
+    segment: httpx.AsyncClient
+    ingest_url: str
+    write_key: str
+
+    async def send(self, call: str, **body: Any) -> str:
+        """POST one Segment call to ingest with the write key; its messageId."""
+        body.setdefault("messageId", unique(call))
+        response = await self.ingest.post(
+            f"/v1/{call}", json=body, auth=httpx.BasicAuth(self.write_key, "")
+        )
+        assert response.status_code == 200, response.text
+        message_id: str = body["messageId"]
+        return message_id
+
+    async def create_segment(self, segment_id: str, conditions: Any) -> dict[str, Any]:
+        body = {"id": segment_id, "name": segment_id, "conditions": conditions}
+        response = await self.segment.post("/segments", json=body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def members(self, segment_id: str) -> list[str]:
+        response = await self.segment.get(f"/segments/{segment_id}/members", params={"limit": 100})
+        response.raise_for_status()
+        return [member["profile_id"] for member in response.json()["members"]]
+
+    async def profile_of(self, identifier: str) -> dict[str, Any] | None:
+        response = await self.profile.get("/profiles", params={"identifier": identifier})
+        response.raise_for_status()
+        profiles: list[dict[str, Any]] = response.json()["profiles"]
+        return profiles[0] if profiles else None
+
+    async def wait_for_profile(
+        self, identifier: str, *, counted: dict[str, int], within: float = 20.0
+    ) -> dict[str, Any]:
+        """The identifier's profile once its counters include at least `counted`."""
+        found: dict[str, Any] = {}
+
+        async def counted_enough() -> bool:
+            profile = await self.profile_of(identifier)
+            if profile is None:
+                return False
+            if any(profile["counters"].get(name, 0) < n for name, n in counted.items()):
+                return False
+            found.update(profile)
+            return True
+
+        await wait_for(counted_enough, within=within, what=f"{identifier} to count {counted}")
+        return found
+
+    async def events_on(self, topic: str) -> list[Event[Any]]:
+        records = await read_topic(self.stack.kafka_bootstrap, topic)
+        return [decode(record.key, record.value, record.headers) for record in records]
+
+    async def transitions(self, segment_id: str, profile_id: str) -> list[Transition]:
+        """The profile's transitions in the segment, in order (one profile is one partition)."""
+        records = await read_topic(self.stack.kafka_bootstrap, topics.SEGMENT)
+        found: list[Transition] = []
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            if record.key != profile_id.encode():
+                continue
+            event = decode(record.key, record.value, record.headers)
+            data = event.data
+            if getattr(data, "segment_id", None) != segment_id:
+                continue
+            found.append(
+                Transition(
+                    verb="entered" if isinstance(data, SegmentEntered) else "exited",
+                    reason=data.reason,
+                    profile_id=data.profile_id,
+                    segment_version=data.segment_version,
+                    occurred_at=data.occurred_at,
+                    caused_by=data.caused_by,
+                    published_at=event.time,
+                )
+            )
+        return found
+
+    async def wait_for_transitions(
+        self, segment_id: str, profile_id: str, expected: list[tuple[str, str]], within: float
+    ) -> list[Transition]:
+        """The profile's transitions once they are exactly `expected` as (verb, reason)."""
+        seen: list[Transition] = []
+
+        async def published() -> bool:
+            seen[:] = await self.transitions(segment_id, profile_id)
+            return [(t.verb, t.reason) for t in seen] == expected
+
+        try:
+            await wait_for(published, within=within, what=f"{segment_id} transitions {expected}")
+        except AssertionError:
+            got = [(t.verb, t.reason) for t in seen]
+            raise AssertionError(f"expected {expected} in {segment_id}, got {got}") from None
+        return seen
