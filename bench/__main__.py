@@ -6,16 +6,13 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 
 from bench import bus, ingest, profile, segment
 from bench.report import Rate, print_table, save
-from libs.devstack.broker import EmbeddedBroker
-from libs.devstack.postgres import EmbeddedPostgres
+from libs.devstack.scratch import scratch_stack
 
 Run = Callable[[str, str, str, int], Awaitable[list[Rate]]]
 Report = Callable[[list[Rate]], None]
@@ -38,25 +35,23 @@ SCENARIOS: Mapping[str, tuple[Run, Report]] = {
 async def main(chosen: list[str], events: int) -> int:
     """Run each chosen scenario in turn; one that fails is reported and the others still run."""
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="closeloop-bench-") as workdir:
-        root = Path(workdir)
-        async with EmbeddedBroker(log_dir=root) as broker, EmbeddedPostgres(root / "pgdata") as db:
-            print(
-                f"embedded broker {broker.bootstrap}, PostgreSQL {db.dsn}; {events} events; "
-                f"{os.cpu_count()} CPUs shared by the broker, PostgreSQL, the services and the "
-                "load generator"
-            )
-            for name in chosen:
-                run, report = SCENARIOS[name]
-                started = time.perf_counter()
-                try:
-                    rates = await run(broker.bootstrap, db.url, db.dsn, events)
-                except Exception:
-                    traceback.print_exc()
-                    failed.append(name)
-                    continue
-                report(rates)
-                print(f"({name}: {time.perf_counter() - started:.0f} s in all)")
+    async with scratch_stack("closeloop-bench-") as (broker, db):
+        print(
+            f"embedded broker {broker.bootstrap}, PostgreSQL {db.dsn}; {events} events; "
+            f"{os.cpu_count()} CPUs shared by the broker, PostgreSQL, the services and the "
+            "load generator"
+        )
+        for name in chosen:
+            run, report = SCENARIOS[name]
+            started = time.perf_counter()
+            try:
+                rates = await run(broker.bootstrap, db.url, db.dsn, events)
+            except Exception:
+                traceback.print_exc()
+                failed.append(name)
+                continue
+            report(rates)
+            print(f"({name}: {time.perf_counter() - started:.0f} s in all)")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

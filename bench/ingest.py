@@ -30,7 +30,8 @@ from bench.report import Rate, Ratio, print_table, save
 from libs.common import topics
 from libs.common.bus import ensure_topics
 from libs.common.events import encode
-from libs.devstack import EmbeddedBroker, EmbeddedPostgres, ServiceProcess, free_port
+from libs.devstack import ServiceProcess, free_port
+from libs.devstack.scratch import scratch_stack
 from services.ingest.calls import Receipt, to_event
 
 TARGET_EVENTS_PER_SECOND = 50_000
@@ -392,10 +393,8 @@ def report(rates: list[Rate]) -> None:
 
 
 async def _main(count: int, py_spy: Path | None) -> None:
-    with tempfile.TemporaryDirectory(prefix="closeloop-bench-") as workdir:
-        root = Path(workdir)
-        async with EmbeddedBroker(log_dir=root) as broker, EmbeddedPostgres(root / "pgdata") as db:
-            report(await run(broker.bootstrap, db.url, db.dsn, count, py_spy=py_spy))
+    async with scratch_stack("closeloop-bench-") as (broker, db):
+        report(await run(broker.bootstrap, db.url, db.dsn, count, py_spy=py_spy))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,8 +23,7 @@ from bench.report import Rate, print_table
 from libs.common.bus import write_outbox
 from libs.common.db import create_engine, create_sessions, upgrade
 from libs.common.settings import Settings
-from libs.devstack.broker import EmbeddedBroker
-from libs.devstack.postgres import EmbeddedPostgres
+from libs.devstack.scratch import scratch_stack
 from services.segment.membership import evaluate_in_bulk
 from services.segment.rules import SegmentRule
 from services.segment.store import SegmentStore
@@ -116,11 +114,9 @@ async def _evaluate(engine: AsyncEngine, schema: str, count: int) -> list[Rate]:
 
 
 async def _main(count: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="closeloop-bench-") as workdir:
-        root = Path(workdir)
-        async with EmbeddedBroker(log_dir=root) as broker, EmbeddedPostgres(root / "pgdata") as db:
-            rates = await run(broker.bootstrap, db.url, db.dsn, count)
-            print_table("segment bulk evaluation", rates, [])
+    async with scratch_stack("closeloop-bench-") as (broker, db):
+        rates = await run(broker.bootstrap, db.url, db.dsn, count)
+        print_table("segment bulk evaluation", rates, [])
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from libs.common.bus import Batch, BatchHandler
 from libs.common.events import (
@@ -25,6 +25,7 @@ from libs.common.events import (
     SegmentExited,
 )
 from libs.common.events.behavior import BehaviorKind
+from libs.common.events.envelope import new_event_id
 from services.profile import features
 from services.profile.features import FeatureRules
 from services.profile.identity import (
@@ -52,10 +53,7 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
     history = settings.profile_event_history
 
     async def handle(batch: Batch) -> None:
-        calls: list[Event[IngestCall]] = [
-            event for event in batch.events if isinstance(event.data, INGEST_CALLS)
-        ]
-        memberships = [e for e in batch.events if isinstance(e.data, MEMBERSHIP_CHANGES)]
+        calls, memberships = _split(batch.events)
         if not calls and not memberships:
             return
         connection = await store.connection(batch.session)
@@ -70,6 +68,25 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
     return handle
 
 
+_CALL_TYPES = frozenset(INGEST_CALLS)
+_MEMBERSHIP_TYPES = frozenset(MEMBERSHIP_CHANGES)
+
+
+def _split(
+    events: Sequence[Event[Any]],
+) -> tuple[list[Event[IngestCall]], list[Event[SegmentEntered | SegmentExited]]]:
+    """The batch's ingest calls and membership changes, each in order; the rest is not ours."""
+    calls: list[Event[IngestCall]] = []
+    memberships: list[Event[SegmentEntered | SegmentExited]] = []
+    for event in events:
+        data_type = type(event.data)  # exact types first: isinstance on models is slow
+        if data_type in _CALL_TYPES or isinstance(event.data, INGEST_CALLS):
+            calls.append(event)
+        elif data_type in _MEMBERSHIP_TYPES or isinstance(event.data, MEMBERSHIP_CHANGES):
+            memberships.append(event)
+    return calls, memberships
+
+
 @dataclass
 class _ProfileWork:
     """One batch's profiles in memory: loaded in one query, changed in order, saved in bulk."""
@@ -79,9 +96,13 @@ class _ProfileWork:
     identities: list[CallIdentity]
     rules: FeatureRules
     as_of: float = field(default_factory=time.time)
+    now: datetime = field(init=False)  # as_of as a datetime: the time of the batch's events
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_cause: dict[str, Event[Any]] = field(default_factory=dict)
     history: list[HistoryRow] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.now = datetime.fromtimestamp(self.as_of, UTC)
 
     @classmethod
     async def load(
@@ -116,12 +137,14 @@ class _ProfileWork:
             return
         state.observe(_observation(data, at, self.rules), self.rules)
         self.history.append(_history_row(resolution.profile_id, call))
-        batch.emit(_behaviour(resolution.profile_id, call), cause=call)
+        batch.emit(_behaviour(resolution.profile_id, call, self.now), cause=call)
 
     def _touch(self, resolution: Resolution, call: Event[Any]) -> ProfileState:
         """The resolved profile's state, with merged profiles absorbed and its view before."""
         profile_id = resolution.profile_id
-        state = self.profiles.setdefault(profile_id, ProfileState())
+        state = self.profiles.get(profile_id)
+        if state is None:  # not setdefault: that would build a ProfileState for every call
+            state = self.profiles[profile_id] = ProfileState()
         if profile_id not in self.before:
             self.before[profile_id] = {} if resolution.created else self._view(state)
         for merged_id in resolution.merged_ids:
@@ -182,20 +205,23 @@ class _ProfileWork:
             connection,
             {pid: (self.graph.created_at[pid], self.profiles[pid]) for pid in touched},
         )
-        await store.add_history(
-            connection,
-            [
-                HistoryRow(
-                    self.graph.canonical(row.profile_id),
+        rows = self.history
+        if merges:  # rows of profiles merged later in the batch move to their survivor
+            canonical = self.graph.canonical
+            rows = [
+                row
+                if canonical(row.profile_id) == row.profile_id
+                else HistoryRow(
+                    canonical(row.profile_id),
                     row.message_id,
                     row.event,
                     row.kind,
                     row.occurred_at,
                     row.properties,
                 )
-                for row in self.history
-            ],
-        )
+                for row in rows
+            ]
+        await store.add_history(connection, rows)
         await store.trim_history(connection, self._over_history(touched, history), history)
 
     def _over_history(self, touched: set[str], history: int) -> list[str]:
@@ -210,84 +236,135 @@ class _ProfileWork:
 
 
 def _observation(data: IngestCall, at: float, rules: FeatureRules) -> Observation:
-    if isinstance(data, IngestTrack):
+    kind = _KINDS[type(data)]
+    if kind == "track":
+        track = cast(IngestTrack, data)
         return Observation(
-            event=data.event,
-            kind="track",
-            at=at,
-            revenue=features.order_revenue(data.event, data.properties, rules),
-            category=features.category_of(data.properties),
+            track.event,
+            kind,
+            at,
+            None,
+            features.order_revenue(track.event, track.properties, rules),
+            features.category_of(track.properties),
         )
-    if isinstance(data, IngestPage | IngestScreen):
+    if kind == "page" or kind == "screen":
+        page = cast(IngestPage | IngestScreen, data)
         return Observation(
-            event=data.name or _kind(data),
-            kind=_kind(data),
-            at=at,
-            category=features.category_of(data.properties, data.category),
+            page.name or kind,
+            kind,
+            at,
+            None,
+            None,
+            features.category_of(page.properties, page.category),
         )
-    traits = data.traits if isinstance(data, IngestIdentify) else None
-    return Observation(event=_kind(data), kind=_kind(data), at=at, traits=traits)
+    traits = cast(IngestIdentify, data).traits if kind == "identify" else None
+    return Observation(kind, kind, at, traits)
+
+
+# Dispatch on the exact type: isinstance against pydantic models goes through ABCMeta.
+_KINDS: dict[type[Any], BehaviorKind] = {
+    IngestTrack: "track",
+    IngestPage: "page",
+    IngestScreen: "screen",
+    IngestIdentify: "identify",
+    IngestGroup: "group",
+}
 
 
 def _kind(data: IngestCall) -> BehaviorKind:
-    kinds: dict[type[Any], BehaviorKind] = {
-        IngestTrack: "track",
-        IngestPage: "page",
-        IngestScreen: "screen",
-        IngestIdentify: "identify",
-        IngestGroup: "group",
-    }
-    return kinds[type(data)]
+    return _KINDS[type(data)]
 
 
 def _event_name(data: IngestCall) -> str:
-    if isinstance(data, IngestTrack):
-        return data.event
-    if isinstance(data, IngestPage | IngestScreen) and data.name:
-        return data.name
-    return _kind(data)
+    kind = _KINDS[type(data)]
+    if kind == "track":
+        return cast(IngestTrack, data).event
+    if kind == "page" or kind == "screen":
+        return cast(IngestPage | IngestScreen, data).name or kind
+    return kind
 
 
 def _properties(data: IngestCall) -> dict[str, Any]:
-    if isinstance(data, IngestTrack | IngestPage | IngestScreen):
-        return data.properties
-    if isinstance(data, IngestGroup):
-        return {**data.traits, "group_id": data.group_id}
-    if isinstance(data, IngestIdentify):
-        return data.traits
+    kind = _KINDS.get(type(data))
+    if kind == "track" or kind == "page" or kind == "screen":
+        return cast(IngestTrack | IngestPage | IngestScreen, data).properties
+    if kind == "group":
+        group = cast(IngestGroup, data)
+        return {**group.traits, "group_id": group.group_id}
+    if kind == "identify":
+        return cast(IngestIdentify, data).traits
     return {}
 
 
 def _history_row(profile_id: str, call: Event[IngestCall]) -> HistoryRow:
     data = call.data
+    kind = _KINDS[type(data)]
     return HistoryRow(
-        profile_id=profile_id,
-        message_id=call.id,
-        event=_event_name(data),
-        kind=_kind(data),
-        occurred_at=data.timestamp,
-        properties=_properties(data),
+        profile_id, call.id, _event_name(data), kind, data.timestamp, _properties(data)
     )
 
 
-def _behaviour(profile_id: str, call: Event[IngestCall]) -> Event[BehaviorOccurred]:
+# BehaviorOccurred's message_id is an EventId: at most this long.
+_MAX_EVENT_ID_LENGTH = 255
+_BEHAVIOUR_FIELDS = tuple(BehaviorOccurred.model_fields)
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _behaviour(profile_id: str, call: Event[IngestCall], now: datetime) -> Event[BehaviorOccurred]:
     data = call.data
-    return Event(
-        data=BehaviorOccurred(
-            profile_id=profile_id,
-            event=_event_name(data),
-            kind=_kind(data),
-            properties=_properties(data),
-            context=data.context,
-            occurred_at=data.timestamp,
-            received_at=data.received_at,
-            user_id=data.user_id,
-            anonymous_id=data.anonymous_id,
-            message_id=call.id,
-        ),
-        key=profile_id,
-        source=SOURCE,
+    kind = _KINDS[type(data)]
+    fields: dict[str, Any] = {
+        "profile_id": profile_id,
+        "event": _event_name(data),
+        "kind": kind,
+        "properties": _properties(data),
+        "context": data.context,
+        "occurred_at": data.timestamp,
+        "received_at": data.received_at,
+        "user_id": data.user_id,
+        "anonymous_id": data.anonymous_id,
+        "message_id": call.id,
+    }
+    # Every field but the call's ce_id comes from the validated call (or is the profile id
+    # this service made, or a kind): validating them again only costs. A ce_id that is not a
+    # valid EventId is validated, so it fails here as it always did.
+    valid_id = 0 < len(call.id) <= _MAX_EVENT_ID_LENGTH
+    behaviour = _constructed(fields) if valid_id else BehaviorOccurred(**fields)
+    return Event(behaviour, profile_id, SOURCE, new_event_id(), now)
+
+
+def _constructed(fields: dict[str, Any]) -> BehaviorOccurred:
+    """`BehaviorOccurred.model_construct(**fields)` given every field in order, without its
+    per-field loop: the model has no aliases, private attributes, extras or post-init."""
+    behaviour: BehaviorOccurred = _new_object(BehaviorOccurred)
+    _set_attribute(behaviour, "__dict__", fields)
+    _set_attribute(behaviour, "__pydantic_fields_set__", set(fields))
+    _set_attribute(behaviour, "__pydantic_extra__", None)
+    _set_attribute(behaviour, "__pydantic_private__", None)
+    return behaviour
+
+
+if (
+    _BEHAVIOUR_FIELDS
+    != (
+        "profile_id",
+        "event",
+        "kind",
+        "properties",
+        "context",
+        "occurred_at",
+        "received_at",
+        "user_id",
+        "anonymous_id",
+        "message_id",
     )
+    or BehaviorOccurred.__pydantic_post_init__ is not None
+    or BehaviorOccurred.__private_attributes__
+    or BehaviorOccurred.model_config.get("extra") == "allow"
+    or any(f.alias or f.validation_alias for f in BehaviorOccurred.model_fields.values())
+):
+    raise RuntimeError("BehaviorOccurred changed: update handlers._behaviour and _constructed")
 
 
 def _merged(resolution: Resolution, call: Event[IngestCall]) -> Event[ProfileMerged]:

@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from libs.common.events import (
     IngestAlias,
@@ -33,9 +33,11 @@ _MAX_VALUE_LENGTH = 255
 _random = random.Random()
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Identifier:
-    """One way to recognise a person: `email:li.wei@example.com`, `user_id:u_48213`…"""
+class Identifier(NamedTuple):
+    """One way to recognise a person: `email:li.wei@example.com`, `user_id:u_48213`…
+
+    A named tuple: hashed and compared in C, as every batch does thousands of times.
+    """
 
     kind: str
     value: str
@@ -99,39 +101,64 @@ class CallIdentity:
 
 def call_identity(call: IngestCall, external_kinds: Collection[str]) -> CallIdentity:
     """What a call says about who it is; only identify and alias may merge profiles."""
-    if isinstance(call, IngestAlias):
+    call_type = type(call)  # exact types first: isinstance on pydantic models goes through ABCMeta
+    if call_type is IngestAlias or (
+        call_type not in _NEITHER_ALIAS_NOR_IDENTIFY and isinstance(call, IngestAlias)
+    ):
+        call = cast(IngestAlias, call)
         user = Identifier(USER_ID, call.user_id)
         previous_user = Identifier(USER_ID, call.previous_id)
         # The previous id is whatever the client called the person before: a user id or an
         # anonymous id. Both are looked up; it is linked as a user id when neither is known.
         lookup = (user, previous_user, Identifier(ANONYMOUS_ID, call.previous_id))
         return CallIdentity(lookup, (user, previous_user), may_merge=True)
-    traits = call.traits if isinstance(call, IngestIdentify) else {}
+    identify = call_type is IngestIdentify or (
+        call_type not in _NEITHER_ALIAS_NOR_IDENTIFY and isinstance(call, IngestIdentify)
+    )
+    traits = cast(IngestIdentify, call).traits if identify else {}
     identifiers = _ordered_unique(_identifiers(call, traits, external_kinds))
-    return CallIdentity(identifiers, identifiers, may_merge=isinstance(call, IngestIdentify))
+    return CallIdentity(identifiers, identifiers, may_merge=identify)
+
+
+# The calls that are neither alias nor identify, whatever their subclasses are.
+_NEITHER_ALIAS_NOR_IDENTIFY = frozenset({IngestTrack, IngestPage, IngestScreen, IngestGroup})
 
 
 def _identifiers(
     call: IngestCall, traits: Mapping[str, Any], external_kinds: Collection[str]
-) -> Iterable[Identifier]:
+) -> list[Identifier]:
+    found: list[Identifier] = []
     if call.user_id is not None:
-        yield Identifier(USER_ID, call.user_id)
-    context_traits = call.context.get("traits")
-    sources = [traits, context_traits if isinstance(context_traits, dict) else {}, call.context]
-    for kind in external_kinds:
-        yield from _found(kind, sources)
-    yield from _external_ids(call.context.get("externalIds"), external_kinds)
-    yield from _found(EMAIL, sources[:2])
-    yield from _found(PHONE, sources[:2])
+        found.append(Identifier(USER_ID, call.user_id))
+    context = call.context
+    context_traits = context.get("traits")
+    sources = [traits]
+    if isinstance(context_traits, dict) and context_traits:
+        sources.append(context_traits)
+    if context:
+        for kind in external_kinds:
+            _found(found, kind, sources)
+            _found(found, kind, (context,))
+        if "externalIds" in context:
+            found.extend(_external_ids(context["externalIds"], external_kinds))
+    else:
+        for kind in external_kinds:
+            _found(found, kind, sources)
+    _found(found, EMAIL, sources)
+    _found(found, PHONE, sources)
     if call.anonymous_id is not None:
-        yield Identifier(ANONYMOUS_ID, call.anonymous_id)
+        found.append(Identifier(ANONYMOUS_ID, call.anonymous_id))
+    return found
 
 
-def _found(kind: str, sources: Sequence[Mapping[str, Any]]) -> Iterable[Identifier]:
+def _found(found: list[Identifier], kind: str, sources: Sequence[Mapping[str, Any]]) -> None:
     for source in sources:
-        value = normalise(kind, source.get(kind))
-        if value is not None:
-            yield Identifier(kind, value)
+        if source:  # most calls carry no identifier beyond their ids: skip empty sources fast
+            raw = source.get(kind)
+            if raw is not None:
+                value = normalise(kind, raw)
+                if value is not None:
+                    found.append(Identifier(kind, value))
 
 
 def _external_ids(listed: Any, external_kinds: Collection[str]) -> Iterable[Identifier]:
@@ -204,8 +231,17 @@ class IdentityGraph:
         return {identifier: self.canonical(self.links[identifier]) for identifier in self._linked}
 
     def _owners(self, lookup: Sequence[Identifier]) -> list[str]:
-        owners = (self.canonical(self.links[i]) for i in lookup if i in self.links)
-        return list(dict.fromkeys(owners))
+        """The canonical profiles of the known identifiers, each once, in lookup order."""
+        links, redirects = self.links, self._redirects
+        owners: list[str] = []
+        for identifier in lookup:
+            owner = links.get(identifier)
+            if owner is not None:
+                while owner in redirects:
+                    owner = redirects[owner]
+                if owner not in owners:
+                    owners.append(owner)
+        return owners
 
     def _link(self, identifiers: Sequence[Identifier], profile_id: str) -> None:
         for identifier in identifiers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -273,13 +274,20 @@ class EventConsumer:
         self._count(decoded, fresh)
 
     def _count(self, decoded: Sequence[tuple[Record, Event[Any]]], fresh: list[Event[Any]]) -> None:
+        # Counted per (topic, type) first: one labelled increment each, not one per event.
         fresh_ids = {event.id for event in fresh}
+        consumed: collections.Counter[tuple[str, str]] = collections.Counter()
+        duplicates: collections.Counter[str] = collections.Counter()
         for record, event in decoded:
             if event.id in fresh_ids:
                 fresh_ids.discard(event.id)
-                metrics.EVENTS_CONSUMED.labels(self.group, record.topic, event.type).inc()
+                consumed[record.topic, event.type] += 1
             else:
-                metrics.EVENTS_DUPLICATE.labels(self.group, record.topic).inc()
+                duplicates[record.topic] += 1
+        for (topic, event_type), count in consumed.items():
+            metrics.EVENTS_CONSUMED.labels(self.group, topic, event_type).inc(count)
+        for topic, count in duplicates.items():
+            metrics.EVENTS_DUPLICATE.labels(self.group, topic).inc(count)
 
     async def _database_answers(self) -> bool:
         try:
