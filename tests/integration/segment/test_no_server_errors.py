@@ -4,69 +4,32 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.integration.openapi_fuzz import (
+    Call,
+    Operation,
+    assert_no_server_error,
+    calls,
+    long_text,
+    operations_of,
+    url_nasty,
+    url_text,
+    values_for,
+    wrong_tokens,
+)
 from tests.integration.segment.harness import SegmentHarness
 
 pytestmark = pytest.mark.integration
 
-METHODS = ("get", "post", "put", "patch", "delete")
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One method on one path of the service's OpenAPI document."""
-
-    method: str
-    path: str
-    path_params: tuple[str, ...]
-    query_params: tuple[tuple[str, dict[str, Any]], ...]
-    has_body: bool
-
-
-@dataclass(frozen=True)
-class Call:
-    method: str
-    url: str
-    params: tuple[tuple[str, str], ...]
-    body: bytes | None
-    token: str | None
-
-
-def operations_of(spec: dict[str, Any]) -> list[Operation]:
-    found = []
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
-            if method not in METHODS:
-                continue
-            parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
-            found.append(
-                Operation(
-                    method.upper(),
-                    path,
-                    tuple(re.findall(r"{([^}]+)}", path)),
-                    tuple((p["name"], p["schema"]) for p in parameters if p["in"] == "query"),
-                    "requestBody" in operation,
-                )
-            )
-    return found
-
-
-# Text a URL can carry (no surrogates); bodies also get lone surrogates and NULs via JSON escapes.
-_url_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
-_long_text = st.text(st.characters(max_codepoint=0x7F), min_size=300, max_size=2000)
-_url_nasty = st.sampled_from(["\x00", "a\x00b", "\u202e", "\ufeff", " ", "", "%", "/", "..", "?#"])
-_nasty = _url_nasty | st.sampled_from(["\ud800", "x\udfffy"])
-_text = st.text(max_size=30) | _nasty | _long_text
+_nasty = url_nasty | st.sampled_from(["\ud800", "x\udfffy"])
+_text = st.text(max_size=30) | _nasty | long_text
 _numbers = (
     st.integers()
     | st.sampled_from([2**63, -(2**63) - 1, 10**30, -(10**30), 10**400, 0, -1])
@@ -85,14 +48,14 @@ def _cursors() -> st.SearchStrategy[str]:
         lambda s: base64.urlsafe_b64encode(s.encode("utf-8", "surrogatepass")).decode()
     )
     raw = st.binary(max_size=20).map(lambda b: base64.urlsafe_b64encode(b).decode())
-    return encoded | raw | _url_text | st.sampled_from(["=", "====", "!!", "a", "ab=c"])
+    return encoded | raw | url_text | st.sampled_from(["=", "====", "!!", "a", "ab=c"])
 
 
 _query_values = st.one_of(
     _numbers.map(str),
     st.sampled_from(["", "-1", "0", "1.5", "1e3", "NaN", "true", "null", "[]", "9" * 40]),
-    _url_text,
-    _url_nasty,
+    url_text,
+    url_nasty,
     _cursors(),
 )
 
@@ -188,59 +151,20 @@ def _bodies(segment_ids: list[str]) -> st.SearchStrategy[bytes]:
     return (segments | previews | anything).map(str.encode) | garbage
 
 
-def _integers(schema: dict[str, Any]) -> st.SearchStrategy[str]:
-    """In range, at and past the bounds, huge and negative, as the query string carries them."""
-    bounds = [schema, *schema.get("anyOf", [])]
-    low = next((b["minimum"] for b in bounds if "minimum" in b), -(2**63))
-    high = next((b["maximum"] for b in bounds if "maximum" in b), 2**63 - 1)
-    edges = [low - 1, low, high, high + 1, 2**63 - 1, 2**63, 10**30, -1, 0]
-    return st.one_of(st.integers(low, high), st.sampled_from(edges)).map(str)
-
-
-def _values_for(schema: dict[str, Any]) -> st.SearchStrategy[str]:
-    types = {b.get("type") for b in [schema, *schema.get("anyOf", [])]}
-    return st.one_of(_integers(schema), _query_values) if "integer" in types else _query_values
-
-
 def _calls(
     operations: list[Operation], segment_ids: list[str], admin: str
 ) -> st.SearchStrategy[Call]:
     known = st.sampled_from(segment_ids)
     missing = st.uuids().map(lambda u: f"seg_missing_{u.hex}")
-    path_values = st.one_of(known, known, missing, _url_text, _url_nasty, _long_text)
-    wrong = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
-    tokens = st.one_of(st.just(admin), st.just(admin), st.just(admin), st.none(), wrong)
-    bodies = _bodies(segment_ids)
-
-    @st.composite
-    def call(draw: st.DrawFn) -> Call:
-        operation = draw(st.sampled_from(operations))
-        url = operation.path
-        for name in operation.path_params:
-            # Deleting the known segments would leave nothing for the rest to find.
-            values = path_values if operation.method != "DELETE" else missing | _url_text
-            url = url.replace(f"{{{name}}}", quote(draw(values), safe=""))
-        optional = {
-            name: _values_for(schema) for name, schema in [*operation.query_params, ("unknown", {})]
-        }
-        params = tuple(draw(st.fixed_dictionaries({}, optional=optional)).items())
-        body = draw(bodies if operation.has_body else st.none() | bodies)
-        return Call(operation.method, url, params, body, draw(tokens))
-
-    return call()
-
-
-def assert_no_server_error(response: httpx.Response) -> None:
-    """Below 500, and a 4xx says why in the one error format."""
-    request = response.request
-    seen = f"{request.method} {request.url} {request.content[:300]!r} -> {response.text[:500]}"
-    assert response.status_code < 500, seen
-    if 400 <= response.status_code < 500:
-        error = response.json()["error"]
-        assert set(error) == {"code", "message", "field"}, seen
-        assert isinstance(error["code"], str) and error["code"], seen
-        assert isinstance(error["message"], str) and error["message"], seen
-        assert error["field"] is None or isinstance(error["field"], str), seen
+    return calls(
+        operations,
+        path_values=st.one_of(known, known, missing, url_text, url_nasty, long_text),
+        # Deleting the known segments would leave nothing for the rest to find.
+        delete_path_values=missing | url_text,
+        query_values=lambda schema: values_for(schema, _query_values),
+        tokens=st.one_of(st.just(admin), st.just(admin), st.just(admin), st.none(), wrong_tokens),
+        bodies=_bodies(segment_ids),
+    )
 
 
 def test_any_request_to_any_segment_route_gets_no_server_error(
