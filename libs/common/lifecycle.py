@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 from aiokafka.client import AIOKafkaClient
@@ -25,6 +27,34 @@ class Worker(Protocol):
 
     def is_alive(self) -> bool:
         """Whether it is still working (a consumer still polling, a relay still looping)."""
+
+
+class BackgroundLoop(ABC):
+    """A worker whose work is one coroutine: started as a task, cancelled to stop.
+
+    Cancelling is a graceful stop for these loops: a cancelled transaction rolls back, and what
+    it had claimed is claimed again at the next start.
+    """
+
+    name: str
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @abstractmethod
+    async def _run(self) -> None:
+        """The loop; runs until cancelled."""
 
 
 class ReadinessCheck(Protocol):

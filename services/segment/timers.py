@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import create_sessions
 from libs.common.events import Event
+from libs.common.lifecycle import BackgroundLoop
 from services.segment.membership import membership_event, reevaluate_and_record
 from services.segment.rules import EVALUATE_PREFIX, Transition
 from services.segment.store import DueTimer, SegmentStore
@@ -22,7 +23,7 @@ _log = logging.getLogger(__name__)
 _RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
-class WindowTimers:
+class WindowTimers(BackgroundLoop):
     """Claims due timers (`FOR UPDATE SKIP LOCKED`, so replicas share them), re-evaluates those
     memberships, and emits the exits (or entries) through the outbox in the same transaction.
     """
@@ -42,24 +43,16 @@ class WindowTimers:
         self._schema = schema
         self._poll_interval = poll_interval_ms / 1000
         self._batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        await super().start()
 
     async def stop(self) -> None:
+        # A cancelled transaction rolls back: its timers stay due for the next start.
         self._stopping.set()
-        if self._task is not None:
-            # A cancelled transaction rolls back: its timers stay due for the next start.
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def is_alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        await super().stop()
 
     async def fire_due(self) -> int:
         """Handle one batch of due timers; how many were claimed."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from libs.common.events import Event
+from libs.common.lifecycle import BackgroundLoop
 
 _log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def claim_new_events(
     return fresh
 
 
-class InboxRetention:
+class InboxRetention(BackgroundLoop):
     """Forgets handled event ids once no redelivery can bring them back.
 
     Kafka redelivers only what is still on a topic, so ids older than the topics' retention
@@ -58,20 +58,6 @@ class InboxRetention:
         self._schema = checked_schema(schema)
         self._keep_hours = keep_hours
         self._every_seconds = every_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def is_alive(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     async def forget_expired(self) -> int:
         async with self._engine.begin() as connection:

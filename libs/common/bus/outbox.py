@@ -23,6 +23,7 @@ from libs.common.bus.producer import EventProducer
 from libs.common.db import checked_schema
 from libs.common.events import Event
 from libs.common.events.envelope import CONTENT_TYPE, SPEC_VERSION, Headers, dataschema_uri
+from libs.common.lifecycle import BackgroundLoop
 
 _log = logging.getLogger(__name__)
 _BACKLOG_REFRESH_SECONDS = 5.0
@@ -101,7 +102,7 @@ def unpack_messages(packed: bytes) -> list[OutboxMessage]:
     ]
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Publishes a service's outbox to Kafka in id order, then deletes what Kafka acknowledged.
 
     One relay per schema is active at a time (a PostgreSQL advisory lock elects it), so
@@ -125,7 +126,6 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval_ms / 1000
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._backlog_checked_at = 0.0
         self.leading = False
@@ -136,19 +136,12 @@ class OutboxRelay:
 
     async def start(self) -> None:
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        await super().start()
 
     async def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def is_alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        await super().stop()
 
     async def drain(self) -> int:
         """Publish everything in the outbox now (the caller must hold leadership or be alone)."""
