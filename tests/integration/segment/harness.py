@@ -13,6 +13,8 @@ from libs.common.events import (
     BehaviorOccurred,
     Event,
     ProfileChange,
+    ProfileDeleted,
+    ProfileMerged,
     ProfileUpdated,
     SegmentEntered,
     decode,
@@ -47,6 +49,28 @@ def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
             profile_id=profile_id,
             changes=[ProfileChange(field=field, after=after) for field, after in changes.items()],
             occurred_at=datetime.now(UTC),
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def merge(survivor: str, merged: str, occurred_at: datetime) -> Event[Any]:
+    return Event(
+        data=ProfileMerged(
+            survivor_id=survivor, merged_ids=[merged], reason="identify", occurred_at=occurred_at
+        ),
+        key=survivor,
+        source=SOURCE,
+    )
+
+
+def erasure(profile_id: str, requested_at: datetime) -> Event[Any]:
+    return Event(
+        data=ProfileDeleted(
+            profile_id=profile_id,
+            erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
+            requested_at=requested_at,
         ),
         key=profile_id,
         source=SOURCE,

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.segment.harness import SegmentHarness, behaviour, profile_update
+from tests.integration.segment.harness import (
+    SegmentHarness,
+    behaviour,
+    erasure,
+    merge,
+    profile_update,
+)
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -180,3 +186,48 @@ async def test_bad_definitions_and_requests_are_refused(segment_service: Segment
     assert (await segment_service.http.get("/segments/nope/members")).status_code == 404
     anonymous = await segment_service.http.get("/segments", headers={"Authorization": ""})
     assert anonymous.status_code == 401
+
+
+async def test_merged_profiles_are_judged_as_one_and_erased_profiles_leave_no_membership(
+    segment_service: SegmentHarness,
+) -> None:
+    segment = unique("seg_merge")
+    survivor, merged = unique("prf_survivor"), unique("prf_merged")
+    created = await segment_service.create(
+        segment,
+        {
+            "all": [
+                {"trait": "plan", "op": "eq", "value": "premium"},
+                {"event": "order_completed", "count": {"gte": 2}, "within": "P1D"},
+            ]
+        },
+    )
+    assert created.status_code == 201, created.text
+    now = datetime.now(UTC)
+    # Each half of the person matches half of the segment: premium here, the second order there.
+    await segment_service.publish(
+        profile_update(survivor, **{"traits.plan": "premium"}),
+        behaviour(survivor, "order_completed", now - timedelta(minutes=5)),
+        behaviour(merged, "order_completed", now - timedelta(minutes=1)),
+    )
+
+    async def both_orders_seen() -> bool:
+        preview = await segment_service.http.post(
+            "/segments/preview",
+            json={"conditions": {"event": "order_completed", "count": {"gte": 1}, "within": "P1D"}},
+        )
+        return preview.status_code == 200 and preview.json()["count"] >= 2
+
+    await wait_for(both_orders_seen, within=30, what="both orders stored")
+    assert await segment_service.members(segment) == []
+
+    await segment_service.publish(merge(survivor, merged, now))
+    await expect_transitions(segment_service, segment, [(survivor, "entered", "realtime")])
+    assert await segment_service.members(segment) == [survivor]
+
+    await segment_service.publish(erasure(survivor, now))
+
+    async def erased() -> bool:
+        return await segment_service.members(segment) == []
+
+    await wait_for(erased, within=30, what="the erased profile gone from the members")
