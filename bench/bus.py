@@ -9,7 +9,6 @@ both compete for the same two cores when they run together, which would hide whi
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 import uuid
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from bench import raw
+from bench.clock import FirstBatchClock
 from bench.report import Rate, Ratio, print_table, save
 from libs.common.bus import Batch, EventConsumer, EventProducer, OutboxRelay, ensure_topics
 from libs.common.bus.tables import create_bus_schema
@@ -76,24 +76,16 @@ async def _bus_rates(
     await create_bus_schema(engine, settings.schema_name)
     producer = EventProducer(settings)
     relay = OutboxRelay(engine, producer, settings.schema_name)
-    handled = asyncio.Event()
-    seen = 0
-    started = 0.0
 
     async def emit_one_per_event(batch: Batch) -> None:
-        nonlocal seen, started
-        if not seen:
-            started = time.perf_counter()  # from the first batch: the group join is not the bus
         for event in batch.events:
             batch.emit(Event(data=event.data, key=event.key, source="closeloop/bench"), cause=event)
-        seen += len(batch.events)
-        if seen >= count:
-            handled.set()
 
+    clock = FirstBatchClock(emit_one_per_event, count)
     consumer = EventConsumer(
         settings,
         topics=[topic],
-        handler=emit_one_per_event,
+        handler=clock,
         engine=engine,
         producer=producer,
         relay=relay,
@@ -103,8 +95,7 @@ async def _bus_rates(
     gc.freeze()  # as the services do after start-up: the long-lived heap leaves the GC's scans
     await consumer.start()
     try:
-        await asyncio.wait_for(handled.wait(), timeout=600)
-        seconds = time.perf_counter() - started
+        seconds = await clock.seconds()
         relay_started = time.perf_counter()
         await relay.drain()
         relay_seconds = time.perf_counter() - relay_started

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import raw
+from bench.clock import FirstBatchClock
 from bench.report import Rate, Ratio, print_table, save
-from libs.common.bus import Batch, EventConsumer, EventProducer, ensure_topics
+from libs.common.bus import EventConsumer, EventProducer, ensure_topics
 from libs.common.db import create_engine, upgrade
 from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack, encode
 from services.profile.handlers import ACCEPTED_TYPES, profile_handler
@@ -79,24 +79,12 @@ async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[R
 async def _processing_seconds(settings: ProfileSettings, topic: str, count: int) -> float:
     engine = create_engine(settings)
     producer = EventProducer(settings)
-    handle = profile_handler(settings)
-    done = asyncio.Event()
-    handled = 0
-    started = 0.0
-
-    async def timed(batch: Batch) -> None:
-        nonlocal handled, started
-        if not handled:
-            started = time.perf_counter()  # from the first batch: the group join is not profile
-        await handle(batch)
-        handled += len(batch.events)
-        if handled >= count:
-            done.set()  # as bench/bus.py: the last commit follows at once
+    clock = FirstBatchClock(profile_handler(settings), count)
 
     consumer = EventConsumer(
         settings,
         topics=[topic],
-        handler=timed,
+        handler=clock,
         engine=engine,
         producer=producer,
         accept_types=ACCEPTED_TYPES,
@@ -107,8 +95,7 @@ async def _processing_seconds(settings: ProfileSettings, topic: str, count: int)
     gc.freeze()  # as the services do after start-up
     await consumer.start()
     try:
-        await asyncio.wait_for(done.wait(), timeout=600)
-        return time.perf_counter() - started
+        return await clock.seconds()
     finally:
         gc.unfreeze()
         await consumer.stop()
