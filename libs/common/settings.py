@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     database_pool_size: int = 10
 
     admin_token: SecretStr = SecretStr("")
+    tracking_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The key that signs click, open and unsubscribe links (content signs, "
+        "dispatch verifies): the same value for both, kept secret.",
+    )
+    tracking_base_url: str = Field(
+        default="http://127.0.0.1:8106",
+        description="Where recipients reach dispatch's tracking endpoints (/c, /o, /u).",
+    )
 
     batch_max_records: int = Field(default=500, ge=1)
     batch_max_wait_ms: int = Field(default=200, ge=1)

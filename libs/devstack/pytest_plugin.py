@@ -52,6 +52,7 @@ class SettingsFactory:
             "kafka_bootstrap": self._stack.kafka_bootstrap,
             "database_url": self._stack.database_url,
             "admin_token": self._stack.admin_token,
+            "tracking_secret": self._stack.tracking_secret,
             "topic_partitions": self._stack.partitions,
             "topic_replication_factor": self._stack.replication_factor,
         }

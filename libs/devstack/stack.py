@@ -48,6 +48,9 @@ class Stack(StartedInContext):
         self.admin_token = (
             admin_token or self._environ.get("CLOSELOOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
         )
+        self.tracking_secret = self._environ.get(
+            "CLOSELOOP_TRACKING_SECRET"
+        ) or secrets.token_urlsafe(32)
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.broker: EmbeddedBroker | None = None
@@ -80,6 +83,7 @@ class Stack(StartedInContext):
             "CLOSELOOP_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CLOSELOOP_DATABASE_URL": self.database_url,
             "CLOSELOOP_ADMIN_TOKEN": self.admin_token,
+            "CLOSELOOP_TRACKING_SECRET": self.tracking_secret,
             "CLOSELOOP_ENVIRONMENT": self.environment,
             "CLOSELOOP_TOPIC_PARTITIONS": str(self.partitions),
             "CLOSELOOP_TOPIC_REPLICATION_FACTOR": str(self.replication_factor),

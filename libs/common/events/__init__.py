@@ -30,7 +30,13 @@ from libs.common.events.message import (
     MessageSuppressed,
     MessageUnsubscribed,
 )
-from libs.common.events.profile import ProfileChange, ProfileDeleted, ProfileMerged, ProfileUpdated
+from libs.common.events.profile import (
+    ProfileChange,
+    ProfileChangeRequested,
+    ProfileDeleted,
+    ProfileMerged,
+    ProfileUpdated,
+)
 from libs.common.events.segment import SegmentEntered, SegmentExited
 
 __all__ = [
@@ -56,6 +62,7 @@ __all__ = [
     "MessageSuppressed",
     "MessageUnsubscribed",
     "ProfileChange",
+    "ProfileChangeRequested",
     "ProfileDeleted",
     "ProfileMerged",
     "ProfileUpdated",

@@ -32,8 +32,9 @@ _CONSUMING_SERVICES = ("profile", "segment", "journey", "content", "dispatch", "
 TOPICS: tuple[Topic, ...] = (
     Topic(
         topics.INGEST,
-        "The Segment-spec calls ingest accepted, keyed by userId, else anonymousId.",
-        producers=("ingest",),
+        "Inputs to profiles: the Segment-spec calls ingest accepted, keyed by userId, else "
+        "anonymousId; and journeys' profile change requests, keyed by profile id.",
+        producers=("ingest", "journey"),
         consumers=("profile",),
     ),
     Topic(
@@ -46,7 +47,7 @@ TOPICS: tuple[Topic, ...] = (
         topics.PROFILE,
         "Profile changes, merges and erasures.",
         producers=("profile",),
-        consumers=("segment", "journey"),
+        consumers=("segment", "journey", "content", "dispatch", "attribution"),
     ),
     Topic(
         topics.SEGMENT,

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from libs.common import topics
 from libs.common.events.envelope import EventData
 from libs.common.events.fields import EntityId, EventId, ProfileId
+from libs.common.events.message import JourneyRef
 
 _PROFILE = "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC"
 
@@ -125,3 +126,58 @@ class ProfileDeleted(EventData):
         description="The erasure request, so each service can report that it complied."
     )
     requested_at: AwareDatetime = Field(description="When the erasure was requested.")
+
+
+class ProfileChangeRequested(EventData):
+    """A journey's `update_profile` step asks profile to set traits and tags.
+
+    It travels on ingest.v1, beside the clients' calls, because profile applies it in the same
+    order as the behaviour of that person; profile answers with `profile.updated`.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "upd_01JPBA1B2C3D4E5F6G7H8J9K0M",
+                    "profile_id": _PROFILE,
+                    "set_traits": {"winback_offer": "TEA-15"},
+                    "unset_traits": ["churn_risk_note"],
+                    "add_tags": ["winback_2025q1"],
+                    "remove_tags": ["dormant"],
+                    "journey": {
+                        "journey_id": "jrn_winback",
+                        "journey_version": 4,
+                        "node_id": "node_tag_winback",
+                    },
+                    "occurred_at": "2025-03-14T09:26:54.010Z",
+                    "caused_by": "5b0f7c5e-2f6a-4d57-9a0b-8b0c1d2e3f40",
+                }
+            ]
+        }
+    )
+
+    event_type = "profile.change_requested"
+    topic = topics.INGEST
+
+    request_id: EntityId = Field(description="The id of this change request.")
+    profile_id: ProfileId = Field(description="The profile to change; the event's key.")
+    set_traits: dict[str, Any] = Field(
+        default_factory=dict, description="Traits to set, last write wins by `occurred_at`."
+    )
+    unset_traits: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
+        default_factory=list, description="Traits to remove."
+    )
+    add_tags: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
+        default_factory=list, description="Tags to add."
+    )
+    remove_tags: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
+        default_factory=list, description="Tags to remove."
+    )
+    journey: JourneyRef | None = Field(
+        default=None, description="The journey step that asked for the change, if one did."
+    )
+    occurred_at: AwareDatetime = Field(description="Event time of the step that asked for it.")
+    caused_by: EventId | None = Field(
+        default=None, description="The ce_id of the event that moved the profile to the step."
+    )
