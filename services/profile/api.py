@@ -19,6 +19,7 @@ from services.profile.features import FeatureRules
 from services.profile.handlers import SOURCE
 from services.profile.identity import Identifier, new_profile_id, parse_identifier
 from services.profile.schemas import (
+    Engagement,
     ErasureAccepted,
     ProfileEventOut,
     ProfileEventPage,
@@ -181,6 +182,12 @@ def _profile_out(stored: StoredProfile, rules: FeatureRules) -> ProfileOut:
             for name, score in state.categories.items()
         },
         segments=state.segments,
+        engagement=Engagement(
+            by_channel=state.engagement,
+            last_engaged_at=_time(state.last_engaged_at),
+            attributed_conversions=round(state.attributed_conversions, 6),
+            attributed_revenue={c: round(v, 6) for c, v in state.attributed_revenue.items()},
+        ),
     )
 
 

@@ -21,7 +21,7 @@ def create(settings: Settings) -> FastAPI:
     parts = bus_parts(settings)
     consumer = EventConsumer(
         settings,
-        topics=[topics.INGEST, topics.SEGMENT],
+        topics=[topics.INGEST, topics.SEGMENT, topics.OUTCOMES, topics.ATTRIBUTION],
         handler=profile_handler(settings),
         engine=parts.engine,
         producer=parts.producer,

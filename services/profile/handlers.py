@@ -11,14 +11,24 @@ from typing import Any, cast
 from libs.common.bus import Batch, BatchHandler
 from libs.common.events import (
     BehaviorOccurred,
+    ConversionAttributed,
     Event,
+    EventData,
     IngestAlias,
     IngestGroup,
     IngestIdentify,
     IngestPage,
     IngestScreen,
     IngestTrack,
+    MessageClicked,
+    MessageDelivered,
+    MessageFailed,
+    MessageOpened,
+    MessageSent,
+    MessageSuppressed,
+    MessageUnsubscribed,
     ProfileChange,
+    ProfileChangeRequested,
     ProfileMerged,
     ProfileUpdated,
     SegmentEntered,
@@ -41,8 +51,39 @@ from services.profile.store import Connection, HistoryRow, ProfileStore, StoredP
 
 SOURCE = "closeloop/profile"
 INGEST_CALLS = (IngestTrack, IngestIdentify, IngestPage, IngestScreen, IngestGroup, IngestAlias)
-MEMBERSHIP_CHANGES = (SegmentEntered, SegmentExited)
-ACCEPTED_TYPES = frozenset(model.event_type for model in (*INGEST_CALLS, *MEMBERSHIP_CHANGES))
+# What happens to a profile already known by its id: memberships, what became of messages,
+# conversion credits and journeys' change requests.
+MessageOutcome = (
+    MessageSent
+    | MessageFailed
+    | MessageSuppressed
+    | MessageDelivered
+    | MessageOpened
+    | MessageClicked
+    | MessageUnsubscribed
+)
+KnownProfileEvent = (
+    SegmentEntered | SegmentExited | MessageOutcome | ConversionAttributed | ProfileChangeRequested
+)
+_OUTCOME_NAMES: dict[type[EventData], str] = {
+    MessageSent: "sent",
+    MessageFailed: "failed",
+    MessageSuppressed: "suppressed",
+    MessageDelivered: "delivered",
+    MessageOpened: "opened",
+    MessageClicked: "clicked",
+    MessageUnsubscribed: "unsubscribed",
+}
+KNOWN_PROFILE_EVENTS: tuple[type[EventData], ...] = (
+    SegmentEntered,
+    SegmentExited,
+    ConversionAttributed,
+    ProfileChangeRequested,
+    *_OUTCOME_NAMES,
+)
+ACCEPTED_TYPES = frozenset(model.event_type for model in INGEST_CALLS) | frozenset(
+    model.event_type for model in KNOWN_PROFILE_EVENTS
+)
 
 
 def profile_handler(settings: ProfileSettings) -> BatchHandler:
@@ -53,15 +94,15 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
     history = settings.profile_event_history
 
     async def handle(batch: Batch) -> None:
-        calls, memberships = _split(batch.events)
-        if not calls and not memberships:
+        calls, known = _split(batch.events)
+        if not calls and not known:
             return
         connection = await store.connection(batch.session)
         await store.lock_graph(connection)
         work = await _ProfileWork.load(store, connection, calls, external_kinds, rules)
         for call, identity in zip(calls, work.identities, strict=True):
             work.apply(call, identity, batch)
-        await work.apply_memberships(store, connection, memberships)
+        await work.apply_to_known_profiles(store, connection, known)
         work.emit_updates(batch)
         await work.save(store, connection, history)
 
@@ -69,22 +110,22 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
 
 
 _CALL_TYPES = frozenset(INGEST_CALLS)
-_MEMBERSHIP_TYPES = frozenset(MEMBERSHIP_CHANGES)
+_KNOWN_PROFILE_TYPES = frozenset(KNOWN_PROFILE_EVENTS)
 
 
 def _split(
     events: Sequence[Event[Any]],
-) -> tuple[list[Event[IngestCall]], list[Event[SegmentEntered | SegmentExited]]]:
-    """The batch's ingest calls and membership changes, each in order; the rest is not ours."""
+) -> tuple[list[Event[IngestCall]], list[Event[KnownProfileEvent]]]:
+    """The batch's ingest calls and events about known profiles, each in order."""
     calls: list[Event[IngestCall]] = []
-    memberships: list[Event[SegmentEntered | SegmentExited]] = []
+    known: list[Event[KnownProfileEvent]] = []
     for event in events:
         data_type = type(event.data)  # exact types first: isinstance on models is slow
         if data_type in _CALL_TYPES or isinstance(event.data, INGEST_CALLS):
             calls.append(event)
-        elif data_type in _MEMBERSHIP_TYPES or isinstance(event.data, MEMBERSHIP_CHANGES):
-            memberships.append(event)
-    return calls, memberships
+        elif data_type in _KNOWN_PROFILE_TYPES or isinstance(event.data, KNOWN_PROFILE_EVENTS):
+            known.append(event)
+    return calls, known
 
 
 @dataclass
@@ -156,22 +197,20 @@ class _ProfileWork:
         self.last_cause[profile_id] = call
         return state
 
-    async def apply_memberships(
+    async def apply_to_known_profiles(
         self,
         store: ProfileStore,
         connection: Connection,
-        memberships: Sequence[Event[SegmentEntered | SegmentExited]],
+        events: Sequence[Event[KnownProfileEvent]],
     ) -> None:
-        """Record segment memberships on the profile (survivors followed through redirects)."""
-        for event in memberships:
+        """Apply memberships, outcomes, credits and change requests to the profiles they name
+        (survivors followed through redirects; an erased profile's are dropped)."""
+        for event in events:
             profile_id = self.graph.canonical(event.data.profile_id)
             state = await self._state_for(store, connection, profile_id)
             if state is None:
                 continue
-            if isinstance(event.data, SegmentEntered):
-                state.segments[event.data.segment_id] = event.data.segment_version
-            else:
-                state.segments.pop(event.data.segment_id, None)
+            _apply_known(state, event.data)
             self.last_cause[profile_id] = event
 
     async def _state_for(
@@ -233,6 +272,24 @@ class _ProfileWork:
 
     def _view(self, state: ProfileState) -> dict[str, Any]:
         return state.view(self.as_of, self.rules)
+
+
+def _apply_known(state: ProfileState, data: KnownProfileEvent) -> None:
+    if isinstance(data, SegmentEntered):
+        state.segments[data.segment_id] = data.segment_version
+    elif isinstance(data, SegmentExited):
+        state.segments.pop(data.segment_id, None)
+    elif isinstance(data, ConversionAttributed):
+        value = float(data.value) if data.value is not None else None
+        state.record_credit(value, data.currency, data.credit_share)
+    elif isinstance(data, ProfileChangeRequested):
+        at = data.occurred_at.timestamp()
+        state.set_traits(data.set_traits, at)
+        state.unset_traits(data.unset_traits, at)
+        if data.add_tags or data.remove_tags:
+            state.change_tags(data.add_tags, data.remove_tags, at)
+    else:
+        state.record_outcome(data.channel, _OUTCOME_NAMES[type(data)], data.occurred_at.timestamp())
 
 
 def _observation(data: IngestCall, at: float, rules: FeatureRules) -> Observation:

@@ -17,6 +17,19 @@ class RfmScores(BaseModel):
     monetary: int = Field(ge=1, le=5)
 
 
+class Engagement(BaseModel):
+    """What became of the messages sent to the person, and the conversions credited to them."""
+
+    by_channel: dict[str, dict[str, int]] = Field(
+        description="Channel -> outcome (sent, delivered, opened, clicked, …) -> count."
+    )
+    last_engaged_at: datetime | None = Field(description="The last open or click.")
+    attributed_conversions: float = Field(description="Conversion credit shares, summed.")
+    attributed_revenue: dict[str, float] = Field(
+        description="Currency -> conversion value credited to messages sent to the person."
+    )
+
+
 class ProfileOut(BaseModel):
     """A person as the profile service knows them; computed features are as of the request."""
 
@@ -35,6 +48,7 @@ class ProfileOut(BaseModel):
     top_categories: list[str]
     category_scores: dict[str, float] = Field(description="Decayed interest, as of now.")
     segments: dict[str, int] = Field(description="Segment id -> version the profile is in.")
+    engagement: Engagement
 
 
 class ProfileList(BaseModel):

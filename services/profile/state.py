@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.profile import features
 from services.profile.features import Decayed, FeatureRules
+
+# Outcomes that show the person engaged with a message (a delivery alone does not).
+ENGAGED_OUTCOMES = frozenset({"opened", "clicked"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,10 @@ class ProfileState:
     categories: dict[str, Decayed] = field(default_factory=dict)
     segments: dict[str, int] = field(default_factory=dict)
     history: int = 0
+    engagement: dict[str, dict[str, int]] = field(default_factory=dict)
+    last_engaged_at: float | None = None
+    attributed_revenue: dict[str, float] = field(default_factory=dict)
+    attributed_conversions: float = 0.0
 
     def observe(self, observation: Observation, rules: FeatureRules) -> None:
         at = observation.at
@@ -73,6 +80,33 @@ class ProfileState:
                 self.traits[name] = value
                 self.trait_times[name] = at
 
+    def unset_traits(self, names: Iterable[str], at: float) -> None:
+        """Remove traits, unless a later write set them: the removal's time is kept as theirs."""
+        for name in names:
+            if at >= self.trait_times.get(name, float("-inf")):
+                self.traits.pop(name, None)
+                self.trait_times[name] = at
+
+    def change_tags(self, add: Iterable[str], remove: Iterable[str], at: float) -> None:
+        """Add and remove tags: they are the `tags` trait, so the change is a write of it."""
+        tags = (set(self.tags()) | set(add)) - set(remove)
+        self.set_traits({"tags": sorted(tags)}, at)
+
+    def record_outcome(self, channel: str, outcome: str, at: float) -> None:
+        """Count what became of a message; an open or a click is engagement."""
+        counts = self.engagement.setdefault(channel, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome in ENGAGED_OUTCOMES:
+            self.last_engaged_at = _latest(self.last_engaged_at, at)
+
+    def record_credit(self, value: float | None, currency: str | None, share: float) -> None:
+        """Add a conversion's credit: its share of the conversion, and of the value."""
+        self.attributed_conversions += share
+        if value is not None and currency is not None:
+            self.attributed_revenue[currency] = (
+                self.attributed_revenue.get(currency, 0.0) + value * share
+            )
+
     def absorb(self, merged: ProfileState, rules: FeatureRules) -> None:
         """Take in a profile that turned out to be the same person."""
         for name, value in merged.traits.items():
@@ -95,6 +129,14 @@ class ProfileState:
                 self.categories[name] = merged_score
         self.segments.update(merged.segments)
         self.history += merged.history
+        for channel, counts in merged.engagement.items():
+            mine = self.engagement.setdefault(channel, {})
+            for outcome, count in counts.items():
+                mine[outcome] = mine.get(outcome, 0) + count
+        self.last_engaged_at = _latest(self.last_engaged_at, merged.last_engaged_at)
+        for currency, value in merged.attributed_revenue.items():
+            self.attributed_revenue[currency] = self.attributed_revenue.get(currency, 0.0) + value
+        self.attributed_conversions += merged.attributed_conversions
 
     def tags(self) -> list[str]:
         """Tags are the `tags` trait: a list of strings, or one comma-separated string."""
@@ -119,6 +161,21 @@ class ProfileState:
             )
         if self.segments:
             fields["segments"] = sorted(self.segments)
+        fields.update(self._engagement_view())
+        return fields
+
+    def _engagement_view(self) -> dict[str, Any]:
+        """Outcomes and credits as scores, so segment and journey conditions can use them."""
+        fields: dict[str, Any] = {
+            f"scores.{channel}_{outcome}": count
+            for channel, counts in self.engagement.items()
+            for outcome, count in counts.items()
+        }
+        if self.last_engaged_at is not None:
+            fields["scores.last_engaged_at"] = self.last_engaged_at
+        if self.attributed_conversions:
+            fields["scores.attributed_conversions"] = round(self.attributed_conversions, 6)
+            fields["scores.attributed_revenue"] = round(sum(self.attributed_revenue.values()), 6)
         return fields
 
     def to_json(self) -> dict[str, Any]:
@@ -135,6 +192,10 @@ class ProfileState:
             "categories": self.categories,
             "segments": self.segments,
             "history": self.history,
+            "engagement": self.engagement,
+            "last_engaged_at": self.last_engaged_at,
+            "attributed_revenue": self.attributed_revenue,
+            "attributed_conversions": self.attributed_conversions,
         }
 
     @classmethod
@@ -153,6 +214,12 @@ class ProfileState:
             categories={name: (s[0], s[1]) for name, s in document.get("categories", {}).items()},
             segments=dict(document.get("segments", {})),
             history=document.get("history", 0),
+            engagement={
+                channel: dict(counts) for channel, counts in document.get("engagement", {}).items()
+            },
+            last_engaged_at=document.get("last_engaged_at"),
+            attributed_revenue=dict(document.get("attributed_revenue", {})),
+            attributed_conversions=document.get("attributed_conversions", 0.0),
         )
 
 

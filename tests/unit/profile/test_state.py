@@ -86,3 +86,63 @@ def test_counters_alone_are_not_a_change() -> None:
     before = state.view(T0, RULES)
     state.observe(Observation("x", "track", T0 + 1), RULES)
     assert changes(before, state.view(T0, RULES)) == []
+
+
+def test_outcomes_count_per_channel_and_only_opens_and_clicks_are_engagement() -> None:
+    state = ProfileState()
+    state.record_outcome("email", "sent", T0)
+    state.record_outcome("email", "delivered", T0 + 5)
+    state.record_outcome("email", "clicked", T0 + 60)
+    state.record_outcome("sms", "sent", T0 + 90)
+    assert state.engagement == {
+        "email": {"sent": 1, "delivered": 1, "clicked": 1},
+        "sms": {"sent": 1},
+    }
+    assert state.last_engaged_at == T0 + 60
+    view = state.view(T0 + 100, RULES)
+    assert view["scores.email_clicked"] == 1
+    assert view["scores.last_engaged_at"] == T0 + 60
+
+
+def test_credits_add_their_share_of_the_value_per_currency() -> None:
+    state = ProfileState()
+    state.record_credit(100.0, "CNY", 0.5)
+    state.record_credit(100.0, "CNY", 0.25)
+    state.record_credit(None, None, 1.0)
+    assert state.attributed_revenue == {"CNY": 75.0}
+    assert state.attributed_conversions == 1.75
+
+
+def test_an_unset_trait_stays_unset_against_an_older_write() -> None:
+    state = ProfileState()
+    state.set_traits({"plan": "basic"}, T0)
+    state.unset_traits(["plan"], T0 + 10)
+    state.set_traits({"plan": "trial"}, T0 + 5)
+    assert "plan" not in state.traits
+    state.set_traits({"plan": "premium"}, T0 + 20)
+    assert state.traits["plan"] == "premium"
+
+
+def test_tag_changes_add_and_remove_on_the_tags_trait() -> None:
+    state = ProfileState()
+    state.set_traits({"tags": "vip, dormant"}, T0)
+    state.change_tags(["winback"], ["dormant"], T0 + 1)
+    assert state.tags() == ["vip", "winback"]
+
+
+def test_a_merge_adds_engagement_and_credits() -> None:
+    survivor, merged = ProfileState(), ProfileState()
+    survivor.record_outcome("email", "opened", T0)
+    merged.record_outcome("email", "opened", T0 + 1)
+    merged.record_credit(10.0, "USD", 1.0)
+    survivor.absorb(merged, RULES)
+    assert survivor.engagement == {"email": {"opened": 2}}
+    assert survivor.last_engaged_at == T0 + 1
+    assert survivor.attributed_revenue == {"USD": 10.0}
+
+
+def test_engagement_survives_the_json_round_trip() -> None:
+    state = ProfileState()
+    state.record_outcome("push", "clicked", T0)
+    state.record_credit(5.0, "EUR", 1.0)
+    assert ProfileState.from_json(state.to_json()) == state
