@@ -1,0 +1,1 @@
+"""The attribution service: which messages earned which conversions, and how the loop performs."""

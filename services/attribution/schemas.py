@@ -1,0 +1,111 @@
+"""The attribution REST API's request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.attribution.definitions import ConversionDefinition
+
+CONVERSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+ConversionId = Annotated[str, StringConstraints(pattern=CONVERSION_ID_PATTERN)]
+Dimension = Literal["journey", "node", "channel", "variant"]
+MarkovDimension = Literal["channel", "journey", "variant"]
+
+
+class ConversionRequest(ConversionDefinition):
+    """A conversion definition to create (POST) or its new version (PUT)."""
+
+    id: ConversionId | None = Field(
+        default=None, description="Chosen by the caller on create; generated when absent."
+    )
+
+
+class ConversionResponse(ConversionDefinition):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversionList(BaseModel):
+    conversions: list[ConversionResponse]
+
+
+class Rates(BaseModel):
+    """Ratios of the counts; null when the denominator is zero."""
+
+    delivery: float | None = Field(description="delivered / sent")
+    open: float | None = Field(description="opened / delivered")
+    click: float | None = Field(description="clicked / delivered")
+    conversion: float | None = Field(description="converted / sent")
+
+
+class ReportRow(BaseModel):
+    journey_id: str | None = None
+    node_id: str | None = None
+    channel: str | None = None
+    template_id: str | None = None
+    variant_id: str | None = Field(
+        default=None, description="'' for messages of a single-variant template."
+    )
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    suppressed: int
+    suppressed_frequency_cap: int
+    failed: int
+    converted: float = Field(description="Credited conversions; fractional under multi-touch.")
+    revenue: dict[str, str] = Field(
+        description="Credited revenue per ISO 4217 currency, as decimal strings."
+    )
+    rates: Rates
+
+
+class ConversionTotalsResponse(BaseModel):
+    definition_id: str
+    attributed: int
+    unattributed: int = Field(description="Conversions with no touchpoint in their window.")
+    value: dict[str, str] = Field(description="Total conversion value per currency.")
+
+
+class Report(BaseModel):
+    dimension: Dimension
+    journey_id: str | None
+    from_: datetime | None = Field(alias="from")
+    to: datetime | None
+    rows: list[ReportRow]
+    conversions: list[ConversionTotalsResponse]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class MarkovState(BaseModel):
+    key: str
+    removal_effect: float = Field(description="Drop in conversion probability without it.")
+    share: float = Field(description="Its share of the conversions: effect / sum of effects.")
+    attributed_conversions: float
+
+
+class MarkovReport(BaseModel):
+    by: MarkovDimension
+    paths: int = Field(description="Touch paths read, converting and not.")
+    conversions: int
+    conversion_probability: float
+    truncated: bool = Field(description="The touchpoint bound was hit: narrow the range.")
+    states: list[MarkovState]
+
+
+class InsightResponse(BaseModel):
+    kind: str
+    message: str
+    probability: float = Field(description="How sure the insight is, in [0, 1].")
+    evidence: dict[str, Any]
+
+
+class InsightsResponse(BaseModel):
+    insights: list[InsightResponse]

@@ -1,0 +1,36 @@
+"""Settings of the attribution service: the evidence an insight needs, and the Markov bound."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.common.settings import Settings
+
+
+class AttributionSettings(Settings):
+    service_name: str = "attribution"
+    http_port: int = 8107
+
+    attribution_insight_min_trials: int = Field(
+        default=100,
+        ge=1,
+        description="Sends each variant or channel needs before an insight may speak about it.",
+    )
+    attribution_insight_probability: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="How sure an insight must be (probability best, or one-sided confidence).",
+    )
+    attribution_cap_suppression_share: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Share of a channel's messages suppressed by frequency caps above which "
+        "the caps are reported as suppressing too much.",
+    )
+    attribution_markov_max_touchpoints: int = Field(
+        default=200_000,
+        ge=1,
+        description="Touchpoints one Markov report reads at most; narrow the range past this.",
+    )

@@ -1,0 +1,158 @@
+"""Drives an attribution service process over the test stack: its API, its input and output."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from libs.common import topics
+from libs.common.events import (
+    BehaviorOccurred,
+    ConversionAttributed,
+    Event,
+    JourneyRef,
+    MessageClicked,
+    MessageSent,
+    ProfileDeleted,
+    decode,
+)
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, read_topic
+
+SOURCE = "closeloop/tests/attribution"
+
+
+def sent(
+    profile_id: str, message_id: str, journey_id: str, occurred_at: datetime, **extra: Any
+) -> Event[Any]:
+    return Event(
+        data=MessageSent(**_outcome(profile_id, message_id, journey_id, occurred_at), **extra),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def clicked(profile_id: str, message_id: str, journey_id: str, occurred_at: datetime) -> Event[Any]:
+    return Event(
+        data=MessageClicked(
+            **_outcome(profile_id, message_id, journey_id, occurred_at),
+            url="https://shop.example.com/p/tea",
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def _outcome(
+    profile_id: str, message_id: str, journey_id: str, occurred_at: datetime
+) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "request_id": f"req_{message_id}",
+        "profile_id": profile_id,
+        "channel": "email",
+        "journey": JourneyRef(journey_id=journey_id, journey_version=1, node_id="node_send"),
+        "template_id": f"tpl_{journey_id}",
+        "template_version": 1,
+        "variant_id": "var_a",
+        "occurred_at": occurred_at,
+    }
+
+
+def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
+    return Event(
+        data=BehaviorOccurred(
+            profile_id=profile_id,
+            event=event,
+            kind="track",
+            properties=properties,
+            occurred_at=occurred_at,
+            received_at=datetime.now(UTC),
+            message_id=uuid.uuid4().hex,
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def erasure(profile_id: str) -> Event[Any]:
+    return Event(
+        data=ProfileDeleted(
+            profile_id=profile_id,
+            erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
+            requested_at=datetime.now(UTC),
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+class AttributionHarness:
+    """One running attribution service: its HTTP API as the admin, what it published, its rows."""
+
+    def __init__(self, stack: Stack, process: ServiceProcess) -> None:
+        self.stack = stack
+        self.process = process
+        self.schema = process.name
+        self.http = httpx.AsyncClient(
+            base_url=process.url,
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            timeout=30.0,
+        )
+        self._engine = create_async_engine(stack.database_url)
+
+    async def publish(self, *events: Event[Any]) -> None:
+        await publish(self.stack.kafka_bootstrap, events)
+
+    async def define(self, conversion_id: str, event: str, **fields: Any) -> dict[str, Any]:
+        body = {"id": conversion_id, "name": conversion_id, "event": event, **fields}
+        response = await self.http.post("/conversions", json=body)
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def credits(
+        self, profile_id: str, conversion_name: str | None = None
+    ) -> list[ConversionAttributed]:
+        """The conversion.attributed events published for a profile (and conversion)."""
+        records = await read_topic(self.stack.kafka_bootstrap, topics.ATTRIBUTION)
+        found = []
+        for record in records:
+            event = decode(record.key, record.value, record.headers)
+            data = event.data
+            if not isinstance(data, ConversionAttributed) or data.profile_id != profile_id:
+                continue
+            if conversion_name is None or data.conversion_name == conversion_name:
+                found.append(data)
+        return found
+
+    async def conversion_totals(self, definition_id: str) -> dict[str, Any] | None:
+        response = await self.http.get("/reports/journey")
+        response.raise_for_status()
+        for totals in response.json()["conversions"]:
+            if totals["definition_id"] == definition_id:
+                result: dict[str, Any] = totals
+                return result
+        return None
+
+    async def rows_of(self, profile_id: str) -> int:
+        """How many touchpoint and conversion rows name the profile."""
+        async with self._engine.connect() as connection:
+            result = await connection.execute(
+                text(
+                    f"SELECT (SELECT count(*) FROM {self.schema}.touchpoints WHERE profile_id = :p)"
+                    f" + (SELECT count(*) FROM {self.schema}.conversions WHERE profile_id = :p)"
+                ),
+                {"p": profile_id},
+            )
+            return int(result.scalar_one())
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self._engine.dispose()

@@ -1,0 +1,179 @@
+"""The attribution service as a process over the real broker and database."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from tests.integration.attribution.harness import (
+    AttributionHarness,
+    behaviour,
+    clicked,
+    erasure,
+    sent,
+)
+from tests.integration.support import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_purchase_is_credited_once_to_the_messages_that_touched_it(
+    attribution_service: AttributionHarness,
+) -> None:
+    service = attribution_service
+    profile, journey, purchase = unique("prf_buyer"), unique("jrn"), unique("purchase")
+    definition = unique("cnv_purchase")
+    await service.define(
+        definition,
+        purchase,
+        value_property="revenue",
+        currency_property="currency",
+        attribution_model="linear",
+        window="P7D",
+    )
+    now = datetime.now(UTC)
+    first, second, stale = unique("msg"), unique("msg"), unique("msg")
+    await service.publish(
+        sent(profile, stale, journey, now - timedelta(days=9)),
+        sent(profile, first, journey, now - timedelta(hours=5)),
+        sent(profile, second, journey, now - timedelta(hours=2)),
+        clicked(profile, second, journey, now - timedelta(hours=1)),
+        sent(profile, unique("msg_after"), journey, now + timedelta(minutes=5)),
+    )
+    order = behaviour(profile, purchase, now, revenue=129.9, currency="CNY")
+    await service.publish(order)
+
+    async def credited() -> bool:
+        return len(await service.credits(profile, definition)) == 2
+
+    await wait_for(credited, within=30, what="two conversion.attributed credits")
+    credits = sorted(await service.credits(profile, definition), key=lambda c: c.message_id)
+    assert {c.message_id for c in credits} == {first, second}
+    assert {(c.value, c.currency, c.credit_share, c.attribution_model) for c in credits} == {
+        (Decimal("129.9"), "CNY", 0.5, "linear")
+    }
+    assert len({c.conversion_id for c in credits}) == 1
+    assert credits[0].journey is not None and credits[0].journey.journey_id == journey
+
+    # The same purchase again, and re-emitted under a new ce_id: neither is credited twice.
+    await service.publish(order, dataclasses.replace(order, id=str(uuid.uuid4())))
+    # A marker after them on the same partition: once it is handled, so are the duplicates.
+    marker, marker_event = unique("cnv_marker"), unique("marker")
+    # Credited to no message (no opens), so the journey's numbers stay the purchase's alone.
+    await service.define(marker, marker_event, touch_types=["message.opened"])
+    await service.publish(behaviour(profile, marker_event, now))
+    await _converted_once(service, profile, marker)
+    assert len(await service.credits(profile, definition)) == 2
+
+    async def reported() -> bool:
+        response = await service.http.get("/reports/journey", params={"journey_id": journey})
+        rows = response.json()["rows"]
+        return len(rows) == 1 and rows[0]["converted"] == pytest.approx(1.0)
+
+    await wait_for(reported, within=30, what="the journey's report")
+    response = await service.http.get("/reports/journey", params={"journey_id": journey})
+    (row,) = response.json()["rows"]
+    assert (row["journey_id"], row["sent"], row["clicked"]) == (journey, 4, 1)
+    assert row["revenue"] == {"CNY": "129.9"}
+    assert row["rates"]["conversion"] == pytest.approx(0.25)
+    totals = await service.conversion_totals(definition)
+    assert totals is not None
+    assert (totals["attributed"], totals["unattributed"], totals["value"]) == (
+        1,
+        0,
+        {"CNY": "129.9"},
+    )
+
+
+async def _converted_once(service: AttributionHarness, profile: str, marker: str) -> None:
+    """Wait until the marker conversion, published after the duplicates, was handled."""
+
+    async def handled() -> bool:
+        totals = await service.conversion_totals(marker)
+        return totals is not None and totals["attributed"] + totals["unattributed"] == 1
+
+    await wait_for(handled, within=30, what=f"the marker conversion of {profile}")
+
+
+async def test_a_conversion_without_touchpoints_is_unattributed_and_emits_nothing(
+    attribution_service: AttributionHarness,
+) -> None:
+    service = attribution_service
+    profile, signup = unique("prf_organic"), unique("signed_up")
+    definition = unique("cnv_signup")
+    await service.define(definition, signup, filter=[{"property": "plan", "op": "exists"}])
+    now = datetime.now(UTC)
+    await service.publish(
+        behaviour(profile, signup, now - timedelta(minutes=1)),  # filtered out: no plan
+        behaviour(profile, signup, now, plan="basic"),
+    )
+
+    async def recorded() -> bool:
+        totals = await service.conversion_totals(definition)
+        return totals is not None and totals["unattributed"] == 1
+
+    await wait_for(recorded, within=30, what="the unattributed conversion")
+    totals = await service.conversion_totals(definition)
+    assert totals is not None and totals["attributed"] == 0
+    assert await service.credits(profile) == []
+
+
+async def test_erasure_removes_the_profiles_rows(attribution_service: AttributionHarness) -> None:
+    service = attribution_service
+    profile, journey, event = unique("prf_erased"), unique("jrn"), unique("purchase")
+    definition = unique("cnv_erased")
+    await service.define(definition, event)
+    now = datetime.now(UTC)
+    await service.publish(
+        sent(profile, unique("msg"), journey, now - timedelta(hours=1)),
+        behaviour(profile, event, now),
+    )
+
+    async def stored() -> bool:
+        return await service.rows_of(profile) == 2
+
+    await wait_for(stored, within=30, what="the touchpoint and conversion rows")
+    await service.publish(erasure(profile))
+
+    async def erased() -> bool:
+        return await service.rows_of(profile) == 0
+
+    await wait_for(erased, within=30, what="the erased profile's rows gone")
+
+
+async def test_markov_report_and_insights_answer(attribution_service: AttributionHarness) -> None:
+    service = attribution_service
+    markov = await service.http.get("/reports/markov", params={"by": "channel"})
+    assert markov.status_code == 200, markov.text
+    assert "email" in {state["key"] for state in markov.json()["states"]}
+    insights = await service.http.get("/insights")
+    assert insights.status_code == 200, insights.text
+    assert isinstance(insights.json()["insights"], list)
+
+
+async def test_bad_definitions_and_requests_are_refused(
+    attribution_service: AttributionHarness,
+) -> None:
+    http = attribution_service.http
+    bad = await http.post("/conversions", json={"name": "x", "event": "y", "window": "P1M"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "body.window"
+    missing = await http.get("/conversions/cnv_missing_definition")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "conversion_not_found"
+    dimension = await http.get("/reports/country")
+    assert dimension.status_code == 422
+    backwards = await http.get(
+        "/reports/channel",
+        params={"from": "2025-03-02T00:00:00Z", "to": "2025-03-01T00:00:00Z"},
+    )
+    assert backwards.status_code == 422
+    assert backwards.json()["error"]["code"] == "invalid_range"
