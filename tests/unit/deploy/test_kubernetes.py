@@ -1,0 +1,189 @@
+"""deploy/k8s: both overlays render, every object validates offline, and the shape is the loop's."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from typing import Any
+
+import jsonschema
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from libs.common import topics
+from libs.common.events.catalog import TOPICS
+from libs.devstack.services import DEFAULT_PORTS
+from tests.unit.deploy.deploy_files import DEPLOY, OVERLAYS, SCHEMAS, of_kind, render
+
+KUBERNETES_VERSION = "1.32.0"
+PARTITIONS = 12
+# Custom resources have no schema in kubernetes-validate: each is checked against the vendored
+# subset of its project's published CRD schema (tests/unit/deploy/schemas/).
+CRD_SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda-scaledobject.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "strimzi-kafkatopic.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "prometheus-servicemonitor.json",
+    ("postgresql.cnpg.io/v1", "Cluster"): "cnpg-cluster.json",
+}
+HTTP_FACING = {"ingest", "dispatch"}
+
+
+@cache
+def _rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return tuple(render(overlay))
+
+
+def objects(overlay: str) -> list[dict[str, Any]]:
+    return copy.deepcopy(list(_rendered(overlay)))
+
+
+def _validate(obj: dict[str, Any]) -> None:
+    key = (obj["apiVersion"], obj["kind"])
+    if key in CRD_SCHEMAS:
+        schema = json.loads((SCHEMAS / CRD_SCHEMAS[key]).read_text())
+        jsonschema.validate(obj, schema)
+    else:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def _consumed_topics(service: str) -> set[str]:
+    return {topic.name for topic in TOPICS if service in topic.consumers}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_object_validates_offline(overlay: str) -> None:
+    failures = []
+    for obj in objects(overlay):
+        try:
+            _validate(obj)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as error:
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {error.message}")
+    assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("Deployment", ("spec", "template", "spec", "containers", 0, "livenesProbe")),
+        ("ScaledObject", ("spec", "maxReplicas")),
+        ("KafkaTopic", ("spec", "partition")),
+        ("Cluster", ("spec", "instance")),
+    ],
+)
+def test_validation_rejects_a_misspelt_field(kind: str, path: tuple[str | int, ...]) -> None:
+    obj = next(obj for obj in objects("prod") if obj["kind"] == kind)
+    node: Any = obj
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = 1
+    with pytest.raises((kubernetes_validate.ValidationError, jsonschema.ValidationError)):
+        _validate(obj)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_a_deployment_service_and_disruption_budget(overlay: str) -> None:
+    rendered = objects(overlay)
+    assert set(DEFAULT_PORTS) <= set(of_kind(rendered, "Deployment"))
+    assert set(DEFAULT_PORTS) <= set(of_kind(rendered, "Service"))
+    assert set(DEFAULT_PORTS) <= set(of_kind(rendered, "PodDisruptionBudget"))
+    for name, port in DEFAULT_PORTS.items():
+        service = of_kind(rendered, "Service")[name]
+        assert service["spec"]["ports"][0]["port"] == port
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_probe_health_and_readiness_and_run_locked_down(overlay: str) -> None:
+    for name, deployment in of_kind(objects(overlay), "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["args"] == [name]
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["resources"]["requests"]["cpu"]
+        assert container["resources"]["limits"]["memory"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_http_services_scale_on_cpu_and_consumers_on_lag_capped_at_partitions(
+    overlay: str,
+) -> None:
+    rendered = objects(overlay)
+    scaled_objects = of_kind(rendered, "ScaledObject")
+    hpas = of_kind(rendered, "HorizontalPodAutoscaler")
+    for name in DEFAULT_PORTS:
+        consumed = _consumed_topics(name)
+        if not consumed:
+            assert name in hpas and name not in scaled_objects
+            continue
+        scaled = scaled_objects[name]["spec"]
+        assert scaled["scaleTargetRef"]["name"] == name
+        assert scaled["maxReplicaCount"] <= PARTITIONS
+        kafka = [t["metadata"] for t in scaled["triggers"] if t["type"] == "kafka"]
+        assert {trigger["topic"] for trigger in kafka} == consumed
+        assert {trigger["consumerGroup"] for trigger in kafka} == {f"closeloop-{name}"}
+        has_cpu = any(trigger["type"] == "cpu" for trigger in scaled["triggers"])
+        assert has_cpu == (name in HTTP_FACING)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_topic_is_a_kafka_topic_with_the_platform_partitions(overlay: str) -> None:
+    kafka_topics = of_kind(objects(overlay), "KafkaTopic")
+    assert {topic["spec"]["topicName"] for topic in kafka_topics.values()} == set(topics.ALL)
+    for topic in kafka_topics.values():
+        assert topic["spec"]["partitions"] == PARTITIONS
+        assert int(topic["spec"]["config"]["retention.ms"]) > 0
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "closeloop"
+
+
+def test_migration_job_migrates_every_service() -> None:
+    job = of_kind(objects("prod"), "Job")["closeloop-migrate"]
+    containers = job["spec"]["template"]["spec"]["containers"]
+    assert sorted(container["args"] for container in containers) == sorted(
+        [name, "migrate"] for name in DEFAULT_PORTS
+    )
+
+
+def test_prod_runs_postgres_on_cloudnativepg_and_dev_does_not() -> None:
+    assert of_kind(objects("prod"), "Cluster")["closeloop-db"]["spec"]["instances"] >= 3
+    assert not of_kind(objects("dev"), "Cluster")
+
+
+def test_only_dev_generates_secrets_and_the_example_is_a_valid_secret() -> None:
+    dev = objects("dev")
+    referenced = {
+        source["secretRef"]["name"]
+        for deployment in of_kind(dev, "Deployment").values()
+        for source in deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        if "secretRef" in source
+    }
+    assert referenced == set(of_kind(dev, "Secret")), "dev generates the secret its pods read"
+    assert not of_kind(objects("prod"), "Secret")
+    example = yaml.safe_load((DEPLOY / "k8s" / "base" / "secret.example.yaml").read_text())
+    kubernetes_validate.validate(example, KUBERNETES_VERSION, strict=True)
+    assert all("CHANGE-ME" in value for value in example["stringData"].values())
+
+
+def test_network_policies_let_only_ingress_reach_ingest_and_dispatch() -> None:
+    policies = of_kind(objects("prod"), "NetworkPolicy")
+    assert policies["closeloop-default-deny"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    public = policies["closeloop-ingress-public"]["spec"]["podSelector"]["matchExpressions"]
+    assert set(public[0]["values"]) == HTTP_FACING
+
+
+def test_service_monitor_scrapes_every_service_metrics() -> None:
+    rendered = objects("prod")
+    monitor = of_kind(rendered, "ServiceMonitor")["closeloop"]["spec"]
+    selected = {
+        name
+        for name, service in of_kind(rendered, "Service").items()
+        if monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    }
+    assert selected == set(DEFAULT_PORTS)
+    assert monitor["endpoints"][0]["path"] == "/metrics"
