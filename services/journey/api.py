@@ -1,0 +1,173 @@
+"""The journey REST API: drafts (CRUD), publishing versions, pause and resume, stats."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.auth import require_admin
+from libs.common.db import create_sessions
+from libs.common.errors import ApiError
+from services.journey.conditions import InvalidDefinition
+from services.journey.graph import Journey
+from services.journey.references import References, ReferenceUnavailable, check_references
+from services.journey.schemas import (
+    JOURNEY_ID_PATTERN,
+    JourneyList,
+    JourneyRequest,
+    JourneyResponse,
+    StatsResponse,
+    VersionResponse,
+)
+from services.journey.stats import journey_stats
+from services.journey.store import JourneyRow, JourneyStore, VersionRow
+
+_T = TypeVar("_T")
+JourneyIdPath = Annotated[str, Path(pattern=JOURNEY_ID_PATTERN)]
+
+
+def journeys_router(engine: AsyncEngine, schema: str, references: References) -> APIRouter:
+    router = APIRouter(prefix="/journeys", tags=["journeys"], dependencies=[Depends(require_admin)])
+    sessions = create_sessions(engine)
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[JourneyStore]:
+        async with sessions() as session, session.begin():
+            yield JourneyStore(session, schema)
+
+    async def validated(journey_id: str, version: int, graph: Any) -> Journey:
+        """The parsed graph, its templates and segment known to exist; else a 422 or 503."""
+        try:
+            journey = Journey.parse(journey_id, version, graph)
+            await check_references(journey, references)
+        except InvalidDefinition as error:
+            raise ApiError(422, "invalid_journey", str(error), error.path) from None
+        except ReferenceUnavailable as error:
+            raise ApiError(503, "dependency_unavailable", str(error), error.service) from None
+        return journey
+
+    @router.post("", status_code=201)
+    async def create_journey(request: JourneyRequest) -> JourneyResponse:
+        """Create a journey as a draft; it is validated now and again when published."""
+        journey_id = request.id or f"jrn_{uuid.uuid4().hex[:20]}"
+        await validated(journey_id, 1, request.graph())
+        async with transaction() as store:
+            row = await store.insert_journey(
+                journey_id, request.name, request.description, request.graph()
+            )
+        if row is None:
+            raise ApiError(409, "journey_exists", f"Journey {journey_id!r} already exists.", "id")
+        return _response(row)
+
+    @router.get("")
+    async def list_journeys() -> JourneyList:
+        async with transaction() as store:
+            rows = await store.list_journeys()
+        return JourneyList(journeys=[_response(row) for row in rows])
+
+    @router.get("/{journey_id}")
+    async def get_journey(journey_id: JourneyIdPath) -> JourneyResponse:
+        """The journey, its draft and every published version."""
+        async with transaction() as store:
+            row = _found(await store.get_journey(journey_id), journey_id)
+            versions = await store.versions(journey_id)
+        return _response(row, versions)
+
+    @router.put("/{journey_id}")
+    async def replace_journey(
+        journey_id: JourneyIdPath, request: JourneyRequest
+    ) -> JourneyResponse:
+        """Replace the draft; published versions and the runs in them are untouched."""
+        if request.id is not None and request.id != journey_id:
+            raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
+        await validated(journey_id, 1, request.graph())
+        async with transaction() as store:
+            updated = await store.update_draft(
+                journey_id, request.name, request.description, request.graph()
+            )
+        return _response(_found(updated, journey_id))
+
+    @router.delete("/{journey_id}", status_code=204)
+    async def delete_journey(journey_id: JourneyIdPath) -> Response:
+        """Delete the journey with its versions, runs, timers and stats; nothing more is sent."""
+        async with transaction() as store:
+            if not await store.delete_journey(journey_id):
+                _found(None, journey_id)
+        return Response(status_code=204)
+
+    @router.post("/{journey_id}/publish")
+    async def publish(journey_id: JourneyIdPath) -> JourneyResponse:
+        """Freeze the draft as the next version: new profiles enter it, runs finish their own."""
+        async with transaction() as store:
+            checked = _found(await store.get_journey(journey_id), journey_id)
+        await validated(journey_id, (checked.published_version or 0) + 1, checked.draft)
+        async with transaction() as store:
+            row = _found(await store.get_journey(journey_id, lock=True), journey_id)
+            if row.draft != checked.draft or row.published_version != checked.published_version:
+                raise ApiError(409, "journey_changed", "The journey changed while publishing.")
+            version = (row.published_version or 0) + 1
+            row = await store.publish(row, Journey.parse(journey_id, version, row.draft))
+            versions = await store.versions(journey_id)
+        return _response(row, versions)
+
+    @router.post("/{journey_id}/pause")
+    async def pause(journey_id: JourneyIdPath) -> JourneyResponse:
+        """No new entries and no sends: runs reaching a send node hold there until resumed."""
+        async with transaction() as store:
+            _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
+            row = await store.set_status(journey_id, "paused")
+        return _response(_found(row, journey_id))
+
+    @router.post("/{journey_id}/resume")
+    async def resume(journey_id: JourneyIdPath) -> JourneyResponse:
+        """Entries start again; held runs send and go on (the timer worker picks them up)."""
+        async with transaction() as store:
+            _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
+            row = await store.set_status(journey_id, "active")
+            await store.release_held_runs(journey_id)
+        return _response(_found(row, journey_id))
+
+    @router.get("/{journey_id}/stats")
+    async def stats(journey_id: JourneyIdPath) -> StatsResponse:
+        """Per node, per version and in total: entered, waiting, completed, exited, goal reached."""
+        async with transaction() as store:
+            _found(await store.get_journey(journey_id), journey_id)
+            rows = [*await store.counters(journey_id), *await store.waiting(journey_id)]
+        return journey_stats(journey_id, rows)
+
+    return router
+
+
+def _found(value: _T | None, journey_id: str) -> _T:
+    if value is None:
+        raise ApiError(404, "journey_not_found", f"There is no journey {journey_id!r}.")
+    return value
+
+
+def _published(row: JourneyRow) -> None:
+    if row.published_version is None:
+        raise ApiError(409, "journey_not_published", "Publish the journey first.")
+
+
+def _response(row: JourneyRow, versions: list[VersionRow] | None = None) -> JourneyResponse:
+    return JourneyResponse(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        status=row.status,
+        published_version=row.published_version,
+        draft=row.draft,
+        versions=None
+        if versions is None
+        else [
+            VersionResponse(version=v.version, published_at=v.published_at, definition=v.definition)
+            for v in versions
+        ],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

@@ -1,0 +1,270 @@
+"""The journey condition language (branches, exit rules, event filters) and its evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from services.journey.profiles import ProfileFacts
+
+OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"})
+_ORDERING_OPS = frozenset({"gt", "gte", "lt", "lte"})
+_VALUE_LEAVES = ("trait", "score", "event_property")
+_MAX_DEPTH = 32
+_MISSING = object()
+
+
+class InvalidDefinition(ValueError):
+    """A journey definition is wrong at `path` (e.g. `nodes.send_coupon.template_id`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ValueTest:
+    """`op` and `value` against one JSON value."""
+
+    op: str
+    value: Any
+
+    def holds(self, actual: Any) -> bool:
+        return test_value(self.op, actual, self.value)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """`{"trait": "plan", "op": "eq", "value": "premium"}` and its kin."""
+
+    kind: str  # trait, score, event_property, tag, lifecycle_stage
+    name: str
+    test: ValueTest
+
+
+@dataclass(frozen=True)
+class Group:
+    kind: str  # all, any, not
+    children: tuple[Condition, ...]
+
+
+Condition = Leaf | Group
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a condition is evaluated against: the profile and the triggering event's properties."""
+
+    facts: ProfileFacts
+    event_properties: Mapping[str, Any]
+
+
+def parse_condition(raw: Any, path: str, depth: int = 0) -> Condition:
+    """Parse a condition tree, or raise InvalidDefinition naming the first wrong place."""
+    if depth > _MAX_DEPTH:
+        raise InvalidDefinition(path, f"conditions nest at most {_MAX_DEPTH} deep")
+    if not isinstance(raw, dict):
+        raise InvalidDefinition(path, "a condition is a JSON object")
+    groups = [key for key in ("all", "any", "not") if key in raw]
+    if groups:
+        return _parse_group(raw, groups, path, depth)
+    kinds = [key for key in (*_VALUE_LEAVES, "tag", "lifecycle_stage") if key in raw]
+    if len(kinds) != 1:
+        raise InvalidDefinition(
+            path,
+            "a condition is one of all, any, not, trait, tag, lifecycle_stage, score, "
+            "event_property",
+        )
+    kind = kinds[0]
+    if kind == "tag":
+        _only(raw, {"tag"}, path)
+        return Leaf("tag", _name(raw["tag"], f"{path}.tag"), ValueTest("exists", None))
+    if kind == "lifecycle_stage":
+        _only(raw, {"lifecycle_stage"}, path)
+        return Leaf("lifecycle_stage", "", _stages(raw["lifecycle_stage"], path))
+    _only(raw, {kind, "op", "value"}, path)
+    name = _name(raw[kind], f"{path}.{kind}")
+    return Leaf(kind, name, parse_test(raw, path, default_op="eq"))
+
+
+def parse_filters(raw: Any, path: str) -> tuple[tuple[str, ValueTest], ...]:
+    """`[{"property": "category", "op": "eq", "value": "tea"}, …]`: every filter must hold."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidDefinition(path, "a list of property filters")
+    filters = []
+    for index, item in enumerate(raw):
+        where = f"{path}[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidDefinition(where, "a filter is a JSON object")
+        _only(item, {"property", "op", "value"}, where)
+        name = _name(item.get("property"), f"{where}.property")
+        filters.append((name, parse_test(item, where, default_op="eq")))
+    return tuple(filters)
+
+
+def parse_test(raw: Mapping[str, Any], path: str, *, default_op: str) -> ValueTest:
+    op = raw.get("op", default_op)
+    if not isinstance(op, str) or op not in OPS:
+        raise InvalidDefinition(f"{path}.op", f"one of {', '.join(sorted(OPS))}")
+    value = raw.get("value")
+    problem = _value_problem(op, value)
+    if problem:
+        raise InvalidDefinition(f"{path}.value", problem)
+    return ValueTest(op, value)
+
+
+def _parse_group(raw: dict[str, Any], groups: list[str], path: str, depth: int) -> Group:
+    if len(groups) != 1 or len(raw) != 1:
+        raise InvalidDefinition(path, "a group has exactly one key: all, any or not")
+    kind = groups[0]
+    where = f"{path}.{kind}"
+    if kind == "not":
+        return Group("not", (parse_condition(raw["not"], where, depth + 1),))
+    children = raw[kind]
+    if not isinstance(children, list) or not children:
+        raise InvalidDefinition(where, "a non-empty list of conditions")
+    return Group(
+        kind,
+        tuple(
+            parse_condition(child, f"{where}[{i}]", depth + 1) for i, child in enumerate(children)
+        ),
+    )
+
+
+def _only(raw: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    extra = sorted(str(key) for key in raw if key not in allowed)
+    if extra:
+        raise InvalidDefinition(f"{path}.{extra[0]}", "unknown field")
+
+
+def _name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidDefinition(path, "a non-empty name of at most 255 characters")
+    return value
+
+
+def _stages(value: Any, path: str) -> ValueTest:
+    where = f"{path}.lifecycle_stage"
+    if isinstance(value, str) and value:
+        return ValueTest("eq", value)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return ValueTest("in", value)
+    raise InvalidDefinition(where, "a stage or a non-empty list of stages")
+
+
+def _value_problem(op: str, value: Any) -> str | None:
+    if op == "exists":
+        return "`exists` takes no value" if value is not None else None
+    if value is None:
+        return f"`{op}` needs a value"
+    if op == "in" and not (isinstance(value, list) and value):
+        return "`in` needs a non-empty list of values"
+    if op in _ORDERING_OPS and (
+        isinstance(value, bool) or not isinstance(value, int | float | str)
+    ):
+        return f"`{op}` compares with a number or a string"
+    if op == "contains" and not isinstance(value, str | int | float | bool):
+        return "`contains` looks for a string, number or boolean"
+    return None
+
+
+def holds(condition: Condition, context: Context) -> bool:
+    if isinstance(condition, Group):
+        if condition.kind == "all":
+            return all(holds(child, context) for child in condition.children)
+        if condition.kind == "any":
+            return any(holds(child, context) for child in condition.children)
+        return not holds(condition.children[0], context)
+    return condition.test.holds(_actual(condition, context))
+
+
+def filters_hold(filters: Sequence[tuple[str, ValueTest]], properties: Mapping[str, Any]) -> bool:
+    return all(test.holds(lookup(properties, name)) for name, test in filters)
+
+
+def _actual(leaf: Leaf, context: Context) -> Any:
+    facts = context.facts
+    match leaf.kind:
+        case "trait":
+            return facts.traits.get(leaf.name, _MISSING)
+        case "score":
+            return facts.scores.get(leaf.name, _MISSING)
+        case "tag":
+            return True if leaf.name in facts.tags else _MISSING
+        case "lifecycle_stage":
+            return facts.lifecycle_stage if facts.lifecycle_stage is not None else _MISSING
+    return lookup(context.event_properties, leaf.name)
+
+
+def lookup(properties: Mapping[str, Any], path: str) -> Any:
+    """A property by name, or by dotted path into nested objects (`cart.total`)."""
+    if path in properties:
+        return properties[path]
+    value: Any = properties
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def test_value(op: str, actual: Any, expected: Any) -> bool:
+    """JSON semantics: `true` is not `1`, `1` is `1.0`; `neq` holds for an absent value."""
+    present = actual is not _MISSING and actual is not None
+    if op == "exists":
+        return present
+    if op == "neq":
+        return not test_value("eq", actual, expected)
+    if not present:
+        return False
+    if op == "eq":
+        return json_equal(actual, expected)
+    if op == "in":
+        return any(json_equal(actual, option) for option in expected)
+    if op == "contains":
+        if isinstance(actual, str):
+            return isinstance(expected, str) and expected in actual
+        return isinstance(actual, list) and any(json_equal(item, expected) for item in actual)
+    return _ordered(op, actual, expected)
+
+
+def _ordered(op: str, actual: Any, expected: Any) -> bool:
+    if isinstance(expected, str):
+        left: Any = actual if isinstance(actual, str) else None
+        right: Any = expected
+    else:
+        left, right = _number(actual), _number(expected)
+    if left is None or right is None:
+        return False
+    match op:
+        case "gt":
+            return bool(left > right)
+        case "gte":
+            return bool(left >= right)
+        case "lt":
+            return bool(left < right)
+    return bool(left <= right)
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    left_number, right_number = _number(left), _number(right)
+    if left_number is not None or right_number is not None:
+        return left_number == right_number
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(json_equal, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    return bool(left == right)

@@ -1,0 +1,179 @@
+"""The journey handler: segment moves, behaviours, outcomes and profile changes move runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from libs.common.bus import Batch, BatchHandler
+from libs.common.events import (
+    BehaviorOccurred,
+    Event,
+    MessageClicked,
+    MessageDelivered,
+    MessageFailed,
+    MessageOpened,
+    MessageSent,
+    MessageSuppressed,
+    MessageUnsubscribed,
+    ProfileDeleted,
+    ProfileMerged,
+    ProfileUpdated,
+    SegmentEntered,
+    SegmentExited,
+)
+from services.journey.conditions import Context, holds
+from services.journey.engine import (
+    Trigger,
+    entry_matches,
+    reaches_goal,
+    waits_for_event,
+    waits_for_outcome,
+)
+from services.journey.profiles import ProfileFacts, apply_change, merge_facts
+from services.journey.runner import Runner
+from services.journey.store import JourneyStore
+
+OUTCOME_TYPES: tuple[type[Any], ...] = (
+    MessageSent,
+    MessageFailed,
+    MessageSuppressed,
+    MessageDelivered,
+    MessageOpened,
+    MessageClicked,
+    MessageUnsubscribed,
+)
+ACCEPTED_TYPES = frozenset(
+    {
+        SegmentEntered.event_type,
+        SegmentExited.event_type,
+        BehaviorOccurred.event_type,
+        ProfileUpdated.event_type,
+        ProfileMerged.event_type,
+        ProfileDeleted.event_type,
+        *(model.event_type for model in OUTCOME_TYPES),
+    }
+)
+
+
+def journey_handler(schema: str, *, step_limit: int) -> BatchHandler:
+    async def handle(batch: Batch) -> None:
+        store = JourneyStore(batch.session, schema)
+        profiles = await store.lock_profiles(_profiles_named(batch))
+        runner = Runner(store, step_limit=step_limit)
+        now = datetime.now(UTC)
+        for event in batch.events:
+            await _take(runner, profiles, event, now)
+            for emitted in runner.take_events(now):
+                batch.emit(emitted, cause=event)
+        await store.save_profiles(profiles.values())
+        await runner.save_counters()
+
+    return handle
+
+
+async def _take(
+    runner: Runner, profiles: dict[str, ProfileFacts], event: Event[Any], now: datetime
+) -> None:
+    data = event.data
+    if isinstance(data, ProfileMerged):
+        await _merge(runner.store, profiles, data)
+        return
+    facts = profiles.get(data.profile_id)
+    if facts is None:  # erased or merged away earlier in this batch
+        return
+    if isinstance(data, ProfileDeleted):
+        await runner.store.erase_profile(data.profile_id)
+        del profiles[data.profile_id]
+    elif isinstance(data, SegmentEntered):
+        trigger = Trigger(event.id, data.occurred_at)
+        for journey in await runner.store.journeys_entered_on(segment=data.segment_id):
+            await runner.enter(journey, facts, trigger, now)
+    elif isinstance(data, SegmentExited):
+        await _left_segment(runner, facts, data)
+    elif isinstance(data, BehaviorOccurred):
+        await _behaved(runner, facts, event, data, now)
+    elif isinstance(data, ProfileUpdated):
+        for change in data.changes:
+            apply_change(facts, change.field, change.after)
+        await _check_exit_conditions(runner, facts)
+    else:
+        await _outcome(runner, facts, event, now)
+
+
+async def _left_segment(runner: Runner, facts: ProfileFacts, data: SegmentExited) -> None:
+    for run in await runner.store.live_runs(facts.profile_id):
+        found = await runner.version_of(run)
+        if found is None:
+            continue
+        journey = found[0]
+        if journey.exit.on_segment_exit and journey.entry.segment == data.segment_id:
+            await runner.exit(run, "segment_exited")
+
+
+async def _behaved(
+    runner: Runner, facts: ProfileFacts, event: Event[Any], data: BehaviorOccurred, now: datetime
+) -> None:
+    """A behaviour answers wait_for nodes first, then counts for goals, then may enter."""
+    properties = dict(data.properties)
+    trigger = Trigger(event.id, data.occurred_at, data.event, properties)
+    for run in await runner.store.live_runs(facts.profile_id):
+        found = await runner.version_of(run)
+        if found is not None and waits_for_event(found[0], run, data.event, properties):
+            await runner.move_on(run, facts, now, outcome="matched", trigger=trigger)
+    for run in await runner.store.goal_runs(facts.profile_id, data.occurred_at):
+        found = await runner.version_of(run)
+        if found is not None and reaches_goal(found[0], run, data.event, properties):
+            await runner.reach_goal(run, data.occurred_at)
+    for journey in await runner.store.journeys_entered_on(event=data.event):
+        if entry_matches(journey, data.event, properties):
+            await runner.enter(journey, facts, trigger, now)
+
+
+async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: datetime) -> None:
+    data = event.data
+    outcome = event.type.partition(".")[2]
+    ref = data.journey
+    for run in await runner.store.live_runs(facts.profile_id):
+        if (run.journey_id, run.version) != (ref.journey_id, ref.journey_version):
+            continue
+        found = await runner.version_of(run)
+        if found is not None and waits_for_outcome(
+            found[0], run, outcome, ref.node_id, data.request_id
+        ):
+            # An outcome is not a behaviour: the run keeps the behaviour it had for templates.
+            trigger = Trigger(event.id, data.occurred_at, run.trigger.event, run.trigger.properties)
+            await runner.move_on(run, facts, now, outcome="matched", trigger=trigger)
+
+
+async def _check_exit_conditions(runner: Runner, facts: ProfileFacts) -> None:
+    for run in await runner.store.live_runs(facts.profile_id):
+        found = await runner.version_of(run)
+        condition = found[0].exit.condition if found is not None else None
+        if condition is not None and holds(condition, Context(facts, run.trigger.properties)):
+            await runner.exit(run, "exit_condition")
+
+
+async def _merge(
+    store: JourneyStore, profiles: dict[str, ProfileFacts], data: ProfileMerged
+) -> None:
+    survivor = profiles.get(data.survivor_id)
+    if survivor is None:
+        return
+    merged = [
+        profiles.pop(p) for p in data.merged_ids if p in profiles and p != survivor.profile_id
+    ]
+    merge_facts(survivor, merged)
+    for other in merged:
+        await store.move_profile(survivor.profile_id, other.profile_id)
+
+
+def _profiles_named(batch: Batch) -> set[str]:
+    named: set[str] = set()
+    for event in batch.events:
+        data = event.data
+        if isinstance(data, ProfileMerged):
+            named.update([data.survivor_id, *data.merged_ids])
+        else:
+            named.add(data.profile_id)
+    return named

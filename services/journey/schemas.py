@@ -1,0 +1,115 @@
+"""The journey REST API's request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from services.journey.conditions import InvalidDefinition
+from services.journey.graph import check_json
+
+JOURNEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+JourneyId = Annotated[str, StringConstraints(pattern=JOURNEY_ID_PATTERN)]
+GRAPH_FIELDS = ("entry", "reentry", "exit", "goal", "start", "nodes")
+
+
+def _storable(value: str) -> str:
+    try:
+        check_json(value, "")
+    except InvalidDefinition as error:
+        raise ValueError(error.message) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
+class JourneyRequest(BaseModel):
+    """A journey to create (POST) or its new draft (PUT): metadata plus the graph."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: JourneyId | None = Field(
+        default=None, description="Chosen by the caller on create; generated when absent."
+    )
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+    description: Annotated[Text, StringConstraints(max_length=10_000)] = ""
+    entry: Any = Field(
+        default=None,
+        description='`{"segment": "<segment id>"}` or `{"event": "<name>", "where": [filters]}`.',
+    )
+    reentry: Any = Field(
+        default=None, description='`{"rule": "never" | "always" | "after", "cooldown": "P7D"}`.'
+    )
+    exit: Any = Field(
+        default=None, description='`{"condition": <condition>, "on_segment_exit": true}`.'
+    )
+    goal: Any = Field(
+        default=None,
+        description='`{"event": "<name>", "where": [...], "within": "P7D", "exit": true}`.',
+    )
+    start: Any = Field(default=None, description="The id of the first node.")
+    nodes: Any = Field(default=None, description="The nodes, keyed by their id (docs/journey.md).")
+
+    def graph(self) -> dict[str, Any]:
+        """The versioned part: what publishing freezes."""
+        return {
+            name: getattr(self, name) for name in GRAPH_FIELDS if getattr(self, name) is not None
+        }
+
+
+class VersionResponse(BaseModel):
+    version: int
+    published_at: datetime
+    definition: Any
+
+
+class JourneyResponse(BaseModel):
+    id: str
+    name: str
+    description: str
+    status: str = Field(description="`draft` (never published), `active` or `paused`.")
+    published_version: int | None = Field(description="The version new profiles enter.")
+    draft: Any = Field(description="The graph as last saved; publishing freezes it as a version.")
+    versions: list[VersionResponse] | None = Field(
+        default=None, description="Every published version (on GET /journeys/{id} and publish)."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class JourneyList(BaseModel):
+    journeys: list[JourneyResponse]
+
+
+class NodeStats(BaseModel):
+    entered: int = Field(default=0, description="Runs that reached the node.")
+    waiting: int = Field(default=0, description="Runs at the node now (waiting or held).")
+    completed: int = Field(default=0, description="Runs that went on from the node.")
+    exited: int = Field(default=0, description="Runs that left the journey at the node.")
+    goal_reached: int = Field(default=0, description="Runs at the node when they met the goal.")
+    matched: int = Field(default=0, description="wait_for: the awaited event came.")
+    timed_out: int = Field(default=0, description="wait_for: the timeout came first.")
+    arms: dict[str, int] = Field(default_factory=dict, description="split: runs per arm.")
+
+
+class Totals(BaseModel):
+    entered: int = 0
+    in_progress: int = Field(default=0, description="Runs waiting or held now.")
+    completed: int = 0
+    exited: int = 0
+    goal_reached: int = 0
+
+
+class VersionStats(Totals):
+    version: int
+    nodes: dict[str, NodeStats] = Field(default_factory=dict)
+
+
+class StatsResponse(BaseModel):
+    journey_id: str
+    total: Totals
+    nodes: dict[str, NodeStats] = Field(description="Per node, all versions added up.")
+    versions: list[VersionStats]

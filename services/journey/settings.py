@@ -1,0 +1,37 @@
+"""Settings of the journey service: where to check references, how timers and runs are paced."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.common.settings import Settings
+
+
+class JourneySettings(Settings):
+    service_name: str = "journey"
+    http_port: int = 8104
+
+    journey_content_url: str = Field(
+        default="http://127.0.0.1:8105",
+        description="The content service, asked whether a send node's template exists; "
+        "empty skips the check.",
+    )
+    journey_segment_url: str = Field(
+        default="http://127.0.0.1:8103",
+        description="The segment service, asked whether an entry segment exists; "
+        "empty skips the check.",
+    )
+    journey_reference_timeout_ms: int = Field(
+        default=3000, ge=1, description="How long a reference check may take before a 503."
+    )
+    journey_timer_poll_interval_ms: int = Field(
+        default=500, ge=10, description="How often the timer worker looks for due timers."
+    )
+    journey_timer_batch: int = Field(
+        default=200, ge=1, description="Due timers claimed and advanced in one transaction."
+    )
+    journey_step_limit: int = Field(
+        default=100,
+        ge=1,
+        description="Nodes one advance may execute before the run is exited as runaway.",
+    )

@@ -1,0 +1,122 @@
+"""Durable journey timers: waits end, wait_for nodes time out, held runs resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.bus import OutboxRelay, write_outbox
+from libs.common.db import create_sessions
+from libs.common.lifecycle import BackgroundLoop
+from services.journey import metrics
+from services.journey.graph import WaitFor
+from services.journey.runner import Runner
+from services.journey.store import DueTimer, JourneyStore
+
+_log = logging.getLogger(__name__)
+_RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+class JourneyTimers(BackgroundLoop):
+    """Claims due timers (`FOR UPDATE SKIP LOCKED`, so replicas share them), moves their runs
+    on, and writes what that emits to the outbox in the same transaction: a crash before the
+    commit leaves the timers due, a crash after it has already published nothing twice.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        relay: OutboxRelay,
+        schema: str,
+        *,
+        poll_interval_ms: int,
+        batch_size: int,
+        step_limit: int,
+    ) -> None:
+        self.name = f"journey-timers:{schema}"
+        self._sessions = create_sessions(engine)
+        self._relay = relay
+        self._schema = schema
+        self._poll_interval = poll_interval_ms / 1000
+        self._batch_size = batch_size
+        self._step_limit = step_limit
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await super().start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await super().stop()
+
+    async def fire_due(self) -> int:
+        """Handle one batch of due timers; how many were claimed."""
+        async with self._sessions() as session, session.begin():
+            store = JourneyStore(session, self._schema)
+            claimed = await store.claim_due_timers(self._batch_size)
+            if not claimed:
+                return 0
+            metrics.TIMERS_DUE.inc(len(claimed))
+            runner = Runner(store, step_limit=self._step_limit)
+            await _fire(runner, claimed)
+            await runner.save_counters()
+            events = runner.take_events(datetime.now(UTC))
+            await write_outbox(session, self._schema, events)
+        if events:
+            self._relay.notify()
+        return len(claimed)
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                claimed = await self.fire_due()
+                failures = 0
+            except Exception:
+                delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS) - 1)]
+                failures += 1
+                _log.exception("journey timers failed; retrying", extra={"schema": self._schema})
+                await self._wait(delay)
+                continue
+            if claimed < self._batch_size:
+                await self._wait(self._poll_interval)
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+async def _fire(runner: Runner, claimed: list[DueTimer]) -> None:
+    # A profile a consumer batch holds right now is left for the next poll, not waited for:
+    # waiting while holding the timers' row locks could deadlock with that batch.
+    store = runner.store
+    profiles = await store.lock_profiles_if_free({timer.profile_id for timer in claimed})
+    now = datetime.now(UTC)
+    for timer in claimed:
+        facts = profiles.get(timer.profile_id)
+        if facts is None:
+            continue
+        await store.delete_timer(timer)
+        run = await store.lock_run(timer.journey_id, timer.profile_id, timer.run)
+        if run is None or run.node_id != timer.node_id or not run.live:
+            continue  # the run moved on or ended since; the timer was stale
+        metrics.TIMERS_FIRED.inc()
+        metrics.TIMER_LATENESS.observe(max(0.0, (now - timer.due_at).total_seconds()))
+        found = await runner.version_of(run)
+        if found is None:
+            continue
+        if run.status == "held":
+            outcome = "resumed"
+        elif isinstance(found[0].nodes.get(timer.node_id), WaitFor):
+            outcome = "timed_out"
+        else:
+            outcome = "fired"
+        # The wait's end is when the run moved, not when the worker got to it.
+        run.trigger = dataclasses.replace(run.trigger, occurred_at=timer.due_at)
+        await runner.move_on(run, facts, max(now, timer.due_at), outcome=outcome)

@@ -1,0 +1,166 @@
+"""Validating a journey graph: every kind of mistake is refused, naming where it is."""
+
+from __future__ import annotations
+
+import json
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.journey.conditions import InvalidDefinition
+from services.journey.graph import Journey, Send, Wait, WaitFor
+from services.journey.schemas import GRAPH_FIELDS
+from tests.unit.journey.fixtures import welcome, with_node
+
+
+def error_path(definition: Any) -> str:
+    with pytest.raises(InvalidDefinition) as raised:
+        Journey.parse("jrn_t", 1, definition)
+    return raised.value.path
+
+
+def test_a_valid_journey_parses_into_typed_nodes() -> None:
+    journey = Journey.parse("jrn_t", 3, welcome())
+    assert journey.version == 3
+    assert journey.entry.segment == "seg_new"
+    assert isinstance(journey.nodes["send_welcome"], Send)
+    wait_click = journey.nodes["wait_click"]
+    assert isinstance(wait_click, WaitFor)
+    assert wait_click.timeout == timedelta(days=3)
+    assert (wait_click.next, wait_click.timeout_next) == ("vip_or_not", "nudge")
+    assert [node.id for node in journey.sends()] == ["send_welcome", "nudge"]
+
+
+def test_a_wait_takes_a_duration_or_a_time_of_day() -> None:
+    definition = welcome(start="pause")
+    definition["nodes"]["pause"] = {"type": "wait", "until": "09:30", "next": "send_welcome"}
+    pause = Journey.parse("jrn_t", 1, definition).nodes["pause"]
+    assert isinstance(pause, Wait)
+    assert pause.until == time(9, 30)
+
+
+def test_an_unknown_next_node_is_named() -> None:
+    definition = welcome()
+    definition["nodes"]["tag_engaged"]["next"] = "nowhere"
+    assert error_path(definition) == "nodes.tag_engaged.next"
+
+
+def test_an_unknown_branch_target_is_named() -> None:
+    definition = welcome()
+    definition["nodes"]["vip_or_not"]["branches"][0]["next"] = "nowhere"
+    assert error_path(definition) == "nodes.vip_or_not.branches[0].next"
+
+
+def test_an_unreachable_node_is_named() -> None:
+    assert error_path(with_node("orphan", {"type": "exit"})) == "nodes.orphan"
+
+
+def test_a_cycle_without_a_wait_is_refused_at_a_node_on_it() -> None:
+    definition = welcome()
+    definition["nodes"]["tag_engaged"]["next"] = "vip_or_not"
+    assert error_path(definition) in {"nodes.vip_or_not", "nodes.tag_engaged"}
+
+
+def test_a_cycle_through_a_wait_is_allowed() -> None:
+    definition = welcome()
+    definition["nodes"]["nudge"]["next"] = "wait_click"
+    Journey.parse("jrn_t", 1, definition)
+
+
+def test_a_missing_entry_is_refused() -> None:
+    assert error_path(welcome(entry=None)) == "entry"
+    assert error_path(welcome(entry={"segment": "s", "event": "e"})) == "entry"
+
+
+def test_a_missing_or_unknown_start_is_refused() -> None:
+    assert error_path(welcome(start=None)) == "start"
+    assert error_path(welcome(start="nowhere")) == "start"
+
+
+@pytest.mark.parametrize("duration", ["P", "PT", "P1Y", "P1M", "30 days", "P0D", "PT0S", 5, None])
+def test_a_bad_duration_names_its_node(duration: Any) -> None:
+    node = {"type": "wait", "duration": duration, "next": "done"}
+    definition = with_node("pause", node)
+    definition["nodes"]["tag_engaged"]["next"] = "pause"
+    assert error_path(definition) == "nodes.pause.duration"
+
+
+def test_a_bad_time_of_day_names_its_node() -> None:
+    definition = with_node("pause", {"type": "wait", "until": "25:00", "next": "done"})
+    definition["nodes"]["tag_engaged"]["next"] = "pause"
+    assert error_path(definition) == "nodes.pause.until"
+
+
+def test_a_bad_template_id_names_its_node() -> None:
+    definition = welcome()
+    definition["nodes"]["send_welcome"]["template_id"] = ""
+    assert error_path(definition) == "nodes.send_welcome.template_id"
+
+
+def test_a_wait_for_outcome_must_name_a_send_node() -> None:
+    definition = welcome()
+    definition["nodes"]["wait_click"]["node"] = "vip_or_not"
+    assert error_path(definition) == "nodes.wait_click.node"
+
+
+def test_an_unknown_outcome_is_refused() -> None:
+    definition = welcome()
+    definition["nodes"]["wait_click"]["outcome"] = ["clicked"]
+    assert error_path(definition) == "nodes.wait_click.outcome"
+
+
+def test_a_bad_condition_names_the_place_in_the_tree() -> None:
+    definition = welcome()
+    definition["nodes"]["vip_or_not"]["branches"][0]["condition"] = {
+        "all": [{"tag": "vip"}, {"trait": "plan", "op": "gt", "value": [1]}]
+    }
+    assert error_path(definition) == "nodes.vip_or_not.branches[0].condition.all[1].value"
+
+
+def test_an_unknown_node_type_and_field_are_named() -> None:
+    assert error_path(with_node("x", {"type": "teleport"})) == "nodes.x.type"
+    definition = welcome()
+    definition["nodes"]["done"]["colour"] = "red"
+    assert error_path(definition) == "nodes.done.colour"
+
+
+def test_split_weights_must_be_positive() -> None:
+    definition = welcome(start="ab")
+    definition["nodes"]["ab"] = {
+        "type": "split",
+        "arms": [{"name": "a", "weight": 0, "next": "send_welcome"}],
+    }
+    assert error_path(definition) == "nodes.ab.arms[0].weight"
+
+
+def test_reentry_after_needs_a_cooldown() -> None:
+    assert error_path(welcome(reentry={"rule": "after"})) == "reentry.cooldown"
+    assert error_path(welcome(reentry={"rule": "sometimes"})) == "reentry.rule"
+
+
+def test_deep_nesting_is_refused_rather_than_recursed() -> None:
+    condition: Any = {"tag": "vip"}
+    for _ in range(200):
+        condition = {"not": condition}
+    definition = welcome()
+    definition["nodes"]["vip_or_not"]["branches"][0]["condition"] = condition
+    with pytest.raises(InvalidDefinition):
+        Journey.parse("jrn_t", 1, definition)
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, float("inf"), "a\x00b", "\ud800"])
+def test_values_that_cannot_be_stored_or_sent_are_refused(value: Any) -> None:
+    definition = welcome()
+    definition["nodes"]["send_welcome"]["variables"] = {"x": [value]}
+    with pytest.raises(InvalidDefinition):
+        Journey.parse("jrn_t", 1, definition)
+
+
+def test_the_documented_example_is_a_valid_journey() -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "journey.md").read_text()
+    body = json.loads(docs.split("POST /journeys\n", 1)[1].split("```", 1)[0])
+    graph = {key: value for key, value in body.items() if key in GRAPH_FIELDS}
+    journey = Journey.parse(body["id"], 1, graph)
+    assert {node.id for node in journey.sends()} == {"send_coupon", "send_thanks", "nudge"}
