@@ -64,6 +64,26 @@ async def test_poison_goes_to_the_dlq_and_the_consumer_goes_on(
         assert (await client.get("/healthz")).status_code == 200
 
 
+async def test_a_run_of_unprocessable_events_is_dead_lettered_not_taken_for_an_outage(
+    stack: Stack, counter_service: MakeCounter
+) -> None:
+    counter = counter_service()
+    await counter.start()
+    # More in a row than CLOSELOOP_DLQ_MAX_CONSECUTIVE_FAILURES: an unexpected error this often
+    # would mean the dependency is down; an UnprocessableEvent says the events are the problem.
+    unprocessable = [counter.behaviour(i, profiles=1, unprocessable=True) for i in range(8)]
+    good = [counter.behaviour(i, profiles=1) for i in range(8, 12)]
+    await publish(stack.kafka_bootstrap, [*unprocessable, *good], topic=counter.input_topic)
+
+    async def good_ones_applied() -> bool:
+        return await counter.events_applied() == len(good)
+
+    await wait_for(good_ones_applied, within=60, what="the good events after the bad run")
+    letters = await _dead_letters_of(stack, counter)
+    assert sorted(letter["ce_id"] for letter in letters) == sorted(e.id for e in unprocessable)
+    assert {letter[dlq.ERROR_TYPE] for letter in letters} == {"UnprocessableEvent"}
+
+
 async def test_replay_redelivers_dead_letters_once_the_cause_is_fixed(
     stack: Stack, counter_service: MakeCounter
 ) -> None:

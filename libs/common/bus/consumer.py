@@ -43,6 +43,15 @@ class DependencyUnavailable(Exception):
     """Raised by a handler when something it needs is down: retry later, never dead-letter."""
 
 
+class UnprocessableEvent(Exception):
+    """Raised by a handler when an event can never be handled as it is (it names a template
+    that does not exist, say): it goes to the DLQ at once, without retries.
+
+    Unlike an unexpected error, it says nothing about the handler's dependencies, so a run of
+    them is not taken for an outage.
+    """
+
+
 @dataclass
 class Batch:
     """What a handler gets: new events in order, the transaction's session, and the outbox."""
@@ -219,6 +228,8 @@ class EventConsumer:
                     "dependency unavailable", extra={"group": self.group, "error": str(error)}
                 )
                 raise _DependencyDown from error
+            except UnprocessableEvent:
+                break  # retrying cannot help: find the event, one by one
             except Exception:
                 _log.exception("batch failed", extra={"group": self.group, "attempt": attempt})
                 metrics.BATCH_RETRIES.labels(self.group).inc()
@@ -233,24 +244,32 @@ class EventConsumer:
     async def _isolate_poison(self, decoded: list[tuple[Record, Event[Any]]]) -> list[DeadLetter]:
         """Handle the events one by one: those that still fail are the poison."""
         letters: list[DeadLetter] = []
-        for tried, (record, event) in enumerate(decoded, start=1):
+        failed = tried = 0
+        for record, event in decoded:
             try:
                 await self._transact([(record, event)])
             except DependencyUnavailable as error:
                 raise _DependencyDown from error
+            except UnprocessableEvent as error:
+                letters.append(self._dead_letter(record, event, error))
             except Exception as error:
                 self._consecutive_failures += 1
-                letters.append(DeadLetter(record, type(error).__name__, str(error) or repr(error)))
-                metrics.EVENTS_FAILED.labels(self.group, record.topic, "handler").inc()
-                _log.warning(
-                    "event failed on its own",
-                    extra={"event_id": event.id, "type": event.type, "error": repr(error)},
-                )
-                if self._dependency_looks_down(len(letters), tried):
+                failed, tried = failed + 1, tried + 1
+                letters.append(self._dead_letter(record, event, error))
+                if self._dependency_looks_down(failed, tried):
                     raise _DependencyDown from error
             else:
                 self._consecutive_failures = 0
+                tried += 1
         return letters
+
+    def _dead_letter(self, record: Record, event: Event[Any], error: Exception) -> DeadLetter:
+        metrics.EVENTS_FAILED.labels(self.group, record.topic, "handler").inc()
+        _log.warning(
+            "event failed on its own",
+            extra={"event_id": event.id, "type": event.type, "error": repr(error)},
+        )
+        return DeadLetter(record, type(error).__name__, str(error) or repr(error))
 
     def _dependency_looks_down(self, failed: int, tried: int) -> bool:
         """Poison is rare and scattered; a dependency outage fails event after event."""

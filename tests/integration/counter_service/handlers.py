@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from libs.common.bus import Batch, BatchHandler
+from libs.common.bus import Batch, BatchHandler, UnprocessableEvent
 from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
 from libs.common.events.profile import ProfileChange, ProfileUpdated
@@ -25,6 +25,8 @@ def counting_handler(schema: str, delay_ms: int, reject_poison: bool) -> BatchHa
         for event in batch.of_type(BehaviorOccurred):
             if reject_poison and event.data.properties.get("poison"):
                 raise PoisonEvent(f"event {event.id} is poison by design")
+            if event.data.properties.get("unprocessable"):
+                raise UnprocessableEvent(f"event {event.id} names nothing that exists")
             totals[event.key] += int(event.data.properties.get("amount", 1))
             counts[event.key] += 1
             batch.emit(_counted(event), cause=event)
