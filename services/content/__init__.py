@@ -1,0 +1,1 @@
+"""The content service: Liquid templates, variants chosen by a bandit, tracked messages."""

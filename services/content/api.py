@@ -1,0 +1,290 @@
+"""The content REST API: templates (CRUD, every change a new version), previews, the bandit's
+view of the variants, and copy suggestions."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.auth import require_admin
+from libs.common.db import create_sessions
+from libs.common.errors import ApiError
+from services.content import metrics
+from services.content.bandit import probability_best
+from services.content.copywriting import CopywriterUnavailable, LlmCopywriter, recombine
+from services.content.messages import template_variables
+from services.content.profiles import ProfileFacts
+from services.content.sandbox import MissingVariable, RenderError, RenderJob, RenderSandbox
+from services.content.schemas import (
+    TEMPLATE_ID_PATTERN,
+    PreviewRequest,
+    PreviewResponse,
+    SuggestionRequest,
+    SuggestionResponse,
+    TemplateList,
+    TemplateRequest,
+    TemplateResponse,
+    VariantsResponse,
+    VariantStatsResponse,
+)
+from services.content.store import ContentStore, TemplateContent, TemplateRow
+from services.content.templates import assemble, field_problems, liquid_sources, syntax_problems
+
+_T = TypeVar("_T")
+TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
+
+
+def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -> APIRouter:
+    router = APIRouter(
+        prefix="/templates", tags=["templates"], dependencies=[Depends(require_admin)]
+    )
+    sessions = create_sessions(engine)
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[ContentStore]:
+        async with sessions() as session, session.begin():
+            yield ContentStore(session, schema)
+
+    @router.post("", status_code=201)
+    async def create_template(request: TemplateRequest) -> TemplateResponse:
+        """Create a template at version 1."""
+        template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
+        content = _checked(request)
+        async with transaction() as store:
+            row = await store.insert_template(template_id, content)
+        if row is None:
+            raise ApiError(
+                409, "template_exists", f"Template {template_id!r} already exists.", "id"
+            )
+        return _response(row)
+
+    @router.get("")
+    async def list_templates() -> TemplateList:
+        async with transaction() as store:
+            rows = await store.list_templates()
+        return TemplateList(templates=[_response(row) for row in rows])
+
+    @router.get("/{template_id}")
+    async def get_template(template_id: TemplateIdPath) -> TemplateResponse:
+        async with transaction() as store:
+            row = await store.get_template(template_id)
+        return _response(_found(row, template_id))
+
+    @router.put("/{template_id}")
+    async def replace_template(
+        template_id: TemplateIdPath, request: TemplateRequest
+    ) -> TemplateResponse:
+        """Save the template as its next version; messages name the version they came from."""
+        if request.id is not None and request.id != template_id:
+            raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
+        content = _checked(request)
+        async with transaction() as store:
+            row = await store.add_version(template_id, content)
+        return _response(_found(row, template_id))
+
+    @router.delete("/{template_id}", status_code=204)
+    async def delete_template(template_id: TemplateIdPath) -> Response:
+        async with transaction() as store:
+            deleted = await store.delete_template(template_id)
+        if not deleted:
+            _found(None, template_id)
+        return Response(status_code=204)
+
+    @router.post("/{template_id}/preview")
+    async def preview(template_id: TemplateIdPath, request: PreviewRequest) -> PreviewResponse:
+        """Render strictly: a variable nobody defined is a 422 naming it."""
+        if request.profile_id is not None and request.profile is not None:
+            raise ApiError(
+                422, "ambiguous_profile", "Give `profile_id` or `profile`, not both.", "profile"
+            )
+        async with transaction() as store:
+            row = _found(await store.get_template(template_id), template_id)
+            profile = await _preview_profile(store, request)
+        variant = _variant(row, request.variant_id)
+        variables = template_variables(
+            request.variables,
+            profile=profile.as_variable(),
+            journey=None,
+            unsubscribe_url="https://unsubscribe.example/preview",
+        )
+        html = frozenset({"html"}) if row.channel == "email" else frozenset()
+        try:
+            rendered = await sandbox.render(
+                RenderJob(liquid_sources(variant), variables, strict=True, html_fields=html)
+            )
+        except MissingVariable as error:
+            raise ApiError(
+                422,
+                "missing_variable",
+                f"The template uses {error.variable}, which is not defined "
+                f"(variant {variant['id']!r}, {error.field}).",
+                error.variable,
+            ) from None
+        except RenderError as error:
+            raise ApiError(422, "render_failed", str(error), error.field) from None
+        return PreviewResponse(
+            template_id=row.id,
+            template_version=row.version,
+            variant_id=variant["id"],
+            fields=assemble(variant, rendered.fields),
+        )
+
+    @router.get("/{template_id}/variants")
+    async def variants(template_id: TemplateIdPath) -> VariantsResponse:
+        """Each variant's evidence, posterior mean and probability of being the best."""
+        async with transaction() as store:
+            row = _found(await store.get_template(template_id), template_id)
+            ids = [variant["id"] for variant in row.variants]
+            stats = await store.variant_stats(row.id, ids, row.reward)
+            decisions = await store.outcome_counts(row.id)
+        best = probability_best(stats, random.Random(0))
+        return VariantsResponse(
+            template_id=row.id,
+            version=row.version,
+            reward=row.reward,
+            holdout_share=row.holdout_share,
+            variants=[
+                VariantStatsResponse(
+                    variant_id=s.variant_id,
+                    name=variant.get("name", ""),
+                    trials=s.trials,
+                    successes=s.successes,
+                    posterior_mean=s.posterior_mean,
+                    probability_best=best[s.variant_id],
+                )
+                for variant, s in zip(row.variants, stats, strict=True)
+            ],
+            decisions=decisions,
+        )
+
+    return router
+
+
+def copy_router(engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | None) -> APIRouter:
+    router = APIRouter(prefix="/copy", tags=["copy"], dependencies=[Depends(require_admin)])
+    sessions = create_sessions(engine)
+
+    @router.post("/suggestions")
+    async def suggestions(request: SuggestionRequest) -> SuggestionResponse:
+        """Copy for a brief: from the configured model, else recombined from the best variants."""
+        note = None
+        if copywriter is not None:
+            try:
+                found = await copywriter.suggest(request.channel, request.brief, request.count)
+            except CopywriterUnavailable as error:
+                note = f"The model was not usable ({error}); the offline method answered."
+            else:
+                metrics.COPY_SUGGESTIONS.labels("llm").inc()
+                return SuggestionResponse(
+                    source="llm",
+                    suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
+                )
+        async with sessions() as session, session.begin():
+            ranked = await ContentStore(session, schema).ranked_variants(request.channel)
+        found = recombine(ranked, request.channel, request.brief, request.count)
+        metrics.COPY_SUGGESTIONS.labels("offline").inc()
+        return SuggestionResponse(
+            source="offline",
+            suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
+            note=note or ("No model is configured (CLOSELOOP_CONTENT_LLM_BASE_URL)."),
+        )
+
+    return router
+
+
+def _checked(request: TemplateRequest) -> TemplateContent:
+    """The request as a version's content, once every variant suits the channel and parses."""
+    seen: set[str] = set()
+    variants: list[dict[str, Any]] = []
+    for index, model in enumerate(request.variants):
+        if model.id in seen:
+            raise ApiError(
+                422,
+                "duplicate_variant",
+                f"Variant id {model.id!r} is used twice.",
+                f"variants.{index}.id",
+            )
+        seen.add(model.id)
+        variant = model.model_dump(exclude_none=True)
+        for name, problem in [*field_problems(request.channel, variant), *syntax_problems(variant)]:
+            raise ApiError(
+                422,
+                "invalid_variant",
+                f"variants.{index}.{name}: {problem}",
+                f"variants.{index}.{name.replace('/', '.')}",
+            )
+        variants.append(variant)
+    return TemplateContent(
+        request.name,
+        request.channel,
+        dict(request.defaults),
+        variants,
+        request.reward,
+        request.holdout_share,
+    )
+
+
+async def _preview_profile(store: ContentStore, request: PreviewRequest) -> ProfileFacts:
+    if request.profile_id is not None:
+        facts = await store.profile(request.profile_id)
+        if facts is None:
+            raise ApiError(
+                404,
+                "profile_not_found",
+                f"Content has no profile {request.profile_id!r} (yet).",
+                "profile_id",
+            )
+        return facts
+    inline = request.profile
+    if inline is None:
+        return ProfileFacts("preview")
+    return ProfileFacts(
+        "preview",
+        dict(inline.traits),
+        list(inline.tags),
+        inline.lifecycle_stage,
+        dict(inline.scores),
+    )
+
+
+def _variant(row: TemplateRow, variant_id: str | None) -> dict[str, Any]:
+    if variant_id is None:
+        return row.variants[0]
+    variant = row.current().variant(variant_id)
+    if variant is None:
+        raise ApiError(
+            404,
+            "variant_not_found",
+            f"Template {row.id!r} has no variant {variant_id!r}.",
+            "variant_id",
+        )
+    return variant
+
+
+def _found(value: _T | None, template_id: str) -> _T:
+    if value is None:
+        raise ApiError(404, "template_not_found", f"There is no template {template_id!r}.")
+    return value
+
+
+def _response(row: TemplateRow) -> TemplateResponse:
+    return TemplateResponse.model_validate(
+        {
+            "id": row.id,
+            "name": row.name,
+            "channel": row.channel,
+            "version": row.version,
+            "defaults": row.defaults,
+            "variants": row.variants,
+            "reward": row.reward,
+            "holdout_share": row.holdout_share,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+    )

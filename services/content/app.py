@@ -1,0 +1,71 @@
+"""The content service's app: the consumer of requests, outcomes, conversions and profiles, the
+render sandbox, the outbox relay and the templates API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from libs.common import topics
+from libs.common.app import create_app
+from libs.common.bus import EventConsumer
+from libs.common.service import bus_parts
+from libs.common.settings import Settings
+from services.content.api import copy_router, templates_router
+from services.content.copywriting import LlmCopywriter
+from services.content.handlers import ACCEPTED_TYPES, content_handler
+from services.content.rendering import RequestRenderer
+from services.content.sandbox import Limits, RenderSandbox
+from services.content.settings import ContentSettings
+
+
+def create(settings: Settings) -> FastAPI:
+    assert isinstance(settings, ContentSettings)
+    parts = bus_parts(settings)
+    sandbox = RenderSandbox(_limits(settings), settings.content_render_workers)
+    renderer = RequestRenderer(
+        sandbox, settings.tracking_base_url, settings.tracking_secret.get_secret_value()
+    )
+    consumer = EventConsumer(
+        settings,
+        topics=[topics.REQUESTS, topics.OUTCOMES, topics.ATTRIBUTION, topics.PROFILE],
+        handler=content_handler(settings.schema_name, renderer),
+        engine=parts.engine,
+        producer=parts.producer,
+        relay=parts.relay,
+        accept_types=ACCEPTED_TYPES,
+    )
+    return create_app(
+        settings,
+        title="Content",
+        description="Liquid templates with versions and variants, a variant bandit, tracked "
+        "links, and copy suggestions.",
+        routers=[
+            templates_router(parts.engine, settings.schema_name, sandbox),
+            copy_router(parts.engine, settings.schema_name, _copywriter(settings)),
+        ],
+        # The sandbox starts before the consumer that renders with it, and stops after it.
+        workers=[*parts.workers(sandbox, consumer)],
+        readiness_checks=parts.readiness_checks(settings),
+    )
+
+
+def _limits(settings: ContentSettings) -> Limits:
+    return Limits(
+        loop_iterations=settings.content_loop_iteration_limit,
+        output_bytes=settings.content_output_limit_bytes,
+        namespace_bytes=settings.content_namespace_limit_bytes,
+        context_depth=settings.content_context_depth_limit,
+        timeout_seconds=settings.content_render_timeout_ms / 1000,
+        memory_bytes=settings.content_render_memory_limit_mb * 1024 * 1024,
+    )
+
+
+def _copywriter(settings: ContentSettings) -> LlmCopywriter | None:
+    if not settings.content_llm_base_url:
+        return None
+    return LlmCopywriter(
+        settings.content_llm_base_url,
+        settings.content_llm_model,
+        settings.content_llm_api_key.get_secret_value(),
+        settings.content_llm_timeout_ms / 1000,
+    )

@@ -1,0 +1,303 @@
+"""The render sandbox: Liquid rendered in separate processes, with limits and a hard deadline.
+
+python-liquid bounds loops, output size, a template's own variables and context depth, but not
+time: one filter over a huge range (`(1..100000000) | join`) runs for seconds inside a single
+call that nothing can interrupt. So templates render in worker processes; a render that misses
+its deadline has its process killed and replaced. Templates only ever see JSON data (dicts,
+lists, strings, numbers), and Liquid resolves names by item lookup, never attribute access, so
+`{{ profile.__class__ }}` finds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import resource
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from liquid import Environment, FalsyStrictUndefined, Undefined
+from liquid.exceptions import LiquidError, UndefinedError
+
+_UNDEFINED_SUFFIX = " is undefined"
+_MAX_ANSWER_BYTES = 16 * 1024 * 1024
+_READY = b"ready\n"
+_START_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one render may use."""
+
+    loop_iterations: int = 10_000
+    output_bytes: int = 200_000
+    namespace_bytes: int = 500_000
+    context_depth: int = 30
+    timeout_seconds: float = 1.0
+    memory_bytes: int = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Liquid sources by field name, the variables, and how to treat a missing variable."""
+
+    sources: Mapping[str, str]
+    variables: Mapping[str, Any]
+    strict: bool
+    html_fields: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The rendered fields, and the variables that rendered empty because they were missing."""
+
+    fields: dict[str, str]
+    missing: list[str] = field(default_factory=list)
+
+
+class RenderError(Exception):
+    """A template did not render: a syntax error, a limit, a missing variable, the deadline."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class MissingVariable(RenderError):
+    """A strict render met a variable nobody defined."""
+
+    def __init__(self, variable: str, *, field: str) -> None:
+        super().__init__(f"{variable} is not defined (used in {field})", field=field)
+        self.variable = variable
+
+
+class RenderTimeout(RenderError):
+    """The render missed its deadline; its process was killed."""
+
+
+def check_syntax(source: str) -> str | None:
+    """The syntax error in a Liquid source, or None when it parses."""
+    try:
+        _environment(Limits(), html=False, strict=True).from_string(source)
+    except LiquidError as error:
+        return _first_line(error)
+    return None
+
+
+class RenderSandbox:
+    """A pool of render processes; `render` waits for a free one and answers within the limit."""
+
+    name = "render-sandbox"
+
+    def __init__(self, limits: Limits, workers: int) -> None:
+        self._limits = limits
+        self._size = workers
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: list[_Worker] = []
+
+    async def start(self) -> None:
+        for _ in range(self._size):
+            worker = await _Worker.spawn(self._limits)
+            self._all.append(worker)
+            self._idle.put_nowait(worker)
+
+    async def stop(self) -> None:
+        for worker in self._all:
+            await worker.kill()
+        self._all.clear()
+        self._idle = asyncio.Queue()
+
+    def is_alive(self) -> bool:
+        return len(self._all) == self._size
+
+    async def render(self, job: RenderJob) -> Rendered:
+        worker = await self._idle.get()
+        try:
+            answer = await worker.run(job, self._limits.timeout_seconds)
+        except _WorkerLost as lost:
+            await worker.kill()
+            replacement = await _Worker.spawn(self._limits)
+            self._all[self._all.index(worker)] = replacement
+            worker = replacement
+            raise lost.error from None
+        finally:
+            self._idle.put_nowait(worker)
+        return _from_answer(answer)
+
+
+class _WorkerLost(Exception):
+    def __init__(self, error: RenderError) -> None:
+        self.error = error
+
+
+class _Worker:
+    """One render process (`python -m services.content.sandbox`), JSON lines over its pipes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    @classmethod
+    async def spawn(cls, limits: Limits) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.content.sandbox",
+            orjson.dumps(dataclasses.asdict(limits)).decode(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=_MAX_ANSWER_BYTES,
+        )
+        # Its start-up (imports, a first render) must not count against a message's deadline.
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(_START_SECONDS):
+                ready = await process.stdout.readline()
+        except TimeoutError:
+            ready = b""
+        if ready != _READY:
+            process.kill()
+            await process.wait()
+            raise RuntimeError("the render process did not start")
+        return cls(process)
+
+    async def run(self, job: RenderJob, seconds: float) -> dict[str, Any]:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            async with asyncio.timeout(seconds):
+                stdin.write(_job_line(job))
+                await stdin.drain()
+                line = await stdout.readline()
+        except TimeoutError:
+            raise _WorkerLost(RenderTimeout(f"the render took longer than {seconds:g}s")) from None
+        except (OSError, ValueError) as error:
+            raise _WorkerLost(RenderError(f"the render process failed: {error!r}")) from None
+        if not line:
+            raise _WorkerLost(RenderError("the render process died (out of memory?)"))
+        answer: dict[str, Any] = orjson.loads(line)
+        return answer
+
+    async def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+        await self._process.wait()
+
+
+def _job_line(job: RenderJob) -> bytes:
+    return orjson.dumps(
+        {
+            "sources": dict(job.sources),
+            "variables": dict(job.variables),
+            "strict": job.strict,
+            "html_fields": sorted(job.html_fields),
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+
+
+def _from_answer(answer: dict[str, Any]) -> Rendered:
+    error = answer.get("error")
+    if error is None:
+        return Rendered(answer["fields"], answer["missing"])
+    if error.get("variable") is not None:
+        raise MissingVariable(error["variable"], field=error["field"])
+    raise RenderError(error["message"], field=error.get("field"))
+
+
+def _serve(limits: Limits) -> None:
+    """The render process: one job per line on stdin, one answer per line on stdout."""
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    render_now(
+        RenderJob({"warm": "{{ x | default: 'up' }}{% for i in (1..2) %}{% endfor %}"}, {}, False),
+        limits,
+    )
+    sys.stdout.buffer.write(_READY)
+    sys.stdout.buffer.flush()
+    for line in sys.stdin.buffer:
+        request = orjson.loads(line)
+        job = RenderJob(
+            request["sources"],
+            request["variables"],
+            request["strict"],
+            frozenset(request["html_fields"]),
+        )
+        answer = render_now(job, limits)
+        sys.stdout.buffer.write(orjson.dumps(_answer(answer), option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.flush()
+
+
+def _answer(outcome: Rendered | RenderError) -> dict[str, Any]:
+    if isinstance(outcome, Rendered):
+        return {"fields": outcome.fields, "missing": outcome.missing}
+    variable = outcome.variable if isinstance(outcome, MissingVariable) else None
+    return {"error": {"message": str(outcome), "field": outcome.field, "variable": variable}}
+
+
+def render_now(job: RenderJob, limits: Limits) -> Rendered | RenderError:
+    """Render every field of `job` here, in this process (the sandbox calls it in a worker)."""
+    rendered: dict[str, str] = {}
+    missing: list[str] = []
+    for name, source in job.sources.items():
+        environment = _environment(limits, html=name in job.html_fields, strict=job.strict)
+        _Recorded.names = []
+        try:
+            rendered[name] = environment.from_string(source).render(**job.variables)
+        except UndefinedError as error:
+            return MissingVariable(_variable_of(error), field=name)
+        except LiquidError as error:
+            return RenderError(f"{name}: {_first_line(error)}", field=name)
+        except (MemoryError, RecursionError) as error:
+            return RenderError(f"{name}: {type(error).__name__}", field=name)
+        missing.extend(n for n in _Recorded.names if n not in missing)
+    return Rendered(rendered, missing)
+
+
+class _Recorded(Undefined):
+    """Lenient (send time): a missing variable renders empty, and its name is noted."""
+
+    names: list[str] = []
+
+    def __str__(self) -> str:
+        _Recorded.names.append(_variable_of_hint(self.hint, self.name))
+        return ""
+
+
+class _Strict(FalsyStrictUndefined):
+    """Strict (preview): output of a missing variable fails; `if` and `default` still work."""
+
+    force_liquid_default = True
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(limits: Limits, *, html: bool, strict: bool) -> Environment:
+    class LimitedEnvironment(Environment):
+        loop_iteration_limit = limits.loop_iterations
+        output_stream_limit = limits.output_bytes
+        local_namespace_limit = limits.namespace_bytes
+        context_depth_limit = limits.context_depth
+
+    return LimitedEnvironment(undefined=_Strict if strict else _Recorded, autoescape=html)
+
+
+def _variable_of(error: UndefinedError) -> str:
+    return _variable_of_hint(getattr(error, "message", None) or str(error), None)
+
+
+def _variable_of_hint(hint: str | None, name: str | None) -> str:
+    text = (hint or "").splitlines()[0] if hint else ""
+    if text.endswith(_UNDEFINED_SUFFIX):
+        return text.removesuffix(_UNDEFINED_SUFFIX).strip("'")
+    return name or "?"
+
+
+def _first_line(error: LiquidError) -> str:
+    message = getattr(error, "message", None) or str(error)
+    return str(message).splitlines()[0]
+
+
+if __name__ == "__main__":
+    _serve(Limits(**orjson.loads(sys.argv[1])))

@@ -1,0 +1,176 @@
+"""The content REST API's request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+TEMPLATE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+TemplateId = Annotated[str, StringConstraints(pattern=TEMPLATE_ID_PATTERN)]
+VariantId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+DefaultPath = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z0-9_]{1,64}){0,5}$")
+]
+Channel = Literal["email", "sms", "push", "webhook", "wecom", "wechat"]
+
+
+def storable(value: Any) -> Any:
+    """The JSON value, if PostgreSQL can store all its text: no NUL, no lone surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and ("\x00" in item or not _encodes(item)):
+            raise ValueError("text cannot contain NUL characters or lone surrogates")
+    return value
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+Storable = AfterValidator(storable)
+Source = Annotated[str, StringConstraints(max_length=100_000), Storable]
+JsonSource = Annotated[dict[str, Any], Storable]
+
+
+class Variant(BaseModel):
+    """One variant: the channel's fields as Liquid (see docs/content.md for which channel has
+    which); a JSON field's string values are Liquid too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: VariantId
+    name: Annotated[str, StringConstraints(max_length=255), Storable] = ""
+    subject: Source | None = Field(default=None, description="Email subject.")
+    html: Source | None = Field(default=None, description="Email HTML body.")
+    text: Source | None = Field(default=None, description="SMS text, or an email's text part.")
+    title: Source | None = Field(default=None, description="Push, WeCom or WeChat title.")
+    body: Source | None = Field(default=None, description="Push body.")
+    description: Source | None = Field(default=None, description="WeCom or WeChat card text.")
+    url: Source | None = Field(default=None, description="WeCom or WeChat card link.")
+    data: JsonSource | None = Field(
+        default=None, description="Push data, or WeCom/WeChat template-message data."
+    )
+    payload: JsonSource | None = Field(default=None, description="A webhook's JSON payload.")
+
+
+class TemplateRequest(BaseModel):
+    """A template to create (POST) or its next version (PUT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: TemplateId | None = Field(
+        default=None, description="Chosen by the caller on create; generated when absent."
+    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255), Storable]
+    channel: Channel
+    defaults: Annotated[dict[DefaultPath, Any], Storable] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="Values used at send time when a variable is missing, by dotted path: "
+        '`{"profile.traits.first_name": "there"}`.',
+    )
+    variants: list[Variant] = Field(min_length=1, max_length=20)
+    reward: Literal["clicks", "conversions"] = Field(
+        default="clicks", description="What counts as a success for the variant bandit."
+    )
+    holdout_share: float = Field(
+        default=0.0, ge=0.0, le=0.9, description="Share of requests answered with no message."
+    )
+
+
+class TemplateResponse(BaseModel):
+    id: str
+    name: str
+    channel: str
+    version: int
+    defaults: dict[str, Any]
+    variants: list[Variant]
+    reward: str
+    holdout_share: float
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateResponse]
+
+
+class InlineProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    traits: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
+    tags: list[Annotated[str, StringConstraints(max_length=255)]] = Field(default_factory=list)
+    lifecycle_stage: Annotated[str, StringConstraints(max_length=255)] | None = None
+    scores: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
+
+
+class PreviewRequest(BaseModel):
+    """Render a template strictly: for a profile of the read model, or for inline data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile_id: Annotated[str, StringConstraints(min_length=1, max_length=128), Storable] | None = (
+        None
+    )
+    profile: InlineProfile | None = None
+    variables: Annotated[dict[str, Any], Storable] = Field(
+        default_factory=dict, description="What a request would carry: `event`, and the rest."
+    )
+    variant_id: VariantId | None = Field(
+        default=None, description="The variant to render; the first when absent."
+    )
+
+
+class PreviewResponse(BaseModel):
+    template_id: str
+    template_version: int
+    variant_id: str
+    fields: dict[str, Any] = Field(description="The variant's fields, rendered (links as written).")
+
+
+class VariantStatsResponse(BaseModel):
+    variant_id: str
+    name: str
+    trials: int = Field(description="Messages sent with this variant.")
+    successes: float = Field(description="Clicked messages, or credited conversions.")
+    posterior_mean: float
+    probability_best: float = Field(description="Share of posterior draws where it is the best.")
+
+
+class VariantsResponse(BaseModel):
+    template_id: str
+    version: int
+    reward: str
+    holdout_share: float
+    variants: list[VariantStatsResponse]
+    decisions: dict[str, int] = Field(
+        description="Requests answered, by outcome: rendered, holdout, undeliverable."
+    )
+
+
+class SuggestionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["email", "sms", "push", "wecom", "wechat"]
+    brief: Annotated[str, StringConstraints(min_length=1, max_length=4000), Storable]
+    count: int = Field(default=3, ge=1, le=10)
+
+
+class SuggestionResponse(BaseModel):
+    source: Literal["llm", "offline"]
+    suggestions: list[dict[str, Any]] = Field(
+        description="`fields` (Liquid, ready for a variant) and a `rationale`."
+    )
+    note: str | None = Field(default=None, description="Why the offline method answered.")

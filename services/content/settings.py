@@ -1,0 +1,40 @@
+"""Settings of the content service: rendering limits, the render sandbox and the copy generator."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from libs.common.settings import Settings
+
+
+class ContentSettings(Settings):
+    service_name: str = "content"
+    http_port: int = 8105
+
+    content_loop_iteration_limit: int = Field(
+        default=10_000, ge=1, description="Loop iterations one render may run (nested: product)."
+    )
+    content_output_limit_bytes: int = Field(
+        default=200_000, ge=1, description="Bytes one rendered field may have."
+    )
+    content_namespace_limit_bytes: int = Field(
+        default=500_000, ge=1, description="Bytes a template's own variables (assign) may hold."
+    )
+    content_context_depth_limit: int = Field(
+        default=30, ge=1, description="How deeply render contexts may nest."
+    )
+    content_render_timeout_ms: int = Field(
+        default=1000, ge=10, description="Wall time one message's render may take."
+    )
+    content_render_workers: int = Field(
+        default=2, ge=1, le=32, description="Sandbox processes that render templates."
+    )
+    content_render_memory_limit_mb: int = Field(
+        default=1024, ge=128, description="Address space a sandbox process may use."
+    )
+    content_llm_base_url: str = Field(
+        default="", description="An OpenAI-compatible API (`POST {base}/v1/chat/completions`)."
+    )
+    content_llm_model: str = Field(default="gpt-4o-mini", description="The model to ask.")
+    content_llm_api_key: SecretStr = Field(default=SecretStr(""), description="Its bearer key.")
+    content_llm_timeout_ms: int = Field(default=20_000, ge=100)

@@ -1,0 +1,194 @@
+"""The dispatch management API: channels, policies and preferences (admin bearer token)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.auth import require_admin
+from libs.common.db import create_sessions
+from libs.common.errors import ApiError
+from services.dispatch.addresses import RefusedAddress, WebhookResolver
+from services.dispatch.channels.config import (
+    SECRET_FIELDS,
+    InvalidConfig,
+    WebhookConfig,
+    parse_config,
+    split_secrets,
+)
+from services.dispatch.policy import InvalidPolicy, Preferences, parse_policy
+from services.dispatch.schemas import (
+    CHANNEL_PATTERN,
+    PROFILE_PATTERN,
+    ChannelList,
+    ChannelRequest,
+    ChannelResponse,
+    PolicyDocument,
+    PreferencesRequest,
+    PreferencesResponse,
+)
+from services.dispatch.settings import DispatchSettings
+from services.dispatch.store import ChannelRow, DispatchStore
+
+ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
+ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN)]
+
+
+def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(require_admin)])
+    sessions = create_sessions(engine)
+    resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[DispatchStore]:
+        async with sessions() as session, session.begin():
+            yield DispatchStore(session, settings.schema_name)
+
+    async def checked_config(
+        request: ChannelRequest, stored_secrets: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        values = {**stored_secrets, **request.config}
+        try:
+            config = parse_config(request.kind, values)
+        except InvalidConfig as error:
+            raise ApiError(422, "invalid_channel", str(error), error.field) from None
+        if isinstance(config, WebhookConfig):
+            await _check_webhook_url(resolver, config.url)
+        return split_secrets(request.kind, config)
+
+    @router.post("/channels", status_code=201, tags=["channels"])
+    async def create_channel(request: ChannelRequest) -> ChannelResponse:
+        """Configure a channel; messages name it as their `channel`."""
+        if request.name is None:
+            raise ApiError(422, "invalid_request", "name: a new channel needs a name", "name")
+        config, secrets = await checked_config(request, {})
+        async with transaction() as store:
+            row = await store.insert_channel(
+                request.name, request.kind, config, secrets, request.rate_per_second
+            )
+        if row is None:
+            raise ApiError(409, "channel_exists", f"Channel {request.name!r} exists.", "name")
+        return _channel(row)
+
+    @router.get("/channels", tags=["channels"])
+    async def list_channels() -> ChannelList:
+        async with transaction() as store:
+            rows = await store.channels()
+        return ChannelList(channels=[_channel(row) for row in rows])
+
+    @router.get("/channels/{name}", tags=["channels"])
+    async def get_channel(name: ChannelPath) -> ChannelResponse:
+        async with transaction() as store:
+            row = await store.channel(name)
+        return _channel(_found_channel(row, name))
+
+    @router.put("/channels/{name}", tags=["channels"])
+    async def replace_channel(name: ChannelPath, request: ChannelRequest) -> ChannelResponse:
+        """Replace a channel's configuration; secrets left out keep their stored values."""
+        if request.name is not None and request.name != name:
+            raise ApiError(422, "name_mismatch", "The body's name differs from the path's.", "name")
+        async with transaction() as store:
+            existing = _found_channel(await store.channel(name), name)
+        kept = existing.secrets if existing.kind == request.kind else {}
+        config, secrets = await checked_config(request, kept)
+        async with transaction() as store:
+            row = await store.update_channel(
+                name, request.kind, config, secrets, request.rate_per_second
+            )
+        return _channel(_found_channel(row, name))
+
+    @router.delete("/channels/{name}", status_code=204, tags=["channels"])
+    async def delete_channel(name: ChannelPath) -> Response:
+        async with transaction() as store:
+            if not await store.delete_channel(name):
+                raise _channel_not_found(name)
+        return Response(status_code=204)
+
+    @router.get("/policies", tags=["policies"])
+    async def get_policies() -> dict[str, Any]:
+        async with transaction() as store:
+            return await store.policy_document()
+
+    @router.put("/policies", tags=["policies"])
+    async def replace_policies(document: PolicyDocument) -> dict[str, Any]:
+        """Replace the frequency caps and quiet hours; applied to every send decided after."""
+        stored = document.model_dump(exclude_none=True)
+        try:
+            parse_policy(stored)
+        except InvalidPolicy as error:
+            raise ApiError(422, "invalid_policy", str(error), error.path) from None
+        async with transaction() as store:
+            await store.save_policy(stored)
+        return stored
+
+    @router.get("/preferences/{profile_id}", tags=["preferences"])
+    async def get_preferences(profile_id: ProfilePath) -> PreferencesResponse:
+        async with transaction() as store:
+            preferences = (await store.preferences([profile_id])).get(profile_id, Preferences())
+        return _preferences(profile_id, preferences, settings.dispatch_default_consent)
+
+    @router.put("/preferences/{profile_id}", tags=["preferences"])
+    async def replace_preferences(
+        profile_id: ProfilePath, request: PreferencesRequest
+    ) -> PreferencesResponse:
+        """Replace a profile's consent answers and unsubscribed channels."""
+        preferences = Preferences(dict(request.consent), frozenset(request.unsubscribed))
+        async with transaction() as store:
+            await store.save_preferences(profile_id, preferences)
+        return _preferences(profile_id, preferences, settings.dispatch_default_consent)
+
+    return router
+
+
+async def _check_webhook_url(resolver: WebhookResolver, url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ApiError(
+            422, "invalid_channel", "config.url: the port is not valid", "config.url"
+        ) from None
+    if not parts.hostname:
+        raise ApiError(422, "invalid_channel", "config.url: the URL has no host", "config.url")
+    try:
+        await resolver.checked_address(parts.hostname, port)
+    except RefusedAddress as error:
+        raise ApiError(422, "webhook_address_refused", str(error), "config.url") from None
+
+
+def _channel(row: ChannelRow) -> ChannelResponse:
+    return ChannelResponse(
+        name=row.name,
+        kind=row.kind,
+        config=row.config,
+        secrets_set=sorted(name for name in SECRET_FIELDS[row.kind] if name in row.secrets),
+        rate_per_second=row.rate_per_second,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _channel_not_found(name: str) -> ApiError:
+    return ApiError(404, "channel_not_found", f"There is no channel {name!r}.")
+
+
+def _found_channel(row: ChannelRow | None, name: str) -> ChannelRow:
+    if row is None:
+        raise _channel_not_found(name)
+    return row
+
+
+def _preferences(
+    profile_id: str, preferences: Preferences, default_consent: bool
+) -> PreferencesResponse:
+    return PreferencesResponse(
+        profile_id=profile_id,
+        consent=dict(preferences.consent),
+        unsubscribed=sorted(preferences.unsubscribed),
+        default_consent=default_consent,
+    )

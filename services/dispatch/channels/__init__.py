@@ -1,0 +1,51 @@
+"""Channel adapters behind one interface, built from a channel's stored configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.dispatch.addresses import WebhookResolver
+from services.dispatch.channels.base import Channel, OutgoingMessage, SendResult
+from services.dispatch.channels.config import (
+    EmailConfig,
+    PushConfig,
+    SmsConfig,
+    WebhookConfig,
+    WechatConfig,
+    WecomConfig,
+    parse_config,
+)
+from services.dispatch.channels.email import EmailChannel
+from services.dispatch.channels.push import PushChannel
+from services.dispatch.channels.sms import SmsChannel
+from services.dispatch.channels.webhook import WebhookChannel
+from services.dispatch.channels.weixin import WechatChannel, WecomChannel
+
+__all__ = ["Channel", "OutgoingMessage", "SendResult", "build_channel"]
+
+
+def build_channel(
+    kind: str,
+    values: dict[str, Any],
+    *,
+    client: httpx.AsyncClient,
+    resolver: WebhookResolver,
+    timeout: float,
+) -> Channel:
+    """The adapter for a stored channel (its config and secrets merged into `values`)."""
+    config = parse_config(kind, values)
+    if isinstance(config, EmailConfig):
+        return EmailChannel(config, timeout)
+    if isinstance(config, WebhookConfig):
+        return WebhookChannel(config, client, resolver)
+    if isinstance(config, SmsConfig):
+        return SmsChannel(config, client)
+    if isinstance(config, PushConfig):
+        return PushChannel(config, client)
+    if isinstance(config, WecomConfig):
+        return WecomChannel(config, client)
+    if isinstance(config, WechatConfig):
+        return WechatChannel(config, client)
+    raise ValueError(f"no adapter for channel kind {kind!r}")

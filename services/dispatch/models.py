@@ -1,0 +1,114 @@
+"""The dispatch service's tables: channel configs, the send ledger, consent, policies, zones."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+_ACTIVE = text("status IN ('pending', 'sending')")
+
+
+def channels_table(metadata: MetaData) -> Table:
+    """One row per channel a message can name: its adapter kind, settings and secrets."""
+    return Table(
+        "channels",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("kind", Text, nullable=False),
+        Column("config", JSONB, nullable=False),
+        # Kept apart from `config` so no query that answers the API can return them by mistake.
+        Column("secrets", JSONB, nullable=False),
+        Column("rate_per_second", Float),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+def sends_table(metadata: MetaData) -> Table:
+    """The send ledger: one row per idempotency key, from rendered to its last outcome."""
+    return Table(
+        "sends",
+        metadata,
+        Column("message_id", Text, primary_key=True),
+        Column("idempotency_key", Text, nullable=False, unique=True),
+        Column("event_id", Text, nullable=False),
+        Column("request_id", Text, nullable=False),
+        Column("profile_id", Text, nullable=False),
+        Column("channel", Text, nullable=False),
+        Column("template_id", Text, nullable=False),
+        Column("template_version", Integer, nullable=False),
+        Column("variant_id", Text),
+        Column("journey", JSONB, nullable=False),
+        Column("subject", Text),
+        Column("body", Text),
+        Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("recipient", Text),
+        Column("behavior_at", DateTime(timezone=True)),
+        # pending → sending → sent → delivered, or failed / suppressed.
+        Column("status", Text, nullable=False),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("due_at", DateTime(timezone=True), nullable=False),
+        Column("lease_until", DateTime(timezone=True)),
+        Column("decided_at", DateTime(timezone=True)),
+        Column("sent_at", DateTime(timezone=True)),
+        Column("provider_message_id", Text),
+        Column("error", Text),
+        Column("unsubscribed_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Index("sends_due", "due_at", postgresql_where=_ACTIVE),
+        Index("sends_profile_decided", "profile_id", "decided_at"),
+        Index("sends_provider_message", "channel", "provider_message_id"),
+    )
+
+
+def preferences_table(metadata: MetaData) -> Table:
+    """A profile's consent per channel and the channels it unsubscribed from."""
+    return Table(
+        "preferences",
+        metadata,
+        Column("profile_id", Text, primary_key=True),
+        Column("consent", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("unsubscribed", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+def policies_table(metadata: MetaData) -> Table:
+    """The one policy document: frequency caps and quiet hours."""
+    return Table(
+        "policies",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("document", JSONB, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+def timezones_table(metadata: MetaData) -> Table:
+    """Each profile's IANA time zone, copied from profile.updated `traits.timezone`."""
+    return Table(
+        "timezones",
+        metadata,
+        Column("profile_id", Text, primary_key=True),
+        Column("timezone", Text, nullable=False),
+    )
+
+
+def all_tables(metadata: MetaData) -> list[Table]:
+    return [
+        channels_table(metadata),
+        sends_table(metadata),
+        preferences_table(metadata),
+        policies_table(metadata),
+        timezones_table(metadata),
+    ]

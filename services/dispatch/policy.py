@@ -1,0 +1,253 @@
+"""Whether a message may go now: consent, unsubscribes, quiet hours and frequency caps.
+
+Pure functions over what the sender loaded for a batch; no I/O, unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ALL_CHANNELS = "*"
+MAX_WINDOW = timedelta(days=366)
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d{1,6})W)?(?:(?P<days>\d{1,6})D)?"
+    r"(?:T(?:(?P<hours>\d{1,8})H)?(?:(?P<minutes>\d{1,10})M)?(?:(?P<seconds>\d{1,12})S)?)?$"
+)
+_CLOCK = re.compile(r"^(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?$")
+_CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class InvalidPolicy(ValueError):
+    """A policy document that cannot be applied; `path` names the part that is wrong."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most `max` messages on `channel` (`*`: all channels together) per rolling `window`."""
+
+    channel: str
+    max: int
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Local clock times between which nothing is sent; `channels` None means every channel."""
+
+    start: time
+    end: time
+    channels: frozenset[str] | None = None
+
+    def applies_to(self, channel: str) -> bool:
+        return self.channels is None or channel in self.channels
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    caps: tuple[Cap, ...] = ()
+    quiet_hours: QuietHours | None = None
+
+    @property
+    def longest_window(self) -> timedelta:
+        return max((cap.window for cap in self.caps), default=timedelta(0))
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """A profile's own say: consent per channel, and the channels it unsubscribed from."""
+
+    consent: Mapping[str, bool] = field(default_factory=dict)
+    unsubscribed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`send` now; `suppress` for `reason`; or `defer` until `until`."""
+
+    action: Literal["send", "suppress", "defer"]
+    reason: Literal["consent", "unsubscribed", "frequency_cap", "quiet_hours"] | None = None
+    until: datetime | None = None
+
+
+SEND = Decision("send")
+
+
+def decide(
+    channel: str,
+    now: datetime,
+    *,
+    preferences: Preferences,
+    policy: SendPolicy,
+    sent: Sequence[tuple[str, datetime]],
+    zone: ZoneInfo,
+    default_consent: bool,
+) -> Decision:
+    """What to do with one message on `channel` at `now`, given the profile's sends so far.
+
+    `sent` holds (channel, when) of the profile's messages that count towards caps. Quiet hours
+    come before caps: a deferred message is decided again when they end, against the caps then.
+    """
+    if channel in preferences.unsubscribed:
+        return Decision("suppress", "unsubscribed")
+    if not preferences.consent.get(channel, default_consent):
+        return Decision("suppress", "consent")
+    quiet = policy.quiet_hours
+    if quiet is not None and quiet.applies_to(channel):
+        until = quiet_hours_end(quiet, now, zone)
+        if until is not None:
+            return Decision("defer", "quiet_hours", until)
+    if any(_cap_reached(cap, channel, now, sent) for cap in policy.caps):
+        return Decision("suppress", "frequency_cap")
+    return SEND
+
+
+def _cap_reached(
+    cap: Cap, channel: str, now: datetime, sent: Sequence[tuple[str, datetime]]
+) -> bool:
+    if cap.channel not in (ALL_CHANNELS, channel):
+        return False
+    since = now - cap.window
+    counted = sum(
+        1 for sent_channel, at in sent if at > since and cap.channel in (ALL_CHANNELS, sent_channel)
+    )
+    return counted >= cap.max
+
+
+def quiet_hours_end(quiet: QuietHours, now: datetime, zone: ZoneInfo) -> datetime | None:
+    """When the quiet hours `now` falls in end (UTC); None when `now` is not in quiet hours."""
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    today = local.date()
+    if quiet.start == quiet.end:
+        return None
+    if quiet.start < quiet.end:
+        if not quiet.start <= clock < quiet.end:
+            return None
+        end_day = today
+    elif clock >= quiet.start:  # across midnight, in the evening part
+        end_day = today + timedelta(days=1)
+    elif clock < quiet.end:  # across midnight, in the morning part
+        end_day = today
+    else:
+        return None
+    return datetime.combine(end_day, quiet.end, tzinfo=zone).astimezone(UTC)
+
+
+def profile_zone(name: str | None) -> ZoneInfo:
+    """The profile's IANA zone; UTC when it has none or names one that does not exist."""
+    if name:
+        zone = parse_zone(name)
+        if zone is not None:
+            return zone
+    return ZoneInfo("UTC")
+
+
+def parse_zone(name: str) -> ZoneInfo | None:
+    if not isinstance(name, str) or not 0 < len(name) <= 64 or "\x00" in name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def parse_duration(text: Any, path: str) -> timedelta:
+    """An ISO 8601 duration in weeks, days, hours, minutes and seconds, above zero."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None or text in ("P", "PT") or text.endswith("T"):
+        raise InvalidPolicy(path, "not an ISO 8601 duration (such as P1D, PT12H or P7D)")
+    parts = {name: int(value) for name, value in match.groupdict().items() if value}
+    total = (
+        parts.get("weeks", 0) * 604_800
+        + parts.get("days", 0) * 86_400
+        + parts.get("hours", 0) * 3_600
+        + parts.get("minutes", 0) * 60
+        + parts.get("seconds", 0)
+    )
+    if total <= 0:
+        raise InvalidPolicy(path, "a window must be longer than zero")
+    if total > MAX_WINDOW.total_seconds():
+        raise InvalidPolicy(path, "a window can be at most 366 days")
+    return timedelta(seconds=total)
+
+
+def parse_clock(text: Any, path: str) -> time:
+    match = _CLOCK.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidPolicy(path, "not a clock time HH:MM or HH:MM:SS")
+    return time(int(match["h"]), int(match["m"]), int(match["s"] or 0))
+
+
+def parse_policy(document: Any) -> SendPolicy:
+    """The policy a stored or submitted document describes; InvalidPolicy names what is wrong."""
+    if not isinstance(document, dict):
+        raise InvalidPolicy("policy", "must be an object")
+    unknown = set(document) - {"caps", "quiet_hours"}
+    if unknown:
+        raise InvalidPolicy(sorted(unknown)[0], "unknown field")
+    caps_value = document.get("caps", [])
+    if not isinstance(caps_value, list) or len(caps_value) > 100:
+        raise InvalidPolicy("caps", "must be a list of at most 100 caps")
+    caps = tuple(_parse_cap(item, f"caps[{index}]") for index, item in enumerate(caps_value))
+    quiet_value = document.get("quiet_hours")
+    quiet = None if quiet_value is None else _parse_quiet_hours(quiet_value, "quiet_hours")
+    return SendPolicy(caps, quiet)
+
+
+def _parse_cap(item: Any, path: str) -> Cap:
+    if not isinstance(item, dict) or set(item) - {"channel", "max", "window"}:
+        raise InvalidPolicy(path, "a cap is {channel, max, window}")
+    channel = _parse_channel(item.get("channel"), f"{path}.channel", allow_all=True)
+    limit = item.get("max")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 1_000_000:
+        raise InvalidPolicy(f"{path}.max", "must be a whole number from 0 to 1000000")
+    return Cap(channel, limit, parse_duration(item.get("window"), f"{path}.window"))
+
+
+def _parse_quiet_hours(value: Any, path: str) -> QuietHours:
+    if not isinstance(value, dict) or set(value) - {"start", "end", "channels"}:
+        raise InvalidPolicy(path, "quiet hours are {start, end, channels?}")
+    start = parse_clock(value.get("start"), f"{path}.start")
+    end = parse_clock(value.get("end"), f"{path}.end")
+    if start == end:
+        raise InvalidPolicy(f"{path}.end", "quiet hours must end at another time than they start")
+    channels_value = value.get("channels")
+    if channels_value is None:
+        return QuietHours(start, end)
+    if not isinstance(channels_value, list) or not channels_value or len(channels_value) > 100:
+        raise InvalidPolicy(f"{path}.channels", "must be a non-empty list of channel names")
+    channels = frozenset(
+        _parse_channel(name, f"{path}.channels[{index}]", allow_all=False)
+        for index, name in enumerate(channels_value)
+    )
+    return QuietHours(start, end, channels)
+
+
+def _parse_channel(value: Any, path: str, *, allow_all: bool) -> str:
+    if allow_all and value == ALL_CHANNELS:
+        return ALL_CHANNELS
+    if not isinstance(value, str) or not _CHANNEL.match(value):
+        expected = "a channel name or `*`" if allow_all else "a channel name"
+        raise InvalidPolicy(path, f"must be {expected} (lowercase letters, digits, _)")
+    return value
+
+
+def merged_preferences(survivor: Preferences | None, merged: Sequence[Preferences]) -> Preferences:
+    """One person's preferences after a merge: the survivor's own answers win, and an
+    unsubscribe or a consent from any merged profile still holds where the survivor said nothing.
+    """
+    consent: dict[str, bool] = {}
+    unsubscribed: set[str] = set()
+    for preferences in [*merged, *([survivor] if survivor else [])]:
+        consent.update(preferences.consent)
+        unsubscribed |= preferences.unsubscribed
+    return Preferences(consent, frozenset(unsubscribed))

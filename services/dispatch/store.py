@@ -1,0 +1,489 @@
+"""The dispatch service's queries; nothing else touches its tables."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.db import checked_schema
+from services.dispatch.policy import Preferences, SendPolicy, parse_policy
+
+# Sends that count towards frequency caps: decided to go, whatever the provider said since.
+_COUNTED = "('sending', 'sent', 'delivered')"
+_LEDGER_COLUMNS = (
+    "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
+    "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
+    "CAST(payload AS text) AS payload, recipient, behavior_at, status, attempts, "
+    "provider_message_id, unsubscribed_at"
+)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One send: the rendered message, its lineage and where it stands."""
+
+    message_id: str
+    idempotency_key: str
+    event_id: str
+    request_id: str
+    profile_id: str
+    channel: str
+    template_id: str
+    template_version: int
+    variant_id: str | None
+    journey: dict[str, Any]
+    subject: str | None
+    body: str | None
+    payload: dict[str, Any]
+    recipient: str | None
+    behavior_at: datetime | None
+    status: str
+    attempts: int
+    provider_message_id: str | None
+    unsubscribed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    name: str
+    kind: str
+    config: dict[str, Any]
+    secrets: dict[str, Any]
+    rate_per_second: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SendUpdate:
+    """What one provider call changed about a ledger row."""
+
+    message_id: str
+    status: str
+    provider_message_id: str | None = None
+    error: str | None = None
+    sent_at: datetime | None = None
+    due_at: datetime | None = None
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _ledger_row(row: Any) -> LedgerRow:
+    return LedgerRow(
+        message_id=row.message_id,
+        idempotency_key=row.idempotency_key,
+        event_id=row.event_id,
+        request_id=row.request_id,
+        profile_id=row.profile_id,
+        channel=row.channel,
+        template_id=row.template_id,
+        template_version=row.template_version,
+        variant_id=row.variant_id,
+        journey=orjson.loads(row.journey),
+        subject=row.subject,
+        body=row.body,
+        payload=orjson.loads(row.payload),
+        recipient=row.recipient,
+        behavior_at=row.behavior_at,
+        status=row.status,
+        attempts=row.attempts,
+        provider_message_id=row.provider_message_id,
+        unsubscribed_at=row.unsubscribed_at,
+    )
+
+
+def _channel_row(row: Any) -> ChannelRow:
+    return ChannelRow(
+        row.name,
+        row.kind,
+        orjson.loads(row.config),
+        orjson.loads(row.secrets),
+        row.rate_per_second,
+        row.created_at,
+        row.updated_at,
+    )
+
+
+class DispatchStore:
+    """Queries over one session (the caller's transaction) in the service's schema."""
+
+    def __init__(self, session: AsyncSession, schema: str) -> None:
+        self.session = session
+        self._schema = checked_schema(schema)
+
+    async def _execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        return await self.session.execute(text(sql.replace("{s}", self._schema)), params or {})
+
+    # The ledger
+
+    async def insert_sends(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Add rendered messages; a key already in the ledger is skipped. How many were new."""
+        if not rows:
+            return 0
+        result = await self._execute(
+            "INSERT INTO {s}.sends (message_id, idempotency_key, event_id, request_id, "
+            "profile_id, channel, template_id, template_version, variant_id, journey, subject, "
+            "body, payload, recipient, behavior_at, status, due_at) "
+            "SELECT r.message_id, r.idempotency_key, r.event_id, r.request_id, r.profile_id, "
+            "r.channel, r.template_id, r.template_version, r.variant_id, r.journey, r.subject, "
+            "r.body, r.payload, r.recipient, r.behavior_at, 'pending', now() "
+            "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, "
+            "idempotency_key text, event_id text, request_id text, profile_id text, "
+            "channel text, template_id text, template_version int, variant_id text, "
+            "journey jsonb, subject text, body text, payload jsonb, recipient text, "
+            "behavior_at timestamptz) ON CONFLICT (idempotency_key) DO NOTHING",
+            {"rows": _json(rows)},
+        )
+        return int(result.rowcount)
+
+    async def claim_due(self, limit: int) -> list[LedgerRow]:
+        """Due rows, locked for this transaction; replicas skip each other's.
+
+        A row still `sending` after its lease is one whose sender died mid-call.
+        """
+        result = await self._execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM {{s}}.sends "
+            "WHERE status IN ('pending', 'sending') AND due_at <= now() "
+            "AND (status = 'pending' OR lease_until < now()) "
+            "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED",
+            {"limit": limit},
+        )
+        return [_ledger_row(row) for row in result]
+
+    async def lock_free_profiles(self, profile_ids: Collection[str]) -> set[str]:
+        """Profiles this transaction now holds (for caps); those another sender holds are left."""
+        if not profile_ids:
+            return set()
+        result = await self._execute(
+            "SELECT p FROM unnest(CAST(:ids AS text[])) AS p "
+            "WHERE pg_try_advisory_xact_lock(hashtextextended('dispatch:' || p, 0))",
+            {"ids": sorted(profile_ids)},
+        )
+        return {row.p for row in result}
+
+    async def sent_history(
+        self, profile_ids: Collection[str], since: datetime
+    ) -> dict[str, list[tuple[str, datetime]]]:
+        history: dict[str, list[tuple[str, datetime]]] = {}
+        if not profile_ids:
+            return history
+        result = await self._execute(
+            "SELECT profile_id, channel, decided_at FROM {s}.sends "
+            f"WHERE profile_id = ANY(CAST(:ids AS text[])) AND status IN {_COUNTED} "
+            "AND decided_at > :since",
+            {"ids": list(profile_ids), "since": since},
+        )
+        for row in result:
+            history.setdefault(row.profile_id, []).append((row.channel, row.decided_at))
+        return history
+
+    async def mark_sending(self, message_ids: Sequence[str], lease: timedelta) -> None:
+        """Committed before any provider call: a crash after it resends with the same key."""
+        if message_ids:
+            await self._execute(
+                "UPDATE {s}.sends SET status = 'sending', attempts = attempts + 1, "
+                "decided_at = coalesce(decided_at, now()), lease_until = now() + :lease "
+                "WHERE message_id = ANY(CAST(:ids AS text[]))",
+                {"ids": list(message_ids), "lease": lease},
+            )
+
+    async def mark_suppressed(self, reasons: dict[str, str]) -> None:
+        if reasons:
+            await self._execute(
+                "UPDATE {s}.sends s SET status = 'suppressed', error = r.reason, "
+                "lease_until = NULL FROM jsonb_each_text(CAST(:reasons AS jsonb)) AS r(id, reason) "
+                "WHERE s.message_id = r.id",
+                {"reasons": _json(reasons)},
+            )
+
+    async def defer(self, until: dict[str, datetime]) -> None:
+        if until:
+            await self._execute(
+                "UPDATE {s}.sends s SET due_at = CAST(r.until AS timestamptz) "
+                "FROM jsonb_each_text(CAST(:until AS jsonb)) AS r(id, until) "
+                "WHERE s.message_id = r.id",
+                {"until": _json({key: value.isoformat() for key, value in until.items()})},
+            )
+
+    async def record_results(self, updates: Sequence[SendUpdate]) -> list[str]:
+        """Store the calls' results, only on rows still `sending`; the ids updated."""
+        if not updates:
+            return []
+        rows = [
+            {
+                "message_id": u.message_id,
+                "status": u.status,
+                "provider_message_id": u.provider_message_id,
+                "error": u.error,
+                "sent_at": u.sent_at.isoformat() if u.sent_at else None,
+                "due_at": u.due_at.isoformat() if u.due_at else None,
+            }
+            for u in updates
+        ]
+        result = await self._execute(
+            "UPDATE {s}.sends s SET status = r.status, "
+            "provider_message_id = r.provider_message_id, error = r.error, "
+            "sent_at = r.sent_at, due_at = coalesce(r.due_at, s.due_at), lease_until = NULL, "
+            # A retry is decided again (caps, quiet hours) when it comes due.
+            "decided_at = CASE WHEN r.status = 'pending' THEN NULL ELSE s.decided_at END "
+            "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, status text, "
+            "provider_message_id text, error text, sent_at timestamptz, due_at timestamptz) "
+            "WHERE s.message_id = r.message_id AND s.status = 'sending' RETURNING s.message_id",
+            {"rows": _json(rows)},
+        )
+        return [row.message_id for row in result]
+
+    async def send_by_key(self, idempotency_key: str) -> LedgerRow | None:
+        result = await self._execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM {{s}}.sends WHERE idempotency_key = :key",
+            {"key": idempotency_key},
+        )
+        row = result.first()
+        return None if row is None else _ledger_row(row)
+
+    async def send_by_provider_id(self, channel: str, provider_id: str) -> LedgerRow | None:
+        result = await self._execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM {{s}}.sends "
+            "WHERE channel = :channel AND provider_message_id = :provider_id LIMIT 1",
+            {"channel": channel, "provider_id": provider_id},
+        )
+        row = result.first()
+        return None if row is None else _ledger_row(row)
+
+    async def mark_unsubscribed(self, message_id: str) -> bool:
+        """True the first time a message's unsubscribe link is used."""
+        result = await self._execute(
+            "UPDATE {s}.sends SET unsubscribed_at = now() "
+            "WHERE message_id = :id AND unsubscribed_at IS NULL RETURNING message_id",
+            {"id": message_id},
+        )
+        return result.first() is not None
+
+    async def mark_receipt(self, message_id: str, status: str, error: str | None) -> bool:
+        """Move a sent message to `delivered` or `failed`; False if it was there already."""
+        result = await self._execute(
+            "UPDATE {s}.sends SET status = :status, error = coalesce(:error, error) "
+            "WHERE message_id = :id AND status = 'sent' RETURNING message_id",
+            {"id": message_id, "status": status, "error": error},
+        )
+        return result.first() is not None
+
+    async def backlog(self) -> int:
+        result = await self._execute(
+            "SELECT count(*) FROM {s}.sends WHERE status IN ('pending', 'sending')"
+        )
+        return int(result.scalar_one())
+
+    # Preferences, policies, time zones
+
+    async def preferences(self, profile_ids: Collection[str]) -> dict[str, Preferences]:
+        if not profile_ids:
+            return {}
+        result = await self._execute(
+            "SELECT profile_id, CAST(consent AS text) AS consent, "
+            "CAST(unsubscribed AS text) AS unsubscribed FROM {s}.preferences "
+            "WHERE profile_id = ANY(CAST(:ids AS text[]))",
+            {"ids": list(profile_ids)},
+        )
+        return {
+            row.profile_id: Preferences(
+                orjson.loads(row.consent), frozenset(orjson.loads(row.unsubscribed))
+            )
+            for row in result
+        }
+
+    async def save_preferences(self, profile_id: str, preferences: Preferences) -> None:
+        await self._execute(
+            "INSERT INTO {s}.preferences (profile_id, consent, unsubscribed, updated_at) "
+            "VALUES (:id, CAST(:consent AS jsonb), CAST(:unsubscribed AS jsonb), now()) "
+            "ON CONFLICT (profile_id) DO UPDATE SET consent = excluded.consent, "
+            "unsubscribed = excluded.unsubscribed, updated_at = now()",
+            {
+                "id": profile_id,
+                "consent": _json(dict(preferences.consent)),
+                "unsubscribed": _json(sorted(preferences.unsubscribed)),
+            },
+        )
+
+    async def add_unsubscribe(self, profile_id: str, channel: str) -> None:
+        await self._execute(
+            "INSERT INTO {s}.preferences (profile_id, unsubscribed) "
+            "VALUES (:id, jsonb_build_array(CAST(:channel AS text))) "
+            "ON CONFLICT (profile_id) DO UPDATE SET updated_at = now(), unsubscribed = "
+            "CASE WHEN {s}.preferences.unsubscribed ? :channel "
+            "THEN {s}.preferences.unsubscribed "
+            "ELSE {s}.preferences.unsubscribed || jsonb_build_array(CAST(:channel AS text)) END",
+            {"id": profile_id, "channel": channel},
+        )
+
+    async def policy_document(self) -> dict[str, Any]:
+        result = await self._execute(
+            "SELECT CAST(document AS text) AS document FROM {s}.policies WHERE id = 1"
+        )
+        row = result.first()
+        return {} if row is None else dict(orjson.loads(row.document))
+
+    async def policy(self) -> SendPolicy:
+        return parse_policy(await self.policy_document())
+
+    async def save_policy(self, document: dict[str, Any]) -> None:
+        await self._execute(
+            "INSERT INTO {s}.policies (id, document, updated_at) "
+            "VALUES (1, CAST(:document AS jsonb), now()) ON CONFLICT (id) "
+            "DO UPDATE SET document = excluded.document, updated_at = now()",
+            {"document": _json(document)},
+        )
+
+    async def zones(self, profile_ids: Collection[str]) -> dict[str, str]:
+        if not profile_ids:
+            return {}
+        result = await self._execute(
+            "SELECT profile_id, timezone FROM {s}.timezones "
+            "WHERE profile_id = ANY(CAST(:ids AS text[]))",
+            {"ids": list(profile_ids)},
+        )
+        return {row.profile_id: row.timezone for row in result}
+
+    async def set_zones(self, zones: dict[str, str | None]) -> None:
+        """Set (or, for None, forget) profiles' time zones."""
+        kept = {profile: zone for profile, zone in zones.items() if zone is not None}
+        dropped = [profile for profile, zone in zones.items() if zone is None]
+        if kept:
+            await self._execute(
+                "INSERT INTO {s}.timezones (profile_id, timezone) "
+                "SELECT key, value FROM jsonb_each_text(CAST(:zones AS jsonb)) "
+                "ON CONFLICT (profile_id) DO UPDATE SET timezone = excluded.timezone",
+                {"zones": _json(kept)},
+            )
+        if dropped:
+            await self._execute(
+                "DELETE FROM {s}.timezones WHERE profile_id = ANY(CAST(:ids AS text[]))",
+                {"ids": dropped},
+            )
+
+    # Merges and erasure
+
+    async def move_profiles(self, survivor: str, merged: Sequence[str]) -> None:
+        """The merged profiles' ledger, time zone and preferences become the survivor's."""
+        params = {"survivor": survivor, "merged": list(merged)}
+        await self._execute(
+            "UPDATE {s}.sends SET profile_id = :survivor "
+            "WHERE profile_id = ANY(CAST(:merged AS text[]))",
+            params,
+        )
+        await self._execute(
+            "INSERT INTO {s}.timezones (profile_id, timezone) "
+            "SELECT :survivor, timezone FROM {s}.timezones "
+            "WHERE profile_id = ANY(CAST(:merged AS text[])) LIMIT 1 "
+            "ON CONFLICT (profile_id) DO NOTHING",
+            params,
+        )
+        await self._execute(
+            "DELETE FROM {s}.timezones WHERE profile_id = ANY(CAST(:merged AS text[]))", params
+        )
+
+    async def delete_preferences(self, profile_ids: Sequence[str]) -> None:
+        await self._execute(
+            "DELETE FROM {s}.preferences WHERE profile_id = ANY(CAST(:ids AS text[]))",
+            {"ids": list(profile_ids)},
+        )
+
+    async def erase_profile(self, profile_id: str) -> list[LedgerRow]:
+        """Forget the person: preferences, time zone, and the ledger's content and address.
+
+        Rows not sent yet are cancelled and returned, so their journeys hear they failed.
+        """
+        params = {"id": profile_id}
+        await self._execute("DELETE FROM {s}.preferences WHERE profile_id = :id", params)
+        await self._execute("DELETE FROM {s}.timezones WHERE profile_id = :id", params)
+        cancelled = await self._execute(
+            f"UPDATE {{s}}.sends SET status = 'failed', error = 'profile erased before sending', "
+            f"lease_until = NULL WHERE profile_id = :id AND status = 'pending' "
+            f"RETURNING {_LEDGER_COLUMNS}",
+            params,
+        )
+        rows = [_ledger_row(row) for row in cancelled]
+        await self._execute(
+            "UPDATE {s}.sends SET recipient = NULL, subject = NULL, body = NULL, "
+            "payload = '{}'::jsonb WHERE profile_id = :id",
+            params,
+        )
+        return rows
+
+    # Channels
+
+    async def channels(self) -> list[ChannelRow]:
+        result = await self._execute(
+            "SELECT name, kind, CAST(config AS text) AS config, "
+            "CAST(secrets AS text) AS secrets, rate_per_second, created_at, updated_at "
+            "FROM {s}.channels ORDER BY name"
+        )
+        return [_channel_row(row) for row in result]
+
+    async def channel(self, name: str) -> ChannelRow | None:
+        result = await self._execute(
+            "SELECT name, kind, CAST(config AS text) AS config, "
+            "CAST(secrets AS text) AS secrets, rate_per_second, created_at, updated_at "
+            "FROM {s}.channels WHERE name = :name",
+            {"name": name},
+        )
+        row = result.first()
+        return None if row is None else _channel_row(row)
+
+    async def insert_channel(
+        self,
+        name: str,
+        kind: str,
+        config: dict[str, Any],
+        secrets: dict[str, Any],
+        rate: float | None,
+    ) -> ChannelRow | None:
+        result = await self._execute(
+            "INSERT INTO {s}.channels (name, kind, config, secrets, rate_per_second) "
+            "VALUES (:name, :kind, CAST(:config AS jsonb), CAST(:secrets AS jsonb), :rate) "
+            "ON CONFLICT (name) DO NOTHING RETURNING name",
+            {
+                "name": name,
+                "kind": kind,
+                "config": _json(config),
+                "secrets": _json(secrets),
+                "rate": rate,
+            },
+        )
+        return None if result.first() is None else await self.channel(name)
+
+    async def update_channel(
+        self,
+        name: str,
+        kind: str,
+        config: dict[str, Any],
+        secrets: dict[str, Any],
+        rate: float | None,
+    ) -> ChannelRow | None:
+        result = await self._execute(
+            "UPDATE {s}.channels SET kind = :kind, config = CAST(:config AS jsonb), "
+            "secrets = CAST(:secrets AS jsonb), rate_per_second = :rate, updated_at = now() "
+            "WHERE name = :name RETURNING name",
+            {
+                "name": name,
+                "kind": kind,
+                "config": _json(config),
+                "secrets": _json(secrets),
+                "rate": rate,
+            },
+        )
+        return None if result.first() is None else await self.channel(name)
+
+    async def delete_channel(self, name: str) -> bool:
+        result = await self._execute(
+            "DELETE FROM {s}.channels WHERE name = :name RETURNING name", {"name": name}
+        )
+        return result.first() is not None

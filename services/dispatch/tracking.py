@@ -1,0 +1,195 @@
+"""The public endpoints recipients and providers reach: clicks, opens, unsubscribes, receipts.
+
+No admin token: each acts only on a token dispatch can verify or a provider id it knows.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.bus import OutboxRelay, write_outbox
+from libs.common.db import create_sessions
+from libs.common.errors import ApiError
+from libs.common.events import (
+    Event,
+    MessageClicked,
+    MessageDelivered,
+    MessageFailed,
+    MessageOpened,
+    MessageUnsubscribed,
+)
+from libs.common.tracking import InvalidToken, TrackingAction, TrackingToken, verify
+from services.dispatch.outcomes import outcome
+from services.dispatch.schemas import CHANNEL_PATTERN
+from services.dispatch.settings import DispatchSettings
+from services.dispatch.store import DispatchStore, LedgerRow
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_MAX_RECEIPT_BYTES = 65_536
+_DELIVERED = frozenset({"delivered", "read"})
+_FAILED = frozenset({"failed", "undelivered", "bounced", "rejected"})
+ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
+TokenPath = Annotated[str, Path(max_length=8192)]
+
+
+def tracking_router(
+    engine: AsyncEngine, relay: OutboxRelay, settings: DispatchSettings
+) -> APIRouter:
+    router = APIRouter(tags=["tracking"])
+    sessions = create_sessions(engine)
+    secret = settings.tracking_secret.get_secret_value()
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[DispatchStore]:
+        async with sessions() as session, session.begin():
+            yield DispatchStore(session, settings.schema_name)
+        relay.notify()
+
+    async def emit(store: DispatchStore, *events: Event[Any]) -> None:
+        await write_outbox(store.session, settings.schema_name, list(events))
+
+    async def tracked(
+        store: DispatchStore, token: str, action: TrackingAction
+    ) -> tuple[TrackingToken, LedgerRow]:
+        parsed = _verified(token, action, secret)
+        row = await store.send_by_key(parsed.idempotency_key)
+        if row is None:
+            raise ApiError(404, "message_not_found", "This link's message is not known here.")
+        return parsed, row
+
+    @router.get("/c/{token}", status_code=302, response_class=RedirectResponse)
+    async def click(token: TokenPath) -> RedirectResponse:
+        """Record the click (message.clicked) and redirect to the URL the token was signed for."""
+        async with transaction() as store:
+            parsed, row = await tracked(store, token, "click")
+            url = parsed.url or ""
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ApiError(400, "invalid_link", "This link does not lead to a web page.")
+            try:
+                clicked = outcome(MessageClicked, row, datetime.now(UTC), url=url)
+            except ValidationError:
+                raise ApiError(400, "invalid_link", "This link's URL is not valid.") from None
+            await emit(store, clicked)
+        return RedirectResponse(url, status_code=302)
+
+    @router.get("/o/{token}", response_class=Response)
+    async def open_pixel(token: TokenPath) -> Response:
+        """Record the open (message.opened); answer a 1x1 transparent GIF."""
+        async with transaction() as store:
+            _, row = await tracked(store, token, "open")
+            await emit(store, outcome(MessageOpened, row, datetime.now(UTC)))
+        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+    async def unsubscribe(token: str) -> HTMLResponse:
+        async with transaction() as store:
+            _, row = await tracked(store, token, "unsubscribe")
+            await store.add_unsubscribe(row.profile_id, row.channel)
+            if await store.mark_unsubscribed(row.message_id):
+                await emit(store, outcome(MessageUnsubscribed, row, datetime.now(UTC)))
+        return HTMLResponse(_UNSUBSCRIBED_PAGE.format(channel=html.escape(row.channel)))
+
+    @router.get("/u/{token}", response_class=HTMLResponse)
+    async def unsubscribe_link(token: TokenPath) -> HTMLResponse:
+        """Unsubscribe the profile from the message's channel (message.unsubscribed, once)."""
+        return await unsubscribe(token)
+
+    @router.post("/u/{token}", response_class=HTMLResponse)
+    async def unsubscribe_post(token: TokenPath) -> HTMLResponse:
+        """The same, for mail clients' one-click unsubscribe (RFC 8058)."""
+        return await unsubscribe(token)
+
+    @router.post("/receipts/{channel}")
+    async def receipt(channel: ChannelPath, request: Request) -> dict[str, str]:
+        """A provider's delivery receipt: Twilio's status callback form, or JSON
+        `{"provider_message_id", "status", "error"?}`; delivered or failed become outcomes."""
+        provider_id, status, error = _receipt(await _body(request), request)
+        delivered = status in _DELIVERED
+        if not delivered and status not in _FAILED:
+            return {"status": "ignored"}
+        async with transaction() as store:
+            row = await store.send_by_provider_id(channel, provider_id)
+            if row is None:
+                raise ApiError(404, "message_not_found", "No message of this channel has this id.")
+            new_status = "delivered" if delivered else "failed"
+            if not await store.mark_receipt(row.message_id, new_status, error):
+                return {"status": "duplicate"}
+            now = datetime.now(UTC)
+            event = (
+                outcome(MessageDelivered, row, now)
+                if delivered
+                else outcome(
+                    MessageFailed, row, now, error=error or f"provider: {status}", retryable=False
+                )
+            )
+            await emit(store, event)
+        return {"status": new_status}
+
+    return router
+
+
+def _verified(token: str, action: TrackingAction, secret: str) -> TrackingToken:
+    try:
+        parsed = verify(token, secret)
+    except (InvalidToken, ValueError):
+        raise ApiError(404, "invalid_token", "This link is not valid.") from None
+    if parsed.action != action:
+        raise ApiError(404, "invalid_token", "This link is not valid here.")
+    return parsed
+
+
+async def _body(request: Request) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_RECEIPT_BYTES:
+            raise ApiError(413, "receipt_too_large", "A receipt is at most 64 KiB.")
+    return body
+
+
+def _receipt(body: bytes, request: Request) -> tuple[str, str, str | None]:
+    """(provider message id, status in lower case, error) from a form or a JSON receipt."""
+    content_type = request.headers.get("content-type", "")
+    fields: dict[str, Any]
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        fields = dict(parse_qsl(body.decode("utf-8", "replace")))
+        provider_id = fields.get("MessageSid") or fields.get("SmsSid")
+        status = fields.get("MessageStatus") or fields.get("SmsStatus")
+        error = fields.get("ErrorCode")
+        error = f"provider error code {error}" if error else None
+    else:
+        try:
+            loaded = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ApiError(
+                422, "invalid_receipt", "A receipt is a form or a JSON object."
+            ) from None
+        fields = loaded if isinstance(loaded, dict) else {}
+        provider_id = fields.get("provider_message_id")
+        status = fields.get("status")
+        error = fields.get("error") if isinstance(fields.get("error"), str) else None
+    if not isinstance(provider_id, str) or not 0 < len(provider_id) <= 255 or "\x00" in provider_id:
+        raise ApiError(
+            422, "invalid_receipt", "The receipt names no message id.", "provider_message_id"
+        )
+    if not isinstance(status, str) or not status:
+        raise ApiError(422, "invalid_receipt", "The receipt has no status.", "status")
+    return provider_id, status.lower(), error[:2000].replace("\x00", "") if error else None
+
+
+_UNSUBSCRIBED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribed</title></head>
+<body><h1>You are unsubscribed</h1>
+<p>You will not receive these {channel} messages any more.</p></body></html>
+"""

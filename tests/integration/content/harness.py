@@ -1,0 +1,201 @@
+"""Drives a content service process over the test stack: its API, its input and its output."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from libs.common import topics
+from libs.common.bus import dlq
+from libs.common.bus.reader import header
+from libs.common.events import (
+    Event,
+    JourneyRef,
+    MessageClicked,
+    MessageRendered,
+    MessageRequested,
+    MessageSent,
+    ProfileChange,
+    ProfileUpdated,
+    decode,
+)
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, read_topic
+
+SOURCE = "closeloop/tests/content"
+JOURNEY = JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send")
+
+
+def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
+    """`profile_update(p, **{"traits.email": "li@example.com"})`."""
+    return Event(
+        data=ProfileUpdated(
+            profile_id=profile_id,
+            changes=[ProfileChange(field=field, after=after) for field, after in changes.items()],
+            occurred_at=datetime.now(UTC),
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def message_request(
+    profile_id: str, template_id: str, channel: str = "email", **variables: Any
+) -> Event[MessageRequested]:
+    request_id = f"req_{uuid.uuid4().hex[:16]}"
+    return Event(
+        data=MessageRequested(
+            request_id=request_id,
+            journey=JOURNEY,
+            profile_id=profile_id,
+            channel=channel,
+            template_id=template_id,
+            variables=variables,
+            idempotency_key=f"jrn_test:v1:node_send:{profile_id}:{request_id}",
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+def outcome(
+    kind: type[MessageSent] | type[MessageClicked],
+    template_id: str,
+    variant_id: str,
+    message_id: str,
+    **extra: Any,
+) -> Event[Any]:
+    profile_id = f"prf_{uuid.uuid4().hex[:8]}"
+    data = kind(
+        message_id=message_id,
+        request_id=f"req_{message_id}",
+        profile_id=profile_id,
+        channel="email",
+        journey=JOURNEY,
+        template_id=template_id,
+        template_version=1,
+        variant_id=variant_id,
+        occurred_at=datetime.now(UTC),
+        **extra,
+    )
+    return Event(data=data, key=profile_id, source=SOURCE)
+
+
+def email_template(template_id: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "id": template_id,
+        "name": template_id,
+        "channel": "email",
+        "defaults": {"coupon_code": "WELCOME"},
+        "variants": [
+            {
+                "id": "a",
+                "subject": "Hi {{ profile.traits.first_name }}, your tea is waiting",
+                "html": '<p>Use {{ coupon_code }}</p><a href="https://shop.example.com/p/1">Shop</a>',
+            }
+        ],
+        **overrides,
+    }
+
+
+class ContentHarness:
+    """One running content service: its HTTP API as the admin, and what it published."""
+
+    def __init__(self, stack: Stack, process: ServiceProcess) -> None:
+        self.stack = stack
+        self.process = process
+        self.http = httpx.AsyncClient(
+            base_url=process.url,
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            timeout=30.0,
+        )
+
+    async def publish(self, *events: Event[Any]) -> None:
+        await publish(self.stack.kafka_bootstrap, events)
+
+    async def create(self, body: dict[str, Any]) -> httpx.Response:
+        return await self.http.post("/templates", json=body)
+
+    async def rendered(self, request_id: str) -> list[MessageRendered]:
+        """The `message.rendered` events answering a request."""
+        found = []
+        for record in await read_topic(self.stack.kafka_bootstrap, topics.DELIVERIES):
+            event = decode(record.key, record.value, record.headers)
+            if isinstance(event.data, MessageRendered) and event.data.request_id == request_id:
+                found.append(event.data)
+        return found
+
+    async def dead_letters(self, event_id: str) -> list[dict[str, str]]:
+        return [
+            {name: header(record, name) for name in (dlq.ERROR_TYPE, dlq.ERROR, dlq.GROUP)}
+            for record in await read_topic(self.stack.kafka_bootstrap, topics.DLQ)
+            if header(record, "ce_id") == event_id
+        ]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class FakeChatCompletions:
+    """A local server answering `POST /v1/chat/completions` the way OpenAI's API does."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                fake.requests.append(json.loads(self.rfile.read(length)))
+                fake.authorizations.append(self.headers.get("Authorization"))
+                if self.path != "/v1/chat/completions":
+                    self.send_error(404)
+                    return
+                body = json.dumps(
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "model": fake.requests[-1].get("model"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {
+                                    "role": "assistant",
+                                    "content": json.dumps(fake.answer),
+                                },
+                                "finish_reason": "stop",
+                            }
+                        ],
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -1,0 +1,289 @@
+"""The content service over the real broker and database: requests in, tracked messages out,
+the bandit fed by outcomes, strict previews, poison to the DLQ, copy suggestions."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from libs.common.bus import dlq
+from libs.common.events import ConversionAttributed, Event, MessageClicked, MessageSent
+from libs.common.tracking import verify
+from libs.devstack.pytest_plugin import ServiceLauncher
+from tests.integration.content.harness import (
+    SOURCE,
+    ContentHarness,
+    FakeChatCompletions,
+    email_template,
+    message_request,
+    outcome,
+    profile_update,
+)
+from tests.integration.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_request_becomes_a_tracked_message_for_the_profile(
+    content_service: ContentHarness,
+) -> None:
+    template, profile = _unique("tpl"), _unique("prf")
+    created = await content_service.create(email_template(template))
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    await content_service.publish(
+        profile_update(profile, **{"traits.email": "li@example.com", "traits.first_name": "Li"})
+    )
+    request = message_request(profile, template, event={"event": "cart_abandoned"})
+    await content_service.publish(request)
+
+    async def answered() -> bool:
+        return bool(await content_service.rendered(request.data.request_id))
+
+    await wait_for(answered, within=60, what="message.rendered for the request")
+    [message] = await content_service.rendered(request.data.request_id)
+    assert message.recipient == "li@example.com"
+    assert message.subject == "Hi Li, your tea is waiting"
+    assert message.variant_id == "a" and message.template_version == 1
+    assert message.idempotency_key == request.data.idempotency_key
+    body = message.body or ""
+    assert "Use WELCOME" in body  # the declared default, since the request had no coupon
+    assert "shop.example.com" not in body
+    secret = content_service.stack.tracking_secret
+    tokens = {
+        action: [verify(t, secret) for t in re.findall(rf"/{action}/([\w-]+\.[\w-]+)", body)]
+        for action in ("c", "o", "u")
+    }
+    assert [t.url for t in tokens["c"]] == ["https://shop.example.com/p/1"]
+    assert [t.action for t in tokens["o"]] == ["open"]
+    assert [t.action for t in tokens["u"]] == ["unsubscribe"]
+    assert {t.idempotency_key for ts in tokens.values() for t in ts} == {
+        request.data.idempotency_key
+    }
+
+
+async def test_every_put_makes_a_new_version_that_messages_name(
+    content_service: ContentHarness,
+) -> None:
+    template, profile = _unique("tpl"), _unique("prf")
+    (await content_service.create(email_template(template))).raise_for_status()
+    changed = email_template(template, name="second")
+    changed["variants"][0]["subject"] = "Version two for {{ profile.traits.first_name }}"
+    replaced = await content_service.http.put(f"/templates/{template}", json=changed)
+    assert replaced.status_code == 200 and replaced.json()["version"] == 2
+    await content_service.publish(profile_update(profile, **{"traits.email": "v2@example.com"}))
+    request = message_request(profile, template)
+    await content_service.publish(request)
+
+    async def answered() -> bool:
+        return bool(await content_service.rendered(request.data.request_id))
+
+    await wait_for(answered, within=60, what="message.rendered for the new version")
+    [message] = await content_service.rendered(request.data.request_id)
+    assert message.template_version == 2
+    assert message.subject == "Version two for"  # no name and no default: empty
+
+
+async def test_a_profile_without_an_address_gets_no_message(
+    content_service: ContentHarness,
+) -> None:
+    template, profile = _unique("tpl"), _unique("prf")
+    (await content_service.create(email_template(template))).raise_for_status()
+    await content_service.publish(profile_update(profile, **{"traits.first_name": "No Mail"}))
+    await content_service.publish(message_request(profile, template))
+
+    async def recorded() -> bool:
+        response = await content_service.http.get(f"/templates/{template}/variants")
+        return bool(response.json()["decisions"].get("undeliverable") == 1)
+
+    await wait_for(recorded, within=60, what="the request recorded as undeliverable")
+
+
+async def test_outcomes_and_conversions_feed_the_bandit(content_service: ContentHarness) -> None:
+    template = _unique("tpl")
+    body = email_template(template)
+    body["variants"].append({**body["variants"][0], "id": "b"})
+    (await content_service.create(body)).raise_for_status()
+    messages = [_unique("msg") for _ in range(3)]
+    clicked = "https://shop.example.com/p/1"
+    await content_service.publish(
+        *[outcome(MessageSent, template, "a", m) for m in messages],
+        outcome(MessageClicked, template, "a", messages[0], url=clicked),
+        # A second click on the same message is not a second success.
+        outcome(MessageClicked, template, "a", messages[0], url=clicked),
+        outcome(MessageSent, template, "b", _unique("msg")),
+    )
+
+    async def counted() -> bool:
+        response = await content_service.http.get(f"/templates/{template}/variants")
+        stats = {v["variant_id"]: v for v in response.json()["variants"]}
+        return bool(stats["a"]["trials"] == 3 and stats["b"]["trials"] == 1)
+
+    await wait_for(counted, within=60, what="the bandit to count the outcomes")
+    response = await content_service.http.get(f"/templates/{template}/variants")
+    stats = {v["variant_id"]: v for v in response.json()["variants"]}
+    assert stats["a"]["successes"] == 1 and stats["b"]["successes"] == 0
+    assert stats["a"]["posterior_mean"] == pytest.approx(2 / 5)
+    assert abs(stats["a"]["probability_best"] + stats["b"]["probability_best"] - 1) < 1e-9
+
+    conversions_template = _unique("tpl")
+    (
+        await content_service.create(email_template(conversions_template, reward="conversions"))
+    ).raise_for_status()
+    message = _unique("msg")
+    await content_service.publish(
+        outcome(MessageSent, conversions_template, "a", message),
+        Event(
+            data=ConversionAttributed(
+                conversion_id=_unique("cnv"),
+                conversion_name="order_completed",
+                profile_id=_unique("prf"),
+                value=Decimal("12.50"),
+                currency="CNY",
+                message_id=message,
+                template_id=conversions_template,
+                variant_id="a",
+                attribution_model="linear",
+                credit_share=0.5,
+                occurred_at=datetime.now(UTC),
+            ),
+            key="prf_x",
+            source=SOURCE,
+        ),
+    )
+
+    async def converted() -> bool:
+        response = await content_service.http.get(f"/templates/{conversions_template}/variants")
+        [variant] = response.json()["variants"]
+        return bool(variant["trials"] == 1 and variant["successes"] == 0.5)
+
+    await wait_for(converted, within=60, what="the conversion credited to the variant")
+
+
+async def test_preview_is_strict_and_names_the_missing_variable(
+    content_service: ContentHarness,
+) -> None:
+    template, profile = _unique("tpl"), _unique("prf")
+    (await content_service.create(email_template(template))).raise_for_status()
+    missing = await content_service.http.post(
+        f"/templates/{template}/preview", json={"profile": {"traits": {"first_name": "Li"}}}
+    )
+    assert missing.status_code == 422, missing.text
+    assert missing.json()["error"]["code"] == "missing_variable"
+    assert missing.json()["error"]["field"] == "coupon_code"
+    inline = await content_service.http.post(
+        f"/templates/{template}/preview",
+        json={"profile": {"traits": {"first_name": "Li"}}, "variables": {"coupon_code": "C1"}},
+    )
+    assert inline.status_code == 200, inline.text
+    assert inline.json()["fields"]["subject"] == "Hi Li, your tea is waiting"
+    await content_service.publish(profile_update(profile, **{"traits.first_name": "Mei"}))
+
+    async def previewed_from_read_model() -> bool:
+        response = await content_service.http.post(
+            f"/templates/{template}/preview",
+            json={"profile_id": profile, "variables": {"coupon_code": "C1"}},
+        )
+        return response.status_code == 200 and "Mei" in response.json()["fields"]["subject"]
+
+    await wait_for(previewed_from_read_model, within=60, what="a preview from the read model")
+    internals = await content_service.http.post(
+        f"/templates/{template}/preview",
+        json={"variables": {"coupon_code": "{{ profile.__class__ }}"}},
+    )
+    assert internals.status_code == 422  # first_name is missing from an empty profile
+
+
+async def test_invalid_templates_are_refused_with_the_field(
+    content_service: ContentHarness,
+) -> None:
+    body = email_template(_unique("tpl"))
+    body["variants"][0]["html"] = "{% if x %}never closed"
+    response = await content_service.create(body)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "variants.0.html"
+    sms_with_subject = email_template(_unique("tpl"), channel="sms")
+    response = await content_service.create(sms_with_subject)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_variant"
+    assert (await content_service.http.get(f"/templates/{_unique('tpl')}")).status_code == 404
+
+
+async def test_a_request_for_an_unknown_template_goes_to_the_dlq_and_the_consumer_goes_on(
+    content_service: ContentHarness,
+) -> None:
+    template, profile = _unique("tpl"), _unique("prf")
+    (await content_service.create(email_template(template))).raise_for_status()
+    await content_service.publish(profile_update(profile, **{"traits.email": "go@example.com"}))
+    poison = message_request(profile, _unique("tpl_missing"))
+    good = message_request(profile, template)
+    await content_service.publish(poison, good)
+
+    async def dead_lettered() -> bool:
+        return bool(await content_service.dead_letters(poison.id))
+
+    await wait_for(dead_lettered, within=90, what="the unknown template's request in the DLQ")
+    [letter] = await content_service.dead_letters(poison.id)
+    assert letter[dlq.ERROR_TYPE] == "UnknownTemplate"
+    assert poison.data.template_id in letter[dlq.ERROR]
+
+    async def good_one_rendered() -> bool:
+        return bool(await content_service.rendered(good.data.request_id))
+
+    await wait_for(good_one_rendered, within=60, what="the good request after the poison")
+
+
+async def test_copy_suggestions_offline_recombine_the_best_variants(
+    content_service: ContentHarness,
+) -> None:
+    response = await content_service.http.post(
+        "/copy/suggestions", json={"channel": "email", "brief": "tea is waiting", "count": 2}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["source"] == "offline" and "No model" in answer["note"]
+    assert 1 <= len(answer["suggestions"]) <= 2
+    assert {"subject", "html"} <= set(answer["suggestions"][0]["fields"])
+
+
+async def test_copy_suggestions_from_an_openai_compatible_model(
+    content_service: ContentHarness, service_process: ServiceLauncher
+) -> None:
+    suggestion: dict[str, Any] = {
+        "subject": "{{ profile.traits.first_name }}, your oolong misses you",
+        "html": "<p>Come back for 15% off.</p>",
+    }
+    fake = FakeChatCompletions({"suggestions": [suggestion, {"subject": "no body"}]})
+    with fake.serving() as base_url:
+        process = await service_process(
+            "services.content",
+            name=content_service.process.name,
+            env={
+                "CLOSELOOP_CONTENT_LLM_BASE_URL": base_url,
+                "CLOSELOOP_CONTENT_LLM_MODEL": "test-model",
+                "CLOSELOOP_CONTENT_LLM_API_KEY": "sk-test",
+            },
+            ready_timeout=60,
+        )
+        async with content_service.http.__class__(
+            base_url=process.url, headers=content_service.http.headers, timeout=30
+        ) as http:
+            response = await http.post(
+                "/copy/suggestions", json={"channel": "email", "brief": "win back tea buyers"}
+            )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["source"] == "llm"
+    assert [s["fields"] for s in answer["suggestions"]] == [suggestion]
+    [sent] = fake.requests
+    assert sent["model"] == "test-model"
+    assert sent["messages"][-1] == {"role": "user", "content": "win back tea buyers"}
+    assert fake.authorizations == ["Bearer sk-test"]

@@ -1,0 +1,100 @@
+"""Drives a dispatch service process: its API, rendered messages in, outcomes out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from libs.common import topics
+from libs.common.events import (
+    Event,
+    JourneyRef,
+    MessageRendered,
+    ProfileChange,
+    ProfileUpdated,
+    decode,
+)
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, read_topic
+
+SOURCE = "closeloop/tests/dispatch"
+
+
+def rendered(
+    channel: str,
+    profile_id: str | None = None,
+    *,
+    key: str | None = None,
+    recipient: str | None = None,
+    subject: str | None = "Your oolong is waiting",
+    body: str | None = "Hello from the tests",
+    payload: dict[str, Any] | None = None,
+) -> Event[MessageRendered]:
+    profile = profile_id or f"prf_{uuid.uuid4().hex[:12]}"
+    data = MessageRendered(
+        request_id=f"req_{uuid.uuid4().hex[:12]}",
+        profile_id=profile,
+        channel=channel,
+        template_id="tpl_test",
+        template_version=1,
+        subject=subject,
+        body=body,
+        payload=payload or {},
+        recipient=recipient,
+        idempotency_key=key or f"jrn_test:v1:node_send:{profile}:{uuid.uuid4().hex[:8]}",
+        journey=JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send"),
+        behavior_at=datetime.now(UTC),
+    )
+    return Event(data=data, key=profile, source=SOURCE)
+
+
+def timezone_update(profile_id: str, zone: str) -> Event[ProfileUpdated]:
+    data = ProfileUpdated(
+        profile_id=profile_id,
+        changes=[ProfileChange(field="traits.timezone", after=zone)],
+        occurred_at=datetime.now(UTC),
+    )
+    return Event(data=data, key=profile_id, source=SOURCE)
+
+
+class DispatchHarness:
+    def __init__(self, stack: Stack, process: ServiceProcess) -> None:
+        self.stack = stack
+        self.process = process
+        self.http = httpx.AsyncClient(
+            base_url=process.url,
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            timeout=30.0,
+        )
+        self.public = httpx.AsyncClient(base_url=process.url, timeout=30.0)
+
+    async def publish(self, *events: Event[Any]) -> None:
+        await publish(self.stack.kafka_bootstrap, events)
+
+    async def channel(self, name: str, kind: str, config: dict[str, Any], **extra: Any) -> None:
+        response = await self.http.post(
+            "/channels", json={"name": name, "kind": kind, "config": config, **extra}
+        )
+        assert response.status_code == 201, response.text
+
+    async def outcomes(self, *request_ids: str) -> list[Any]:
+        """Outcome events (data) of these requests' messages, in the order published."""
+        wanted = set(request_ids)
+        records = await read_topic(self.stack.kafka_bootstrap, topics.OUTCOMES)
+        found = []
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            event = decode(record.key, record.value, record.headers)
+            if event.data.request_id in wanted:
+                found.append(event.data)
+        return found
+
+    async def outcome_types(self, *request_ids: str) -> list[str]:
+        return [data.event_type for data in await self.outcomes(*request_ids)]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.public.aclose()

@@ -1,0 +1,169 @@
+"""Local stand-ins for the outside world, speaking each provider's real API shape.
+
+One HTTP server (uvicorn + starlette, in the test's event loop) plays the webhook receiver,
+Twilio, FCM, WeCom and WeChat; an aiosmtpd server plays the mail server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.integration.support import wait_for
+
+
+@dataclass
+class WebhookInbox:
+    """What one webhook endpoint received: every raw request, and each idempotency key once."""
+
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: Counter[str] = field(default_factory=Counter)
+    status: int = 200
+
+
+@dataclass
+class Providers:
+    webhooks: dict[str, WebhookInbox] = field(default_factory=dict)
+    sms: list[dict[str, Any]] = field(default_factory=list)
+    push: list[dict[str, Any]] = field(default_factory=list)
+    wecom: list[dict[str, Any]] = field(default_factory=list)
+    wechat: list[dict[str, Any]] = field(default_factory=list)
+    wechat_tokens_issued: int = 0
+    wechat_expire_next: bool = False
+    mail: list[Message] = field(default_factory=list)
+
+    def webhook(self, name: str) -> WebhookInbox:
+        return self.webhooks.setdefault(name, WebhookInbox())
+
+    async def _webhook(self, request: Request) -> Response:
+        inbox = self.webhook(request.path_params["name"])
+        body = await request.body()
+        seen = {"headers": dict(request.headers), "body": body}
+        inbox.raw.append(seen)
+        key = request.headers.get("idempotency-key", "")
+        inbox.keys[key] += 1
+        if inbox.status != 200:
+            return JSONResponse({"error": "refused"}, status_code=inbox.status)
+        # Honours Idempotency-Key: a key seen before is acknowledged, not stored again.
+        inbox.by_key.setdefault(key, seen)
+        return JSONResponse({"id": f"wh_{len(inbox.by_key)}"})
+
+    async def _twilio(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))  # no python-multipart here
+        sid = f"SM{len(self.sms):032d}"
+        self.sms.append({**form, "sid": sid, "auth": request.headers.get("authorization")})
+        return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+
+    async def _fcm(self, request: Request) -> Response:
+        body = await request.json()
+        if request.headers.get("authorization") != "Bearer fcm-token":
+            return JSONResponse({"error": {"status": "UNAUTHENTICATED"}}, status_code=401)
+        self.push.append(body)
+        name = f"projects/{request.path_params['project']}/messages/{len(self.push)}"
+        return JSONResponse({"name": name})
+
+    async def _wecom_token(self, request: Request) -> Response:
+        if request.query_params.get("corpsecret") != "wecom-secret":
+            return JSONResponse({"errcode": 40001, "errmsg": "invalid credential"})
+        return JSONResponse({"errcode": 0, "access_token": "wecom-token", "expires_in": 7200})
+
+    async def _wecom_send(self, request: Request) -> Response:
+        if request.query_params.get("access_token") != "wecom-token":
+            return JSONResponse({"errcode": 40014, "errmsg": "invalid access_token"})
+        self.wecom.append(await request.json())
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": f"wc{len(self.wecom)}"})
+
+    async def _wechat_token(self, request: Request) -> Response:
+        self.wechat_tokens_issued += 1
+        token = f"wechat-token-{self.wechat_tokens_issued}"
+        return JSONResponse({"access_token": token, "expires_in": 7200})
+
+    async def _wechat_send(self, request: Request) -> Response:
+        current = f"wechat-token-{self.wechat_tokens_issued}"
+        if self.wechat_expire_next or request.query_params.get("access_token") != current:
+            self.wechat_expire_next = False
+            return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
+        self.wechat.append(await request.json())
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": 1000 + len(self.wechat)})
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/hook/{name}", self._webhook, methods=["POST"]),
+                Route("/2010-04-01/Accounts/{sid}/Messages.json", self._twilio, methods=["POST"]),
+                Route("/v1/projects/{project}/messages:send", self._fcm, methods=["POST"]),
+                Route("/cgi-bin/gettoken", self._wecom_token),
+                Route("/cgi-bin/message/send", self._wecom_send, methods=["POST"]),
+                Route("/cgi-bin/token", self._wechat_token),
+                Route("/cgi-bin/message/template/send", self._wechat_send, methods=["POST"]),
+            ]
+        )
+
+
+class _MailHandler:
+    def __init__(self, providers: Providers) -> None:
+        self._providers = providers
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("bounce"):
+            return "550 5.1.1 mailbox does not exist"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        self._providers.mail.append(message_from_bytes(content))
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def running_providers() -> Any:
+    """(providers, http base URL, smtp port) while the fakes run."""
+    providers = Providers()
+    # Bound here and handed over, so no other process can take the port in between.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(providers.app(), log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    smtp_port = free_port()
+    controller = Controller(_MailHandler(providers), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await wait_for(started, within=10, what="the fake providers to listen")
+    try:
+        yield providers, f"http://127.0.0.1:{port}", smtp_port
+    finally:
+        controller.stop()
+        server.should_exit = True
+        await task
+        listener.close()

@@ -1,0 +1,155 @@
+"""Rendering Liquid: variables, the limits, unreachable internals, strict and lenient misses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from services.content.sandbox import (
+    Limits,
+    MissingVariable,
+    Rendered,
+    RenderError,
+    RenderJob,
+    RenderSandbox,
+    RenderTimeout,
+    check_syntax,
+    render_now,
+)
+
+LIMITS = Limits(loop_iterations=10_000, output_bytes=50_000, timeout_seconds=0.5)
+PROFILE = {"id": "prf_1", "traits": {"first_name": "Li Wei", "plan": "premium"}, "tags": ["vip"]}
+
+
+def render(source: str, *, strict: bool = False, html: bool = False, **variables: Any) -> Rendered:
+    variables.setdefault("profile", PROFILE)
+    job = RenderJob({"body": source}, variables, strict, frozenset({"body"} if html else ()))
+    outcome = render_now(job, LIMITS)
+    if isinstance(outcome, RenderError):
+        raise outcome
+    return outcome
+
+
+def test_profile_event_and_request_variables_render() -> None:
+    source = (
+        "Hi {{ profile.traits.first_name }}, {{ event.properties.item_count }} items; "
+        "code {{ coupon_code }}{% if profile.tags contains 'vip' %} (VIP){% endif %}"
+    )
+    rendered = render(source, event={"properties": {"item_count": 2}}, coupon_code="TEA-15")
+    assert rendered.fields["body"] == "Hi Li Wei, 2 items; code TEA-15 (VIP)"
+    assert rendered.missing == []
+
+
+def test_html_fields_escape_variables_and_text_fields_do_not() -> None:
+    profile = {"traits": {"first_name": "<script>x</script>"}}
+    assert render("{{ profile.traits.first_name }}", html=True, profile=profile).fields["body"] == (
+        "&lt;script&gt;x&lt;/script&gt;"
+    )
+    assert render("{{ profile.traits.first_name }}", profile=profile).fields["body"] == (
+        "<script>x</script>"
+    )
+
+
+def test_a_loop_of_ten_million_iterations_is_refused() -> None:
+    with pytest.raises(RenderError, match="loop iteration limit"):
+        render("{% for i in (1..10000000) %}x{% endfor %}")
+
+
+def test_nested_loops_count_their_product() -> None:
+    with pytest.raises(RenderError, match="loop iteration limit"):
+        render("{% for i in (1..1000) %}{% for j in (1..1000) %}{% endfor %}{% endfor %}")
+
+
+def test_a_huge_output_is_refused() -> None:
+    with pytest.raises(RenderError, match="output stream limit"):
+        render("{% for i in (1..9000) %}0123456789{% endfor %}")
+
+
+def test_a_template_growing_its_own_variables_is_refused() -> None:
+    source = "{% assign s = 'abcdefgh' %}{% for i in (1..30) %}{% assign s = s | append: s %}"
+    with pytest.raises(RenderError, match="namespace limit"):
+        render(source + "{% endfor %}")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "profile.__class__",
+        "profile.__class__.__mro__",
+        "profile.traits.__globals__",
+        "profile.items",
+        "profile.__dict__",
+        "coupon.__init__.__globals__",
+        "profile['__class__']",
+    ],
+)
+def test_python_internals_are_unreachable(expression: str) -> None:
+    lenient = render(f"[{{{{ {expression} }}}}]", coupon="x")
+    assert lenient.fields["body"] == "[]"
+    with pytest.raises(MissingVariable):
+        render(f"{{{{ {expression} }}}}", strict=True, coupon="x")
+
+
+def test_strict_rendering_names_the_missing_variable() -> None:
+    with pytest.raises(MissingVariable) as raised:
+        render("Hi {{ profile.traits.nickname }}", strict=True)
+    assert raised.value.variable == "profile.traits.nickname"
+    assert raised.value.field == "body"
+
+
+def test_strict_rendering_still_allows_tests_and_the_default_filter() -> None:
+    source = (
+        "{% if profile.traits.nickname %}x{% endif %}"
+        "{{ profile.traits.nickname | default: 'friend' }}"
+    )
+    assert render(source, strict=True).fields["body"] == "friend"
+
+
+def test_lenient_rendering_leaves_a_missing_variable_empty_and_records_it() -> None:
+    rendered = render("Hi {{ profile.traits.nickname }}{{ coupon }}!")
+    assert rendered.fields["body"] == "Hi !"
+    assert rendered.missing == ["profile.traits.nickname", "coupon"]
+
+
+def test_syntax_errors_are_found_before_saving() -> None:
+    assert check_syntax("Hi {{ profile.traits.first_name }}") is None
+    error = check_syntax("{% if x %}unclosed")
+    assert error is not None and "endif" in error
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sandbox() -> AsyncIterator[RenderSandbox]:
+    pool = RenderSandbox(LIMITS, workers=1)
+    await pool.start()
+    yield pool
+    await pool.stop()
+
+
+async def test_the_sandbox_renders_in_its_own_process(sandbox: RenderSandbox) -> None:
+    job = RenderJob({"subject": "Hi {{ profile.traits.first_name }}"}, {"profile": PROFILE}, False)
+    assert (await sandbox.render(job)).fields == {"subject": "Hi Li Wei"}
+
+
+async def test_a_time_bomb_is_killed_at_the_deadline_and_the_sandbox_goes_on(
+    sandbox: RenderSandbox,
+) -> None:
+    # One filter call over a huge range: no loop or output limit sees it, only the deadline.
+    bomb = RenderJob({"body": "{{ (1..100000000) | join: ',' | size }}"}, {}, False)
+    started = time.monotonic()
+    with pytest.raises(RenderTimeout):
+        await sandbox.render(bomb)
+    assert time.monotonic() - started < LIMITS.timeout_seconds + 2
+    after = await sandbox.render(RenderJob({"body": "{{ 1 | plus: 1 }}"}, {}, False))
+    assert after.fields == {"body": "2"}
+    assert sandbox.is_alive()
+
+
+async def test_strict_misses_cross_the_process_boundary(sandbox: RenderSandbox) -> None:
+    with pytest.raises(MissingVariable) as raised:
+        await sandbox.render(RenderJob({"subject": "{{ nope.deeper }}"}, {}, True))
+    assert raised.value.variable == "nope"
+    assert raised.value.field == "subject"

@@ -1,0 +1,84 @@
+"""Templates: channel fields, Liquid inside JSON, defaults, the profile read model."""
+
+from __future__ import annotations
+
+from services.content.bandit import VariantStats
+from services.content.copywriting import recombine
+from services.content.messages import template_variables, with_defaults
+from services.content.profiles import ProfileFacts, apply_change, merge_facts, recipient_for
+from services.content.store import RankedVariant
+from services.content.templates import assemble, field_problems, liquid_sources, syntax_problems
+
+
+def test_each_channel_needs_its_fields_and_refuses_others() -> None:
+    assert list(field_problems("email", {"subject": "s", "html": "h"})) == []
+    assert [f for f, _ in field_problems("email", {"subject": "s", "text": "t", "title": "x"})] == [
+        "html",
+        "title",
+    ]
+    assert [f for f, _ in field_problems("webhook", {})] == ["payload"]
+
+
+def test_json_string_values_are_liquid_sources_put_back_in_place() -> None:
+    variant = {"payload": {"order": {"id": "{{ event.id }}", "n": 2}, "a/b": ["{{ x }}", True]}}
+    sources = liquid_sources(variant)
+    assert sources == {"payload/order/id": "{{ event.id }}", "payload/a~1b/0": "{{ x }}"}
+    rendered = assemble(variant, {"payload/order/id": "o1", "payload/a~1b/0": "X"})
+    assert rendered == {"payload": {"order": {"id": "o1", "n": 2}, "a/b": ["X", True]}}
+
+
+def test_syntax_problems_name_the_pointer() -> None:
+    problems = list(syntax_problems({"subject": "ok", "data": {"k": "{% if %}"}}))
+    assert [pointer for pointer, _ in problems] == ["data/k"]
+
+
+def test_declared_defaults_fill_only_what_is_missing() -> None:
+    variables = template_variables(
+        {"event": {"event": "cart"}, "profile": "spoofed"},
+        profile={"id": "p", "traits": {"first_name": "Li"}},
+        journey=None,
+        unsubscribe_url="u",
+    )
+    filled, applied = with_defaults(
+        variables,
+        {"profile.traits.first_name": "friend", "profile.traits.city": "Hangzhou", "coupon": "C"},
+    )
+    assert filled["profile"]["traits"] == {"first_name": "Li", "city": "Hangzhou"}
+    assert filled["coupon"] == "C" and applied == ["profile.traits.city", "coupon"]
+    assert variables["profile"]["traits"] == {"first_name": "Li"}
+
+
+def test_profile_changes_merges_and_recipients() -> None:
+    facts = ProfileFacts("p1")
+    apply_change(facts, "traits.email", "li@example.com")
+    apply_change(facts, "scores.rfm", 455)
+    apply_change(facts, "tags", ["vip"])
+    apply_change(facts, "lifecycle_stage", "customer")
+    apply_change(facts, "features.orders_30d", 3)
+    assert recipient_for("email", facts) == "li@example.com"
+    assert recipient_for("sms", facts) is None and recipient_for("webhook", facts) is None
+    other = ProfileFacts("p2", {"phone": "+8613800000000", "email": "old@example.com"}, ["new"])
+    merge_facts(facts, [other])
+    assert facts.traits["email"] == "li@example.com" and recipient_for("sms", facts) is not None
+    assert facts.tags == ["new", "vip"]
+    apply_change(facts, "traits.email", None)
+    assert recipient_for("email", facts) is None
+
+
+def test_offline_suggestions_recombine_the_best_variants_first() -> None:
+    ranked = [
+        RankedVariant(
+            "t1", {"id": "a", "subject": "Oolong is back", "html": "A"}, VariantStats("a", 100, 30)
+        ),
+        RankedVariant(
+            "t1", {"id": "b", "subject": "New tea", "html": "B"}, VariantStats("b", 100, 5)
+        ),
+    ]
+    suggestions = recombine(ranked, "email", "bring back oolong buyers", 3)
+    assert suggestions[0].fields == {"html": "A", "subject": "Oolong is back"}
+    assert len(suggestions) == 3
+    assert len({tuple(sorted(s.fields.items())) for s in suggestions}) == 3
+    sms = recombine(
+        [RankedVariant("t2", {"id": "s", "text": "Hi"}, VariantStats("s"))], "sms", "x", 5
+    )
+    assert [s.fields for s in sms] == [{"text": "Hi"}]
