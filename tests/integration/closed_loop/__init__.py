@@ -1,0 +1,1 @@
+"""The whole loop, all seven services, over the real broker and database."""
