@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 
-from bench import bus, ingest, profile, segment
+from bench import bus, dispatch, ingest, profile, segment
 from bench.report import Rate, print_table, save
 from libs.devstack.scratch import scratch_stack
 
@@ -29,6 +29,7 @@ SCENARIOS: Mapping[str, tuple[Run, Report]] = {
     "ingest": (ingest.run, ingest.report),
     "profile": (profile.run, profile.report),
     "segment": (segment.run, _segment_report),
+    "dispatch": (dispatch.run, dispatch.report),
 }
 
 

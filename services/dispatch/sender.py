@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -95,6 +96,7 @@ class Sender:
         self._resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
         self._wakeup = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._adapters: dict[str, tuple[datetime, Channel]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._task: asyncio.Task[None] | None = None
@@ -109,6 +111,14 @@ class Sender:
             ),
             follow_redirects=False,
         )
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=concurrency * self._settings.dispatch_sender_loops, limit_per_host=0
+            ),
+            timeout=aiohttp.ClientTimeout(total=self._settings.dispatch_provider_timeout_seconds),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
@@ -121,6 +131,9 @@ class Sender:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def is_alive(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -250,11 +263,12 @@ class Sender:
         cached = self._adapters.get(row.name)
         if cached is not None and cached[0] == row.updated_at:
             return cached[1]
-        assert self._client is not None
+        assert self._client is not None and self._session is not None
         adapter = build_channel(
             row.kind,
             {**row.config, **row.secrets},
             client=self._client,
+            session=self._session,
             resolver=self._resolver,
             timeout=self._settings.dispatch_provider_timeout_seconds,
         )

@@ -23,8 +23,8 @@ class DispatchSettings(Settings):
     dispatch_sender_concurrency: int = Field(
         default=32,
         ge=1,
-        description="Provider calls in flight at once, per sender loop; httpx slows down past "
-        "a few dozen connections per pool.",
+        description="Provider calls in flight at once, per sender loop (each webhook call "
+        "holds one keep-alive connection of the loops' shared pool).",
     )
     dispatch_sender_poll_interval_ms: int = Field(
         default=100, ge=10, description="How often an idle sender looks for due rows."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import httpx
 
 from services.dispatch.addresses import WebhookResolver
@@ -31,15 +32,19 @@ def build_channel(
     values: dict[str, Any],
     *,
     client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     resolver: WebhookResolver,
     timeout: float,
 ) -> Channel:
-    """The adapter for a stored channel (its config and secrets merged into `values`)."""
+    """The adapter for a stored channel (its config and secrets merged into `values`).
+
+    Webhooks use the aiohttp `session`; the other HTTP providers the httpx `client`.
+    """
     config = parse_config(kind, values)
     if isinstance(config, EmailConfig):
         return EmailChannel(config, timeout)
     if isinstance(config, WebhookConfig):
-        return WebhookChannel(config, client, resolver)
+        return WebhookChannel(config, session, resolver)
     if isinstance(config, SmsConfig):
         return SmsChannel(config, client)
     if isinstance(config, PushConfig):

@@ -1,4 +1,8 @@
-"""Webhooks: a signed JSON POST, pinned to an address the SSRF check let through."""
+"""Webhooks: a signed JSON POST, pinned to an address the SSRF check let through.
+
+Webhooks go through aiohttp, not httpx: they are the channel that carries volume, and httpx's
+pool costs milliseconds of CPU per request past a few connections (docs/dispatch.md).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import hmac
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 import orjson
+from yarl import URL
 
-from services.dispatch.addresses import RefusedAddress, WebhookResolver
+from services.dispatch.addresses import IPAddress, RefusedAddress, WebhookResolver
 from services.dispatch.channels.base import (
     OutgoingMessage,
     SendResult,
     classify_http,
-    json_or_empty,
     transport_failure,
 )
 from services.dispatch.channels.config import WebhookConfig
@@ -46,40 +50,66 @@ def webhook_body(message: OutgoingMessage) -> bytes:
 
 class WebhookChannel:
     def __init__(
-        self, config: WebhookConfig, client: httpx.AsyncClient, resolver: WebhookResolver
+        self, config: WebhookConfig, session: aiohttp.ClientSession, resolver: WebhookResolver
     ) -> None:
         self._config = config
-        self._client = client
+        self._session = session
         self._resolver = resolver
         self._url = urlsplit(config.url)
+        self._host = self._url.hostname or ""
+        self._port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        self._host_header = self._url.netloc.rsplit("@", 1)[-1]
+        # TLS SNI and certificate checks keep the name while the connection goes to the address.
+        self._server_hostname = self._host if self._url.scheme == "https" else None
+        self._pinned: tuple[IPAddress, URL] | None = None
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        host = self._url.hostname or ""
-        port = self._url.port or (443 if self._url.scheme == "https" else 80)
         try:
-            address = await self._resolver.checked_address(host, port)
+            address = await self._resolver.checked_address(self._host, self._port)
         except RefusedAddress as error:
             return SendResult.permanent(str(error))
         body = webhook_body(message)
-        # Connect to the address that was checked, not whatever DNS answers a moment later.
-        pinned = f"[{address}]" if address.version == 6 else str(address)
-        url = urlunsplit(self._url._replace(netloc=f"{pinned}:{port}"))
+        url = self._pinned_url(address)
         headers = {
-            "Host": self._url.netloc.rsplit("@", 1)[-1],
+            "Host": self._host_header,
             "Content-Type": "application/json",
             "Idempotency-Key": message.idempotency_key,
             SIGNATURE_HEADER: signature(body, self._config.secret),
             TIMESTAMP_HEADER: str(int(time.time())),
         }
-        extensions = {"sni_hostname": host} if self._url.scheme == "https" else {}
         try:
-            response = await self._client.post(
-                url, content=body, headers=headers, extensions=extensions
-            )
-        except httpx.HTTPError as error:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                server_hostname=self._server_hostname,
+            ) as response:
+                status = response.status
+                content = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
             return transport_failure(error)
-        failure = classify_http(response.status_code, response.text)
+        failure = classify_http(status, content.decode(errors="replace"))
         if failure is not None:
             return failure
-        provider_id = json_or_empty(response).get("id")
+        provider_id = _provider_id(content)
         return SendResult.sent(str(provider_id)[:255] if provider_id is not None else None)
+
+    def _pinned_url(self, address: IPAddress) -> URL:
+        """The URL with the checked address in place of the host (the same one as last time,
+        unless DNS moved)."""
+        if self._pinned is None or self._pinned[0] != address:
+            # Connect to the address that was checked, not whatever DNS answers a moment later.
+            host = f"[{address}]" if address.version == 6 else str(address)
+            pinned = urlunsplit(self._url._replace(netloc=f"{host}:{self._port}"))
+            self._pinned = (address, URL(pinned, encoded=True))
+        return self._pinned[1]
+
+
+def _provider_id(content: bytes) -> object:
+    """The `id` of a JSON object answer, if the receiver gave one."""
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    return value.get("id") if isinstance(value, dict) else None

@@ -75,7 +75,11 @@ async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
 async def test_throughput_to_a_local_webhook_receiver(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Printed, not asserted: the receiver shares this machine's two cores with dispatch."""
+    """Printed, not asserted: the receiver shares this machine's two cores with dispatch.
+
+    The receiver here is uvicorn in the test's own process: `python -m bench dispatch` measures
+    against a fast receiver in a process of its own, beside the raw ceilings.
+    """
     launcher = ServiceLauncher(stack, tmp_path_factory.mktemp("dispatch-speed-logs"))
     run = uuid.uuid4().hex[:8]
     async with running_providers() as (providers, base_url, _):
