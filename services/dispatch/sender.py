@@ -197,8 +197,13 @@ class Sender:
         if plan.events:
             self._relay.notify()
         if plan.to_send:
-            results = await self._call_providers(plan.to_send, adapters)
-            await self._record(plan.to_send, results)
+            # A call must end before the row's lease does, or another sender could send it too.
+            start_by = time.monotonic() + (
+                self._settings.dispatch_sending_lease_seconds
+                - self._settings.dispatch_provider_timeout_seconds
+            )
+            called = await self._call_providers(plan.to_send, adapters, start_by)
+            await self._record([row for row, _ in called], [result for _, result in called])
         return len(claimed)
 
     async def _plan(self, store: DispatchStore, claimed: list[LedgerRow], now: datetime) -> _Plan:
@@ -282,11 +287,13 @@ class Sender:
         return adapter
 
     async def _call_providers(
-        self, rows: list[LedgerRow], adapters: dict[str, Channel]
-    ) -> list[SendResult]:
+        self, rows: list[LedgerRow], adapters: dict[str, Channel], start_by: float
+    ) -> list[tuple[LedgerRow, SendResult]]:
+        """Call the providers; rows whose call could not start by `start_by` (monotonic) are
+        left out: they stay `sending` and are sent again, with their key, after their lease."""
         semaphore = asyncio.Semaphore(self._settings.dispatch_sender_concurrency)
 
-        async def call(row: LedgerRow) -> SendResult:
+        async def call(row: LedgerRow) -> SendResult | None:
             adapter = adapters.get(row.channel)
             if adapter is None:
                 return SendResult.permanent(f"no channel named {row.channel!r} is configured")
@@ -294,9 +301,15 @@ class Sender:
                 bucket = self._buckets.get(row.channel)
                 if bucket is not None:
                     await bucket.acquire()
+                if time.monotonic() > start_by:
+                    metrics.SENDS.labels(row.channel, "lease_expired").inc()
+                    return None
                 return await self._call(adapter, row)
 
-        return list(await asyncio.gather(*(call(row) for row in rows)))
+        results = await asyncio.gather(*(call(row) for row in rows))
+        return [
+            (row, result) for row, result in zip(rows, results, strict=True) if result is not None
+        ]
 
     async def _call(self, adapter: Channel, row: LedgerRow) -> SendResult:
         started = time.perf_counter()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, IPvAnyNetwork
+from typing import Self
+
+from pydantic import Field, IPvAnyNetwork, model_validator
 
 from libs.common.settings import Settings
 
@@ -59,3 +61,13 @@ class DispatchSettings(Settings):
         description="Networks a webhook may reach although they are not public (loopback, "
         "private…), as a JSON list of CIDRs. Empty: only public addresses.",
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> Self:
+        # A sender starts a call only while the call can end inside the row's lease.
+        if self.dispatch_sending_lease_seconds <= self.dispatch_provider_timeout_seconds:
+            raise ValueError(
+                "CLOSELOOP_DISPATCH_SENDING_LEASE_SECONDS must be longer than "
+                "CLOSELOOP_DISPATCH_PROVIDER_TIMEOUT_SECONDS"
+            )
+        return self
