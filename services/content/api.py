@@ -20,7 +20,12 @@ from services.content.bandit import probability_best
 from services.content.copywriting import CopywriterUnavailable, LlmCopywriter, recombine
 from services.content.messages import template_variables
 from services.content.profiles import ProfileFacts
-from services.content.sandbox import MissingVariable, RenderError, RenderJob, RenderSandbox
+from services.content.sandbox import (
+    MissingVariable,
+    RenderError,
+    RenderJob,
+    RenderSandbox,
+)
 from services.content.schemas import (
     TEMPLATE_ID_PATTERN,
     PreviewRequest,
@@ -34,7 +39,7 @@ from services.content.schemas import (
     VariantStatsResponse,
 )
 from services.content.store import ContentStore, TemplateContent, TemplateRow
-from services.content.templates import assemble, field_problems, liquid_sources, syntax_problems
+from services.content.templates import assemble, field_problems, liquid_sources
 
 _T = TypeVar("_T")
 TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
@@ -55,7 +60,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
     async def create_template(request: TemplateRequest) -> TemplateResponse:
         """Create a template at version 1."""
         template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
-        content = _checked(request)
+        content = await _checked(request, sandbox)
         async with transaction() as store:
             row = await store.insert_template(template_id, content)
         if row is None:
@@ -83,7 +88,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
         """Save the template as its next version; messages name the version they came from."""
         if request.id is not None and request.id != template_id:
             raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
-        content = _checked(request)
+        content = await _checked(request, sandbox)
         async with transaction() as store:
             row = await store.add_version(template_id, content)
         return _response(_found(row, template_id))
@@ -198,8 +203,9 @@ def copy_router(engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | No
     return router
 
 
-def _checked(request: TemplateRequest) -> TemplateContent:
-    """The request as a version's content, once every variant suits the channel and parses."""
+async def _checked(request: TemplateRequest, sandbox: RenderSandbox) -> TemplateContent:
+    """The request as a version's content, once every variant suits the channel and parses
+    (in the sandbox: some sources take seconds to parse)."""
     seen: set[str] = set()
     variants: list[dict[str, Any]] = []
     for index, model in enumerate(request.variants):
@@ -212,13 +218,16 @@ def _checked(request: TemplateRequest) -> TemplateContent:
             )
         seen.add(model.id)
         variant = model.model_dump(exclude_none=True)
-        for name, problem in [*field_problems(request.channel, variant), *syntax_problems(variant)]:
+        for name, problem in field_problems(request.channel, variant):
+            raise _invalid_variant(index, name, problem)
+        try:
+            syntax_errors = await sandbox.syntax_errors(liquid_sources(variant))
+        except RenderError as error:
             raise ApiError(
-                422,
-                "invalid_variant",
-                f"variants.{index}.{name}: {problem}",
-                f"variants.{index}.{name.replace('/', '.')}",
-            )
+                422, "invalid_variant", f"variants.{index}: {error}", f"variants.{index}"
+            ) from None
+        for pointer, problem in syntax_errors.items():
+            raise _invalid_variant(index, pointer, problem)
         variants.append(variant)
     return TemplateContent(
         request.name,
@@ -227,6 +236,15 @@ def _checked(request: TemplateRequest) -> TemplateContent:
         variants,
         request.reward,
         request.holdout_share,
+    )
+
+
+def _invalid_variant(index: int, pointer: str, problem: str) -> ApiError:
+    return ApiError(
+        422,
+        "invalid_variant",
+        f"variants.{index}.{pointer}: {problem}",
+        f"variants.{index}.{pointer.replace('/', '.')}",
     )
 
 

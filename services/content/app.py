@@ -41,7 +41,7 @@ def create(settings: Settings) -> FastAPI:
         "links, and copy suggestions.",
         routers=[
             templates_router(parts.engine, settings.schema_name, sandbox),
-            copy_router(parts.engine, settings.schema_name, _copywriter(settings)),
+            copy_router(parts.engine, settings.schema_name, _copywriter(settings, sandbox)),
         ],
         # The sandbox starts before the consumer that renders with it, and stops after it.
         workers=[*parts.workers(sandbox, consumer)],
@@ -60,7 +60,7 @@ def _limits(settings: ContentSettings) -> Limits:
     )
 
 
-def _copywriter(settings: ContentSettings) -> LlmCopywriter | None:
+def _copywriter(settings: ContentSettings, sandbox: RenderSandbox) -> LlmCopywriter | None:
     if not settings.content_llm_base_url:
         return None
     return LlmCopywriter(
@@ -68,4 +68,5 @@ def _copywriter(settings: ContentSettings) -> LlmCopywriter | None:
         settings.content_llm_model,
         settings.content_llm_api_key.get_secret_value(),
         settings.content_llm_timeout_ms / 1000,
+        sandbox,
     )

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 
-from services.content.sandbox import check_syntax
+from services.content.sandbox import RenderError, RenderSandbox
 from services.content.store import RankedVariant
 
 # The field that catches the eye and the field that says the rest, per channel people read.
@@ -105,6 +105,7 @@ class LlmCopywriter:
     model: str
     api_key: str
     timeout_seconds: float
+    sandbox: RenderSandbox
 
     async def suggest(self, channel: str, brief: str, count: int) -> list[Suggestion]:
         fields = [f for f in (HEADLINE_FIELDS.get(channel), BODY_FIELDS[channel]) if f]
@@ -125,7 +126,16 @@ class LlmCopywriter:
                 content = response.json()["choices"][0]["message"]["content"]
         except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as error:
             raise CopywriterUnavailable(f"the model did not answer: {error!r}") from error
-        return _suggestions_in(content, fields, count, self.model)
+        usable = [f for f in _copies_in(content, fields) if await self._parses(f)]
+        if not usable:
+            raise CopywriterUnavailable("the model's answer had no usable suggestion")
+        return [Suggestion(f, f"written by {self.model}") for f in usable[:count]]
+
+    async def _parses(self, copy: dict[str, str]) -> bool:
+        try:
+            return not await self.sandbox.syntax_errors(copy)
+        except RenderError:
+            return False
 
 
 def _instructions(channel: str, fields: list[str], count: int) -> str:
@@ -138,7 +148,8 @@ def _instructions(channel: str, fields: list[str], count: int) -> str:
     )
 
 
-def _suggestions_in(content: Any, fields: list[str], count: int, model: str) -> list[Suggestion]:
+def _copies_in(content: Any, fields: list[str]) -> list[dict[str, str]]:
+    """The suggestions of the model's answer that have every field (their Liquid unchecked)."""
     if not isinstance(content, str):
         raise CopywriterUnavailable("the model's answer has no text")
     try:
@@ -148,13 +159,11 @@ def _suggestions_in(content: Any, fields: list[str], count: int, model: str) -> 
     items = parsed.get("suggestions") if isinstance(parsed, dict) else parsed
     if not isinstance(items, list):
         raise CopywriterUnavailable("the model's answer has no suggestions")
-    suggestions = []
+    copies = []
     for item in items:
         if not isinstance(item, dict):
             continue
         chosen = {f: item[f] for f in fields if isinstance(item.get(f), str) and item[f].strip()}
-        if len(chosen) == len(fields) and all(check_syntax(s) is None for s in chosen.values()):
-            suggestions.append(Suggestion(chosen, f"written by {model}"))
-    if not suggestions:
-        raise CopywriterUnavailable("the model's answer had no usable suggestion")
-    return suggestions[:count]
+        if len(chosen) == len(fields):
+            copies.append(chosen)
+    return copies

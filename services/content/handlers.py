@@ -3,8 +3,6 @@ each `message.requested` with a `message.rendered` (or a recorded decision to se
 
 from __future__ import annotations
 
-from typing import Any
-
 from libs.common.bus import Batch, BatchHandler
 from libs.common.events import (
     ConversionAttributed,
@@ -38,22 +36,24 @@ ACCEPTED_TYPES = frozenset(
 def content_handler(schema: str, renderer: RequestRenderer) -> BatchHandler:
     async def handle(batch: Batch) -> None:
         store = ContentStore(batch.session, schema)
+        # The read model and the evidence first: the topics are not ordered with each other, so
+        # a request and the profile change just before it can arrive in one batch either way.
         for event in batch.events:
             data = event.data
-            if isinstance(data, MessageRequested):
-                await _answer(batch, store, renderer, event)
-            elif isinstance(data, ProfileUpdated | ProfileMerged | ProfileDeleted):
+            if isinstance(data, ProfileUpdated | ProfileMerged | ProfileDeleted):
                 await _follow_profile(store, data)
             elif isinstance(data, MessageSent | MessageClicked | ConversionAttributed):
                 await _count_evidence(store, data)
+        for event in batch.of_type(MessageRequested):
+            await _answer(batch, store, renderer, event)
 
     return handle
 
 
 async def _answer(
-    batch: Batch, store: ContentStore, renderer: RequestRenderer, event: Event[Any]
+    batch: Batch, store: ContentStore, renderer: RequestRenderer, event: Event[MessageRequested]
 ) -> None:
-    request: MessageRequested = event.data
+    request = event.data
     message = await renderer.answer(store, request)
     if message is not None:
         batch.emit(Event(data=message, key=request.profile_id, source=SOURCE), cause=event)

@@ -6,6 +6,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from libs.common.bus import UnprocessableEvent
 from libs.common.events import MessageRendered, MessageRequested
 from services.content import metrics
 from services.content.bandit import choose_variant, held_out
@@ -22,11 +23,12 @@ from services.content.store import ContentStore
 from services.content.templates import TemplateVersion, assemble, liquid_sources
 
 
-class UnknownTemplate(LookupError):
+# Both go to the DLQ at once: retrying cannot help, and a run of them is no outage.
+class UnknownTemplate(UnprocessableEvent):
     """The request names a template content does not have."""
 
 
-class RequestNotRendered(ValueError):
+class RequestNotRendered(UnprocessableEvent):
     """The template exists but this request cannot be rendered into a message."""
 
 

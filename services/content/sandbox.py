@@ -2,8 +2,10 @@
 
 python-liquid bounds loops, output size, a template's own variables and context depth, but not
 time: one filter over a huge range (`(1..100000000) | join`) runs for seconds inside a single
-call that nothing can interrupt. So templates render in worker processes; a render that misses
-its deadline has its process killed and replaced. Templates only ever see JSON data (dicts,
+call that nothing can interrupt, and parsing some sources (`{{` repeated a few thousand times)
+takes seconds too. So templates are parsed and rendered in worker processes, never in the
+service's event loop; a job that misses its deadline has its process killed, and a dead process
+is replaced before its next job. Templates only ever see JSON data (dicts,
 lists, strings, numbers), and Liquid resolves names by item lookup, never attribute access, so
 `{{ profile.__class__ }}` finds nothing.
 """
@@ -80,7 +82,8 @@ class RenderTimeout(RenderError):
 
 
 def check_syntax(source: str) -> str | None:
-    """The syntax error in a Liquid source, or None when it parses."""
+    """The syntax error in a Liquid source, or None when it parses (here, in this process: the
+    service asks a worker, `RenderSandbox.syntax_errors`, since some sources parse for seconds)."""
     try:
         _environment(Limits(), html=False, strict=True).from_string(source)
     except LiquidError as error:
@@ -89,7 +92,8 @@ def check_syntax(source: str) -> str | None:
 
 
 class RenderSandbox:
-    """A pool of render processes; `render` waits for a free one and answers within the limit."""
+    """A pool of render processes; each job waits for a free one and is answered within the
+    deadline, without blocking the event loop."""
 
     name = "render-sandbox"
 
@@ -107,7 +111,7 @@ class RenderSandbox:
 
     async def stop(self) -> None:
         for worker in self._all:
-            await worker.kill()
+            await worker.reap()
         self._all.clear()
         self._idle = asyncio.Queue()
 
@@ -115,23 +119,46 @@ class RenderSandbox:
         return len(self._all) == self._size
 
     async def render(self, job: RenderJob) -> Rendered:
+        return _from_answer(await self._exchange(_render_line(job)))
+
+    async def syntax_errors(self, sources: Mapping[str, str]) -> dict[str, str]:
+        """The syntax error of each source that does not parse, by the sources' keys.
+
+        Raises RenderTimeout when parsing them takes longer than a render may.
+        """
+        answer = await self._exchange(_parse_line(sources))
+        errors: dict[str, str] = answer["errors"]
+        return errors
+
+    async def _exchange(self, line: bytes) -> dict[str, Any]:
         worker = await self._idle.get()
         try:
-            answer = await worker.run(job, self._limits.timeout_seconds)
-        except _WorkerLost as lost:
-            await worker.kill()
-            replacement = await _Worker.spawn(self._limits)
-            self._all[self._all.index(worker)] = replacement
-            worker = replacement
-            raise lost.error from None
+            worker = await self._usable(worker)
+            try:
+                return await worker.exchange(line, self._limits.timeout_seconds)
+            except _WorkerDied:
+                # Killed from outside (the OOM killer, an operator), most likely between jobs:
+                # once more on a fresh process, so a good template is not blamed for it.
+                worker = await self._usable(worker)
+                try:
+                    return await worker.exchange(line, self._limits.timeout_seconds)
+                except _WorkerDied as died:
+                    raise RenderError(f"the render process died twice: {died}") from None
         finally:
             self._idle.put_nowait(worker)
-        return _from_answer(answer)
+
+    async def _usable(self, worker: _Worker) -> _Worker:
+        """The worker, or a new process in its place if it has died or was killed."""
+        if worker.running:
+            return worker
+        await worker.reap()
+        replacement = await _Worker.spawn(self._limits)
+        self._all[self._all.index(worker)] = replacement
+        return replacement
 
 
-class _WorkerLost(Exception):
-    def __init__(self, error: RenderError) -> None:
-        self.error = error
+class _WorkerDied(Exception):
+    """The process exited or closed its pipes before answering."""
 
 
 class _Worker:
@@ -139,6 +166,7 @@ class _Worker:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
+        self._killed = False
 
     @classmethod
     async def spawn(cls, limits: Limits) -> _Worker:
@@ -158,36 +186,59 @@ class _Worker:
                 ready = await process.stdout.readline()
         except TimeoutError:
             ready = b""
+        except BaseException:
+            process.kill()  # cancelled while it started: it must not outlive us unowned
+            raise
         if ready != _READY:
             process.kill()
             await process.wait()
             raise RuntimeError("the render process did not start")
         return cls(process)
 
-    async def run(self, job: RenderJob, seconds: float) -> dict[str, Any]:
+    @property
+    def running(self) -> bool:
+        # A killed process is not reaped at once: until then its returncode is still None.
+        return not self._killed and self._process.returncode is None
+
+    async def exchange(self, line: bytes, seconds: float) -> dict[str, Any]:
+        """Send one job and read its answer. Whatever interrupts that (the deadline, a
+        cancelled caller) kills the process: a late answer must never reach the next job."""
         stdin, stdout = self._process.stdin, self._process.stdout
         assert stdin is not None and stdout is not None
         try:
             async with asyncio.timeout(seconds):
-                stdin.write(_job_line(job))
+                stdin.write(line)
                 await stdin.drain()
-                line = await stdout.readline()
+                answer = await stdout.readline()
         except TimeoutError:
-            raise _WorkerLost(RenderTimeout(f"the render took longer than {seconds:g}s")) from None
-        except (OSError, ValueError) as error:
-            raise _WorkerLost(RenderError(f"the render process failed: {error!r}")) from None
-        if not line:
-            raise _WorkerLost(RenderError("the render process died (out of memory?)"))
-        answer: dict[str, Any] = orjson.loads(line)
-        return answer
+            self._kill()
+            raise RenderTimeout(f"the template took longer than {seconds:g}s") from None
+        except ValueError:
+            self._kill()
+            raise RenderError("the rendering is larger than the sandbox answers") from None
+        except OSError as error:
+            self._kill()
+            raise _WorkerDied(repr(error)) from None
+        except BaseException:
+            self._kill()
+            raise
+        if not answer:
+            self._kill()
+            raise _WorkerDied("it exited without answering (out of memory?)")
+        result: dict[str, Any] = orjson.loads(answer)
+        return result
 
-    async def kill(self) -> None:
-        if self._process.returncode is None:
-            self._process.kill()
+    async def reap(self) -> None:
+        self._kill()
         await self._process.wait()
 
+    def _kill(self) -> None:
+        self._killed = True
+        if self._process.returncode is None:
+            self._process.kill()
 
-def _job_line(job: RenderJob) -> bytes:
+
+def _render_line(job: RenderJob) -> bytes:
     return orjson.dumps(
         {
             "sources": dict(job.sources),
@@ -197,6 +248,10 @@ def _job_line(job: RenderJob) -> bytes:
         },
         option=orjson.OPT_APPEND_NEWLINE,
     )
+
+
+def _parse_line(sources: Mapping[str, str]) -> bytes:
+    return orjson.dumps({"parse": dict(sources)}, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _from_answer(answer: dict[str, Any]) -> Rendered:
@@ -219,15 +274,23 @@ def _serve(limits: Limits) -> None:
     sys.stdout.buffer.flush()
     for line in sys.stdin.buffer:
         request = orjson.loads(line)
-        job = RenderJob(
-            request["sources"],
-            request["variables"],
-            request["strict"],
-            frozenset(request["html_fields"]),
-        )
-        answer = render_now(job, limits)
-        sys.stdout.buffer.write(orjson.dumps(_answer(answer), option=orjson.OPT_APPEND_NEWLINE))
+        if "parse" in request:
+            answer: dict[str, Any] = {"errors": _syntax_errors(request["parse"])}
+        else:
+            job = RenderJob(
+                request["sources"],
+                request["variables"],
+                request["strict"],
+                frozenset(request["html_fields"]),
+            )
+            answer = _answer(render_now(job, limits))
+        sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE))
         sys.stdout.buffer.flush()
+
+
+def _syntax_errors(sources: Mapping[str, str]) -> dict[str, str]:
+    errors = {key: check_syntax(source) for key, source in sources.items()}
+    return {key: error for key, error in errors.items() if error is not None}
 
 
 def _answer(outcome: Rendered | RenderError) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.content.sandbox import check_syntax
-
 TEXT_FIELDS = ("subject", "html", "text", "title", "body", "description", "url")
 JSON_FIELDS = ("data", "payload")
 
@@ -62,14 +60,6 @@ def field_problems(channel: str, variant: Mapping[str, Any]) -> Iterator[tuple[s
     for name in (*TEXT_FIELDS, *JSON_FIELDS):
         if variant.get(name) is not None and name not in required | optional:
             yield name, f"a {channel} variant has no `{name}`"
-
-
-def syntax_problems(variant: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(JSON pointer, error) for every Liquid source of the variant that does not parse."""
-    for pointer, source in liquid_sources(variant).items():
-        error = check_syntax(source)
-        if error is not None:
-            yield pointer, error
 
 
 def liquid_sources(variant: Mapping[str, Any]) -> dict[str, str]:

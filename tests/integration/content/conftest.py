@@ -1,4 +1,8 @@
-"""One content service process for the module's tests, warmed up until its consumer renders."""
+"""One content service process for the folder's tests, warmed up until its consumer renders.
+
+One for the whole folder: each process is its own consumer group reading requests.v1 from the
+beginning, so a second one would first have to dead-letter every request of the first.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,11 @@ from tests.integration.content.harness import (
     ContentHarness,
     email_template,
     message_request,
-    profile_update,
 )
 from tests.integration.support import wait_for
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def content_service(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ContentHarness]:
@@ -48,8 +51,8 @@ async def _warm_up(harness: ContentHarness, run: str) -> None:
     """Return once the consumer has joined its group and renders (the join takes ~5 s)."""
     template, profile = f"tpl_warm_{run}", f"prf_warm_{run}"
     (await harness.create(email_template(template))).raise_for_status()
+    await harness.update_profile(template, profile, **{"traits.email": "warm@example.com"})
     request = message_request(profile, template)
-    await harness.publish(profile_update(profile, **{"traits.email": "warm@example.com"}))
     await harness.publish(request)
 
     async def rendering() -> bool:

@@ -29,7 +29,7 @@ from libs.common.events import (
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic
+from tests.integration.support import publish, read_topic, wait_for
 
 SOURCE = "closeloop/tests/content"
 JOURNEY = JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send")
@@ -125,6 +125,23 @@ class ContentHarness:
     async def create(self, body: dict[str, Any]) -> httpx.Response:
         return await self.http.post("/templates", json=body)
 
+    async def update_profile(self, template_id: str, profile_id: str, **changes: Any) -> None:
+        """Publish a profile change and wait until the read model has the profile.
+
+        Requests and profile changes travel on different topics, which Kafka does not order
+        with each other: a request published right after the change may be handled first, and
+        then finds no address (undeliverable, nothing emitted).
+        """
+        await self.publish(profile_update(profile_id, **changes))
+
+        async def known() -> bool:
+            response = await self.http.post(
+                f"/templates/{template_id}/preview", json={"profile_id": profile_id}
+            )
+            return response.status_code != 404
+
+        await wait_for(known, within=60, what=f"the read model to have {profile_id}")
+
     async def rendered(self, request_id: str) -> list[MessageRendered]:
         """The `message.rendered` events answering a request."""
         found = []
@@ -135,10 +152,12 @@ class ContentHarness:
         return found
 
     async def dead_letters(self, event_id: str) -> list[dict[str, str]]:
+        """What this service's consumer group sent to the DLQ for an event."""
+        group = f"closeloop-{self.process.name}"
         return [
             {name: header(record, name) for name in (dlq.ERROR_TYPE, dlq.ERROR, dlq.GROUP)}
             for record in await read_topic(self.stack.kafka_bootstrap, topics.DLQ)
-            if header(record, "ce_id") == event_id
+            if header(record, "ce_id") == event_id and header(record, dlq.GROUP) == group
         ]
 
     async def aclose(self) -> None:

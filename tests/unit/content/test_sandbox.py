@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -153,3 +154,55 @@ async def test_strict_misses_cross_the_process_boundary(sandbox: RenderSandbox) 
         await sandbox.render(RenderJob({"subject": "{{ nope.deeper }}"}, {}, True))
     assert raised.value.variable == "nope"
     assert raised.value.field == "subject"
+
+
+async def test_syntax_errors_are_found_in_the_sandbox_by_pointer(sandbox: RenderSandbox) -> None:
+    errors = await sandbox.syntax_errors({"subject": "ok", "data/k": "{% if %}"})
+    assert list(errors) == ["data/k"]
+
+
+async def test_a_source_slow_to_parse_misses_the_deadline_without_blocking_the_loop(
+    sandbox: RenderSandbox,
+) -> None:
+    # python-liquid takes seconds to parse this: in the service's process it would stop the
+    # event loop (heartbeats, HTTP) for as long.
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        with pytest.raises(RenderTimeout):
+            await sandbox.syntax_errors({"subject": "{{" * 5000})
+    finally:
+        ticker.cancel()
+    assert ticks >= 5
+    assert await sandbox.syntax_errors({"subject": "{{ x }}"}) == {}
+
+
+async def test_a_killed_render_process_is_replaced_and_the_job_still_renders(
+    sandbox: RenderSandbox,
+) -> None:
+    [worker] = sandbox._all
+    worker._process.kill()
+    await worker._process.wait()
+    job = RenderJob({"body": "{{ 2 | plus: 2 }}"}, {}, False)
+    assert (await sandbox.render(job)).fields == {"body": "4"}
+    assert sandbox._all[0] is not worker and sandbox.is_alive()
+
+
+async def test_a_cancelled_render_leaves_no_answer_for_the_next_job(
+    sandbox: RenderSandbox,
+) -> None:
+    slow = RenderJob({"body": "{{ (1..3000000) | join: ',' | size }}"}, {}, False)
+    task = asyncio.create_task(sandbox.render(slow))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    job = RenderJob({"body": "{{ 'next' }}"}, {}, False)
+    assert (await sandbox.render(job)).fields == {"body": "next"}

@@ -7,7 +7,7 @@ from services.content.copywriting import recombine
 from services.content.messages import template_variables, with_defaults
 from services.content.profiles import ProfileFacts, apply_change, merge_facts, recipient_for
 from services.content.store import RankedVariant
-from services.content.templates import assemble, field_problems, liquid_sources, syntax_problems
+from services.content.templates import assemble, field_problems, liquid_sources
 
 
 def test_each_channel_needs_its_fields_and_refuses_others() -> None:
@@ -25,11 +25,6 @@ def test_json_string_values_are_liquid_sources_put_back_in_place() -> None:
     assert sources == {"payload/order/id": "{{ event.id }}", "payload/a~1b/0": "{{ x }}"}
     rendered = assemble(variant, {"payload/order/id": "o1", "payload/a~1b/0": "X"})
     assert rendered == {"payload": {"order": {"id": "o1", "n": 2}, "a/b": ["X", True]}}
-
-
-def test_syntax_problems_name_the_pointer() -> None:
-    problems = list(syntax_problems({"subject": "ok", "data": {"k": "{% if %}"}}))
-    assert [pointer for pointer, _ in problems] == ["data/k"]
 
 
 def test_declared_defaults_fill_only_what_is_missing() -> None:
