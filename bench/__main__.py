@@ -1,4 +1,4 @@
-"""`python -m bench [bus|ingest|profile|segment|all]`: one broker and database, the chosen runs."""
+"""`python -m bench [SCENARIO|all]`: one broker and database, the chosen scenarios in turn."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 
-from bench import bus, dispatch, ingest, profile, segment
+from bench import bus, dispatch, ingest, loop, profile, segment
 from bench.report import Rate, print_table, save
 from libs.devstack.scratch import scratch_stack
 
@@ -30,6 +30,7 @@ SCENARIOS: Mapping[str, tuple[Run, Report]] = {
     "profile": (profile.run, profile.report),
     "segment": (segment.run, _segment_report),
     "dispatch": (dispatch.run, dispatch.report),
+    "loop": (loop.run, loop.report),
 }
 
 

@@ -11,8 +11,8 @@ closeloop.deliveries.v1, timed from the first to the last distinct key at the re
 the ratio of dispatch to the slower ceiling, and to the target of 5,000 sends/s.
 
 `CLOSELOOP_BENCH_PROFILE=/tmp/dispatch.svg` records the dispatch process with py-spy meanwhile.
-The receiver and the raw client are also commands: `python -m bench.dispatch receive FD`,
-`python -m bench.dispatch post httpx|aiohttp PORT COUNT CONCURRENCY`.
+The raw client is also a command: `python -m bench.dispatch post httpx|aiohttp PORT COUNT
+CONCURRENCY`; the receiver is bench/receiver.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -41,6 +41,7 @@ import uvloop
 from sqlalchemy import text
 
 from bench import raw
+from bench.receiver import Receiver
 from bench.report import Rate, Ratio, print_table, save
 from libs.common import topics
 from libs.common.bus import ensure_topics
@@ -55,143 +56,6 @@ TARGET_RATIO = 0.5
 _REPO = Path(__file__).resolve().parents[1]
 _LEDGER_BATCH = 500
 _HTTPX_REQUESTS = 5_000
-
-
-# The receiver (its own process)
-
-
-class _Tally:
-    """What the receiver saw: requests, distinct keys, and when the first and last arrived."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.keys: set[bytes] = set()
-        self.first = 0.0
-        self.last = 0.0
-
-    def webhook(self, head: bytes) -> bytes:
-        now = time.monotonic()
-        if not self.requests:
-            self.first = now
-        self.requests += 1
-        key = _header(head, b"idempotency-key")
-        if key not in self.keys:
-            self.keys.add(key)
-            self.last = now
-        body = b'{"id":"wh_%d"}' % len(self.keys)
-        return _response(body)
-
-    def stats(self) -> bytes:
-        document = {
-            "requests": self.requests,
-            "distinct": len(self.keys),
-            "first": self.first,
-            "last": self.last,
-        }
-        return _response(orjson.dumps(document))
-
-    def reset(self) -> bytes:
-        self.__init__()  # type: ignore[misc]
-        return _response(b"{}")
-
-
-def _response(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
-        len(body),
-        body,
-    )
-
-
-def _header(head: bytes, name: bytes) -> bytes:
-    start = head.lower().find(b"\r\n" + name + b":")
-    if start < 0:
-        return b""
-    start += len(name) + 3
-    end = head.find(b"\r\n", start)
-    return head[start : end if end >= 0 else len(head)].strip()
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: requests parsed as they complete, answered in order."""
-
-    def __init__(self, tally: _Tally) -> None:
-        self._tally = tally
-        self._buffer = bytearray()
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        answers = []
-        while (end := self._buffer.find(b"\r\n\r\n")) >= 0:
-            head = bytes(self._buffer[:end])
-            length = int(_header(head, b"content-length") or b"0")
-            if len(self._buffer) < end + 4 + length:
-                break
-            del self._buffer[: end + 4 + length]
-            if head.startswith(b"GET /stats"):
-                answers.append(self._tally.stats())
-            elif head.startswith(b"POST /reset"):
-                answers.append(self._tally.reset())
-            else:
-                answers.append(self._tally.webhook(head))
-        if answers and self._transport is not None:
-            self._transport.write(b"".join(answers))
-
-
-async def _receive(fd: int) -> None:
-    listener = socket.socket(fileno=fd)
-    tally = _Tally()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: _Connection(tally), sock=listener, backlog=1024
-    )
-    async with server:
-        await server.serve_forever()
-
-
-class Receiver:
-    """The receiver process, on a port bound here (so it listens before the process starts)."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(1024)
-        self.port: int = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        fd = self._listener.fileno()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.dispatch", "receive", str(fd)],
-            pass_fds=[fd],
-            cwd=_REPO,
-        )
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=10.0)
-
-    async def stats(self) -> dict[str, Any]:
-        response = await self._http.get("/stats")
-        result: dict[str, Any] = response.json()
-        return result
-
-    async def reset(self) -> None:
-        await self._http.post("/reset")
-
-    async def distinct_keys(self, count: int, within: float) -> Rate:
-        """Wait for `count` distinct keys; the rate from the first receipt to the last key."""
-        deadline = time.monotonic() + within
-        stats = await self.stats()
-        while stats["distinct"] < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the receiver has {stats['distinct']} of {count} keys")
-            await asyncio.sleep(0.05)
-            stats = await self.stats()
-        return Rate("", count, stats["last"] - stats["first"])
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-        self._process.terminate()
-        await asyncio.to_thread(self._process.wait, 10)
-        self._listener.close()
 
 
 # The raw ceilings
@@ -483,16 +347,13 @@ def _free_port() -> int:
 def _main(arguments: list[str]) -> None:
     command, *rest = arguments
     main: Callable[[], Coroutine[Any, Any, None]]
-    if command == "receive":
-        (fd,) = rest
-        main = lambda: _receive(int(fd))  # noqa: E731
-    elif command == "post":
+    if command == "post":
         client, port, count, concurrency = rest
         post = _CLIENTS[client]
         main = lambda: post(int(port), int(count), int(concurrency))  # noqa: E731
     else:
         raise SystemExit(
-            "usage: python -m bench.dispatch receive FD | post httpx|aiohttp PORT COUNT CONCURRENCY"
+            "usage: python -m bench.dispatch post httpx|aiohttp PORT COUNT CONCURRENCY"
         )
     uvloop.run(main())
 

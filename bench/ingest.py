@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import math
 import os
 import secrets
 import shutil
@@ -26,7 +25,7 @@ import httpx
 import orjson
 
 from bench import raw
-from bench.report import Rate, Ratio, print_table, save
+from bench.report import Rate, Ratio, percentile, print_table, save
 from libs.common import topics
 from libs.common.bus import ensure_topics
 from libs.common.events import encode
@@ -300,8 +299,8 @@ async def _paced(
         seconds,
         processes=n,
         offered_per_second=events_per_second,
-        p50_ms=_percentile(latencies, 0.50) * 1000,
-        p99_ms=_percentile(latencies, 0.99) * 1000,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
         max_ms=latencies[-1] * 1000,
     )
 
@@ -322,11 +321,6 @@ def _cpu_seconds(services: Sequence[ServiceProcess]) -> float:
 
 def _processes(count: int) -> str:
     return f"{count} process" if count == 1 else f"{count} processes"
-
-
-def _percentile(ordered: Sequence[float], share: float) -> float:
-    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 @contextlib.asynccontextmanager

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,3 +65,8 @@ def _cpus() -> int:
     import os
 
     return os.cpu_count() or 0
+
+
+def percentile(ordered: Sequence[float], share: float) -> float:
+    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]

@@ -1,0 +1,328 @@
+"""Loop latency: `POST /v1/track` to the webhook receiver, through all seven services.
+
+The seven services run as real processes on the benchmark's broker and database, each in a
+schema of its own. A journey entered on the behaviour `bench_ping` sends a webhook whose payload
+carries the event's `sent_at`; the receiver (bench/receiver.py, its own process) takes the
+difference on arrival. The load generator posts one `/v1/track` per event, each for a new
+person, on a fixed schedule (open loop: an event is sent when due, whatever the earlier
+answers), at `RATE` events/s for `count / RATE` seconds (at most `MAX_SECONDS`). The figures:
+p50, p99 and p999 of the latency, what arrived, and each service's CPU time per event.
+`LOOP_LATENCY_PLOT=path.png` also draws the latency over time; `LOOP_PROFILE=dir` records
+every service with py-spy; `LOOP_RATE` changes the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from bench.receiver import Receiver
+from bench.report import Rate, Ratio, percentile, print_table, save
+from libs.devstack import ServiceProcess, free_port
+
+RATE = 1_000
+MAX_SECONDS = 30.0
+WARM_UP_SECONDS = 180.0
+DRAIN_SECONDS = 120.0
+TARGET_P99_MS = 250.0
+_EVENT = "bench_ping"
+_ADMIN_TOKEN = "bench"
+_CONSUMERS = ("profile", "segment", "journey", "content", "dispatch", "attribution")
+
+
+@dataclass(frozen=True)
+class LoopLatency(Rate):
+    """Events sent at a fixed rate and the latency of each, behaviour to webhook."""
+
+    offered_per_second: float = 0.0
+    arrived: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    p999_ms: float = 0.0
+    max_ms: float = 0.0
+    cpu_us_per_event: Mapping[str, float] = field(default_factory=dict)
+
+
+async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
+    rate = int(os.environ.get("LOOP_RATE", RATE))
+    seconds = min(count / rate, MAX_SECONDS)
+    receiver = Receiver()
+    try:
+        async with _loop_services(bootstrap, database_url) as services:
+            write_key = await _define(services, receiver.url)
+            ingest = services["ingest"].url
+            await _warm_up(ingest, write_key, receiver)
+            await receiver.reset()
+            cpu_before = _cpu_seconds(services)
+            with _profiled(services):
+                sent = await _paced(ingest, write_key, rate, seconds)
+                await _drain(receiver, sent)
+            cpu = {name: used - cpu_before[name] for name, used in _cpu_seconds(services).items()}
+            latencies = await receiver.latencies()
+    finally:
+        await receiver.aclose()
+    _plot(latencies)
+    return [_summary(latencies, sent, seconds, rate, cpu)]
+
+
+@contextlib.asynccontextmanager
+async def _loop_services(bootstrap: str, database_url: str) -> AsyncIterator[dict[str, Any]]:
+    """The seven services, started together, stopped after."""
+    run_id = uuid.uuid4().hex[:6]
+    logs = Path(tempfile.mkdtemp(prefix="closeloop-bench-loop-"))
+    ports = {name: free_port() for name in ("ingest", *_CONSUMERS)}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    common = {
+        "CLOSELOOP_KAFKA_BOOTSTRAP": bootstrap,
+        "CLOSELOOP_KAFKA_IDEMPOTENCE": "false",
+        "CLOSELOOP_DATABASE_URL": database_url,
+        "CLOSELOOP_ADMIN_TOKEN": _ADMIN_TOKEN,
+        "CLOSELOOP_TRACKING_SECRET": "bench-tracking-secret",
+        "CLOSELOOP_TRACKING_BASE_URL": urls["dispatch"],
+        "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "CLOSELOOP_LOG_LEVEL": "WARNING",
+        "CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "CLOSELOOP_JOURNEY_CONTENT_URL": urls["content"],
+        "CLOSELOOP_JOURNEY_SEGMENT_URL": urls["segment"],
+    }
+    processes = {
+        name: ServiceProcess(
+            f"{name}_loop_{run_id}", f"services.{name}", common, port, log_dir=logs
+        )
+        for name, port in ports.items()
+    }
+    try:
+        await asyncio.gather(*(process.migrate() for process in processes.values()))
+        for process in processes.values():
+            process.start()
+        await asyncio.gather(*(process.wait_ready(120) for process in processes.values()))
+        print(f"loop: seven services ready (logs in {logs})")
+        yield processes
+    finally:
+        await asyncio.gather(*(process.stop() for process in processes.values()))
+
+
+async def _define(services: Mapping[str, ServiceProcess], receiver_url: str) -> str:
+    """A webhook channel to the receiver, its template, a journey on `bench_ping`; a source."""
+    headers = {"Authorization": f"Bearer {_ADMIN_TOKEN}"}
+
+    async def call(service: str, path: str, body: Any) -> Any:
+        async with httpx.AsyncClient(base_url=services[service].url, headers=headers) as client:
+            response = await client.post(path, json=body, timeout=30)
+        if response.status_code >= 300:
+            raise RuntimeError(f"{service} {path}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    await call(
+        "dispatch",
+        "/channels",
+        {"name": "webhook", "kind": "webhook", "config": {"url": receiver_url, "secret": "s"}},
+    )
+    await call(
+        "content",
+        "/templates",
+        {
+            "id": "tpl_ping",
+            "name": "ping",
+            "channel": "webhook",
+            "variants": [{"id": "only", "payload": {"sent_at": "{{ event.properties.sent_at }}"}}],
+        },
+    )
+    await call(
+        "journey",
+        "/journeys",
+        {
+            "id": "jrn_ping",
+            "name": "ping",
+            "entry": {"event": _EVENT},
+            "start": "hook",
+            "nodes": {"hook": {"type": "send", "channel": "webhook", "template_id": "tpl_ping"}},
+        },
+    )
+    await call("journey", "/journeys/jrn_ping/publish", None)
+    source = await call("ingest", "/sources", {"name": "bench"})
+    write_key: str = source["write_key"]
+    return write_key
+
+
+def _write_key_auth(write_key: str) -> dict[str, str]:
+    """HTTP Basic with the write key as the user name, as Segment's clients send it."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+
+
+async def _warm_up(ingest: str, write_key: str, receiver: Receiver) -> None:
+    """Send a ping a second until one comes round: every consumer has joined its group."""
+    headers = _write_key_auth(write_key)
+    deadline = time.monotonic() + WARM_UP_SECONDS
+    async with aiohttp.ClientSession(base_url=ingest, headers=headers) as session:
+        while (await receiver.stats())["distinct"] == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no ping came round the loop during the warm-up")
+            await _post(session, f"warm_{uuid.uuid4().hex}")
+            await asyncio.sleep(1.0)
+
+
+async def _post(session: aiohttp.ClientSession, user_id: str) -> None:
+    body = {"userId": user_id, "event": _EVENT, "properties": {"sent_at": repr(time.time())}}
+    async with session.post("/v1/track", json=body) as response:
+        if response.status != 200:
+            raise RuntimeError(f"ingest answered {response.status}: {await response.text()}")
+
+
+async def _paced(ingest: str, write_key: str, rate: int, seconds: float) -> int:
+    """Post `rate` tracks a second for `seconds`, each when due; how many were accepted."""
+    headers = _write_key_auth(write_key)
+    run_id = uuid.uuid4().hex[:8]
+    total = int(rate * seconds)
+    tick, per_tick = 0.01, max(1, rate // 100)
+    connector = aiohttp.TCPConnector(limit=64)
+    loop = asyncio.get_running_loop()
+    print(f"loop: {total} tracks at {rate}/s over {seconds:.0f} s", flush=True)
+    async with (
+        aiohttp.ClientSession(base_url=ingest, headers=headers, connector=connector) as session,
+        asyncio.TaskGroup() as group,
+    ):
+        start = loop.time() + 0.1
+        for index in range(0, total, per_tick):
+            due = start + (index // per_tick) * tick
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            for offset in range(min(per_tick, total - index)):
+                group.create_task(_post(session, f"{run_id}_{index + offset}"))
+            if index % rate == 0 and index:
+                print(f"  sent {index} ({index / (loop.time() - start):,.0f}/s)", flush=True)
+    return total
+
+
+async def _drain(receiver: Receiver, sent: int) -> None:
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while (stats := await receiver.stats())["timed"] < sent:
+        if time.monotonic() > deadline:
+            print(f"loop: only {stats['timed']} of {sent} arrived within {DRAIN_SECONDS:.0f} s")
+            return
+        await asyncio.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _profiled(services: Mapping[str, ServiceProcess]) -> Iterator[None]:
+    """py-spy on every service while the block runs, when LOOP_PROFILE names a directory:
+    raw folded stacks in <dir>/<service>.txt."""
+    folder = os.environ.get("LOOP_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    recorders = [
+        subprocess.Popen(
+            [
+                *(py_spy, "record", "--pid", str(service.pid), "--rate", "100"),
+                *("--format", "raw", "--subprocesses", "-o", f"{folder}/{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, service in services.items()
+    ]
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            recorder.wait(60)
+
+
+def _cpu_seconds(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
+    """User + system CPU seconds each service process used so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, service in services.items():
+        try:
+            stat = Path(f"/proc/{service.pid}/stat").read_text()
+        except OSError:
+            used[name] = 0.0
+            continue
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
+def _summary(
+    latencies: list[tuple[float, float]],
+    sent: int,
+    seconds: float,
+    rate: int,
+    cpu: Mapping[str, float],
+) -> LoopLatency:
+    ordered = sorted(latency for _, latency in latencies) or [float("nan")]
+    return LoopLatency(
+        f"loop latency, /v1/track to webhook, {rate}/s offered",
+        sent,
+        seconds,
+        cpu_us_per_event={name: used / sent * 1e6 for name, used in cpu.items()},
+        offered_per_second=rate,
+        arrived=len(latencies),
+        p50_ms=percentile(ordered, 0.50) * 1000,
+        p99_ms=percentile(ordered, 0.99) * 1000,
+        p999_ms=percentile(ordered, 0.999) * 1000,
+        max_ms=ordered[-1] * 1000,
+    )
+
+
+def _plot(latencies: list[tuple[float, float]]) -> None:
+    output = os.environ.get("LOOP_LATENCY_PLOT")
+    if not output or not latencies:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = latencies[0][0]
+    figure, axes = plt.subplots(figsize=(10, 4))
+    axes.scatter([a - start for a, _ in latencies], [lat * 1000 for _, lat in latencies], s=1)
+    axes.set_xlabel("seconds since the first arrival")
+    axes.set_ylabel("latency, ms")
+    axes.set_title("Loop latency: POST /v1/track to webhook receiver")
+    figure.savefig(output, dpi=100, bbox_inches="tight")
+    print(f"loop: latency plot in {output}")
+
+
+def ratios(rates: list[Rate]) -> list[Ratio]:
+    """The p99 target as a ratio: target / p99, met when ≥ 1."""
+    return [
+        Ratio("target p99 / measured p99", TARGET_P99_MS / rate.p99_ms, 1.0)
+        for rate in rates
+        if isinstance(rate, LoopLatency) and rate.p99_ms > 0
+    ]
+
+
+def report(rates: list[Rate]) -> None:
+    computed = ratios(rates)
+    print_table("Loop latency (all seven services)", rates, computed)
+    for rate in rates:
+        if isinstance(rate, LoopLatency):
+            print(
+                f"{rate.arrived} of {rate.count} arrived; p50 {rate.p50_ms:.0f} ms, "
+                f"p99 {rate.p99_ms:.0f} ms, p999 {rate.p999_ms:.0f} ms, max {rate.max_ms:.0f} ms "
+                f"(target p99 < {TARGET_P99_MS:.0f} ms)"
+            )
+            per_service = ", ".join(f"{n} {us:.0f}" for n, us in rate.cpu_us_per_event.items())
+            total = sum(rate.cpu_us_per_event.values())
+            print(f"CPU µs per event: {per_service}; all seven {total:.0f} µs")
+    print(f"results: {save('loop', rates, computed)}")
