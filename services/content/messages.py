@@ -3,7 +3,6 @@ fields turned into what `message.rendered` carries, every link tracked."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +68,8 @@ def with_defaults(
     variables: Mapping[str, Any], defaults: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
     """The variables with each declared default (`profile.traits.first_name`) where it is
-    missing, and the paths that needed their default."""
-    filled = copy.deepcopy(dict(variables))
+    missing, and the paths that needed their default. The variables given stay as they were."""
+    filled = dict(variables)
     applied: list[str] = []
     for path, value in defaults.items():
         if _set_if_missing(filled, path.split("."), value):
@@ -122,11 +121,15 @@ def _subject(rendered: str) -> str:
 
 
 def _set_if_missing(target: dict[str, Any], parts: list[str], value: Any) -> bool:
+    # Each dict on the path is copied before it changes, not the whole tree up front: a
+    # profile's traits are shared by every message of a batch to that person.
     for part in parts[:-1]:
         child = target.get(part)
         if child is None:
             child = target[part] = {}
-        if not isinstance(child, dict):
+        elif isinstance(child, dict):
+            child = target[part] = dict(child)
+        else:
             return False
         target = child
     if target.get(parts[-1]) is not None:

@@ -11,7 +11,7 @@ RENDERS = Counter(
 )
 RENDER_DURATION = Histogram(
     "closeloop_content_render_duration_seconds",
-    "Time to render one message in the sandbox, links included.",
+    "Time to render one message in the sandbox, links included (a batch's share each).",
     ["channel"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )

@@ -3,7 +3,7 @@ copied from `profile.updated` changes, and the address each channel sends to."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,67 @@ class ProfileFacts:
             "lifecycle_stage": self.lifecycle_stage,
             "scores": self.scores,
         }
+
+
+@dataclass
+class ProfileBook:
+    """One batch's profiles: loaded at once, changed in event order, written back at once.
+
+    `facts` holds every profile the batch touches, None where it is erased. `decisions_of`
+    follows the decisions each stored profile had before the batch: to the survivor it was
+    merged into, or None when its person was erased.
+    """
+
+    facts: dict[str, ProfileFacts | None]
+    decisions_of: dict[str, str | None] = field(default_factory=dict)
+
+    def update(self, profile_id: str, changes: Iterable[tuple[str, Any]]) -> None:
+        facts = self._kept(profile_id)
+        for path, after in changes:
+            apply_change(facts, path, after)
+
+    def merge(self, survivor_id: str, merged_ids: Sequence[str]) -> None:
+        """The survivor gains what the merged profiles knew, and their decisions."""
+        survivor = self._kept(survivor_id)
+        merge_facts(survivor, [self._kept(p) for p in merged_ids])
+        self._move_decisions(merged_ids, survivor_id)
+        for merged_id in merged_ids:
+            if merged_id != survivor_id:
+                self.erase(merged_id)
+
+    def erase(self, profile_id: str) -> None:
+        self.facts[profile_id] = None
+        self._move_decisions([profile_id], None)
+
+    def saved(self) -> list[ProfileFacts]:
+        return [facts for facts in self.facts.values() if facts is not None]
+
+    def erased(self) -> list[str]:
+        return [profile_id for profile_id, facts in self.facts.items() if facts is None]
+
+    def moved_decisions(self) -> dict[str, str]:
+        return {
+            before: after
+            for before, after in self.decisions_of.items()
+            if after is not None and after != before
+        }
+
+    def erased_decisions(self) -> list[str]:
+        return [before for before, after in self.decisions_of.items() if after is None]
+
+    def _kept(self, profile_id: str) -> ProfileFacts:
+        """The profile, made empty if it has no row (or its row was erased earlier on)."""
+        facts = self.facts.get(profile_id)
+        if facts is None:
+            facts = self.facts[profile_id] = ProfileFacts(profile_id)
+        return facts
+
+    def _move_decisions(self, owners: Collection[str], to: str | None) -> None:
+        for before, owner in self.decisions_of.items():
+            if owner in owners:
+                self.decisions_of[before] = to
+        for owner in owners:
+            self.decisions_of.setdefault(owner, to)
 
 
 def apply_change(facts: ProfileFacts, path: str, after: Any) -> None:

@@ -1,15 +1,18 @@
-"""Answering a request: the holdout, the variant, the recipient, the render, the tracked message."""
+"""Answering requests: the holdout, the variant, the recipient, the render, the tracked message."""
 
 from __future__ import annotations
 
+import collections
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from libs.common.bus import UnprocessableEvent
 from libs.common.events import MessageRendered, MessageRequested
 from services.content import metrics
-from services.content.bandit import choose_variant, held_out
+from services.content.bandit import VariantStats, choose_variant, held_out
 from services.content.messages import (
     Tracking,
     UnsendableContent,
@@ -18,8 +21,8 @@ from services.content.messages import (
     with_defaults,
 )
 from services.content.profiles import ProfileFacts, needs_recipient, recipient_for
-from services.content.sandbox import RenderError, RenderJob, RenderSandbox
-from services.content.store import ContentStore
+from services.content.sandbox import Rendered, RenderError, RenderJob, RenderSandbox
+from services.content.store import BatchStore, Connection, DecisionRow, Evidence
 from services.content.templates import TemplateVersion, assemble, liquid_sources
 
 
@@ -32,6 +35,46 @@ class RequestNotRendered(UnprocessableEvent):
     """The template exists but this request cannot be rendered into a message."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """A request content renders: from which template and variant, for whom, to where."""
+
+    request: MessageRequested
+    template: TemplateVersion
+    variant: dict[str, Any]
+    profile: ProfileFacts
+    recipient: str | None
+
+
+@dataclass
+class _Tally:
+    """The batch's metrics, counted once per label set rather than once per request."""
+
+    renders: collections.Counter[tuple[str, str]]
+    holdouts: collections.Counter[str]
+    picks: collections.Counter[tuple[str, str]]
+    fallbacks: collections.Counter[tuple[str, str]]
+
+    @classmethod
+    def empty(cls) -> _Tally:
+        return cls(
+            collections.Counter(),
+            collections.Counter(),
+            collections.Counter(),
+            collections.Counter(),
+        )
+
+    def publish(self) -> None:
+        for (channel, outcome), count in self.renders.items():
+            metrics.RENDERS.labels(channel, outcome).inc(count)
+        for template_id, count in self.holdouts.items():
+            metrics.HOLDOUTS.labels(template_id).inc(count)
+        for (template_id, variant_id), count in self.picks.items():
+            metrics.VARIANT_PICKS.labels(template_id, variant_id).inc(count)
+        for (template_id, fallback), count in self.fallbacks.items():
+            metrics.MISSING_VARIABLES.labels(template_id, fallback).inc(count)
+
+
 @dataclass(frozen=True)
 class RequestRenderer:
     """Renders requests in the sandbox, signing links for dispatch's tracking endpoints."""
@@ -40,120 +83,177 @@ class RequestRenderer:
     tracking_base_url: str
     tracking_secret: str
 
-    async def answer(
-        self, store: ContentStore, request: MessageRequested
-    ) -> MessageRendered | None:
-        """The message for a request, or None when content decides to send nothing.
+    async def answer_all(
+        self, store: BatchStore, connection: Connection, requests: Sequence[MessageRequested]
+    ) -> list[MessageRendered | None]:
+        """The message for each request, in order, or None where content sends nothing.
 
-        Nothing for a request decided before (same idempotency key), a holdout, or a profile
-        without an address for the channel; the last two are recorded in `decisions`.
+        Nothing for a request decided before (same idempotency key, in an earlier batch or
+        earlier in this one), a holdout, or a profile without an address for the channel; the
+        last two are recorded in `decisions`. What the requests need is read in one query per
+        table, and their renders go to the sandbox together.
         """
-        if await store.decided(request.idempotency_key):
-            return None
-        row = await store.get_template(request.template_id)
-        if row is None:
-            raise UnknownTemplate(
-                f"There is no template {request.template_id!r} (request {request.request_id})."
-            )
-        template = row.current()
-        if template.channel != request.channel:
-            raise RequestNotRendered(
-                f"Template {template.template_id!r} is for {template.channel}, "
-                f"the request for {request.channel}."
-            )
-        # Seeded by the key: a redelivered request makes the same choices.
-        rng = random.Random(request.idempotency_key)
-        if held_out(template.holdout_share, rng):
-            await self._decide(store, request, template, None, "holdout")
-            metrics.HOLDOUTS.labels(template.template_id).inc()
-            return None
-        profile = await store.profile(request.profile_id) or ProfileFacts(request.profile_id)
-        recipient = recipient_for(request.channel, profile)
-        if recipient is None and needs_recipient(request.channel):
-            await self._decide(store, request, template, None, "undeliverable")
-            return None
-        ids = [variant["id"] for variant in template.variants]
-        stats = await store.variant_stats(template.template_id, ids, template.reward)
-        variant_id = choose_variant(stats, rng).variant_id
-        message = await self._render(request, template, variant_id, profile, recipient)
-        await self._decide(store, request, template, variant_id, "rendered")
-        metrics.VARIANT_PICKS.labels(template.template_id, variant_id).inc()
-        return message
+        decided = await store.decided(connection, {r.idempotency_key for r in requests})
+        fresh = [r for r in requests if r.idempotency_key not in decided]
+        if not fresh:
+            return [None] * len(requests)
+        template_ids = {r.template_id for r in fresh}
+        templates = await store.templates(connection, template_ids)
+        profiles = await store.profiles(connection, {r.profile_id for r in fresh})
+        evidence = await store.evidence(connection, template_ids)
+        tally = _Tally.empty()
+        decisions: list[DecisionRow] = []
+        sends: dict[int, _Send] = {}
+        for index, request in enumerate(requests):
+            if request.idempotency_key in decided:
+                continue
+            decided.add(request.idempotency_key)
+            template = _template_for(request, templates)
+            # Seeded by the key: a redelivered request makes the same choices.
+            rng = random.Random(request.idempotency_key)
+            if held_out(template.holdout_share, rng):
+                decisions.append(_decision(request, template, None, "holdout"))
+                tally.renders[request.channel, "holdout"] += 1
+                tally.holdouts[template.template_id] += 1
+                continue
+            profile = profiles.get(request.profile_id) or ProfileFacts(request.profile_id)
+            recipient = recipient_for(request.channel, profile)
+            if recipient is None and needs_recipient(request.channel):
+                decisions.append(_decision(request, template, None, "undeliverable"))
+                tally.renders[request.channel, "undeliverable"] += 1
+                continue
+            variant_id = choose_variant(_stats(template, evidence), rng).variant_id
+            variant = template.variant(variant_id)
+            assert variant is not None
+            sends[index] = _Send(request, template, variant, profile, recipient)
+            decisions.append(_decision(request, template, variant_id, "rendered"))
+            tally.renders[request.channel, "rendered"] += 1
+            tally.picks[template.template_id, variant_id] += 1
+        messages = await self._render(list(sends.values()), tally)
+        await store.record_decisions(connection, decisions)
+        tally.publish()
+        answers: list[MessageRendered | None] = [None] * len(requests)
+        for index, message in zip(sends, messages, strict=True):
+            answers[index] = message
+        return answers
 
-    async def _render(
-        self,
-        request: MessageRequested,
-        template: TemplateVersion,
-        variant_id: str,
-        profile: ProfileFacts,
-        recipient: str | None,
-    ) -> MessageRendered:
-        variant = template.variant(variant_id)
-        assert variant is not None
-        tracking = Tracking(self.tracking_base_url, self.tracking_secret, request.idempotency_key)
-        variables = template_variables(
-            request.variables,
-            profile=profile.as_variable(),
-            journey=request.journey.model_dump(),
-            unsubscribe_url=tracking.unsubscribe(),
-        )
-        filled, defaulted = with_defaults(variables, template.defaults)
-        started = time.perf_counter()
-        try:
-            rendered = await self.sandbox.render(
-                RenderJob(liquid_sources(variant), filled, strict=False, html_fields=_html(request))
+    async def _render(self, sends: Sequence[_Send], tally: _Tally) -> list[MessageRendered]:
+        """Every send rendered in one trip to the sandbox; the first that fails fails them all."""
+        if not sends:
+            return []
+        trackings: list[Tracking] = []
+        jobs: list[RenderJob] = []
+        for send in sends:
+            request, template = send.request, send.template
+            tracking = Tracking(
+                self.tracking_base_url, self.tracking_secret, request.idempotency_key
             )
-            content = content_of(request.channel, assemble(variant, rendered.fields), tracking)
+            variables = template_variables(
+                request.variables,
+                profile=send.profile.as_variable(),
+                journey=request.journey.model_dump(),
+                unsubscribe_url=tracking.unsubscribe(),
+            )
+            filled, defaulted = with_defaults(variables, template.defaults)
+            if defaulted:
+                tally.fallbacks[template.template_id, "default"] += len(defaulted)
+            trackings.append(tracking)
+            jobs.append(
+                RenderJob(liquid_sources(send.variant), filled, False, _html(request.channel))
+            )
+        started = time.perf_counter()
+        outcomes = await self.sandbox.render_all(jobs)
+        messages = [
+            self._message(send, outcome, tracking, tally)
+            for send, outcome, tracking in zip(sends, outcomes, trackings, strict=True)
+        ]
+        # The sandbox renders a batch's messages together: each is given an equal share.
+        each = (time.perf_counter() - started) / len(sends)
+        for send in sends:
+            metrics.RENDER_DURATION.labels(send.request.channel).observe(each)
+        return messages
+
+    def _message(
+        self, send: _Send, outcome: Rendered | RenderError, tracking: Tracking, tally: _Tally
+    ) -> MessageRendered:
+        request, template, variant = send.request, send.template, send.variant
+        try:
+            if isinstance(outcome, RenderError):
+                raise outcome
+            content = content_of(request.channel, assemble(variant, outcome.fields), tracking)
         except (RenderError, UnsendableContent) as error:
             metrics.RENDERS.labels(request.channel, "failed").inc()
             raise RequestNotRendered(
-                f"Template {template.template_id!r} v{template.version} variant {variant_id!r} "
-                f"did not render: {error}"
+                f"Template {template.template_id!r} v{template.version} variant "
+                f"{variant['id']!r} did not render: {error}"
             ) from error
-        metrics.RENDER_DURATION.labels(request.channel).observe(time.perf_counter() - started)
-        _count_fallbacks(template.template_id, defaulted, rendered.missing)
+        if outcome.missing:
+            tally.fallbacks[template.template_id, "empty"] += len(outcome.missing)
         return MessageRendered(
             request_id=request.request_id,
             profile_id=request.profile_id,
             channel=request.channel,
             template_id=template.template_id,
             template_version=template.version,
-            variant_id=variant_id,
+            variant_id=variant["id"],
             subject=content.subject,
             body=content.body,
             payload=content.payload,
-            recipient=recipient,
+            recipient=send.recipient,
             idempotency_key=request.idempotency_key,
             journey=request.journey,
             behavior_at=request.behavior_at,
         )
 
-    async def _decide(
-        self,
-        store: ContentStore,
-        request: MessageRequested,
-        template: TemplateVersion,
-        variant_id: str | None,
-        outcome: str,
-    ) -> None:
-        await store.record_decision(
-            idempotency_key=request.idempotency_key,
-            request_id=request.request_id,
-            profile_id=request.profile_id,
-            template=template,
-            variant_id=variant_id,
-            outcome=outcome,
+
+def _template_for(
+    request: MessageRequested, templates: Mapping[str, TemplateVersion]
+) -> TemplateVersion:
+    template = templates.get(request.template_id)
+    if template is None:
+        raise UnknownTemplate(
+            f"There is no template {request.template_id!r} (request {request.request_id})."
         )
-        metrics.RENDERS.labels(request.channel, outcome).inc()
+    if template.channel != request.channel:
+        raise RequestNotRendered(
+            f"Template {template.template_id!r} is for {template.channel}, "
+            f"the request for {request.channel}."
+        )
+    return template
 
 
-def _html(request: MessageRequested) -> frozenset[str]:
+def _stats(
+    template: TemplateVersion, evidence: Mapping[tuple[str, str], Evidence]
+) -> list[VariantStats]:
+    """The evidence of each of the template's variants, in order (none yet: zeros)."""
+    stats: list[VariantStats] = []
+    for variant in template.variants:
+        found = evidence.get((template.template_id, variant["id"]))
+        if found is None:
+            stats.append(VariantStats(variant["id"]))
+            continue
+        successes = found.conversions if template.reward == "conversions" else found.clicks
+        stats.append(VariantStats(variant["id"], found.trials, float(successes)))
+    return stats
+
+
+def _decision(
+    request: MessageRequested, template: TemplateVersion, variant_id: str | None, outcome: str
+) -> DecisionRow:
+    return DecisionRow(
+        request.idempotency_key,
+        request.request_id,
+        request.profile_id,
+        template.template_id,
+        template.version,
+        variant_id,
+        outcome,
+    )
+
+
+def _html(channel: str) -> frozenset[str]:
     # Only an email's HTML escapes what variables bring in; other fields are plain text.
-    return frozenset({"html"}) if request.channel == "email" else frozenset()
+    return _HTML_FIELDS if channel == "email" else frozenset()
 
 
-def _count_fallbacks(template_id: str, defaulted: list[str], missing: list[str]) -> None:
-    if defaulted:
-        metrics.MISSING_VARIABLES.labels(template_id, "default").inc(len(defaulted))
-    if missing:
-        metrics.MISSING_VARIABLES.labels(template_id, "empty").inc(len(missing))
+_HTML_FIELDS = frozenset({"html"})

@@ -5,9 +5,10 @@ time: one filter over a huge range (`(1..100000000) | join`) runs for seconds in
 call that nothing can interrupt, and parsing some sources (`{{` repeated a few thousand times)
 takes seconds too. So templates are parsed and rendered in worker processes, never in the
 service's event loop; a job that misses its deadline has its process killed, and a dead process
-is replaced before its next job. Templates only ever see JSON data (dicts,
-lists, strings, numbers), and Liquid resolves names by item lookup, never attribute access, so
-`{{ profile.__class__ }}` finds nothing.
+is replaced before its next job. A batch's renders travel to a process as one line and come
+back one answer line each, every render within its own deadline. Templates only ever see JSON
+data (dicts, lists, strings, numbers), and Liquid resolves names by item lookup, never attribute
+access, so `{{ profile.__class__ }}` finds nothing.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import math
 import resource
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from liquid import Environment, FalsyStrictUndefined, Undefined
+from liquid import BoundTemplate, Environment, FalsyStrictUndefined, Undefined
 from liquid.exceptions import LiquidError, UndefinedError
 
 _UNDEFINED_SUFFIX = " is undefined"
@@ -119,7 +121,51 @@ class RenderSandbox:
         return len(self._all) == self._size
 
     async def render(self, job: RenderJob) -> Rendered:
-        return _from_answer(await self._exchange(_render_line(job)))
+        [outcome] = await self.render_all([job])
+        if isinstance(outcome, RenderError):
+            raise outcome
+        return outcome
+
+    async def render_all(self, jobs: Sequence[RenderJob]) -> list[Rendered | RenderError]:
+        """Each job's rendering or its error, in order.
+
+        The jobs are shared out among the processes, each share sent in one line; every job
+        still has the whole deadline to itself, and one that misses it fails alone.
+        """
+        if not jobs:
+            return []
+        size = math.ceil(len(jobs) / min(self._size, len(jobs)))
+        shares = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+        if len(shares) == 1:
+            return await self._render_share(shares[0])
+        answered = await asyncio.gather(*(self._render_share(share) for share in shares))
+        return [outcome for share in answered for outcome in share]
+
+    async def _render_share(self, jobs: Sequence[RenderJob]) -> list[Rendered | RenderError]:
+        outcomes: list[Rendered | RenderError] = []
+        died_at: int | None = None
+        worker = await self._idle.get()
+        try:
+            while len(outcomes) < len(jobs):
+                worker = await self._usable(worker)
+                pending = jobs[len(outcomes) :]
+                line: bytes | None = _render_line(pending)
+                try:
+                    for _ in pending:
+                        answer = await worker.exchange(line, self._limits.timeout_seconds)
+                        outcomes.append(_outcome(answer))
+                        line = None
+                except RenderError as error:  # this job's: the deadline, an answer too large
+                    outcomes.append(error)
+                except _WorkerDied as died:
+                    # Killed from outside (the OOM killer, an operator), most likely between
+                    # jobs: once more on a fresh process, so a good template is not blamed.
+                    if died_at == len(outcomes):
+                        outcomes.append(RenderError(f"the render process died twice: {died}"))
+                    died_at = len(outcomes)
+        finally:
+            self._idle.put_nowait(worker)
+        return outcomes
 
     async def syntax_errors(self, sources: Mapping[str, str]) -> dict[str, str]:
         """The syntax error of each source that does not parse, by the sources' keys.
@@ -200,15 +246,17 @@ class _Worker:
         # A killed process is not reaped at once: until then its returncode is still None.
         return not self._killed and self._process.returncode is None
 
-    async def exchange(self, line: bytes, seconds: float) -> dict[str, Any]:
-        """Send one job and read its answer. Whatever interrupts that (the deadline, a
-        cancelled caller) kills the process: a late answer must never reach the next job."""
+    async def exchange(self, line: bytes | None, seconds: float) -> dict[str, Any]:
+        """Send a line (None: the answer to a job sent before) and read one answer within
+        `seconds`. Whatever interrupts that (the deadline, a cancelled caller) kills the
+        process: a late answer must never reach the next job."""
         stdin, stdout = self._process.stdin, self._process.stdout
         assert stdin is not None and stdout is not None
         try:
             async with asyncio.timeout(seconds):
-                stdin.write(line)
-                await stdin.drain()
+                if line is not None:
+                    stdin.write(line)
+                    await stdin.drain()
                 answer = await stdout.readline()
         except TimeoutError:
             self._kill()
@@ -238,13 +286,18 @@ class _Worker:
             self._process.kill()
 
 
-def _render_line(job: RenderJob) -> bytes:
+def _render_line(jobs: Sequence[RenderJob]) -> bytes:
     return orjson.dumps(
         {
-            "sources": dict(job.sources),
-            "variables": dict(job.variables),
-            "strict": job.strict,
-            "html_fields": sorted(job.html_fields),
+            "render": [
+                {
+                    "sources": dict(job.sources),
+                    "variables": dict(job.variables),
+                    "strict": job.strict,
+                    "html_fields": sorted(job.html_fields),
+                }
+                for job in jobs
+            ]
         },
         option=orjson.OPT_APPEND_NEWLINE,
     )
@@ -254,13 +307,13 @@ def _parse_line(sources: Mapping[str, str]) -> bytes:
     return orjson.dumps({"parse": dict(sources)}, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _from_answer(answer: dict[str, Any]) -> Rendered:
+def _outcome(answer: dict[str, Any]) -> Rendered | RenderError:
     error = answer.get("error")
     if error is None:
         return Rendered(answer["fields"], answer["missing"])
     if error.get("variable") is not None:
-        raise MissingVariable(error["variable"], field=error["field"])
-    raise RenderError(error["message"], field=error.get("field"))
+        return MissingVariable(error["variable"], field=error["field"])
+    return RenderError(error["message"], field=error.get("field"))
 
 
 def _serve(limits: Limits) -> None:
@@ -275,17 +328,22 @@ def _serve(limits: Limits) -> None:
     for line in sys.stdin.buffer:
         request = orjson.loads(line)
         if "parse" in request:
-            answer: dict[str, Any] = {"errors": _syntax_errors(request["parse"])}
-        else:
-            job = RenderJob(
-                request["sources"],
-                request["variables"],
-                request["strict"],
-                frozenset(request["html_fields"]),
+            _write({"errors": _syntax_errors(request["parse"])})
+            continue
+        for job in request["render"]:
+            # Each answer as soon as it is ready: the service times every job on its own.
+            outcome = render_now(
+                RenderJob(
+                    job["sources"], job["variables"], job["strict"], frozenset(job["html_fields"])
+                ),
+                limits,
             )
-            answer = _answer(render_now(job, limits))
-        sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE))
-        sys.stdout.buffer.flush()
+            _write(_answer(outcome))
+
+
+def _write(answer: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.buffer.flush()
 
 
 def _syntax_errors(sources: Mapping[str, str]) -> dict[str, str]:
@@ -305,10 +363,10 @@ def render_now(job: RenderJob, limits: Limits) -> Rendered | RenderError:
     rendered: dict[str, str] = {}
     missing: list[str] = []
     for name, source in job.sources.items():
-        environment = _environment(limits, html=name in job.html_fields, strict=job.strict)
         _Recorded.names = []
         try:
-            rendered[name] = environment.from_string(source).render(**job.variables)
+            template = _parsed(limits, name in job.html_fields, job.strict, source)
+            rendered[name] = template.render(**job.variables)
         except UndefinedError as error:
             return MissingVariable(_variable_of(error), field=name)
         except LiquidError as error:
@@ -333,6 +391,12 @@ class _Strict(FalsyStrictUndefined):
     """Strict (preview): output of a missing variable fails; `if` and `default` still work."""
 
     force_liquid_default = True
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(limits: Limits, html: bool, strict: bool, source: str) -> BoundTemplate:
+    # A template's sources come back with every message it renders: parse each once.
+    return _environment(limits, html=html, strict=strict).from_string(source)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,16 +1,23 @@
-"""The content service's queries; nothing else touches its tables."""
+"""The content service's queries; nothing else touches its tables.
+
+`ContentStore` serves the API over SQLAlchemy; `BatchStore` serves the event handler, a batch at
+a time, straight to asyncpg.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import asyncpg
 import orjson
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from services.content.bandit import VariantStats
 from services.content.profiles import ProfileFacts
@@ -69,6 +76,12 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+@functools.lru_cache(maxsize=256)
+def _statement(sql: str, schema: str) -> TextClause:
+    # The statements are constants: each is built once, not on every call.
+    return text(sql.replace("{s}", schema))
+
+
 _TEMPLATE_COLUMNS = (
     "t.id, t.name, t.channel, t.version, t.created_at, t.updated_at, "
     "v.defaults, v.variants, v.reward, v.holdout_share"
@@ -83,7 +96,7 @@ class ContentStore:
         self._schema = checked_schema(schema)
 
     async def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._session.execute(text(sql.replace("{s}", self._schema)), params or {})
+        return await self._session.execute(_statement(sql, self._schema), params or {})
 
     # Templates.
 
@@ -180,26 +193,6 @@ class ContentStore:
         }
         return [found.get(v, VariantStats(v)) for v in variant_ids]
 
-    async def count_reward(
-        self, template_id: str, variant_id: str, message_id: str, kind: str, amount: float = 1.0
-    ) -> bool:
-        """Count a trial, click or conversion of a message once; False when it already was."""
-        result = await self._execute(
-            "INSERT INTO {s}.rewards (message_id, kind) VALUES (:message_id, :kind) "
-            "ON CONFLICT DO NOTHING RETURNING message_id",
-            {"message_id": message_id, "kind": kind},
-        )
-        if result.scalar_one_or_none() is None:
-            return False
-        column = {"trial": "trials", "click": "clicks"}.get(kind, "conversions")
-        await self._execute(
-            f"INSERT INTO {{s}}.variant_stats (template_id, variant_id, {column}) "
-            "VALUES (:template_id, :variant_id, :amount) ON CONFLICT (template_id, variant_id) "
-            f"DO UPDATE SET {column} = {{s}}.variant_stats.{column} + excluded.{column}",
-            {"template_id": template_id, "variant_id": variant_id, "amount": amount},
-        )
-        return True
-
     async def ranked_variants(self, channel: str) -> list[RankedVariant]:
         """Every current variant of the channel's templates, with its evidence."""
         rows = [row for row in await self.list_templates() if row.channel == channel]
@@ -216,105 +209,17 @@ class ContentStore:
     # Profiles.
 
     async def profile(self, profile_id: str) -> ProfileFacts | None:
-        profiles = await self._select_profiles([profile_id], "")
-        return profiles.get(profile_id)
-
-    async def lock_profiles(self, profile_ids: Collection[str]) -> dict[str, ProfileFacts]:
-        """The profiles (created empty when new), locked until the transaction ends."""
-        ids = sorted(profile_ids)
-        await self._execute(
-            "INSERT INTO {s}.profiles (profile_id) SELECT unnest(CAST(:ids AS text[])) "
-            "ON CONFLICT DO NOTHING",
-            {"ids": ids},
-        )
-        return await self._select_profiles(ids, "FOR UPDATE")
-
-    async def _select_profiles(self, ids: list[str], locking: str) -> dict[str, ProfileFacts]:
         result = await self._execute(
             "SELECT profile_id, traits, tags, lifecycle_stage, scores FROM {s}.profiles "
-            f"WHERE profile_id = ANY(CAST(:ids AS text[])) ORDER BY profile_id {locking}",
-            {"ids": ids},
+            "WHERE profile_id = :id",
+            {"id": profile_id},
         )
-        return {
-            row.profile_id: ProfileFacts(
-                row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores
-            )
-            for row in result
-        }
-
-    async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
-        rows = [
-            {
-                "profile_id": p.profile_id,
-                "traits": p.traits,
-                "tags": p.tags,
-                "lifecycle_stage": p.lifecycle_stage,
-                "scores": p.scores,
-            }
-            for p in profiles
-        ]
-        if not rows:
-            return
-        await self._execute(
-            "INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores) "
-            "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(profile_id text, "
-            "traits jsonb, tags jsonb, lifecycle_stage text, scores jsonb) "
-            "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
-            "tags = excluded.tags, lifecycle_stage = excluded.lifecycle_stage, "
-            "scores = excluded.scores",
-            {"rows": _json(rows)},
-        )
-
-    async def move_decisions(self, survivor: str, merged: Sequence[str]) -> None:
-        await self._execute(
-            "UPDATE {s}.decisions SET profile_id = :survivor "
-            "WHERE profile_id = ANY(CAST(:merged AS text[]))",
-            {"survivor": survivor, "merged": list(merged)},
-        )
-
-    async def erase_profiles(self, profile_ids: Collection[str]) -> None:
-        """Delete everything content holds about these people."""
-        for table in ("profiles", "decisions"):
-            await self._execute(
-                f"DELETE FROM {{s}}.{table} WHERE profile_id = ANY(CAST(:ids AS text[]))",
-                {"ids": list(profile_ids)},
-            )
+        row = result.one_or_none()
+        if row is None:
+            return None
+        return ProfileFacts(row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores)
 
     # Decisions.
-
-    async def record_decision(
-        self,
-        *,
-        idempotency_key: str,
-        request_id: str,
-        profile_id: str,
-        template: TemplateVersion,
-        variant_id: str | None,
-        outcome: str,
-    ) -> bool:
-        """Record what was decided for a request; False when the key was decided before."""
-        result = await self._execute(
-            "INSERT INTO {s}.decisions (idempotency_key, request_id, profile_id, template_id, "
-            "template_version, variant_id, outcome) VALUES (:key, :request_id, :profile_id, "
-            ":template_id, :version, :variant_id, :outcome) ON CONFLICT DO NOTHING "
-            "RETURNING idempotency_key",
-            {
-                "key": idempotency_key,
-                "request_id": request_id,
-                "profile_id": profile_id,
-                "template_id": template.template_id,
-                "version": template.version,
-                "variant_id": variant_id,
-                "outcome": outcome,
-            },
-        )
-        return result.scalar_one_or_none() is not None
-
-    async def decided(self, idempotency_key: str) -> bool:
-        result = await self._execute(
-            "SELECT 1 FROM {s}.decisions WHERE idempotency_key = :key", {"key": idempotency_key}
-        )
-        return result.scalar_one_or_none() is not None
 
     async def outcome_counts(self, template_id: str) -> dict[str, int]:
         result = await self._execute(
@@ -337,4 +242,267 @@ def _template(row: Any) -> TemplateRow:
         float(row.holdout_share),
         row.created_at,
         row.updated_at,
+    )
+
+
+# asyncpg's Connection is generic only in its stubs.
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the bandit knows of one variant: sends, clicked sends, credited conversions."""
+
+    trials: int = 0
+    clicks: int = 0
+    conversions: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RewardRow:
+    """One trial, click or conversion of a message, counted at most once."""
+
+    message_id: str
+    kind: str
+    template_id: str
+    variant_id: str
+    amount: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    idempotency_key: str
+    request_id: str
+    profile_id: str
+    template_id: str
+    template_version: int
+    variant_id: str | None
+    outcome: str
+
+
+class BatchStore:
+    """The handler's queries: a batch's state in a few reads, its changes in a few bulk writes.
+
+    They go straight to asyncpg on the session's transaction (as the bus's do): it binds arrays
+    of hundreds of values natively, where SQLAlchemy would process them value by value.
+    """
+
+    def __init__(self, schema: str) -> None:
+        s = checked_schema(schema)
+        self._create_profiles = (
+            f"INSERT INTO {s}.profiles (profile_id) SELECT unnest($1::text[]) "
+            "ON CONFLICT DO NOTHING"
+        )
+        profile_columns = (
+            "SELECT profile_id, traits::text AS traits, tags::text AS tags, lifecycle_stage, "
+            f"scores::text AS scores FROM {s}.profiles WHERE profile_id = ANY($1::text[])"
+        )
+        self._select_profiles = profile_columns
+        self._lock_profiles = f"{profile_columns} ORDER BY profile_id FOR UPDATE"
+        self._save_profiles = (
+            f"INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores) "
+            "SELECT p, t::jsonb, g::jsonb, l, c::jsonb "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+            "AS r(p, t, g, l, c) "
+            "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
+            "tags = excluded.tags, lifecycle_stage = excluded.lifecycle_stage, "
+            "scores = excluded.scores"
+        )
+        self._erase_profiles = f"DELETE FROM {s}.profiles WHERE profile_id = ANY($1::text[])"
+        self._erase_decisions = f"DELETE FROM {s}.decisions WHERE profile_id = ANY($1::text[])"
+        self._move_decisions = (
+            f"UPDATE {s}.decisions d SET profile_id = m.survivor "
+            "FROM unnest($1::text[], $2::text[]) AS m(merged, survivor) "
+            "WHERE d.profile_id = m.merged"
+        )
+        self._claim_rewards = (
+            f"INSERT INTO {s}.rewards (message_id, kind) "
+            "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING "
+            "RETURNING message_id, kind"
+        )
+        self._add_evidence = (
+            f"INSERT INTO {s}.variant_stats (template_id, variant_id, trials, clicks, conversions) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::float8[]) "
+            "ON CONFLICT (template_id, variant_id) DO UPDATE SET "
+            f"trials = {s}.variant_stats.trials + excluded.trials, "
+            f"clicks = {s}.variant_stats.clicks + excluded.clicks, "
+            f"conversions = {s}.variant_stats.conversions + excluded.conversions"
+        )
+        self._evidence = (
+            "SELECT template_id, variant_id, trials, clicks, conversions "
+            f"FROM {s}.variant_stats WHERE template_id = ANY($1::text[])"
+        )
+        self._templates = (
+            "SELECT t.id, t.version, t.channel, v.defaults::text AS defaults, "
+            "v.variants::text AS variants, v.reward, v.holdout_share "
+            f"FROM {s}.templates t JOIN {s}.template_versions v "
+            "ON v.template_id = t.id AND v.version = t.version WHERE t.id = ANY($1::text[])"
+        )
+        self._decided = (
+            f"SELECT idempotency_key FROM {s}.decisions WHERE idempotency_key = ANY($1::text[])"
+        )
+        self._record_decisions = (
+            f"INSERT INTO {s}.decisions (idempotency_key, request_id, profile_id, template_id, "
+            "template_version, variant_id, outcome) SELECT * FROM unnest($1::text[], $2::text[], "
+            "$3::text[], $4::text[], $5::int4[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING"
+        )
+
+    async def connection(self, session: AsyncSession) -> Connection:
+        connection: Connection = await driver_connection(session)
+        return connection
+
+    # The read model of profiles.
+
+    async def lock_profiles(
+        self, connection: Connection, create: Collection[str], lock: Collection[str]
+    ) -> dict[str, ProfileFacts]:
+        """The stored profiles of `lock`, locked until the transaction ends; those of `create`
+        are made (empty) first, so that a new one is locked too."""
+        if create:
+            await connection.execute(self._create_profiles, sorted(create))
+        rows = await connection.fetch(self._lock_profiles, list(lock))
+        return {row["profile_id"]: _facts(row) for row in rows}
+
+    async def profiles(
+        self, connection: Connection, ids: Collection[str]
+    ) -> dict[str, ProfileFacts]:
+        rows = await connection.fetch(self._select_profiles, list(ids))
+        return {row["profile_id"]: _facts(row) for row in rows}
+
+    async def save_profiles(
+        self, connection: Connection, saved: Sequence[ProfileFacts], erased: Collection[str]
+    ) -> None:
+        if erased:
+            await connection.execute(self._erase_profiles, list(erased))
+        if saved:
+            await connection.execute(
+                self._save_profiles,
+                [p.profile_id for p in saved],
+                [_json(p.traits) for p in saved],
+                [_json(p.tags) for p in saved],
+                [p.lifecycle_stage for p in saved],
+                [_json(p.scores) for p in saved],
+            )
+
+    async def move_decisions(
+        self, connection: Connection, moved: Mapping[str, str], erased: Collection[str]
+    ) -> None:
+        """Give each merged profile's decisions to its survivor; erase the erased people's."""
+        if erased:
+            await connection.execute(self._erase_decisions, list(erased))
+        if moved:
+            await connection.execute(self._move_decisions, list(moved), list(moved.values()))
+
+    # Bandit state.
+
+    async def count_rewards(
+        self, connection: Connection, rewards: Sequence[RewardRow]
+    ) -> list[RewardRow]:
+        """Count each (message, kind) once, into its variant's evidence: those counted now."""
+        if not rewards:
+            return []
+        rows = await connection.fetch(
+            self._claim_rewards, [r.message_id for r in rewards], [r.kind for r in rewards]
+        )
+        new = {(row["message_id"], row["kind"]) for row in rows}
+        counted = [r for r in rewards if (r.message_id, r.kind) in new]
+        added: dict[tuple[str, str], list[float]] = {}
+        for reward in counted:
+            sums = added.setdefault((reward.template_id, reward.variant_id), [0, 0, 0.0])
+            sums[{"trial": 0, "click": 1}.get(reward.kind, 2)] += reward.amount
+        if added:
+            await connection.execute(
+                self._add_evidence,
+                [template for template, _ in added],
+                [variant for _, variant in added],
+                [int(sums[0]) for sums in added.values()],
+                [int(sums[1]) for sums in added.values()],
+                [sums[2] for sums in added.values()],
+            )
+        return counted
+
+    async def evidence(
+        self, connection: Connection, template_ids: Collection[str]
+    ) -> dict[tuple[str, str], Evidence]:
+        """The evidence of every variant of these templates, by (template, variant)."""
+        rows = await connection.fetch(self._evidence, list(template_ids))
+        return {
+            (row["template_id"], row["variant_id"]): Evidence(
+                int(row["trials"]), int(row["clicks"]), float(row["conversions"])
+            )
+            for row in rows
+        }
+
+    # Templates and decisions.
+
+    async def templates(
+        self, connection: Connection, ids: Collection[str]
+    ) -> dict[str, TemplateVersion]:
+        """The current version of each of these templates that exists."""
+        rows = await connection.fetch(self._templates, list(ids))
+        return {
+            row["id"]: _template_version(
+                row["id"],
+                row["version"],
+                row["channel"],
+                row["defaults"],
+                row["variants"],
+                row["reward"],
+                float(row["holdout_share"]),
+            )
+            for row in rows
+        }
+
+    async def decided(self, connection: Connection, keys: Collection[str]) -> set[str]:
+        """The idempotency keys among `keys` decided before."""
+        rows = await connection.fetch(self._decided, list(keys))
+        return {row["idempotency_key"] for row in rows}
+
+    async def record_decisions(self, connection: Connection, rows: Sequence[DecisionRow]) -> None:
+        if not rows:
+            return
+        await connection.execute(
+            self._record_decisions,
+            [r.idempotency_key for r in rows],
+            [r.request_id for r in rows],
+            [r.profile_id for r in rows],
+            [r.template_id for r in rows],
+            [r.template_version for r in rows],
+            [r.variant_id for r in rows],
+            [r.outcome for r in rows],
+        )
+
+
+def _facts(row: Any) -> ProfileFacts:
+    return ProfileFacts(
+        row["profile_id"],
+        orjson.loads(row["traits"]),
+        orjson.loads(row["tags"]),
+        row["lifecycle_stage"],
+        orjson.loads(row["scores"]),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _template_version(
+    template_id: str,
+    version: int,
+    channel: str,
+    defaults_json: str,
+    variants_json: str,
+    reward: str,
+    holdout_share: float,
+) -> TemplateVersion:
+    # Keyed by the content too: a template deleted and created again restarts at version 1.
+    return TemplateVersion(
+        template_id,
+        version,
+        channel,
+        orjson.loads(defaults_json),
+        orjson.loads(variants_json),
+        reward,
+        holdout_share,
     )

@@ -32,7 +32,7 @@ from services.journey.engine import (
 )
 from services.journey.profiles import ProfileFacts, apply_change, merge_facts
 from services.journey.runner import Runner
-from services.journey.store import JourneyStore
+from services.journey.store import Entries, JourneyStore
 
 OUTCOME_TYPES: tuple[type[Any], ...] = (
     MessageSent,
@@ -57,42 +57,51 @@ ACCEPTED_TYPES = frozenset(
 
 
 def journey_handler(schema: str, *, step_limit: int) -> BatchHandler:
+    """Lock the batch's profiles, load their runs and the journeys its events enter, take the
+    events in order in memory, then write runs, profiles and counters in bulk."""
+
     async def handle(batch: Batch) -> None:
         store = JourneyStore(batch.session, schema)
         profiles = await store.lock_profiles(_profiles_named(batch))
         runner = Runner(store, step_limit=step_limit)
+        await runner.load_runs(profiles.keys(), _goals_since(batch))
+        entries = await _entries_of(store, batch)
         now = datetime.now(UTC)
         for event in batch.events:
-            await _take(runner, profiles, event, now)
+            await _take(runner, entries, profiles, event, now)
             for emitted in runner.take_events(now):
                 batch.emit(emitted, cause=event)
         await store.save_profiles(profiles.values())
-        await runner.save_counters()
+        await runner.save()
 
     return handle
 
 
 async def _take(
-    runner: Runner, profiles: dict[str, ProfileFacts], event: Event[Any], now: datetime
+    runner: Runner,
+    entries: Entries,
+    profiles: dict[str, ProfileFacts],
+    event: Event[Any],
+    now: datetime,
 ) -> None:
     data = event.data
     if isinstance(data, ProfileMerged):
-        await _merge(runner.store, profiles, data)
+        await _merge(runner, profiles, data)
         return
     facts = profiles.get(data.profile_id)
     if facts is None:  # erased or merged away earlier in this batch
         return
     if isinstance(data, ProfileDeleted):
-        await runner.store.erase_profile(data.profile_id)
+        await runner.erase(data.profile_id)
         del profiles[data.profile_id]
     elif isinstance(data, SegmentEntered):
         trigger = Trigger(event.id, data.occurred_at)
-        for journey in await runner.store.journeys_entered_on(segment=data.segment_id):
+        for journey in entries.segment(data.segment_id):
             await runner.enter(journey, facts, trigger, now)
     elif isinstance(data, SegmentExited):
         await _left_segment(runner, facts, data)
     elif isinstance(data, BehaviorOccurred):
-        await _behaved(runner, facts, event, data, now)
+        await _behaved(runner, entries, facts, event, data, now)
     elif isinstance(data, ProfileUpdated):
         for change in data.changes:
             apply_change(facts, change.field, change.after)
@@ -102,7 +111,7 @@ async def _take(
 
 
 async def _left_segment(runner: Runner, facts: ProfileFacts, data: SegmentExited) -> None:
-    for run in await runner.store.live_runs(facts.profile_id):
+    for run in runner.runs.live(facts.profile_id):
         found = await runner.version_of(run)
         if found is None:
             continue
@@ -112,20 +121,25 @@ async def _left_segment(runner: Runner, facts: ProfileFacts, data: SegmentExited
 
 
 async def _behaved(
-    runner: Runner, facts: ProfileFacts, event: Event[Any], data: BehaviorOccurred, now: datetime
+    runner: Runner,
+    entries: Entries,
+    facts: ProfileFacts,
+    event: Event[Any],
+    data: BehaviorOccurred,
+    now: datetime,
 ) -> None:
     """A behaviour answers wait_for nodes first, then counts for goals, then may enter."""
     properties = dict(data.properties)
     trigger = Trigger(event.id, data.occurred_at, data.event, properties)
-    for run in await runner.store.live_runs(facts.profile_id):
+    for run in runner.runs.live(facts.profile_id):
         found = await runner.version_of(run)
         if found is not None and waits_for_event(found[0], run, data.event, properties):
             await runner.move_on(run, facts, now, outcome="matched", trigger=trigger)
-    for run in await runner.store.goal_runs(facts.profile_id, data.occurred_at):
+    for run in runner.runs.in_goal_window(facts.profile_id, data.occurred_at):
         found = await runner.version_of(run)
         if found is not None and reaches_goal(found[0], run, data.event, properties):
             await runner.reach_goal(run, data.occurred_at)
-    for journey in await runner.store.journeys_entered_on(event=data.event):
+    for journey in entries.event(data.event):
         if entry_matches(journey, data.event, properties):
             await runner.enter(journey, facts, trigger, now)
 
@@ -134,7 +148,7 @@ async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: 
     data = event.data
     outcome = event.type.partition(".")[2]
     ref = data.journey
-    for run in await runner.store.live_runs(facts.profile_id):
+    for run in runner.runs.live(facts.profile_id):
         if (run.journey_id, run.version) != (ref.journey_id, ref.journey_version):
             continue
         found = await runner.version_of(run)
@@ -147,16 +161,14 @@ async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: 
 
 
 async def _check_exit_conditions(runner: Runner, facts: ProfileFacts) -> None:
-    for run in await runner.store.live_runs(facts.profile_id):
+    for run in runner.runs.live(facts.profile_id):
         found = await runner.version_of(run)
         condition = found[0].exit.condition if found is not None else None
         if condition is not None and holds(condition, Context(facts, run.trigger.properties)):
             await runner.exit(run, "exit_condition")
 
 
-async def _merge(
-    store: JourneyStore, profiles: dict[str, ProfileFacts], data: ProfileMerged
-) -> None:
+async def _merge(runner: Runner, profiles: dict[str, ProfileFacts], data: ProfileMerged) -> None:
     survivor = profiles.get(data.survivor_id)
     if survivor is None:
         return
@@ -164,8 +176,8 @@ async def _merge(
         profiles.pop(p) for p in data.merged_ids if p in profiles and p != survivor.profile_id
     ]
     merge_facts(survivor, merged)
-    for other in merged:
-        await store.move_profile(survivor.profile_id, other.profile_id)
+    if merged:
+        await runner.move_runs(survivor.profile_id, [other.profile_id for other in merged])
 
 
 def _profiles_named(batch: Batch) -> set[str]:
@@ -177,3 +189,15 @@ def _profiles_named(batch: Batch) -> set[str]:
         else:
             named.add(data.profile_id)
     return named
+
+
+def _goals_since(batch: Batch) -> datetime | None:
+    """The earliest behaviour's event time: goals that ended before it cannot count."""
+    times = [event.data.occurred_at for event in batch.of_type(BehaviorOccurred)]
+    return min(times) if times else None
+
+
+async def _entries_of(store: JourneyStore, batch: Batch) -> Entries:
+    segments = {event.data.segment_id for event in batch.of_type(SegmentEntered)}
+    behaviours = {event.data.event for event in batch.of_type(BehaviorOccurred)}
+    return await store.journeys_entered_on(segments=segments, events=behaviours)

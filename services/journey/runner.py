@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from services.journey.engine import (
 )
 from services.journey.graph import Journey
 from services.journey.profiles import ProfileFacts
+from services.journey.runs import RunBook, SavedRun
 from services.journey.store import JourneyStore
 
 SOURCE = "closeloop/journey"
@@ -28,32 +31,73 @@ SOURCE = "closeloop/journey"
 class Runner:
     """Enters, advances and exits runs over one transaction's store; collects what they emit.
 
-    The caller holds the lock of every profile it passes in.
+    The caller holds the lock of every profile it passes in, and loads their runs first (or
+    adds the runs it locked itself): runs are changed in memory and written by `save`.
     """
 
     def __init__(self, store: JourneyStore, *, step_limit: int) -> None:
         self.store = store
+        self.runs = RunBook()
         self.steps = Steps()
         self._step_limit = step_limit
         self._versions: dict[tuple[str, int], tuple[Journey, bool]] = {}
+        # Metrics are added up per batch: one labelled increment per label set, not per run.
+        self._entries: Counter[str] = Counter()
+        self._exits: Counter[tuple[str, str]] = Counter()
+        self._sends: Counter[tuple[str, str]] = Counter()
+        self._deleted: set[tuple[str, int]] = set()
+        self._goals_since: datetime | None = None
+
+    async def load_runs(self, profile_ids: Collection[str], goals_since: datetime | None) -> None:
+        """Load what the profiles' events will ask about their runs (goals: for behaviours
+        from `goals_since` on), and those runs' versions."""
+        self._goals_since = goals_since
+        await self.add_runs(await self.store.runs_of(profile_ids, goals_since))
+
+    async def add_runs(self, loaded: Iterable[SavedRun]) -> None:
+        """Runs as loaded (or locked) from the database; their versions are loaded with them."""
+        wanted: set[tuple[str, int]] = set()
+        for saved in loaded:
+            self.runs.add(saved.run, saved.goal_until)
+            wanted.add((saved.run.journey_id, saved.run.version))
+        wanted -= self._versions.keys() | self._deleted
+        if wanted:
+            self._versions.update(await self.store.journey_versions(wanted))
+            # Known as deleted from now on: not asked again for each of its runs.
+            self._deleted.update(wanted - self._versions.keys())
+
+    async def move_runs(self, survivor: str, merged: Collection[str]) -> None:
+        """The merged profiles' runs become the survivor's, numbered after its own."""
+        await self.save_runs()  # the database renumbers them: it must hold them all first
+        for other in merged:
+            await self.store.move_profile(survivor, other)
+        self.runs.forget({survivor, *merged})
+        await self.add_runs(await self.store.runs_of([survivor], self._goals_since))
+
+    async def erase(self, profile_id: str) -> None:
+        """Every run of the profile, written or not, and its read model."""
+        self.runs.forget({profile_id})
+        await self.store.erase_profile(profile_id)
 
     async def version_of(self, run: Run) -> tuple[Journey, bool] | None:
         """The run's journey version and whether its journey is paused (None: deleted)."""
         key = (run.journey_id, run.version)
-        if key not in self._versions:
+        if key not in self._versions and key not in self._deleted:
             self._versions.update(await self.store.journey_versions([key]))
+            if key not in self._versions:
+                self._deleted.add(key)
         return self._versions.get(key)
 
     async def enter(
         self, journey: Journey, facts: ProfileFacts, trigger: Trigger, now: datetime
     ) -> Run | None:
         """Start a run if the re-entry rule lets the profile in, and advance it."""
-        previous = await self.store.latest_run(journey.id, facts.profile_id)
+        previous = self.runs.latest(journey.id, facts.profile_id)
         if not may_enter(journey, previous, trigger.occurred_at):
             return None
         number = previous.number + 1 if previous else 1
         run = enter(journey, facts.profile_id, number, trigger, self.steps)
-        metrics.ENTRIES.labels(journey.id).inc()
+        self._entries[journey.id] += 1
         self._versions[(journey.id, journey.version)] = (journey, False)
         await self._advance(journey, run, facts, now, paused=False)
         return run
@@ -84,8 +128,8 @@ class Runner:
         if found is None:
             return
         exit_run(run, self.steps, reason)
-        metrics.EXITS.labels(run.journey_id, reason).inc()
-        await self.store.save_run(run, found[0])
+        self._exits[run.journey_id, reason] += 1
+        self.runs.save(run, found[0])
 
     async def reach_goal(self, run: Run, at: datetime) -> None:
         found = await self.version_of(run)
@@ -93,21 +137,39 @@ class Runner:
             return
         reach_goal(found[0], run, at, self.steps)
         if run.exit_reason == "goal":
-            metrics.EXITS.labels(run.journey_id, "goal").inc()
-        await self.store.save_run(run, found[0])
+            self._exits[run.journey_id, "goal"] += 1
+        self.runs.save(run, found[0])
 
     async def _advance(
         self, journey: Journey, run: Run, facts: ProfileFacts, now: datetime, *, paused: bool
     ) -> None:
         advance(journey, run, facts, now, self.steps, paused=paused, step_limit=self._step_limit)
         if run.status == "exited" and run.exit_reason is not None:
-            metrics.EXITS.labels(run.journey_id, run.exit_reason).inc()
-        await self.store.save_run(run, journey)
+            self._exits[run.journey_id, run.exit_reason] += 1
+        self.runs.save(run, journey)
 
-    async def save_counters(self) -> None:
-        """Add up the batch's counters (once, at the end: fewer rows locked, in key order)."""
+    async def save_runs(self) -> None:
+        """Write the runs changed so far (before a statement that reads or moves them)."""
+        await self.store.save_runs(self.runs.take_changed())
+
+    async def save(self) -> None:
+        """Write the changed runs, then add up the batch's counters (once, at the end: fewer
+        rows locked, in key order), and count the batch in the metrics."""
+        await self.save_runs()
         await self.store.add_counters(self.steps.counters)
         self.steps.counters.clear()
+        self._count()
+
+    def _count(self) -> None:
+        for journey_id, count in self._entries.items():
+            metrics.ENTRIES.labels(journey_id).inc(count)
+        for (journey_id, reason), count in self._exits.items():
+            metrics.EXITS.labels(journey_id, reason).inc(count)
+        for (journey_id, channel), count in self._sends.items():
+            metrics.SENDS.labels(journey_id, channel).inc(count)
+        self._entries.clear()
+        self._exits.clear()
+        self._sends.clear()
 
     def take_events(self, now: datetime) -> list[Event[Any]]:
         """The events the steps taken since the last call emit, in the order taken."""
@@ -115,7 +177,7 @@ class Runner:
         updates, self.steps.updates = self.steps.updates, []
         events: list[Event[Any]] = []
         for run, send in sends:
-            metrics.SENDS.labels(run.journey_id, send.node.channel).inc()
+            self._sends[run.journey_id, send.node.channel] += 1
             events.append(
                 Event(
                     data=MessageRequested(

@@ -5,19 +5,20 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
-from services.journey.engine import LIVE, Run, Trigger, goal_deadline
+from services.journey.engine import LIVE, Run, Trigger
 from services.journey.graph import Journey
 from services.journey.profiles import ProfileFacts
+from services.journey.runs import RunKey, SavedRun
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,31 @@ class StatRow:
     value: int
 
 
+@dataclass(frozen=True)
+class Entries:
+    """Active journeys (their latest versions, in id order) by the segment or behaviour that
+    enters them."""
+
+    on_segment: dict[str, list[Journey]]
+    on_event: dict[str, list[Journey]]
+
+    def segment(self, segment_id: str) -> list[Journey]:
+        return self.on_segment.get(segment_id, [])
+
+    def event(self, name: str) -> list[Journey]:
+        return self.on_event.get(name, [])
+
+
 @functools.lru_cache(maxsize=1024)
 def _parsed(journey_id: str, version: int, definition_json: str) -> Journey:
     # Keyed by the text too: a journey deleted and created again restarts at version 1.
     return Journey.parse(journey_id, version, orjson.loads(definition_json))
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(sql: str, schema: str) -> TextClause:
+    # Built once per statement and schema: text() parses the SQL for its bind parameters.
+    return text(sql.replace("{s}", schema))
 
 
 def _json(value: Any) -> str:
@@ -73,7 +95,7 @@ def _json(value: Any) -> str:
 # A run with its timer's due time, if it has one.
 _RUNS = (
     "SELECT r.journey_id, r.profile_id, r.run, r.version, r.node_id, r.status, r.entered_at, "
-    "r.trigger, r.arms, r.requests, r.exit_reason, r.goal_reached_at, t.due_at "
+    "r.trigger, r.arms, r.requests, r.exit_reason, r.goal_until, r.goal_reached_at, t.due_at "
     "FROM {s}.runs r LEFT JOIN {s}.timers t "
     "ON t.journey_id = r.journey_id AND t.profile_id = r.profile_id AND t.run = r.run "
 )
@@ -91,7 +113,7 @@ class JourneyStore:
         return self._session
 
     async def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._session.execute(text(sql.replace("{s}", self._schema)), params or {})
+        return await self._session.execute(_statement(sql, self._schema), params or {})
 
     # Journeys and versions.
 
@@ -184,20 +206,29 @@ class JourneyStore:
         return int(result.rowcount or 0)
 
     async def journeys_entered_on(
-        self, *, segment: str | None = None, event: str | None = None
-    ) -> list[Journey]:
-        """The latest published versions of the active journeys with this entry."""
-        column, value = (
-            ("entry_segment", segment) if segment is not None else ("entry_event", event)
-        )
+        self, *, segments: Collection[str], events: Collection[str]
+    ) -> Entries:
+        """The latest published versions of the active journeys entered on these segments or
+        behaviours."""
+        entries = Entries({}, {})
+        if not segments and not events:
+            return entries
         result = await self._execute(
-            "SELECT j.id, v.version, v.definition::text AS definition FROM {s}.journeys j "
+            "SELECT j.id, j.entry_segment, j.entry_event, v.version, "
+            "v.definition::text AS definition FROM {s}.journeys j "
             "JOIN {s}.journey_versions v "
             "ON v.journey_id = j.id AND v.version = j.published_version "
-            f"WHERE j.status = 'active' AND j.{column} = :value ORDER BY j.id",
-            {"value": value},
+            "WHERE j.status = 'active' AND (j.entry_segment = ANY(CAST(:segments AS text[])) "
+            "OR j.entry_event = ANY(CAST(:events AS text[]))) ORDER BY j.id",
+            {"segments": list(segments), "events": list(events)},
         )
-        return [_parsed(row.id, row.version, row.definition) for row in result]
+        for row in result:
+            journey = _parsed(row.id, row.version, row.definition)
+            if row.entry_segment in segments:
+                entries.on_segment.setdefault(row.entry_segment, []).append(journey)
+            if row.entry_event in events:
+                entries.on_event.setdefault(row.entry_event, []).append(journey)
+        return entries
 
     async def journey_versions(
         self, keys: Collection[tuple[str, int]]
@@ -291,79 +322,78 @@ class JourneyStore:
 
     # Runs and timers.
 
-    async def latest_run(self, journey_id: str, profile_id: str) -> Run | None:
+    async def runs_of(
+        self, profile_ids: Collection[str], goals_since: datetime | None
+    ) -> list[SavedRun]:
+        """What a batch asks about these profiles' runs: the live ones, each journey's latest,
+        and (with `goals_since`) those whose goal may still be reached from then on."""
         result = await self._execute(
-            _RUNS + "WHERE r.journey_id = :j AND r.profile_id = :p ORDER BY r.run DESC LIMIT 1",
-            {"j": journey_id, "p": profile_id},
+            _RUNS + "WHERE r.profile_id = ANY(CAST(:ids AS text[])) "
+            "AND (r.status = ANY(CAST(:live AS text[])) "
+            "OR (CAST(:goals AS boolean) AND r.goal_reached_at IS NULL "
+            "AND (r.goal_until IS NULL OR r.goal_until >= :since)) "
+            "OR r.run = (SELECT max(l.run) FROM {s}.runs l "
+            "WHERE l.journey_id = r.journey_id AND l.profile_id = r.profile_id))",
+            {
+                "ids": list(profile_ids),
+                "live": list(LIVE),
+                "goals": goals_since is not None,
+                "since": goals_since,
+            },
         )
-        row = result.first()
-        return None if row is None else _run(row)
+        return [SavedRun(_run(row), row.goal_until) for row in result]
 
-    async def live_runs(self, profile_id: str) -> list[Run]:
+    async def lock_runs(self, keys: Collection[RunKey]) -> dict[RunKey, SavedRun]:
+        """These runs (those that still exist), locked in key order."""
+        if not keys:
+            return {}
         result = await self._execute(
-            _RUNS + "WHERE r.profile_id = :p AND r.status = ANY(CAST(:live AS text[])) "
-            "ORDER BY r.journey_id, r.run",
-            {"p": profile_id, "live": list(LIVE)},
+            _RUNS + "JOIN jsonb_to_recordset(CAST(:keys AS jsonb)) "
+            "AS k(journey_id text, profile_id text, run int) "
+            "ON k.journey_id = r.journey_id AND k.profile_id = r.profile_id AND k.run = r.run "
+            "ORDER BY r.journey_id, r.profile_id, r.run FOR UPDATE OF r",
+            {"keys": _json([{"journey_id": j, "profile_id": p, "run": n} for j, p, n in keys])},
         )
-        return [_run(row) for row in result]
+        return {
+            (row.journey_id, row.profile_id, row.run): SavedRun(_run(row), row.goal_until)
+            for row in result
+        }
 
-    async def goal_runs(self, profile_id: str, occurred_at: datetime) -> list[Run]:
-        """Runs whose goal window holds this moment and whose goal is not reached yet."""
-        result = await self._execute(
-            _RUNS + "WHERE r.profile_id = :p AND r.goal_reached_at IS NULL "
-            "AND r.entered_at <= :at AND (r.goal_until IS NULL OR r.goal_until >= :at) "
-            "ORDER BY r.journey_id, r.run",
-            {"p": profile_id, "at": occurred_at},
-        )
-        return [_run(row) for row in result]
-
-    async def lock_run(self, journey_id: str, profile_id: str, number: int) -> Run | None:
-        result = await self._execute(
-            _RUNS + "WHERE r.journey_id = :j AND r.profile_id = :p AND r.run = :r FOR UPDATE OF r",
-            {"j": journey_id, "p": profile_id, "r": number},
-        )
-        row = result.first()
-        return None if row is None else _run(row)
-
-    async def save_run(self, run: Run, journey: Journey) -> None:
-        """Store the run, and its timer: one while it waits (or, resumed, holds), none otherwise."""
+    async def save_runs(self, saved: Sequence[SavedRun]) -> None:
+        """Store the runs, and their timers: one while a run waits (or, resumed, holds), none
+        otherwise."""
+        if not saved:
+            return
         await self._execute(
             "INSERT INTO {s}.runs (journey_id, profile_id, run, version, node_id, status, "
             "entered_at, trigger, arms, requests, exit_reason, goal_until, goal_reached_at) "
-            "VALUES (:j, :p, :r, :version, :node, :status, :entered_at, CAST(:trigger AS jsonb), "
-            "CAST(:arms AS jsonb), CAST(:requests AS jsonb), :reason, :goal_until, :goal_at) "
+            "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(journey_id text, "
+            "profile_id text, run int, version int, node_id text, status text, "
+            "entered_at timestamptz, trigger jsonb, arms jsonb, requests jsonb, "
+            "exit_reason text, goal_until timestamptz, goal_reached_at timestamptz) "
             "ON CONFLICT (journey_id, profile_id, run) DO UPDATE SET node_id = excluded.node_id, "
             "status = excluded.status, trigger = excluded.trigger, arms = excluded.arms, "
             "requests = excluded.requests, exit_reason = excluded.exit_reason, "
             "goal_reached_at = excluded.goal_reached_at, updated_at = now()",
-            {
-                "j": run.journey_id,
-                "p": run.profile_id,
-                "r": run.number,
-                "version": run.version,
-                "node": run.node_id,
-                "status": run.status,
-                "entered_at": run.entered_at,
-                "trigger": _json(run.trigger.to_json()),
-                "arms": _json(run.arms),
-                "requests": _json(run.requests),
-                "reason": run.exit_reason,
-                "goal_until": goal_deadline(journey, run.entered_at),
-                "goal_at": run.goal_reached_at,
-            },
+            {"rows": _json([_run_row(s) for s in saved])},
         )
-        keys = {"j": run.journey_id, "p": run.profile_id, "r": run.number}
-        if run.status in ("waiting", "held") and run.due_at is not None:
+        timed = [_timer_row(s.run) for s in saved if s.has_timer]
+        untimed = [_key_row(s.run) for s in saved if not s.has_timer]
+        if untimed:
+            await self._execute(
+                "DELETE FROM {s}.timers t USING jsonb_to_recordset(CAST(:rows AS jsonb)) "
+                "AS k(journey_id text, profile_id text, run int) WHERE t.journey_id = "
+                "k.journey_id AND t.profile_id = k.profile_id AND t.run = k.run",
+                {"rows": _json(untimed)},
+            )
+        if timed:
             await self._execute(
                 "INSERT INTO {s}.timers (journey_id, profile_id, run, node_id, due_at) "
-                "VALUES (:j, :p, :r, :node, :due) ON CONFLICT (journey_id, profile_id, run) "
+                "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS k(journey_id text, "
+                "profile_id text, run int, node_id text, due_at timestamptz) "
+                "ON CONFLICT (journey_id, profile_id, run) "
                 "DO UPDATE SET node_id = excluded.node_id, due_at = excluded.due_at",
-                {**keys, "node": run.node_id, "due": run.due_at},
-            )
-        else:
-            await self._execute(
-                "DELETE FROM {s}.timers WHERE journey_id = :j AND profile_id = :p AND run = :r",
-                keys,
+                {"rows": _json(timed)},
             )
 
     async def claim_due_timers(self, limit: int) -> list[DueTimer]:
@@ -378,10 +408,21 @@ class JourneyStore:
             for row in result
         ]
 
-    async def delete_timer(self, timer: DueTimer) -> None:
+    async def delete_timers(self, timers: Sequence[DueTimer]) -> None:
+        if not timers:
+            return
         await self._execute(
-            "DELETE FROM {s}.timers WHERE journey_id = :j AND profile_id = :p AND run = :r",
-            {"j": timer.journey_id, "p": timer.profile_id, "r": timer.run},
+            "DELETE FROM {s}.timers t USING jsonb_to_recordset(CAST(:rows AS jsonb)) "
+            "AS k(journey_id text, profile_id text, run int) WHERE t.journey_id = "
+            "k.journey_id AND t.profile_id = k.profile_id AND t.run = k.run",
+            {
+                "rows": _json(
+                    [
+                        {"journey_id": t.journey_id, "profile_id": t.profile_id, "run": t.run}
+                        for t in timers
+                    ]
+                )
+            },
         )
 
     # Stats.
@@ -454,3 +495,34 @@ def _run(row: Any) -> Run:
         goal_reached_at=row.goal_reached_at,
         due_at=row.due_at,
     )
+
+
+def _key_row(run: Run) -> dict[str, Any]:
+    return {"journey_id": run.journey_id, "profile_id": run.profile_id, "run": run.number}
+
+
+def _timer_row(run: Run) -> dict[str, Any]:
+    assert run.due_at is not None
+    return {**_key_row(run), "node_id": run.node_id, "due_at": run.due_at.isoformat()}
+
+
+def _run_row(saved: SavedRun) -> dict[str, Any]:
+    # Times as ISO text: json, which writes what orjson cannot, knows no datetimes.
+    run = saved.run
+    return {
+        **_key_row(run),
+        "version": run.version,
+        "node_id": run.node_id,
+        "status": run.status,
+        "entered_at": run.entered_at.isoformat(),
+        "trigger": run.trigger.to_json(),
+        "arms": run.arms,
+        "requests": run.requests,
+        "exit_reason": run.exit_reason,
+        "goal_until": _iso(saved.goal_until),
+        "goal_reached_at": _iso(run.goal_reached_at),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None

@@ -65,8 +65,8 @@ class JourneyTimers(BackgroundLoop):
             metrics.TIMERS_DUE.inc(len(claimed))
             runner = Runner(store, step_limit=self._step_limit)
             await _fire(runner, claimed)
-            await runner.save_counters()
             events = runner.take_events(datetime.now(UTC))
+            await runner.save()
             await write_outbox(session, self._schema, events)
         if events:
             self._relay.notify()
@@ -98,12 +98,13 @@ async def _fire(runner: Runner, claimed: list[DueTimer]) -> None:
     store = runner.store
     profiles = await store.lock_profiles_if_free({timer.profile_id for timer in claimed})
     now = datetime.now(UTC)
-    for timer in claimed:
-        facts = profiles.get(timer.profile_id)
-        if facts is None:
-            continue
-        await store.delete_timer(timer)
-        run = await store.lock_run(timer.journey_id, timer.profile_id, timer.run)
+    free = [timer for timer in claimed if timer.profile_id in profiles]
+    await store.delete_timers(free)
+    runs = await store.lock_runs([(t.journey_id, t.profile_id, t.run) for t in free])
+    await runner.add_runs(runs.values())
+    for timer in free:
+        saved = runs.get((timer.journey_id, timer.profile_id, timer.run))
+        run = saved.run if saved is not None else None
         if run is None or run.node_id != timer.node_id or not run.live:
             continue  # the run moved on or ended since; the timer was stale
         metrics.TIMERS_FIRED.inc()
@@ -119,4 +120,6 @@ async def _fire(runner: Runner, claimed: list[DueTimer]) -> None:
             outcome = "fired"
         # The wait's end is when the run moved, not when the worker got to it.
         run.trigger = dataclasses.replace(run.trigger, occurred_at=timer.due_at)
-        await runner.move_on(run, facts, max(now, timer.due_at), outcome=outcome)
+        await runner.move_on(
+            run, profiles[timer.profile_id], max(now, timer.due_at), outcome=outcome
+        )

@@ -206,3 +206,23 @@ async def test_a_cancelled_render_leaves_no_answer_for_the_next_job(
         await task
     job = RenderJob({"body": "{{ 'next' }}"}, {}, False)
     assert (await sandbox.render(job)).fields == {"body": "next"}
+
+
+async def test_a_batch_renders_in_one_trip_and_a_bomb_in_it_fails_alone(
+    sandbox: RenderSandbox,
+) -> None:
+    jobs = [RenderJob({"body": f"{{{{ {n} | plus: 1 }}}}"}, {}, False) for n in range(3)]
+    bomb = RenderJob({"body": "{{ (1..100000000) | join: ',' | size }}"}, {}, False)
+    strict = RenderJob({"subject": "{{ nope }}"}, {}, True)
+    started = time.monotonic()
+    outcomes = await sandbox.render_all([jobs[0], bomb, jobs[1], strict, jobs[2]])
+    # The bomb has the deadline to itself and no more; the jobs after it render on a new process.
+    assert time.monotonic() - started < LIMITS.timeout_seconds + 2
+    assert [o.fields if isinstance(o, Rendered) else type(o) for o in outcomes] == [
+        {"body": "1"},
+        RenderTimeout,
+        {"body": "2"},
+        MissingVariable,
+        {"body": "3"},
+    ]
+    assert sandbox.is_alive()
