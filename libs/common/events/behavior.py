@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from libs.common import topics
 from libs.common.events.envelope import EventData
-from libs.common.events.fields import EventId, ExternalId, Name, ProfileId, Properties
+from libs.common.events.fields import EventId, EventTime, ExternalId, Name, ProfileId, Properties
 
 BehaviorKind = Literal["track", "page", "screen", "identify", "group"]
 
@@ -65,10 +65,10 @@ class BehaviorOccurred(EventData):
     context: Properties = Field(
         default_factory=dict, description="The call's Segment context, unchanged."
     )
-    occurred_at: AwareDatetime = Field(
+    occurred_at: EventTime = Field(
         description="Event time: when it happened on the client (the call's timestamp)."
     )
-    received_at: AwareDatetime = Field(description="When ingest received the call.")
+    received_at: EventTime = Field(description="When ingest received the call.")
     user_id: ExternalId | None = Field(default=None, description="The call's userId.")
     anonymous_id: ExternalId | None = Field(default=None, description="The call's anonymousId.")
     message_id: EventId = Field(

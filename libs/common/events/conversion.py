@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    AwareDatetime,
     ConfigDict,
     Field,
     StringConstraints,
@@ -16,7 +15,7 @@ from pydantic import (
 
 from libs.common import topics
 from libs.common.events.envelope import EventData
-from libs.common.events.fields import Channel, EntityId, Name, ProfileId
+from libs.common.events.fields import Channel, EntityId, EventTime, Name, ProfileId
 from libs.common.events.message import JourneyRef
 
 AttributionModel = Literal["last_touch", "first_touch", "linear", "time_decay", "position_based"]
@@ -98,7 +97,7 @@ class ConversionAttributed(EventData):
     credit_share: float = Field(
         gt=0, le=1, description="The share of the conversion credited to this message, in (0, 1]."
     )
-    occurred_at: AwareDatetime = Field(description="Event time of the conversion.")
+    occurred_at: EventTime = Field(description="Event time of the conversion.")
 
     @model_validator(mode="after")
     def _value_has_currency(self) -> Self:

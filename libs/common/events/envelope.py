@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from libs.common.events.fields import plausible_event_time
+
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 _DATASCHEMA_PREFIX = "urn:closeloop:schema:"
@@ -230,7 +232,10 @@ def _time(attributes: dict[str, str]) -> datetime:
         raise EventDecodeError("ce_time is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
         raise EventDecodeError("ce_time has no time zone")
-    return parsed
+    try:
+        return plausible_event_time(parsed)
+    except ValueError as error:
+        raise EventDecodeError(f"ce_time: {error}") from None
 
 
 def _describe(error: ValidationError) -> str:

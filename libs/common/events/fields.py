@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 """Closeloop's canonical profile id, assigned by the profile service."""
@@ -31,3 +32,21 @@ VersionNumber = Annotated[int, Field(ge=1)]
 
 Properties = dict[str, Any]
 """Free-form JSON properties, as the client or author sent them."""
+
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_EVENT_TOLERANCE = timedelta(days=1)
+
+
+def plausible_event_time(value: datetime) -> datetime:
+    """`value`, if an event could have happened then: not before 1970, and not more than a day
+    ahead of this clock (clients' clocks drift; a year-9999 event would sit in every window
+    for ever, a year-1 one overflows window arithmetic)."""
+    if value < EARLIEST_EVENT_TIME:
+        raise ValueError(f"{value.isoformat()} is before 1970-01-01: not a plausible event time")
+    if value > datetime.now(UTC) + FUTURE_EVENT_TOLERANCE:
+        raise ValueError(f"{value.isoformat()} is more than a day in the future")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(plausible_event_time)]
+"""A time something happened: aware, from 1970 to a day ahead of now."""

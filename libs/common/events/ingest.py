@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 from libs.common import topics
 from libs.common.events.envelope import EventData
-from libs.common.events.fields import EntityId, EventId, ExternalId, Name, Properties
+from libs.common.events.fields import EntityId, EventId, EventTime, ExternalId, Name, Properties
 
 _CONTEXT = {
     "ip": "203.0.113.24",
@@ -56,14 +56,14 @@ class _SegmentCall(EventData):
         alias="anonymousId",
         description="The client's id of a visitor before they are known (a device or cookie id).",
     )
-    timestamp: AwareDatetime = Field(
+    timestamp: EventTime = Field(
         description="When the call happened on the client, corrected for the client's clock "
         "skew with sentAt and receivedAt: the event time windows use."
     )
     sent_at: AwareDatetime | None = Field(
         default=None, alias="sentAt", description="When the client sent the call, by its clock."
     )
-    received_at: AwareDatetime = Field(
+    received_at: EventTime = Field(
         alias="receivedAt", description="When ingest received the call, by ingest's clock."
     )
     context: Properties = Field(

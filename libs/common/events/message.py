@@ -6,7 +6,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AnyUrl,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,6 +19,7 @@ from libs.common.events.fields import (
     Channel,
     EntityId,
     EventId,
+    EventTime,
     ProfileId,
     Properties,
     VersionNumber,
@@ -90,7 +90,7 @@ class MessageRequested(EventData):
     triggered_by: EventId | None = Field(
         default=None, description="The ce_id of the event that moved the profile to this step."
     )
-    behavior_at: AwareDatetime | None = Field(
+    behavior_at: EventTime | None = Field(
         default=None,
         description="Event time of the behaviour behind the request, for the loop-latency metric.",
     )
@@ -163,7 +163,7 @@ class MessageRendered(EventData):
     )
     idempotency_key: IdempotencyKey = Field(description="The request's idempotency key.")
     journey: JourneyRef = Field(description="The journey step that asked for the message.")
-    behavior_at: AwareDatetime | None = Field(
+    behavior_at: EventTime | None = Field(
         default=None, description="The request's behaviour time, for the loop-latency metric."
     )
 
@@ -200,7 +200,7 @@ class _MessageOutcome(EventData):
     variant_id: EntityId | None = Field(
         default=None, description="The variant sent; absent for a single variant."
     )
-    occurred_at: AwareDatetime = Field(
+    occurred_at: EventTime = Field(
         description="Event time of the outcome: when the provider or recipient acted."
     )
 

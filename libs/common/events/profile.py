@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common import topics
 from libs.common.events.envelope import EventData
-from libs.common.events.fields import EntityId, EventId, ProfileId
+from libs.common.events.fields import EntityId, EventId, EventTime, ProfileId
 from libs.common.events.message import JourneyRef
 
 _PROFILE = "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC"
@@ -59,7 +59,7 @@ class ProfileUpdated(EventData):
     changes: list[ProfileChange] = Field(
         min_length=1, description="Every field that changed, with its value before and after."
     )
-    occurred_at: AwareDatetime = Field(
+    occurred_at: EventTime = Field(
         description="Event time of the change: the time of the behaviour or outcome behind it."
     )
     caused_by: EventId | None = Field(
@@ -97,7 +97,7 @@ class ProfileMerged(EventData):
     reason: Literal["identify", "alias"] = Field(
         description="`identify` linked an anonymous id to a known user; `alias` joined two users."
     )
-    occurred_at: AwareDatetime = Field(description="Event time of the call that caused the merge.")
+    occurred_at: EventTime = Field(description="Event time of the call that caused the merge.")
     caused_by: EventId | None = Field(
         default=None, description="The ce_id of the identify or alias event behind the merge."
     )
@@ -125,7 +125,7 @@ class ProfileDeleted(EventData):
     erasure_request_id: EntityId = Field(
         description="The erasure request, so each service can report that it complied."
     )
-    requested_at: AwareDatetime = Field(description="When the erasure was requested.")
+    requested_at: EventTime = Field(description="When the erasure was requested.")
 
 
 class ProfileChangeRequested(EventData):
@@ -177,7 +177,7 @@ class ProfileChangeRequested(EventData):
     journey: JourneyRef | None = Field(
         default=None, description="The journey step that asked for the change, if one did."
     )
-    occurred_at: AwareDatetime = Field(description="Event time of the step that asked for it.")
+    occurred_at: EventTime = Field(description="Event time of the step that asked for it.")
     caused_by: EventId | None = Field(
         default=None, description="The ce_id of the event that moved the profile to the step."
     )

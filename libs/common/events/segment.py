@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from libs.common import topics
 from libs.common.events.envelope import EventData
-from libs.common.events.fields import EntityId, EventId, ProfileId, VersionNumber
+from libs.common.events.fields import EntityId, EventId, EventTime, ProfileId, VersionNumber
 
 MembershipReason = Literal["realtime", "window_expired", "bulk"]
 
@@ -34,7 +34,7 @@ class _MembershipChange(EventData):
         description="The version of the segment's definition that was evaluated."
     )
     profile_id: ProfileId = Field(description="The profile whose membership changed.")
-    occurred_at: AwareDatetime = Field(
+    occurred_at: EventTime = Field(
         description="Event time of the change: the behaviour's time for `realtime`, the window's "
         "end for `window_expired`, the evaluation's time for `bulk`."
     )
