@@ -56,6 +56,7 @@ async def loop(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
                     providers_url,
                     smtp_port,
                     created.json()["write_key"],
+                    stack.kafka_bootstrap,
                 )
                 await loop.webhook_channel("webhook")
                 await loop.email_channel("email")

@@ -34,6 +34,7 @@ class ClosedLoop:
     providers_url: str
     smtp_port: int
     write_key: str
+    bootstrap: str
 
     def __getattr__(self, service: str) -> httpx.AsyncClient:
         try:

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from tests.integration.closed_loop.harness import ClosedLoop, now, unique
-from tests.integration.support import wait_for
+from tests.integration.dispatch.harness import rendered
+from tests.integration.support import publish, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +99,15 @@ async def test_sigkill_of_dispatch_mid_journey_leaves_one_message_per_person(
     assert len(stored) == PEOPLE
     assert len(per_person) == PEOPLE
     assert max(per_person.values()) == 1
+    await _dispatch_consumes_again(loop)
+
+
+async def _dispatch_consumes_again(loop: ClosedLoop) -> None:
+    """After the restart, dispatch has rejoined its group: a new message is sent too."""
+    probe = rendered("webhook")
+    await publish(loop.bootstrap, [probe])
+
+    async def probe_sent() -> bool:
+        return probe.data.idempotency_key in loop.providers.webhook("webhook").by_key
+
+    await wait_for(probe_sent, within=120, what="dispatch to consume a new message again")
