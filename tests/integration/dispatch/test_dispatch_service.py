@@ -38,7 +38,7 @@ async def _until_outcomes(dispatch: Dispatch, request_id: str, *types: str) -> l
         return await dispatch.harness.outcome_types(request_id) == list(types)
 
     try:
-        await wait_for(arrived, within=30, what=f"outcomes {types} of {request_id}", every=0.3)
+        await wait_for(arrived, within=90, what=f"outcomes {types} of {request_id}", every=0.3)
     except AssertionError as error:
         seen = await dispatch.harness.outcome_types(request_id)
         raise AssertionError(f"{error}; seen {seen}") from None
@@ -189,7 +189,7 @@ async def _until_any_outcome(dispatch: Dispatch, request_id: str) -> None:
     async def arrived() -> bool:
         return bool(await dispatch.harness.outcome_types(request_id))
 
-    await wait_for(arrived, within=30, what=f"an outcome of {request_id}", every=0.3)
+    await wait_for(arrived, within=90, what=f"an outcome of {request_id}", every=0.3)
 
 
 async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) -> None:
