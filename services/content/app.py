@@ -28,7 +28,11 @@ def create(settings: Settings) -> FastAPI:
     consumer = EventConsumer(
         settings,
         topics=[topics.REQUESTS, topics.OUTCOMES, topics.ATTRIBUTION, topics.PROFILE],
-        handler=content_handler(settings.schema_name, renderer),
+        handler=content_handler(
+            settings.schema_name,
+            renderer,
+            address_wait_seconds=settings.content_address_wait_seconds,
+        ),
         engine=parts.engine,
         producer=parts.producer,
         relay=parts.relay,

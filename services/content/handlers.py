@@ -1,5 +1,6 @@
 """The content handler: keep the profile read model, count the bandit's evidence, and answer
-each `message.requested` with a `message.rendered` (or a recorded decision to send nothing).
+each `message.requested` with a `message.rendered` (or a recorded decision to send nothing, or
+to wait for the profile's address: a later batch that brings it answers the request).
 
 A batch at a time: its profiles are loaded and locked in one query, changed in event order in
 memory and written back in bulk; its evidence is counted in two statements; its requests are
@@ -9,7 +10,8 @@ answered together (rendering.py).
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.bus import Batch, BatchHandler
@@ -27,6 +29,7 @@ from services.content import metrics
 from services.content.profiles import ProfileBook
 from services.content.rendering import RequestRenderer
 from services.content.store import BatchStore, Connection, RewardRow
+from services.content.waiting import PendingRequest, addressed_channels, newly_addressed
 
 SOURCE = "closeloop/content"
 ACCEPTED_TYPES = frozenset(
@@ -46,28 +49,64 @@ _PROFILE_EVENTS = (ProfileUpdated, ProfileMerged, ProfileDeleted)
 _OUTCOMES = (MessageSent, MessageClicked, ConversionAttributed)
 
 
-def content_handler(schema: str, renderer: RequestRenderer) -> BatchHandler:
+def content_handler(
+    schema: str,
+    renderer: RequestRenderer,
+    *,
+    address_wait_seconds: float = 600.0,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> BatchHandler:
+    """`address_wait_seconds`: how long a request waits for its profile's address."""
     store = BatchStore(schema)
+    # Expired waiting requests are cleared now and then, by a batch, not by a timer.
+    cleanup_every = timedelta(seconds=min(address_wait_seconds, 60.0))
+    last_cleanup: list[datetime] = []
 
     async def handle(batch: Batch) -> None:
         profile_events, outcomes, requests = _split(batch.events)
         connection = await store.connection(batch.session)
+        now = clock()
+        waited: list[PendingRequest] = []
         # The read model and the evidence first: the topics are not ordered with each other, so
         # a request and the profile change just before it can arrive in one batch either way.
         if profile_events:
-            await _follow_profiles(store, connection, profile_events)
+            waited = await _follow_profiles(store, connection, profile_events)
         if outcomes:
             await _count_evidence(store, connection, outcomes)
-        if not requests:
+        if not last_cleanup or now - last_cleanup[0] >= cleanup_every:
+            last_cleanup[:] = [now]
+            cutoff = now - timedelta(seconds=address_wait_seconds)
+            for channel, count in collections.Counter(
+                await store.expire_waiting(connection, cutoff)
+            ).items():
+                metrics.RENDERS.labels(channel, "undeliverable").inc(count)
+        if not requests and not waited:
             return
-        messages = await renderer.answer_all(store, connection, [r.data for r in requests])
-        for event, message in zip(requests, messages, strict=True):
+        fresh = [
+            PendingRequest(event.data, event.data.profile_id, event.id, event.traceparent, now)
+            for event in requests
+        ]
+        messages = await renderer.answer_all(
+            store, connection, fresh, waited, now=now, wait_seconds=address_wait_seconds
+        )
+        causes = [_original(pending) for pending in waited] + list(requests)
+        for cause, message in zip(causes, messages, strict=True):
             if message is not None:
-                batch.emit(
-                    Event(data=message, key=event.data.profile_id, source=SOURCE), cause=event
-                )
+                batch.emit(Event(data=message, key=message.profile_id, source=SOURCE), cause=cause)
 
     return handle
+
+
+def _original(pending: PendingRequest) -> Event[MessageRequested]:
+    """The request event a waiting request came in, as the cause of its late answer."""
+    return Event(
+        data=pending.request,
+        key=pending.request.profile_id,
+        source=SOURCE,
+        id=pending.cause_id,
+        time=pending.arrived_at,
+        traceparent=pending.traceparent,
+    )
 
 
 def _split(
@@ -90,8 +129,9 @@ def _split(
 
 async def _follow_profiles(
     store: BatchStore, connection: Connection, events: Sequence[ProfileEvent]
-) -> None:
-    """Apply the changes, merges and erasures to the read model, in order."""
+) -> list[PendingRequest]:
+    """Apply the changes, merges and erasures to the read model, in order: the requests that
+    waited for an address the batch gave, taken from the waiting list."""
     created: set[str] = set()  # what a change or a merge names gets a row, to lock it
     erased: set[str] = set()
     for data in events:
@@ -102,6 +142,7 @@ async def _follow_profiles(
         else:
             erased.add(data.profile_id)
     stored = await store.lock_profiles(connection, created, created | erased)
+    before = {profile_id: addressed_channels(facts) for profile_id, facts in stored.items()}
     book = ProfileBook(dict(stored))
     for data in events:
         if isinstance(data, ProfileUpdated):
@@ -111,7 +152,14 @@ async def _follow_profiles(
         else:
             book.erase(data.profile_id)
     await store.save_profiles(connection, book.saved(), book.erased())
-    await store.move_decisions(connection, book.moved_decisions(), book.erased_decisions())
+    moved, gone = book.moved_decisions(), book.erased_decisions()
+    addressed = newly_addressed(before, book.saved(), book.survivors)
+    # Before the waiting list changes: a request parked meanwhile is seen (lock_addresses).
+    await store.lock_addresses(
+        connection, {*moved, *gone, *(profile_id for profile_id, _ in addressed)}
+    )
+    await store.move_decisions(connection, moved, gone)
+    return await store.claim_waiting(connection, addressed)
 
 
 async def _count_evidence(

@@ -6,7 +6,8 @@ from prometheus_client import Counter, Histogram
 
 RENDERS = Counter(
     "closeloop_content_renders_total",
-    "Requests answered, by channel and outcome (rendered, holdout, undeliverable, failed).",
+    "Requests answered, by channel and outcome (rendered, holdout, awaiting_address, "
+    "undeliverable, failed).",
     ["channel", "outcome"],
 )
 RENDER_DURATION = Histogram(

@@ -119,3 +119,22 @@ def all_tables(metadata: MetaData) -> list[Table]:
         profiles_table(metadata),
         decisions_table(metadata),
     ]
+
+
+def awaiting_addresses_table(metadata: MetaData) -> Table:
+    """Requests that found no address for their channel, until an address comes or they expire
+    (their decision says `awaiting_address` meanwhile). Added by revision 0002."""
+    return Table(
+        "awaiting_addresses",
+        metadata,
+        Column("idempotency_key", Text, primary_key=True),
+        # Whose address it waits for: the request's profile, or the survivor of its merge.
+        Column("profile_id", Text, nullable=False),
+        Column("channel", Text, nullable=False),
+        Column("request", JSONB, nullable=False),  # the message.requested data
+        Column("cause_id", Text, nullable=False),  # the request event's ce_id
+        Column("traceparent", Text),
+        Column("arrived_at", DateTime(timezone=True), nullable=False),
+        Index("awaiting_addresses_profile_channel", "profile_id", "channel"),
+        Index("awaiting_addresses_arrived_at", "arrived_at"),
+    )

@@ -36,12 +36,14 @@ class ProfileBook:
     """One batch's profiles: loaded at once, changed in event order, written back at once.
 
     `facts` holds every profile the batch touches, None where it is erased. `decisions_of`
-    follows the decisions each stored profile had before the batch: to the survivor it was
-    merged into, or None when its person was erased.
+    follows the decisions (and waiting requests) each stored profile had before the batch: to
+    the survivor it was merged into, or None when its person was erased. `survivors` are the
+    profiles others were merged into.
     """
 
     facts: dict[str, ProfileFacts | None]
     decisions_of: dict[str, str | None] = field(default_factory=dict)
+    survivors: set[str] = field(default_factory=set)
 
     def update(self, profile_id: str, changes: Iterable[tuple[str, Any]]) -> None:
         facts = self._kept(profile_id)
@@ -53,6 +55,7 @@ class ProfileBook:
         survivor = self._kept(survivor_id)
         merge_facts(survivor, [self._kept(p) for p in merged_ids])
         self._move_decisions(merged_ids, survivor_id)
+        self.survivors.add(survivor_id)
         for merged_id in merged_ids:
             if merged_id != survivor_id:
                 self.erase(merged_id)

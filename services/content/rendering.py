@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from libs.common.bus import UnprocessableEvent
@@ -24,6 +26,10 @@ from services.content.profiles import ProfileFacts, needs_recipient, recipient_f
 from services.content.sandbox import Rendered, RenderError, RenderJob, RenderSandbox
 from services.content.store import BatchStore, Connection, DecisionRow, Evidence
 from services.content.templates import TemplateVersion, assemble, liquid_sources
+from services.content.waiting import PendingRequest, expired
+
+_log = logging.getLogger(__name__)
+_EMPTY = ProfileFacts("")
 
 
 # Both go to the DLQ at once: retrying cannot help, and a run of them is no outage.
@@ -44,6 +50,7 @@ class _Send:
     variant: dict[str, Any]
     profile: ProfileFacts
     recipient: str | None
+    waited: bool
 
 
 @dataclass
@@ -84,61 +91,114 @@ class RequestRenderer:
     tracking_secret: str
 
     async def answer_all(
-        self, store: BatchStore, connection: Connection, requests: Sequence[MessageRequested]
+        self,
+        store: BatchStore,
+        connection: Connection,
+        fresh: Sequence[PendingRequest],
+        waited: Sequence[PendingRequest] = (),
+        *,
+        now: datetime,
+        wait_seconds: float,
     ) -> list[MessageRendered | None]:
-        """The message for each request, in order, or None where content sends nothing.
+        """The message for each request, `waited` then `fresh`, or None where content sends
+        nothing (yet).
 
-        Nothing for a request decided before (same idempotency key, in an earlier batch or
-        earlier in this one), a holdout, or a profile without an address for the channel; the
-        last two are recorded in `decisions`. What the requests need is read in one query per
-        table, and their renders go to the sandbox together.
+        `fresh` are the batch's requests; `waited` those that waited for an address its profile
+        changes gave (`claim_waiting`), answered as if they had just arrived. Nothing for a
+        request decided before (same idempotency key, in an earlier batch or earlier in this
+        one), a holdout, or a profile without an address for the channel, which waits for one
+        (`awaiting_address`) unless it has waited too long (`undeliverable`). What the requests
+        need is read in one query per table, and their renders go to the sandbox together.
         """
-        decided = await store.decided(connection, {r.idempotency_key for r in requests})
-        fresh = [r for r in requests if r.idempotency_key not in decided]
-        if not fresh:
-            return [None] * len(requests)
-        template_ids = {r.template_id for r in fresh}
+        keys = {p.request.idempotency_key for p in fresh}
+        decided = await store.decided(connection, keys) if keys else set()
+        pending = [*waited, *(p for p in fresh if p.request.idempotency_key not in decided)]
+        if not pending:
+            return [None] * (len(waited) + len(fresh))
+        template_ids = {p.request.template_id for p in pending}
         templates = await store.templates(connection, template_ids)
-        profiles = await store.profiles(connection, {r.profile_id for r in fresh})
+        profiles = await store.profiles(connection, {p.profile_id for p in pending})
+        lacking = {
+            p.profile_id
+            for p in pending[len(waited) :]
+            if needs_recipient(p.request.channel)
+            and recipient_for(p.request.channel, profiles.get(p.profile_id) or _EMPTY) is None
+        }
+        if lacking:
+            # Before deciding that a request waits: an address committed meanwhile is seen.
+            await store.lock_addresses(connection, lacking)
+            profiles.update(await store.profiles(connection, lacking))
         evidence = await store.evidence(connection, template_ids)
         tally = _Tally.empty()
         decisions: list[DecisionRow] = []
+        parked: list[PendingRequest] = []
         sends: dict[int, _Send] = {}
-        for index, request in enumerate(requests):
-            if request.idempotency_key in decided:
+        items = [(item, True) for item in waited] + [(item, False) for item in fresh]
+        for index, (item, has_waited) in enumerate(items):
+            request = item.request
+            if has_waited:
+                if item.profile_id != request.profile_id:  # merged while it waited
+                    request = request.model_copy(update={"profile_id": item.profile_id})
+            elif request.idempotency_key in decided:
                 continue
             decided.add(request.idempotency_key)
-            template = _template_for(request, templates)
-            # Seeded by the key: a redelivered request makes the same choices.
+            if has_waited and expired(item.arrived_at, now, wait_seconds):
+                decisions.append(_given_up(request, templates.get(request.template_id)))
+                tally.renders[request.channel, "undeliverable"] += 1
+                continue
+            try:
+                template = _template_for(request, templates)
+            except UnprocessableEvent as error:
+                if not has_waited:
+                    raise
+                # Failing the batch would dead-letter the profile change that woke it up.
+                _log.warning("A waiting request cannot be answered: %s", error)
+                decisions.append(_decision(request, None, None, "failed"))
+                tally.renders[request.channel, "failed"] += 1
+                continue
+            # Seeded by the key: a redelivered (or long-waited) request makes the same choices.
             rng = random.Random(request.idempotency_key)
             if held_out(template.holdout_share, rng):
                 decisions.append(_decision(request, template, None, "holdout"))
                 tally.renders[request.channel, "holdout"] += 1
                 tally.holdouts[template.template_id] += 1
                 continue
-            profile = profiles.get(request.profile_id) or ProfileFacts(request.profile_id)
+            profile = profiles.get(item.profile_id) or ProfileFacts(item.profile_id)
             recipient = recipient_for(request.channel, profile)
             if recipient is None and needs_recipient(request.channel):
-                decisions.append(_decision(request, template, None, "undeliverable"))
-                tally.renders[request.channel, "undeliverable"] += 1
+                decisions.append(_decision(request, template, None, "awaiting_address"))
+                parked.append(item)
+                if not has_waited:
+                    tally.renders[request.channel, "awaiting_address"] += 1
                 continue
             variant_id = choose_variant(_stats(template, evidence), rng).variant_id
             variant = template.variant(variant_id)
             assert variant is not None
-            sends[index] = _Send(request, template, variant, profile, recipient)
-            decisions.append(_decision(request, template, variant_id, "rendered"))
-            tally.renders[request.channel, "rendered"] += 1
-            tally.picks[template.template_id, variant_id] += 1
-        messages = await self._render(list(sends.values()), tally)
+            sends[index] = _Send(request, template, variant, profile, recipient, has_waited)
+        rendered = await self._render(list(sends.values()), tally)
+        answers: list[MessageRendered | None] = [None] * len(items)
+        for index, result in zip(sends, rendered, strict=True):
+            send = sends[index]
+            if isinstance(result, RequestNotRendered):
+                if not send.waited:
+                    raise result
+                _log.warning("A waiting request did not render: %s", result)
+                decisions.append(_decision(send.request, send.template, None, "failed"))
+                continue
+            answers[index] = result
+            variant_id = send.variant["id"]
+            decisions.append(_decision(send.request, send.template, variant_id, "rendered"))
+            tally.renders[send.request.channel, "rendered"] += 1
+            tally.picks[send.template.template_id, variant_id] += 1
         await store.record_decisions(connection, decisions)
+        await store.park(connection, parked)
         tally.publish()
-        answers: list[MessageRendered | None] = [None] * len(requests)
-        for index, message in zip(sends, messages, strict=True):
-            answers[index] = message
         return answers
 
-    async def _render(self, sends: Sequence[_Send], tally: _Tally) -> list[MessageRendered]:
-        """Every send rendered in one trip to the sandbox; the first that fails fails them all."""
+    async def _render(
+        self, sends: Sequence[_Send], tally: _Tally
+    ) -> list[MessageRendered | RequestNotRendered]:
+        """Every send rendered in one trip to the sandbox: its message, or why it has none."""
         if not sends:
             return []
         trackings: list[Tracking] = []
@@ -175,7 +235,7 @@ class RequestRenderer:
 
     def _message(
         self, send: _Send, outcome: Rendered | RenderError, tracking: Tracking, tally: _Tally
-    ) -> MessageRendered:
+    ) -> MessageRendered | RequestNotRendered:
         request, template, variant = send.request, send.template, send.variant
         try:
             if isinstance(outcome, RenderError):
@@ -183,10 +243,12 @@ class RequestRenderer:
             content = content_of(request.channel, assemble(variant, outcome.fields), tracking)
         except (RenderError, UnsendableContent) as error:
             metrics.RENDERS.labels(request.channel, "failed").inc()
-            raise RequestNotRendered(
+            failure = RequestNotRendered(
                 f"Template {template.template_id!r} v{template.version} variant "
                 f"{variant['id']!r} did not render: {error}"
-            ) from error
+            )
+            failure.__cause__ = error
+            return failure
         if outcome.missing:
             tally.fallbacks[template.template_id, "empty"] += len(outcome.missing)
         return MessageRendered(
@@ -238,17 +300,24 @@ def _stats(
 
 
 def _decision(
-    request: MessageRequested, template: TemplateVersion, variant_id: str | None, outcome: str
+    request: MessageRequested,
+    template: TemplateVersion | None,
+    variant_id: str | None,
+    outcome: str,
 ) -> DecisionRow:
     return DecisionRow(
         request.idempotency_key,
         request.request_id,
         request.profile_id,
-        template.template_id,
-        template.version,
+        request.template_id,
+        template.version if template is not None else 0,
         variant_id,
         outcome,
     )
+
+
+def _given_up(request: MessageRequested, template: TemplateVersion | None) -> DecisionRow:
+    return _decision(request, template, None, "undeliverable")
 
 
 def _html(channel: str) -> frozenset[str]:

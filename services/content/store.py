@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
+from libs.common.events import MessageRequested
 from services.content.bandit import VariantStats
 from services.content.profiles import ProfileFacts
 from services.content.templates import TemplateVersion
+from services.content.waiting import PendingRequest
 
 
 @dataclass(frozen=True)
@@ -344,10 +346,51 @@ class BatchStore:
         self._decided = (
             f"SELECT idempotency_key FROM {s}.decisions WHERE idempotency_key = ANY($1::text[])"
         )
+        # A request that waited for an address gets its final decision over `awaiting_address`.
         self._record_decisions = (
             f"INSERT INTO {s}.decisions (idempotency_key, request_id, profile_id, template_id, "
             "template_version, variant_id, outcome) SELECT * FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::text[], $5::int4[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING"
+            "$3::text[], $4::text[], $5::int4[], $6::text[], $7::text[]) "
+            "ON CONFLICT (idempotency_key) DO UPDATE SET profile_id = excluded.profile_id, "
+            "template_id = excluded.template_id, template_version = excluded.template_version, "
+            "variant_id = excluded.variant_id, outcome = excluded.outcome, decided_at = now() "
+            f"WHERE {s}.decisions.outcome = 'awaiting_address'"
+        )
+        # Requests waiting for an address. Whoever parks a request or answers waiting ones
+        # first takes the profile's address lock (see `lock_addresses`).
+        self._lock_addresses = (
+            "SELECT pg_advisory_xact_lock(hashtextextended($2 || p, 0)) "
+            "FROM unnest($1::text[]) AS p"
+        )
+        self._lock_prefix = f"closeloop:{s}:address:"
+        self._park = (
+            f"INSERT INTO {s}.awaiting_addresses (idempotency_key, profile_id, channel, request, "
+            "cause_id, traceparent, arrived_at) SELECT k, p, c, r::jsonb, i, t, a FROM unnest("
+            "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+            "$7::timestamptz[]) AS w(k, p, c, r, i, t, a) ON CONFLICT DO NOTHING"
+        )
+        self._claim_waiting = (
+            f"DELETE FROM {s}.awaiting_addresses a "
+            "USING unnest($1::text[], $2::text[]) AS w(p, c) "
+            "WHERE a.profile_id = w.p AND a.channel = w.c "
+            "RETURNING a.profile_id, a.request::text AS request, a.cause_id, a.traceparent, "
+            "a.arrived_at"
+        )
+        self._erase_waiting = (
+            f"DELETE FROM {s}.awaiting_addresses WHERE profile_id = ANY($1::text[])"
+        )
+        self._move_waiting = (
+            f"UPDATE {s}.awaiting_addresses a SET profile_id = m.survivor "
+            "FROM unnest($1::text[], $2::text[]) AS m(merged, survivor) "
+            "WHERE a.profile_id = m.merged"
+        )
+        self._expire_waiting = (
+            f"WITH gone AS (DELETE FROM {s}.awaiting_addresses WHERE arrived_at < $1 "
+            "RETURNING idempotency_key, channel), "
+            f"given_up AS (UPDATE {s}.decisions d SET outcome = 'undeliverable', "
+            "decided_at = now() FROM gone WHERE d.idempotency_key = gone.idempotency_key "
+            "AND d.outcome = 'awaiting_address') "
+            "SELECT channel FROM gone"
         )
 
     async def connection(self, session: AsyncSession) -> Connection:
@@ -390,11 +433,69 @@ class BatchStore:
     async def move_decisions(
         self, connection: Connection, moved: Mapping[str, str], erased: Collection[str]
     ) -> None:
-        """Give each merged profile's decisions to its survivor; erase the erased people's."""
+        """Give each merged profile's decisions and waiting requests to its survivor; erase the
+        erased people's."""
         if erased:
             await connection.execute(self._erase_decisions, list(erased))
+            await connection.execute(self._erase_waiting, list(erased))
         if moved:
             await connection.execute(self._move_decisions, list(moved), list(moved.values()))
+            await connection.execute(self._move_waiting, list(moved), list(moved.values()))
+
+    # Requests waiting for an address.
+
+    async def lock_addresses(self, connection: Connection, profile_ids: Collection[str]) -> None:
+        """Serialize parking requests for these profiles with answering their waiting ones,
+        until the transaction ends.
+
+        Requests and profile changes may be handled by two consumers at once: without the lock
+        one could park a request while the other, not yet seeing it, answers the profile's
+        waiting requests, and the request would wait for nothing. Taken in id order.
+        """
+        if profile_ids:
+            await connection.execute(self._lock_addresses, sorted(profile_ids), self._lock_prefix)
+
+    async def park(self, connection: Connection, waiting: Sequence[PendingRequest]) -> None:
+        """Keep requests that found no address, to answer them when one comes."""
+        if not waiting:
+            return
+        await connection.execute(
+            self._park,
+            [w.request.idempotency_key for w in waiting],
+            [w.profile_id for w in waiting],
+            [w.request.channel for w in waiting],
+            [w.request.model_dump_json(exclude_none=True) for w in waiting],
+            [w.cause_id for w in waiting],
+            [w.traceparent for w in waiting],
+            [w.arrived_at for w in waiting],
+        )
+
+    async def claim_waiting(
+        self, connection: Connection, addressed: Sequence[tuple[str, str]]
+    ) -> list[PendingRequest]:
+        """Take the requests waiting for these (profile, channel) pairs, oldest first."""
+        if not addressed:
+            return []
+        rows = await connection.fetch(
+            self._claim_waiting, [p for p, _ in addressed], [c for _, c in addressed]
+        )
+        claimed = [
+            PendingRequest(
+                MessageRequested.model_validate_json(row["request"]),
+                row["profile_id"],
+                row["cause_id"],
+                row["traceparent"],
+                row["arrived_at"],
+            )
+            for row in rows
+        ]
+        return sorted(claimed, key=lambda w: (w.arrived_at, w.request.idempotency_key))
+
+    async def expire_waiting(self, connection: Connection, before: datetime) -> list[str]:
+        """Give up the requests that arrived before then: their decisions become
+        `undeliverable`. The channel of each one given up."""
+        rows = await connection.fetch(self._expire_waiting, before)
+        return [row["channel"] for row in rows]
 
     # Bandit state.
 

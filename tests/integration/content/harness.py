@@ -130,7 +130,7 @@ class ContentHarness:
 
         Requests and profile changes travel on different topics, which Kafka does not order
         with each other: a request published right after the change may be handled first, and
-        then finds no address (undeliverable, nothing emitted).
+        then waits for the address (`awaiting_address`) until the change arrives.
         """
         await self.publish(profile_update(profile_id, **changes))
 

@@ -93,19 +93,53 @@ async def test_every_put_makes_a_new_version_that_messages_name(
     assert message.subject == "Version two for"  # no name and no default: empty
 
 
-async def test_a_profile_without_an_address_gets_no_message(
+async def test_a_profile_without_an_address_gets_no_message_while_it_has_none(
     content_service: ContentHarness,
 ) -> None:
     template, profile = _unique("tpl"), _unique("prf")
     (await content_service.create(email_template(template))).raise_for_status()
-    await content_service.publish(profile_update(profile, **{"traits.first_name": "No Mail"}))
-    await content_service.publish(message_request(profile, template))
+    await content_service.update_profile(template, profile, **{"traits.first_name": "No Mail"})
+    request = message_request(profile, template)
+    await content_service.publish(request)
 
     async def recorded() -> bool:
         response = await content_service.http.get(f"/templates/{template}/variants")
-        return bool(response.json()["decisions"].get("undeliverable") == 1)
+        return bool(response.json()["decisions"].get("awaiting_address") == 1)
 
-    await wait_for(recorded, within=60, what="the request recorded as undeliverable")
+    await wait_for(recorded, within=60, what="the request recorded as awaiting_address")
+    assert await content_service.rendered(request.data.request_id) == []
+
+
+async def test_a_request_that_arrives_before_the_address_is_answered_when_it_comes(
+    content_service: ContentHarness,
+) -> None:
+    """The request first, the profile.updated carrying the email after: the message is sent."""
+    template, profile = _unique("tpl"), _unique("prf")
+    (await content_service.create(email_template(template))).raise_for_status()
+    request = message_request(profile, template)
+    await content_service.publish(request)
+
+    async def waiting() -> bool:
+        response = await content_service.http.get(f"/templates/{template}/variants")
+        return bool(response.json()["decisions"].get("awaiting_address") == 1)
+
+    await wait_for(waiting, within=60, what="the request waiting for an address")
+    assert await content_service.rendered(request.data.request_id) == []
+    await content_service.publish(
+        profile_update(profile, **{"traits.email": "late@example.com", "traits.first_name": "Yu"})
+    )
+
+    async def answered() -> bool:
+        return bool(await content_service.rendered(request.data.request_id))
+
+    await wait_for(answered, within=60, what="message.rendered once the address came")
+    [message] = await content_service.rendered(request.data.request_id)
+    assert message.recipient == "late@example.com"
+    assert message.profile_id == profile
+    assert message.subject == "Hi Yu, your tea is waiting"  # rendered from the profile as it is
+    assert message.idempotency_key == request.data.idempotency_key
+    response = await content_service.http.get(f"/templates/{template}/variants")
+    assert response.json()["decisions"] == {"rendered": 1}
 
 
 async def test_outcomes_and_conversions_feed_the_bandit(content_service: ContentHarness) -> None:
