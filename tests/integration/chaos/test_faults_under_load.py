@@ -1,0 +1,289 @@
+"""Faults under steady load through the whole loop, then a reconciliation: nothing lost, nothing
+duplicated.
+
+New people arrive at a fixed rate (each one Segment identify that puts them in a segment whose
+journey sends them one webhook), and every other person later buys, which a conversion definition
+credits to that webhook. Meanwhile, in turn: SIGKILL and restart each of the seven services,
+restart PostgreSQL on the same port, and cut the broker off for 10 s at a TCP proxy. Then the load
+stops, the loop drains, and every accepted call must have had exactly one effect of each kind
+(see reconcile.py). See docs/fault-injection.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.integration.chaos.conftest import SIZE, Chaos
+from tests.integration.chaos.load import Load
+from tests.integration.chaos.reconcile import Observed, observe, reconcile, report
+from tests.integration.closed_loop.harness import ClosedLoop
+from tests.integration.support import wait_for
+
+# pytest-timeout's alarm only fails whichever task it lands in on an asyncio loop; the test's own
+# deadline (asyncio.timeout) is what ends a run that hangs. Setup needs its share on top.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(SIZE.deadline + 180)]
+
+SERVICES = ("ingest", "profile", "segment", "journey", "content", "dispatch", "attribution")
+CONSUMERS = SERVICES[1:]
+CONVERSION = "chaos_order"
+_RECOVERY_S = 120.0
+_DRAIN_S = 120.0
+# The drain gets this many seconds more per person: a slow machine may have a backlog to work off.
+_DRAIN_PER_PERSON_S = 0.05
+
+Fault = Callable[[Chaos], Awaitable[None]]
+
+
+def _kill(name: str) -> Fault:
+    async def inject(chaos: Chaos) -> None:
+        process = chaos.loop.processes[name]
+        code = await process.kill()
+        assert code == -9, f"{name} exited with {code}, not by SIGKILL"
+        process.start()
+        await process.wait_ready(_RECOVERY_S)
+
+    return inject
+
+
+async def _restart_postgres(chaos: Chaos) -> None:
+    await chaos.postgres.stop()
+    await chaos.postgres.start()
+
+
+async def _cut_broker(chaos: Chaos) -> None:
+    reset = await chaos.proxy.cut()
+    assert reset > 0, "no connection went through the proxy: the broker is not behind it"
+    await asyncio.sleep(SIZE.broker_cut)  # holds the fault; not synchronisation
+    await chaos.proxy.restore()
+
+
+FAULTS: list[tuple[str, Fault]] = [
+    *((f"kill {name}", _kill(name)) for name in SERVICES),
+    ("restart postgres", _restart_postgres),
+    (f"cut broker {SIZE.broker_cut:g}s", _cut_broker),
+]
+
+
+async def _campaign(loop: ClosedLoop, run: str) -> str:
+    """A segment of this run's people, a webhook to each, and a conversion crediting it."""
+    segment_id, template_id, journey_id = f"seg_chaos_{run}", f"tpl_chaos_{run}", f"jrn_chaos_{run}"
+    await loop.call(
+        "segment",
+        "POST",
+        "/segments",
+        json={
+            "id": segment_id,
+            "name": "chaos",
+            "conditions": {"trait": "chaos_run", "value": run},
+        },
+    )
+    await loop.call(
+        "content",
+        "POST",
+        "/templates",
+        json={
+            "id": template_id,
+            "name": "chaos",
+            "channel": "webhook",
+            "variants": [{"id": "only", "payload": {"user": "{{ profile.traits.chaos_user }}"}}],
+        },
+    )
+    await loop.call(
+        "journey",
+        "POST",
+        "/journeys",
+        json={
+            "id": journey_id,
+            "name": "chaos",
+            "entry": {"segment": segment_id},
+            "start": "hook",
+            "nodes": {"hook": {"type": "send", "channel": "webhook", "template_id": template_id}},
+        },
+    )
+    await loop.call("journey", "POST", f"/journeys/{journey_id}/publish")
+    await loop.call(
+        "attribution",
+        "POST",
+        "/conversions",
+        json={
+            "id": CONVERSION,
+            "name": CONVERSION,
+            "event": "order_completed",
+            "value_property": "revenue",
+            "currency_property": "currency",
+            "window": "P7D",
+            "attribution_model": "last_touch",
+            "touch_types": ["message.sent"],
+        },
+    )
+    return journey_id
+
+
+async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
+    chaos: Chaos,
+) -> None:
+    loop, run = chaos.loop, chaos.run
+    journey_id = await _campaign(loop, run)
+    load = Load(
+        ingest_url=loop.processes["ingest"].url,
+        write_key=loop.write_key,
+        run=run,
+        rate=SIZE.rate,
+        purchase_every=SIZE.purchase_every,
+        journey_id=journey_id,
+        dsn=chaos.dsn,
+        profile_schema=chaos.schema("profile"),
+        attribution_schema=chaos.schema("attribution"),
+    )
+    started = time.monotonic()
+    phases: list[str] = []
+    recovery: dict[str, float] = {}
+    try:
+        async with asyncio.timeout(SIZE.deadline):
+            seen, load_ended, drained = await _scenario(chaos, load, journey_id, phases, recovery)
+    finally:
+        await load.close()
+    table, total = report(reconcile(load.people.values(), seen), phases)
+    proxy = chaos.proxy.proxy
+    failures = ", ".join(f"{k}: {v}" for k, v in sorted(load.stats.failed_attempts.items()))
+    print(
+        f"\nfault injection ({SIZE.name}): {SIZE.rate:g} people/s, "
+        f"1 in {SIZE.purchase_every} buys, {SIZE.repeats}x each fault; load "
+        f"{load_ended - started:.0f}s, drained in {drained - load_ended:.0f}s, "
+        f"{time.monotonic() - started:.0f}s in all\n"
+        f"failed attempts the load retried: {failures or 'none'}; "
+        f"proxy: {proxy.accepted} connections, {proxy.dropped} reset by cuts\n"
+        f"{table}"
+    )
+    assert total.unaccepted == 0, "ingest never accepted some calls (see `unacc.`)"
+    assert not total.lost and not total.duplicates, table
+
+
+async def _scenario(
+    chaos: Chaos, load: Load, journey_id: str, phases: list[str], recovery: dict[str, float]
+) -> tuple[Observed, float, float]:
+    """Every fault in turn under load, then the drain; what was observed, and when the load
+    ended and the drain finished."""
+    load.start()
+    for repeat in range(SIZE.repeats):
+        for name, inject in FAULTS:
+            phase = name if SIZE.repeats == 1 else f"{name} #{repeat + 1}"
+            phases.append(phase)
+            load.phase = phase
+            await asyncio.sleep(SIZE.before)  # paces the scenario: the load runs meanwhile
+            injected = time.monotonic()
+            await inject(chaos)
+            await chaos.all_ready(within=_RECOVERY_S, what=f"every service ready after {phase}")
+            recovery[phase] = time.monotonic() - injected
+            print(f"{phase}: back in {recovery[phase]:.1f}s, {len(load.people)} people so far")
+            await asyncio.sleep(SIZE.after)
+    load_ended = time.monotonic()
+    within = _DRAIN_S + _DRAIN_PER_PERSON_S * len(load.people)
+    await load.stop(within=within)
+    await _drained(chaos, load, journey_id, within)
+    drained = time.monotonic()
+    seen = await observe(
+        dsn=chaos.dsn,
+        bootstrap=chaos.stack.kafka_bootstrap,
+        run=chaos.run,
+        profile_schema=chaos.schema("profile"),
+        attribution_schema=chaos.schema("attribution"),
+        conversion_definition=CONVERSION,
+        journey_id=journey_id,
+        inbox=chaos.loop.providers.webhook("webhook"),
+    )
+    return seen, load_ended, drained
+
+
+async def _drained(chaos: Chaos, load: Load, journey_id: str, within: float) -> None:
+    """Wait until every expected effect is there and nothing is left in flight anywhere."""
+    people = list(load.people.values())
+    identified = {p.user for p in people if p.identify.accepted}
+    bought = {p.user for p in people if p.purchase is not None and p.purchase.accepted}
+    inbox = chaos.loop.providers.webhook("webhook")
+    prefix = f"{journey_id}:"
+
+    async def everything_arrived() -> bool:
+        keys = sum(1 for key in inbox.by_key if key.startswith(prefix))
+        if keys < len(identified):
+            return False
+        counts = await _fetch_row(
+            chaos,
+            f"SELECT "
+            f"(SELECT count(*) FROM {chaos.schema('attribution')}.conversions "
+            f"WHERE definition_id = $1 AND attributed) AS conversions, "
+            f"(SELECT coalesce(sum((state->'counters'->>'identify')::int), 0) "
+            f"FROM {chaos.schema('profile')}.profiles WHERE state->'traits'->>'chaos_run' = $2) "
+            "AS identifies, "
+            f"(SELECT coalesce(sum((state->'counters'->>'order_completed')::int), 0) "
+            f"FROM {chaos.schema('profile')}.profiles WHERE state->'traits'->>'chaos_run' = $2) "
+            "AS orders",
+            CONVERSION,
+            chaos.run,
+        )
+        return counts is not None and (
+            counts["conversions"] >= len(bought)
+            and counts["identifies"] >= len(identified)
+            and counts["orders"] >= len(bought)
+        )
+
+    await wait_for(everything_arrived, within=within, what="every expected effect", every=0.5)
+    await wait_for(
+        _Quiet(chaos, journey_id),
+        within=_DRAIN_S,
+        what="empty outboxes and nothing changing any more",
+        every=1.0,
+    )
+
+
+async def _fetch_row(chaos: Chaos, query: str, *args: Any) -> asyncpg.Record | None:
+    connection = await asyncpg.connect(chaos.dsn, timeout=5)
+    try:
+        row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+        return row
+    finally:
+        await connection.close()
+
+
+class _Quiet:
+    """Nothing in flight: every service's outbox is empty, and what the receiver, profile and
+    attribution hold has not changed over the last `polls` polls.
+
+    (Consumer-group lag is not used: the embedded broker's ListOffsets falls short of the end,
+    and its OffsetFetch answers do not give committed offsets aiokafka can compare.)
+    """
+
+    def __init__(self, chaos: Chaos, journey_id: str, polls: int = 4) -> None:
+        self._chaos = chaos
+        self._journey_id = journey_id
+        self._polls = polls
+        self._seen: list[tuple[Any, ...]] = []
+
+    async def __call__(self) -> bool:
+        chaos = self._chaos
+        backlog = " + ".join(
+            f"(SELECT coalesce(sum(events), 0) FROM {chaos.schema(name)}.outbox)"
+            for name in CONSUMERS
+        )
+        row = await _fetch_row(
+            chaos,
+            f"SELECT {backlog} AS backlog, "
+            f"(SELECT count(*) FROM {chaos.schema('attribution')}.conversions) AS conversions, "
+            f"(SELECT count(*) FROM {chaos.schema('attribution')}.touchpoints) AS touches, "
+            f"(SELECT sum(length(state::text)) FROM {chaos.schema('profile')}.profiles) AS state",
+        )
+        inbox = chaos.loop.providers.webhook("webhook")
+        snapshot = (*(row.values() if row is not None else ()), len(inbox.raw), len(inbox.by_key))
+        self._seen = [*self._seen[-(self._polls - 1) :], snapshot]
+        return (
+            row is not None
+            and row["backlog"] == 0
+            and len(self._seen) == self._polls
+            and all(seen == snapshot for seen in self._seen)
+        )
