@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tests.integration.closed_loop.harness import ClosedLoop, now, unique
+from tests.integration.closed_loop.services import webhook_journey
 from tests.integration.dispatch.harness import rendered
 from tests.integration.support import publish, wait_for
 
@@ -20,46 +21,13 @@ PEOPLE = 1000
 _BATCH = 500
 
 
-async def _journey_to_everyone_in(loop: ClosedLoop, run: str) -> str:
-    segment_id, template_id, journey_id = f"seg_{run}", f"tpl_{run}", f"jrn_{run}"
-    await loop.call(
-        "segment",
-        "POST",
-        "/segments",
-        json={"id": segment_id, "name": "bulk", "conditions": {"trait": "bulk_run", "value": run}},
-    )
-    await loop.call(
-        "content",
-        "POST",
-        "/templates",
-        json={
-            "id": template_id,
-            "name": "bulk",
-            "channel": "webhook",
-            "variants": [{"id": "only", "payload": {"to": "{{ profile.id }}"}}],
-        },
-    )
-    await loop.call(
-        "journey",
-        "POST",
-        "/journeys",
-        json={
-            "id": journey_id,
-            "name": "bulk",
-            "entry": {"segment": segment_id},
-            "start": "hook",
-            "nodes": {"hook": {"type": "send", "channel": "webhook", "template_id": template_id}},
-        },
-    )
-    await loop.call("journey", "POST", f"/journeys/{journey_id}/publish")
-    return journey_id
-
-
 async def test_sigkill_of_dispatch_mid_journey_leaves_one_message_per_person(
     loop: ClosedLoop,
 ) -> None:
     run = unique("bulk")
-    journey_id = await _journey_to_everyone_in(loop, run)
+    journey_id = await webhook_journey(
+        loop, run, {"trait": "bulk_run", "value": run}, {"to": "{{ profile.id }}"}
+    )
     inbox = loop.providers.webhook("webhook")
 
     def ours(messages: Any) -> list[dict[str, Any]]:
