@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from libs.common.bus import EventProducer
 from libs.common.bus.reader import read_to_end
 from libs.common.bus.record import KafkaRecord
-from libs.common.events import Event
+from libs.common.events import Event, EventDecodeError, decode
 from libs.common.settings import Settings
 
 
@@ -61,3 +61,18 @@ async def read_topic(bootstrap: str, topic: str) -> list[KafkaRecord]:
         return await read_to_end(consumer, topic, from_beginning=True)
     finally:
         await consumer.stop()
+
+
+async def read_events(bootstrap: str, topic: str) -> list[tuple[KafkaRecord, Event[Any]]]:
+    """The messages on a topic that are events, with their records, by partition and offset.
+
+    The topics are shared by the whole test session, and tests/integration/hostile puts
+    undecodable messages on every one of them on purpose: those are skipped.
+    """
+    found = []
+    for record in sorted(await read_topic(bootstrap, topic), key=lambda r: (r.partition, r.offset)):
+        try:
+            found.append((record, decode(record.key, record.value, record.headers)))
+        except EventDecodeError:
+            continue
+    return found

@@ -19,11 +19,10 @@ from libs.common.events import (
     MessageClicked,
     MessageSent,
     ProfileDeleted,
-    decode,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic
+from tests.integration.support import publish, read_events
 
 SOURCE = "closeloop/tests/attribution"
 
@@ -121,10 +120,8 @@ class AttributionHarness:
         self, profile_id: str, conversion_name: str | None = None
     ) -> list[ConversionAttributed]:
         """The conversion.attributed events published for a profile (and conversion)."""
-        records = await read_topic(self.stack.kafka_bootstrap, topics.ATTRIBUTION)
         found = []
-        for record in records:
-            event = decode(record.key, record.value, record.headers)
+        for _, event in await read_events(self.stack.kafka_bootstrap, topics.ATTRIBUTION):
             data = event.data
             if not isinstance(data, ConversionAttributed) or data.profile_id != profile_id:
                 continue

@@ -25,11 +25,10 @@ from libs.common.events import (
     MessageSent,
     ProfileChange,
     ProfileUpdated,
-    decode,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic, wait_for
+from tests.integration.support import publish, read_events, read_topic, wait_for
 
 SOURCE = "closeloop/tests/content"
 JOURNEY = JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send")
@@ -145,8 +144,7 @@ class ContentHarness:
     async def rendered(self, request_id: str) -> list[MessageRendered]:
         """The `message.rendered` events answering a request."""
         found = []
-        for record in await read_topic(self.stack.kafka_bootstrap, topics.DELIVERIES):
-            event = decode(record.key, record.value, record.headers)
+        for _, event in await read_events(self.stack.kafka_bootstrap, topics.DELIVERIES):
             if isinstance(event.data, MessageRendered) and event.data.request_id == request_id:
                 found.append(event.data)
         return found

@@ -15,11 +15,10 @@ from libs.common.events import (
     MessageRendered,
     ProfileChange,
     ProfileUpdated,
-    decode,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic
+from tests.integration.support import publish, read_events
 
 SOURCE = "closeloop/tests/dispatch"
 
@@ -84,11 +83,9 @@ class DispatchHarness:
     async def outcomes(self, *request_ids: str) -> list[Any]:
         """Outcome events (data) of these requests' messages, in the order published."""
         wanted = set(request_ids)
-        records = await read_topic(self.stack.kafka_bootstrap, topics.OUTCOMES)
         found = []
-        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-            event = decode(record.key, record.value, record.headers)
-            if event.data.request_id in wanted:
+        for _, event in await read_events(self.stack.kafka_bootstrap, topics.OUTCOMES):
+            if getattr(event.data, "request_id", None) in wanted:
                 found.append(event.data)
         return found
 

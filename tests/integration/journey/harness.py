@@ -21,11 +21,10 @@ from libs.common.events import (
     ProfileMerged,
     SegmentEntered,
     SegmentExited,
-    decode,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic
+from tests.integration.support import publish, read_events
 
 SOURCE = "closeloop/tests/journey"
 
@@ -172,10 +171,8 @@ class JourneyHarness:
 
     async def requested(self, journey_id: str) -> list[Requested]:
         """The journey's message.requested events, in the order published per partition."""
-        records = await read_topic(self.stack.kafka_bootstrap, topics.REQUESTS)
         found = []
-        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-            event = decode(record.key, record.value, record.headers)
+        for record, event in await read_events(self.stack.kafka_bootstrap, topics.REQUESTS):
             data = event.data
             if isinstance(data, MessageRequested) and data.journey.journey_id == journey_id:
                 found.append(Requested(event.id, header(record, "ce_time"), data))
@@ -183,13 +180,11 @@ class JourneyHarness:
 
     async def change_requests(self, journey_id: str) -> list[ProfileChangeRequested]:
         """The journey's profile.change_requested events on ingest.v1."""
-        records = await read_topic(self.stack.kafka_bootstrap, topics.INGEST)
         found = []
-        for record in records:
-            if header(record, "ce_type") != ProfileChangeRequested.event_type:
+        for _, event in await read_events(self.stack.kafka_bootstrap, topics.INGEST):
+            data = event.data
+            if not isinstance(data, ProfileChangeRequested):
                 continue
-            data = decode(record.key, record.value, record.headers).data
-            assert isinstance(data, ProfileChangeRequested)
             if data.journey is not None and data.journey.journey_id == journey_id:
                 found.append(data)
         return found

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from libs.common import topics
-from libs.common.events import Event, SegmentEntered, decode
+from libs.common.events import Event, SegmentEntered
 from libs.devstack.stack import Stack
-from tests.integration.support import read_topic, wait_for
+from tests.integration.support import read_events, wait_for
 
 
 def unique(prefix: str) -> str:
@@ -94,17 +94,14 @@ class Loop:
         return found
 
     async def events_on(self, topic: str) -> list[Event[Any]]:
-        records = await read_topic(self.stack.kafka_bootstrap, topic)
-        return [decode(record.key, record.value, record.headers) for record in records]
+        return [event for _, event in await read_events(self.stack.kafka_bootstrap, topic)]
 
     async def transitions(self, segment_id: str, profile_id: str) -> list[Transition]:
         """The profile's transitions in the segment, in order (one profile is one partition)."""
-        records = await read_topic(self.stack.kafka_bootstrap, topics.SEGMENT)
         found: list[Transition] = []
-        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        for record, event in await read_events(self.stack.kafka_bootstrap, topics.SEGMENT):
             if record.key != profile_id.encode():
                 continue
-            event = decode(record.key, record.value, record.headers)
             data = event.data
             if getattr(data, "segment_id", None) != segment_id:
                 continue

@@ -10,10 +10,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack, decode
+from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic, wait_for
+from tests.integration.support import publish, read_events, wait_for
 
 BASE_TIME = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 
@@ -66,11 +66,9 @@ class ProfileService:
 
     async def events_on(self, topic: str, **matching: Any) -> list[Event[Any]]:
         """Events on a topic whose data has every `matching` field value."""
-        records = await read_topic(self.stack.kafka_bootstrap, topic)
-        events = (decode(record.key, record.value, record.headers) for record in records)
         return [
             event
-            for event in events
+            for _, event in await read_events(self.stack.kafka_bootstrap, topic)
             if all(getattr(event.data, name, None) == value for name, value in matching.items())
         ]
 

@@ -17,11 +17,10 @@ from libs.common.events import (
     ProfileMerged,
     ProfileUpdated,
     SegmentEntered,
-    decode,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic
+from tests.integration.support import publish, read_events
 
 SOURCE = "closeloop/tests/segment"
 
@@ -103,10 +102,8 @@ class SegmentHarness:
 
     async def transitions(self, segment_id: str) -> list[tuple[str, str, str]]:
         """(profile, `entered`/`exited`, reason) of the segment, in the order published."""
-        records = await read_topic(self.stack.kafka_bootstrap, topics.SEGMENT)
         found: list[tuple[str, str, str]] = []
-        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-            event = decode(record.key, record.value, record.headers)
+        for _, event in await read_events(self.stack.kafka_bootstrap, topics.SEGMENT):
             if getattr(event.data, "segment_id", None) != segment_id:
                 continue
             verb = "entered" if isinstance(event.data, SegmentEntered) else "exited"
