@@ -27,7 +27,11 @@ from tests.integration.support import wait_for
 
 # pytest-timeout's alarm only fails whichever task it lands in on an asyncio loop; the test's own
 # deadline (asyncio.timeout) is what ends a run that hangs. Setup needs its share on top.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(SIZE.deadline + 180)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.chaos,
+    pytest.mark.timeout(SIZE.deadline + 180),
+]
 
 SERVICES = ("ingest", "profile", "segment", "journey", "content", "dispatch", "attribution")
 CONSUMERS = SERVICES[1:]
