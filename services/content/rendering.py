@@ -23,7 +23,13 @@ from services.content.messages import (
     with_defaults,
 )
 from services.content.profiles import ProfileFacts, needs_recipient, recipient_for
-from services.content.sandbox import Rendered, RenderError, RenderJob, RenderSandbox
+from services.content.sandbox import (
+    Rendered,
+    RenderError,
+    RenderJob,
+    RenderSandbox,
+    RenderStarved,
+)
 from services.content.store import BatchStore, Connection, DecisionRow, Evidence
 from services.content.templates import TemplateVersion, assemble, liquid_sources
 from services.content.waiting import PendingRequest, expired
@@ -223,6 +229,10 @@ class RequestRenderer:
             )
         started = time.perf_counter()
         outcomes = await self.sandbox.render_all(jobs)
+        starved = next((o for o in outcomes if isinstance(o, RenderStarved)), None)
+        if starved is not None:
+            # Not the template's fault: the batch is retried (with backoff) like any outage.
+            raise starved
         messages = [
             self._message(send, outcome, tracking, tally)
             for send, outcome, tracking in zip(sends, outcomes, trackings, strict=True)

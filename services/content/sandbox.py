@@ -9,6 +9,12 @@ is replaced before its next job. A batch's renders travel to a process as one li
 back one answer line each, every render within its own deadline. Templates only ever see JSON
 data (dicts, lists, strings, numbers), and Liquid resolves names by item lookup, never attribute
 access, so `{{ profile.__class__ }}` finds nothing.
+
+The deadline counts the process's CPU time, not the clock: on a saturated machine (a service
+catching up after a restart) a trivial template can wait longer than the deadline for a core,
+and that says nothing about the template. A process that gets so little CPU that
+`STARVED_WALL_FACTOR` deadlines of wall time pass first is given up as `RenderStarved`: the
+machine's fault, not the template's, so the caller retries it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import functools
 import math
 import resource
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psutil
 from liquid import BoundTemplate, Environment, FalsyStrictUndefined, Undefined
 from liquid.exceptions import LiquidError, UndefinedError
 
@@ -31,6 +39,8 @@ _UNDEFINED_SUFFIX = " is undefined"
 _MAX_ANSWER_BYTES = 16 * 1024 * 1024
 _READY = b"ready\n"
 _START_SECONDS = 60.0
+# How much wall time a render may take, in deadlines, while its process waits for a core.
+STARVED_WALL_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,12 @@ class MissingVariable(RenderError):
 
 
 class RenderTimeout(RenderError):
-    """The render missed its deadline; its process was killed."""
+    """The render used more CPU time than its deadline; its process was killed."""
+
+
+class RenderStarved(RenderError):
+    """The render's process did not get enough CPU to finish within `STARVED_WALL_FACTOR`
+    deadlines of wall time; it was killed. The machine is overloaded: worth retrying."""
 
 
 def check_syntax(source: str) -> str | None:
@@ -203,6 +218,10 @@ class RenderSandbox:
         return replacement
 
 
+class _CpuSpent(Exception):
+    """The process used up a render's CPU time without answering."""
+
+
 class _WorkerDied(Exception):
     """The process exited or closed its pipes before answering."""
 
@@ -212,6 +231,7 @@ class _Worker:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
+        self._usage = psutil.Process(process.pid)
         self._killed = False
 
     @classmethod
@@ -252,15 +272,24 @@ class _Worker:
         process: a late answer must never reach the next job."""
         stdin, stdout = self._process.stdin, self._process.stdout
         assert stdin is not None and stdout is not None
+        cpu_at_start = self._cpu_seconds()
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout(seconds * STARVED_WALL_FACTOR):
                 if line is not None:
                     stdin.write(line)
                     await stdin.drain()
-                answer = await stdout.readline()
-        except TimeoutError:
+                answer = await self._answer_within_cpu(stdout, cpu_at_start + seconds)
+        except _CpuSpent:
             self._kill()
             raise RenderTimeout(f"the template took longer than {seconds:g}s") from None
+        except TimeoutError:
+            used = self._cpu_seconds() - cpu_at_start
+            self._kill()
+            raise RenderStarved(
+                f"the render process got {used:.2f}s of CPU in {time.monotonic() - started:.1f}s"
+                ": the machine is overloaded"
+            ) from None
         except ValueError:
             self._kill()
             raise RenderError("the rendering is larger than the sandbox answers") from None
@@ -275,6 +304,33 @@ class _Worker:
             raise _WorkerDied("it exited without answering (out of memory?)")
         result: dict[str, Any] = orjson.loads(answer)
         return result
+
+    async def _answer_within_cpu(self, stdout: asyncio.StreamReader, cpu_limit: float) -> bytes:
+        """The next answer line, unless the process's CPU time passes `cpu_limit` first.
+
+        A single-threaded process cannot use more CPU time than the wall time that passes, so
+        waiting the CPU time it has left, then looking again, never lets it overrun by more
+        than one look, and a starved process is simply waited for.
+        """
+        reading = asyncio.ensure_future(stdout.readline())
+        try:
+            while True:
+                left = cpu_limit - self._cpu_seconds()
+                if left <= 0:
+                    raise _CpuSpent
+                done, _ = await asyncio.wait({reading}, timeout=max(left, 0.01))
+                if done:
+                    return reading.result()
+        finally:
+            reading.cancel()
+
+    def _cpu_seconds(self) -> float:
+        """The CPU time the process has used (0 once it has exited: its answer says the rest)."""
+        try:
+            times = self._usage.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
 
     async def reap(self) -> None:
         self._kill()

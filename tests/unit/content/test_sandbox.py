@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +19,7 @@ from services.content.sandbox import (
     RenderError,
     RenderJob,
     RenderSandbox,
+    RenderStarved,
     RenderTimeout,
     check_syntax,
     render_now,
@@ -193,6 +196,39 @@ async def test_a_killed_render_process_is_replaced_and_the_job_still_renders(
     job = RenderJob({"body": "{{ 2 | plus: 2 }}"}, {}, False)
     assert (await sandbox.render(job)).fields == {"body": "4"}
     assert sandbox._all[0] is not worker and sandbox.is_alive()
+
+
+async def test_a_render_waiting_for_a_core_is_not_taken_for_a_time_bomb(
+    sandbox: RenderSandbox,
+) -> None:
+    # A stopped process gets no CPU, as on a saturated machine, while the wall clock runs on.
+    [worker] = sandbox._all
+    os.kill(worker._process.pid, signal.SIGSTOP)
+    try:
+        job = RenderJob({"body": "{{ 3 | plus: 3 }}"}, {}, False)
+        rendering = asyncio.create_task(sandbox.render(job))
+        await asyncio.sleep(LIMITS.timeout_seconds * 3)  # starved for three deadlines
+        assert not rendering.done()
+    finally:
+        os.kill(worker._process.pid, signal.SIGCONT)
+    assert (await rendering).fields == {"body": "6"}
+    assert sandbox._all == [worker]
+
+
+async def test_a_render_starved_past_the_wall_limit_is_given_up_as_the_machines_fault() -> None:
+    limits = Limits(timeout_seconds=0.1)
+    pool = RenderSandbox(limits, workers=1)
+    await pool.start()
+    try:
+        [worker] = pool._all
+        os.kill(worker._process.pid, signal.SIGSTOP)
+        with pytest.raises(RenderStarved, match="overloaded"):
+            await pool.render(RenderJob({"body": "{{ 1 }}"}, {}, False))
+        assert (await pool.render(RenderJob({"body": "{{ 2 }}"}, {}, False))).fields == {
+            "body": "2"
+        }
+    finally:
+        await pool.stop()
 
 
 async def test_a_cancelled_render_leaves_no_answer_for_the_next_job(
