@@ -141,8 +141,12 @@ async def _follow_profiles(
             created.update((data.survivor_id, *data.merged_ids))
         else:
             erased.add(data.profile_id)
-    stored = await store.lock_profiles(connection, created, created | erased)
-    before = {profile_id: addressed_channels(facts) for profile_id, facts in stored.items()}
+    stored, new = await store.lock_profiles(connection, created, created | erased)
+    before = {
+        profile_id: addressed_channels(facts)
+        for profile_id, facts in stored.items()
+        if profile_id not in new  # content had not heard of it: no channel before
+    }
     book = ProfileBook(dict(stored))
     for data in events:
         if isinstance(data, ProfileUpdated):

@@ -35,7 +35,6 @@ from services.content.templates import TemplateVersion, assemble, liquid_sources
 from services.content.waiting import PendingRequest, expired
 
 _log = logging.getLogger(__name__)
-_EMPTY = ProfileFacts("")
 
 
 # Both go to the DLQ at once: retrying cannot help, and a run of them is no outage.
@@ -112,9 +111,10 @@ class RequestRenderer:
         `fresh` are the batch's requests; `waited` those that waited for an address its profile
         changes gave (`claim_waiting`), answered as if they had just arrived. Nothing for a
         request decided before (same idempotency key, in an earlier batch or earlier in this
-        one), a holdout, or a profile without an address for the channel, which waits for one
-        (`awaiting_address`) unless it has waited too long (`undeliverable`). What the requests
-        need is read in one query per table, and their renders go to the sandbox together.
+        one), a holdout, or a profile without an address for the channel (for a webhook: a profile
+        content has not heard of yet), which waits for one (`awaiting_address`) unless it has
+        waited too long (`undeliverable`). What the requests need is read in one query per
+        table, and their renders go to the sandbox together.
         """
         keys = {p.request.idempotency_key for p in fresh}
         decided = await store.decided(connection, keys) if keys else set()
@@ -127,11 +127,11 @@ class RequestRenderer:
         lacking = {
             p.profile_id
             for p in pending[len(waited) :]
-            if needs_recipient(p.request.channel)
-            and recipient_for(p.request.channel, profiles.get(p.profile_id) or _EMPTY) is None
+            if not _reachable(p.request.channel, profiles.get(p.profile_id))
         }
         if lacking:
-            # Before deciding that a request waits: an address committed meanwhile is seen.
+            # Before deciding that a request waits: an address (or a profile) committed
+            # meanwhile is seen.
             await store.lock_addresses(connection, lacking)
             profiles.update(await store.profiles(connection, lacking))
         evidence = await store.evidence(connection, template_ids)
@@ -169,9 +169,10 @@ class RequestRenderer:
                 tally.renders[request.channel, "holdout"] += 1
                 tally.holdouts[template.template_id] += 1
                 continue
-            profile = profiles.get(item.profile_id) or ProfileFacts(item.profile_id)
+            known = profiles.get(item.profile_id)
+            profile = known or ProfileFacts(item.profile_id)
             recipient = recipient_for(request.channel, profile)
-            if recipient is None and needs_recipient(request.channel):
+            if not _reachable(request.channel, known):
                 decisions.append(_decision(request, template, None, "awaiting_address"))
                 parked.append(item)
                 if not has_waited:
@@ -276,6 +277,14 @@ class RequestRenderer:
             journey=request.journey,
             behavior_at=request.behavior_at,
         )
+
+
+def _reachable(channel: str, profile: ProfileFacts | None) -> bool:
+    """Whether a request on the channel can be answered now: the profile has the channel's
+    address, or the channel needs none and content has heard of the profile."""
+    if needs_recipient(channel):
+        return profile is not None and recipient_for(channel, profile) is not None
+    return profile is not None
 
 
 def _template_for(

@@ -296,7 +296,7 @@ class BatchStore:
         s = checked_schema(schema)
         self._create_profiles = (
             f"INSERT INTO {s}.profiles (profile_id) SELECT unnest($1::text[]) "
-            "ON CONFLICT DO NOTHING"
+            "ON CONFLICT DO NOTHING RETURNING profile_id"
         )
         profile_columns = (
             "SELECT profile_id, traits::text AS traits, tags::text AS tags, lifecycle_stage, "
@@ -401,13 +401,15 @@ class BatchStore:
 
     async def lock_profiles(
         self, connection: Connection, create: Collection[str], lock: Collection[str]
-    ) -> dict[str, ProfileFacts]:
-        """The stored profiles of `lock`, locked until the transaction ends; those of `create`
-        are made (empty) first, so that a new one is locked too."""
+    ) -> tuple[dict[str, ProfileFacts], set[str]]:
+        """The stored profiles of `lock`, locked until the transaction ends, and which of them
+        are new: those of `create` are made (empty) first, so that a new one is locked too."""
+        new: set[str] = set()
         if create:
-            await connection.execute(self._create_profiles, sorted(create))
+            created = await connection.fetch(self._create_profiles, sorted(create))
+            new = {row["profile_id"] for row in created}
         rows = await connection.fetch(self._lock_profiles, list(lock))
-        return {row["profile_id"]: _facts(row) for row in rows}
+        return {row["profile_id"]: _facts(row) for row in rows}, new
 
     async def profiles(
         self, connection: Connection, ids: Collection[str]

@@ -5,6 +5,10 @@ the channel's address (the two topics are not ordered with each other). Such a r
 (`awaiting_address`) until a later batch's profile changes give the profile an address for the
 channel, and is answered then, as if it had just arrived; one that waits longer than the
 setting is given up (`undeliverable`).
+
+A channel without an address (a webhook) still renders the profile's traits: its request waits
+in the same way until content has heard of the profile at all, so a person who enters a journey
+the moment they sign up is not sent a payload with their name left out.
 """
 
 from __future__ import annotations
@@ -35,11 +39,17 @@ class PendingRequest:
     arrived_at: datetime
 
 
+# Channels whose messages go to a configured endpoint, not to an address of the person.
+ADDRESSLESS_CHANNELS = frozenset({"webhook"})
+
+
 def addressed_channels(facts: ProfileFacts | None) -> frozenset[str]:
-    """The channels the profile has an address for (webhook needs none and is not among them)."""
+    """The channels the profile can be sent on: those it has an address for, and those that
+    need none once content knows the profile (None: content has not heard of it)."""
     if facts is None:
         return frozenset()
-    return frozenset(c for c in ADDRESS_TRAITS if recipient_for(c, facts) is not None)
+    addressed = (c for c in ADDRESS_TRAITS if recipient_for(c, facts) is not None)
+    return ADDRESSLESS_CHANNELS.union(addressed)
 
 
 def newly_addressed(

@@ -5,7 +5,7 @@ Each accepted call expects exactly one effect of each kind:
 | kind | expected for | observed in |
 |---|---|---|
 | `profile` | each accepted identify and purchase | profile's `counters` for the person |
-| `send` | each accepted identify (the one journey step) | distinct Idempotency-Keys received |
+| `send` | each accepted identify (the one step) | distinct Idempotency-Keys per key's profile |
 | `credit` | each accepted purchase | distinct `conversion.attributed` events (ce_id) |
 | `conversion` | each accepted purchase | attribution's `conversions` row, `attributed` |
 | `profile_credit` | each accepted purchase | profile's `attributed_conversions` (1.0) |
@@ -47,6 +47,8 @@ class Observed:
     credits: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     conversions: Counter[str] = field(default_factory=Counter)
     unattributed: Counter[str] = field(default_factory=Counter)
+    # Sends whose payload does not name their person: rendered before content knew the traits.
+    stale_renders: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -115,10 +117,14 @@ async def observe(
         (seen.conversions if row["attributed"] else seen.unattributed)[user] += 1
     for key, message in inbox.by_key.items():
         if key.startswith(f"{journey_id}:"):
-            seen.keys[_webhook_user(message)].add(key)
+            user = _key_user(key, user_of)
+            seen.keys[user].add(key)
+            if _webhook_user(message) != user:
+                seen.stale_renders.append(key)
     for message in inbox.raw:
-        if message["headers"].get("idempotency-key", "").startswith(f"{journey_id}:"):
-            seen.raw_sends[_webhook_user(message)] += 1
+        key = message["headers"].get("idempotency-key", "")
+        if key.startswith(f"{journey_id}:"):
+            seen.raw_sends[_key_user(key, user_of)] += 1
     for record in await read_topic(bootstrap, topics.ATTRIBUTION):
         if header(record, "ce_type") != "conversion.attributed" or record.value is None:
             continue
@@ -127,6 +133,13 @@ async def observe(
             user = user_of.get(data["profile_id"], f"?{data['profile_id']}")
             seen.credits[user].add(header(record, "ce_id"))
     return seen
+
+
+def _key_user(key: str, user_of: dict[str, str]) -> str:
+    """Whose send this is, from its key (journey:version:node:profile:run): what the journey
+    decided, whatever the rendered payload says."""
+    profile_id = key.split(":")[3]
+    return user_of.get(profile_id, f"?{profile_id}")
 
 
 def _webhook_user(message: dict[str, Any]) -> str:

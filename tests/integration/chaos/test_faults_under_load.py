@@ -163,10 +163,16 @@ async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
         f"{time.monotonic() - started:.0f}s in all\n"
         f"failed attempts the load retried: {failures or 'none'}; "
         f"proxy: {proxy.accepted} connections, {proxy.dropped} reset by cuts\n"
-        f"{table}"
+        f"{table}\n"
+        f"sends whose payload did not name their person (rendered before content knew the "
+        f"traits): {len(seen.stale_renders)}{_examples(seen.stale_renders)}"
     )
     assert total.unaccepted == 0, "ingest never accepted some calls (see `unacc.`)"
     assert not total.lost and not total.duplicates, table
+
+
+def _examples(keys: list[str]) -> str:
+    return f" (e.g. {', '.join(keys[:3])})" if keys else ""
 
 
 async def _scenario(

@@ -142,6 +142,39 @@ async def test_a_request_that_arrives_before_the_address_is_answered_when_it_com
     assert response.json()["decisions"] == {"rendered": 1}
 
 
+async def test_a_webhook_for_a_profile_content_has_not_heard_of_waits_for_the_profile(
+    content_service: ContentHarness,
+) -> None:
+    """A webhook needs no address, but its payload names the person: rendered before content
+    knew them, it would go out with the name left empty."""
+    template, profile = _unique("tpl"), _unique("prf")
+    webhook = {
+        "id": template,
+        "name": template,
+        "channel": "webhook",
+        "variants": [{"id": "a", "payload": {"name": "{{ profile.traits.first_name }}"}}],
+    }
+    (await content_service.create(webhook)).raise_for_status()
+    request = message_request(profile, template, channel="webhook")
+    await content_service.publish(request)
+
+    async def waiting() -> bool:
+        response = await content_service.http.get(f"/templates/{template}/variants")
+        return bool(response.json()["decisions"].get("awaiting_address") == 1)
+
+    await wait_for(waiting, within=60, what="the webhook waiting for its profile")
+    assert await content_service.rendered(request.data.request_id) == []
+    await content_service.publish(profile_update(profile, **{"traits.first_name": "Mei"}))
+
+    async def answered() -> bool:
+        return bool(await content_service.rendered(request.data.request_id))
+
+    await wait_for(answered, within=60, what="message.rendered once the profile came")
+    [message] = await content_service.rendered(request.data.request_id)
+    assert message.payload == {"name": "Mei"}
+    assert message.recipient is None
+
+
 async def test_outcomes_and_conversions_feed_the_bandit(content_service: ContentHarness) -> None:
     template = _unique("tpl")
     body = email_template(template)

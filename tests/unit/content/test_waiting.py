@@ -16,9 +16,10 @@ def test_addressed_channels_are_those_with_a_usable_address() -> None:
     facts = ProfileFacts(
         "prf_a", traits={"email": "li@example.com", "phone": "   ", "push_token": 12345}
     )
-    assert addressed_channels(facts) == frozenset({"email", "push"})
+    assert addressed_channels(facts) == frozenset({"email", "push", "webhook"})
     assert addressed_channels(None) == frozenset()
-    assert addressed_channels(ProfileFacts("prf_b")) == frozenset()
+    # A webhook needs no address: only that content has heard of the profile.
+    assert addressed_channels(ProfileFacts("prf_b")) == frozenset({"webhook"})
 
 
 def test_an_address_a_batch_gives_wakes_the_profiles_requests_for_that_channel() -> None:
@@ -35,15 +36,17 @@ def test_an_address_a_batch_gives_wakes_the_profiles_requests_for_that_channel()
     assert newly_addressed(before, book.saved(), book.survivors) == [
         ("prf_known", "sms"),  # a changed email is not a new one: nothing waits for it
         ("prf_new", "email"),
+        ("prf_new", "webhook"),  # heard of for the first time
     ]
 
 
-def test_an_address_removed_or_never_given_wakes_nothing() -> None:
+def test_an_address_removed_or_never_given_wakes_nothing_on_its_channel() -> None:
     book = ProfileBook({"prf_a": ProfileFacts("prf_a", traits={"email": "a@example.com"})})
     before = _channels_before(book)
     book.update("prf_a", [("traits.email", None)])
     book.update("prf_b", [("traits.email", "  ")])
-    assert newly_addressed(before, book.saved(), book.survivors) == []
+    # prf_b's blank email is no address; content hearing of prf_b at all wakes its webhooks.
+    assert newly_addressed(before, book.saved(), book.survivors) == [("prf_b", "webhook")]
 
 
 def test_a_merge_survivor_answers_the_requests_it_gained_for_every_address_it_has() -> None:
@@ -60,6 +63,7 @@ def test_a_merge_survivor_answers_the_requests_it_gained_for_every_address_it_ha
     assert newly_addressed(before, book.saved(), book.survivors) == [
         ("prf_s", "email"),
         ("prf_s", "sms"),
+        ("prf_s", "webhook"),
     ]
 
 
