@@ -1,4 +1,5 @@
-"""The profile service's app: the ingest and segment consumer, its relay, and the REST routes."""
+"""The profile service's app: the consumer, the reviews of aging profiles, its relay, and the
+REST routes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from libs.common.db import create_sessions
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
 from services.profile.api import profile_router
+from services.profile.features import FeatureRules
 from services.profile.handlers import ACCEPTED_TYPES, profile_handler
+from services.profile.review import ProfileReviews
 from services.profile.settings import ProfileSettings
 
 
@@ -28,12 +31,20 @@ def create(settings: Settings) -> FastAPI:
         relay=parts.relay,
         accept_types=ACCEPTED_TYPES,
     )
+    reviews = ProfileReviews(
+        parts.engine,
+        parts.relay,
+        settings.schema_name,
+        FeatureRules.from_settings(settings),
+        interval_ms=settings.profile_review_interval_ms,
+        batch_size=settings.profile_review_batch,
+    )
     return create_app(
         settings,
         title="Profile",
         description="Who each person is, and what they are like: identity graph, traits, "
         "tags and computed features.",
         routers=[profile_router(settings, create_sessions(parts.engine), parts.relay)],
-        workers=parts.workers(consumer),
+        workers=parts.workers(reviews, consumer),
         readiness_checks=parts.readiness_checks(settings),
     )

@@ -103,6 +103,54 @@ def lifecycle_stage(
     return "at_risk"
 
 
+# A review runs this long after the boundary it is for, so the comparisons above (strict or
+# not) have all turned by then.
+_REVIEW_MARGIN_SECONDS = 1.0
+
+
+def next_review(
+    first_seen: float | None,
+    last_seen: float | None,
+    activity: Decayed | None,
+    last_order_at: float | None,
+    as_of: float,
+    rules: FeatureRules,
+) -> float | None:
+    """The first moment after `as_of` at which the lifecycle stage or the RFM recency score may
+    change with no new event; None when neither can any more (churned, and no order within the
+    last recency band).
+
+    These features age: someone active today is at risk in a month without doing anything, and
+    segments and journeys that ask for the stage must hear about it then, not at the next event.
+    """
+    moments: list[float] = []
+    if first_seen is not None and last_seen is not None:
+        moments.append(first_seen + rules.new_days * DAY)
+        moments.extend(
+            last_seen + days * DAY
+            for days in (rules.active_days, rules.at_risk_days, rules.dormant_days)
+        )
+        fades = _activity_fades_at(activity, rules)
+        if fades is not None:
+            moments.append(fades)
+    if last_order_at is not None:
+        moments.extend(last_order_at + days * DAY for days in rules.rfm_recency_days)
+    later = [moment for moment in moments if moment > as_of]
+    return min(later) + _REVIEW_MARGIN_SECONDS if later else None
+
+
+def _activity_fades_at(activity: Decayed | None, rules: FeatureRules) -> float | None:
+    """When decayed activity falls below what an active profile needs (None: it is already
+    below, or no activity is needed)."""
+    if activity is None or rules.active_min_activity <= 0:
+        return None
+    value, moment = activity
+    if value <= rules.active_min_activity:
+        return None
+    halvings = math.log2(value / rules.active_min_activity)
+    return moment + halvings * rules.activity_half_life_days * DAY
+
+
 @dataclass(frozen=True, slots=True)
 class Rfm:
     recency: int

@@ -242,7 +242,15 @@ class _ProfileWork:
         touched = {self.graph.canonical(profile_id) for profile_id in self.last_cause}
         await store.save_profiles(
             connection,
-            {pid: (self.graph.created_at[pid], self.profiles[pid]) for pid in touched},
+            {
+                pid: (
+                    self.graph.created_at[pid],
+                    self.profiles[pid],
+                    self.profiles[pid].next_review(self.as_of, self.rules),
+                )
+                for pid in touched
+            },
+            self.as_of,
         )
         rows = self.history
         if merges:  # rows of profiles merged later in the batch move to their survivor

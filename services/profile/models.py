@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -26,6 +27,15 @@ def profiles_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("state", JSONB, nullable=False),
+        # The moment the features downstream last heard of were computed for, and the next
+        # moment they may change by time alone (services/profile/review.py).
+        Column("reviewed_at", DateTime(timezone=True)),
+        Column("review_due_at", DateTime(timezone=True)),
+        Index(
+            "profiles_review_due_at",
+            "review_due_at",
+            postgresql_where=text("review_due_at IS NOT NULL"),
+        ),
     )
 
 

@@ -26,13 +26,22 @@ class ProfileSettings(Settings):
         default=["order_completed", "purchase", "checkout_completed"],
         description="Track events whose properties.revenue (else properties.total) is an order.",
     )
-    lifecycle_new_days: int = Field(default=7, ge=0)
-    lifecycle_active_days: int = Field(default=14, ge=1)
+    # Days may be fractions (0.5 is twelve hours), so a test or a trial can shorten them.
+    lifecycle_new_days: float = Field(default=7, ge=0)
+    lifecycle_active_days: float = Field(default=14, gt=0)
     lifecycle_active_min_activity: float = Field(
         default=3.0, ge=0, description="Decayed event count an active profile has at least."
     )
-    lifecycle_at_risk_days: int = Field(default=30, ge=1)
-    lifecycle_dormant_days: int = Field(default=90, ge=1)
+    lifecycle_at_risk_days: float = Field(default=30, gt=0)
+    lifecycle_dormant_days: float = Field(default=90, gt=0)
+    profile_review_interval_ms: int = Field(
+        default=30_000,
+        ge=10,
+        description="How often profiles whose stage or RFM recency has aged are looked for.",
+    )
+    profile_review_batch: int = Field(
+        default=500, ge=1, description="Profiles reviewed per transaction."
+    )
     activity_half_life_days: float = Field(default=14.0, gt=0)
     category_half_life_days: float = Field(default=30.0, gt=0)
     rfm_recency_days: list[int] = Field(

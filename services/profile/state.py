@@ -144,6 +144,12 @@ class ProfileState:
         items = raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, list) else []
         return sorted({item.strip() for item in items if isinstance(item, str) and item.strip()})
 
+    def next_review(self, as_of: float, rules: FeatureRules) -> float | None:
+        """When this profile's view may next change with no event (features.next_review)."""
+        return features.next_review(
+            self.first_seen, self.last_seen, self.activity, self.last_order_at, as_of, rules
+        )
+
     def view(self, as_of: float, rules: FeatureRules) -> dict[str, Any]:
         """The fields `profile.updated` reports, by path, as they stand at `as_of`."""
         fields: dict[str, Any] = {f"traits.{name}": value for name, value in self.traits.items()}

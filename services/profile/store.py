@@ -37,6 +37,15 @@ class StoredProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewedProfile:
+    """A profile due for review, and the moment its features were last announced for."""
+
+    id: str
+    state: ProfileState
+    reviewed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryRow:
     profile_id: str
     message_id: str
@@ -130,19 +139,63 @@ class ProfileStore:
         )
 
     async def save_profiles(
-        self, connection: Connection, profiles: Mapping[str, tuple[float, ProfileState]]
+        self,
+        connection: Connection,
+        profiles: Mapping[str, tuple[float, ProfileState, float | None]],
+        reviewed_at: float,
     ) -> None:
-        """Insert or replace profiles: id -> (created at, state)."""
+        """Insert or replace profiles: id -> (created at, state, next review), as they stand at
+        `reviewed_at` (what `profile.updated` just told downstream)."""
         if not profiles:
             return
         await connection.execute(
-            f"INSERT INTO {self.schema}.profiles (id, created_at, state) "
-            "SELECT id, to_timestamp(created), state::jsonb "
-            "FROM unnest($1::text[], $2::float8[], $3::text[]) AS p(id, created, state) "
-            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = now()",
+            f"INSERT INTO {self.schema}.profiles "
+            "(id, created_at, state, reviewed_at, review_due_at) "
+            "SELECT id, to_timestamp(created), state::jsonb, to_timestamp($5), to_timestamp(due) "
+            "FROM unnest($1::text[], $2::float8[], $3::text[], $4::float8[]) "
+            "AS p(id, created, state, due) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = now(), "
+            "reviewed_at = excluded.reviewed_at, review_due_at = excluded.review_due_at",
             list(profiles),
-            [created for created, _ in profiles.values()],
-            [orjson.dumps(state.to_json()).decode() for _, state in profiles.values()],
+            [created for created, _, _ in profiles.values()],
+            [orjson.dumps(state.to_json()).decode() for _, state, _ in profiles.values()],
+            [due for _, _, due in profiles.values()],
+            reviewed_at,
+        )
+
+    async def claim_due_reviews(
+        self, connection: Connection, as_of: float, limit: int
+    ) -> list[ReviewedProfile]:
+        """Profiles whose features may have aged by `as_of`, locked for this transaction."""
+        rows = await connection.fetch(
+            f"SELECT id, state::text AS state, reviewed_at FROM {self.schema}.profiles "
+            "WHERE review_due_at <= to_timestamp($1) ORDER BY review_due_at LIMIT $2 "
+            "FOR UPDATE SKIP LOCKED",
+            as_of,
+            limit,
+        )
+        return [
+            ReviewedProfile(
+                id=row["id"],
+                state=ProfileState.from_json(orjson.loads(row["state"])),
+                reviewed_at=None if row["reviewed_at"] is None else row["reviewed_at"].timestamp(),
+            )
+            for row in rows
+        ]
+
+    async def mark_reviewed(
+        self, connection: Connection, due: Mapping[str, float | None], reviewed_at: float
+    ) -> None:
+        """Record a review: id -> the next one (None: never again, until an event comes)."""
+        if not due:
+            return
+        await connection.execute(
+            f"UPDATE {self.schema}.profiles p SET reviewed_at = to_timestamp($3), "
+            "review_due_at = to_timestamp(r.due) "
+            "FROM unnest($1::text[], $2::float8[]) AS r(id, due) WHERE p.id = r.id",
+            list(due),
+            list(due.values()),
+            reviewed_at,
         )
 
     async def add_history(self, connection: Connection, rows: Sequence[HistoryRow]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.profile.features import (
     DAY,
@@ -12,6 +14,7 @@ from services.profile.features import (
     category_of,
     decayed_value,
     lifecycle_stage,
+    next_review,
     order_revenue,
     rfm,
     top_categories,
@@ -101,3 +104,47 @@ def test_category_comes_from_properties_else_the_page() -> None:
     assert category_of({"category": " tea "}) == "tea"
     assert category_of({}, "checkout") == "checkout"
     assert category_of({"category": 3}) is None
+
+
+def _features_at(
+    first: float, last: float, activity: float, order: float | None, at: float
+) -> tuple[str, int | None]:
+    stage = lifecycle_stage(first, last, (activity, last), at, RULES)
+    scores = rfm(1 if order else 0, 10.0, order, at, RULES)
+    return stage, None if scores is None else scores.recency
+
+
+def test_an_active_customer_left_alone_is_reviewed_at_each_stage_until_churned() -> None:
+    first, last, order = NOW - 60 * DAY, NOW, NOW
+    at: float | None = NOW
+    seen = []
+    while at is not None:
+        seen.append(_features_at(first, last, 5.0, order, at))
+        at = next_review(first, last, (5.0, last), order, at, RULES)
+    stages = [stage for stage, _ in seen]
+    assert list(dict.fromkeys(stages)) == ["active", "at_risk", "dormant", "churned"]
+    assert [recency for _, recency in seen][-1] == 1
+
+
+@given(
+    first_ago=st.floats(0, 400),
+    idle=st.floats(0, 400),
+    activity=st.floats(0, 50),
+    order_ago=st.none() | st.floats(0, 400),
+    fraction=st.floats(0, 1),
+)
+def test_nothing_changes_between_reviews_and_the_last_review_is_final(
+    first_ago: float, idle: float, activity: float, order_ago: float | None, fraction: float
+) -> None:
+    first = NOW - max(first_ago, idle) * DAY
+    last = NOW - idle * DAY
+    order = None if order_ago is None else NOW - order_ago * DAY
+    due = next_review(first, last, (activity, last), order, NOW, RULES)
+    now_features = _features_at(first, last, activity, order, NOW)
+    if due is None:
+        assert _features_at(first, last, activity, order, NOW + 1000 * DAY) == now_features
+        return
+    assert due > NOW
+    # Any moment before the review (the margin aside) shows what `NOW` shows.
+    between = NOW + fraction * max(0.0, due - 2 - NOW)
+    assert _features_at(first, last, activity, order, between) == now_features

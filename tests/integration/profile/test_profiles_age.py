@@ -1,0 +1,109 @@
+"""Profiles age without events: the lifecycle stage moves on by itself and downstream hears it.
+
+A profile service with its lifecycle measured in seconds instead of days: one identify, then
+nothing, and the person is announced new, at risk, dormant and churned, each once, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from libs.common import topics
+from libs.common.events import IngestIdentify, ProfileUpdated
+from libs.devstack import free_port
+from libs.devstack.pytest_plugin import TEST_ADMIN_TOKEN
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.profile.harness import ProfileService, unique
+from tests.integration.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+SECOND = 1 / 86_400  # in days, as the lifecycle settings count
+AGING = {
+    "CLOSELOOP_LIFECYCLE_NEW_DAYS": str(5 * SECOND),
+    "CLOSELOOP_LIFECYCLE_ACTIVE_DAYS": str(5 * SECOND),
+    "CLOSELOOP_LIFECYCLE_AT_RISK_DAYS": str(10 * SECOND),
+    "CLOSELOOP_LIFECYCLE_DORMANT_DAYS": str(15 * SECOND),
+    "CLOSELOOP_PROFILE_REVIEW_INTERVAL_MS": "200",
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def fast_aging_profiles(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ProfileService]:
+    process = ServiceProcess(
+        f"profile_aging_{uuid.uuid4().hex[:8]}",
+        "services.profile",
+        {**stack.env(), "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000", **AGING},
+        free_port(),
+        log_dir=tmp_path_factory.mktemp("profile-aging-logs"),
+    )
+    await process.migrate()
+    process.start()
+    try:
+        await process.wait_ready(60)
+        headers = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=process.url, headers=headers, timeout=10) as client:
+            yield ProfileService(stack, process, client)
+    finally:
+        await process.stop()
+
+
+async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
+    fast_aging_profiles: ProfileService,
+) -> None:
+    service = fast_aging_profiles
+    # The new service first reads the whole shared ingest topic: once a first call of ours is
+    # on its profile it has caught up, and the next one is handled within its first seconds.
+    caught_up = unique("caught-up")
+    await service.publish(_identify(caught_up))
+    await service.wait_for_profile(f"user_id:{caught_up}", within=60)
+    user_id = unique("idle")
+    await service.publish(_identify(user_id))
+    profile = await service.wait_for_profile(f"user_id:{user_id}")
+    stages: list[ProfileUpdated] = []
+
+    async def churned() -> bool:
+        stages[:] = [
+            event.data
+            for event in await service.events_on(topics.PROFILE, profile_id=profile["id"])
+            if isinstance(event.data, ProfileUpdated)
+            and any(change.field == "lifecycle_stage" for change in event.data.changes)
+        ]
+        return bool(stages) and _stage(stages[-1]) == "churned"
+
+    await wait_for(churned, within=60, what="the profile to be announced churned", every=0.5)
+    assert [_stage(update) for update in stages] == ["new", "at_risk", "dormant", "churned"]
+    # Only the first had a cause; the rest were time passing, found by the reviews.
+    assert stages[0].caused_by is not None
+    assert [update.caused_by for update in stages[1:]] == [None, None, None]
+    assert (await service.profile_of(f"user_id:{user_id}") or {})["lifecycle_stage"] == "churned"
+    due = await service.fetchval(
+        "SELECT review_due_at FROM {schema}.profiles WHERE id = $1", profile["id"]
+    )
+    assert due is None  # churned, with no order: nothing left to age
+
+
+def _stage(update: ProfileUpdated) -> str | None:
+    [change] = [change for change in update.changes if change.field == "lifecycle_stage"]
+    return change.after if isinstance(change.after, str) else None
+
+
+def _identify(user_id: str) -> IngestIdentify:
+    now = datetime.now(UTC)
+    return IngestIdentify(
+        message_id=unique("identify"),
+        user_id=user_id,
+        traits={"plan": "basic"},
+        timestamp=now,
+        received_at=now,
+        source_id="src_tests",
+    )
