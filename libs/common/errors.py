@@ -10,10 +10,40 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="What went wrong, for programs: `not_found`, `invalid_request`…")
+    message: str = Field(description="What went wrong and what to do about it, for people.")
+    field: str | None = Field(description="The request field at fault, dotted; null: the request.")
+
+
+class ErrorBody(BaseModel):
+    """The one error format, declared in OpenAPI so clients and schemathesis can rely on it."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route or router: each status answered in the one error format.
+
+    Declaring 422 also replaces FastAPI's own `HTTPValidationError`, a shape we never send.
+    """
+    return {
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        for status in statuses
+    }
+
+
+# What every management route may answer besides its own errors: a body that is not JSON (400),
+# a missing or wrong admin token (401), a request that fails validation (422).
+MANAGEMENT_ERRORS = error_responses(400, 401, 422)
 
 
 class ApiError(Exception):
@@ -82,14 +112,74 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking_start)
-        except Exception:
+        except Exception as error:
             if response_started:
                 raise
-            logger.exception("Unhandled error answering %s %s", scope["method"], scope["path"])
-            response = error_response(
-                HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "An unexpected error occurred."
-            )
+            if database_unavailable(error):
+                logger.warning(
+                    "The database is unavailable answering %s %s: %s",
+                    scope["method"],
+                    scope["path"],
+                    _innermost(error),
+                )
+                response = error_response(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The database is unavailable; retry shortly.",
+                    headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+                )
+            else:
+                logger.exception("Unhandled error answering %s %s", scope["method"], scope["path"])
+                response = error_response(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "An unexpected error occurred."
+                )
             await response(scope, receive, send)
+
+
+_RETRY_AFTER_SECONDS = 1
+# What the driver raises while PostgreSQL restarts, fails over or is unreachable.
+_UNAVAILABLE_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now ("the database system is starting up")
+        "08000",  # connection_exception
+        "08001",  # sqlclient_unable_to_establish_sqlconnection
+        "08003",  # connection_does_not_exist
+        "08006",  # connection_failure
+    }
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says the database cannot be reached right
+    now, rather than that the request or the code is wrong: answered 503, and retried by
+    clients, instead of 500."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_unavailable(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, ConnectionError | PoolTimeout):  # refused, reset; no pooled connection
+        return True
+    if getattr(error, "connection_invalidated", False):  # SQLAlchemy's DBAPIError
+        return True
+    if getattr(error, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:  # asyncpg's errors
+        return True
+    # asyncpg's InterfaceError on a connection the server closed.
+    return type(error).__name__ == "InterfaceError" and "connection is closed" in str(error)
+
+
+def _innermost(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -168,6 +168,9 @@ async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
         f"traits): {len(seen.stale_renders)}{_examples(seen.stale_renders)}"
     )
     assert total.unaccepted == 0, "ingest never accepted some calls (see `unacc.`)"
+    # An outage is a 503 to retry (or no answer), never a 500.
+    assert "500" not in load.stats.failed_attempts, "ingest answered 500 during a fault"
+    assert not seen.stale_renders, "sends were rendered before content knew their person"
     assert not total.lost and not total.duplicates, table
 
 

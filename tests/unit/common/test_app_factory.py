@@ -10,14 +10,19 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from asyncpg.exceptions import CannotConnectNowError
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.common import app as app_module
 from libs.common.app import create_app
 from libs.common.errors import ApiError
 from libs.common.lifecycle import ReadinessCheck, Worker
 from libs.common.settings import Settings
+from libs.devstack import free_port
 
 # The lifespan configures logging for the whole process.
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -89,6 +94,24 @@ def _example_router() -> APIRouter:
     @router.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret connection string postgres://admin:hunter2@db")
+
+    @router.get("/database-gone")
+    async def database_gone() -> None:
+        # A real connection attempt to a port where no PostgreSQL listens.
+        engine = create_async_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    @router.get("/database-starting")
+    async def database_starting() -> None:
+        # What asyncpg raises (under SQLAlchemy's wrapper) while PostgreSQL restarts.
+        try:
+            raise CannotConnectNowError("the database system is starting up")
+        except CannotConnectNowError as error:
+            raise DBAPIError("SELECT 1", None, error) from error
 
     return router
 
@@ -294,3 +317,13 @@ async def test_unexpected_error_answers_500_without_leaking_and_logs_the_traceba
     [record] = [r for r in caplog.records if r.name == "libs.common.errors"]
     assert record.exc_info is not None
     assert "hunter2" in str(record.exc_info[1])
+
+
+@pytest.mark.parametrize("path", ["/database-gone", "/database-starting"])
+async def test_an_unreachable_database_answers_503_with_retry_after_not_500(path: str) -> None:
+    async with _serving(_app()) as client:
+        response = await client.get(path)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "unavailable"
