@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
@@ -12,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _CHECK_TIMEOUT_SECONDS = 2.0
+_log = logging.getLogger(__name__)
 
 
 class Worker(Protocol):
@@ -55,6 +57,57 @@ class BackgroundLoop(ABC):
     @abstractmethod
     async def _run(self) -> None:
         """The loop; runs until cancelled."""
+
+
+class DueWorkLoop(BackgroundLoop):
+    """A worker that claims due work in batches from its tables (timers, reviews): one batch
+    after another while batches come back full, then a pause of `poll_interval_seconds`.
+
+    `work_due` claims and handles one batch in one transaction and says how many it claimed.
+    A failing batch is logged and tried again after a growing pause, so an outage of the
+    database slows the loop down without stopping it. Stopping ends the pause at once; a batch
+    cancelled in its transaction rolls back, and its work stays due for the next start.
+    """
+
+    retry_backoff_seconds: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
+
+    def __init__(self, name: str, *, poll_interval_seconds: float, batch_size: int) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self._poll_interval = poll_interval_seconds
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await super().start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await super().stop()
+
+    @abstractmethod
+    async def work_due(self) -> int:
+        """Claim and handle one batch of due work; how many items were claimed."""
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                claimed = await self.work_due()
+                failures = 0
+            except Exception:
+                backoff = self.retry_backoff_seconds
+                delay = backoff[min(failures, len(backoff) - 1)]
+                failures += 1
+                _log.exception("%s failed; retrying in %gs", self.name, delay)
+                await self._pause(delay)
+                continue
+            if claimed < self.batch_size:
+                await self._pause(self._poll_interval)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
 
 class ReadinessCheck(Protocol):

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import logging
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import create_sessions
-from libs.common.lifecycle import BackgroundLoop
+from libs.common.lifecycle import DueWorkLoop
 from services.journey import metrics
 from services.journey.graph import WaitFor
 from services.journey.runner import Runner
 from services.journey.store import DueTimer, JourneyStore
 
-_log = logging.getLogger(__name__)
-_RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
-
-class JourneyTimers(BackgroundLoop):
+class JourneyTimers(DueWorkLoop):
     """Claims due timers (`FOR UPDATE SKIP LOCKED`, so replicas share them), moves their runs
     on, and writes what that emits to the outbox in the same transaction: a crash before the
     commit leaves the timers due, a crash after it has already published nothing twice.
@@ -38,28 +32,21 @@ class JourneyTimers(BackgroundLoop):
         batch_size: int,
         step_limit: int,
     ) -> None:
-        self.name = f"journey-timers:{schema}"
+        super().__init__(
+            f"journey-timers:{schema}",
+            poll_interval_seconds=poll_interval_ms / 1000,
+            batch_size=batch_size,
+        )
         self._sessions = create_sessions(engine)
         self._relay = relay
         self._schema = schema
-        self._poll_interval = poll_interval_ms / 1000
-        self._batch_size = batch_size
         self._step_limit = step_limit
-        self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
-        self._stopping.clear()
-        await super().start()
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        await super().stop()
-
-    async def fire_due(self) -> int:
+    async def work_due(self) -> int:
         """Handle one batch of due timers; how many were claimed."""
         async with self._sessions() as session, session.begin():
             store = JourneyStore(session, self._schema)
-            claimed = await store.claim_due_timers(self._batch_size)
+            claimed = await store.claim_due_timers(self.batch_size)
             if not claimed:
                 return 0
             metrics.TIMERS_DUE.inc(len(claimed))
@@ -71,25 +58,6 @@ class JourneyTimers(BackgroundLoop):
         if events:
             self._relay.notify()
         return len(claimed)
-
-    async def _run(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                claimed = await self.fire_due()
-                failures = 0
-            except Exception:
-                delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS) - 1)]
-                failures += 1
-                _log.exception("journey timers failed; retrying", extra={"schema": self._schema})
-                await self._wait(delay)
-                continue
-            if claimed < self._batch_size:
-                await self._wait(self._poll_interval)
-
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
 
 async def _fire(runner: Runner, claimed: list[DueTimer]) -> None:

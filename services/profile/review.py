@@ -11,9 +11,6 @@ profiles due, a crash after it has published nothing twice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from datetime import UTC, datetime
 
@@ -22,17 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import create_sessions
 from libs.common.events import Event, ProfileChange, ProfileUpdated
-from libs.common.lifecycle import BackgroundLoop
+from libs.common.lifecycle import DueWorkLoop
 from services.profile.features import FeatureRules
 from services.profile.handlers import SOURCE
 from services.profile.state import changes
 from services.profile.store import ProfileStore, ReviewedProfile
 
-_log = logging.getLogger(__name__)
-_RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
-
-class ProfileReviews(BackgroundLoop):
+class ProfileReviews(DueWorkLoop):
     """Claims profiles due for review (`FOR UPDATE SKIP LOCKED`) and announces what aged."""
 
     def __init__(
@@ -45,31 +39,24 @@ class ProfileReviews(BackgroundLoop):
         interval_ms: int,
         batch_size: int,
     ) -> None:
-        self.name = f"profile-reviews:{schema}"
+        super().__init__(
+            f"profile-reviews:{schema}",
+            poll_interval_seconds=interval_ms / 1000,
+            batch_size=batch_size,
+        )
         self._sessions = create_sessions(engine)
         self._relay = relay
         self._store = ProfileStore(schema)
         self._rules = rules
-        self._interval = interval_ms / 1000
-        self._batch_size = batch_size
-        self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
-        self._stopping.clear()
-        await super().start()
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        await super().stop()
-
-    async def review_due(self, as_of: float | None = None) -> int:
+    async def work_due(self, as_of: float | None = None) -> int:
         """Review one batch of the profiles due by `as_of` (default: now); how many there were."""
         as_of = time.time() if as_of is None else as_of
         async with self._sessions() as session, session.begin():
             connection = await self._store.connection(session)
             # The consumer holds this lock for its whole batch: a profile never changes under us.
             await self._store.lock_graph(connection)
-            due = await self._store.claim_due_reviews(connection, as_of, self._batch_size)
+            due = await self._store.claim_due_reviews(connection, as_of, self.batch_size)
             if not due:
                 return 0
             events = [event for profile in due if (event := self._aged(profile, as_of))]
@@ -101,24 +88,3 @@ class ProfileReviews(BackgroundLoop):
             key=profile.id,
             source=SOURCE,
         )
-
-    async def _run(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                reviewed = await self.review_due()
-                failures = 0
-            except Exception:
-                delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS) - 1)]
-                failures += 1
-                _log.exception(
-                    "profile reviews failed; retrying", extra={"schema": self._store.schema}
-                )
-                await self._wait(delay)
-                continue
-            if reviewed < self._batch_size:
-                await self._wait(self._interval)
-
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

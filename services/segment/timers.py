@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,16 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import create_sessions
 from libs.common.events import Event
-from libs.common.lifecycle import BackgroundLoop
+from libs.common.lifecycle import DueWorkLoop
 from services.segment.membership import membership_event, reevaluate_and_record
 from services.segment.rules import EVALUATE_PREFIX, Transition
 from services.segment.store import DueTimer, SegmentStore
 
-_log = logging.getLogger(__name__)
-_RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
-
-class WindowTimers(BackgroundLoop):
+class WindowTimers(DueWorkLoop):
     """Claims due timers (`FOR UPDATE SKIP LOCKED`, so replicas share them), re-evaluates those
     memberships, and emits the exits (or entries) through the outbox in the same transaction.
     """
@@ -37,29 +31,21 @@ class WindowTimers(BackgroundLoop):
         poll_interval_ms: int,
         batch_size: int,
     ) -> None:
-        self.name = f"window-timers:{schema}"
+        super().__init__(
+            f"window-timers:{schema}",
+            poll_interval_seconds=poll_interval_ms / 1000,
+            batch_size=batch_size,
+        )
         self._sessions = create_sessions(engine)
         self._relay = relay
         self._schema = schema
-        self._poll_interval = poll_interval_ms / 1000
-        self._batch_size = batch_size
-        self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
-        self._stopping.clear()
-        await super().start()
-
-    async def stop(self) -> None:
-        # A cancelled transaction rolls back: its timers stay due for the next start.
-        self._stopping.set()
-        await super().stop()
-
-    async def fire_due(self) -> int:
+    async def work_due(self) -> int:
         """Handle one batch of due timers; how many were claimed."""
         async with self._sessions() as session, session.begin():
             store = SegmentStore(session, self._schema)
             await store.hold_evaluation_lock(exclusive=False)
-            claimed = await store.claim_due_timers(self._batch_size)
+            claimed = await store.claim_due_timers(self.batch_size)
             if not claimed:
                 return 0
             events = await _fire(store, claimed)
@@ -67,25 +53,6 @@ class WindowTimers(BackgroundLoop):
         if events:
             self._relay.notify()
         return len(claimed)
-
-    async def _run(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                claimed = await self.fire_due()
-                failures = 0
-            except Exception:
-                delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS) - 1)]
-                failures += 1
-                _log.exception("window timers failed; retrying", extra={"schema": self._schema})
-                await self._wait(delay)
-                continue
-            if claimed < self._batch_size:
-                await self._wait(self._poll_interval)
-
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
 
 async def _fire(store: SegmentStore, claimed: Sequence[DueTimer]) -> list[Event[Any]]:
