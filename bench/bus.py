@@ -18,7 +18,10 @@ from sqlalchemy import text
 
 from bench import raw
 from bench.clock import FirstBatchClock
+from bench.progress import PROGRESS
+from bench.raw import Ceilings
 from bench.report import Rate, Ratio, print_table, save
+from bench.summary import Figure, Target
 from libs.common.bus import Batch, EventConsumer, EventProducer, OutboxRelay, ensure_topics
 from libs.common.bus.tables import create_bus_schema
 from libs.common.db import create_engine
@@ -49,18 +52,36 @@ def behaviours(count: int, profiles: int = 1000) -> list[Event[BehaviorOccurred]
     ]
 
 
-async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
+async def ceilings(bootstrap: str, dsn: str, count: int) -> Ceilings:
+    """The raw ceilings on `count` of these events: produce, consume + commit, inbox rows."""
     run_id = uuid.uuid4().hex[:8]
-    raw_topic, bus_topic = f"bench.raw.{run_id}", f"bench.bus.{run_id}"
-    await ensure_topics(bootstrap, [raw_topic, bus_topic, "closeloop.profile.v1"], 12, 1)
-    events = behaviours(count)
-    messages = [encode(event) for event in events]
-    produced = await raw.produce(bootstrap, raw_topic, messages)
-    consumed = await raw.consume(bootstrap, raw_topic, count, f"bench-raw-{run_id}")
+    topic = f"bench.raw.{run_id}"
+    await ensure_topics(bootstrap, [topic], 12, 1)
+    messages = [encode(event) for event in behaviours(count)]
+    PROGRESS.note("raw produce")
+    produced = await raw.produce(bootstrap, topic, messages)
+    PROGRESS.note("raw consume + commit")
+    consumed = await raw.consume(bootstrap, topic, count, f"bench-raw-{run_id}")
+    PROGRESS.note("raw inbox inserts")
     inserted = await raw.inbox_inserts(dsn, count, 500)
-    await raw.produce(bootstrap, bus_topic, messages)
-    bus = await _bus_rates(bootstrap, database_url, bus_topic, count, run_id)
-    return [produced, consumed, inserted, *bus]
+    return Ceilings(produced, consumed, inserted)
+
+
+async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
+    """The raw ceilings, then the bus on the same events; the ceilings are the first three."""
+    measured = await ceilings(bootstrap, dsn, count)
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"bench.bus.{run_id}"
+    await ensure_topics(bootstrap, [topic, "closeloop.profile.v1"], 12, 1)
+    await raw.produce(bootstrap, topic, [encode(event) for event in behaviours(count)])
+    bus = await _bus_rates(bootstrap, database_url, topic, count, run_id)
+    return [measured.produce, measured.consume, measured.inserts, *bus]
+
+
+def ceilings_of(rates: list[Rate]) -> Ceilings:
+    """The ceilings a bus run measured first."""
+    produced, consumed, inserted, *_ = rates
+    return Ceilings(produced, consumed, inserted)
 
 
 async def _bus_rates(
@@ -125,3 +146,33 @@ def report(rates: list[Rate]) -> None:
     computed = ratios(rates)
     print_table("Bus throughput", rates, computed)
     print(f"results: {save('bus', rates, computed)}")
+
+
+def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
+    """The raw ceilings themselves, then the bus and its relay against them."""
+    produced, consumed, inserted, bus, relay = rates
+    measured = Ceilings(produced, consumed, inserted)
+    ratio = (Target(TARGET_RATIO, on="ratio"),)
+    return [
+        Figure("raw", "aiokafka produce (acks=all)", produced.per_second, "events/s"),
+        Figure("raw", "aiokafka consume + commit", consumed.per_second, "events/s"),
+        Figure("raw", "asyncpg inbox inserts, 500/tx", inserted.per_second, "rows/s"),
+        Figure(
+            "bus",
+            "consume→handle→commit (inbox + outbox)",
+            bus.per_second,
+            "events/s",
+            "min raw consume/inbox",
+            measured.consumer.per_second,
+            ratio,
+        ),
+        Figure(
+            "bus",
+            "outbox relay publish",
+            relay.per_second,
+            "events/s",
+            "raw produce",
+            produced.per_second,
+            ratio,
+        ),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bench.progress import PROGRESS
 from libs.common.bus import Batch, BatchHandler
 
 
@@ -26,6 +27,7 @@ class FirstBatchClock:
             self._started = time.perf_counter()
         await self._handler(batch)
         self._handled += len(batch.events)
+        PROGRESS.note(f"{self._handled:,} of {self._count:,} events handled")
         if self._handled >= self._count:
             self._done.set()
 

@@ -41,8 +41,10 @@ import uvloop
 from sqlalchemy import text
 
 from bench import raw
+from bench.raw import Ceilings
 from bench.receiver import Receiver
 from bench.report import Rate, Ratio, print_table, save
+from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
 from libs.common.db import create_engine, create_sessions
@@ -320,6 +322,28 @@ def ratios(rates: list[Rate]) -> list[Ratio]:
             sent.per_second / TARGET_SENDS_PER_SECOND,
             1.0,
         ),
+    ]
+
+
+def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
+    """Dispatch against its own raw ceilings, measured in this scenario: the HTTP client on
+    the same receiver and ledger-shaped writes."""
+    http, _httpx, ledger, sent, recorded = rates
+    ceiling = min(http, ledger, key=lambda rate: rate.per_second)
+    targets = (Target(TARGET_SENDS_PER_SECOND), Target(TARGET_RATIO, on="ratio"))
+    return [
+        Figure("dispatch", "raw aiohttp POST to the receiver", http.per_second, "requests/s"),
+        Figure("dispatch", "raw asyncpg ledger writes", ledger.per_second, "sends/s"),
+        Figure(
+            "dispatch",
+            "sends to the webhook receiver",
+            sent.per_second,
+            "sends/s",
+            "min raw HTTP/ledger",
+            ceiling.per_second,
+            targets,
+        ),
+        Figure("dispatch", "sends with every result recorded", recorded.per_second, "sends/s"),
     ]
 
 

@@ -1,4 +1,5 @@
-"""Ingest over HTTP: `POST /v1/batch` accepted events/s at full load, latency at half that."""
+"""Ingest over HTTP: `POST /v1/batch` accepted events/s at full load, latency at half that, and
+single `POST /v1/track` calls at full load."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ import httpx
 import orjson
 
 from bench import raw
+from bench.progress import PROGRESS
+from bench.raw import Ceilings
 from bench.report import Rate, Ratio, percentile, print_table, save
+from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
 from libs.common.events import encode
@@ -39,6 +43,7 @@ BATCH_CALLS = 100
 CONNECTIONS = 8  # in flight at full load, spread over the processes
 PACED_MAX_SECONDS = 20.0  # the fixed-rate phase sends at most this long
 PACED_MIN_REQUESTS = 50
+TRACK_CALLS = 5_000  # single /v1/track calls: one request each, so fewer of them
 REQUEST_TIMEOUT_SECONDS = 30.0
 PHASE_TIMEOUT_SECONDS = 300.0
 # The ingest service runs as a real process on the given broker and database, with a source made
@@ -64,6 +69,13 @@ class Throughput(Rate):
     @property
     def service_cpu_us_per_event(self) -> float:
         return self.service_cpu_seconds / self.count * 1e6 if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class SingleCalls(Rate):
+    """Single `/v1/track` calls accepted with every connection busy: one request per event."""
+
+    service_cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -161,10 +173,14 @@ async def run(
     try:
         with tempfile.TemporaryDirectory(prefix="closeloop-bench-ingest-") as log_dir:
             for processes in (1, 2):
+                PROGRESS.note(f"/v1/batch, {_processes(processes)}")
                 async with _ingest(schema, env, processes, Path(log_dir)) as services:
                     rates += await _measure(
                         services, env, bodies, py_spy if processes == 1 else None
                     )
+                    if processes == 1:
+                        PROGRESS.note("single /v1/track calls, 1 process")
+                        rates.append(await _single_tracks(services[0], env, calls))
     finally:
         connection = await asyncpg.connect(dsn)
         try:
@@ -233,6 +249,43 @@ async def _measure(
         await asyncio.sleep(1.0)  # let the broker settle between the phases
         paced = await _paced(clients, bodies, full.per_second / 2, processes)
     return [full, paced]
+
+
+async def _single_tracks(
+    service: ServiceProcess, env: dict[str, str], calls: Sequence[dict[str, Any]]
+) -> SingleCalls:
+    """Up to TRACK_CALLS track calls, each its own `POST /v1/track`, CONNECTIONS in flight."""
+    tracks = [orjson.dumps(call) for call in calls if call["type"] == "track"][:TRACK_CALLS]
+    write_key = await _create_source(service.url, env["CLOSELOOP_ADMIN_TOKEN"])
+    basic = base64.b64encode(f"{write_key}:".encode()).decode()
+    headers = {"authorization": f"Basic {basic}", "content-type": "application/json"}
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    pending = enumerate(tracks, start=1)
+    async with httpx.AsyncClient(
+        base_url=service.url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS
+    ) as client:
+
+        async def connection() -> None:
+            for sent, body in pending:
+                response = await client.post("/v1/track", content=body)
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"POST /v1/track answered {response.status_code}: {response.text}"
+                    )
+                PROGRESS.note(f"{sent:,} of {len(tracks):,} tracks sent")
+
+        cpu = _cpu_seconds([service])
+        started = time.perf_counter()
+        async with asyncio.timeout(PHASE_TIMEOUT_SECONDS), asyncio.TaskGroup() as group:
+            for _ in range(CONNECTIONS):
+                group.create_task(connection())
+        seconds = time.perf_counter() - started
+    return SingleCalls(
+        f"ingest /v1/track, 1 process, full load ({CONNECTIONS} conns)",
+        len(tracks),
+        seconds,
+        service_cpu_seconds=_cpu_seconds([service]) - cpu,
+    )
 
 
 async def _create_source(url: str, admin_token: str) -> str:
@@ -361,9 +414,44 @@ def ratios(rates: list[Rate]) -> list[Ratio]:
     return computed
 
 
+def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
+    """Against raw produce of the same events, measured first in this scenario."""
+    produced = rates[0]
+    targets = (Target(TARGET_EVENTS_PER_SECOND), Target(TARGET_RATIO, on="ratio"))
+    computed = [Figure("ingest", "raw produce of these events", produced.per_second, "events/s")]
+    for rate in rates[1:]:
+        if isinstance(rate, Throughput):
+            computed.append(
+                Figure(
+                    "ingest",
+                    f"/v1/batch, {_processes(rate.processes)}, full load",
+                    rate.per_second,
+                    "events/s",
+                    "raw produce",
+                    produced.per_second,
+                    targets,
+                )
+            )
+        elif isinstance(rate, Paced):
+            label = f"/v1/batch, {_processes(rate.processes)}, p99 at half load"
+            computed.append(Figure("ingest", label, rate.p99_ms, "ms"))
+        elif isinstance(rate, SingleCalls):
+            computed.append(
+                Figure(
+                    "ingest",
+                    "/v1/track single calls, 1 process, full load",
+                    rate.per_second,
+                    "events/s",
+                    "raw produce",
+                    produced.per_second,
+                )
+            )
+    return computed
+
+
 def report(rates: list[Rate]) -> None:
     computed = ratios(rates)
-    print_table("Ingest throughput (HTTP POST /v1/batch)", rates, computed)
+    print_table("Ingest throughput (HTTP POST /v1/batch and /v1/track)", rates, computed)
     for rate in rates:
         if isinstance(rate, Throughput) and rate.service_cpu_seconds:
             print(
@@ -372,6 +460,11 @@ def report(rates: list[Rate]) -> None:
                 f"event, {rate.service_cpu_seconds / rate.seconds:.0%} of one core), "
                 f"load generator {rate.load_cpu_seconds:.2f} s "
                 f"({rate.load_cpu_seconds / rate.seconds:.0%} of one core)"
+            )
+        if isinstance(rate, SingleCalls) and rate.service_cpu_seconds:
+            print(
+                f"CPU for single /v1/track calls: ingest {rate.service_cpu_seconds:.2f} s "
+                f"({rate.service_cpu_seconds / rate.count * 1e6:.0f} µs per call)"
             )
         if isinstance(rate, Paced):
             print(

@@ -6,9 +6,11 @@ carries the event's `sent_at`; the receiver (bench/receiver.py, its own process)
 difference on arrival. The load generator posts one `/v1/track` per event, each for a new
 person, on a fixed schedule (open loop: an event is sent when due, whatever the earlier
 answers), at `RATE` events/s for `count / RATE` seconds (at most `MAX_SECONDS`). The figures:
-p50, p99 and p999 of the latency, what arrived, and each service's CPU time per event.
-`LOOP_LATENCY_PLOT=path.png` also draws the latency over time; `LOOP_PROFILE=dir` records
-every service with py-spy; `LOOP_RATE` changes the rate.
+p50, p99 and p999 of the latency, what arrived, each service's CPU time per event, and each
+service's memory (RSS, with its child processes): idle after the warm-up, and the peak while
+the load runs and drains. The latency over time is drawn to bench/results/loop-latency.png
+(`LOOP_LATENCY_PLOT=path.png` elsewhere); `LOOP_PROFILE=dir` records every service with
+py-spy; `LOOP_RATE` changes the rate.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -30,9 +33,13 @@ from typing import Any
 
 import aiohttp
 import httpx
+import psutil
 
+from bench.progress import PROGRESS
+from bench.raw import Ceilings
 from bench.receiver import Receiver
-from bench.report import Rate, Ratio, percentile, print_table, save
+from bench.report import RESULTS_DIR, Rate, Ratio, percentile, print_table, save
+from bench.summary import Figure, Target
 from libs.devstack import ServiceProcess, free_port
 
 RATE = 1_000
@@ -40,9 +47,12 @@ MAX_SECONDS = 30.0
 WARM_UP_SECONDS = 180.0
 DRAIN_SECONDS = 120.0
 TARGET_P99_MS = 250.0
+_P99_TARGET = Target(TARGET_P99_MS, at_most=True)
 _EVENT = "bench_ping"
 _ADMIN_TOKEN = "bench"
 _CONSUMERS = ("profile", "segment", "journey", "content", "dispatch", "attribution")
+_RSS_SAMPLE_SECONDS = 0.5
+_MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class LoopLatency(Rate):
     p999_ms: float = 0.0
     max_ms: float = 0.0
     cpu_us_per_event: Mapping[str, float] = field(default_factory=dict)
+    rss_idle_mb: Mapping[str, float] = field(default_factory=dict)
+    rss_peak_mb: Mapping[str, float] = field(default_factory=dict)
 
 
 async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
@@ -68,16 +80,19 @@ async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[R
             ingest = services["ingest"].url
             await _warm_up(ingest, write_key, receiver)
             await receiver.reset()
+            idle = _rss_mb(services)
             cpu_before = _cpu_seconds(services)
             with _profiled(services):
-                sent = await _paced(ingest, write_key, rate, seconds)
-                await _drain(receiver, sent)
+                async with _peak_rss(services) as peak:
+                    sent = await _paced(ingest, write_key, rate, seconds)
+                    await _drain(receiver, sent)
             cpu = {name: used - cpu_before[name] for name, used in _cpu_seconds(services).items()}
             latencies = await receiver.latencies()
     finally:
         await receiver.aclose()
     _plot(latencies)
-    return [_summary(latencies, sent, seconds, rate, cpu)]
+    summary = _summary(latencies, sent, seconds, rate, cpu)
+    return [dataclasses.replace(summary, rss_idle_mb=idle, rss_peak_mb=peak)]
 
 
 @contextlib.asynccontextmanager
@@ -171,6 +186,7 @@ async def _warm_up(ingest: str, write_key: str, receiver: Receiver) -> None:
     deadline = time.monotonic() + WARM_UP_SECONDS
     async with aiohttp.ClientSession(base_url=ingest, headers=headers) as session:
         while (await receiver.stats())["distinct"] == 0:
+            PROGRESS.note("warming up: waiting for a first ping to come round")
             if time.monotonic() > deadline:
                 raise TimeoutError("no ping came round the loop during the warm-up")
             await _post(session, f"warm_{uuid.uuid4().hex}")
@@ -204,13 +220,16 @@ async def _paced(ingest: str, write_key: str, rate: int, seconds: float) -> int:
             for offset in range(min(per_tick, total - index)):
                 group.create_task(_post(session, f"{run_id}_{index + offset}"))
             if index % rate == 0 and index:
-                print(f"  sent {index} ({index / (loop.time() - start):,.0f}/s)", flush=True)
+                PROGRESS.note(
+                    f"sent {index:,} of {total:,} ({index / (loop.time() - start):,.0f}/s)"
+                )
     return total
 
 
 async def _drain(receiver: Receiver, sent: int) -> None:
     deadline = time.monotonic() + DRAIN_SECONDS
     while (stats := await receiver.stats())["timed"] < sent:
+        PROGRESS.note(f"draining: {stats['timed']:,} of {sent:,} arrived")
         if time.monotonic() > deadline:
             print(f"loop: only {stats['timed']} of {sent} arrived within {DRAIN_SECONDS:.0f} s")
             return
@@ -245,6 +264,48 @@ def _profiled(services: Mapping[str, ServiceProcess]) -> Iterator[None]:
             recorder.send_signal(signal.SIGINT)
         for recorder in recorders:
             recorder.wait(60)
+
+
+def _rss_mb(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
+    """Each service's resident memory in MB, its child processes (workers) included."""
+    return {name: _tree_rss(service.pid) / _MB for name, service in services.items()}
+
+
+def _tree_rss(pid: int | None) -> int:
+    if pid is None:
+        return 0
+    try:
+        process = psutil.Process(pid)
+        tree = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for member in tree:
+        with contextlib.suppress(psutil.Error):  # a worker may exit between the two calls
+            total += member.memory_info().rss
+    return total
+
+
+@contextlib.asynccontextmanager
+async def _peak_rss(services: Mapping[str, ServiceProcess]) -> AsyncIterator[dict[str, float]]:
+    """The highest RSS each service reached while the block ran, sampled twice a second."""
+    peak = dict.fromkeys(services, 0.0)
+
+    async def sample() -> None:
+        while True:
+            for name, mb in _rss_mb(services).items():
+                peak[name] = max(peak[name], mb)
+            await asyncio.sleep(_RSS_SAMPLE_SECONDS)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield peak
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        for name, mb in _rss_mb(services).items():
+            peak[name] = max(peak[name], mb)
 
 
 def _cpu_seconds(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
@@ -285,9 +346,10 @@ def _summary(
 
 
 def _plot(latencies: list[tuple[float, float]]) -> None:
-    output = os.environ.get("LOOP_LATENCY_PLOT")
-    if not output or not latencies:
+    output = os.environ.get("LOOP_LATENCY_PLOT") or str(RESULTS_DIR / "loop-latency.png")
+    if not latencies:
         return
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,4 +387,34 @@ def report(rates: list[Rate]) -> None:
             per_service = ", ".join(f"{n} {us:.0f}" for n, us in rate.cpu_us_per_event.items())
             total = sum(rate.cpu_us_per_event.values())
             print(f"CPU µs per event: {per_service}; all seven {total:.0f} µs")
+            memory = ", ".join(
+                f"{name} {rate.rss_idle_mb.get(name, 0):.0f}→{mb:.0f}"
+                for name, mb in rate.rss_peak_mb.items()
+            )
+            print(f"RSS MB, idle→peak under load: {memory}")
     print(f"results: {save('loop', rates, computed)}")
+
+
+def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
+    """The latency percentiles (the p99 against its target), what arrived, and memory."""
+    (latency,) = rates
+    assert isinstance(latency, LoopLatency)
+    scenario = f"loop ({latency.offered_per_second:,.0f}/s offered)"
+    arrived = latency.arrived / latency.count if latency.count else 0.0
+    return [
+        Figure(scenario, "latency p50", latency.p50_ms, "ms"),
+        Figure(scenario, "latency p99", latency.p99_ms, "ms", targets=(_P99_TARGET,)),
+        Figure(scenario, "latency p999", latency.p999_ms, "ms"),
+        Figure(scenario, "arrived within the drain", arrived * 100, "%"),
+        Figure(
+            scenario, "CPU, all seven services", sum(latency.cpu_us_per_event.values()), "µs/event"
+        ),
+        *(
+            Figure("memory", f"{name} RSS idle", mb, "MB")
+            for name, mb in latency.rss_idle_mb.items()
+        ),
+        *(
+            Figure("memory", f"{name} RSS peak under load", mb, "MB")
+            for name, mb in latency.rss_peak_mb.items()
+        ),
+    ]

@@ -19,7 +19,9 @@ from sqlalchemy import text
 
 from bench import raw
 from bench.clock import FirstBatchClock
+from bench.raw import Ceilings
 from bench.report import Rate, Ratio, print_table, save
+from bench.summary import Figure, Target
 from libs.common.bus import EventConsumer, EventProducer, ensure_topics
 from libs.common.db import create_engine, upgrade
 from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack, encode
@@ -120,3 +122,19 @@ def report(rates: list[Rate]) -> None:
     computed = ratios(rates)
     print_table("Profile throughput", rates, computed)
     print(f"results: {save('profile', rates, computed)}")
+
+
+def figures(rates: list[Rate], ceilings: Ceilings) -> list[Figure]:
+    """Profile's rate against what any consumer pays at least: raw consume and inbox rows."""
+    (processing,) = rates
+    return [
+        Figure(
+            "profile",
+            "ingest.v1 → committed profile state",
+            processing.per_second,
+            "events/s",
+            "min raw consume/inbox",
+            ceilings.consumer.per_second,
+            (Target(TARGET_EVENTS_PER_SECOND),),
+        )
+    ]

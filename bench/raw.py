@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -12,6 +13,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.report import Rate
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The run's raw ceilings, measured once and compared with every scenario's figures."""
+
+    produce: Rate
+    consume: Rate
+    inserts: Rate
+
+    @property
+    def consumer(self) -> Rate:
+        """What a consumer of the bus pays at least: reading with commits, and inbox rows."""
+        return min(self.consume, self.inserts, key=lambda rate: rate.per_second)
 
 
 async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> Rate:

@@ -1,8 +1,9 @@
 """Bulk evaluation of a new segment over generated profiles, as `POST /segments` runs it.
 
-Profiles and their behaviours are inserted straight into segment's tables; the measured part is
-the create path's transaction: the compiled INSERT … SELECT of memberships, the window timers,
-and one segment.entered per new member written to the outbox.
+Profiles and their behaviours are inserted straight into segment's tables (timed apart, as
+generation); the measured part is the create path's transaction: the compiled INSERT … SELECT
+of memberships, the window timers, and one segment.entered per new member written to the
+outbox. `count` is the number of profiles (the combined run's `--profiles`, 1,000,000 there).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import services.segment
-from bench.report import Rate, print_table
+from bench.progress import PROGRESS
+from bench.raw import Ceilings
+from bench.report import Rate, print_table, save
+from bench.summary import Figure
 from libs.common.bus import write_outbox
 from libs.common.db import create_engine, create_sessions, upgrade
 from libs.common.settings import Settings
@@ -51,7 +55,9 @@ async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[R
         database_url=database_url,
     )
     await asyncio.to_thread(upgrade, settings, MIGRATIONS)
+    PROGRESS.note(f"generating {count:,} profiles")
     generated = await _generate(dsn, settings.schema_name, count)
+    PROGRESS.note(f"evaluating a segment over {count:,} profiles")
     engine = create_engine(settings)
     try:
         return [generated, *await _evaluate(engine, settings.schema_name, count)]
@@ -113,10 +119,34 @@ async def _evaluate(engine: AsyncEngine, schema: str, count: int) -> list[Rate]:
     ]
 
 
+def report(rates: list[Rate]) -> None:
+    print_table("Segment bulk evaluation", rates, [])
+    print(f"results: {save('segment', rates, [])}")
+
+
+def figures(rates: list[Rate], ceilings: Ceilings) -> list[Figure]:
+    """No target; the evaluation is set beside raw batched inserts, the database's pace."""
+    generated, previewed, evaluated, entered = rates
+    scenario = f"segment bulk ({evaluated.count:,} profiles)"
+    return [
+        Figure(scenario, "profiles generated (3 behaviours each)", generated.per_second, "/s"),
+        Figure(scenario, "preview: profiles counted", previewed.per_second, "profiles/s"),
+        Figure(
+            scenario,
+            "evaluation (create path): profiles",
+            evaluated.per_second,
+            "profiles/s",
+            "raw inbox inserts",
+            ceilings.inserts.per_second,
+        ),
+        Figure(scenario, "evaluation: segment.entered written", entered.per_second, "events/s"),
+        Figure(scenario, "evaluation: seconds in all", evaluated.seconds, "s"),
+    ]
+
+
 async def _main(count: int) -> None:
     async with scratch_stack("closeloop-bench-") as (broker, db):
-        rates = await run(broker.bootstrap, db.url, db.dsn, count)
-        print_table("segment bulk evaluation", rates, [])
+        report(await run(broker.bootstrap, db.url, db.dsn, count))
 
 
 if __name__ == "__main__":
