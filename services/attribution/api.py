@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.attribution import insights
 from services.attribution.definitions import ConversionDefinition
 from services.attribution.markov import paths_from, removal_effects
@@ -46,6 +46,7 @@ from services.attribution.store import ReportRow as StoredRow
 
 _T = TypeVar("_T")
 ConversionIdPath = Annotated[str, Path(pattern=CONVERSION_ID_PATTERN)]
+_NOT_FOUND = error_responses(404)
 _Text = Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
 From = Annotated[AwareDatetime | None, Query(alias="from", description="Inclusive start.")]
 To = Annotated[AwareDatetime | None, Query(description="Exclusive end.")]
@@ -53,11 +54,14 @@ To = Annotated[AwareDatetime | None, Query(description="Exclusive end.")]
 
 def conversions_router(engine: AsyncEngine, schema: str) -> APIRouter:
     router = APIRouter(
-        prefix="/conversions", tags=["conversions"], dependencies=[Depends(require_admin)]
+        prefix="/conversions",
+        tags=["conversions"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
     )
     transaction = _transactions(engine, schema)
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=error_responses(409))
     async def create_conversion(request: ConversionRequest) -> ConversionResponse:
         """Define a conversion: behaviours matching it from now on are credited."""
         conversion_id = request.id or f"cnv_def_{uuid.uuid4().hex[:20]}"
@@ -75,13 +79,13 @@ def conversions_router(engine: AsyncEngine, schema: str) -> APIRouter:
             rows = await store.list_definitions()
         return ConversionList(conversions=[_response(row) for row in rows])
 
-    @router.get("/{conversion_id}")
+    @router.get("/{conversion_id}", responses=_NOT_FOUND)
     async def get_conversion(conversion_id: ConversionIdPath) -> ConversionResponse:
         async with transaction() as store:
             row = await store.get_definition(conversion_id)
         return _response(_found(row, conversion_id))
 
-    @router.put("/{conversion_id}")
+    @router.put("/{conversion_id}", responses=_NOT_FOUND)
     async def replace_conversion(
         conversion_id: ConversionIdPath, request: ConversionRequest
     ) -> ConversionResponse:
@@ -92,7 +96,7 @@ def conversions_router(engine: AsyncEngine, schema: str) -> APIRouter:
             row = await store.update_definition(conversion_id, _definition(request))
         return _response(_found(row, conversion_id))
 
-    @router.delete("/{conversion_id}", status_code=204)
+    @router.delete("/{conversion_id}", status_code=204, responses=_NOT_FOUND)
     async def delete_conversion(conversion_id: ConversionIdPath) -> Response:
         async with transaction() as store:
             deleted = await store.delete_definition(conversion_id)
@@ -103,7 +107,9 @@ def conversions_router(engine: AsyncEngine, schema: str) -> APIRouter:
 
 
 def reports_router(engine: AsyncEngine, settings: AttributionSettings) -> APIRouter:
-    router = APIRouter(tags=["reports"], dependencies=[Depends(require_admin)])
+    router = APIRouter(
+        tags=["reports"], dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS
+    )
     transaction = _transactions(engine, settings.schema_name)
 
     @router.get("/reports/markov")
@@ -179,6 +185,7 @@ def reports_router(engine: AsyncEngine, settings: AttributionSettings) -> APIRou
         async with transaction() as store:
             variants = await store.report("variant", scope)
             channels = await store.report("channel", scope)
+            hours = await store.send_hours(scope)
         found = [
             *insights.winning_variants(
                 [_variant_stats(row) for row in variants if row.key["variant_id"]],
@@ -187,6 +194,11 @@ def reports_router(engine: AsyncEngine, settings: AttributionSettings) -> APIRou
             ),
             *insights.lagging_channels(
                 [_channel_stats(row) for row in channels],
+                min_trials=settings.attribution_insight_min_trials,
+                confidence=settings.attribution_insight_probability,
+            ),
+            *insights.lagging_hours(
+                hours,
                 min_trials=settings.attribution_insight_min_trials,
                 confidence=settings.attribution_insight_probability,
             ),

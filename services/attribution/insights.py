@@ -1,5 +1,6 @@
-"""Evidence-backed suggestions from the KPI rollups: a winning variant, a lagging channel, caps
-that suppress too much. Pure functions; each insight states its numbers and how sure it is."""
+"""Evidence-backed suggestions from the KPI rollups and touchpoints: a winning variant, a lagging
+channel or send hour, caps that suppress too much. Pure functions; each insight states its
+numbers and how sure it is."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-InsightKind = Literal["variant_wins", "channel_underperforms", "caps_suppress_too_much"]
+InsightKind = Literal[
+    "variant_wins", "channel_underperforms", "hour_underperforms", "caps_suppress_too_much"
+]
 Metric = Literal["click", "conversion"]
 
 _DRAWS = 4000
@@ -33,6 +36,15 @@ class ChannelStats:
     suppressed: int
     suppressed_frequency_cap: int
     failed: int
+
+
+@dataclass(frozen=True)
+class HourStats:
+    """Messages sent in one hour of the day (UTC), and how many of them were clicked."""
+
+    hour: int
+    sent: int
+    clicked: int
 
 
 @dataclass(frozen=True)
@@ -82,38 +94,87 @@ def lagging_channels(
 ) -> list[Insight]:
     """Channels whose click rate (clicks per send) is significantly below the other channels'.
 
-    A one-sided two-proportion z-test against the pooled rest; sends are the trials because not
-    every channel reports deliveries.
+    Sends are the trials because not every channel reports deliveries.
     """
     found = []
-    for channel in channels:
-        rest = [c for c in channels if c.channel != channel.channel]
-        rest_sent = sum(c.sent for c in rest)
-        rest_clicked = sum(min(c.clicked, c.sent) for c in rest)
-        if channel.sent < min_trials or rest_sent < min_trials:
-            continue
-        clicked = min(channel.clicked, channel.sent)
-        sure = _confidence_below(clicked, channel.sent, rest_clicked, rest_sent)
-        if sure < confidence:
-            continue
-        rate, rest_rate = clicked / channel.sent, rest_clicked / rest_sent
+    for lag in _lagging([(c.channel, c.sent, c.clicked) for c in channels], min_trials, confidence):
         found.append(
             Insight(
                 kind="channel_underperforms",
-                message=f"Channel {channel.channel!r} converts sends to clicks at "
-                f"{rate:.2%}, against {rest_rate:.2%} on the other channels.",
-                probability=sure,
-                evidence={
-                    "channel": channel.channel,
-                    "sent": channel.sent,
-                    "clicked": clicked,
-                    "click_rate": rate,
-                    "others_sent": rest_sent,
-                    "others_clicked": rest_clicked,
-                    "others_click_rate": rest_rate,
-                },
+                message=f"Channel {lag.name!r} converts sends to clicks at "
+                f"{lag.rate:.2%}, against {lag.rest_rate:.2%} on the other channels.",
+                probability=lag.sure,
+                evidence={"channel": lag.name, **lag.evidence()},
             )
         )
+    return found
+
+
+def lagging_hours(
+    hours: Sequence[HourStats], *, min_trials: int, confidence: float
+) -> list[Insight]:
+    """Hours of the day (UTC, by when the message was sent) whose click rate is significantly
+    below the other hours': a send time worth moving away from."""
+    found = []
+    for lag in _lagging(
+        [(f"{h.hour:02d}:00", h.sent, h.clicked) for h in hours], min_trials, confidence
+    ):
+        found.append(
+            Insight(
+                kind="hour_underperforms",
+                message=f"Messages sent at {lag.name} UTC are clicked at {lag.rate:.2%}, "
+                f"against {lag.rest_rate:.2%} for the other hours.",
+                probability=lag.sure,
+                evidence={"hour_utc": int(lag.name[:2]), **lag.evidence()},
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class _Lag:
+    name: str
+    sent: int
+    clicked: int
+    rest_sent: int
+    rest_clicked: int
+    sure: float
+
+    @property
+    def rate(self) -> float:
+        return self.clicked / self.sent
+
+    @property
+    def rest_rate(self) -> float:
+        return self.rest_clicked / self.rest_sent
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "clicked": self.clicked,
+            "click_rate": self.rate,
+            "others_sent": self.rest_sent,
+            "others_clicked": self.rest_clicked,
+            "others_click_rate": self.rest_rate,
+        }
+
+
+def _lagging(
+    groups: Sequence[tuple[str, int, int]], min_trials: int, confidence: float
+) -> list[_Lag]:
+    """The (name, sent, clicked) groups whose click rate is below the pooled rest's with at
+    least `confidence`: a one-sided two-proportion z-test."""
+    found = []
+    for name, sent, clicked in groups:
+        rest = [(s, c) for n, s, c in groups if n != name]
+        rest_sent = sum(s for s, _ in rest)
+        rest_clicked = sum(min(c, s) for s, c in rest)
+        if sent < min_trials or rest_sent < min_trials:
+            continue
+        clicked = min(clicked, sent)
+        sure = _confidence_below(clicked, sent, rest_clicked, rest_sent)
+        if sure >= confidence:
+            found.append(_Lag(name, sent, clicked, rest_sent, rest_clicked, sure))
     return found
 
 

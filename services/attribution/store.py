@@ -16,6 +16,7 @@ from libs.common.db import checked_schema
 from libs.common.events.conversion import AttributionModel
 from services.attribution.credit import Touch
 from services.attribution.definitions import ConversionDefinition
+from services.attribution.insights import HourStats
 from services.attribution.rollups import ConversionKey, RollupKey, Rollups
 
 Dimension = Literal["journey", "node", "channel", "variant"]
@@ -387,6 +388,21 @@ class AttributionStore:
             )
             for row in result
         ]
+
+    async def send_hours(self, scope: TimeRange) -> list[HourStats]:
+        """Messages by the hour of the day (UTC) they were sent, and how many were clicked."""
+        where, params = _scope(scope, time_column="occurred_at")
+        result = await self._execute(
+            "SELECT extract(hour FROM sent.at AT TIME ZONE 'UTC')::int AS hour, "
+            "count(*) AS sent, count(clicked.message_id) AS clicked "
+            "FROM (SELECT message_id, min(occurred_at) AS at FROM {s}.touchpoints "
+            f"WHERE outcome = 'message.sent' AND {where} GROUP BY message_id) sent "
+            "LEFT JOIN (SELECT DISTINCT message_id FROM {s}.touchpoints "
+            "WHERE outcome = 'message.clicked') clicked USING (message_id) "
+            "GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        return [HourStats(row.hour, int(row.sent), int(row.clicked)) for row in result]
 
     async def conversion_times(
         self, scope: TimeRange, definition_id: str | None

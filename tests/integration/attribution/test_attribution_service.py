@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -157,6 +158,46 @@ async def test_markov_report_and_insights_answer(attribution_service: Attributio
     insights = await service.http.get("/insights")
     assert insights.status_code == 200, insights.text
     assert isinstance(insights.json()["insights"], list)
+
+
+async def test_a_send_hour_that_lags_the_others_is_an_insight(
+    attribution_service: AttributionHarness,
+) -> None:
+    """150 sends at 03:00 UTC with 3 clicks, 150 at 10:00 with 45: 03:00 is worth avoiding."""
+    service, journey = attribution_service, unique("jrn_hours")
+    yesterday = datetime.now(UTC).replace(minute=10, second=0, microsecond=0) - timedelta(days=1)
+    events = []
+    for hour, clicks in ((3, 3), (10, 45)):
+        at = yesterday.replace(hour=hour)
+        for n in range(150):
+            profile, message = unique("prf_hours"), unique("msg_hours")
+            events.append(sent(profile, message, journey, at))
+            if n < clicks:
+                events.append(clicked(profile, message, journey, at + timedelta(minutes=30)))
+    await service.publish(*events)
+    found: list[dict[str, Any]] = []
+
+    async def reported() -> bool:
+        # Until every outcome is handled, an insight may already speak from part of them.
+        response = await service.http.get("/insights", params={"journey_id": journey})
+        found[:] = [i for i in response.json()["insights"] if i["kind"] == "hour_underperforms"]
+        return any(
+            (i["evidence"]["sent"], i["evidence"]["others_sent"], i["evidence"]["others_clicked"])
+            == (150, 150, 45)
+            for i in found
+        )
+
+    await wait_for(reported, within=60, what="the lagging send hour in /insights")
+    [insight] = found
+    assert insight["evidence"] == {
+        "hour_utc": 3,
+        "sent": 150,
+        "clicked": 3,
+        "click_rate": 0.02,
+        "others_sent": 150,
+        "others_clicked": 45,
+        "others_click_rate": 0.3,
+    }
 
 
 async def test_bad_definitions_and_requests_are_refused(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from services.attribution.insights import (
     ChannelStats,
+    HourStats,
     VariantStats,
     lagging_channels,
+    lagging_hours,
     probability_best,
     suppressing_caps,
     winning_variants,
@@ -89,3 +91,16 @@ def test_caps_suppressing_above_the_threshold_are_reported() -> None:
     assert [(i.evidence["channel"], i.evidence["suppressed_share"]) for i in found] == [
         ("email", 0.35)
     ]
+
+
+def test_a_send_hour_far_below_the_others_is_reported_and_like_hours_are_not() -> None:
+    hours = [HourStats(hour, sent=400, clicked=60) for hour in range(8, 20)]
+    hours.append(HourStats(3, sent=400, clicked=12))  # 3% at 03:00 UTC against 15%
+    found = lagging_hours(hours, min_trials=100, confidence=0.95)
+    assert [(i.kind, i.evidence["hour_utc"]) for i in found] == [("hour_underperforms", 3)]
+    assert found[0].evidence["click_rate"] == 12 / 400
+    assert "03:00 UTC" in found[0].message
+    alike = [HourStats(hour, sent=400, clicked=60 + hour % 3) for hour in range(24)]
+    assert lagging_hours(alike, min_trials=100, confidence=0.95) == []
+    few = [HourStats(3, sent=50, clicked=0), HourStats(9, sent=5000, clicked=900)]
+    assert lagging_hours(few, min_trials=100, confidence=0.95) == []
