@@ -42,8 +42,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What every management route may answer besides its own errors: a body that is not JSON (400),
-# a missing or wrong admin token (401), a request that fails validation (422).
-MANAGEMENT_ERRORS = error_responses(400, 401, 422)
+# a missing or wrong admin token (401), a request that fails validation (422), the database
+# unreachable (503, with Retry-After).
+MANAGEMENT_ERRORS = error_responses(400, 401, 422, 503)
 
 
 class ApiError(Exception):

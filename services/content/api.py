@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.content import metrics
 from services.content.bandit import probability_best
 from services.content.copywriting import CopywriterUnavailable, LlmCopywriter, recombine
@@ -43,11 +43,15 @@ from services.content.templates import assemble, field_problems, liquid_sources
 
 _T = TypeVar("_T")
 TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
+_NOT_FOUND = error_responses(404)
 
 
 def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -> APIRouter:
     router = APIRouter(
-        prefix="/templates", tags=["templates"], dependencies=[Depends(require_admin)]
+        prefix="/templates",
+        tags=["templates"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
     )
     sessions = create_sessions(engine)
 
@@ -56,7 +60,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
         async with sessions() as session, session.begin():
             yield ContentStore(session, schema)
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=error_responses(409))
     async def create_template(request: TemplateRequest) -> TemplateResponse:
         """Create a template at version 1."""
         template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
@@ -75,13 +79,13 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
             rows = await store.list_templates()
         return TemplateList(templates=[_response(row) for row in rows])
 
-    @router.get("/{template_id}")
+    @router.get("/{template_id}", responses=_NOT_FOUND)
     async def get_template(template_id: TemplateIdPath) -> TemplateResponse:
         async with transaction() as store:
             row = await store.get_template(template_id)
         return _response(_found(row, template_id))
 
-    @router.put("/{template_id}")
+    @router.put("/{template_id}", responses=_NOT_FOUND)
     async def replace_template(
         template_id: TemplateIdPath, request: TemplateRequest
     ) -> TemplateResponse:
@@ -93,7 +97,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
             row = await store.add_version(template_id, content)
         return _response(_found(row, template_id))
 
-    @router.delete("/{template_id}", status_code=204)
+    @router.delete("/{template_id}", status_code=204, responses=_NOT_FOUND)
     async def delete_template(template_id: TemplateIdPath) -> Response:
         async with transaction() as store:
             deleted = await store.delete_template(template_id)
@@ -101,7 +105,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
             _found(None, template_id)
         return Response(status_code=204)
 
-    @router.post("/{template_id}/preview")
+    @router.post("/{template_id}/preview", responses=_NOT_FOUND)
     async def preview(template_id: TemplateIdPath, request: PreviewRequest) -> PreviewResponse:
         """Render strictly: a variable nobody defined is a 422 naming it."""
         if request.profile_id is not None and request.profile is not None:
@@ -140,7 +144,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
             fields=assemble(variant, rendered.fields),
         )
 
-    @router.get("/{template_id}/variants")
+    @router.get("/{template_id}/variants", responses=_NOT_FOUND)
     async def variants(template_id: TemplateIdPath) -> VariantsResponse:
         """Each variant's evidence, posterior mean and probability of being the best."""
         async with transaction() as store:
@@ -172,7 +176,12 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
 
 
 def copy_router(engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | None) -> APIRouter:
-    router = APIRouter(prefix="/copy", tags=["copy"], dependencies=[Depends(require_admin)])
+    router = APIRouter(
+        prefix="/copy",
+        tags=["copy"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
+    )
     sessions = create_sessions(engine)
 
     @router.post("/suggestions")

@@ -17,7 +17,8 @@ Channel = Literal["email", "sms", "push", "webhook", "wecom", "wechat"]
 
 
 def storable(value: Any) -> Any:
-    """The JSON value, if PostgreSQL can store all its text: no NUL, no lone surrogate."""
+    """The JSON value, if PostgreSQL can store all its text (no NUL, no lone surrogate) and
+    orjson can write it to the render sandbox (no integer beyond 64 bits)."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -28,6 +29,8 @@ def storable(value: Any) -> Any:
             pending.extend(item)
         elif isinstance(item, str) and ("\x00" in item or not _encodes(item)):
             raise ValueError("text cannot contain NUL characters or lone surrogates")
+        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise ValueError("integers must fit in 64 bits")
     return value
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.dispatch.addresses import RefusedAddress, WebhookResolver
 from services.dispatch.channels.config import (
     SECRET_FIELDS,
@@ -37,10 +37,11 @@ from services.dispatch.store import ChannelRow, DispatchStore
 
 ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
 ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN)]
+_NOT_FOUND = error_responses(404)
 
 
 def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(require_admin)])
+    router = APIRouter(dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS)
     sessions = create_sessions(engine)
     resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
 
@@ -61,7 +62,7 @@ def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRou
             await _check_webhook_url(resolver, config.url)
         return split_secrets(request.kind, config)
 
-    @router.post("/channels", status_code=201, tags=["channels"])
+    @router.post("/channels", status_code=201, tags=["channels"], responses=error_responses(409))
     async def create_channel(request: ChannelRequest) -> ChannelResponse:
         """Configure a channel; messages name it as their `channel`."""
         if request.name is None:
@@ -81,13 +82,13 @@ def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRou
             rows = await store.channels()
         return ChannelList(channels=[_channel(row) for row in rows])
 
-    @router.get("/channels/{name}", tags=["channels"])
+    @router.get("/channels/{name}", tags=["channels"], responses=_NOT_FOUND)
     async def get_channel(name: ChannelPath) -> ChannelResponse:
         async with transaction() as store:
             row = await store.channel(name)
         return _channel(_found_channel(row, name))
 
-    @router.put("/channels/{name}", tags=["channels"])
+    @router.put("/channels/{name}", tags=["channels"], responses=_NOT_FOUND)
     async def replace_channel(name: ChannelPath, request: ChannelRequest) -> ChannelResponse:
         """Replace a channel's configuration; secrets left out keep their stored values."""
         if request.name is not None and request.name != name:
@@ -102,7 +103,7 @@ def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRou
             )
         return _channel(_found_channel(row, name))
 
-    @router.delete("/channels/{name}", status_code=204, tags=["channels"])
+    @router.delete("/channels/{name}", status_code=204, tags=["channels"], responses=_NOT_FOUND)
     async def delete_channel(name: ChannelPath) -> Response:
         async with transaction() as store:
             if not await store.delete_channel(name):

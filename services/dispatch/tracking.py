@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import create_sessions
-from libs.common.errors import ApiError
+from libs.common.errors import ApiError, error_responses
 from libs.common.events import (
     Event,
     MessageClicked,
@@ -42,12 +42,17 @@ _DELIVERED = frozenset({"delivered", "read"})
 _FAILED = frozenset({"failed", "undelivered", "bounced", "rejected"})
 ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
 TokenPath = Annotated[str, Path(max_length=8192)]
+# Declared by hand: as a response_class, HTMLResponse would declare the JSON errors as HTML too.
+_UNSUBSCRIBED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "Done."}
+}
 
 
 def tracking_router(
     engine: AsyncEngine, relay: OutboxRelay, settings: DispatchSettings
 ) -> APIRouter:
-    router = APIRouter(tags=["tracking"])
+    # 404: a token that does not verify or names no message; 422: a path that fails validation.
+    router = APIRouter(tags=["tracking"], responses=error_responses(404, 422))
     sessions = create_sessions(engine)
     secret = settings.tracking_secret.get_secret_value()
 
@@ -69,7 +74,12 @@ def tracking_router(
             raise ApiError(404, "message_not_found", "This link's message is not known here.")
         return parsed, row
 
-    @router.get("/c/{token}", status_code=302, response_class=RedirectResponse)
+    @router.get(
+        "/c/{token}",
+        status_code=302,
+        response_class=RedirectResponse,
+        responses=error_responses(400),
+    )
     async def click(token: TokenPath) -> RedirectResponse:
         """Record the click (message.clicked) and redirect to the URL the token was signed for."""
         async with transaction() as store:
@@ -84,7 +94,11 @@ def tracking_router(
             await emit(store, clicked)
         return RedirectResponse(url, status_code=302)
 
-    @router.get("/o/{token}", response_class=Response)
+    @router.get(
+        "/o/{token}",
+        response_class=Response,
+        responses={200: {"content": {"image/gif": {}}, "description": "A 1x1 GIF."}},
+    )
     async def open_pixel(token: TokenPath) -> Response:
         """Record the open (message.opened); answer a 1x1 transparent GIF."""
         async with transaction() as store:
@@ -100,17 +114,17 @@ def tracking_router(
                 await emit(store, outcome(MessageUnsubscribed, row, datetime.now(UTC)))
         return HTMLResponse(_UNSUBSCRIBED_PAGE.format(channel=html.escape(row.channel)))
 
-    @router.get("/u/{token}", response_class=HTMLResponse)
+    @router.get("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
     async def unsubscribe_link(token: TokenPath) -> HTMLResponse:
         """Unsubscribe the profile from the message's channel (message.unsubscribed, once)."""
         return await unsubscribe(token)
 
-    @router.post("/u/{token}", response_class=HTMLResponse)
+    @router.post("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
     async def unsubscribe_post(token: TokenPath) -> HTMLResponse:
         """The same, for mail clients' one-click unsubscribe (RFC 8058)."""
         return await unsubscribe(token)
 
-    @router.post("/receipts/{channel}")
+    @router.post("/receipts/{channel}", responses=error_responses(413))
     async def receipt(channel: ChannelPath, request: Request) -> dict[str, str]:
         """A provider's delivery receipt: Twilio's status callback form, or JSON
         `{"provider_message_id", "status", "error"?}`; delivered or failed become outcomes."""

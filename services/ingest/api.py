@@ -5,12 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from libs.common.auth import require_admin
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.ingest.gateway import Ingest, IngestDep
 from services.ingest.schemas import SourceCreate, SourceCreated, SourceView
 from services.ingest.sources import Source, new_source_id, new_write_key
 
-router = APIRouter(prefix="/sources", tags=["sources"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/sources",
+    tags=["sources"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+_NOT_FOUND = error_responses(404)
 
 
 @router.post("", status_code=201)
@@ -26,18 +32,18 @@ async def list_sources(ingest: IngestDep) -> list[SourceView]:
     return [SourceView.of(source) for source in await ingest.store.sources()]
 
 
-@router.post("/{source_id}/disable")
+@router.post("/{source_id}/disable", responses=_NOT_FOUND)
 async def disable_source(source_id: str, ingest: IngestDep) -> SourceView:
     """Calls with this source's key are refused from now on (on other replicas within seconds)."""
     return SourceView.of(await _set_enabled(ingest, source_id, enabled=False))
 
 
-@router.post("/{source_id}/enable")
+@router.post("/{source_id}/enable", responses=_NOT_FOUND)
 async def enable_source(source_id: str, ingest: IngestDep) -> SourceView:
     return SourceView.of(await _set_enabled(ingest, source_id, enabled=True))
 
 
-@router.delete("/{source_id}", status_code=204)
+@router.delete("/{source_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_source(source_id: str, ingest: IngestDep) -> Response:
     if not await ingest.store.delete_source(source_id):
         raise _no_such_source(source_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from libs.common.errors import ApiError
+from libs.common.errors import ApiError, error_responses
 from libs.common.events import Event
 from services.ingest.calls import CallRejected, Receipt
 from services.ingest.gateway import Ingest, IngestDep, authenticate, body_chunks, publish
@@ -26,7 +26,7 @@ from services.ingest.schemas import ImportJobView
 router = APIRouter(prefix="/v1", tags=["import"])
 
 
-@router.post("/import", responses={400: {}, 401: {}, 415: {}, 503: {}})
+@router.post("/import", responses=error_responses(400, 401, 415, 503))
 async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
     """Bulk calls from CRM, order or membership systems: one per NDJSON line or CSV row.
 
@@ -55,7 +55,7 @@ async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
     return ImportJobView.of(job)
 
 
-@router.get("/import/{job_id}", responses={401: {}, 404: {}})
+@router.get("/import/{job_id}", responses=error_responses(401, 404, 422))
 async def read_import(job_id: str, request: Request, ingest: IngestDep) -> ImportJobView:
     """An import job of the write key's source."""
     source = await authenticate(request, ingest)

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from libs.common.errors import ErrorBody
 from services.ingest.calls import Rejection
 from services.ingest.imports import ImportJob
 from services.ingest.sources import Source
 
 
+def _storable(text: str) -> str:
+    """PostgreSQL stores no NUL, and a lone surrogate has no UTF-8 to send it as."""
+    if "\x00" in text or text != text.encode("utf-8", "replace").decode():
+        raise ValueError("text cannot contain NUL characters or lone surrogates")
+    return text
+
+
 class SourceCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200, description="What sends events, e.g. `web`.")
+    name: Annotated[str, AfterValidator(_storable)] = Field(
+        min_length=1, max_length=200, description="What sends events, e.g. `web`."
+    )
 
 
 class SourceView(BaseModel):
@@ -57,6 +67,15 @@ class RejectedCall(BaseModel):
 class BatchAccepted(CallAccepted):
     accepted: int = Field(description="Calls published to Kafka and acknowledged by it.")
     rejected: list[RejectedCall] = Field(description="Calls not accepted, and why.")
+
+
+class BatchRejected(ErrorBody):
+    """A 400 for a batch: the error, and when every call of a well-formed batch was refused,
+    why each was."""
+
+    rejected: list[RejectedCall] = Field(
+        default_factory=list, description="Absent when the batch itself is not one."
+    )
 
 
 class ImportRowError(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from libs.common.errors import ApiError
+from libs.common.errors import ApiError, error_responses
 from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_event
 from services.ingest.gateway import (
     Ingest,
@@ -19,9 +19,48 @@ from services.ingest.gateway import (
     publish,
     read_body,
 )
-from services.ingest.schemas import BatchAccepted, CallAccepted, RejectedCall
+from services.ingest.schemas import BatchAccepted, BatchRejected, CallAccepted, RejectedCall
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
+# 400 a call that is not one, 401 no or a wrong write key, 413 too large, 415 neither plain nor
+# gzip, 503 Kafka did not acknowledge (retry).
+_CALL_ERRORS = error_responses(400, 401, 413, 415, 503)
+# Set by ingest whatever the client sends; `messageId` and `timestamp` default when left out.
+_ASSIGNED = frozenset({"sourceId", "receivedAt"})
+_DEFAULTED = frozenset({"messageId", "timestamp"})
+
+
+def _call_body(kind: str) -> dict[str, Any]:
+    """The OpenAPI request body of a `kind` call: its event's fields less those ingest sets.
+
+    The route reads the raw body (size limits, gzip), so FastAPI cannot derive it.
+    """
+    schema = CALL_MODELS[kind].model_json_schema(by_alias=True)
+    properties = {k: v for k, v in schema["properties"].items() if k not in _ASSIGNED}
+    required = [k for k in schema.get("required", []) if k not in _ASSIGNED | _DEFAULTED]
+    body = {"type": "object", "properties": properties, "required": required}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "batch": {"type": "array", "items": {"type": "object"}},
+                        "sentAt": {"type": "string", "format": "date-time"},
+                        "context": {"type": "object"},
+                        "integrations": {"type": "object"},
+                    },
+                    "required": ["batch"],
+                }
+            }
+        },
+    }
+}
 
 
 def _call_route(kind: str) -> Callable[[Request, Ingest], Awaitable[CallAccepted]]:
@@ -42,10 +81,23 @@ def _call_route(kind: str) -> Callable[[Request, Ingest], Awaitable[CallAccepted
 
 
 for _kind in CALL_MODELS:
-    router.add_api_route(f"/{_kind}", _call_route(_kind), methods=["POST"])
+    router.add_api_route(
+        f"/{_kind}",
+        _call_route(_kind),
+        methods=["POST"],
+        responses=_CALL_ERRORS,
+        openapi_extra=_call_body(_kind),
+    )
 
 
-@router.post("/batch", responses={400: {}, 401: {}, 413: {}, 503: {}})
+@router.post(
+    "/batch",
+    responses={
+        **_CALL_ERRORS,
+        400: {"model": BatchRejected, "description": "Every call rejected."},
+    },
+    openapi_extra=_BATCH_BODY,
+)
 async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
     """Many calls at once; each is accepted or rejected on its own, and the answer says which.
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition
 from services.journey.graph import Journey
 from services.journey.references import References, ReferenceUnavailable, check_references
@@ -29,10 +29,17 @@ from services.journey.store import JourneyRow, JourneyStore, VersionRow
 
 _T = TypeVar("_T")
 JourneyIdPath = Annotated[str, Path(pattern=JOURNEY_ID_PATTERN)]
+_NOT_FOUND = error_responses(404)
+_NOT_FOUND_OR_UNPUBLISHED = error_responses(404, 409)
 
 
 def journeys_router(engine: AsyncEngine, schema: str, references: References) -> APIRouter:
-    router = APIRouter(prefix="/journeys", tags=["journeys"], dependencies=[Depends(require_admin)])
+    router = APIRouter(
+        prefix="/journeys",
+        tags=["journeys"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
+    )
     sessions = create_sessions(engine)
 
     @asynccontextmanager
@@ -51,7 +58,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             raise ApiError(503, "dependency_unavailable", str(error), error.service) from None
         return journey
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=error_responses(409, 503))
     async def create_journey(request: JourneyRequest) -> JourneyResponse:
         """Create a journey as a draft; it is validated now and again when published."""
         journey_id = request.id or f"jrn_{uuid.uuid4().hex[:20]}"
@@ -70,7 +77,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             rows = await store.list_journeys()
         return JourneyList(journeys=[_response(row) for row in rows])
 
-    @router.get("/{journey_id}")
+    @router.get("/{journey_id}", responses=_NOT_FOUND)
     async def get_journey(journey_id: JourneyIdPath) -> JourneyResponse:
         """The journey, its draft and every published version."""
         async with transaction() as store:
@@ -78,7 +85,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             versions = await store.versions(journey_id)
         return _response(row, versions)
 
-    @router.put("/{journey_id}")
+    @router.put("/{journey_id}", responses=error_responses(404, 503))
     async def replace_journey(
         journey_id: JourneyIdPath, request: JourneyRequest
     ) -> JourneyResponse:
@@ -92,7 +99,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             )
         return _response(_found(updated, journey_id))
 
-    @router.delete("/{journey_id}", status_code=204)
+    @router.delete("/{journey_id}", status_code=204, responses=_NOT_FOUND)
     async def delete_journey(journey_id: JourneyIdPath) -> Response:
         """Delete the journey with its versions, runs, timers and stats; nothing more is sent."""
         async with transaction() as store:
@@ -100,7 +107,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
                 _found(None, journey_id)
         return Response(status_code=204)
 
-    @router.post("/{journey_id}/publish")
+    @router.post("/{journey_id}/publish", responses=error_responses(404, 409, 503))
     async def publish(journey_id: JourneyIdPath) -> JourneyResponse:
         """Freeze the draft as the next version: new profiles enter it, runs finish their own."""
         async with transaction() as store:
@@ -115,7 +122,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             versions = await store.versions(journey_id)
         return _response(row, versions)
 
-    @router.post("/{journey_id}/pause")
+    @router.post("/{journey_id}/pause", responses=_NOT_FOUND_OR_UNPUBLISHED)
     async def pause(journey_id: JourneyIdPath) -> JourneyResponse:
         """No new entries and no sends: runs reaching a send node hold there until resumed."""
         async with transaction() as store:
@@ -123,7 +130,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             row = await store.set_status(journey_id, "paused")
         return _response(_found(row, journey_id))
 
-    @router.post("/{journey_id}/resume")
+    @router.post("/{journey_id}/resume", responses=_NOT_FOUND_OR_UNPUBLISHED)
     async def resume(journey_id: JourneyIdPath) -> JourneyResponse:
         """Entries start again; held runs send and go on (the timer worker picks them up)."""
         async with transaction() as store:
@@ -132,7 +139,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             await store.release_held_runs(journey_id)
         return _response(_found(row, journey_id))
 
-    @router.get("/{journey_id}/stats")
+    @router.get("/{journey_id}/stats", responses=_NOT_FOUND)
     async def stats(journey_id: JourneyIdPath) -> StatsResponse:
         """Per node, per version and in total: entered, waiting, completed, exited, goal reached."""
         async with transaction() as store:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import RedirectResponse
@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from libs.common.auth import require_admin
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import Sessions
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events import Event, ProfileDeleted
 from services.profile import features
 from services.profile.features import FeatureRules
@@ -37,15 +37,25 @@ ProfileIdPath = Annotated[
         description="A profile id; a merged profile's id redirects (308) to its survivor.",
     ),
 ]
+# A merged profile's id answers with its survivor's URL; an unknown one with 404.
+_FOUND_ELSEWHERE: dict[int | str, dict[str, Any]] = {
+    308: {"description": "Merged into another profile: `Location` is the survivor's URL."},
+    **error_responses(404),
+}
 
 
 def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxRelay) -> APIRouter:
     store = ProfileStore(settings.schema_name)
     rules = FeatureRules.from_settings(settings)
     external_kinds = tuple(settings.profile_external_id_kinds)
-    router = APIRouter(prefix="/profiles", tags=["profiles"], dependencies=[Depends(require_admin)])
+    router = APIRouter(
+        prefix="/profiles",
+        tags=["profiles"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
+    )
 
-    @router.get("/{profile_id}", response_model=ProfileOut)
+    @router.get("/{profile_id}", response_model=ProfileOut, responses=_FOUND_ELSEWHERE)
     async def get_profile(profile_id: ProfileIdPath) -> ProfileOut | Response:
         """The profile; a merged profile's id redirects to its survivor."""
         async with sessions() as session, session.begin():
@@ -77,7 +87,7 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
             stored = await _profile_by_identifier(store, connection, wanted)
         return ProfileList(profiles=[] if stored is None else [_profile_out(stored, rules)])
 
-    @router.get("/{profile_id}/events", response_model=ProfileEventPage)
+    @router.get("/{profile_id}/events", response_model=ProfileEventPage, responses=_FOUND_ELSEWHERE)
     async def profile_events(
         profile_id: ProfileIdPath,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -97,7 +107,10 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
         )
 
     @router.delete(
-        "/{profile_id}", status_code=status.HTTP_202_ACCEPTED, response_model=ErasureAccepted
+        "/{profile_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=ErasureAccepted,
+        responses=error_responses(404),
     )
     async def erase_profile(profile_id: ProfileIdPath) -> ErasureAccepted:
         """Erase the person (a merged id erases its survivor) and tell every service to."""

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.auth import require_admin
 from libs.common.bus import OutboxRelay, write_outbox
 from libs.common.db import create_sessions
-from libs.common.errors import ApiError
+from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events import Event
 from services.segment.membership import evaluate_in_bulk, membership_event
 from services.segment.rules import (
@@ -41,12 +41,18 @@ from services.segment.store import SegmentRow, SegmentStore
 
 _T = TypeVar("_T")
 SegmentIdPath = Annotated[str, Path(pattern=SEGMENT_ID_PATTERN)]
+_NOT_FOUND = error_responses(404)
 
 
 def segments_router(
     engine: AsyncEngine, relay: OutboxRelay, schema: str, outbox_chunk: int
 ) -> APIRouter:
-    router = APIRouter(prefix="/segments", tags=["segments"], dependencies=[Depends(require_admin)])
+    router = APIRouter(
+        prefix="/segments",
+        tags=["segments"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
+    )
     sessions = create_sessions(engine)
 
     @asynccontextmanager
@@ -62,7 +68,7 @@ def segments_router(
         for start in range(0, len(events), outbox_chunk):
             await write_outbox(store.session, schema, events[start : start + outbox_chunk])
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=error_responses(409))
     async def create_segment(request: SegmentRequest) -> SegmentResponse:
         """Create a segment and evaluate it over every profile (entered events for matches)."""
         segment_id = request.id or f"seg_{uuid.uuid4().hex[:20]}"
@@ -87,13 +93,13 @@ def segments_router(
             rows = await store.list_segments()
         return SegmentList(segments=[_response(row) for row in rows])
 
-    @router.get("/{segment_id}")
+    @router.get("/{segment_id}", responses=_NOT_FOUND)
     async def get_segment(segment_id: SegmentIdPath) -> SegmentResponse:
         async with transaction() as store:
             row = await store.get_segment(segment_id)
         return _response(_found(row, segment_id))
 
-    @router.put("/{segment_id}")
+    @router.put("/{segment_id}", responses=_NOT_FOUND)
     async def replace_segment(
         segment_id: SegmentIdPath, request: SegmentRequest
     ) -> SegmentResponse:
@@ -115,7 +121,7 @@ def segments_router(
         relay.notify()
         return _response(row, evaluation)
 
-    @router.delete("/{segment_id}", status_code=204)
+    @router.delete("/{segment_id}", status_code=204, responses=_NOT_FOUND)
     async def delete_segment(segment_id: SegmentIdPath) -> Response:
         """Delete a segment: its members leave it (segment.exited, reason `bulk`)."""
         now = datetime.now(UTC)
@@ -135,7 +141,7 @@ def segments_router(
         relay.notify()
         return Response(status_code=204)
 
-    @router.get("/{segment_id}/members")
+    @router.get("/{segment_id}/members", responses=_NOT_FOUND)
     async def list_members(
         segment_id: SegmentIdPath,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
