@@ -10,7 +10,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +20,7 @@ from pydantic import (
 )
 
 from libs.common.events.conversion import AttributionModel
+from libs.common.storable import Storable
 
 Op = Literal["eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"]
 TouchType = Literal["message.sent", "message.delivered", "message.opened", "message.clicked"]
@@ -66,32 +66,6 @@ Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-
-
-def _json_storable(value: Any) -> Any:
-    """The JSON value, if PostgreSQL can store all of its text: no NUL, no lone surrogate."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
-            raise ValueError("text cannot contain NUL characters or lone surrogates")
-    return value
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-Storable = AfterValidator(_json_storable)
 
 
 class PropertyFilter(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from libs.common.storable import Storable
 
 TEMPLATE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 TemplateId = Annotated[str, StringConstraints(pattern=TEMPLATE_ID_PATTERN)]
@@ -16,33 +18,6 @@ DefaultPath = Annotated[
 Channel = Literal["email", "sms", "push", "webhook", "wecom", "wechat"]
 
 
-def storable(value: Any) -> Any:
-    """The JSON value, if PostgreSQL can store all its text (no NUL, no lone surrogate) and
-    orjson can write it to the render sandbox (no integer beyond 64 bits)."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str) and ("\x00" in item or not _encodes(item)):
-            raise ValueError("text cannot contain NUL characters or lone surrogates")
-        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
-            raise ValueError("integers must fit in 64 bits")
-    return value
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-Storable = AfterValidator(storable)
 Source = Annotated[str, StringConstraints(max_length=100_000), Storable]
 JsonSource = Annotated[dict[str, Any], Storable]
 

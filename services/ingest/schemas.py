@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from libs.common.errors import ErrorBody
+from libs.common.storable import StorableText
 from services.ingest.calls import Rejection
 from services.ingest.imports import ImportJob
 from services.ingest.sources import Source
 
 
-def _storable(text: str) -> str:
-    """PostgreSQL stores no NUL, and a lone surrogate has no UTF-8 to send it as."""
-    if "\x00" in text or text != text.encode("utf-8", "replace").decode():
-        raise ValueError("text cannot contain NUL characters or lone surrogates")
-    return text
-
-
 class SourceCreate(BaseModel):
-    name: Annotated[str, AfterValidator(_storable)] = Field(
+    name: StorableText = Field(
         min_length=1, max_length=200, description="What sends events, e.g. `web`."
     )
 

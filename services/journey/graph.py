@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any, Literal
 
+from libs.common.storable import storable_text
 from services.journey.conditions import (
     Condition,
     InvalidDefinition,
@@ -228,22 +229,12 @@ def check_json(value: Any, path: str) -> None:
             pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str) and not _storable_text(item):
+        elif isinstance(item, str) and not storable_text(item):
             raise InvalidDefinition(path or "nodes", "text cannot contain NUL or lone surrogates")
         elif isinstance(item, float) and not math.isfinite(item):
             raise InvalidDefinition(path or "nodes", "numbers must be finite")
         elif isinstance(item, int) and not -(2**63) <= item < 2**63:
             raise InvalidDefinition(path or "nodes", "integers must fit in 64 bits")
-
-
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _parse_nodes(raw: Any) -> dict[str, Node]:

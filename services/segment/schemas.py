@@ -5,38 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from libs.common.storable import Storable
 
 SEGMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 SegmentId = Annotated[str, StringConstraints(pattern=SEGMENT_ID_PATTERN)]
-
-
-def storable(value: Any) -> Any:
-    """The JSON value, if PostgreSQL can store all its text: no NUL, no lone surrogate."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str) and not _storable_text(item):
-            raise ValueError("text cannot contain NUL characters or lone surrogates")
-    return value
-
-
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-Storable = AfterValidator(storable)
 
 
 class SegmentRequest(BaseModel):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack
+from libs.devstack import free_port
+from libs.devstack.pytest_plugin import TEST_ADMIN_TOKEN
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.integration.support import publish, read_events, wait_for
@@ -96,3 +101,28 @@ def timing(minutes: float) -> dict[str, Any]:
 def _key(call: IngestTrack | IngestIdentify | IngestPage) -> str:
     """As ingest keys a call: its user id, else its anonymous id."""
     return call.user_id or call.anonymous_id or ""
+
+
+@contextlib.asynccontextmanager
+async def running_profile_service(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory, **settings: str
+) -> AsyncIterator[ProfileService]:
+    """A profile service process with `settings` (environment variables) over the defaults."""
+    # Its own schema and consumer group, so it reads the whole shared ingest topic from the start.
+    name = f"profile_{uuid.uuid4().hex[:8]}"
+    process = ServiceProcess(
+        name,
+        "services.profile",
+        {**stack.env(), "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000", **settings},
+        free_port(),
+        log_dir=tmp_path_factory.mktemp(f"{name}-logs"),
+    )
+    await process.migrate()
+    process.start()
+    try:
+        await process.wait_ready(60)
+        headers = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=process.url, headers=headers, timeout=10) as client:
+            yield ProfileService(stack, process, client)
+    finally:
+        await process.stop()

@@ -6,21 +6,16 @@ nothing, and the person is announced new, at risk, dormant and churned, each onc
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 import pytest_asyncio
 
 from libs.common import topics
 from libs.common.events import IngestIdentify, ProfileUpdated
-from libs.devstack import free_port
-from libs.devstack.pytest_plugin import TEST_ADMIN_TOKEN
-from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.profile.harness import ProfileService, unique
+from tests.integration.profile.harness import ProfileService, running_profile_service, unique
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,22 +34,8 @@ AGING = {
 async def fast_aging_profiles(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ProfileService]:
-    process = ServiceProcess(
-        f"profile_aging_{uuid.uuid4().hex[:8]}",
-        "services.profile",
-        {**stack.env(), "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000", **AGING},
-        free_port(),
-        log_dir=tmp_path_factory.mktemp("profile-aging-logs"),
-    )
-    await process.migrate()
-    process.start()
-    try:
-        await process.wait_ready(60)
-        headers = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-        async with httpx.AsyncClient(base_url=process.url, headers=headers, timeout=10) as client:
-            yield ProfileService(stack, process, client)
-    finally:
-        await process.stop()
+    async with running_profile_service(stack, tmp_path_factory, **AGING) as service:
+        yield service
 
 
 async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
