@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 
 from libs.common import topics
-from libs.common.events import IngestIdentify, ProfileUpdated
+from libs.common.events import Event, IngestIdentify, ProfileUpdated
 from libs.devstack.stack import Stack
 from tests.integration.profile.harness import ProfileService, running_profile_service, unique
-from tests.integration.support import wait_for
+from tests.integration.support import publish, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +42,13 @@ async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
     fast_aging_profiles: ProfileService,
 ) -> None:
     service = fast_aging_profiles
-    # The new service first reads the whole shared ingest topic: once a first call of ours is
-    # on its profile it has caught up, and the next one is handled within its first seconds.
-    caught_up = unique("caught-up")
-    await service.publish(_identify(caught_up))
+    # The new service first reads the whole shared ingest topic. Once a first call of ours,
+    # on the partition the person's calls go to, is on its profile, that partition has caught
+    # up, and the person's identify is handled within its first seconds of being new.
+    user_id, caught_up = unique("idle"), unique("caught-up")
+    await publish(service.stack.kafka_bootstrap, [_identify(caught_up, key=user_id)])
     await service.wait_for_profile(f"user_id:{caught_up}", within=60)
-    user_id = unique("idle")
-    await service.publish(_identify(user_id))
+    await publish(service.stack.kafka_bootstrap, [_identify(user_id, key=user_id)])
     profile = await service.wait_for_profile(f"user_id:{user_id}")
     stages: list[ProfileUpdated] = []
 
@@ -78,9 +78,11 @@ def _stage(update: ProfileUpdated) -> str | None:
     return change.after if isinstance(change.after, str) else None
 
 
-def _identify(user_id: str) -> IngestIdentify:
+def _identify(user_id: str, *, key: str) -> Event[IngestIdentify]:
+    """An identify of `user_id` on the partition of `key` (profile resolves by the call's ids,
+    whatever the key)."""
     now = datetime.now(UTC)
-    return IngestIdentify(
+    call = IngestIdentify(
         message_id=unique("identify"),
         user_id=user_id,
         traits={"plan": "basic"},
@@ -88,3 +90,4 @@ def _identify(user_id: str) -> IngestIdentify:
         received_at=now,
         source_id="src_tests",
     )
+    return Event(data=call, key=key, source="tests", id=call.message_id)
