@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         ge=6_000,
         description="How long a consumer that stopped heartbeating keeps its partitions.",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        description="How long a fetch may wait at the broker for data. Apache Kafka answers as "
+        "soon as there is any, so this only bounds idle polling; a broker that holds every "
+        "fetch this long adds it to each hop of the loop.",
+    )
     topic_partitions: int = 12
     topic_replication_factor: int = 1
 
