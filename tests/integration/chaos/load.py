@@ -112,20 +112,29 @@ class Load:
             asyncio.create_task(self._purchases(), name="chaos-load-purchases"),
         ]
 
-    async def stop(self, *, within: float) -> None:
-        """Stop adding people; return once every buyer's purchase and every call has an answer."""
+    async def stop(self, *, within: float) -> list[str]:
+        """Stop adding people; return once every buyer's purchase and every call has an answer,
+        or the deadline passed: then the buyers whose send attribution never recorded (so that
+        the test can still count what happened, and say who is missing)."""
         self._producing.clear()
         started = time.monotonic()
 
-        async def purchases_posted() -> bool:
+        def unposted() -> list[str]:
             self._raise_if_failed()
-            return all(
-                person.purchase is not None
+            return [
+                person.user
                 for person in self.people.values()
-                if person.buys and person.identify.accepted
-            )
+                if person.buys and person.identify.accepted and person.purchase is None
+            ]
 
-        await wait_for(purchases_posted, within=within, what="every buyer's purchase to be posted")
+        async def purchases_posted() -> bool:
+            return not unposted()
+
+        with contextlib.suppress(AssertionError):
+            await wait_for(
+                purchases_posted, within=within, what="every buyer's purchase to be posted"
+            )
+        missing = unposted()
         for task in self._running:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -135,6 +144,7 @@ class Load:
             return not self._calls
 
         await wait_for(answered, within=remaining, what="every call of the load to be answered")
+        return missing
 
     async def close(self) -> None:
         for task in [*self._running, *self._calls]:

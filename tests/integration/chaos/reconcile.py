@@ -63,6 +63,7 @@ class Tally:
     duplicates: Counter[str] = field(default_factory=Counter)
     lost: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    lost_people: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.people += other.people
@@ -75,6 +76,7 @@ class Tally:
         self.duplicates.update(other.duplicates)
         self.lost.update(other.lost)
         self.examples.extend(other.examples[: max(0, 10 - len(self.examples))])
+        self.lost_people.extend(other.lost_people)
 
 
 async def observe(
@@ -197,6 +199,7 @@ def reconcile(people: Iterable[Person], seen: Observed) -> dict[str, Tally]:
 def _expect(tally: Tally, user: str, kind: str, count: int) -> None:
     if count < 1:
         tally.lost[kind] += 1
+        tally.lost_people.append(user)
         _example(tally, f"{user}: no {kind} effect")
     elif count > 1:
         tally.duplicates[kind] += count - 1
@@ -247,3 +250,65 @@ def _line(name: str, tally: Tally) -> str:
         f"{tally.effects:>9}{tally.sends:>8}{tally.credits:>9}{tally.retransmissions:>10}"
         f"{sum(tally.duplicates.values()):>6}{sum(tally.lost.values()):>6}"
     )
+
+
+async def trail(chaos: Any, journey_id: str, users: Iterable[str]) -> list[str]:
+    """For each person, what each service holds of them: where an effect that never came stopped
+    (segment membership, journey run, content decision, dispatch ledger, attribution touches)."""
+    lines = []
+    connection = await asyncpg.connect(chaos.dsn, timeout=10)
+    try:
+        for user in dict.fromkeys(users):
+            profile_id = await connection.fetchval(
+                f"SELECT profile_id FROM {chaos.schema('profile')}.identities "
+                "WHERE kind = 'user_id' AND value = $1",
+                user,
+            )
+            if profile_id is None:
+                lines.append(f"{user}: no profile")
+                continue
+            found = {
+                "segments": await connection.fetchval(
+                    f"SELECT count(*) FROM {chaos.schema('segment')}.memberships "
+                    "WHERE profile_id = $1",
+                    profile_id,
+                ),
+                "runs": await _rows(
+                    connection,
+                    f"SELECT status, node_id FROM {chaos.schema('journey')}.runs "
+                    "WHERE profile_id = $1 AND journey_id = $2",
+                    profile_id,
+                    journey_id,
+                ),
+                "content": await _rows(
+                    connection,
+                    f"SELECT outcome FROM {chaos.schema('content')}.decisions "
+                    "WHERE profile_id = $1",
+                    profile_id,
+                ),
+                "waiting": await connection.fetchval(
+                    f"SELECT count(*) FROM {chaos.schema('content')}.awaiting_addresses "
+                    "WHERE profile_id = $1",
+                    profile_id,
+                ),
+                "dispatch": await _rows(
+                    connection,
+                    f"SELECT status, attempts, error FROM {chaos.schema('dispatch')}.sends "
+                    "WHERE profile_id = $1",
+                    profile_id,
+                ),
+                "touches": await _rows(
+                    connection,
+                    f"SELECT outcome FROM {chaos.schema('attribution')}.touchpoints "
+                    "WHERE profile_id = $1",
+                    profile_id,
+                ),
+            }
+            lines.append(f"{user} ({profile_id}): {found}")
+    finally:
+        await connection.close()
+    return lines
+
+
+async def _rows(connection: asyncpg.Connection, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    return [tuple(row.values()) for row in await connection.fetch(query, *args)]

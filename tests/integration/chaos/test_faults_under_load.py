@@ -21,7 +21,7 @@ import pytest
 
 from tests.integration.chaos.conftest import SIZE, Chaos
 from tests.integration.chaos.load import Load
-from tests.integration.chaos.reconcile import Observed, observe, reconcile, report
+from tests.integration.chaos.reconcile import Observed, observe, reconcile, report, trail
 from tests.integration.closed_loop.harness import ClosedLoop
 from tests.integration.support import wait_for
 
@@ -148,12 +148,17 @@ async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
     started = time.monotonic()
     phases: list[str] = []
     recovery: dict[str, float] = {}
+    problems: list[str] = []
+    suspects: list[str] = []
     try:
         async with asyncio.timeout(SIZE.deadline):
-            seen, load_ended, drained = await _scenario(chaos, load, journey_id, phases, recovery)
+            seen, load_ended, drained = await _scenario(
+                chaos, load, journey_id, phases, recovery, problems, suspects
+            )
     finally:
         await load.close()
     table, total = report(reconcile(load.people.values(), seen), phases)
+    suspects.extend(total.lost_people[:5])
     proxy = chaos.proxy.proxy
     failures = ", ".join(f"{k}: {v}" for k, v in sorted(load.stats.failed_attempts.items()))
     print(
@@ -167,6 +172,11 @@ async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
         f"sends whose payload did not name their person (rendered before content knew the "
         f"traits): {len(seen.stale_renders)}{_examples(seen.stale_renders)}"
     )
+    if suspects:
+        print("where the missing effects stopped, per person:")
+        for line in await trail(chaos, journey_id, suspects):
+            print(f"  {line}")
+    assert not problems, "\n".join(problems)
     assert total.unaccepted == 0, "ingest never accepted some calls (see `unacc.`)"
     # An outage is a 503 to retry (or no answer), never a 500.
     assert "500" not in load.stats.failed_attempts, "ingest answered 500 during a fault"
@@ -179,10 +189,17 @@ def _examples(keys: list[str]) -> str:
 
 
 async def _scenario(
-    chaos: Chaos, load: Load, journey_id: str, phases: list[str], recovery: dict[str, float]
+    chaos: Chaos,
+    load: Load,
+    journey_id: str,
+    phases: list[str],
+    recovery: dict[str, float],
+    problems: list[str],
+    suspects: list[str],
 ) -> tuple[Observed, float, float]:
     """Every fault in turn under load, then the drain; what was observed, and when the load
-    ended and the drain finished."""
+    ended and the drain finished. A drain that times out is added to `problems` (and the people
+    it waited for to `suspects`) rather than raised, so that the counts are still printed."""
     load.start()
     for repeat in range(SIZE.repeats):
         for name, inject in FAULTS:
@@ -198,8 +215,14 @@ async def _scenario(
             await asyncio.sleep(SIZE.after)
     load_ended = time.monotonic()
     within = _DRAIN_S + _DRAIN_PER_PERSON_S * len(load.people)
-    await load.stop(within=within)
-    await _drained(chaos, load, journey_id, within)
+    unposted = await load.stop(within=within)
+    if unposted:
+        problems.append(
+            f"{len(unposted)} buyers' sends were never recorded by attribution, so their "
+            f"purchases were not posted: {', '.join(unposted[:5])}"
+        )
+        suspects.extend(unposted[:5])
+    problems.extend(await _drained(chaos, load, journey_id, within))
     drained = time.monotonic()
     seen = await observe(
         dsn=chaos.dsn,
@@ -214,8 +237,9 @@ async def _scenario(
     return seen, load_ended, drained
 
 
-async def _drained(chaos: Chaos, load: Load, journey_id: str, within: float) -> None:
-    """Wait until every expected effect is there and nothing is left in flight anywhere."""
+async def _drained(chaos: Chaos, load: Load, journey_id: str, within: float) -> list[str]:
+    """Wait until every expected effect is there and nothing is left in flight anywhere; what
+    did not happen in time."""
     people = list(load.people.values())
     identified = {p.user for p in people if p.identify.accepted}
     bought = {p.user for p in people if p.purchase is not None and p.purchase.accepted}
@@ -246,13 +270,21 @@ async def _drained(chaos: Chaos, load: Load, journey_id: str, within: float) -> 
             and counts["orders"] >= len(bought)
         )
 
-    await wait_for(everything_arrived, within=within, what="every expected effect", every=0.5)
-    await wait_for(
-        _Quiet(chaos, journey_id),
-        within=_DRAIN_S,
-        what="empty outboxes and nothing changing any more",
-        every=1.0,
-    )
+    problems = []
+    try:
+        await wait_for(everything_arrived, within=within, what="every expected effect", every=0.5)
+    except AssertionError as error:
+        problems.append(str(error))
+    try:
+        await wait_for(
+            _Quiet(chaos, journey_id),
+            within=_DRAIN_S,
+            what="empty outboxes and nothing changing any more",
+            every=1.0,
+        )
+    except AssertionError as error:
+        problems.append(str(error))
+    return problems
 
 
 async def _fetch_row(chaos: Chaos, query: str, *args: Any) -> asyncpg.Record | None:

@@ -24,8 +24,8 @@ SECOND = 1 / 86_400  # in days, as the lifecycle settings count
 AGING = {
     "CLOSELOOP_LIFECYCLE_NEW_DAYS": str(5 * SECOND),
     "CLOSELOOP_LIFECYCLE_ACTIVE_DAYS": str(5 * SECOND),
-    "CLOSELOOP_LIFECYCLE_AT_RISK_DAYS": str(10 * SECOND),
-    "CLOSELOOP_LIFECYCLE_DORMANT_DAYS": str(15 * SECOND),
+    "CLOSELOOP_LIFECYCLE_AT_RISK_DAYS": str(15 * SECOND),
+    "CLOSELOOP_LIFECYCLE_DORMANT_DAYS": str(25 * SECOND),
     "CLOSELOOP_PROFILE_REVIEW_INTERVAL_MS": "200",
 }
 
@@ -44,7 +44,7 @@ async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
     service = fast_aging_profiles
     # The new service first reads the whole shared ingest topic. Once a first call of ours,
     # on the partition the person's calls go to, is on its profile, that partition has caught
-    # up, and the person's identify is handled within its first seconds of being new.
+    # up, and the person's identify is usually handled within its first seconds of being new.
     user_id, caught_up = unique("idle"), unique("caught-up")
     await publish(service.stack.kafka_bootstrap, [_identify(caught_up, key=user_id)])
     await service.wait_for_profile(f"user_id:{caught_up}", within=60)
@@ -62,10 +62,16 @@ async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
         return bool(stages) and _stage(stages[-1]) == "churned"
 
     await wait_for(churned, within=60, what="the profile to be announced churned", every=0.5)
-    assert [_stage(update) for update in stages] == ["new", "at_risk", "dormant", "churned"]
-    # Only the first had a cause; the rest were time passing, found by the reviews.
+    # The identify announces the stage the profile has when it is handled: "new", unless the
+    # service was still catching up the shared topic for longer than the new window (CI has
+    # seen that), then "at_risk". From there on only time moves it, each stage announced once.
+    announced = [_stage(update) for update in stages]
+    assert announced in (
+        ["new", "at_risk", "dormant", "churned"],
+        ["at_risk", "dormant", "churned"],
+    )
     assert stages[0].caused_by is not None
-    assert [update.caused_by for update in stages[1:]] == [None, None, None]
+    assert all(update.caused_by is None for update in stages[1:])  # the reviews'
     assert (await service.profile_of(f"user_id:{user_id}") or {})["lifecycle_stage"] == "churned"
     due = await service.fetchval(
         "SELECT review_due_at FROM {schema}.profiles WHERE id = $1", profile["id"]
