@@ -67,6 +67,11 @@ OUTBOX_BACKLOG = Gauge(
     "Events written to the outbox and not yet published.",
     ["service"],
 )
+CONSUMER_RESTARTS = Counter(
+    "closeloop_consumer_restarts_total",
+    "Kafka consumers replaced because their background fetching died.",
+    ["group"],
+)
 BATCH_RETRIES = Counter(
     "closeloop_consumer_batch_retries_total",
     "Batches retried after a failure (dependency down or transient error).",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -37,6 +37,7 @@ _MIN_EVENTS_TO_JUDGE_DEPENDENCY = 10
 _MAX_DEPENDENCY_BACKOFF_SECONDS = 30.0
 _LIVENESS_SECONDS = 120.0
 _STOP_GRACE_SECONDS = 30.0
+_RESTART_BACKOFF_SECONDS = 1.0
 
 
 class DependencyUnavailable(Exception):
@@ -123,8 +124,14 @@ class EventConsumer:
         self._consecutive_failures = 0
 
     async def start(self) -> None:
+        self._consumer = await self._new_client()
+        self._stopping = False
+        self._last_poll = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def _new_client(self) -> AIOKafkaConsumer:
         # aiokafka binds its clients to the running loop, so they are made here, not in __init__.
-        self._consumer = AIOKafkaConsumer(
+        client = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=self.group,
             client_id=f"closeloop-{self._settings.service_name}",
@@ -135,11 +142,37 @@ class EventConsumer:
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_session_timeout_ms // 3,
         )
-        await self._consumer.start()
-        self._consumer.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
-        self._stopping = False
-        self._last_poll = time.monotonic()
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        await client.start()
+        client.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
+        return client
+
+    async def _replace_client(self, reason: BaseException) -> None:
+        """Stop a client whose background work died and join the group again with a new one:
+        it resumes from the committed offsets, and the inbox skips what was already handled.
+
+        Seen when the broker connection is cut: aiokafka's fetcher task can die of an error
+        from the closed transport ("the handler is closed") and then nothing fetches again,
+        while the consumer still looks alive.
+        """
+        _log.error(
+            "the Kafka consumer stopped working; starting a new one",
+            extra={"group": self.group, "error": repr(reason)},
+        )
+        metrics.CONSUMER_RESTARTS.labels(self.group).inc()
+        old, self._consumer = self._consumer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+        while not self._stopping:
+            try:
+                self._consumer = await self._new_client()
+                return
+            except Exception as error:  # the broker may still be away: try again shortly
+                _log.warning(
+                    "could not start a new Kafka consumer; retrying",
+                    extra={"group": self.group, "error": repr(error)},
+                )
+                await asyncio.sleep(_RESTART_BACKOFF_SECONDS)
 
     async def stop(self) -> None:
         """Finish the batch in flight, commit it, and leave the group."""
@@ -167,12 +200,20 @@ class EventConsumer:
         return running and time.monotonic() - self._last_poll < _LIVENESS_SECONDS
 
     async def _run(self) -> None:
-        consumer = self._client
         while not self._stopping:
-            records = await consumer.getmany(
-                timeout_ms=self._settings.batch_max_wait_ms,
-                max_records=self._settings.batch_max_records,
-            )
+            consumer = self._client
+            broken = _background_failure(consumer)
+            if broken is not None:
+                await self._replace_client(broken)
+                continue
+            try:
+                records = await consumer.getmany(
+                    timeout_ms=self._settings.batch_max_wait_ms,
+                    max_records=self._settings.batch_max_records,
+                )
+            except KafkaError as error:  # retriable ones are retried inside aiokafka
+                await self._replace_client(error)
+                continue
             self._last_poll = time.monotonic()
             if not records:
                 continue
@@ -361,3 +402,15 @@ class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         return None
+
+
+def _background_failure(client: AIOKafkaConsumer) -> BaseException | None:
+    """Why the client's background fetching stopped, if it has (aiokafka 0.x keeps the fetch
+    loop in `_fetcher.error_future`; nothing public says it died)."""
+    fetcher = getattr(client, "_fetcher", None)
+    task = getattr(fetcher, "error_future", None)
+    if not isinstance(task, asyncio.Future) or not task.done():
+        return None
+    if task.cancelled():
+        return RuntimeError("the fetch loop was cancelled")
+    return task.exception() or RuntimeError("the fetch loop ended")

@@ -1,0 +1,113 @@
+"""When aiokafka's background fetching dies, the consumer replaces its client and goes on.
+
+Seen in the fault-injection suite: cutting the broker connection can kill aiokafka's fetch loop
+with an error from the closed transport, after which nothing is fetched again while the
+consumer still looks alive. Here the fetch loop is made to die the same way, by an error raised
+inside it, on the real broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.bus import Batch, EventConsumer, EventProducer, ensure_topics
+from libs.common.bus.tables import create_bus_schema
+from libs.common.db import create_engine
+from libs.common.events import Event
+from libs.common.events.behavior import BehaviorOccurred
+from libs.common.settings import Settings
+from libs.devstack.stack import Stack
+from tests.integration.support import publish, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Seen:
+    ids: set[str] = field(default_factory=set)
+
+    async def handle(self, batch: Batch) -> None:
+        self.ids.update(event.id for event in batch.events)
+
+
+@dataclass
+class Bus:
+    settings: Settings
+    engine: AsyncEngine
+    topic: str
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bus(stack: Stack) -> AsyncIterator[Bus]:
+    run_id = uuid.uuid4().hex[:10]
+    settings = Settings(
+        service_name=f"fetcher_{run_id}",
+        kafka_bootstrap=stack.kafka_bootstrap,
+        kafka_idempotence=False,
+        kafka_session_timeout_ms=6000,
+        database_url=stack.database_url,
+    )
+    engine = create_engine(settings)
+    await create_bus_schema(engine, settings.schema_name)
+    topic = f"closeloop.test.fetcher-{run_id}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], 12, 1)
+    yield Bus(settings, engine, topic)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"DROP SCHEMA {settings.schema_name} CASCADE"))
+    await engine.dispose()
+
+
+def _behaviour() -> Event[BehaviorOccurred]:
+    now = datetime.now(UTC)
+    data = BehaviorOccurred(
+        profile_id="prf_fetcher",
+        event="product_viewed",
+        kind="track",
+        occurred_at=now,
+        received_at=now,
+        message_id=f"m-{uuid.uuid4()}",
+    )
+    return Event(data=data, key="prf_fetcher", source="closeloop/tests")
+
+
+async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    seen = Seen()
+    producer = EventProducer(bus.settings)
+    consumer = EventConsumer(
+        bus.settings, topics=[bus.topic], handler=seen.handle, engine=bus.engine, producer=producer
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        before = _behaviour()
+        await publish(stack.kafka_bootstrap, [before], topic=bus.topic)
+        await wait_for(lambda: _has(seen, before), within=60, what="the first event handled")
+        broken = consumer._client
+
+        def transport_closed(*_: object) -> None:
+            # What the fetch loop met when the broker was cut, raised at its next round.
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+        broken._fetcher._get_actions_per_node = transport_closed
+        after = _behaviour()
+        await publish(stack.kafka_bootstrap, [after], topic=bus.topic)
+        await wait_for(lambda: _has(seen, after), within=60, what="an event after the failure")
+        assert consumer._client is not broken
+        assert consumer.is_alive()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _has(seen: Seen, event: Event[BehaviorOccurred]) -> bool:
+    return event.id in seen.ids
