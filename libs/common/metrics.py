@@ -72,6 +72,10 @@ CONSUMER_RESTARTS = Counter(
     "Kafka consumers replaced because their background fetching died.",
     ["group"],
 )
+PRODUCER_RESTARTS = Counter(
+    "closeloop_producer_restarts_total",
+    "Kafka producers replaced because their background sender died.",
+)
 BATCH_RETRIES = Counter(
     "closeloop_consumer_batch_retries_total",
     "Batches retried after a failure (dependency down or transient error).",

@@ -1,9 +1,10 @@
-"""When aiokafka's background fetching dies, the consumer replaces its client and goes on.
+"""When aiokafka's background tasks die, the consumer and the producer replace their clients.
 
 Seen in the fault-injection suite: cutting the broker connection can kill aiokafka's fetch loop
-with an error from the closed transport, after which nothing is fetched again while the
-consumer still looks alive. Here the fetch loop is made to die the same way, by an error raised
-inside it, on the real broker.
+(nothing is fetched again while the consumer still looks alive) or its sender (every later send
+fails with "Unexpected error during batch delivery"), each with an error from the closed
+transport. Here each is made to die the same way, by an error raised inside it, on the real
+broker.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -111,3 +114,29 @@ async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
 
 async def _has(seen: Seen, event: Event[BehaviorOccurred]) -> bool:
     return event.id in seen.ids
+
+
+async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    producer = EventProducer(bus.settings)
+    await producer.start()
+    try:
+        await producer.publish([_behaviour()])
+        broken = producer._producer
+
+        async def transport_closed(*_: object) -> None:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+        broken._sender._send_produce_req = transport_closed
+        with pytest.raises(KafkaError):  # the send the sender died on fails; its caller retries
+            await producer.publish([_behaviour()])
+        await wait_for(lambda: _sender_dead(broken), within=30, what="the sender task to have died")
+        await producer.publish([_behaviour()])  # a new client; acknowledged
+        assert producer._producer is not broken
+    finally:
+        await producer.stop()
+
+
+async def _sender_dead(client: Any) -> bool:
+    return bool(client._sender.sender_task.done())
