@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.common.bus import EventProducer
+from libs.common.bus import EventProducer, ensure_topics
 from libs.common.bus.reader import read_to_end
 from libs.common.bus.record import KafkaRecord
+from libs.common.bus.tables import create_bus_schema
+from libs.common.db import create_engine
 from libs.common.events import Event, EventDecodeError, decode
 from libs.common.settings import Settings
 
@@ -76,3 +83,39 @@ async def read_events(bootstrap: str, topic: str) -> list[tuple[KafkaRecord, Eve
         except EventDecodeError:
             continue
     return found
+
+
+@dataclass
+class ThrowawayBus:
+    """A consumer's settings, its bus tables in a schema of its own, and a topic of its own."""
+
+    settings: Settings
+    engine: AsyncEngine
+    topic: str
+
+
+@contextlib.asynccontextmanager
+async def throwaway_bus(
+    kafka_bootstrap: str, database_url: str, name: str, **settings: Any
+) -> AsyncIterator[ThrowawayBus]:
+    """Settings for a test consumer named `name`, its inbox/outbox schema and a fresh
+    12-partition topic; the schema is dropped afterwards."""
+    run_id = uuid.uuid4().hex[:10]
+    bus_settings = Settings(
+        service_name=f"{name}_{run_id}",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_idempotence=False,
+        kafka_session_timeout_ms=6000,
+        database_url=database_url,
+        **settings,
+    )
+    engine = create_engine(bus_settings)
+    await create_bus_schema(engine, bus_settings.schema_name)
+    topic = f"closeloop.test.{name}-{run_id}"
+    await ensure_topics(kafka_bootstrap, [topic], 12, 1)
+    try:
+        yield ThrowawayBus(bus_settings, engine, topic)
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {bus_settings.schema_name} CASCADE"))
+        await engine.dispose()

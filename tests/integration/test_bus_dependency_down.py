@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common import topics
 from libs.common.bus import (
@@ -19,16 +17,13 @@ from libs.common.bus import (
     EventConsumer,
     EventProducer,
     dlq,
-    ensure_topics,
 )
 from libs.common.bus.reader import header
-from libs.common.bus.tables import create_bus_schema
-from libs.common.db import create_engine
 from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
-from libs.common.settings import Settings
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_topic, wait_for
+from tests.integration.support import ThrowawayBus as Bus
+from tests.integration.support import publish, read_topic, throwaway_bus, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,32 +46,12 @@ class FlakyDependency:
         self.applied.update(event.id for event in batch.events)
 
 
-@dataclass
-class Bus:
-    settings: Settings
-    engine: AsyncEngine
-    topic: str
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def bus(stack: Stack) -> AsyncIterator[Bus]:
-    run_id = uuid.uuid4().hex[:10]
-    settings = Settings(
-        service_name=f"flaky_{run_id}",
-        kafka_bootstrap=stack.kafka_bootstrap,
-        kafka_idempotence=False,
-        kafka_session_timeout_ms=6000,
-        database_url=stack.database_url,
-        handler_retry_backoff_ms=20,
-    )
-    engine = create_engine(settings)
-    await create_bus_schema(engine, settings.schema_name)
-    topic = f"closeloop.test.flaky-{run_id}"
-    await ensure_topics(stack.kafka_bootstrap, [topic], 12, 1)
-    yield Bus(settings, engine, topic)
-    async with engine.begin() as connection:
-        await connection.execute(text(f"DROP SCHEMA {settings.schema_name} CASCADE"))
-    await engine.dispose()
+    async with throwaway_bus(
+        stack.kafka_bootstrap, stack.database_url, "flaky", handler_retry_backoff_ms=20
+    ) as created:
+        yield created
 
 
 def _behaviours(count: int) -> list[Event[BehaviorOccurred]]:
