@@ -3,21 +3,23 @@
 Seen in the fault-injection suite: cutting the broker connection can kill aiokafka's fetch loop
 (nothing is fetched again while the consumer still looks alive) or its sender (every later send
 fails with "Unexpected error during batch delivery"), each with an error from the closed
-transport. Here each is made to die the same way, by an error raised inside it, on the real
-broker.
+transport; and an error outside the handler (an offset commit on the cut connection) ended the
+consumer's own task. Here each is made to fail the same way, by an error raised inside it, on the
+real broker.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from libs.common.bus import Batch, EventConsumer, EventProducer
 from libs.common.events import Event
@@ -32,9 +34,11 @@ pytestmark = pytest.mark.integration
 @dataclass
 class Seen:
     ids: set[str] = field(default_factory=set)
+    handled: Counter[str] = field(default_factory=Counter)
 
     async def handle(self, batch: Batch) -> None:
         self.ids.update(event.id for event in batch.events)
+        self.handled.update(event.id for event in batch.events)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -89,6 +93,53 @@ async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
 
 async def _has(seen: Seen, event: Event[BehaviorOccurred]) -> bool:
     return event.id in seen.ids
+
+
+async def test_a_batch_whose_offset_commit_fails_does_not_end_the_consumer(
+    stack: Stack, bus: Bus
+) -> None:
+    seen = Seen()
+    producer = EventProducer(bus.settings)
+    consumer = EventConsumer(
+        bus.settings, topics=[bus.topic], handler=seen.handle, engine=bus.engine, producer=producer
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        broken = consumer._client
+        commit = broken.commit
+        failed: list[object] = []
+
+        async def commit_on_a_cut_connection(offsets: object = None) -> None:
+            if not failed:  # the first commit meets the cut; the client's own retries gave up
+                failed.append(offsets)
+                raise KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
+            await commit(offsets)
+
+        broken.commit = commit_on_a_cut_connection
+        first = _behaviour()
+        await publish(stack.kafka_bootstrap, [first], topic=bus.topic)
+        await wait_for(lambda: _has(seen, first), within=60, what="the first event handled")
+        await wait_for(_commit_failed(failed), within=30, what="the failing offset commit")
+        after = _behaviour()
+        await publish(stack.kafka_bootstrap, [after], topic=bus.topic)
+        await wait_for(lambda: _has(seen, after), within=60, what="an event after the failure")
+        assert consumer._client is not broken
+        assert consumer.is_alive()
+        # The first batch came again from the committed offsets; the inbox kept it from the
+        # handler the second time.
+        assert seen.handled[first.id] == 1
+        assert seen.handled[after.id] == 1
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _commit_failed(failed: list[object]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(failed)
+
+    return check
 
 
 async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(

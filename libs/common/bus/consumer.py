@@ -217,8 +217,26 @@ class EventConsumer:
             self._last_poll = time.monotonic()
             if not records:
                 continue
-            async with self._in_flight:
-                await self._process(records)
+            try:
+                async with self._in_flight:
+                    await self._process(records)
+            except Exception as error:
+                await self._recover_from(error)
+
+    async def _recover_from(self, error: Exception) -> None:
+        """A batch failed outside its handler (its offset commit, say, when the broker
+        connection was cut): the loop must go on. Its offsets were not committed, so a new client
+        redelivers it from the committed ones, and the inbox skips what its transaction did.
+
+        Seen in fault injection: an error escaping here ended the consumer's task, and the
+        service then never consumed again while every other part of it looked well.
+        """
+        _log.error(
+            "a batch failed outside its handler; resuming from the committed offsets",
+            exc_info=error,
+            extra={"group": self.group},
+        )
+        await self._replace_client(error)
 
     async def _process(self, records: Records) -> None:
         started = time.perf_counter()

@@ -82,6 +82,20 @@ class Chaos:
     def dsn(self) -> str:
         return self.postgres.dsn
 
+    async def unhealthy(self) -> list[str]:
+        """Each service whose /healthz does not say healthy (a worker of it died), and why."""
+        found = []
+        async with httpx.AsyncClient(timeout=5) as client:
+            for name, process in self.loop.processes.items():
+                try:
+                    answer = await client.get(f"{process.url}/healthz")
+                except httpx.TransportError as error:
+                    found.append(f"{name}: {error!r}")
+                    continue
+                if answer.status_code != 200:
+                    found.append(f"{name}: {answer.text}")
+        return found
+
     async def all_ready(self, *, within: float, what: str) -> None:
         async with httpx.AsyncClient(timeout=2) as client:
 
