@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from libs.common import metrics
-from libs.common.bus.driver import driver_connection
+from libs.common.bus.driver import driver_connection, raw_driver_connection
 from libs.common.bus.producer import EventProducer
 from libs.common.db import checked_schema
 from libs.common.events import Event
@@ -27,6 +27,7 @@ from libs.common.lifecycle import BackgroundLoop
 
 _log = logging.getLogger(__name__)
 _BACKLOG_REFRESH_SECONDS = 5.0
+_LEADERSHIP_CHECK_SECONDS = 1.0
 _RETRY_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -128,6 +129,13 @@ class OutboxRelay(BackgroundLoop):
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._backlog_checked_at = 0.0
+        self._leadership_confirmed_at = 0.0
+        # Oldest first; FOR UPDATE makes a second relay wait rather than publish the same rows.
+        self._take_oldest = (
+            f"DELETE FROM {self._schema}.outbox WHERE id IN "
+            f"(SELECT id FROM {self._schema}.outbox ORDER BY id LIMIT $1 FOR UPDATE) "
+            "RETURNING id, messages"
+        )
         self.leading = False
 
     def notify(self) -> None:
@@ -191,27 +199,20 @@ class OutboxRelay(BackgroundLoop):
                 await self._wait(self._poll_interval)
 
     async def _publish_batch(self) -> int:
-        async with self._engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    text(
-                        f"SELECT id, messages FROM {self._schema}.outbox "
-                        "ORDER BY id LIMIT :limit FOR UPDATE"
-                    ),
-                    {"limit": self._batch_size},
-                )
-            ).all()
-            if not rows:
-                return 0
-            messages = [message for row in rows for message in unpack_messages(row.messages)]
-            acknowledgements = [
-                await self._producer.send(m.topic, m.key, m.value, m.headers) for m in messages
-            ]
-            await self._producer.wait_all(acknowledgements)
-            await connection.execute(
-                text(f"DELETE FROM {self._schema}.outbox WHERE id = ANY(CAST(:ids AS bigint[]))"),
-                {"ids": [row.id for row in rows]},
-            )
+        """Take the oldest rows, publish their messages, and delete them: one statement and one
+        transaction. A failed publish rolls the transaction back, so the rows are taken again.
+        """
+        async with self._engine.connect() as connection:
+            driver = await raw_driver_connection(connection)
+            async with driver.transaction():
+                rows = sorted(await driver.fetch(self._take_oldest, self._batch_size))
+                if not rows:
+                    return 0
+                messages = [message for _, packed in rows for message in unpack_messages(packed)]
+                acknowledgements = [
+                    await self._producer.send(m.topic, m.key, m.value, m.headers) for m in messages
+                ]
+                await self._producer.wait_all(acknowledgements)
         for (topic, event_type), count in Counter(
             (m.topic, m.event_type) for m in messages
         ).items():
@@ -219,9 +220,17 @@ class OutboxRelay(BackgroundLoop):
         return len(rows)
 
     async def _confirm_leadership(self, lock_connection: AsyncConnection) -> None:
-        # The advisory lock lives as long as this connection: if it broke, another replica may
-        # lead now, so a failure here must end this leadership (the caller reconnects).
+        """The advisory lock lives as long as this connection: if it broke, another replica may
+        lead now, so a failure here must end this leadership (the caller reconnects).
+
+        Checked at most once a second, not before every batch (two round trips each): until a
+        broken lock is noticed, two relays may both publish, but the row locks of
+        `_take_oldest` still hand them the rows one batch after another, in id order.
+        """
         now = time.monotonic()
+        if now - self._leadership_confirmed_at < _LEADERSHIP_CHECK_SECONDS:
+            return
+        self._leadership_confirmed_at = now
         if now - self._backlog_checked_at < _BACKLOG_REFRESH_SECONDS:
             await lock_connection.execute(text("SELECT 1"))
         else:
