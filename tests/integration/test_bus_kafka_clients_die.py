@@ -3,9 +3,9 @@
 Seen in the fault-injection suite: cutting the broker connection can kill aiokafka's fetch loop
 (nothing is fetched again while the consumer still looks alive) or its sender (every later send
 fails with "Unexpected error during batch delivery"), each with an error from the closed
-transport; and an error outside the handler (an offset commit on the cut connection) ended the
-consumer's own task. Here each is made to fail the same way, by an error raised inside it, on the
-real broker.
+transport; and errors outside the handler (an offset commit on the cut connection, the group
+coordinator's RuntimeError raised by `getmany`) ended the consumer's own task. Here each is
+made to fail the same way, by an error raised inside it, on the real broker.
 """
 
 from __future__ import annotations
@@ -130,6 +130,37 @@ async def test_a_batch_whose_offset_commit_fails_does_not_end_the_consumer(
         # handler the second time.
         assert seen.handled[first.id] == 1
         assert seen.handled[after.id] == 1
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_a_consumer_whose_group_coordinator_failed_is_replaced_and_consumes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    seen = Seen()
+    producer = EventProducer(bus.settings)
+    consumer = EventConsumer(
+        bus.settings, topics=[bus.topic], handler=seen.handle, engine=bus.engine, producer=producer
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        before = _behaviour()
+        await publish(stack.kafka_bootstrap, [before], topic=bus.topic)
+        await wait_for(lambda: _has(seen, before), within=60, what="the first event handled")
+        broken = consumer._client
+        # What the coordinator handed `getmany` when the broker was cut: a RuntimeError, not a
+        # KafkaError, from the closed transport.
+        broken._coordinator._pending_exception = RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+        )
+        after = _behaviour()
+        await publish(stack.kafka_bootstrap, [after], topic=bus.topic)
+        await wait_for(lambda: _has(seen, after), within=60, what="an event after the failure")
+        assert consumer._client is not broken
+        assert consumer.is_alive()
+        assert seen.handled[before.id] == 1
     finally:
         await consumer.stop()
         await producer.stop()

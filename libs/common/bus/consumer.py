@@ -201,38 +201,42 @@ class EventConsumer:
 
     async def _run(self) -> None:
         while not self._stopping:
-            consumer = self._client
-            broken = _background_failure(consumer)
-            if broken is not None:
-                await self._replace_client(broken)
-                continue
             try:
-                records = await consumer.getmany(
-                    timeout_ms=self._settings.batch_max_wait_ms,
-                    max_records=self._settings.batch_max_records,
-                )
-            except KafkaError as error:  # retriable ones are retried inside aiokafka
-                await self._replace_client(error)
-                continue
-            self._last_poll = time.monotonic()
-            if not records:
-                continue
-            try:
-                async with self._in_flight:
-                    await self._process(records)
+                await self._poll_and_process()
             except Exception as error:
                 await self._recover_from(error)
 
-    async def _recover_from(self, error: Exception) -> None:
-        """A batch failed outside its handler (its offset commit, say, when the broker
-        connection was cut): the loop must go on. Its offsets were not committed, so a new client
-        redelivers it from the committed ones, and the inbox skips what its transaction did.
+    async def _poll_and_process(self) -> None:
+        consumer = self._client
+        broken = _background_failure(consumer)
+        if broken is not None:
+            await self._replace_client(broken)
+            return
+        try:
+            records = await consumer.getmany(
+                timeout_ms=self._settings.batch_max_wait_ms,
+                max_records=self._settings.batch_max_records,
+            )
+        except KafkaError as error:  # retriable ones are retried inside aiokafka
+            await self._replace_client(error)
+            return
+        self._last_poll = time.monotonic()
+        if records:
+            async with self._in_flight:
+                await self._process(records)
 
-        Seen in fault injection: an error escaping here ended the consumer's task, and the
-        service then never consumed again while every other part of it looked well.
+    async def _recover_from(self, error: Exception) -> None:
+        """Anything but a handler's error (those are retried and dead-lettered in `_handle`)
+        must not end the loop: an offset commit on a cut connection, say, or aiokafka's group
+        coordinator dying of the closed transport, which `getmany` then raises as a
+        RuntimeError. A batch in flight was not committed, so a new client redelivers it from
+        the committed offsets, and the inbox skips what its transaction did.
+
+        Seen in fault injection, both: the error ended the consumer's task, and the service
+        then never consumed again while every other part of it looked well.
         """
         _log.error(
-            "a batch failed outside its handler; resuming from the committed offsets",
+            "the consumer failed outside a handler; resuming from the committed offsets",
             exc_info=error,
             extra={"group": self.group},
         )
