@@ -38,6 +38,7 @@ _MAX_DEPENDENCY_BACKOFF_SECONDS = 30.0
 _LIVENESS_SECONDS = 120.0
 _STOP_GRACE_SECONDS = 30.0
 _RESTART_BACKOFF_SECONDS = 1.0
+_OLD_CLIENT_STOP_SECONDS = 10.0
 
 
 class DependencyUnavailable(Exception):
@@ -161,8 +162,9 @@ class EventConsumer:
         metrics.CONSUMER_RESTARTS.labels(self.group).inc()
         old, self._consumer = self._consumer, None
         if old is not None:
-            with contextlib.suppress(Exception):
-                await old.stop()
+            with contextlib.suppress(Exception):  # a timeout too: it may hang on what broke it
+                async with asyncio.timeout(_OLD_CLIENT_STOP_SECONDS):
+                    await old.stop()
         while not self._stopping:
             try:
                 self._consumer = await self._new_client()
