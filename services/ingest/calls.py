@@ -101,7 +101,8 @@ def to_event(kind: str, call: object, receipt: Receipt) -> Event[Any]:
     for name in _ID_FIELDS:
         if name in fields:
             fields[name] = _id(name, fields[name])
-    fields.setdefault("messageId", new_event_id())
+    if "messageId" not in fields:
+        fields["messageId"] = new_event_id()
     _merge_shared(fields, "context", receipt.context)
     _merge_shared(fields, "integrations", receipt.integrations)
     timestamp, sent_at = _times(fields, receipt)

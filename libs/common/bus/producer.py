@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections import Counter
+import random
+from collections import Counter, deque
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from libs.common import metrics
 from libs.common.events import Event, encode
@@ -17,13 +22,27 @@ from libs.common.events.envelope import Headers
 from libs.common.settings import Settings
 
 _log = logging.getLogger(__name__)
+# Keys seen recently, and their partition: hashing a key (aiokafka's murmur2 is pure Python)
+# costs more than the rest of placing a message, and one person's events keep coming.
+_PLACEMENT_CACHE_KEYS = 65_536
+
+
+class Message(NamedTuple):
+    """One Kafka message as `publish_messages` takes it (what `encode` gives, with its topic)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
 
 
 class EventProducer:
     """Publishes events and waits for Kafka's acknowledgement of all of them together.
 
     Sends are queued first and awaited together so aiokafka can batch them (awaiting each
-    send in turn defeats batching, aiokafka #1065).
+    send in turn defeats batching, aiokafka #1065). `publish` goes further: it appends the
+    messages of every caller to one open batch per partition and hands aiokafka whole batches,
+    so the per-message work of `AIOKafkaProducer.send` is paid once per batch.
     """
 
     name = "producer"
@@ -32,6 +51,7 @@ class EventProducer:
         self._settings = settings
         self._client: AIOKafkaProducer | None = None
         self._replacing = asyncio.Lock()
+        self._partitions: dict[tuple[str, int], _PartitionQueue] = {}
 
     async def start(self) -> None:
         self._client = await self._new_client()
@@ -78,6 +98,9 @@ class EventProducer:
             return self._client
 
     async def stop(self) -> None:
+        """Hand aiokafka every batch still open, then stop it (which sends what it holds)."""
+        submitters = [q.submitter for q in self._partitions.values() if q.submitter is not None]
+        await asyncio.gather(*submitters, return_exceptions=True)
         if self._client is not None:
             await self._client.stop()
             self._client = None
@@ -93,10 +116,76 @@ class EventProducer:
 
     async def publish(self, events: Sequence[Event[Any]]) -> None:
         """Publish events in order; returns once Kafka has acknowledged every one of them."""
-        acknowledgements = [await self.send(event.topic, *encode(event)) for event in events]
-        await self.wait_all(acknowledgements)
-        for (topic, event_type), count in Counter((e.topic, e.type) for e in events).items():
-            metrics.EVENTS_PRODUCED.labels(topic, event_type).inc(count)
+        await self.publish_messages([Message(event.topic, *encode(event)) for event in events])
+        # Counted by model class, one label lookup per type and call rather than per event.
+        for model, count in Counter([event.data.__class__ for event in events]).items():
+            metrics.EVENTS_PRODUCED.labels(model.topic, model.event_type).inc(count)
+
+    async def publish_messages(self, messages: Sequence[Message]) -> None:
+        """Publish messages in order; returns once Kafka has acknowledged every one of them.
+
+        Each message goes to the partition aiokafka's default partitioner picks for its key, so
+        a key's messages land on one partition, in order, whichever path sent them. Messages of
+        concurrent callers share batches; a caller waits only for the batches that hold its
+        own. The first failure is raised after all of them have settled.
+        """
+        if not messages:
+            return
+        client = await self._working_client()
+        # Sorted, as aiokafka lists them for its partitioner (a set of 0..n-1 iterates in order).
+        partitions = {
+            topic: sorted(await client.partitions_for(topic))
+            for topic in {m.topic for m in messages}
+        }
+        acknowledgements = {
+            self._append(client, m, _partition_of(m.key, partitions[m.topic])) for m in messages
+        }
+        # asyncio.wait, not gather: a caller that gives up (its timeout) must not cancel the
+        # acknowledgement of a batch other callers share.
+        await asyncio.wait(acknowledgements)
+        for acknowledgement in acknowledgements:
+            if (failure := acknowledgement.exception()) is not None:
+                raise failure
+
+    def _append(
+        self, client: AIOKafkaProducer, message: Message, partition: int
+    ) -> asyncio.Future[None]:
+        """Add the message to its partition's open batch; the future settles with that batch."""
+        queue = self._partitions.get((message.topic, partition))
+        if queue is None:
+            queue = self._partitions[(message.topic, partition)] = _PartitionQueue(
+                message.topic, partition
+            )
+        batch = queue.open[-1] if queue.open else None
+        if batch is None or not batch.append(message):
+            batch = _OpenBatch(client.create_batch(), asyncio.get_running_loop().create_future())
+            batch.append(message)  # a batch always takes its first message, however large
+            queue.open.append(batch)
+        if queue.submitter is None:
+            queue.submitter = asyncio.create_task(self._submit(queue))
+        return batch.acknowledged
+
+    async def _submit(self, queue: _PartitionQueue) -> None:
+        """Hand the partition's batches to aiokafka in order, one at a time.
+
+        aiokafka takes a partition's next batch only once its previous one has gone to the
+        broker; meanwhile the open batch keeps filling with what callers publish, so a busy
+        partition sends a few large batches rather than many small ones.
+        """
+        try:
+            while queue.open:
+                batch = queue.open.popleft()
+                try:
+                    client = await self._working_client()
+                    sent = await client.send_batch(
+                        batch.builder, queue.topic, partition=queue.partition
+                    )
+                except Exception as error:  # every caller of the batch hears of it
+                    _settle(batch.acknowledged, error)
+                    continue
+                sent.add_done_callback(functools.partial(_acknowledge, batch.acknowledged))
+        finally:
+            queue.submitter = None
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
@@ -115,6 +204,64 @@ class EventProducer:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+@dataclass
+class _OpenBatch:
+    """A batch being filled for one partition, and the future its callers wait on."""
+
+    builder: Any  # aiokafka's BatchBuilder
+    acknowledged: asyncio.Future[None]
+
+    def append(self, message: Message) -> bool:
+        """False when the batch is full (aiokafka's max_batch_size): start another."""
+        metadata = self.builder.append(
+            timestamp=None, key=message.key, value=message.value, headers=message.headers
+        )
+        return metadata is not None
+
+
+@dataclass
+class _PartitionQueue:
+    """One partition's batches not yet handed to aiokafka, and the task handing them over."""
+
+    topic: str
+    partition: int
+    open: deque[_OpenBatch] = field(default_factory=deque)
+    submitter: asyncio.Task[None] | None = None
+
+
+def _partition_of(key: bytes | None, partitions: Sequence[int]) -> int:
+    """The partition aiokafka's DefaultPartitioner picks for the key among `partitions`.
+
+    `partitions` is sorted, as the partitioner expects; a message without a key goes to any.
+    """
+    if key is None:
+        return random.choice(partitions)
+    return partitions[_partition_index(key, len(partitions))]
+
+
+@functools.lru_cache(maxsize=_PLACEMENT_CACHE_KEYS)
+def _partition_index(key: bytes, partition_count: int) -> int:
+    # DefaultPartitioner.__call__: murmur2, made positive, modulo the number of partitions.
+    index: int = (murmur2(key) & 0x7FFFFFFF) % partition_count
+    return index
+
+
+def _acknowledge(acknowledged: asyncio.Future[None], sent: asyncio.Future[Any]) -> None:
+    if sent.cancelled():
+        _settle(acknowledged, KafkaError("the batch was cancelled before Kafka acknowledged it"))
+    elif (failure := sent.exception()) is not None:
+        _settle(acknowledged, failure)
+    elif not acknowledged.done():
+        acknowledged.set_result(None)
+
+
+def _settle(acknowledged: asyncio.Future[None], failure: BaseException) -> None:
+    if not acknowledged.done():
+        acknowledged.set_exception(failure)
+        # Retrieved here so a batch whose callers all gave up logs no "never retrieved".
+        acknowledged.exception()
 
 
 def _sender_failure(client: AIOKafkaProducer) -> BaseException | None:
