@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from libs.common import metrics
 from libs.common.bus.driver import driver_connection, raw_driver_connection
-from libs.common.bus.producer import EventProducer
+from libs.common.bus.producer import EventProducer, Message
 from libs.common.db import checked_schema
 from libs.common.events import Event
 from libs.common.events.envelope import CONTENT_TYPE, SPEC_VERSION, Headers, dataschema_uri
@@ -209,10 +209,9 @@ class OutboxRelay(BackgroundLoop):
                 if not rows:
                     return 0
                 messages = [message for _, packed in rows for message in unpack_messages(packed)]
-                acknowledgements = [
-                    await self._producer.send(m.topic, m.key, m.value, m.headers) for m in messages
-                ]
-                await self._producer.wait_all(acknowledgements)
+                await self._producer.publish_messages(
+                    [Message(m.topic, m.key, m.value, m.headers) for m in messages]
+                )
         for (topic, event_type), count in Counter(
             (m.topic, m.event_type) for m in messages
         ).items():
