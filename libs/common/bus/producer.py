@@ -25,6 +25,7 @@ _log = logging.getLogger(__name__)
 # Keys seen recently, and their partition: hashing a key (aiokafka's murmur2 is pure Python)
 # costs more than the rest of placing a message, and one person's events keep coming.
 _PLACEMENT_CACHE_KEYS = 65_536
+_STOP_SECONDS = 5.0
 
 
 class Message(NamedTuple):
@@ -98,12 +99,24 @@ class EventProducer:
             return self._client
 
     async def stop(self) -> None:
-        """Hand aiokafka every batch still open, then stop it (which sends what it holds)."""
-        submitters = [q.submitter for q in self._partitions.values() if q.submitter is not None]
-        await asyncio.gather(*submitters, return_exceptions=True)
-        if self._client is not None:
-            await self._client.stop()
+        """Hand aiokafka every batch still open, then stop it (which sends what it holds).
+
+        Given up after `_STOP_SECONDS`: with the broker away, aiokafka would retry until its
+        request timeout, and nothing unacknowledged was promised to anyone (ingest answered no
+        call for it; an outbox keeps its rows until Kafka acknowledges them).
+        """
+        try:
+            async with asyncio.timeout(_STOP_SECONDS):
+                submitters = [
+                    q.submitter for q in self._partitions.values() if q.submitter is not None
+                ]
+                await asyncio.gather(*submitters, return_exceptions=True)
+                client, self._client = self._client, None
+                if client is not None:
+                    await client.stop()
+        except TimeoutError:
             self._client = None
+            _log.warning("the Kafka producer did not stop in time; its unsent messages are dropped")
 
     def is_alive(self) -> bool:
         return self._client is not None
