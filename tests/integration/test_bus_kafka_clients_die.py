@@ -10,6 +10,7 @@ made to fail the same way, by an error raised inside it, on the real broker.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,9 +61,9 @@ def _behaviour() -> Event[BehaviorOccurred]:
     return Event(data=data, key="prf_fetcher", source="closeloop/tests")
 
 
-async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
-    stack: Stack, bus: Bus
-) -> None:
+@contextlib.asynccontextmanager
+async def _consuming(bus: Bus) -> AsyncIterator[tuple[Seen, EventConsumer]]:
+    """A consumer of the bus's topic (and its producer), started, and what its handler saw."""
     seen = Seen()
     producer = EventProducer(bus.settings)
     consumer = EventConsumer(
@@ -71,9 +72,29 @@ async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
     await producer.start()
     await consumer.start()
     try:
-        before = _behaviour()
-        await publish(stack.kafka_bootstrap, [before], topic=bus.topic)
-        await wait_for(lambda: _has(seen, before), within=60, what="the first event handled")
+        yield seen, consumer
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _handled(stack: Stack, bus: Bus, seen: Seen, what: str) -> Event[BehaviorOccurred]:
+    """A new event published to the bus's topic, once the consumer has handled it."""
+    event = _behaviour()
+    await publish(stack.kafka_bootstrap, [event], topic=bus.topic)
+    await wait_for(lambda: _has(seen, event), within=60, what=what)
+    return event
+
+
+async def _has(seen: Seen, event: Event[BehaviorOccurred]) -> bool:
+    return event.id in seen.ids
+
+
+async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    async with _consuming(bus) as (seen, consumer):
+        await _handled(stack, bus, seen, "the first event handled")
         broken = consumer._client
 
         def transport_closed(*_: object) -> None:
@@ -81,31 +102,15 @@ async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
             raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
 
         broken._fetcher._get_actions_per_node = transport_closed
-        after = _behaviour()
-        await publish(stack.kafka_bootstrap, [after], topic=bus.topic)
-        await wait_for(lambda: _has(seen, after), within=60, what="an event after the failure")
+        await _handled(stack, bus, seen, "an event after the failure")
         assert consumer._client is not broken
         assert consumer.is_alive()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-async def _has(seen: Seen, event: Event[BehaviorOccurred]) -> bool:
-    return event.id in seen.ids
 
 
 async def test_a_batch_whose_offset_commit_fails_does_not_end_the_consumer(
     stack: Stack, bus: Bus
 ) -> None:
-    seen = Seen()
-    producer = EventProducer(bus.settings)
-    consumer = EventConsumer(
-        bus.settings, topics=[bus.topic], handler=seen.handle, engine=bus.engine, producer=producer
-    )
-    await producer.start()
-    await consumer.start()
-    try:
+    async with _consuming(bus) as (seen, consumer):
         broken = consumer._client
         commit = broken.commit
         failed: list[object] = []
@@ -117,53 +122,15 @@ async def test_a_batch_whose_offset_commit_fails_does_not_end_the_consumer(
             await commit(offsets)
 
         broken.commit = commit_on_a_cut_connection
-        first = _behaviour()
-        await publish(stack.kafka_bootstrap, [first], topic=bus.topic)
-        await wait_for(lambda: _has(seen, first), within=60, what="the first event handled")
+        first = await _handled(stack, bus, seen, "the first event handled")
         await wait_for(_commit_failed(failed), within=30, what="the failing offset commit")
-        after = _behaviour()
-        await publish(stack.kafka_bootstrap, [after], topic=bus.topic)
-        await wait_for(lambda: _has(seen, after), within=60, what="an event after the failure")
+        after = await _handled(stack, bus, seen, "an event after the failure")
         assert consumer._client is not broken
         assert consumer.is_alive()
         # The first batch came again from the committed offsets; the inbox kept it from the
         # handler the second time.
         assert seen.handled[first.id] == 1
         assert seen.handled[after.id] == 1
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-async def test_a_consumer_whose_group_coordinator_failed_is_replaced_and_consumes_again(
-    stack: Stack, bus: Bus
-) -> None:
-    seen = Seen()
-    producer = EventProducer(bus.settings)
-    consumer = EventConsumer(
-        bus.settings, topics=[bus.topic], handler=seen.handle, engine=bus.engine, producer=producer
-    )
-    await producer.start()
-    await consumer.start()
-    try:
-        before = _behaviour()
-        await publish(stack.kafka_bootstrap, [before], topic=bus.topic)
-        await wait_for(lambda: _has(seen, before), within=60, what="the first event handled")
-        broken = consumer._client
-        # What the coordinator handed `getmany` when the broker was cut: a RuntimeError, not a
-        # KafkaError, from the closed transport.
-        broken._coordinator._pending_exception = RuntimeError(
-            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
-        )
-        after = _behaviour()
-        await publish(stack.kafka_bootstrap, [after], topic=bus.topic)
-        await wait_for(lambda: _has(seen, after), within=60, what="an event after the failure")
-        assert consumer._client is not broken
-        assert consumer.is_alive()
-        assert seen.handled[before.id] == 1
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 def _commit_failed(failed: list[object]) -> Callable[[], Awaitable[bool]]:
@@ -171,6 +138,23 @@ def _commit_failed(failed: list[object]) -> Callable[[], Awaitable[bool]]:
         return bool(failed)
 
     return check
+
+
+async def test_a_consumer_whose_group_coordinator_failed_is_replaced_and_consumes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    async with _consuming(bus) as (seen, consumer):
+        before = await _handled(stack, bus, seen, "the first event handled")
+        broken = consumer._client
+        # What the coordinator handed `getmany` when the broker was cut: a RuntimeError, not a
+        # KafkaError, from the closed transport.
+        broken._coordinator._pending_exception = RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+        )
+        await _handled(stack, bus, seen, "an event after the failure")
+        assert consumer._client is not broken
+        assert consumer.is_alive()
+        assert seen.handled[before.id] == 1
 
 
 async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(
