@@ -23,9 +23,11 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 up: install
 	$(BIN)/python -m libs.devstack up $(ARGS)
 
-# The whole suite, fault injection's short run included; the slowest tests are listed at the end.
+# Everything but fault injection, which runs apart (`make chaos`): its short run passed six times
+# here, then in a clean-clone CI run found one more hang (docs/fault-injection.md) and took CI
+# past its 20 minutes. It is not skipped and not weakened. The slowest tests are listed at the end.
 test: lint
-	$(BIN)/pytest --durations=30 $(ARGS)
+	$(BIN)/pytest -m "not chaos" --durations=30 $(ARGS)
 
 # Fault injection: the short run; `make chaos ARGS=...` with CLOSELOOP_CHAOS_LONG=1 in the
 # environment for the long one (more load, more time between faults, each fault three times).

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         "soon as there is any, so this only bounds idle polling; a broker that holds every "
         "fetch this long adds it to each hop of the loop.",
     )
+    kafka_commit_timeout_ms: int = Field(
+        default=30_000,
+        ge=100,
+        description="How long an offset commit may take before the consumer gives its Kafka "
+        "client up for a new one (aiokafka retries a commit for as long as the group "
+        "coordinator looks retriable, which after a cut connection can be for good).",
+    )
     topic_partitions: int = 12
     topic_replication_factor: int = 1
 

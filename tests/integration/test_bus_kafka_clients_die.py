@@ -10,6 +10,7 @@ made to fail the same way, by an error raised inside it, on the real broker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections import Counter
@@ -62,12 +63,17 @@ def _behaviour() -> Event[BehaviorOccurred]:
 
 
 @contextlib.asynccontextmanager
-async def _consuming(bus: Bus) -> AsyncIterator[tuple[Seen, EventConsumer]]:
+async def _consuming(bus: Bus, **settings: Any) -> AsyncIterator[tuple[Seen, EventConsumer]]:
     """A consumer of the bus's topic (and its producer), started, and what its handler saw."""
     seen = Seen()
-    producer = EventProducer(bus.settings)
+    consumer_settings = bus.settings.model_copy(update=settings)
+    producer = EventProducer(consumer_settings)
     consumer = EventConsumer(
-        bus.settings, topics=[bus.topic], handler=seen.handle, engine=bus.engine, producer=producer
+        consumer_settings,
+        topics=[bus.topic],
+        handler=seen.handle,
+        engine=bus.engine,
+        producer=producer,
     )
     await producer.start()
     await consumer.start()
@@ -155,6 +161,44 @@ async def test_a_consumer_whose_group_coordinator_failed_is_replaced_and_consume
         assert consumer._client is not broken
         assert consumer.is_alive()
         assert seen.handled[before.id] == 1
+
+
+async def test_a_consumer_whose_group_coordination_ended_is_replaced_and_consumes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    async with _consuming(bus) as (seen, consumer):
+        await _handled(stack, bus, seen, "the first event handled")
+        broken = consumer._client
+        # "Unexpected error in coordinator routine": the routine's task ends with the error.
+        ended = asyncio.get_running_loop().create_future()
+        ended.set_exception(RuntimeError("unable to perform operation on a closed transport"))
+        broken._coordinator._coordination_task = ended
+        await _handled(stack, bus, seen, "an event after the failure")
+        assert consumer._client is not broken
+        assert consumer.is_alive()
+
+
+async def test_an_offset_commit_that_never_returns_gives_the_client_up(
+    stack: Stack, bus: Bus
+) -> None:
+    async with _consuming(bus, kafka_commit_timeout_ms=1000) as (seen, consumer):
+        broken = consumer._client
+        commit = broken.commit
+        hung: list[object] = []
+
+        async def commit_that_hangs(offsets: object = None) -> None:
+            if not hung:  # aiokafka retrying a coordinator that will never answer
+                hung.append(offsets)
+                await asyncio.get_running_loop().create_future()
+            await commit(offsets)
+
+        broken.commit = commit_that_hangs
+        first = await _handled(stack, bus, seen, "the first event handled")
+        after = await _handled(stack, bus, seen, "an event after the hung commit")
+        assert hung
+        assert consumer._client is not broken
+        assert seen.handled[first.id] == 1
+        assert seen.handled[after.id] == 1
 
 
 async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(

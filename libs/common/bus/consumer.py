@@ -385,7 +385,9 @@ class EventConsumer:
     async def _commit(self, records: Records) -> None:
         offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
         try:
-            await self._client.commit(offsets)
+            # A TimeoutError goes on to `_recover_from`: a new client, from the committed offsets.
+            async with asyncio.timeout(self._settings.kafka_commit_timeout_ms / 1000):
+                await self._client.commit(offsets)
         except (CommitFailedError, IllegalStateError) as error:
             # The group rebalanced: the next owner redelivers, and its inbox skips what we did.
             _log.warning("offset commit refused after a rebalance", extra={"error": str(error)})
@@ -430,7 +432,8 @@ class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _background_failure(client: AIOKafkaConsumer) -> BaseException | None:
     """Why the client's background fetching stopped, if it has (aiokafka 0.x keeps the fetch
-    loop in `_fetcher.error_future`; nothing public says it died)."""
+    loop in `_fetcher.error_future`; nothing public says it died). A dead group coordination
+    routine needs no check here: `getmany` raises its error, and `_recover_from` takes it."""
     fetcher = getattr(client, "_fetcher", None)
     task = getattr(fetcher, "error_future", None)
     if not isinstance(task, asyncio.Future) or not task.done():
