@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 
 from libs.common import topics
@@ -88,6 +89,19 @@ class DispatchHarness:
             if getattr(event.data, "request_id", None) in wanted:
                 found.append(event.data)
         return found
+
+    async def known_zone(self, profile_id: str) -> str | None:
+        """The time zone dispatch holds for a profile (from `profile.updated`), if any."""
+        dsn = self.stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(dsn)
+        try:
+            zone: str | None = await connection.fetchval(
+                f"SELECT timezone FROM {self.process.name}.timezones WHERE profile_id = $1",
+                profile_id,
+            )
+        finally:
+            await connection.close()
+        return zone
 
     async def outcome_types(self, *request_ids: str) -> list[str]:
         return [data.event_type for data in await self.outcomes(*request_ids)]

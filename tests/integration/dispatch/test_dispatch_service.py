@@ -200,6 +200,13 @@ async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) 
     profile = f"prf_{uuid.uuid4().hex[:10]}"
     zone = ZoneInfo("Asia/Tokyo")
     await dispatch.harness.publish(timezone_update(profile, "Asia/Tokyo"))
+    # The zone and the message travel on different topics: only a zone dispatch already holds
+    # decides the quiet hours (under load, the message could otherwise be handled first).
+    await wait_for(
+        lambda: _zone_known(dispatch, profile, "Asia/Tokyo"),
+        within=30,
+        what="dispatch to know the zone",
+    )
     local = datetime.now(UTC).astimezone(zone)
     start, end = local - timedelta(minutes=1), local + timedelta(seconds=6)
     response = await dispatch.harness.http.put(
@@ -215,10 +222,25 @@ async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) 
     assert response.status_code == 200, response.text
     message = rendered(name, profile)
     await dispatch.harness.publish(message)
-    await _until_outcomes(dispatch, message.data.request_id, "message.sent")
-    sent = (await dispatch.harness.outcomes(message.data.request_id))[0]
+    # On a loaded machine the receiver can miss the provider timeout once (a retryable
+    # `message.failed`, then the send): what matters here is when the send happened.
+    await wait_for(
+        lambda: _sent(dispatch, message.data.request_id),
+        within=90,
+        what="the deferred message sent",
+    )
+    outcomes = await dispatch.harness.outcomes(message.data.request_id)
+    sent = next(data for data in outcomes if data.event_type == "message.sent")
     assert sent.occurred_at >= end.replace(microsecond=0)  # not before the quiet hours ended
     await dispatch.harness.http.put("/policies", json={})
+
+
+async def _sent(dispatch: Dispatch, request_id: str) -> bool:
+    return "message.sent" in await dispatch.harness.outcome_types(request_id)
+
+
+async def _zone_known(dispatch: Dispatch, profile_id: str, zone: str) -> bool:
+    return await dispatch.harness.known_zone(profile_id) == zone
 
 
 async def test_unsubscribe_link_suppresses_later_sends_and_emits_once(dispatch: Dispatch) -> None:
