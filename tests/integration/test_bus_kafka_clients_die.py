@@ -92,6 +92,17 @@ async def _handled(stack: Stack, bus: Bus, seen: Seen, what: str) -> Event[Behav
     return event
 
 
+async def _consumes_again(
+    stack: Stack, bus: Bus, seen: Seen, consumer: EventConsumer, broken: Any
+) -> Event[BehaviorOccurred]:
+    """After the client broke: the next event is handled, by a new client, and the consumer
+    is alive."""
+    event = await _handled(stack, bus, seen, "an event after the failure")
+    assert consumer._client is not broken
+    assert consumer.is_alive()
+    return event
+
+
 async def _has(seen: Seen, event: Event[BehaviorOccurred]) -> bool:
     return event.id in seen.ids
 
@@ -108,9 +119,7 @@ async def test_a_consumer_whose_fetch_loop_died_is_replaced_and_consumes_again(
             raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
 
         broken._fetcher._get_actions_per_node = transport_closed
-        await _handled(stack, bus, seen, "an event after the failure")
-        assert consumer._client is not broken
-        assert consumer.is_alive()
+        await _consumes_again(stack, bus, seen, consumer, broken)
 
 
 async def test_a_batch_whose_offset_commit_fails_does_not_end_the_consumer(
@@ -130,9 +139,7 @@ async def test_a_batch_whose_offset_commit_fails_does_not_end_the_consumer(
         broken.commit = commit_on_a_cut_connection
         first = await _handled(stack, bus, seen, "the first event handled")
         await wait_for(_commit_failed(failed), within=30, what="the failing offset commit")
-        after = await _handled(stack, bus, seen, "an event after the failure")
-        assert consumer._client is not broken
-        assert consumer.is_alive()
+        after = await _consumes_again(stack, bus, seen, consumer, broken)
         # The first batch came again from the committed offsets; the inbox kept it from the
         # handler the second time.
         assert seen.handled[first.id] == 1
@@ -157,9 +164,7 @@ async def test_a_consumer_whose_group_coordinator_failed_is_replaced_and_consume
         broken._coordinator._pending_exception = RuntimeError(
             "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
         )
-        await _handled(stack, bus, seen, "an event after the failure")
-        assert consumer._client is not broken
-        assert consumer.is_alive()
+        await _consumes_again(stack, bus, seen, consumer, broken)
         assert seen.handled[before.id] == 1
 
 
@@ -173,9 +178,7 @@ async def test_a_consumer_whose_group_coordination_ended_is_replaced_and_consume
         ended = asyncio.get_running_loop().create_future()
         ended.set_exception(RuntimeError("unable to perform operation on a closed transport"))
         broken._coordinator._coordination_task = ended
-        await _handled(stack, bus, seen, "an event after the failure")
-        assert consumer._client is not broken
-        assert consumer.is_alive()
+        await _consumes_again(stack, bus, seen, consumer, broken)
 
 
 async def test_an_offset_commit_that_never_returns_gives_the_client_up(
