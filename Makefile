@@ -29,12 +29,13 @@ up: install
 TEST_WORKERS ?= 2
 test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not chaos" --durations=30 $(ARGS)
-	$(BIN)/pytest -m chaos tests/integration/chaos -s
+	CLOSELOOP_CHAOS_LONG=0 $(BIN)/pytest -m chaos tests/integration/chaos -s
 
-# Fault injection: the short run; `make chaos ARGS=...` with CLOSELOOP_CHAOS_LONG=1 in the
-# environment for the long one (more load, more time between faults, each fault three times).
+# Fault injection alone: the long run (each fault three times, with more load around each);
+# `make chaos CHAOS_LONG=0` for the short run that `make test` ends with.
+CHAOS_LONG ?= 1
 chaos: install
-	$(BIN)/pytest -m chaos tests/integration/chaos -s $(ARGS)
+	CLOSELOOP_CHAOS_LONG=$(CHAOS_LONG) $(BIN)/pytest -m chaos tests/integration/chaos -s $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
