@@ -276,7 +276,14 @@ class RequestRenderer:
             idempotency_key=request.idempotency_key,
             journey=request.journey,
             behavior_at=request.behavior_at,
+            time_zone=_time_zone(send.profile),
         )
+
+
+def _time_zone(profile: ProfileFacts) -> str | None:
+    """The profile's `timezone` trait, passed on for dispatch's quiet hours (which checks it)."""
+    zone = profile.traits.get("timezone")
+    return zone if isinstance(zone, str) and 0 < len(zone) <= 64 else None
 
 
 def _reachable(channel: str, profile: ProfileFacts | None) -> bool:

@@ -35,16 +35,18 @@ def dispatch_handler(schema: str, wake_sender: Callable[[], None]) -> BatchHandl
         store = DispatchStore(batch.session, schema)
         # In the batch's order: a time zone set, then a merge, must move the new zone.
         pending_zones: dict[str, str | None] = {}
+        message_zones: dict[str, str] = {}
         ledger_rows: list[dict[str, Any]] = []
         for event in batch.events:
             data = event.data
             if isinstance(data, MessageRendered):
                 ledger_rows.append(_ledger_row(event.id, data))
+                message_zones.update(_message_zone(data))
             elif isinstance(data, ProfileUpdated):
                 pending_zones.update(_zone_changes(data))
             else:
-                await store.set_zones(pending_zones)
-                pending_zones = {}
+                await _save_zones(store, pending_zones, message_zones)
+                pending_zones, message_zones = {}, {}
                 await store.insert_sends(ledger_rows)
                 ledger_rows = []
                 if isinstance(data, ProfileMerged):
@@ -57,7 +59,7 @@ def dispatch_handler(schema: str, wake_sender: Callable[[], None]) -> BatchHandl
                             outcome(MessageFailed, row, now, error=error, retryable=False),
                             cause=event,
                         )
-        await store.set_zones(pending_zones)
+        await _save_zones(store, pending_zones, message_zones)
         if await store.insert_sends(ledger_rows) or ledger_rows:
             wake_sender()
 
@@ -82,6 +84,24 @@ def _ledger_row(event_id: str, data: MessageRendered) -> dict[str, Any]:
         "recipient": data.recipient,
         "behavior_at": data.behavior_at.isoformat() if data.behavior_at else None,
     }
+
+
+async def _save_zones(
+    store: DispatchStore, from_profile: dict[str, str | None], from_messages: dict[str, str]
+) -> None:
+    """Profile's own word on a zone first; a message's zone only where dispatch has none yet.
+
+    A message carries the zone content knew when it rendered, and it may arrive before the
+    `profile.updated` that sets the zone: without it, quiet hours would be judged in UTC."""
+    await store.set_zones(from_profile)
+    await store.add_unknown_zones(
+        {profile: zone for profile, zone in from_messages.items() if profile not in from_profile}
+    )
+
+
+def _message_zone(data: MessageRendered) -> dict[str, str]:
+    zone = data.time_zone
+    return {data.profile_id: zone} if zone and parse_zone(zone) else {}
 
 
 def _zone_changes(data: ProfileUpdated) -> dict[str, str | None]:

@@ -369,6 +369,16 @@ class DispatchStore:
                 {"ids": dropped},
             )
 
+    async def add_unknown_zones(self, zones: dict[str, str]) -> None:
+        """Set time zones of profiles that have none here yet; a known zone is kept."""
+        if zones:
+            await self._execute(
+                "INSERT INTO {s}.timezones (profile_id, timezone) "
+                "SELECT key, value FROM jsonb_each_text(CAST(:zones AS jsonb)) "
+                "ON CONFLICT (profile_id) DO NOTHING",
+                {"zones": _json(zones)},
+            )
+
     # Merges and erasure
 
     async def move_profiles(self, survivor: str, merged: Sequence[str]) -> None:

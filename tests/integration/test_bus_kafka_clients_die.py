@@ -210,26 +210,55 @@ async def test_an_offset_commit_that_never_returns_gives_the_client_up(
         assert seen.handled[after.id] == 1
 
 
-async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(
-    stack: Stack, bus: Bus
-) -> None:
+@contextlib.asynccontextmanager
+async def _producing(bus: Bus) -> AsyncIterator[EventProducer]:
     producer = EventProducer(bus.settings)
     await producer.start()
     try:
         await producer.publish([_behaviour()])
-        broken = producer._producer
-
-        async def transport_closed(*_: object) -> None:
-            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
-
-        broken._sender._send_produce_req = transport_closed
-        with pytest.raises(KafkaError):  # the send the sender died on fails; its caller retries
-            await producer.publish([_behaviour()])
-        await wait_for(lambda: _sender_dead(broken), within=30, what="the sender task to have died")
-        await producer.publish([_behaviour()])  # a new client; acknowledged
-        assert producer._producer is not broken
+        yield producer
     finally:
         await producer.stop()
+
+
+async def _kill_sender(producer: EventProducer) -> None:
+    """Kill the client's sender as the broker cut did; the send it died on fails."""
+
+    async def transport_closed(*_: object) -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    client = producer._producer
+    client._sender._send_produce_req = transport_closed
+    with pytest.raises(KafkaError):  # its caller (the outbox relay) retries
+        await producer.publish([_behaviour()])
+    await wait_for(lambda: _sender_dead(client), within=30, what="the sender task to have died")
+
+
+async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(
+    stack: Stack, bus: Bus
+) -> None:
+    async with _producing(bus) as producer:
+        broken = producer._producer
+        await _kill_sender(producer)
+        await producer.publish([_behaviour()])  # a new client; acknowledged
+        assert producer._producer is not broken
+
+
+async def test_a_dead_producer_whose_stop_never_returns_is_given_up(stack: Stack, bus: Bus) -> None:
+    async with _producing(bus) as producer:
+        broken = producer._producer
+        stopping: list[bool] = []
+
+        async def stop_that_hangs() -> None:
+            stopping.append(True)  # aiokafka waiting on a connection that will never answer
+            await asyncio.get_running_loop().create_future()
+
+        broken.stop = stop_that_hangs
+        await _kill_sender(producer)
+        async with asyncio.timeout(30):  # the old client's stop is given up after 5 s
+            await producer.publish([_behaviour()])
+        assert stopping
+        assert producer._producer is not broken
 
 
 async def _sender_dead(client: Any) -> bool:

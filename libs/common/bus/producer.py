@@ -93,8 +93,9 @@ class EventProducer:
             metrics.PRODUCER_RESTARTS.inc()
             broken, self._client = self._client, None
             if broken is not None:
-                with contextlib.suppress(Exception):
-                    await broken.stop()
+                with contextlib.suppress(Exception):  # a timeout too: it may hang on what broke it
+                    async with asyncio.timeout(_STOP_SECONDS):
+                        await broken.stop()
             self._client = await self._new_client()
             return self._client
 

@@ -115,6 +115,7 @@ class MessageRendered(EventData):
                     "idempotency_key": _KEY,
                     "journey": _JOURNEY,
                     "behavior_at": "2025-03-14T09:26:53.120Z",
+                    "time_zone": "Asia/Shanghai",
                 },
                 {
                     "request_id": "req_01JPB7K2M4P6R8T0W2Y4A6C8E0",
@@ -165,6 +166,11 @@ class MessageRendered(EventData):
     journey: JourneyRef = Field(description="The journey step that asked for the message.")
     behavior_at: EventTime | None = Field(
         default=None, description="The request's behaviour time, for the loop-latency metric."
+    )
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="The profile's IANA time zone (`traits.timezone`) as content knew it. "
+        "Dispatch judges quiet hours by it when it has not yet heard the zone from profile.",
     )
 
 

@@ -41,7 +41,13 @@ async def test_a_request_becomes_a_tracked_message_for_the_profile(
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1
     await content_service.update_profile(
-        template, profile, **{"traits.email": "li@example.com", "traits.first_name": "Li"}
+        template,
+        profile,
+        **{
+            "traits.email": "li@example.com",
+            "traits.first_name": "Li",
+            "traits.timezone": "Asia/Shanghai",
+        },
     )
     request = message_request(profile, template, event={"event": "cart_abandoned"})
     await content_service.publish(request)
@@ -55,6 +61,7 @@ async def test_a_request_becomes_a_tracked_message_for_the_profile(
     assert message.subject == "Hi Li, your tea is waiting"
     assert message.variant_id == "a" and message.template_version == 1
     assert message.idempotency_key == request.data.idempotency_key
+    assert message.time_zone == "Asia/Shanghai"  # for dispatch's quiet hours
     body = message.body or ""
     assert "Use WELCOME" in body  # the declared default, since the request had no coupon
     assert "shop.example.com" not in body

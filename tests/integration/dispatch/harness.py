@@ -33,6 +33,7 @@ def rendered(
     subject: str | None = "Your oolong is waiting",
     body: str | None = "Hello from the tests",
     payload: dict[str, Any] | None = None,
+    time_zone: str | None = None,
 ) -> Event[MessageRendered]:
     profile = profile_id or f"prf_{uuid.uuid4().hex[:12]}"
     data = MessageRendered(
@@ -48,6 +49,7 @@ def rendered(
         idempotency_key=key or f"jrn_test:v1:node_send:{profile}:{uuid.uuid4().hex[:8]}",
         journey=JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send"),
         behavior_at=datetime.now(UTC),
+        time_zone=time_zone,
     )
     return Event(data=data, key=profile, source=SOURCE)
 

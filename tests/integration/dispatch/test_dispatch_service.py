@@ -14,6 +14,7 @@ import pytest
 from libs.common import topics
 from libs.common.bus.dlq import ERROR, ERROR_TYPE
 from libs.common.bus.reader import header
+from libs.common.events import Event, MessageRendered
 from libs.common.tracking import TrackingToken, sign
 from tests.integration.dispatch.conftest import Dispatch
 from tests.integration.dispatch.harness import rendered, timezone_update
@@ -198,15 +199,50 @@ async def _until_any_outcome(dispatch: Dispatch, request_id: str) -> None:
 async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) -> None:
     name = await _webhook(dispatch, "quiet")
     profile = f"prf_{uuid.uuid4().hex[:10]}"
-    zone = ZoneInfo("Asia/Tokyo")
     await dispatch.harness.publish(timezone_update(profile, "Asia/Tokyo"))
-    # The zone and the message travel on different topics: only a zone dispatch already holds
-    # decides the quiet hours (under load, the message could otherwise be handled first).
+    # The zone and the message travel on different topics: here the zone comes from profile,
+    # and dispatch holds it before the message arrives.
     await wait_for(
         lambda: _zone_known(dispatch, profile, "Asia/Tokyo"),
         within=30,
         what="dispatch to know the zone",
     )
+    message = rendered(name, profile)
+    await _deferred_until_quiet_hours_end(dispatch, name, message, ZoneInfo("Asia/Tokyo"))
+
+
+async def test_a_message_naming_its_zone_keeps_quiet_hours_there_before_profile_says(
+    dispatch: Dispatch,
+) -> None:
+    """Content passes on the zone it knew: a person who signs up and is sent a message at once
+    is not judged in UTC because profile's `profile.updated` is still on its way."""
+    name = await _webhook(dispatch, "quiet_new")
+    profile = f"prf_{uuid.uuid4().hex[:10]}"
+    message = rendered(name, profile, time_zone="Asia/Tokyo")
+    await _deferred_until_quiet_hours_end(dispatch, name, message, ZoneInfo("Asia/Tokyo"))
+    assert await dispatch.harness.known_zone(profile) == "Asia/Tokyo"
+
+
+async def test_a_zone_profile_gave_is_kept_over_a_message_s(dispatch: Dispatch) -> None:
+    name = await _webhook(dispatch, "zone_kept")
+    profile = f"prf_{uuid.uuid4().hex[:10]}"
+    await dispatch.harness.publish(timezone_update(profile, "Asia/Tokyo"))
+    await wait_for(
+        lambda: _zone_known(dispatch, profile, "Asia/Tokyo"),
+        within=30,
+        what="dispatch to know the zone",
+    )
+    message = rendered(name, profile, time_zone="Europe/Paris")  # content's older view
+    await dispatch.harness.publish(message)
+    await _until_any_outcome(dispatch, message.data.request_id)
+    assert await dispatch.harness.known_zone(profile) == "Asia/Tokyo"
+
+
+async def _deferred_until_quiet_hours_end(
+    dispatch: Dispatch, channel: str, message: Event[MessageRendered], zone: ZoneInfo
+) -> None:
+    """Quiet hours on the channel from a minute ago to 6 s from now, in `zone`'s clock; the
+    message must be sent, and not before they end."""
     local = datetime.now(UTC).astimezone(zone)
     start, end = local - timedelta(minutes=1), local + timedelta(seconds=6)
     response = await dispatch.harness.http.put(
@@ -215,24 +251,25 @@ async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) 
             "quiet_hours": {
                 "start": start.strftime("%H:%M:%S"),
                 "end": end.strftime("%H:%M:%S"),
-                "channels": [name],
+                "channels": [channel],
             }
         },
     )
     assert response.status_code == 200, response.text
-    message = rendered(name, profile)
-    await dispatch.harness.publish(message)
-    # On a loaded machine the receiver can miss the provider timeout once (a retryable
-    # `message.failed`, then the send): what matters here is when the send happened.
-    await wait_for(
-        lambda: _sent(dispatch, message.data.request_id),
-        within=90,
-        what="the deferred message sent",
-    )
+    try:
+        await dispatch.harness.publish(message)
+        # On a loaded machine the receiver can miss the provider timeout once (a retryable
+        # `message.failed`, then the send): what matters here is when the send happened.
+        await wait_for(
+            lambda: _sent(dispatch, message.data.request_id),
+            within=90,
+            what="the deferred message sent",
+        )
+    finally:
+        await dispatch.harness.http.put("/policies", json={})
     outcomes = await dispatch.harness.outcomes(message.data.request_id)
     sent = next(data for data in outcomes if data.event_type == "message.sent")
     assert sent.occurred_at >= end.replace(microsecond=0)  # not before the quiet hours ended
-    await dispatch.harness.http.put("/policies", json={})
 
 
 async def _sent(dispatch: Dispatch, request_id: str) -> bool:
