@@ -356,13 +356,7 @@ class DispatchStore:
         """Set (or, for None, forget) profiles' time zones."""
         kept = {profile: zone for profile, zone in zones.items() if zone is not None}
         dropped = [profile for profile, zone in zones.items() if zone is None]
-        if kept:
-            await self._execute(
-                "INSERT INTO {s}.timezones (profile_id, timezone) "
-                "SELECT key, value FROM jsonb_each_text(CAST(:zones AS jsonb)) "
-                "ON CONFLICT (profile_id) DO UPDATE SET timezone = excluded.timezone",
-                {"zones": _json(kept)},
-            )
+        await self._insert_zones(kept, "DO UPDATE SET timezone = excluded.timezone")
         if dropped:
             await self._execute(
                 "DELETE FROM {s}.timezones WHERE profile_id = ANY(CAST(:ids AS text[]))",
@@ -371,11 +365,14 @@ class DispatchStore:
 
     async def add_unknown_zones(self, zones: dict[str, str]) -> None:
         """Set time zones of profiles that have none here yet; a known zone is kept."""
+        await self._insert_zones(zones, "DO NOTHING")
+
+    async def _insert_zones(self, zones: dict[str, str], on_conflict: str) -> None:
         if zones:
             await self._execute(
                 "INSERT INTO {s}.timezones (profile_id, timezone) "
                 "SELECT key, value FROM jsonb_each_text(CAST(:zones AS jsonb)) "
-                "ON CONFLICT (profile_id) DO NOTHING",
+                f"ON CONFLICT (profile_id) {on_conflict}",
                 {"zones": _json(zones)},
             )
 

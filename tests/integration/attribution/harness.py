@@ -140,14 +140,21 @@ class AttributionHarness:
 
     async def rows_of(self, profile_id: str) -> int:
         """How many touchpoint and conversion rows name the profile."""
+        return await self._count(
+            f"SELECT (SELECT count(*) FROM {self.schema}.touchpoints WHERE profile_id = :p)"
+            f" + (SELECT count(*) FROM {self.schema}.conversions WHERE profile_id = :p)",
+            profile_id,
+        )
+
+    async def touchpoints_of(self, profile_id: str) -> int:
+        """How many outcomes attribution has recorded for the profile."""
+        return await self._count(
+            f"SELECT count(*) FROM {self.schema}.touchpoints WHERE profile_id = :p", profile_id
+        )
+
+    async def _count(self, sql: str, profile_id: str) -> int:
         async with self._engine.connect() as connection:
-            result = await connection.execute(
-                text(
-                    f"SELECT (SELECT count(*) FROM {self.schema}.touchpoints WHERE profile_id = :p)"
-                    f" + (SELECT count(*) FROM {self.schema}.conversions WHERE profile_id = :p)"
-                ),
-                {"p": profile_id},
-            )
+            result = await connection.execute(text(sql), {"p": profile_id})
             return int(result.scalar_one())
 
     async def aclose(self) -> None:

@@ -49,6 +49,9 @@ async def test_a_purchase_is_credited_once_to_the_messages_that_touched_it(
         clicked(profile, second, journey, now - timedelta(hours=1)),
         sent(profile, unique("msg_after"), journey, now + timedelta(minutes=5)),
     )
+    # Outcomes and behaviours travel on different topics: a conversion is credited to the
+    # touchpoints attribution holds when it handles the purchase (docs/attribution.md).
+    await wait_for(lambda: _touchpoints(service, profile, 5), within=30, what="the touchpoints")
     order = behaviour(profile, purchase, now, revenue=129.9, currency="CNY")
     await service.publish(order)
 
@@ -218,3 +221,7 @@ async def test_bad_definitions_and_requests_are_refused(
     )
     assert backwards.status_code == 422
     assert backwards.json()["error"]["code"] == "invalid_range"
+
+
+async def _touchpoints(service: AttributionHarness, profile_id: str, expected: int) -> bool:
+    return await service.touchpoints_of(profile_id) == expected

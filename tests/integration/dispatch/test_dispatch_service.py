@@ -198,15 +198,9 @@ async def _until_any_outcome(dispatch: Dispatch, request_id: str) -> None:
 
 async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) -> None:
     name = await _webhook(dispatch, "quiet")
-    profile = f"prf_{uuid.uuid4().hex[:10]}"
-    await dispatch.harness.publish(timezone_update(profile, "Asia/Tokyo"))
     # The zone and the message travel on different topics: here the zone comes from profile,
     # and dispatch holds it before the message arrives.
-    await wait_for(
-        lambda: _zone_known(dispatch, profile, "Asia/Tokyo"),
-        within=30,
-        what="dispatch to know the zone",
-    )
+    profile = await _profile_in_zone(dispatch, "Asia/Tokyo")
     message = rendered(name, profile)
     await _deferred_until_quiet_hours_end(dispatch, name, message, ZoneInfo("Asia/Tokyo"))
 
@@ -225,17 +219,21 @@ async def test_a_message_naming_its_zone_keeps_quiet_hours_there_before_profile_
 
 async def test_a_zone_profile_gave_is_kept_over_a_message_s(dispatch: Dispatch) -> None:
     name = await _webhook(dispatch, "zone_kept")
-    profile = f"prf_{uuid.uuid4().hex[:10]}"
-    await dispatch.harness.publish(timezone_update(profile, "Asia/Tokyo"))
-    await wait_for(
-        lambda: _zone_known(dispatch, profile, "Asia/Tokyo"),
-        within=30,
-        what="dispatch to know the zone",
-    )
+    profile = await _profile_in_zone(dispatch, "Asia/Tokyo")
     message = rendered(name, profile, time_zone="Europe/Paris")  # content's older view
     await dispatch.harness.publish(message)
     await _until_any_outcome(dispatch, message.data.request_id)
     assert await dispatch.harness.known_zone(profile) == "Asia/Tokyo"
+
+
+async def _profile_in_zone(dispatch: Dispatch, zone: str) -> str:
+    """A new profile whose zone profile has told dispatch, once dispatch holds it."""
+    profile = f"prf_{uuid.uuid4().hex[:10]}"
+    await dispatch.harness.publish(timezone_update(profile, zone))
+    await wait_for(
+        lambda: _zone_known(dispatch, profile, zone), within=30, what="dispatch to know the zone"
+    )
+    return profile
 
 
 async def _deferred_until_quiet_hours_end(
