@@ -187,6 +187,28 @@ async def test_a_consumer_whose_group_coordination_ended_is_replaced_and_consume
         await _consumes_again(stack, bus, seen, consumer, broken)
 
 
+async def test_a_broken_client_whose_stop_raises_cancelled_error_is_still_replaced(
+    stack: Stack, bus: Bus
+) -> None:
+    """Seen in a clean-clone CI run: aiokafka's `Fetcher.close()` awaits a fetch task it has
+    just cancelled, so stopping a broken client raised CancelledError, which ended the
+    consumer's task as if the consumer itself had been cancelled (`/healthz`: dead worker)."""
+    async with _consuming(bus) as (seen, consumer):
+        await _handled(stack, bus, seen, "the first event handled")
+        broken = consumer._client
+        stop = broken.stop
+
+        async def stop_like_a_closing_fetcher() -> None:
+            await stop()
+            raise asyncio.CancelledError  # what `await x` on the cancelled fetch task raised
+
+        broken.stop = stop_like_a_closing_fetcher
+        broken._coordinator._pending_exception = RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+        )
+        await _consumes_again(stack, bus, seen, consumer, broken)
+
+
 async def test_an_offset_commit_that_never_returns_gives_the_client_up(
     stack: Stack, bus: Bus
 ) -> None:

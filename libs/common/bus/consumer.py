@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from libs.common import metrics
+from libs.common.bus.abandon import stop_broken_client
 from libs.common.bus.dlq import DeadLetter, send_to_dlq
 from libs.common.bus.inbox import claim_new_events
 from libs.common.bus.outbox import OutboxRelay, write_outbox
@@ -162,9 +163,7 @@ class EventConsumer:
         metrics.CONSUMER_RESTARTS.labels(self.group).inc()
         old, self._consumer = self._consumer, None
         if old is not None:
-            with contextlib.suppress(Exception):  # a timeout too: it may hang on what broke it
-                async with asyncio.timeout(_OLD_CLIENT_STOP_SECONDS):
-                    await old.stop()
+            await stop_broken_client(old, within=_OLD_CLIENT_STOP_SECONDS)
         while not self._stopping:
             try:
                 self._consumer = await self._new_client()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -17,6 +16,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from libs.common import metrics
+from libs.common.bus.abandon import stop_broken_client
 from libs.common.events import Event, encode
 from libs.common.events.envelope import Headers
 from libs.common.settings import Settings
@@ -93,9 +93,7 @@ class EventProducer:
             metrics.PRODUCER_RESTARTS.inc()
             broken, self._client = self._client, None
             if broken is not None:
-                with contextlib.suppress(Exception):  # a timeout too: it may hang on what broke it
-                    async with asyncio.timeout(_STOP_SECONDS):
-                        await broken.stop()
+                await stop_broken_client(broken, within=_STOP_SECONDS)
             self._client = await self._new_client()
             return self._client
 
