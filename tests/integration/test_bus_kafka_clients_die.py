@@ -159,17 +159,21 @@ def _commit_failed(failed: list[object]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+def _fail_coordinator(client: Any) -> None:
+    """What the coordinator handed `getmany` when the broker was cut: a RuntimeError, not a
+    KafkaError, from the closed transport."""
+    client._coordinator._pending_exception = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+    )
+
+
 async def test_a_consumer_whose_group_coordinator_failed_is_replaced_and_consumes_again(
     stack: Stack, bus: Bus
 ) -> None:
     async with _consuming(bus) as (seen, consumer):
         before = await _handled(stack, bus, seen, "the first event handled")
         broken = consumer._client
-        # What the coordinator handed `getmany` when the broker was cut: a RuntimeError, not a
-        # KafkaError, from the closed transport.
-        broken._coordinator._pending_exception = RuntimeError(
-            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
-        )
+        _fail_coordinator(broken)
         await _consumes_again(stack, bus, seen, consumer, broken)
         assert seen.handled[before.id] == 1
 
@@ -203,9 +207,7 @@ async def test_a_broken_client_whose_stop_raises_cancelled_error_is_still_replac
             raise asyncio.CancelledError  # what `await x` on the cancelled fetch task raised
 
         broken.stop = stop_like_a_closing_fetcher
-        broken._coordinator._pending_exception = RuntimeError(
-            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
-        )
+        _fail_coordinator(broken)
         await _consumes_again(stack, bus, seen, consumer, broken)
 
 
