@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -121,3 +122,46 @@ async def test_handler_reporting_a_dependency_down_is_retried_not_dead_lettered(
 
 async def test_most_of_a_batch_failing_is_retried_not_dead_lettered(stack: Stack, bus: Bus) -> None:
     await _run_until_recovered(stack, bus, FlakyDependency(failure=RuntimeError))
+
+
+async def test_batches_polled_ahead_are_given_back_when_the_one_in_flight_waits(
+    stack: Stack,
+) -> None:
+    """The consumer polls the next batch while one is handled; when that one is rewound to
+    wait for its dependency, what was polled ahead must be polled again, not skipped."""
+    async with throwaway_bus(
+        stack.kafka_bootstrap,
+        stack.database_url,
+        "ahead",
+        handler_retry_backoff_ms=20,
+        batch_max_records=4,  # many small batches, each from a few of the 12 partitions
+    ) as bus:
+        applied: list[str] = []
+        outages = iter(range(6))  # the first six batches find the dependency down
+
+        async def handle(batch: Batch) -> None:
+            if next(outages, None) is not None:
+                raise DependencyUnavailable("the dependency does not answer")
+            applied.extend(event.id for event in batch.events)
+
+        events = [
+            dataclasses.replace(event, key=f"prf_{index}")
+            for index, event in enumerate(_behaviours(120))
+        ]
+        await publish(stack.kafka_bootstrap, events, topic=bus.topic)
+        producer = EventProducer(bus.settings)
+        consumer = EventConsumer(
+            bus.settings, topics=[bus.topic], handler=handle, engine=bus.engine, producer=producer
+        )
+        await producer.start()
+        await consumer.start()
+        try:
+
+            async def all_applied() -> bool:
+                return set(applied) == {event.id for event in events}
+
+            await wait_for(all_applied, within=60, what="every event applied after the outages")
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        assert sorted(applied) == sorted(event.id for event in events), "each exactly once"

@@ -40,6 +40,8 @@ _LIVENESS_SECONDS = 120.0
 _STOP_GRACE_SECONDS = 30.0
 _RESTART_BACKOFF_SECONDS = 1.0
 _OLD_CLIENT_STOP_SECONDS = 10.0
+# Events decoded between two chances for the batch in flight to run (about 0.2 ms of CPU).
+_DECODE_SLICE = 32
 
 
 class DependencyUnavailable(Exception):
@@ -78,6 +80,24 @@ BatchHandler = Callable[[Batch], Awaitable[None]]
 
 class _DependencyDown(Exception):
     pass
+
+
+class _ClientBroken(Exception):
+    """The Kafka client's background work died: it is replaced, and the group resumes."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__(repr(reason))
+        self.reason = reason
+
+
+@dataclass
+class _Polled:
+    """One poll's records, decoded: what a batch is made of, and where it came from."""
+
+    records: Records
+    decoded: list[tuple[Record, Event[Any]]]
+    letters: list[DeadLetter]
+    generation: int
 
 
 class EventConsumer:
@@ -124,6 +144,8 @@ class EventConsumer:
         self._last_poll = time.monotonic()
         self._dependency_failures = 0
         self._consecutive_failures = 0
+        self._ahead: asyncio.Task[_Polled | None] | None = None
+        self._generation = 0  # counts rebalances: a batch polled before one is given back
 
     async def start(self) -> None:
         self._consumer = await self._new_client()
@@ -145,7 +167,9 @@ class EventConsumer:
             heartbeat_interval_ms=self._settings.kafka_session_timeout_ms // 3,
         )
         await client.start()
-        client.subscribe(self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight))
+        client.subscribe(
+            self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight, self._rebalanced)
+        )
         return client
 
     async def _replace_client(self, reason: BaseException) -> None:
@@ -201,30 +225,90 @@ class EventConsumer:
         return running and time.monotonic() - self._last_poll < _LIVENESS_SECONDS
 
     async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self._poll_and_process()
-            except Exception as error:
-                await self._recover_from(error)
+        try:
+            while not self._stopping:
+                try:
+                    await self._poll_and_process()
+                except Exception as error:
+                    await self._drop_polled_ahead()
+                    await self._recover_from(error)
+        finally:
+            # Nothing polled ahead was committed: the group polls it again after us.
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(_retrieve_outcome)
 
     async def _poll_and_process(self) -> None:
+        try:
+            polled = await self._next_polled()
+        except _ClientBroken as broken:
+            await self._replace_client(broken.reason)
+            return
+        if polled is None:
+            return
+        # The next batch is fetched and decoded while this one's transaction waits on the
+        # database: decoding is CPU work that would otherwise wait for the commit.
+        self._ahead = asyncio.create_task(self._poll(), name=f"{self.name}:poll-ahead")
+        async with self._in_flight:
+            await self._process(polled)
+
+    async def _next_polled(self) -> _Polled | None:
+        """The batch polled ahead, or a new poll; None when there is nothing to handle.
+
+        A batch polled before a rebalance is dropped: its partitions may belong to another
+        consumer now, and the new assignment starts again from the committed offsets.
+        """
+        ahead, self._ahead = self._ahead, None
+        polled = await ahead if ahead is not None else await self._poll()
+        if polled is None or polled.generation != self._generation:
+            return None
+        return polled
+
+    async def _poll(self) -> _Polled | None:
         consumer = self._client
         broken = _background_failure(consumer)
         if broken is not None:
-            await self._replace_client(broken)
-            return
+            raise _ClientBroken(broken)
         try:
             records = await consumer.getmany(
                 timeout_ms=self._settings.batch_max_wait_ms,
                 max_records=self._settings.batch_max_records,
             )
         except KafkaError as error:  # retriable ones are retried inside aiokafka
-            await self._replace_client(error)
-            return
+            raise _ClientBroken(error) from error
+        # Taken when the records are: a rebalance revokes before it assigns, so records
+        # returned after a revocation belong to the new assignment.
+        generation = self._generation
         self._last_poll = time.monotonic()
-        if records:
-            async with self._in_flight:
-                await self._process(records)
+        if not records:
+            return None
+        decoded, letters = await self._decode(
+            [record for batch in records.values() for record in batch]
+        )
+        return _Polled(records, decoded, letters, generation)
+
+    async def _drop_polled_ahead(self) -> None:
+        """Cancel the poll ahead, and give back what it had polled, so nothing is skipped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        ahead.cancel()
+        await asyncio.wait([ahead])  # unlike awaiting it, this raises only our own cancellation
+        if ahead.cancelled() or ahead.exception() is not None:
+            return  # its error, if any, comes back from the next poll
+        polled = ahead.result()
+        if polled is not None and polled.generation == self._generation:
+            self._give_back(polled.records)
+
+    def _give_back(self, records: Records) -> None:
+        """Seek each partition back to the batch's first offset: the next poll returns it again."""
+        for tp, batch in records.items():
+            with contextlib.suppress(IllegalStateError):  # not assigned to us any more
+                self._client.seek(tp, batch[0].offset)
+
+    def _rebalanced(self) -> None:
+        self._generation += 1
 
     async def _recover_from(self, error: Exception) -> None:
         """Anything but a handler's error (those are retried and dead-lettered in `_handle`)
@@ -243,28 +327,33 @@ class EventConsumer:
         )
         await self._replace_client(error)
 
-    async def _process(self, records: Records) -> None:
+    async def _process(self, polled: _Polled) -> None:
         started = time.perf_counter()
-        flat = [record for batch in records.values() for record in batch]
-        decoded, letters = self._decode(flat)
+        letters = polled.letters
         try:
-            letters += await self._handle(decoded)
+            letters += await self._handle(polled.decoded)
         except _DependencyDown:
-            await self._retry_later(records)
+            await self._retry_later(polled.records)
             return
         if letters:
             await send_to_dlq(self._producer, self.group, letters)
-        await self._commit(records)
+        await self._commit(polled.records)
         self._dependency_failures = 0
         metrics.HANDLER_DURATION.labels(self.group).observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.labels(self.group).observe(len(flat))
+        metrics.BATCH_SIZE.labels(self.group).observe(
+            sum(len(batch) for batch in polled.records.values())
+        )
 
-    def _decode(
+    async def _decode(
         self, records: Sequence[Record]
     ) -> tuple[list[tuple[Record, Event[Any]]], list[DeadLetter]]:
+        """Decode in slices, letting the batch in flight run between them: its transaction's
+        replies from the database are then taken as they come, while this fills the waits."""
         decoded: list[tuple[Record, Event[Any]]] = []
         letters: list[DeadLetter] = []
-        for record in records:
+        for index, record in enumerate(records):
+            if index and not index % _DECODE_SLICE:
+                await asyncio.sleep(0)
             try:
                 event = decode(record.key, record.value, record.headers)
             except EventDecodeError as error:
@@ -409,24 +498,31 @@ class EventConsumer:
             "dependency down; batch will be retried",
             extra={"group": self.group, "retry_in_seconds": delay},
         )
-        for tp, batch in records.items():
-            with contextlib.suppress(IllegalStateError):
-                self._client.seek(tp, batch[0].offset)
+        await self._drop_polled_ahead()
+        self._give_back(records)
         await asyncio.sleep(delay)
 
 
 class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the batch in flight finish and commit before its partitions are taken away."""
+    """Lets the batch in flight finish and commit before its partitions are taken away, and
+    tells the consumer, which gives back a batch it polled ahead under the old assignment."""
 
-    def __init__(self, in_flight: asyncio.Lock) -> None:
+    def __init__(self, in_flight: asyncio.Lock, rebalanced: Callable[[], None]) -> None:
         self._in_flight = in_flight
+        self._rebalanced = rebalanced
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         async with self._in_flight:
-            pass
+            self._rebalanced()
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         return None
+
+
+def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
+    """Marks a dropped task's error as seen, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _background_failure(client: AIOKafkaConsumer) -> BaseException | None:
