@@ -99,6 +99,10 @@ class _Polled:
     letters: list[DeadLetter]
     generation: int
 
+    @property
+    def size(self) -> int:
+        return sum(len(batch) for batch in self.records.values())
+
 
 class EventConsumer:
     """Consumes topics as one consumer group and hands each batch to a handler, exactly once.
@@ -247,9 +251,12 @@ class EventConsumer:
             return
         if polled is None:
             return
-        # The next batch is fetched and decoded while this one's transaction waits on the
-        # database: decoding is CPU work that would otherwise wait for the commit.
-        self._ahead = asyncio.create_task(self._poll(), name=f"{self.name}:poll-ahead")
+        if polled.size >= self._settings.batch_max_records:
+            # Behind (the poll came back full): the next batch is fetched and decoded while
+            # this one's transaction waits on the database, work that would otherwise wait for
+            # the commit. A consumer that keeps up polls after the commit instead, and so takes
+            # all that arrived meanwhile as one batch: fewer, larger transactions.
+            self._ahead = asyncio.create_task(self._poll(), name=f"{self.name}:poll-ahead")
         async with self._in_flight:
             await self._process(polled)
 
@@ -340,9 +347,7 @@ class EventConsumer:
         await self._commit(polled.records)
         self._dependency_failures = 0
         metrics.HANDLER_DURATION.labels(self.group).observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.labels(self.group).observe(
-            sum(len(batch) for batch in polled.records.values())
-        )
+        metrics.BATCH_SIZE.labels(self.group).observe(polled.size)
 
     async def _decode(
         self, records: Sequence[Record]
