@@ -149,7 +149,7 @@ class EventConsumer:
         self._dependency_failures = 0
         self._consecutive_failures = 0
         self._ahead: asyncio.Task[_Polled | None] | None = None
-        self._generation = 0  # counts rebalances: a batch polled before one is given back
+        self._generation = 0  # counts rebalances: a batch polled before one is dropped
 
     async def start(self) -> None:
         self._consumer = await self._new_client()
@@ -510,7 +510,7 @@ class EventConsumer:
 
 class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets the batch in flight finish and commit before its partitions are taken away, and
-    tells the consumer, which gives back a batch it polled ahead under the old assignment."""
+    tells the consumer, which drops a batch it polled ahead under the old assignment."""
 
     def __init__(self, in_flight: asyncio.Lock, rebalanced: Callable[[], None]) -> None:
         self._in_flight = in_flight
