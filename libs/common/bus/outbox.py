@@ -28,6 +28,7 @@ from libs.common.lifecycle import BackgroundLoop
 _log = logging.getLogger(__name__)
 _BACKLOG_REFRESH_SECONDS = 5.0
 _LEADERSHIP_CHECK_SECONDS = 1.0
+_LOCK_RELEASE_SECONDS = 5.0
 _RETRY_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -170,6 +171,7 @@ class OutboxRelay(BackgroundLoop):
                             await self._relay_while_leader(lock_connection)
                         finally:
                             self.leading = False
+                            await self._give_up_leadership(lock_connection)
                     else:
                         await self._wait(self._poll_interval * 5)
             except asyncio.CancelledError:
@@ -186,6 +188,21 @@ class OutboxRelay(BackgroundLoop):
         )
         await connection.commit()
         return bool(result.scalar_one())
+
+    async def _give_up_leadership(self, lock_connection: AsyncConnection) -> None:
+        """Release the advisory lock before the connection goes back to the pool: the lock is
+        the session's, so a pooled connection would keep holding it, and no replica (this one
+        included, on another pooled connection) could lead until that connection was closed.
+        A connection that cannot release it is closed instead, which releases it too."""
+        try:
+            async with asyncio.timeout(_LOCK_RELEASE_SECONDS):
+                await lock_connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": self._lock_key()}
+                )
+                await lock_connection.commit()
+        except Exception:
+            with contextlib.suppress(Exception):
+                await lock_connection.invalidate()
 
     def _lock_key(self) -> int:
         # A stable 63-bit key per schema: crc32 is enough to keep the seven schemas apart.
