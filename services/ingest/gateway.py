@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
 from libs.common.bus import EventProducer
+from libs.common.bus.producer import Message
 from libs.common.errors import ApiError
-from libs.common.events import Event
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import (
     Source,
@@ -111,16 +111,16 @@ async def authenticate(request: Request, ingest: Ingest, payload: object = None)
     return source
 
 
-async def publish(ingest: Ingest, events: Sequence[Event[Any]]) -> None:
-    """Return once Kafka has acknowledged every event; 503 if it does not, so clients retry.
+async def publish(ingest: Ingest, messages: Sequence[Message]) -> None:
+    """Return once Kafka has acknowledged every message; 503 if it does not, so clients retry.
 
     A retry is safe: each event's id is the call's messageId, so a copy is a known duplicate.
     """
-    if not events:
+    if not messages:
         return
     try:
         async with asyncio.timeout(ingest.settings.ingest_publish_timeout_seconds):
-            await ingest.producer.publish(events)
+            await ingest.producer.publish_messages(messages)
     except (KafkaError, TimeoutError) as error:
         reason = type(error).__name__ if isinstance(error, TimeoutError) else str(error)
         raise ApiError(

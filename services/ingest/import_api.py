@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 
+from libs.common.bus.producer import Message
 from libs.common.errors import ApiError, error_responses
-from libs.common.events import Event
 from services.ingest.calls import CallRejected, Receipt
 from services.ingest.gateway import Ingest, IngestDep, authenticate, body_chunks, publish
 from services.ingest.imports import (
@@ -17,8 +16,8 @@ from services.ingest.imports import (
     ImportJob,
     ImportRow,
     NdjsonReader,
-    import_event,
     import_format,
+    import_message,
     new_import_id,
 )
 from services.ingest.schemas import ImportJobView
@@ -72,7 +71,7 @@ class _ImportRun:
         self._ingest = ingest
         self._job = job
         self._receipt = receipt
-        self._pending: list[Event[Any]] = []
+        self._pending: list[Message] = []
         self._max_errors = ingest.settings.ingest_import_error_samples
         self._chunk_size = ingest.settings.ingest_import_chunk_events
 
@@ -92,7 +91,7 @@ class _ImportRun:
 
     async def _add(self, row: ImportRow) -> None:
         try:
-            self._pending.append(import_event(row, self._job.source_id, self._receipt))
+            self._pending.append(import_message(row, self._job.source_id, self._receipt))
         except CallRejected as problem:
             self._job.reject(row.number, problem, self._max_errors)
         if len(self._pending) >= self._chunk_size:

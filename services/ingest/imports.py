@@ -13,8 +13,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from libs.common.events import Event
-from services.ingest.calls import CallRejected, Receipt, call_kind, to_event
+from libs.common.bus.producer import Message
+from services.ingest.calls import CallRejected, Receipt, call_kind, to_message
 
 ImportFormat = Literal["ndjson", "csv"]
 
@@ -65,8 +65,9 @@ class CsvHeaderInvalid(ValueError):
         self.column = column
 
 
-def import_event(row: ImportRow, source_id: str, receipt: Receipt) -> Event[Any]:
-    """The event an import row becomes; the type defaults to track with an event, else identify.
+def import_message(row: ImportRow, source_id: str, receipt: Receipt) -> Message:
+    """The event an import row becomes, as its Kafka message; the type defaults to track with
+    an event, else identify.
 
     A row without a messageId gets one derived from the source and the row's text, so importing
     the same file twice yields duplicates downstream recognises, not twice the events.
@@ -77,7 +78,7 @@ def import_event(row: ImportRow, source_id: str, receipt: Receipt) -> Event[Any]
     call = dict(row.call)
     call.setdefault("messageId", _row_message_id(source_id, row.text))
     kind = call_kind(call, default="track" if call.get("event") is not None else "identify")
-    return to_event(kind, call, receipt)
+    return to_message(kind, call, receipt)
 
 
 def _row_message_id(source_id: str, text: bytes) -> str:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from libs.common.errors import ApiError, error_responses
-from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_event
+from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_message
 from services.ingest.gateway import (
     Ingest,
     IngestDep,
@@ -69,10 +69,10 @@ def _call_route(kind: str) -> Callable[[Request, Ingest], Awaitable[CallAccepted
         call = parse_json(await read_body(request, settings.ingest_max_event_bytes, "The call"))
         source = await authenticate(request, ingest, call)
         try:
-            event = to_event(kind, call, Receipt(source.id, datetime.now(UTC)))
+            message = to_message(kind, call, Receipt(source.id, datetime.now(UTC)))
         except CallRejected as rejected:
             raise ApiError(400, "invalid_call", rejected.reason, rejected.field) from None
-        await publish(ingest, [event])
+        await publish(ingest, [message])
         return CallAccepted()
 
     accept_call.__name__ = f"accept_{kind}"
@@ -116,9 +116,9 @@ async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
         context=payload.get("context"),
         integrations=payload.get("integrations"),
     )
-    events, rejections = accept_batch(calls, receipt, settings.ingest_max_event_bytes)
+    messages, rejections = accept_batch(calls, receipt, settings.ingest_max_event_bytes)
     rejected = [RejectedCall.of(rejection).model_dump() for rejection in rejections]
-    if rejections and not events:
+    if rejections and not messages:
         first = rejections[0]
         field = f"batch.{first.index}" + (f".{first.field}" if first.field else "")
         error = {
@@ -127,5 +127,5 @@ async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
             "field": field,
         }
         return JSONResponse({"error": error, "rejected": rejected}, status_code=400)
-    await publish(ingest, events)
-    return BatchAccepted(accepted=len(events), rejected=rejected)
+    await publish(ingest, messages)
+    return BatchAccepted(accepted=len(messages), rejected=rejected)

@@ -8,7 +8,6 @@ import functools
 import logging
 import time
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -227,12 +226,8 @@ class OutboxRelay(BackgroundLoop):
                     return 0
                 messages = [message for _, packed in rows for message in unpack_messages(packed)]
                 await self._producer.publish_messages(
-                    [Message(m.topic, m.key, m.value, m.headers) for m in messages]
+                    [Message(m.topic, m.key, m.value, m.headers, m.event_type) for m in messages]
                 )
-        for (topic, event_type), count in Counter(
-            (m.topic, m.event_type) for m in messages
-        ).items():
-            metrics.EVENTS_PRODUCED.labels(topic, event_type).inc(count)
         return len(rows)
 
     async def _confirm_leadership(self, lock_connection: AsyncConnection) -> None:

@@ -29,12 +29,17 @@ _STOP_SECONDS = 5.0
 
 
 class Message(NamedTuple):
-    """One Kafka message as `publish_messages` takes it (what `encode` gives, with its topic)."""
+    """One Kafka message as `publish_messages` takes it (what `encode` gives, with its topic).
+
+    `event_type` is the event's `ce_type`, for `closeloop_events_produced_total`; a message
+    without one (empty) is published but not counted as an event.
+    """
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Headers
+    event_type: str = ""
 
 
 class EventProducer:
@@ -128,10 +133,9 @@ class EventProducer:
 
     async def publish(self, events: Sequence[Event[Any]]) -> None:
         """Publish events in order; returns once Kafka has acknowledged every one of them."""
-        await self.publish_messages([Message(event.topic, *encode(event)) for event in events])
-        # Counted by model class, one label lookup per type and call rather than per event.
-        for model, count in Counter([event.data.__class__ for event in events]).items():
-            metrics.EVENTS_PRODUCED.labels(model.topic, model.event_type).inc(count)
+        await self.publish_messages(
+            [Message(event.topic, *encode(event), event.type) for event in events]
+        )
 
     async def publish_messages(self, messages: Sequence[Message]) -> None:
         """Publish messages in order; returns once Kafka has acknowledged every one of them.
@@ -158,6 +162,7 @@ class EventProducer:
         for acknowledgement in acknowledgements:
             if (failure := acknowledgement.exception()) is not None:
                 raise failure
+        _count_produced(messages)
 
     def _append(
         self, client: AIOKafkaProducer, message: Message, partition: int
@@ -241,6 +246,13 @@ class _PartitionQueue:
     partition: int
     open: deque[_OpenBatch] = field(default_factory=deque)
     submitter: asyncio.Task[None] | None = None
+
+
+def _count_produced(messages: Sequence[Message]) -> None:
+    """Count acknowledged events by topic and type: one label lookup per pair, not per event."""
+    for (topic, event_type), count in Counter((m.topic, m.event_type) for m in messages).items():
+        if event_type:
+            metrics.EVENTS_PRODUCED.labels(topic, event_type).inc(count)
 
 
 def _partition_of(key: bytes | None, partitions: Sequence[int]) -> int:

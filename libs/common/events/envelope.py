@@ -125,25 +125,41 @@ class Event(Generic[D]):
         return self.data.topic
 
     def headers(self) -> Headers:
-        data = self.data
-        type_header, source_header, dataschema_header = _shared_headers(
-            data.event_type, data.event_version, self.source
-        )
-        headers: Headers = [
-            _SPEC_VERSION_HEADER,
-            ("ce_id", self.id.encode()),
-            type_header,
-            source_header,
-            ("ce_time", self.time.isoformat().encode()),
-            dataschema_header,
-            _CONTENT_TYPE_HEADER,
-        ]
-        if self.traceparent:
-            headers.append(("traceparent", self.traceparent.encode()))
-        return headers
+        return event_headers(self.data, self.id, self.source, self.time, self.traceparent)
 
     def value(self) -> bytes:
-        return self.data.__pydantic_serializer__.to_json(self.data, exclude_none=True)
+        return event_value(self.data)
+
+
+def event_headers(
+    data: EventData,
+    event_id: str,
+    source: str,
+    time: datetime,
+    traceparent: str | None = None,
+) -> Headers:
+    """The CloudEvents attributes of an event as Kafka headers, without building the `Event`:
+    ingest encodes each call it accepts straight into a message."""
+    type_header, source_header, dataschema_header = _shared_headers(
+        data.event_type, data.event_version, source
+    )
+    headers: Headers = [
+        _SPEC_VERSION_HEADER,
+        ("ce_id", event_id.encode()),
+        type_header,
+        source_header,
+        ("ce_time", time.isoformat().encode()),
+        dataschema_header,
+        _CONTENT_TYPE_HEADER,
+    ]
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
+    return headers
+
+
+def event_value(data: EventData) -> bytes:
+    """The JSON value of an event's data (absent optional fields left out)."""
+    return data.__pydantic_serializer__.to_json(data, exclude_none=True)
 
 
 _SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())

@@ -30,7 +30,7 @@ def _extra(*examples: dict[str, Any]) -> dict[str, Any]:
     return {**_IDENTIFIED, "examples": list(examples)}
 
 
-class _SegmentCall(EventData):
+class SegmentCall(EventData):
     """What every Segment call carries once ingest has accepted it."""
 
     model_config = ConfigDict(
@@ -82,7 +82,7 @@ class _SegmentCall(EventData):
         return self
 
 
-class IngestTrack(_SegmentCall):
+class IngestTrack(SegmentCall):
     """A `track` call: the user did something."""
 
     model_config = ConfigDict(
@@ -113,7 +113,7 @@ class IngestTrack(_SegmentCall):
     )
 
 
-class IngestIdentify(_SegmentCall):
+class IngestIdentify(SegmentCall):
     """An `identify` call: who the user is and their traits. A profile-traits import row is one."""
 
     model_config = ConfigDict(
@@ -150,7 +150,7 @@ class IngestIdentify(_SegmentCall):
     )
 
 
-class IngestPage(_SegmentCall):
+class IngestPage(SegmentCall):
     """A `page` call: the user viewed a web page."""
 
     model_config = ConfigDict(
@@ -182,7 +182,7 @@ class IngestPage(_SegmentCall):
     )
 
 
-class IngestScreen(_SegmentCall):
+class IngestScreen(SegmentCall):
     """A `screen` call: the user viewed a screen of a mobile app."""
 
     model_config = ConfigDict(
@@ -213,7 +213,7 @@ class IngestScreen(_SegmentCall):
     )
 
 
-class IngestGroup(_SegmentCall):
+class IngestGroup(SegmentCall):
     """A `group` call: the user belongs to a group, e.g. a company account."""
 
     model_config = ConfigDict(
@@ -237,7 +237,7 @@ class IngestGroup(_SegmentCall):
     )
 
 
-class IngestAlias(_SegmentCall):
+class IngestAlias(SegmentCall):
     """An `alias` call: two of the client's user ids are one person."""
 
     model_config = ConfigDict(

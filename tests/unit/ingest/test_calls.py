@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from libs.common.events import IngestIdentify, IngestTrack
+from libs.common.bus.producer import Message
+from libs.common.events import Event, IngestIdentify, IngestTrack, decode
 from services.ingest.calls import (
     SOURCE,
     CallRejected,
@@ -15,11 +16,22 @@ from services.ingest.calls import (
     accept_batch,
     call_kind,
     corrected_timestamp,
-    to_event,
+    to_message,
 )
 
 RECEIVED = datetime(2025, 3, 14, 9, 26, 54, tzinfo=UTC)
 RECEIPT = Receipt("src_web", RECEIVED)
+
+
+def _decoded(message: Message) -> Event[Any]:
+    """The event a consumer reads from the message: what ingest put on the wire."""
+    event = decode(message.key, message.value, message.headers)
+    assert (message.topic, message.event_type) == (event.topic, event.type)
+    return event
+
+
+def to_event(kind: str, call: Any, receipt: Receipt) -> Event[Any]:
+    return _decoded(to_message(kind, call, receipt))
 
 
 def _rejected(kind: str, call: Any, receipt: Receipt = RECEIPT) -> CallRejected:
@@ -115,18 +127,18 @@ def test_batch_rejects_bad_calls_and_keeps_the_good_ones() -> None:
         {"type": "track", "userId": "u"},
         {"type": "nap", "userId": "u"},
         "not a call",
-        {"type": "identify", "userId": "u", "traits": {"bio": "x" * 100}},
+        {"type": "identify", "userId": "u", "traits": {"bio": "x" * 400}},
         {"type": "page", "anonymousId": "a"},
     ]
-    events, rejections = accept_batch(calls, RECEIPT, max_event_bytes=100)
-    assert [event.type for event in events] == ["ingest.track", "ingest.page"]
+    messages, rejections = accept_batch(calls, RECEIPT, max_event_bytes=400)
+    assert [_decoded(message).type for message in messages] == ["ingest.track", "ingest.page"]
     assert [(r.index, r.field) for r in rejections] == [
         (1, "event"),
         (2, "type"),
         (3, None),
         (4, None),
     ]
-    assert "larger than 100 bytes" in rejections[3].reason
+    assert "larger than 400 bytes" in rejections[3].reason
 
 
 def test_batch_context_is_merged_under_each_calls_own() -> None:
@@ -143,7 +155,8 @@ def test_batch_context_is_merged_under_each_calls_own() -> None:
         "timestamp": "2025-03-14T09:26:49Z",
         "context": {"ip": "198.51.100.7"},
     }
-    (event,), _ = accept_batch([call], receipt, max_event_bytes=1000)
+    (message,), _ = accept_batch([call], receipt, max_event_bytes=1000)
+    event = _decoded(message)
     assert event.data.context == {"library": {"name": "analytics-python"}, "ip": "198.51.100.7"}
     assert event.data.timestamp == RECEIVED - timedelta(seconds=1)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from libs.common.events import Event, decode
 from services.ingest.calls import CallRejected, Receipt
 from services.ingest.imports import (
     Column,
@@ -15,8 +17,8 @@ from services.ingest.imports import (
     ImportRow,
     NdjsonReader,
     csv_call,
-    import_event,
     import_format,
+    import_message,
     parse_csv_header,
 )
 
@@ -119,6 +121,11 @@ def test_csv_with_a_bad_header_stops_the_import() -> None:
     with pytest.raises(CsvHeaderInvalid) as raised:
         _read(CsvReader(1000), b"userId,shoe_size\nu1,42\n", 100)
     assert raised.value.column == "shoe_size"
+
+
+def import_event(row: ImportRow, source_id: str, receipt: Receipt) -> Event[Any]:
+    message = import_message(row, source_id, receipt)
+    return decode(message.key, message.value, message.headers)
 
 
 def test_import_row_defaults_to_track_with_an_event_and_identify_without() -> None:
