@@ -106,7 +106,8 @@ def to_message(kind: str, call: object, receipt: Receipt) -> Message:
     for name in _ID_FIELDS:
         if name in fields:
             fields[name] = _id(name, fields[name])
-    message_id = fields.setdefault("messageId", new_event_id())
+    if "messageId" not in fields:
+        fields["messageId"] = new_event_id()
     _merge_shared(fields, "context", receipt.context)
     _merge_shared(fields, "integrations", receipt.integrations)
     timestamp, sent_at = _times(fields, receipt)
@@ -122,7 +123,7 @@ def to_message(kind: str, call: object, receipt: Receipt) -> Message:
         data.topic,
         identity.encode(),
         event_value(data),
-        event_headers(data, message_id, SOURCE, timestamp),
+        event_headers(data, fields["messageId"], SOURCE, timestamp),
         data.event_type,
     )
 
