@@ -8,7 +8,9 @@ ledger-shaped writes (insert, claim as `sending`, record as `sent`: three transa
 batch, as dispatch commits them), and dispatch itself — `python -m services.dispatch`, its real
 consumer, sender and outbox relay — sending `message.rendered` events published beforehand to
 closeloop.deliveries.v1, timed from the first to the last distinct key at the receiver; then
-the ratio of dispatch to the slower ceiling, and to the target of 5,000 sends/s.
+the ratio of dispatch to the slower ceiling, and to the target of 5,000 sends/s. Dispatch is
+measured as one process, then as two (replicas of one service: the consumer group splits the
+partitions, and the senders claim ledger rows with SKIP LOCKED), each on its own events.
 
 `CLOSELOOP_BENCH_PROFILE=/tmp/dispatch.svg` records the dispatch process with py-spy meanwhile.
 The raw client is also a command: `python -m bench.dispatch post httpx|aiohttp PORT COUNT
@@ -28,7 +30,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,8 +191,21 @@ def rendered(channel: str, count: int, run_id: str) -> list[Event[MessageRendere
     return events
 
 
+@dataclass(frozen=True)
+class Sends(Rate):
+    """Sends by `processes` dispatch processes; `recorded`: timed until the ledger held them."""
+
+    processes: int = 1
+    recorded: bool = False
+
+
 async def dispatch_rates(
-    bootstrap: str, database_url: str, receiver: Receiver, count: int, run_id: str
+    bootstrap: str,
+    database_url: str,
+    receiver: Receiver,
+    count: int,
+    run_id: str,
+    processes: int,
 ) -> list[Rate]:
     """The service as it runs, sending events published before it started.
 
@@ -200,29 +216,46 @@ async def dispatch_rates(
     settings = DispatchSettings(service_name=name, database_url=database_url)
     channel = f"hook_{run_id}"
     await ensure_topics(bootstrap, list(topics.ALL), 12, 1)
-    async with _service(name, bootstrap, database_url) as process:
-        await process.migrate()
+    async with _service(name, bootstrap, database_url, processes) as services:
+        await services[0].migrate()
         await _store_channel(settings, channel, f"{receiver.url}/hook/{channel}")
         messages = [encode(event) for event in rendered(channel, count, run_id)]
         await raw.produce(bootstrap, topics.DELIVERIES, messages)
         await receiver.reset()
-        process.start()
-        with _profiled(process):
+        for process in services:
+            process.start()
+        with _profiled(services[0]):
             sent = await receiver.distinct_keys(count, within=900)
             await _every_send_recorded(settings, count, within=300)
             recorded_at = time.monotonic()
         stats = await receiver.stats()
     resent = stats["requests"] - stats["distinct"]
+    label = _processes(processes)
     return [
-        Rate(f"dispatch → receiver, first to last key ({resent} resent)", count, sent.seconds),
-        Rate(
-            "dispatch, first receipt to every result recorded", count, recorded_at - stats["first"]
+        Sends(
+            f"dispatch, {label} → receiver, first to last key ({resent} resent)",
+            count,
+            sent.seconds,
+            processes=processes,
+        ),
+        Sends(
+            f"dispatch, {label}, first receipt to every result recorded",
+            count,
+            recorded_at - stats["first"],
+            processes=processes,
+            recorded=True,
         ),
     ]
 
 
+def _processes(count: int) -> str:
+    return f"{count} process" if count == 1 else f"{count} processes"
+
+
 @asynccontextmanager
-async def _service(name: str, bootstrap: str, database_url: str) -> AsyncIterator[ServiceProcess]:
+async def _service(
+    name: str, bootstrap: str, database_url: str, processes: int
+) -> AsyncIterator[list[ServiceProcess]]:
     env = {
         "CLOSELOOP_KAFKA_BOOTSTRAP": bootstrap,
         "CLOSELOOP_KAFKA_IDEMPOTENCE": "false",
@@ -231,11 +264,16 @@ async def _service(name: str, bootstrap: str, database_url: str) -> AsyncIterato
         "CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     }
     logs = Path(tempfile.mkdtemp(prefix="closeloop-bench-dispatch-"))
-    process = ServiceProcess(name, "services.dispatch", env, _free_port(), log_dir=logs)
+    services = [
+        ServiceProcess(name, "services.dispatch", env, _free_port(), log_dir=logs / f"p{i}")
+        for i in range(processes)
+    ]
     try:
-        yield process
+        yield services
     finally:
-        await process.stop()
+        async with AsyncExitStack() as stopping:
+            for process in services:
+                stopping.push_async_callback(process.stop)
         engine = create_engine(DispatchSettings(service_name=name, database_url=database_url))
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
@@ -302,49 +340,79 @@ async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[R
         # httpx is shown for comparison only, on fewer requests: it is 10-20x slower.
         slow = await raw_http(receiver, "httpx", min(count, _HTTPX_REQUESTS), concurrency)
         ledger = await raw_ledger(dsn, count)
-        sends = await dispatch_rates(bootstrap, database_url, receiver, count, run_id)
+        sends = [
+            rate
+            for processes in (1, 2)
+            for rate in await dispatch_rates(
+                bootstrap, database_url, receiver, count, f"{run_id}p{processes}", processes
+            )
+        ]
     finally:
         await receiver.aclose()
     return [http, slow, ledger, *sends]
 
 
+def _sends_to_receiver(rates: list[Rate]) -> list[Sends]:
+    return [rate for rate in rates if isinstance(rate, Sends) and not rate.recorded]
+
+
 def ratios(rates: list[Rate]) -> list[Ratio]:
-    http, _, ledger, sent, _ = rates
+    http, _, ledger = rates[:3]
     ceiling = min(http.per_second, ledger.per_second)
-    return [
-        Ratio(
-            "dispatch / min(raw aiohttp, raw ledger writes)",
-            sent.per_second / ceiling,
-            TARGET_RATIO,
-        ),
-        Ratio(
-            f"dispatch sends/s / {TARGET_SENDS_PER_SECOND:,}",
-            sent.per_second / TARGET_SENDS_PER_SECOND,
-            1.0,
-        ),
-    ]
+    computed: list[Ratio] = []
+    for sent in _sends_to_receiver(rates):
+        label = _processes(sent.processes)
+        computed += [
+            Ratio(
+                f"dispatch ({label}) / min(raw aiohttp, raw ledger writes)",
+                sent.per_second / ceiling,
+                TARGET_RATIO,
+            ),
+            Ratio(
+                f"dispatch ({label}) sends/s / {TARGET_SENDS_PER_SECOND:,}",
+                sent.per_second / TARGET_SENDS_PER_SECOND,
+                1.0,
+            ),
+        ]
+    return computed
 
 
 def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
     """Dispatch against its own raw ceilings, measured in this scenario: the HTTP client on
     the same receiver and ledger-shaped writes."""
-    http, _httpx, ledger, sent, recorded = rates
+    http, _httpx, ledger = rates[:3]
     ceiling = min(http, ledger, key=lambda rate: rate.per_second)
     targets = (Target(TARGET_SENDS_PER_SECOND), Target(TARGET_RATIO, on="ratio"))
-    return [
+    computed = [
         Figure("dispatch", "raw aiohttp POST to the receiver", http.per_second, "requests/s"),
         Figure("dispatch", "raw asyncpg ledger writes", ledger.per_second, "sends/s"),
-        Figure(
-            "dispatch",
-            "sends to the webhook receiver",
-            sent.per_second,
-            "sends/s",
-            "min raw HTTP/ledger",
-            ceiling.per_second,
-            targets,
-        ),
-        Figure("dispatch", "sends with every result recorded", recorded.per_second, "sends/s"),
     ]
+    for rate in rates[3:]:
+        if not isinstance(rate, Sends):
+            continue
+        label = _processes(rate.processes)
+        if rate.recorded:
+            computed.append(
+                Figure(
+                    "dispatch",
+                    f"sends with every result recorded, {label}",
+                    rate.per_second,
+                    "sends/s",
+                )
+            )
+        else:
+            computed.append(
+                Figure(
+                    "dispatch",
+                    f"sends to the webhook receiver, {label}",
+                    rate.per_second,
+                    "sends/s",
+                    "min raw HTTP/ledger",
+                    ceiling.per_second,
+                    targets,
+                )
+            )
+    return computed
 
 
 def report(rates: list[Rate]) -> None:
