@@ -22,6 +22,7 @@ from bench.clock import FirstBatchClock
 from bench.raw import Ceilings
 from bench.report import Rate, Ratio, print_table, save
 from bench.summary import Figure, Target
+from libs.common.app import settle_garbage_collector
 from libs.common.bus import EventConsumer, EventProducer, ensure_topics
 from libs.common.db import create_engine, upgrade
 from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack, encode
@@ -93,13 +94,14 @@ async def _processing_seconds(settings: ProfileSettings, topic: str, count: int)
     )
 
     await producer.start()
-    gc.collect()
-    gc.freeze()  # as the services do after start-up
+    thresholds = gc.get_threshold()
+    settle_garbage_collector()  # as the services do after start-up
     await consumer.start()
     try:
         return await clock.seconds()
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
         await consumer.stop()
         await producer.stop()
         async with engine.begin() as connection:
