@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -28,6 +28,18 @@ def test_a_time_more_than_a_day_ahead_is_refused_with_the_reason() -> None:
         Happened.model_validate_json(f'{{"at": "{ahead.isoformat()}"}}')
 
 
+@pytest.mark.parametrize("hours_west", [0, 5, 14])
+def test_the_bound_holds_in_a_zone_west_of_utc(hours_west: int) -> None:
+    """Its wall clock reads earlier than UTC's, so a time past the bound can look plausible
+    on its fields alone: the fast path must not let it through."""
+    zone = timezone(-timedelta(hours=hours_west))
+    past_the_bound = (datetime.now(UTC) + timedelta(days=1, minutes=5)).astimezone(zone)
+    within = (datetime.now(UTC) + timedelta(hours=23)).astimezone(zone)
+    with pytest.raises(ValidationError, match="more than a day in the future"):
+        Happened.model_validate_json(f'{{"at": "{past_the_bound.isoformat()}"}}')
+    assert Happened.model_validate_json(f'{{"at": "{within.isoformat()}"}}').at == within
+
+
 def test_a_time_before_1970_is_refused_with_the_reason() -> None:
     with pytest.raises(ValidationError, match="greater than or equal to 1970-01-01"):
         Happened.model_validate_json('{"at": "1969-12-31T23:59:59Z"}')
@@ -40,7 +52,8 @@ def test_the_bound_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     tomorrow_noon = datetime.now(UTC) + timedelta(days=1, hours=12)
     with pytest.raises(ValidationError):
         Happened(at=tomorrow_noon)
-    monkeypatch.setattr(fields, "_latest", (0.0, fields.EARLIEST_EVENT_TIME))  # as a second on
+    # As a second on: the bounds are taken again.
+    monkeypatch.setattr(fields, "_bounds_taken", (0.0, fields.EARLIEST_EVENT_TIME, (1970, 1, 1, 0)))
     monkeypatch.setattr(fields, "datetime", _ClockADayLater)
     assert Happened(at=tomorrow_noon).at == tomorrow_noon
 
