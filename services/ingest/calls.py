@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from libs.common.bus.producer import Message
+from libs.common.bus import Message
 from libs.common.events import (
     IngestAlias,
     IngestGroup,

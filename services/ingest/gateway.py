@@ -12,8 +12,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
-from libs.common.bus import EventProducer
-from libs.common.bus.producer import Message
+from libs.common.bus import EventProducer, Message
 from libs.common.errors import ApiError
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import (

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from libs.common.bus.producer import Message
+from libs.common.bus import Message
 from libs.common.errors import ApiError, error_responses
 from services.ingest.calls import CallRejected, Receipt
 from services.ingest.gateway import Ingest, IngestDep, authenticate, body_chunks, publish

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from libs.common.bus.producer import Message
+from libs.common.bus import Message
 from services.ingest.calls import CallRejected, Receipt, call_kind, to_message
 
 ImportFormat = Literal["ndjson", "csv"]

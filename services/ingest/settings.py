@@ -12,7 +12,9 @@ class IngestSettings(Settings):
     http_port: int = 8101
 
     ingest_max_event_bytes: int = Field(
-        default=32 * 1024, ge=1, description="The largest call, or import row, accepted."
+        default=32 * 1024,
+        ge=1,
+        description="The largest call (a batch's: the event it becomes), or import row, accepted.",
     )
     ingest_max_batch_bytes: int = Field(
         default=500 * 1024, ge=1, description="The largest `/v1/batch` body accepted."

@@ -9,7 +9,7 @@ from libs.common.bus.consumer import (
     UnprocessableEvent,
 )
 from libs.common.bus.outbox import OutboxRelay, write_outbox
-from libs.common.bus.producer import EventProducer
+from libs.common.bus.producer import EventProducer, Message
 
 __all__ = [
     "Batch",
@@ -17,6 +17,7 @@ __all__ = [
     "DependencyUnavailable",
     "EventConsumer",
     "EventProducer",
+    "Message",
     "OutboxRelay",
     "UnprocessableEvent",
     "ensure_topics",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.bus.producer import Message
+from libs.common.bus import Message
 from libs.common.events import Event, IngestIdentify, IngestTrack, decode
 from services.ingest.calls import (
     SOURCE,
