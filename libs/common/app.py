@@ -116,7 +116,7 @@ _YOUNG_COLLECTION_THRESHOLD = 50_000
 def settle_garbage_collector() -> None:
     """What start-up allocated lives as long as the process: keep it out of the cyclic GC's
     scans, which otherwise cost the hot path more than the work itself; and collect the young
-    generation less often (ingest: 37-40 -> 35-38 µs of CPU per event)."""
+    generation less often (ingest: 33-36 -> 32-34 µs of CPU per event)."""
     gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()

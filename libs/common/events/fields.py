@@ -52,9 +52,10 @@ def not_too_far_ahead(value: datetime) -> datetime:
     # Comparing aware datetimes asks each for its UTC offset, slow for pydantic's own tzinfo
     # (~0.35 µs): a value whose wall-clock hour is before the safe hour is plausible in any
     # time zone, and is let through on its fields alone.
-    if (value.year, value.month, value.day, value.hour) < _bounds()[1]:
+    latest, safe_hour = _bounds()
+    if (value.year, value.month, value.day, value.hour) < safe_hour:
         return value
-    if value > _bounds()[0]:
+    if value > latest:
         raise ValueError(f"{value.isoformat()} is more than a day in the future")
     return value
 
@@ -78,10 +79,6 @@ def _bounds() -> tuple[datetime, _Hour]:
         safe_hour = (safe.year, safe.month, safe.day, safe.hour)
         _bounds_taken = (now + 1.0, latest, safe_hour)
     return latest, safe_hour
-
-
-def _latest_plausible_time() -> datetime:
-    return _bounds()[0]
 
 
 # The lower bound is checked inside pydantic's own validator (no Python call); the upper one
