@@ -46,7 +46,7 @@ from sqlalchemy import text
 from bench import raw
 from bench.raw import Ceilings
 from bench.receiver import Receiver
-from bench.report import Rate, Ratio, print_table, save
+from bench.report import Rate, Ratio, print_table, process_cpu_seconds, save
 from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
@@ -197,6 +197,16 @@ class Sends(Rate):
 
     processes: int = 1
     recorded: bool = False
+    # User + system CPU of the dispatch processes from their first send to their last, and the
+    # sends in that window: the figure that depends least on what else the machine runs.
+    service_cpu_seconds: float = 0.0
+    sends_in_cpu_window: int = 0
+
+    @property
+    def cpu_us_per_send(self) -> float:
+        if not self.sends_in_cpu_window:
+            return 0.0
+        return self.service_cpu_seconds / self.sends_in_cpu_window * 1e6
 
 
 async def dispatch_rates(
@@ -225,7 +235,11 @@ async def dispatch_rates(
         for process in services:
             process.start()
         with _profiled(services[0]):
+            await receiver.distinct_keys(1, within=120)
+            cpu_before = _cpu_seconds(services)
+            sent_before = (await receiver.stats())["distinct"]
             sent = await receiver.distinct_keys(count, within=900)
+            cpu = _cpu_seconds(services) - cpu_before
             await _every_send_recorded(settings, count, within=300)
             recorded_at = time.monotonic()
         stats = await receiver.stats()
@@ -237,6 +251,8 @@ async def dispatch_rates(
             count,
             sent.seconds,
             processes=processes,
+            service_cpu_seconds=cpu,
+            sends_in_cpu_window=count - sent_before,
         ),
         Sends(
             f"dispatch, {label}, first receipt to every result recorded",
@@ -246,6 +262,10 @@ async def dispatch_rates(
             recorded=True,
         ),
     ]
+
+
+def _cpu_seconds(services: list[ServiceProcess]) -> float:
+    return sum(process_cpu_seconds(process.pid) for process in services)
 
 
 def _processes(count: int) -> str:
@@ -418,6 +438,12 @@ def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
 def report(rates: list[Rate]) -> None:
     computed = ratios(rates)
     print_table("Dispatch send throughput (webhook)", rates, computed)
+    for sent in _sends_to_receiver(rates):
+        if sent.cpu_us_per_send:
+            print(
+                f"CPU, dispatch {_processes(sent.processes)}: {sent.cpu_us_per_send:.0f} µs "
+                f"per send ({sent.service_cpu_seconds:.2f} s for {sent.sends_in_cpu_window:,})"
+            )
     print(f"results: {save('dispatch', rates, computed)}")
 
 

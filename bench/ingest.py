@@ -29,7 +29,7 @@ import orjson
 from bench import raw
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
-from bench.report import Rate, Ratio, percentile, print_table, save
+from bench.report import Rate, Ratio, percentile, print_table, process_cpu_seconds, save
 from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
@@ -361,17 +361,8 @@ async def _paced(
 
 
 def _cpu_seconds(services: Sequence[ServiceProcess]) -> float:
-    """User + system CPU time the services' processes used so far (Linux; 0 elsewhere)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for service in services:
-        try:
-            stat = Path(f"/proc/{service.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+    """User + system CPU time the services' processes used so far."""
+    return sum(process_cpu_seconds(service.pid) for service in services)
 
 
 def _processes(count: int) -> str:

@@ -38,7 +38,15 @@ import psutil
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.receiver import Receiver
-from bench.report import RESULTS_DIR, Rate, Ratio, percentile, print_table, save
+from bench.report import (
+    RESULTS_DIR,
+    Rate,
+    Ratio,
+    percentile,
+    print_table,
+    process_cpu_seconds,
+    save,
+)
 from bench.summary import Figure, Target
 from libs.devstack import ServiceProcess, free_port
 
@@ -309,18 +317,8 @@ async def _peak_rss(services: Mapping[str, ServiceProcess]) -> AsyncIterator[dic
 
 
 def _cpu_seconds(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
-    """User + system CPU seconds each service process used so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for name, service in services.items():
-        try:
-            stat = Path(f"/proc/{service.pid}/stat").read_text()
-        except OSError:
-            used[name] = 0.0
-            continue
-        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return used
+    """User + system CPU seconds each service process used so far."""
+    return {name: process_cpu_seconds(service.pid) for name, service in services.items()}
 
 
 def _summary(
