@@ -290,26 +290,37 @@ class Sender:
         self, rows: list[LedgerRow], adapters: dict[str, Channel], start_by: float
     ) -> list[tuple[LedgerRow, SendResult]]:
         """Call the providers; rows whose call could not start by `start_by` (monotonic) are
-        left out: they stay `sending` and are sent again, with their key, after their lease."""
-        semaphore = asyncio.Semaphore(self._settings.dispatch_sender_concurrency)
+        left out: they stay `sending` and are sent again, with their key, after their lease.
 
-        async def call(row: LedgerRow) -> SendResult | None:
-            adapter = adapters.get(row.channel)
-            if adapter is None:
-                return SendResult.permanent(f"no channel named {row.channel!r} is configured")
-            async with semaphore:
-                bucket = self._buckets.get(row.channel)
-                if bucket is not None:
-                    await bucket.acquire()
-                if time.monotonic() > start_by:
-                    metrics.SENDS.labels(row.channel, "lease_expired").inc()
-                    return None
-                return await self._call(adapter, row)
+        `dispatch_sender_concurrency` callers take the rows in turn: a task per caller rather
+        than per row, so a batch of 500 does not make 500 tasks wait on a semaphore.
+        """
+        results: list[SendResult | None] = [None] * len(rows)
+        next_rows = iter(enumerate(rows))
 
-        results = await asyncio.gather(*(call(row) for row in rows))
+        async def caller() -> None:
+            for index, row in next_rows:
+                results[index] = await self._call_row(row, adapters, start_by)
+
+        callers = min(self._settings.dispatch_sender_concurrency, len(rows))
+        await asyncio.gather(*(caller() for _ in range(callers)))
         return [
             (row, result) for row, result in zip(rows, results, strict=True) if result is not None
         ]
+
+    async def _call_row(
+        self, row: LedgerRow, adapters: dict[str, Channel], start_by: float
+    ) -> SendResult | None:
+        adapter = adapters.get(row.channel)
+        if adapter is None:
+            return SendResult.permanent(f"no channel named {row.channel!r} is configured")
+        bucket = self._buckets.get(row.channel)
+        if bucket is not None:
+            await bucket.acquire()
+        if time.monotonic() > start_by:
+            metrics.SENDS.labels(row.channel, "lease_expired").inc()
+            return None
+        return await self._call(adapter, row)
 
     async def _call(self, adapter: Channel, row: LedgerRow) -> SendResult:
         started = time.perf_counter()
