@@ -46,7 +46,7 @@ from sqlalchemy import text
 from bench import raw
 from bench.raw import Ceilings
 from bench.receiver import Receiver
-from bench.report import Rate, Ratio, print_table, process_cpu_seconds, save
+from bench.report import Rate, Ratio, print_table, processes_label, save, services_cpu_seconds
 from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
@@ -236,15 +236,15 @@ async def dispatch_rates(
             process.start()
         with _profiled(services[0]):
             await receiver.distinct_keys(1, within=120)
-            cpu_before = _cpu_seconds(services)
+            cpu_before = services_cpu_seconds(services)
             sent_before = (await receiver.stats())["distinct"]
             sent = await receiver.distinct_keys(count, within=900)
-            cpu = _cpu_seconds(services) - cpu_before
+            cpu = services_cpu_seconds(services) - cpu_before
             await _every_send_recorded(settings, count, within=300)
             recorded_at = time.monotonic()
         stats = await receiver.stats()
     resent = stats["requests"] - stats["distinct"]
-    label = _processes(processes)
+    label = processes_label(processes)
     return [
         Sends(
             f"dispatch, {label} → receiver, first to last key ({resent} resent)",
@@ -262,14 +262,6 @@ async def dispatch_rates(
             recorded=True,
         ),
     ]
-
-
-def _cpu_seconds(services: list[ServiceProcess]) -> float:
-    return sum(process_cpu_seconds(process.pid) for process in services)
-
-
-def _processes(count: int) -> str:
-    return f"{count} process" if count == 1 else f"{count} processes"
 
 
 @asynccontextmanager
@@ -381,7 +373,7 @@ def ratios(rates: list[Rate]) -> list[Ratio]:
     ceiling = min(http.per_second, ledger.per_second)
     computed: list[Ratio] = []
     for sent in _sends_to_receiver(rates):
-        label = _processes(sent.processes)
+        label = processes_label(sent.processes)
         computed += [
             Ratio(
                 f"dispatch ({label}) / min(raw aiohttp, raw ledger writes)",
@@ -410,7 +402,7 @@ def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
     for rate in rates[3:]:
         if not isinstance(rate, Sends):
             continue
-        label = _processes(rate.processes)
+        label = processes_label(rate.processes)
         if rate.recorded:
             computed.append(
                 Figure(
@@ -441,7 +433,7 @@ def report(rates: list[Rate]) -> None:
     for sent in _sends_to_receiver(rates):
         if sent.cpu_us_per_send:
             print(
-                f"CPU, dispatch {_processes(sent.processes)}: {sent.cpu_us_per_send:.0f} µs "
+                f"CPU, dispatch {processes_label(sent.processes)}: {sent.cpu_us_per_send:.0f} µs "
                 f"per send ({sent.service_cpu_seconds:.2f} s for {sent.sends_in_cpu_window:,})"
             )
     print(f"results: {save('dispatch', rates, computed)}")

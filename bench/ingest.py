@@ -29,7 +29,15 @@ import orjson
 from bench import raw
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
-from bench.report import Rate, Ratio, percentile, print_table, process_cpu_seconds, save
+from bench.report import (
+    Rate,
+    Ratio,
+    percentile,
+    print_table,
+    processes_label,
+    save,
+    services_cpu_seconds,
+)
 from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
@@ -174,7 +182,7 @@ async def run(
     try:
         with tempfile.TemporaryDirectory(prefix="closeloop-bench-ingest-") as log_dir:
             for processes in (1, 2):
-                PROGRESS.note(f"/v1/batch, {_processes(processes)}")
+                PROGRESS.note(f"/v1/batch, {processes_label(processes)}")
                 async with _ingest(schema, env, processes, Path(log_dir)) as services:
                     rates += await _measure(
                         services, env, bodies, py_spy if processes == 1 else None
@@ -228,15 +236,15 @@ async def _measure(
             for service in services
         ]
         await _full_load(clients, bodies[: 2 * CONNECTIONS])  # warm-up: connections, key cache
-        service_cpu, load_cpu = _cpu_seconds(services), time.process_time()
+        service_cpu, load_cpu = services_cpu_seconds(services), time.process_time()
         async with _recording(services[0], py_spy):
             seconds = await _full_load(clients, bodies)
         full = Throughput(
-            f"ingest /v1/batch, {_processes(processes)}, full load ({CONNECTIONS} conns)",
+            f"ingest /v1/batch, {processes_label(processes)}, full load ({CONNECTIONS} conns)",
             len(bodies) * BATCH_CALLS,
             seconds,
             processes=processes,
-            service_cpu_seconds=_cpu_seconds(services) - service_cpu,
+            service_cpu_seconds=services_cpu_seconds(services) - service_cpu,
             load_cpu_seconds=time.process_time() - load_cpu,
         )
         await asyncio.sleep(1.0)  # let the broker settle between the phases
@@ -264,7 +272,7 @@ async def _single_tracks(
                         )
                 PROGRESS.note(f"{sent:,} of {len(tracks):,} tracks sent")
 
-        cpu = _cpu_seconds([service])
+        cpu = services_cpu_seconds([service])
         started = time.perf_counter()
         async with asyncio.timeout(PHASE_TIMEOUT_SECONDS), asyncio.TaskGroup() as group:
             for _ in range(CONNECTIONS):
@@ -274,7 +282,7 @@ async def _single_tracks(
         f"ingest /v1/track, 1 process, full load ({CONNECTIONS} conns)",
         len(tracks),
         seconds,
-        service_cpu_seconds=_cpu_seconds([service]) - cpu,
+        service_cpu_seconds=services_cpu_seconds([service]) - cpu,
     )
 
 
@@ -349,7 +357,7 @@ async def _paced(
     seconds = loop.time() - start
     latencies.sort()
     return Paced(
-        f"ingest /v1/batch, {_processes(n)}, fixed rate {events_per_second:,.0f}/s",
+        f"ingest /v1/batch, {processes_label(n)}, fixed rate {events_per_second:,.0f}/s",
         requests * BATCH_CALLS,
         seconds,
         processes=n,
@@ -358,15 +366,6 @@ async def _paced(
         p99_ms=percentile(latencies, 0.99) * 1000,
         max_ms=latencies[-1] * 1000,
     )
-
-
-def _cpu_seconds(services: Sequence[ServiceProcess]) -> float:
-    """User + system CPU time the services' processes used so far."""
-    return sum(process_cpu_seconds(service.pid) for service in services)
-
-
-def _processes(count: int) -> str:
-    return f"{count} process" if count == 1 else f"{count} processes"
 
 
 @contextlib.asynccontextmanager
@@ -393,7 +392,7 @@ def ratios(rates: list[Rate]) -> list[Ratio]:
     computed: list[Ratio] = []
     for rate in rates:
         if isinstance(rate, Throughput):
-            label = f"ingest ({_processes(rate.processes)})"
+            label = f"ingest ({processes_label(rate.processes)})"
             computed += [
                 Ratio(
                     f"{label} events/s / {TARGET_EVENTS_PER_SECOND:,}",
@@ -417,7 +416,7 @@ def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
             computed.append(
                 Figure(
                     "ingest",
-                    f"/v1/batch, {_processes(rate.processes)}, full load",
+                    f"/v1/batch, {processes_label(rate.processes)}, full load",
                     rate.per_second,
                     "events/s",
                     "raw produce",
@@ -426,7 +425,7 @@ def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
                 )
             )
         elif isinstance(rate, Paced):
-            label = f"/v1/batch, {_processes(rate.processes)}, p99 at half load"
+            label = f"/v1/batch, {processes_label(rate.processes)}, p99 at half load"
             computed.append(Figure("ingest", label, rate.p99_ms, "ms"))
         elif isinstance(rate, SingleCalls):
             computed.append(
@@ -448,7 +447,7 @@ def report(rates: list[Rate]) -> None:
     for rate in rates:
         if isinstance(rate, Throughput) and rate.service_cpu_seconds:
             print(
-                f"CPU at full load, {_processes(rate.processes)}: ingest "
+                f"CPU at full load, {processes_label(rate.processes)}: ingest "
                 f"{rate.service_cpu_seconds:.2f} s ({rate.service_cpu_us_per_event:.0f} µs per "
                 f"event, {rate.service_cpu_seconds / rate.seconds:.0%} of one core), "
                 f"load generator {rate.load_cpu_seconds:.2f} s "
@@ -461,7 +460,7 @@ def report(rates: list[Rate]) -> None:
             )
         if isinstance(rate, Paced):
             print(
-                f"latency, {_processes(rate.processes)} at {rate.offered_per_second:,.0f} "
+                f"latency, {processes_label(rate.processes)} at {rate.offered_per_second:,.0f} "
                 f"events/s offered ({rate.count // BATCH_CALLS} requests of {BATCH_CALLS}): "
                 f"p50 {rate.p50_ms:.1f} ms, p99 {rate.p99_ms:.1f} ms, max {rate.max_ms:.1f} ms"
             )

@@ -7,9 +7,13 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from libs.devstack import ServiceProcess
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -64,6 +68,16 @@ def save(name: str, rates: list[Rate], ratios: list[Ratio]) -> Path:
 
 def _cpus() -> int:
     return os.cpu_count() or 0
+
+
+def processes_label(count: int) -> str:
+    """ "1 process", "2 processes": how a figure names the service processes it measured."""
+    return f"{count} process" if count == 1 else f"{count} processes"
+
+
+def services_cpu_seconds(services: Iterable[ServiceProcess]) -> float:
+    """User + system CPU seconds the services' processes used so far, together."""
+    return sum(process_cpu_seconds(service.pid) for service in services)
 
 
 def process_cpu_seconds(pid: int | None) -> float:
