@@ -76,6 +76,11 @@ def pack_messages(events: Sequence[Event[Any]]) -> bytes:
     return orjson.dumps(messages)
 
 
+async def _close_after_failure(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.shield(connection.invalidate())
+
+
 @functools.cache
 def _dataschema(event_type: str, version: int) -> str:
     return dataschema_uri(event_type, version)
@@ -220,14 +225,26 @@ class OutboxRelay(BackgroundLoop):
         """
         async with self._engine.connect() as connection:
             driver = await raw_driver_connection(connection)
-            async with driver.transaction():
-                rows = sorted(await driver.fetch(self._take_oldest, self._batch_size))
-                if not rows:
-                    return 0
-                messages = [message for _, packed in rows for message in unpack_messages(packed)]
-                await self._producer.publish_messages(
-                    [Message(m.topic, m.key, m.value, m.headers, m.event_type) for m in messages]
-                )
+            try:
+                async with driver.transaction():
+                    rows = sorted(await driver.fetch(self._take_oldest, self._batch_size))
+                    if not rows:
+                        return 0
+                    await self._producer.publish_messages(
+                        [
+                            Message(m.topic, m.key, m.value, m.headers, m.event_type)
+                            for _, packed in rows
+                            for m in unpack_messages(packed)
+                        ]
+                    )
+            except BaseException:
+                # The transaction is the driver's, not SQLAlchemy's: the pool's rollback on
+                # return does not know of it. One cut short (a stop cancelling the relay
+                # mid-statement leaves asyncpg unable to roll back) would go back to the pool
+                # still open, holding its taken rows locked, and the next leader's DELETE
+                # would wait on them for ever. Closing the connection ends it on the server.
+                await _close_after_failure(connection)
+                raise
         return len(rows)
 
     async def _confirm_leadership(self, lock_connection: AsyncConnection) -> None:
