@@ -57,7 +57,6 @@ from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import DispatchStore
 
 TARGET_SENDS_PER_SECOND = 5_000
-TARGET_RATIO = 0.5
 _REPO = Path(__file__).resolve().parents[1]
 _LEDGER_BATCH = 500
 _HTTPX_REQUESTS = 5_000
@@ -230,6 +229,7 @@ async def dispatch_rates(
         await services[0].migrate()
         await _store_channel(settings, channel, f"{receiver.url}/hook/{channel}")
         messages = [encode(event) for event in rendered(channel, count, run_id)]
+        await raw.empty_topic(bootstrap, topics.DELIVERIES)  # not the other measurement's too
         await raw.produce(bootstrap, topics.DELIVERIES, messages)
         await receiver.reset()
         for process in services:
@@ -369,24 +369,16 @@ def _sends_to_receiver(rates: list[Rate]) -> list[Sends]:
 
 
 def ratios(rates: list[Rate]) -> list[Ratio]:
-    http, _, ledger = rates[:3]
-    ceiling = min(http.per_second, ledger.per_second)
-    computed: list[Ratio] = []
-    for sent in _sends_to_receiver(rates):
-        label = processes_label(sent.processes)
-        computed += [
-            Ratio(
-                f"dispatch ({label}) / min(raw aiohttp, raw ledger writes)",
-                sent.per_second / ceiling,
-                TARGET_RATIO,
-            ),
-            Ratio(
-                f"dispatch ({label}) sends/s / {TARGET_SENDS_PER_SECOND:,}",
-                sent.per_second / TARGET_SENDS_PER_SECOND,
-                1.0,
-            ),
-        ]
-    return computed
+    """Against the issue's target. The ratio to the raw ceilings is in the summary table; it
+    has no target (the issue sets none), it says how far the service is from the client alone."""
+    return [
+        Ratio(
+            f"dispatch ({processes_label(sent.processes)}) sends/s / {TARGET_SENDS_PER_SECOND:,}",
+            sent.per_second / TARGET_SENDS_PER_SECOND,
+            1.0,
+        )
+        for sent in _sends_to_receiver(rates)
+    ]
 
 
 def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
@@ -394,7 +386,7 @@ def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
     the same receiver and ledger-shaped writes."""
     http, _httpx, ledger = rates[:3]
     ceiling = min(http, ledger, key=lambda rate: rate.per_second)
-    targets = (Target(TARGET_SENDS_PER_SECOND), Target(TARGET_RATIO, on="ratio"))
+    targets = (Target(TARGET_SENDS_PER_SECOND),)
     computed = [
         Figure("dispatch", "raw aiohttp POST to the receiver", http.per_second, "requests/s"),
         Figure("dispatch", "raw asyncpg ledger writes", ledger.per_second, "sends/s"),

@@ -1,37 +1,43 @@
 """The profile service's processing rate: ingest calls in, committed profile state and events out.
 
 Publishes a mix of track, page and identify calls for 1,000 people (each seen first
-anonymously, then identified, so merges happen too) to a fresh topic, then runs the profile
-service's own consumer and handler on it, as the service does, and times from the first batch
-to the last committed one. The outbox relay is not running: its rate is the bus benchmark's.
+anonymously, then identified, so merges happen too) to closeloop.ingest.v1, emptied first, then
+starts the service as it runs (`python -m services.profile`: its consumer, handler and outbox
+relay) as one process, then as two replicas of one deployment on new calls. The clock runs from
+the first committed offset of the service's consumer group on closeloop.ingest.v1 (a batch is
+committed after its transaction) until every call is committed: the group's join is not the
+work measured. The services' CPU per event in that window is printed too: the figure that
+depends least on what else the machine runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
+import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import raw
-from bench.clock import FirstBatchClock
+from bench.progress import PROGRESS
 from bench.raw import Ceilings
-from bench.report import Rate, Ratio, print_table, save
+from bench.replicas import replicas
+from bench.report import Rate, Ratio, print_table, processes_label, save, services_cpu_seconds
 from bench.summary import Figure, Target
-from libs.common.app import settle_garbage_collector
-from libs.common.bus import EventConsumer, EventProducer, ensure_topics
-from libs.common.db import create_engine, upgrade
+from libs.common import topics
+from libs.common.bus import ensure_topics
 from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack, encode
-from services.profile.handlers import ACCEPTED_TYPES, profile_handler
-from services.profile.settings import ProfileSettings
+from libs.devstack import ServiceProcess
 
 TARGET_EVENTS_PER_SECOND = 20_000
-_MIGRATIONS = Path(__file__).parents[1] / "services" / "profile" / "migrations"
 _CATEGORIES = ("tea", "teaware", "snacks", "gifts")
+_OFFSETS_EVERY_SECONDS = 0.02
+_INGEST_PARTITIONS = [TopicPartition(topics.INGEST, partition) for partition in range(12)]
 
 
 def ingest_calls(count: int, run_id: str, people: int = 1000) -> list[Event[Any]]:
@@ -63,80 +69,125 @@ def ingest_calls(count: int, run_id: str, people: int = 1000) -> list[Event[Any]
     return events
 
 
+@dataclass(frozen=True)
+class Processing(Rate):
+    """Calls committed by `processes` profile processes; their CPU in the same window."""
+
+    processes: int = 1
+    service_cpu_seconds: float = 0.0
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.service_cpu_seconds / self.count * 1e6 if self.count else 0.0
+
+
 async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
     run_id = uuid.uuid4().hex[:8]
-    topic = f"bench.profile.{run_id}"
-    await ensure_topics(bootstrap, [topic], 12, 1)
-    await raw.produce(bootstrap, topic, [encode(event) for event in ingest_calls(count, run_id)])
-    settings = ProfileSettings(
-        service_name=f"bench_profile_{run_id}",
-        kafka_bootstrap=bootstrap,
-        kafka_idempotence=False,
-        database_url=database_url,
-    )
-    await asyncio.to_thread(upgrade, settings, _MIGRATIONS)
-    seconds = await _processing_seconds(settings, topic, count)
-    return [Rate("profile ingest → committed profile state + outbox", count, seconds)]
+    await ensure_topics(bootstrap, list(topics.ALL), 12, 1)
+    return [
+        await profile_rate(bootstrap, database_url, count, f"{run_id}p{processes}", processes)
+        for processes in (1, 2)
+    ]
 
 
-async def _processing_seconds(settings: ProfileSettings, topic: str, count: int) -> float:
-    engine = create_engine(settings)
-    producer = EventProducer(settings)
-    clock = FirstBatchClock(profile_handler(settings), count)
+async def profile_rate(
+    bootstrap: str, database_url: str, count: int, run_id: str, processes: int
+) -> Processing:
+    """The service as it runs, on calls published before it started."""
+    name = f"bench_profile_{run_id}"
+    env = {
+        "CLOSELOOP_KAFKA_BOOTSTRAP": bootstrap,
+        "CLOSELOOP_KAFKA_IDEMPOTENCE": "false",
+        "CLOSELOOP_DATABASE_URL": database_url,
+        "CLOSELOOP_ADMIN_TOKEN": "bench",
+    }
+    async with replicas(name, "services.profile", env, processes) as services:
+        await services[0].migrate()
+        await raw.empty_topic(bootstrap, topics.INGEST)  # not what other scenarios left there
+        calls = [encode(event) for event in ingest_calls(count, run_id)]
+        await raw.produce(bootstrap, topics.INGEST, calls)
+        for process in services:
+            process.start()
+        return await _committed(bootstrap, f"closeloop-{name}", services, count)
 
-    consumer = EventConsumer(
-        settings,
-        topics=[topic],
-        handler=clock,
-        engine=engine,
-        producer=producer,
-        accept_types=ACCEPTED_TYPES,
-    )
 
-    await producer.start()
-    thresholds = gc.get_threshold()
-    settle_garbage_collector()  # as the services do after start-up
-    await consumer.start()
+async def _committed(
+    bootstrap: str, group: str, services: Sequence[ServiceProcess], count: int
+) -> Processing:
+    """Poll the group's committed offsets on closeloop.ingest.v1 (the topic starts empty, so
+    their sum is the calls committed) from the first commit until all `count` are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
     try:
-        return await clock.seconds()
+        first, first_at = await _committed_at_least(admin, group, 1, within=120)
+        cpu_before = services_cpu_seconds(services)
+        last, last_at = await _committed_at_least(admin, group, count, within=600)
+        cpu = services_cpu_seconds(services) - cpu_before
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-        await consumer.stop()
-        await producer.stop()
-        async with engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {settings.schema_name} CASCADE"))
-        await engine.dispose()
+        await admin.close()
+    label = processes_label(len(services))
+    return Processing(
+        f"profile, {label}: ingest → committed state",
+        last - first,
+        last_at - first_at,
+        processes=len(services),
+        service_cpu_seconds=cpu,
+    )
+
+
+async def _committed_at_least(
+    admin: AIOKafkaAdminClient, group: str, count: int, within: float
+) -> tuple[int, float]:
+    deadline = time.monotonic() + within
+    while True:
+        # Partitions named: the embedded broker closes the connection on a fetch of "all".
+        offsets = await admin.list_consumer_group_offsets(group, partitions=_INGEST_PARTITIONS)
+        committed = sum(max(position.offset, 0) for position in offsets.values())
+        if committed >= count:
+            return committed, time.perf_counter()
+        PROGRESS.note(f"{committed:,} of {count:,} calls committed")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{group} committed {committed} of {count} calls in {within:.0f} s")
+        await asyncio.sleep(_OFFSETS_EVERY_SECONDS)
+
+
+def _processing(rates: list[Rate]) -> list[Processing]:
+    return [rate for rate in rates if isinstance(rate, Processing)]
 
 
 def ratios(rates: list[Rate]) -> list[Ratio]:
-    (processing,) = rates
     return [
         Ratio(
-            f"profile events/s / {TARGET_EVENTS_PER_SECOND:,}",
-            processing.per_second / TARGET_EVENTS_PER_SECOND,
+            f"profile ({processes_label(rate.processes)}) events/s / {TARGET_EVENTS_PER_SECOND:,}",
+            rate.per_second / TARGET_EVENTS_PER_SECOND,
             1.0,
         )
+        for rate in _processing(rates)
     ]
 
 
 def report(rates: list[Rate]) -> None:
     computed = ratios(rates)
     print_table("Profile throughput", rates, computed)
+    for rate in _processing(rates):
+        print(
+            f"CPU, profile {processes_label(rate.processes)}: {rate.cpu_us_per_event:.0f} µs "
+            f"per event ({rate.service_cpu_seconds:.2f} s for {rate.count:,})"
+        )
     print(f"results: {save('profile', rates, computed)}")
 
 
 def figures(rates: list[Rate], ceilings: Ceilings) -> list[Figure]:
     """Profile's rate against what any consumer pays at least: raw consume and inbox rows."""
-    (processing,) = rates
     return [
         Figure(
             "profile",
-            "ingest.v1 → committed profile state",
-            processing.per_second,
+            f"ingest.v1 → committed profile state, {processes_label(rate.processes)}",
+            rate.per_second,
             "events/s",
             "min raw consume/inbox",
             ceilings.consumer.per_second,
             (Target(TARGET_EVENTS_PER_SECOND),),
         )
+        for rate in _processing(rates)
     ]

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.report import Rate
+from libs.common.bus import ensure_topics
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
@@ -102,3 +104,21 @@ async def inbox_inserts(dsn: str, count: int, batch_size: int) -> Rate:
 
 def _since(started: float) -> float:
     return time.perf_counter() - started
+
+
+async def empty_topic(bootstrap: str, topic: str, partitions: int = 12) -> None:
+    """Delete the topic and create it again: a service's consumer group reads its topic from
+    the earliest offset, so events other scenarios left there would be part of its work.
+
+    (Committing the topic's end offsets for the group instead does not work on the embedded
+    broker: its ListOffsets answered 1 for partitions holding ~250 records written as one
+    batch.)
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    await ensure_topics(bootstrap, [topic], partitions, 1)
