@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +43,7 @@ from sqlalchemy import text
 from bench import raw
 from bench.raw import Ceilings
 from bench.receiver import Receiver
+from bench.replicas import replicas
 from bench.report import Rate, Ratio, print_table, processes_label, save, services_cpu_seconds
 from bench.summary import Figure, Target
 from libs.common import topics
@@ -264,10 +262,9 @@ async def dispatch_rates(
     ]
 
 
-@asynccontextmanager
-async def _service(
+def _service(
     name: str, bootstrap: str, database_url: str, processes: int
-) -> AsyncIterator[list[ServiceProcess]]:
+) -> AbstractAsyncContextManager[list[ServiceProcess]]:
     env = {
         "CLOSELOOP_KAFKA_BOOTSTRAP": bootstrap,
         "CLOSELOOP_KAFKA_IDEMPOTENCE": "false",
@@ -275,22 +272,7 @@ async def _service(
         "CLOSELOOP_ADMIN_TOKEN": "bench",
         "CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     }
-    logs = Path(tempfile.mkdtemp(prefix="closeloop-bench-dispatch-"))
-    services = [
-        ServiceProcess(name, "services.dispatch", env, _free_port(), log_dir=logs / f"p{i}")
-        for i in range(processes)
-    ]
-    try:
-        yield services
-    finally:
-        async with AsyncExitStack() as stopping:
-            for process in services:
-                stopping.push_async_callback(process.stop)
-        engine = create_engine(DispatchSettings(service_name=name, database_url=database_url))
-        async with engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-        await engine.dispose()
-        shutil.rmtree(logs, ignore_errors=True)
+    return replicas(name, "services.dispatch", env, processes)
 
 
 async def _store_channel(settings: DispatchSettings, name: str, url: str) -> None:
@@ -437,13 +419,6 @@ async def _subprocess(*arguments: str) -> None:
     )
     if await process.wait() != 0:
         raise RuntimeError(f"python -m bench.dispatch {' '.join(arguments)} failed")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _main(arguments: list[str]) -> None:
