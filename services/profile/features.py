@@ -135,7 +135,9 @@ def next_review(
             moments.append(fades)
     if last_order_at is not None:
         moments.extend(last_order_at + days * DAY for days in rules.rfm_recency_days)
-    later = [moment for moment in moments if moment > as_of]
+    # A stage holds up to and including its boundary (`<=`) and changes just after it, so a
+    # boundary at `as_of` itself is still ahead.
+    later = [moment for moment in moments if moment >= as_of]
     return min(later) + _REVIEW_MARGIN_SECONDS if later else None
 
 
