@@ -116,11 +116,9 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
         """Erase the person (a merged id erases its survivor) and tell every service to."""
         async with sessions() as session, session.begin():
             connection = await store.connection(session)
-            await store.lock_graph(connection)
-            target = profile_id
-            if await store.profile(connection, target) is None:
-                target = await store.survivor_of(connection, profile_id) or profile_id
-            if not await store.erase(connection, target):
+            locked = await store.lock(connection, (), [profile_id])
+            target = locked.current.get(profile_id)  # a merged id's survivor
+            if target is None or not await store.erase(connection, target):
                 raise _not_found(profile_id)
             deleted = _deleted(target)
             await write_outbox(session, store.schema, [deleted])

@@ -40,6 +40,7 @@ from services.profile import features
 from services.profile.features import FeatureRules
 from services.profile.identity import (
     CallIdentity,
+    Identifier,
     IdentityGraph,
     IngestCall,
     Resolution,
@@ -47,7 +48,7 @@ from services.profile.identity import (
 )
 from services.profile.settings import ProfileSettings
 from services.profile.state import Change, Observation, ProfileState, changes
-from services.profile.store import Connection, HistoryRow, ProfileStore, StoredProfile
+from services.profile.store import Connection, HistoryRow, ProfileStore
 
 SOURCE = "closeloop/profile"
 INGEST_CALLS = (IngestTrack, IngestIdentify, IngestPage, IngestScreen, IngestGroup, IngestAlias)
@@ -98,11 +99,10 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
         if not calls and not known:
             return
         connection = await store.connection(batch.session)
-        await store.lock_graph(connection)
-        work = await _ProfileWork.load(store, connection, calls, external_kinds, rules)
+        work = await _ProfileWork.load(store, connection, calls, known, external_kinds, rules)
         for call, identity in zip(calls, work.identities, strict=True):
             work.apply(call, identity, batch)
-        await work.apply_to_known_profiles(store, connection, known)
+        work.apply_to_known_profiles(known)
         work.emit_updates(batch)
         await work.save(store, connection, history)
 
@@ -136,6 +136,10 @@ class _ProfileWork:
     profiles: dict[str, ProfileState]
     identities: list[CallIdentity]
     rules: FeatureRules
+    # Identifiers nobody owned, held by this transaction until it links them.
+    claimed: set[Identifier] = field(default_factory=set)
+    # Each profile id named by a known-profile event -> the living profile it is now.
+    current: dict[str, str] = field(default_factory=dict)
     as_of: float = field(default_factory=time.time)
     now: datetime = field(init=False)  # as_of as a datetime: the time of the batch's events
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -151,12 +155,15 @@ class _ProfileWork:
         store: ProfileStore,
         connection: Connection,
         calls: Sequence[Event[IngestCall]],
+        known: Sequence[Event[KnownProfileEvent]],
         external_kinds: Sequence[str],
         rules: FeatureRules,
     ) -> _ProfileWork:
+        """The batch's people, locked for its transaction (see `ProfileStore.lock`)."""
         identities = [call_identity(call.data, external_kinds) for call in calls]
         wanted = {identifier for identity in identities for identifier in identity.lookup}
-        stored = await store.profiles_of(connection, wanted)
+        locked = await store.lock(connection, wanted, {event.data.profile_id for event in known})
+        stored = locked.profiles
         return cls(
             graph=IdentityGraph(
                 links={i: profile.id for profile in stored for i in profile.identifiers},
@@ -165,6 +172,8 @@ class _ProfileWork:
             profiles={profile.id: profile.state for profile in stored},
             identities=identities,
             rules=rules,
+            claimed=locked.claimed,
+            current=locked.current,
         )
 
     def apply(self, call: Event[IngestCall], identity: CallIdentity, batch: Batch) -> None:
@@ -197,37 +206,19 @@ class _ProfileWork:
         self.last_cause[profile_id] = call
         return state
 
-    async def apply_to_known_profiles(
-        self,
-        store: ProfileStore,
-        connection: Connection,
-        events: Sequence[Event[KnownProfileEvent]],
-    ) -> None:
+    def apply_to_known_profiles(self, events: Sequence[Event[KnownProfileEvent]]) -> None:
         """Apply memberships, outcomes, credits and change requests to the profiles they name
-        (survivors followed through redirects; an erased profile's are dropped)."""
+        (survivors followed through merges; an erased profile's are dropped)."""
         for event in events:
-            profile_id = self.graph.canonical(event.data.profile_id)
-            state = await self._state_for(store, connection, profile_id)
-            if state is None:
-                continue
+            now = self.current.get(event.data.profile_id)
+            if now is None:
+                continue  # erased
+            profile_id = self.graph.canonical(now)
+            state = self.profiles[profile_id]
+            if profile_id not in self.before:
+                self.before[profile_id] = self._view(state)
             _apply_known(state, event.data)
             self.last_cause[profile_id] = event
-
-    async def _state_for(
-        self, store: ProfileStore, connection: Connection, profile_id: str
-    ) -> ProfileState | None:
-        if profile_id in self.profiles:
-            return self.profiles[profile_id]
-        stored: StoredProfile | None = await store.profile(connection, profile_id)
-        if stored is None:
-            survivor = await store.survivor_of(connection, profile_id)
-            stored = await store.profile(connection, survivor) if survivor else None
-        if stored is None:
-            return None
-        self.graph.created_at[stored.id] = stored.created_at
-        self.profiles[stored.id] = stored.state
-        self.before[stored.id] = self._view(stored.state)
-        return stored.state
 
     def emit_updates(self, batch: Batch) -> None:
         for profile_id, cause in self.last_cause.items():
@@ -238,7 +229,9 @@ class _ProfileWork:
     async def save(self, store: ProfileStore, connection: Connection, history: int) -> None:
         merges = self.graph.merges()
         await store.record_merges(connection, merges)
-        await store.link(connection, self.graph.new_links())
+        new_links = self.graph.new_links()
+        await store.link(connection, new_links)
+        await store.release_claims(connection, self.claimed.difference(new_links))
         touched = {self.graph.canonical(profile_id) for profile_id in self.last_cause}
         await store.save_profiles(
             connection,

@@ -54,8 +54,8 @@ class ProfileReviews(DueWorkLoop):
         as_of = time.time() if as_of is None else as_of
         async with self._sessions() as session, session.begin():
             connection = await self._store.connection(session)
-            # The consumer holds this lock for its whole batch: a profile never changes under us.
-            await self._store.lock_graph(connection)
+            # Claimed rows are locked (FOR UPDATE SKIP LOCKED), as the consumer locks the
+            # profiles of its batch: a profile never changes under either.
             due = await self._store.claim_due_reviews(connection, as_of, self.batch_size)
             if not due:
                 return 0

@@ -6,7 +6,6 @@ natively, and a batch's writes are one `unnest` statement per table.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,21 @@ class StoredProfile:
     created_at: float
     state: ProfileState
     identifiers: tuple[Identifier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LockedProfiles:
+    """What a transaction may change, locked until it ends (see `ProfileStore.lock`).
+
+    `profiles`: the living profiles owning any of the asked identifiers or named by id, each
+    with every identifier it owns. `claimed`: asked identifiers nobody owned, held for this
+    transaction until it links them (or lets them go). `current`: each named profile id ->
+    the living profile it is now (itself, or its survivor); erased ones are absent.
+    """
+
+    profiles: list[StoredProfile]
+    claimed: set[Identifier]
+    current: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,39 +79,147 @@ class StoredEvent:
     properties: dict[str, Any]
 
 
+# The owner of an identifier claimed by a transaction that has not linked it yet; no other
+# transaction ever sees it (the row is linked, or deleted, before the claim commits).
+_CLAIMED = ""
+# Rounds of locking before a batch gives up and is retried (each round follows owners that
+# changed during the last; more than two is already rare).
+_LOCK_ROUNDS = 10
+
+
+class ProfilesKeptMoving(Exception):
+    """The profiles a batch needs kept changing owner while it locked them; retry the batch."""
+
+
 class ProfileStore:
     """The queries over one schema's profile tables, on the caller's transaction."""
 
     def __init__(self, schema: str) -> None:
         self.schema = checked_schema(schema)
-        # Writers of the identity graph take this lock, so two replicas (or a batch and an
-        # erasure) never both create a profile for one new identifier.
-        self._lock_key = zlib.crc32(f"closeloop.profile.graph.{self.schema}".encode())
 
     async def connection(self, session: AsyncSession) -> Connection:
         connection: Connection = await driver_connection(session)
         return connection
 
-    async def lock_graph(self, connection: Connection) -> None:
-        await connection.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+    async def lock(
+        self,
+        connection: Connection,
+        identifiers: Collection[Identifier],
+        profile_ids: Collection[str] = (),
+    ) -> LockedProfiles:
+        """Lock what a change to these identifiers' and profiles' people may touch.
 
-    async def profiles_of(
-        self, connection: Connection, identifiers: Collection[Identifier]
+        Every writer of a profile, or of an identifier owned by it, holds the profile's row
+        (`FOR UPDATE`); an identifier nobody owns is claimed with a row of its own before it
+        is linked. So replicas change different people at once, and never both create a
+        profile for one new identifier. Owners may change between a read and its lock (a merge
+        by another replica): then the new owners are locked in a next round, until nothing
+        moved. Profiles are locked in id order within a round; a rare cycle across rounds is a
+        deadlock PostgreSQL breaks by failing one transaction, whose batch is then retried.
+        """
+        locked: dict[str, StoredProfile] = {}
+        owned: set[Identifier] = set()
+        claimed: set[Identifier] = set()
+        current = {profile_id: profile_id for profile_id in profile_ids}
+        unowned, named = set(identifiers), set(current)
+        for _ in range(_LOCK_ROUNDS):
+            for profile in await self._lock_profiles(connection, unowned, named):
+                locked[profile.id] = profile
+                owned.update(profile.identifiers)
+            unowned -= owned
+            claimed |= await self._claim(connection, unowned)
+            unowned -= claimed  # what is left was linked meanwhile: its owner, next round
+            named = await self._follow_merges(connection, current, locked)
+            if not unowned and not named:
+                return LockedProfiles(list(locked.values()), claimed, current)
+        raise ProfilesKeptMoving(f"owners still changing after {_LOCK_ROUNDS} rounds")
+
+    async def _lock_profiles(
+        self, connection: Connection, identifiers: Collection[Identifier], ids: Collection[str]
     ) -> list[StoredProfile]:
-        """The profiles that any of `identifiers` belong to, with those identifiers."""
-        if not identifiers:
+        """Lock the living profiles owning `identifiers` or named in `ids`, in id order."""
+        if not identifiers and not ids:
             return []
         rows = await connection.fetch(
-            f"WITH linked AS (SELECT i.kind, i.value, i.profile_id "
-            f"FROM unnest($1::text[], $2::text[]) AS wanted(kind, value) "
-            f"JOIN {self.schema}.identities i USING (kind, value)) "
-            f"SELECT p.id, p.created_at, p.state::text AS state, "
-            f"array_agg(l.kind) AS kinds, array_agg(l.value) AS ids "
-            f"FROM linked l JOIN {self.schema}.profiles p ON p.id = l.profile_id GROUP BY p.id",
+            f"WITH wanted AS (SELECT i.profile_id AS id "
+            f"FROM unnest($1::text[], $2::text[]) AS w(kind, value) "
+            f"JOIN {self.schema}.identities i USING (kind, value) "
+            "UNION SELECT unnest($3::text[])) "
+            f"SELECT p.id, p.created_at, p.state::text AS state FROM {self.schema}.profiles p "
+            "JOIN wanted USING (id) ORDER BY p.id FOR UPDATE OF p",
+            [identifier.kind for identifier in identifiers],
+            [identifier.value for identifier in identifiers],
+            list(ids),
+        )
+        if not rows:
+            return []
+        owned = await connection.fetch(
+            f"SELECT profile_id, kind, value FROM {self.schema}.identities "
+            "WHERE profile_id = ANY($1::text[])",
+            [row["id"] for row in rows],
+        )
+        identifiers_of: dict[str, list[Identifier]] = {row["id"]: [] for row in rows}
+        for row in owned:
+            identifiers_of[row["profile_id"]].append(Identifier(row["kind"], row["value"]))
+        return [
+            StoredProfile(
+                id=row["id"],
+                created_at=row["created_at"].astimezone(UTC).timestamp(),
+                state=ProfileState.from_json(orjson.loads(row["state"])),
+                identifiers=tuple(identifiers_of[row["id"]]),
+            )
+            for row in rows
+        ]
+
+    async def _claim(
+        self, connection: Connection, identifiers: Collection[Identifier]
+    ) -> set[Identifier]:
+        """Hold the identifiers nobody owns: those whose row this inserted. The others were
+        linked meanwhile (by a transaction this may have waited for): their owners are new."""
+        if not identifiers:
+            return set()
+        rows = await connection.fetch(
+            f"INSERT INTO {self.schema}.identities (kind, value, profile_id) "
+            f"SELECT kind, value, '{_CLAIMED}' "
+            "FROM unnest($1::text[], $2::text[]) AS c(kind, value) "
+            "ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value",
             [identifier.kind for identifier in identifiers],
             [identifier.value for identifier in identifiers],
         )
-        return [_stored(row) for row in rows]
+        return {Identifier(row["kind"], row["value"]) for row in rows}
+
+    async def _follow_merges(
+        self, connection: Connection, current: dict[str, str], locked: Mapping[str, StoredProfile]
+    ) -> set[str]:
+        """Move each named profile that is not locked (it was merged or erased) to its survivor;
+        forget the erased. The survivors to lock next."""
+        gone = {named: now for named, now in current.items() if now not in locked}
+        if not gone:
+            return set()
+        rows = await connection.fetch(
+            f"SELECT id, survivor_id FROM {self.schema}.merged_profiles WHERE id = ANY($1)",
+            list(set(gone.values())),
+        )
+        survivors: dict[str, str] = {row["id"]: row["survivor_id"] for row in rows}
+        for named, now in gone.items():
+            survivor = survivors.get(now)
+            if survivor is None:
+                del current[named]  # erased
+            else:
+                current[named] = survivor
+        return {survivor for named, survivor in current.items() if survivor not in locked}
+
+    async def release_claims(self, connection: Connection, claims: Collection[Identifier]) -> None:
+        """Delete the rows of claimed identifiers that were not linked after all."""
+        if not claims:
+            return
+        await connection.execute(
+            f"DELETE FROM {self.schema}.identities i USING unnest($1::text[], $2::text[]) "
+            f"AS c(kind, value) WHERE i.kind = c.kind AND i.value = c.value "
+            f"AND i.profile_id = '{_CLAIMED}'",
+            [identifier.kind for identifier in claims],
+            [identifier.value for identifier in claims],
+        )
 
     async def record_merges(self, connection: Connection, merges: Mapping[str, str]) -> None:
         """Move everything of merged profiles to their survivors and leave a redirect behind."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ class ProfileService:
     stack: Stack
     process: ServiceProcess
     client: httpx.AsyncClient
+    replicas: tuple[ServiceProcess, ...] = ()  # every process, when there are several
 
     @property
     def schema(self) -> str:
@@ -103,26 +104,41 @@ def _key(call: IngestTrack | IngestIdentify | IngestPage) -> str:
     return call.user_id or call.anonymous_id or ""
 
 
-@contextlib.asynccontextmanager
-async def running_profile_service(
+def running_profile_service(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory, **settings: str
-) -> AsyncIterator[ProfileService]:
+) -> contextlib.AbstractAsyncContextManager[ProfileService]:
     """A profile service process with `settings` (environment variables) over the defaults."""
+    return running_profile_replicas(stack, tmp_path_factory, 1, settings)
+
+
+@contextlib.asynccontextmanager
+async def running_profile_replicas(
+    stack: Stack,
+    tmp_path_factory: pytest.TempPathFactory,
+    replicas: int,
+    settings: Mapping[str, str] | None = None,
+) -> AsyncIterator[ProfileService]:
+    """`replicas` processes of one profile service (one schema, one consumer group); the
+    client talks to the first."""
     # Its own schema and consumer group, so it reads the whole shared ingest topic from the start.
     name = f"profile_{uuid.uuid4().hex[:8]}"
-    process = ServiceProcess(
-        name,
-        "services.profile",
-        {**stack.env(), "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000", **settings},
-        free_port(),
-        log_dir=tmp_path_factory.mktemp(f"{name}-logs"),
-    )
-    await process.migrate()
-    process.start()
+    logs = tmp_path_factory.mktemp(f"{name}-logs")
+    env = {**stack.env(), "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000", **(settings or {})}
+    processes = [
+        ServiceProcess(name, "services.profile", env, free_port(), log_dir=logs / f"p{replica}")
+        for replica in range(replicas)
+    ]
+    await processes[0].migrate()
     try:
-        await process.wait_ready(60)
+        for process in processes:
+            process.start()
+        for process in processes:
+            await process.wait_ready(60)
         headers = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-        async with httpx.AsyncClient(base_url=process.url, headers=headers, timeout=10) as client:
-            yield ProfileService(stack, process, client)
+        async with httpx.AsyncClient(
+            base_url=processes[0].url, headers=headers, timeout=10
+        ) as client:
+            yield ProfileService(stack, processes[0], client, tuple(processes))
     finally:
-        await process.stop()
+        for process in processes:
+            await process.stop()
