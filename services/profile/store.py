@@ -140,36 +140,26 @@ class ProfileStore:
         """Lock the living profiles owning `identifiers` or named in `ids`, in id order."""
         if not identifiers and not ids:
             return []
+        # The identifiers are read in the same statement, with its snapshot: an owner that
+        # gained some while this waited for its lock does not show them yet, and a batch
+        # identifier among them then fails its claim and is locked again next round, fresh.
         rows = await connection.fetch(
             f"WITH wanted AS (SELECT i.profile_id AS id "
             f"FROM unnest($1::text[], $2::text[]) AS w(kind, value) "
             f"JOIN {self.schema}.identities i USING (kind, value) "
-            "UNION SELECT unnest($3::text[])) "
-            f"SELECT p.id, p.created_at, p.state::text AS state FROM {self.schema}.profiles p "
-            "JOIN wanted USING (id) ORDER BY p.id FOR UPDATE OF p",
+            "UNION SELECT unnest($3::text[])), "
+            f"locked AS (SELECT p.id, p.created_at, p.state FROM {self.schema}.profiles p "
+            "JOIN wanted USING (id) ORDER BY p.id FOR UPDATE OF p) "
+            "SELECT l.id, l.created_at, l.state::text AS state, "
+            "coalesce(owned.kinds, '{}') AS kinds, coalesce(owned.ids, '{}') AS ids "
+            "FROM locked l LEFT JOIN LATERAL (SELECT array_agg(i.kind) AS kinds, "
+            f"array_agg(i.value) AS ids FROM {self.schema}.identities i "
+            "WHERE i.profile_id = l.id) owned ON true",
             [identifier.kind for identifier in identifiers],
             [identifier.value for identifier in identifiers],
             list(ids),
         )
-        if not rows:
-            return []
-        owned = await connection.fetch(
-            f"SELECT profile_id, kind, value FROM {self.schema}.identities "
-            "WHERE profile_id = ANY($1::text[])",
-            [row["id"] for row in rows],
-        )
-        identifiers_of: dict[str, list[Identifier]] = {row["id"]: [] for row in rows}
-        for row in owned:
-            identifiers_of[row["profile_id"]].append(Identifier(row["kind"], row["value"]))
-        return [
-            StoredProfile(
-                id=row["id"],
-                created_at=row["created_at"].astimezone(UTC).timestamp(),
-                state=ProfileState.from_json(orjson.loads(row["state"])),
-                identifiers=tuple(identifiers_of[row["id"]]),
-            )
-            for row in rows
-        ]
+        return [_stored(row) for row in rows]
 
     async def _claim(
         self, connection: Connection, identifiers: Collection[Identifier]
