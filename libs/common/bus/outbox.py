@@ -9,7 +9,6 @@ import logging
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from libs.common.bus.driver import driver_connection, raw_driver_connection
 from libs.common.bus.producer import EventProducer, Message
 from libs.common.db import checked_schema
 from libs.common.events import Event
-from libs.common.events.envelope import CONTENT_TYPE, SPEC_VERSION, Headers, dataschema_uri
+from libs.common.events.envelope import CONTENT_TYPE, SPEC_VERSION, dataschema_uri
 from libs.common.lifecycle import BackgroundLoop
 
 _log = logging.getLogger(__name__)
@@ -86,23 +85,15 @@ def _dataschema(event_type: str, version: int) -> str:
     return dataschema_uri(event_type, version)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    topic: str
-    key: bytes
-    event_type: str
-    headers: Headers
-    value: bytes
-
-
-def unpack_messages(packed: bytes) -> list[OutboxMessage]:
+def unpack_messages(packed: bytes) -> list[Message]:
+    """The messages `pack_messages` packed, ready to publish."""
     return [
-        OutboxMessage(
-            topic=topic,
-            key=key.encode(),
-            event_type=event_type,
-            headers=[(name, header.encode()) for name, header in headers.items()],
-            value=value.encode(),
+        Message(
+            topic,
+            key.encode(),
+            value.encode(),
+            [(name, header.encode()) for name, header in headers.items()],
+            event_type,
         )
         for topic, key, event_type, headers, value in orjson.loads(packed)
     ]
@@ -231,11 +222,7 @@ class OutboxRelay(BackgroundLoop):
                     if not rows:
                         return 0
                     await self._producer.publish_messages(
-                        [
-                            Message(m.topic, m.key, m.value, m.headers, m.event_type)
-                            for _, packed in rows
-                            for m in unpack_messages(packed)
-                        ]
+                        [message for _, packed in rows for message in unpack_messages(packed)]
                     )
             except BaseException:
                 # The transaction is the driver's, not SQLAlchemy's: the pool's rollback on
