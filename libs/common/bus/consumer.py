@@ -42,6 +42,10 @@ _RESTART_BACKOFF_SECONDS = 1.0
 _OLD_CLIENT_STOP_SECONDS = 10.0
 # Events decoded between two chances for the batch in flight to run (about 0.2 ms of CPU).
 _DECODE_SLICE = 32
+# A transaction PostgreSQL rolled back because of another one (a deadlock, a serialization
+# failure) is run again this many times before it counts as the batch failing.
+_CONFLICT_RERUNS = 5
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 class DependencyUnavailable(Exception):
@@ -379,7 +383,7 @@ class EventConsumer:
         attempts = self._settings.handler_max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                await self._transact(decoded)
+                await self._transact_through_conflicts(decoded)
                 self._consecutive_failures = 0
                 return []
             except DependencyUnavailable as error:
@@ -406,7 +410,7 @@ class EventConsumer:
         failed = tried = 0
         for record, event in decoded:
             try:
-                await self._transact([(record, event)])
+                await self._transact_through_conflicts([(record, event)])
             except DependencyUnavailable as error:
                 raise _DependencyDown from error
             except UnprocessableEvent as error:
@@ -438,6 +442,26 @@ class EventConsumer:
             tried >= _MIN_EVENTS_TO_JUDGE_DEPENDENCY
             and failed / tried > self._settings.dlq_max_failure_ratio
         )
+
+    async def _transact_through_conflicts(
+        self, decoded: Sequence[tuple[Record, Event[Any]]]
+    ) -> None:
+        """Run the batch's transaction again when PostgreSQL rolled it back for a conflict with
+        another transaction: nothing is wrong with its events, and a rerun goes through (a
+        deadlock between two replicas' batches fails one of them, for instance)."""
+        for rerun in range(_CONFLICT_RERUNS + 1):
+            try:
+                await self._transact(decoded)
+                return
+            except Exception as error:
+                if rerun == _CONFLICT_RERUNS or not _is_transaction_conflict(error):
+                    raise
+                metrics.BATCH_RETRIES.labels(self.group).inc()
+                _log.warning(
+                    "transaction rolled back by a conflict with another; running it again",
+                    extra={"group": self.group, "error": str(error)},
+                )
+                await asyncio.sleep(self._settings.handler_retry_backoff_ms / 1000 * rerun)
 
     async def _transact(self, decoded: Sequence[tuple[Record, Event[Any]]]) -> None:
         events = [event for _, event in decoded]
@@ -522,6 +546,19 @@ class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         return None
+
+
+def _is_transaction_conflict(error: BaseException) -> bool:
+    """A deadlock or serialization failure, raised by asyncpg or wrapped by SQLAlchemy."""
+    seen: BaseException | None = error
+    for _ in range(10):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        for candidate in (seen, getattr(seen, "orig", None)):
+            if getattr(candidate, "sqlstate", None) in _CONFLICT_SQLSTATES:
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
