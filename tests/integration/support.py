@@ -8,18 +8,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.common.bus import EventProducer, ensure_topics
+from libs.common.bus import BatchHandler, EventConsumer, EventProducer, ensure_topics
 from libs.common.bus.reader import read_to_end
 from libs.common.bus.record import KafkaRecord
 from libs.common.bus.tables import create_bus_schema
 from libs.common.db import create_engine
 from libs.common.events import Event, EventDecodeError, decode
+from libs.common.events.behavior import BehaviorOccurred
 from libs.common.settings import Settings
 
 
@@ -119,3 +121,48 @@ async def throwaway_bus(
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {bus_settings.schema_name} CASCADE"))
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    bus: ThrowawayBus, handler: BatchHandler, **settings: Any
+) -> AsyncIterator[EventConsumer]:
+    """A consumer of the bus's topic with `handler` (and its producer), started; `settings`
+    over the bus's own."""
+    consumer_settings = bus.settings.model_copy(update=settings)
+    producer = EventProducer(consumer_settings)
+    consumer = EventConsumer(
+        consumer_settings,
+        topics=[bus.topic],
+        handler=handler,
+        engine=bus.engine,
+        producer=producer,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def one_key_behaviours(count: int, profile_id: str) -> list[Event[BehaviorOccurred]]:
+    """`count` behaviours of one person: one key, so one partition, and a consumer that joins
+    after they were published gets them all in its first batch."""
+    now = datetime.now(UTC)
+    return [
+        Event(
+            data=BehaviorOccurred(
+                profile_id=profile_id,
+                event="product_viewed",
+                kind="track",
+                occurred_at=now,
+                received_at=now,
+                message_id=f"m-{uuid.uuid4()}",
+            ),
+            key=profile_id,
+            source="closeloop/tests",
+        )
+        for _ in range(count)
+    ]

@@ -9,24 +9,27 @@ a failed batch is split up to find the poison). Nothing is wrong with the events
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from libs.common import topics
-from libs.common.bus import Batch, EventConsumer, EventProducer, dlq
+from libs.common.bus import Batch, dlq
 from libs.common.bus.driver import driver_connection
 from libs.common.bus.reader import header
-from libs.common.events import Event
-from libs.common.events.behavior import BehaviorOccurred
 from libs.devstack.stack import Stack
 from tests.integration.support import ThrowawayBus as Bus
-from tests.integration.support import publish, read_topic, throwaway_bus, wait_for
+from tests.integration.support import (
+    consuming,
+    one_key_behaviours,
+    publish,
+    read_topic,
+    throwaway_bus,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,25 +103,6 @@ async def bus(stack: Stack) -> AsyncIterator[Bus]:
         yield created
 
 
-def _behaviours(count: int) -> list[Event[BehaviorOccurred]]:
-    now = datetime.now(UTC)
-    return [
-        Event(
-            data=BehaviorOccurred(
-                profile_id="prf_conflicts",
-                event="product_viewed",
-                kind="track",
-                occurred_at=now,
-                received_at=now,
-                message_id=f"m-{uuid.uuid4()}",
-            ),
-            key="prf_conflicts",  # one partition: the first poll is one batch
-            source="closeloop/tests",
-        )
-        for _ in range(count)
-    ]
-
-
 async def test_a_batch_failed_by_a_deadlock_runs_again_and_nothing_is_dead_lettered(
     stack: Stack, bus: Bus
 ) -> None:
@@ -132,27 +116,16 @@ async def test_a_batch_failed_by_a_deadlock_runs_again_and_nothing_is_dead_lette
     finally:
         await setup.close()
     handler = DeadlockingHandler(dsn, table)
-    events = _behaviours(EVENTS)
+    events = one_key_behaviours(EVENTS, "prf_conflicts")
     await publish(stack.kafka_bootstrap, events, topic=bus.topic)
-    producer = EventProducer(bus.settings)
-    consumer = EventConsumer(
-        bus.settings,
-        topics=[bus.topic],
-        handler=handler.handle,
-        engine=bus.engine,
-        producer=producer,
-    )
-    await producer.start()
-    await consumer.start()
     try:
+        async with consuming(bus, handler.handle):
 
-        async def all_applied() -> bool:
-            return handler.applied == {event.id for event in events}
+            async def all_applied() -> bool:
+                return handler.applied == {event.id for event in events}
 
-        await wait_for(all_applied, within=60, what="every event applied")
+            await wait_for(all_applied, within=60, what="every event applied")
     finally:
-        await consumer.stop()
-        await producer.stop()
         await asyncio.gather(*handler.others, return_exceptions=True)
     assert handler.deadlocks == DEADLOCKS, "the deadlocks really happened"
     letters = [

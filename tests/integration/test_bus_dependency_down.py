@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -15,16 +13,19 @@ from libs.common import topics
 from libs.common.bus import (
     Batch,
     DependencyUnavailable,
-    EventConsumer,
-    EventProducer,
     dlq,
 )
 from libs.common.bus.reader import header
-from libs.common.events import Event
-from libs.common.events.behavior import BehaviorOccurred
 from libs.devstack.stack import Stack
 from tests.integration.support import ThrowawayBus as Bus
-from tests.integration.support import publish, read_topic, throwaway_bus, wait_for
+from tests.integration.support import (
+    consuming,
+    one_key_behaviours,
+    publish,
+    read_topic,
+    throwaway_bus,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,41 +56,11 @@ async def bus(stack: Stack) -> AsyncIterator[Bus]:
         yield created
 
 
-def _behaviours(count: int) -> list[Event[BehaviorOccurred]]:
-    now = datetime.now(UTC)
-    # One key, so one partition: the first poll returns all of them as one batch.
-    return [
-        Event(
-            data=BehaviorOccurred(
-                profile_id="prf_flaky",
-                event="product_viewed",
-                kind="track",
-                occurred_at=now,
-                received_at=now,
-                message_id=f"m-{uuid.uuid4()}",
-            ),
-            key="prf_flaky",
-            source="closeloop/tests",
-        )
-        for _ in range(count)
-    ]
-
-
 async def _run_until_recovered(stack: Stack, bus: Bus, dependency: FlakyDependency) -> None:
-    producer = EventProducer(bus.settings)
-    consumer = EventConsumer(
-        bus.settings,
-        topics=[bus.topic],
-        handler=dependency.handle,
-        engine=bus.engine,
-        producer=producer,
-    )
-    events = _behaviours(EVENTS)
+    events = one_key_behaviours(EVENTS, "prf_flaky")
     # Published before the consumer joins, so its first batch holds all of them.
     await publish(stack.kafka_bootstrap, events, topic=bus.topic)
-    await producer.start()
-    await consumer.start()
-    try:
+    async with consuming(bus, dependency.handle) as consumer:
 
         async def retried_several_times() -> bool:
             return dependency.attempts >= 8
@@ -103,9 +74,6 @@ async def _run_until_recovered(stack: Stack, bus: Bus, dependency: FlakyDependen
             return dependency.applied == {event.id for event in events}
 
         await wait_for(all_applied, within=60, what="every event applied after recovery")
-    finally:
-        await consumer.stop()
-        await producer.stop()
     letters = [
         record
         for record in await read_topic(stack.kafka_bootstrap, topics.DLQ)
@@ -146,22 +114,13 @@ async def test_batches_polled_ahead_are_given_back_when_the_one_in_flight_waits(
 
         events = [
             dataclasses.replace(event, key=f"prf_{index}")
-            for index, event in enumerate(_behaviours(120))
+            for index, event in enumerate(one_key_behaviours(120, "prf_flaky"))
         ]
         await publish(stack.kafka_bootstrap, events, topic=bus.topic)
-        producer = EventProducer(bus.settings)
-        consumer = EventConsumer(
-            bus.settings, topics=[bus.topic], handler=handle, engine=bus.engine, producer=producer
-        )
-        await producer.start()
-        await consumer.start()
-        try:
+        async with consuming(bus, handle):
 
             async def all_applied() -> bool:
                 return set(applied) == {event.id for event in events}
 
             await wait_for(all_applied, within=60, what="every event applied after the outages")
-        finally:
-            await consumer.stop()
-            await producer.stop()
         assert sorted(applied) == sorted(event.id for event in events), "each exactly once"

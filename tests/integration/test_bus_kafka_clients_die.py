@@ -28,7 +28,7 @@ from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
 from libs.devstack.stack import Stack
 from tests.integration.support import ThrowawayBus as Bus
-from tests.integration.support import publish, throwaway_bus, wait_for
+from tests.integration.support import consuming, publish, throwaway_bus, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -66,22 +66,8 @@ def _behaviour() -> Event[BehaviorOccurred]:
 async def _consuming(bus: Bus, **settings: Any) -> AsyncIterator[tuple[Seen, EventConsumer]]:
     """A consumer of the bus's topic (and its producer), started, and what its handler saw."""
     seen = Seen()
-    consumer_settings = bus.settings.model_copy(update=settings)
-    producer = EventProducer(consumer_settings)
-    consumer = EventConsumer(
-        consumer_settings,
-        topics=[bus.topic],
-        handler=seen.handle,
-        engine=bus.engine,
-        producer=producer,
-    )
-    await producer.start()
-    await consumer.start()
-    try:
+    async with consuming(bus, seen.handle, **settings) as consumer:
         yield seen, consumer
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 async def _handled(stack: Stack, bus: Bus, seen: Seen, what: str) -> Event[BehaviorOccurred]:
