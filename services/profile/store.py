@@ -115,7 +115,7 @@ class ProfileStore:
         profile for one new identifier. Owners may change between a read and its lock (a merge
         by another replica): then the new owners are locked in a next round, until nothing
         moved. Profiles are locked in id order within a round; a rare cycle across rounds is a
-        deadlock PostgreSQL breaks by failing one transaction, whose batch is then retried.
+        deadlock PostgreSQL breaks by failing one transaction, which the consumer runs again.
         """
         locked: dict[str, StoredProfile] = {}
         owned: set[Identifier] = set()
