@@ -12,7 +12,6 @@ import secrets
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -22,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import httpx
 import orjson
 
 from bench import raw
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
+from bench.replicas import replicas
 from bench.report import (
     Rate,
     Ratio,
@@ -41,7 +40,7 @@ from bench.report import (
 from bench.summary import Figure, Target
 from libs.common import topics
 from libs.common.bus import ensure_topics
-from libs.devstack import ServiceProcess, free_port
+from libs.devstack import ServiceProcess
 from libs.devstack.scratch import scratch_stack
 from services.ingest.calls import Receipt, to_message
 
@@ -177,47 +176,29 @@ async def run(
         "CLOSELOOP_KAFKA_IDEMPOTENCE": "false",  # the embedded broker has no idempotent producer
         "CLOSELOOP_LOG_LEVEL": "WARNING",
     }
-    schema = f"bench_ingest_{run_id}"
     rates: list[Rate] = [produced]
-    try:
-        with tempfile.TemporaryDirectory(prefix="closeloop-bench-ingest-") as log_dir:
-            for processes in (1, 2):
-                PROGRESS.note(f"/v1/batch, {processes_label(processes)}")
-                async with _ingest(schema, env, processes, Path(log_dir)) as services:
-                    rates += await _measure(
-                        services, env, bodies, py_spy if processes == 1 else None
-                    )
-                    if processes == 1:
-                        PROGRESS.note("single /v1/track calls, 1 process")
-                        rates.append(await _single_tracks(services[0], env, calls))
-    finally:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        finally:
-            await connection.close()
+    for processes in (1, 2):
+        PROGRESS.note(f"/v1/batch, {processes_label(processes)}")
+        async with _ingest(f"bench_ingest_{run_id}", env, processes) as services:
+            rates += await _measure(services, env, bodies, py_spy if processes == 1 else None)
+            if processes == 1:
+                PROGRESS.note("single /v1/track calls, 1 process")
+                rates.append(await _single_tracks(services[0], env, calls))
     return rates
 
 
 @contextlib.asynccontextmanager
 async def _ingest(
-    name: str, env: dict[str, str], processes: int, log_dir: Path
+    name: str, env: dict[str, str], processes: int
 ) -> AsyncIterator[list[ServiceProcess]]:
-    """`processes` ingest processes of one service (one schema), each on its own port."""
-    services = [
-        ServiceProcess(name, "services.ingest", env, free_port(), log_dir=log_dir / f"p{i}")
-        for i in range(processes)
-    ]
-    await services[0].migrate()
-    try:
+    """`processes` ingest processes of one service (one schema), each on its own port, ready."""
+    async with replicas(name, "services.ingest", env, processes) as services:
+        await services[0].migrate()
         for service in services:
             service.start()
         for service in services:
             await service.wait_ready(60.0)
         yield services
-    finally:
-        for service in services:
-            await service.stop()
 
 
 async def _measure(
