@@ -60,6 +60,7 @@ _EVENT = "bench_ping"
 _ADMIN_TOKEN = "bench"
 _CONSUMERS = ("profile", "segment", "journey", "content", "dispatch", "attribution")
 _RSS_SAMPLE_SECONDS = 0.5
+_BATCH_METRIC = "closeloop_consumer_batch_size_events"
 _MB = 1024 * 1024
 
 
@@ -74,6 +75,11 @@ class LoopLatency(Rate):
     p999_ms: float = 0.0
     max_ms: float = 0.0
     cpu_us_per_event: Mapping[str, float] = field(default_factory=dict)
+    # The rest of the machine's CPU per event: the broker, PostgreSQL, the load generator.
+    shared_cpu_us_per_event: Mapping[str, float] = field(default_factory=dict)
+    # Per consuming service: events it consumed per track, and their mean batch size.
+    consumed_per_event: Mapping[str, float] = field(default_factory=dict)
+    events_per_batch: Mapping[str, float] = field(default_factory=dict)
     rss_idle_mb: Mapping[str, float] = field(default_factory=dict)
     rss_peak_mb: Mapping[str, float] = field(default_factory=dict)
 
@@ -90,17 +96,37 @@ async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[R
             await receiver.reset()
             idle = _rss_mb(services)
             cpu_before = _cpu_seconds(services)
+            shared_before = _shared_cpu_seconds()
+            batches_before = await _batches(services)
             with _profiled(services):
                 async with _peak_rss(services) as peak:
                     sent = await _paced(ingest, write_key, rate, seconds)
                     await _drain(receiver, sent)
             cpu = {name: used - cpu_before[name] for name, used in _cpu_seconds(services).items()}
+            shared = {
+                name: used - shared_before.get(name, 0.0)
+                for name, used in _shared_cpu_seconds().items()
+            }
+            batches = {
+                name: (count - batches_before[name][0], events - batches_before[name][1])
+                for name, (count, events) in (await _batches(services)).items()
+            }
             latencies = await receiver.latencies()
     finally:
         await receiver.aclose()
     _plot(latencies)
     summary = _summary(latencies, sent, seconds, rate, cpu)
-    return [dataclasses.replace(summary, rss_idle_mb=idle, rss_peak_mb=peak)]
+    shared_us = {name: used / sent * 1e6 for name, used in shared.items()}
+    return [
+        dataclasses.replace(
+            summary,
+            shared_cpu_us_per_event=shared_us,
+            consumed_per_event={name: events / sent for name, (_, events) in batches.items()},
+            events_per_batch={name: events / max(n, 1) for name, (n, events) in batches.items()},
+            rss_idle_mb=idle,
+            rss_peak_mb=peak,
+        )
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -321,6 +347,40 @@ def _cpu_seconds(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
     return {name: process_cpu_seconds(service.pid) for name, service in services.items()}
 
 
+def _shared_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of what shares the machine with the services: the broker (tansu), every
+    PostgreSQL process, and this process (the load generator), each so far."""
+    used = {"broker": 0.0, "PostgreSQL": 0.0, "load generator": process_cpu_seconds(os.getpid())}
+    for process in psutil.process_iter(["name"]):
+        name = process.info["name"] or ""
+        part = "broker" if name.startswith("tansu") else "PostgreSQL" if name == "postgres" else ""
+        if part:
+            used[part] += process_cpu_seconds(process.pid)
+    return used
+
+
+async def _batches(services: Mapping[str, ServiceProcess]) -> dict[str, tuple[float, float]]:
+    """Per consuming service, batches handled and events in them so far (its /metrics)."""
+    totals: dict[str, tuple[float, float]] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name in _CONSUMERS:
+            text = (await client.get(f"{services[name].url}/metrics")).text
+            totals[name] = (
+                _metric_sum(text, f"{_BATCH_METRIC}_count"),
+                _metric_sum(text, f"{_BATCH_METRIC}_sum"),
+            )
+    return totals
+
+
+def _metric_sum(exposition: str, metric: str) -> float:
+    """The sum of a metric's samples over all their labels, from Prometheus' text format."""
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in exposition.splitlines()
+        if line.startswith(metric + "{") or line.startswith(metric + " ")
+    )
+
+
 def _summary(
     latencies: list[tuple[float, float]],
     sent: int,
@@ -385,6 +445,13 @@ def report(rates: list[Rate]) -> None:
             per_service = ", ".join(f"{n} {us:.0f}" for n, us in rate.cpu_us_per_event.items())
             total = sum(rate.cpu_us_per_event.values())
             print(f"CPU µs per event: {per_service}; all seven {total:.0f} µs")
+            shared = ", ".join(f"{n} {us:.0f}" for n, us in rate.shared_cpu_us_per_event.items())
+            print(f"CPU µs per event besides the services: {shared}")
+            consumed = ", ".join(
+                f"{name} {per_event:.1f} in batches of {rate.events_per_batch[name]:.1f}"
+                for name, per_event in rate.consumed_per_event.items()
+            )
+            print(f"Events consumed per track: {consumed}")
             memory = ", ".join(
                 f"{name} {rate.rss_idle_mb.get(name, 0):.0f}→{mb:.0f}"
                 for name, mb in rate.rss_peak_mb.items()
@@ -406,6 +473,10 @@ def figures(rates: list[Rate], _: Ceilings) -> list[Figure]:
         Figure(scenario, "arrived within the drain", arrived * 100, "%"),
         Figure(
             scenario, "CPU, all seven services", sum(latency.cpu_us_per_event.values()), "µs/event"
+        ),
+        *(
+            Figure(scenario, f"CPU, {name}", us, "µs/event")
+            for name, us in latency.shared_cpu_us_per_event.items()
         ),
         *(
             Figure("memory", f"{name} RSS idle", mb, "MB")
