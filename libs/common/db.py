@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -25,15 +27,43 @@ def checked_schema(name: str) -> str:
     return name
 
 
+# A pooled connection unused this long is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 10.0
+_RETURNED_AT = "closeloop_returned_at"
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
-    return _create_async_engine(
+    engine = _create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
-        pool_pre_ping=True,
         connect_args={
             "server_settings": {"application_name": f"closeloop-{settings.service_name}"}
         },
     )
+    event.listen(engine.sync_engine.pool, "checkin", _note_return)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+def _note_return(_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+
+def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's pre-ping, but only for a connection that sat unused: its ping is three
+    round trips (BEGIN, an empty statement, ROLLBACK), paid on every checkout, that is every
+    transaction. A connection in steady use that breaks (PostgreSQL restarted) fails its
+    statement instead; SQLAlchemy then replaces the pool's connections, and the caller's retry
+    (the bus retries a batch) gets a fresh one.
+    """
+    returned_at = record.info.get(_RETURNED_AT)
+    if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        connection.ping()
+    except Exception as error:
+        raise exc.DisconnectionError("the idle connection no longer answers") from error
 
 
 def create_sessions(engine: AsyncEngine) -> Sessions:

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         "soon as there is any, so this only bounds idle polling; a broker that holds every "
         "fetch this long adds it to each hop of the loop.",
     )
+    kafka_commit_interval_ms: int = Field(
+        default=1_000,
+        ge=0,
+        description="How long a consumer may hold the offsets of handled batches before it "
+        "commits them (at once when it has caught up, stops or loses partitions; 0 commits "
+        "after every batch). A batch handled but not committed is redelivered after a crash "
+        "and skipped by the inbox; fewer commits spare the broker a request per batch.",
+    )
     kafka_commit_timeout_ms: int = Field(
         default=30_000,
         ge=100,

@@ -154,6 +154,9 @@ class EventConsumer:
         self._consecutive_failures = 0
         self._ahead: asyncio.Task[_Polled | None] | None = None
         self._generation = 0  # counts rebalances: a batch polled before one is dropped
+        # Offsets of handled batches not committed to Kafka yet, and when they last were.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
 
     async def start(self) -> None:
         self._consumer = await self._new_client()
@@ -176,7 +179,8 @@ class EventConsumer:
         )
         await client.start()
         client.subscribe(
-            self._topics, listener=_FinishBatchBeforeRevoke(self._in_flight, self._rebalanced)
+            self._topics,
+            listener=_FinishBatchBeforeRevoke(self._in_flight, self._before_revoke),
         )
         return client
 
@@ -193,6 +197,8 @@ class EventConsumer:
             extra={"group": self.group, "error": repr(reason)},
         )
         metrics.CONSUMER_RESTARTS.labels(self.group).inc()
+        # The new client resumes from the committed offsets; the inbox skips what was handled.
+        self._uncommitted.clear()
         old, self._consumer = self._consumer, None
         if old is not None:
             await stop_broken_client(old, within=_OLD_CLIENT_STOP_SECONDS)
@@ -219,6 +225,7 @@ class EventConsumer:
                     await self._task
             self._task = None
         if self._consumer is not None:
+            await self._commit_handled_on_the_way_out()
             await self._consumer.stop()
             self._consumer = None
 
@@ -254,6 +261,8 @@ class EventConsumer:
             await self._replace_client(broken.reason)
             return
         if polled is None:
+            async with self._in_flight:  # caught up: nothing more to wait for
+                await self._commit_handled()
             return
         if polled.size >= self._settings.batch_max_records:
             # Behind (the poll came back full): the next batch is fetched and decoded while
@@ -348,7 +357,9 @@ class EventConsumer:
             return
         if letters:
             await send_to_dlq(self._producer, self.group, letters)
-        await self._commit(polled.records)
+        self._uncommitted.update({tp: batch[-1].offset + 1 for tp, batch in polled.records.items()})
+        if time.monotonic() - self._committed_at >= self._settings.kafka_commit_interval_ms / 1000:
+            await self._commit_handled()
         self._dependency_failures = 0
         metrics.HANDLER_DURATION.labels(self.group).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.group).observe(polled.size)
@@ -499,8 +510,18 @@ class EventConsumer:
             return False
         return True
 
-    async def _commit(self, records: Records) -> None:
-        offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
+    async def _commit_handled(self) -> None:
+        """Commit the offsets of the batches handled since the last commit.
+
+        Not after every batch: each commit is a request the broker serves, and redelivering a
+        handled batch is safe (its inbox rows make it a no-op). At most
+        `kafka_commit_interval_ms` of handled batches wait, and none once the consumer has
+        caught up, is stopped, or gives its partitions up in a rebalance.
+        """
+        self._committed_at = time.monotonic()
+        offsets, self._uncommitted = self._uncommitted, {}
+        if not offsets:
+            return
         try:
             # A TimeoutError goes on to `_recover_from`: a new client, from the committed offsets.
             async with asyncio.timeout(self._settings.kafka_commit_timeout_ms / 1000):
@@ -509,12 +530,28 @@ class EventConsumer:
             # The group rebalanced: the next owner redelivers, and its inbox skips what we did.
             _log.warning("offset commit refused after a rebalance", extra={"error": str(error)})
             return
+        assigned = self._client.assignment()
         for tp, offset in offsets.items():
-            highwater = self._client.highwater(tp)
+            highwater = self._client.highwater(tp) if tp in assigned else None
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(self.group, tp.topic, tp.partition).set(
                     highwater - offset
                 )
+
+    async def _before_revoke(self) -> None:
+        """Called with the batch in flight done: commit what was handled, for the next owner of
+        these partitions to start after it, and drop a batch polled ahead."""
+        await self._commit_handled_on_the_way_out()
+        self._rebalanced()
+
+    async def _commit_handled_on_the_way_out(self) -> None:
+        try:
+            await self._commit_handled()
+        except Exception as error:  # the next owner redelivers; the inbox skips it
+            _log.warning(
+                "could not commit the handled offsets",
+                extra={"group": self.group, "error": repr(error)},
+            )
 
     async def _retry_later(self, records: Records) -> None:
         """Rewind to the batch's start and back off: it is polled again, so the group keeps us."""
@@ -533,16 +570,19 @@ class EventConsumer:
 
 
 class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the batch in flight finish and commit before its partitions are taken away, and
-    tells the consumer, which drops a batch it polled ahead under the old assignment."""
+    """Lets the batch in flight finish before its partitions are taken away, then tells the
+    consumer, which commits what it handled and drops a batch it polled ahead under the old
+    assignment."""
 
-    def __init__(self, in_flight: asyncio.Lock, rebalanced: Callable[[], None]) -> None:
+    def __init__(
+        self, in_flight: asyncio.Lock, before_revoke: Callable[[], Awaitable[None]]
+    ) -> None:
         self._in_flight = in_flight
-        self._rebalanced = rebalanced
+        self._before_revoke = before_revoke
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         async with self._in_flight:
-            self._rebalanced()
+            await self._before_revoke()
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         return None
