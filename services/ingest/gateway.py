@@ -132,12 +132,7 @@ async def publish(ingest: Ingest, messages: Sequence[Message]) -> None:
 
 
 async def _source_for(ingest: Ingest, key: str) -> Source | None:
-    key_hash = hash_write_key(key)
-    found, source = ingest.write_keys.get(key_hash)
-    if not found:
-        source = await ingest.store.source_by_key_hash(key_hash)
-        ingest.write_keys.put(key_hash, source)
-    return source
+    return await ingest.write_keys.lookup(hash_write_key(key), ingest.store.source_by_key_hash)
 
 
 def _too_large(what: str, limit: int) -> ApiError:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,6 +87,36 @@ class WriteKeyCache:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[float, Source | None]] = {}
+        self._loading: dict[str, asyncio.Future[Source | None]] = {}
+        self._forgotten = 0  # counts forget_source calls: a lookup begun before one is stale
+
+    async def lookup(
+        self, key_hash: str, load: Callable[[str], Awaitable[Source | None]]
+    ) -> Source | None:
+        """The source of a key hash: remembered, or loaded once for every caller that misses
+        it meanwhile. Without that, each entry's expiry sent every request in flight to the
+        database at once (seen in the loop benchmark: 4% of ingest's CPU at 700 calls/s)."""
+        found, source = self.get(key_hash)
+        if found:
+            return source
+        loading = self._loading.get(key_hash)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(key_hash, load, self._forgotten))
+            loading.add_done_callback(_retrieve_error)
+            self._loading[key_hash] = loading
+        # Shielded: a caller that goes away does not cancel the lookup the others wait on.
+        return await asyncio.shield(loading)
+
+    async def _load(
+        self, key_hash: str, load: Callable[[str], Awaitable[Source | None]], forgotten: int
+    ) -> Source | None:
+        try:
+            source = await load(key_hash)
+        finally:
+            del self._loading[key_hash]
+        if forgotten == self._forgotten:
+            self.put(key_hash, source)
+        return source
 
     def get(self, key_hash: str) -> tuple[bool, Source | None]:
         """(found, source): found is False when the hash must be looked up again."""
@@ -106,7 +137,9 @@ class WriteKeyCache:
         self._entries[key_hash] = (self._clock() + self._ttl, source)
 
     def forget_source(self, source_id: str) -> None:
-        """Drop a source's entry at once, so disabling it here takes effect here immediately."""
+        """Drop a source's entry at once, so disabling it here takes effect here immediately
+        (a lookup in flight then answers its callers but is not remembered)."""
+        self._forgotten += 1
         stale = [
             key_hash
             for key_hash, (_, source) in self._entries.items()
@@ -114,3 +147,9 @@ class WriteKeyCache:
         ]
         for key_hash in stale:
             del self._entries[key_hash]
+
+
+def _retrieve_error(future: asyncio.Future[Source | None]) -> None:
+    """Marks a failed lookup's error as seen even when every caller went away meanwhile."""
+    if not future.cancelled():
+        future.exception()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from datetime import UTC, datetime
@@ -74,4 +75,65 @@ def test_cache_stays_bounded_whatever_keys_callers_send() -> None:
 def test_zero_ttl_caches_nothing() -> None:
     cache = WriteKeyCache(0.0)
     cache.put("known", SOURCE)
+    assert cache.get("known") == (False, None)
+
+
+class _Lookups:
+    """A database stand-in for the cache's loader: counts calls, answers when released."""
+
+    def __init__(self, answer: Source | None = SOURCE, error: Exception | None = None) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+        self._answer = answer
+        self._error = error
+
+    async def load(self, key_hash: str) -> Source | None:
+        self.calls += 1
+        await self.release.wait()
+        if self._error is not None:
+            raise self._error
+        return self._answer
+
+
+async def test_callers_that_miss_together_share_one_lookup_and_its_answer() -> None:
+    cache, lookups = WriteKeyCache(5.0), _Lookups()
+    callers = [asyncio.create_task(cache.lookup("known", lookups.load)) for _ in range(50)]
+    await asyncio.sleep(0)
+    lookups.release.set()
+    assert await asyncio.gather(*callers) == [SOURCE] * 50
+    assert lookups.calls == 1
+    assert cache.get("known") == (True, SOURCE)
+
+
+async def test_a_failed_lookup_fails_every_waiting_caller_and_is_not_remembered() -> None:
+    cache, lookups = WriteKeyCache(5.0), _Lookups(error=ConnectionRefusedError("down"))
+    callers = [asyncio.create_task(cache.lookup("known", lookups.load)) for _ in range(3)]
+    await asyncio.sleep(0)
+    lookups.release.set()
+    outcomes = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(outcome, ConnectionRefusedError) for outcome in outcomes)
+    assert cache.get("known") == (False, None)
+    retried = _Lookups()
+    retried.release.set()
+    assert await cache.lookup("known", retried.load) == SOURCE
+
+
+async def test_a_caller_going_away_does_not_cancel_the_lookup_others_wait_on() -> None:
+    cache, lookups = WriteKeyCache(5.0), _Lookups()
+    leaving = asyncio.create_task(cache.lookup("known", lookups.load))
+    staying = asyncio.create_task(cache.lookup("known", lookups.load))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    lookups.release.set()
+    assert await staying == SOURCE
+    assert lookups.calls == 1
+
+
+async def test_a_lookup_begun_before_its_source_was_forgotten_is_not_remembered() -> None:
+    cache, lookups = WriteKeyCache(5.0), _Lookups()
+    caller = asyncio.create_task(cache.lookup("known", lookups.load))
+    await asyncio.sleep(0)
+    cache.forget_source("src_1")  # disabled meanwhile: the answer in flight may be stale
+    lookups.release.set()
+    assert await caller == SOURCE
     assert cache.get("known") == (False, None)
