@@ -36,15 +36,22 @@ async def _terminate(stack: Stack, pid: int) -> None:
         await other.dispose()
 
 
+async def _closed_after_use(stack: Stack, engine: AsyncEngine) -> int:
+    """Use one of the engine's connections, return it to the pool, then have PostgreSQL end
+    its backend, as a restart does; the backend's pid."""
+    backend = await _backend_of(engine)
+    await _terminate(stack, backend)
+    return backend
+
+
 async def test_a_connection_closed_while_idle_is_pinged_and_replaced_unseen(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
     engine = _engine(stack)
     try:
-        first = await _backend_of(engine)
-        await _terminate(stack, first)
-        assert await _backend_of(engine) != first
+        closed = await _closed_after_use(stack, engine)
+        assert await _backend_of(engine) != closed
     finally:
         await engine.dispose()
 
@@ -55,10 +62,9 @@ async def test_a_connection_closed_while_in_use_fails_once_then_the_pool_recover
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)
     engine = _engine(stack)
     try:
-        first = await _backend_of(engine)
-        await _terminate(stack, first)
+        closed = await _closed_after_use(stack, engine)
         with pytest.raises(DBAPIError):  # returned too recently to be pinged
             await _backend_of(engine)
-        assert await _backend_of(engine) != first
+        assert await _backend_of(engine) != closed
     finally:
         await engine.dispose()
