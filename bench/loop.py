@@ -35,7 +35,6 @@ import aiohttp
 import httpx
 import psutil
 
-from bench import raw
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.receiver import Receiver
@@ -49,7 +48,6 @@ from bench.report import (
     save,
 )
 from bench.summary import Figure, Target
-from libs.common import topics
 from libs.devstack import ServiceProcess, free_port
 
 RATE = 1_000
@@ -158,10 +156,6 @@ async def _loop_services(bootstrap: str, database_url: str) -> AsyncIterator[dic
         for name, port in ports.items()
     }
     try:
-        # The consumer groups read from the earliest offsets: other scenarios' leftovers would
-        # be their work during the warm-up, and maybe still under the load.
-        for topic in topics.ALL:
-            await raw.empty_topic(bootstrap, topic)
         await asyncio.gather(*(process.migrate() for process in processes.values()))
         for process in processes.values():
             process.start()
