@@ -9,7 +9,6 @@ both compete for the same two cores when they run together, which would hide whi
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from bench import raw
-from bench.clock import FirstBatchClock
+from bench.clock import FirstBatchClock, garbage_collected_as_in_services
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.report import Rate, Ratio, print_table, save
@@ -112,16 +111,14 @@ async def _bus_rates(
         relay=relay,
     )
     await producer.start()
-    gc.collect()
-    gc.freeze()  # as the services do after start-up: the long-lived heap leaves the GC's scans
-    await consumer.start()
     try:
-        seconds = await clock.seconds()
-        relay_started = time.perf_counter()
-        await relay.drain()
-        relay_seconds = time.perf_counter() - relay_started
+        with garbage_collected_as_in_services():
+            await consumer.start()
+            seconds = await clock.seconds()
+            relay_started = time.perf_counter()
+            await relay.drain()
+            relay_seconds = time.perf_counter() - relay_started
     finally:
-        gc.unfreeze()
         await consumer.stop()
         await producer.stop()
         async with engine.begin() as connection:

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
+from collections.abc import Iterator
 
 from bench.progress import PROGRESS
+from libs.common.app import settle_garbage_collector
 from libs.common.bus import Batch, BatchHandler
+
+
+@contextlib.contextmanager
+def garbage_collected_as_in_services() -> Iterator[None]:
+    """Inside, the cyclic GC runs as in a service after start-up (`settle_garbage_collector`:
+    the heap so far frozen, the young generation collected less often); as before after."""
+    threshold = gc.get_threshold()
+    settle_garbage_collector()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 class FirstBatchClock:

@@ -12,7 +12,6 @@ and the segment.entered/exited transitions they emitted.
 from __future__ import annotations
 
 import asyncio
-import gc
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import services.segment
 from bench import raw
-from bench.clock import FirstBatchClock
+from bench.clock import FirstBatchClock, garbage_collected_as_in_services
 from bench.raw import Ceilings
 from bench.report import Rate, print_table, save
 from bench.summary import Figure
@@ -173,13 +172,11 @@ async def _evaluation_seconds(
         accept_types=ACCEPTED_TYPES,
     )
     await producer.start()
-    gc.collect()
-    gc.freeze()  # as the services do after start-up
-    await consumer.start()
     try:
-        return await clock.seconds()
+        with garbage_collected_as_in_services():
+            await consumer.start()
+            return await clock.seconds()
     finally:
-        gc.unfreeze()
         await consumer.stop()
         await producer.stop()
 

@@ -43,6 +43,20 @@ async def test_poison_goes_to_the_dlq_and_the_consumer_goes_on(
         value=b"{not json",
         headers=[("ce_id", b"broken-1"), ("ce_type", b"behavior.occurred")],
     )
+    # A type the counter does not handle is passed over on its ce_type header, undecoded: the
+    # consumer that handles it judges it. Decoded, it would be a dead letter before broken-2,
+    # which follows it on the same partition.
+    for event_id, event_type in (
+        (b"not-ours-1", b"profile.updated"),
+        (b"broken-2", b"behavior.occurred"),
+    ):
+        await publish_raw(
+            stack.kafka_bootstrap,
+            counter.input_topic,
+            key=b"someone",
+            value=b"{not json either",
+            headers=[("ce_id", event_id), ("ce_type", event_type)],
+        )
     await publish(stack.kafka_bootstrap, good[5:], topic=counter.input_topic)
 
     async def good_ones_applied() -> bool:
@@ -50,11 +64,12 @@ async def test_poison_goes_to_the_dlq_and_the_consumer_goes_on(
 
     await wait_for(good_ones_applied, within=60, what="every good event applied")
 
-    async def two_dead_letters() -> bool:
-        return len(await _dead_letters_of(stack, counter)) == 2
+    async def three_dead_letters() -> bool:
+        return len(await _dead_letters_of(stack, counter)) >= 3
 
-    await wait_for(two_dead_letters, within=30, what="two dead letters")
+    await wait_for(three_dead_letters, within=30, what="three dead letters")
     letters = {letter["ce_id"]: letter for letter in await _dead_letters_of(stack, counter)}
+    assert set(letters) == {poison.id, "broken-1", "broken-2"}
     assert letters[poison.id][dlq.ERROR_TYPE] == "PoisonEvent"
     assert "poison by design" in letters[poison.id][dlq.ERROR]
     assert letters[poison.id][dlq.GROUP] == counter.group

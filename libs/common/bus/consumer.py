@@ -145,6 +145,11 @@ class EventConsumer:
         self._producer = producer
         self._relay = relay
         self._accept_types = frozenset(accept_types) if accept_types is not None else None
+        self._accept_types_raw = (
+            frozenset(name.encode() for name in self._accept_types)
+            if self._accept_types is not None
+            else None
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self._in_flight = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -374,6 +379,8 @@ class EventConsumer:
         for index, record in enumerate(records):
             if index and not index % _DECODE_SLICE:
                 await asyncio.sleep(0)
+            if not self._may_accept(record.headers):
+                continue
             try:
                 event = decode(record.key, record.value, record.headers)
             except EventDecodeError as error:
@@ -387,6 +394,18 @@ class EventConsumer:
             if self._accept_types is None or event.type in self._accept_types:
                 decoded.append((record, event))
         return decoded, letters
+
+    def _may_accept(self, headers: Sequence[tuple[str, bytes]]) -> bool:
+        """False for an event whose type this consumer does not handle, told from its ce_type
+        header before its value is decoded and validated: a topic carries several types, and
+        most consumers handle some. An event without a readable ce_type is decoded, and goes
+        to the DLQ with the reason."""
+        if self._accept_types_raw is None:
+            return True
+        for name, raw in headers:
+            if name == "ce_type":
+                return raw in self._accept_types_raw
+        return True
 
     async def _handle(self, decoded: list[tuple[Record, Event[Any]]]) -> list[DeadLetter]:
         if not decoded:

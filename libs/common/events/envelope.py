@@ -6,7 +6,7 @@ import functools
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -97,20 +97,40 @@ _UUID4_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & (2**128 - 1)
 _UUID4_SET = (0x8000 << 48) | (4 << 76)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Event(Generic[D]):
     """One CloudEvent: the attributes travel as Kafka headers, `data` as the JSON value.
 
     `key` is the canonical profile id (the anonymous or user id before resolution); it is the
     Kafka message key, so every event about one person lands on one partition, in order.
+    Without an `id` it gets a new one; without a `time`, now.
     """
 
     data: D
     key: str
     source: str
-    id: str = field(default_factory=new_event_id)
-    time: datetime = field(default_factory=lambda: datetime.now(UTC))
-    traceparent: str | None = None
+    id: str
+    time: datetime
+    traceparent: str | None
+
+    def __init__(
+        self,
+        data: D,
+        key: str,
+        source: str,
+        id: str | None = None,
+        time: datetime | None = None,
+        traceparent: str | None = None,
+    ) -> None:
+        # Each field set through its slot: the frozen dataclass's own __init__ goes through
+        # object.__setattr__ per field, 1.0 µs an event against 0.4, and every event decoded
+        # or emitted is made here.
+        _set_data(self, data)
+        _set_key(self, key)
+        _set_source(self, source)
+        _set_id(self, new_event_id() if id is None else id)
+        _set_time(self, datetime.now(UTC) if time is None else time)
+        _set_traceparent(self, traceparent)
 
     @property
     def type(self) -> str:
@@ -129,6 +149,11 @@ class Event(Generic[D]):
 
     def value(self) -> bytes:
         return event_value(self.data)
+
+
+_set_data, _set_key, _set_source, _set_id, _set_time, _set_traceparent = (
+    Event.__dict__[name].__set__ for name in ("data", "key", "source", "id", "time", "traceparent")
+)
 
 
 def event_headers(

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from libs.common.app import create_app
 from libs.common.bus import EventConsumer
+from libs.common.events import BehaviorOccurred
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
 from tests.integration.counter_service.handlers import counting_handler
@@ -26,6 +27,7 @@ def create(settings: Settings) -> FastAPI:
         engine=parts.engine,
         producer=parts.producer,
         relay=parts.relay,
+        accept_types=[BehaviorOccurred.event_type],
     )
     return create_app(
         settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -216,3 +217,26 @@ def test_decode_rejects_a_segment_call_without_any_user_id() -> None:
     del data["anonymousId"]
     with pytest.raises(EventDecodeError, match="userId or anonymousId"):
         decode(key, orjson.dumps(data), headers)
+
+
+def test_an_event_made_without_id_or_time_gets_a_new_id_and_now() -> None:
+    before = datetime.now(UTC)
+    first, second = _event(), _event()
+    assert first.id != second.id
+    assert before <= first.time <= datetime.now(UTC)
+    assert first.traceparent is None
+
+
+def test_an_event_is_immutable_and_replace_keeps_what_it_does_not_change() -> None:
+    event = _event(id="evt-1", traceparent="00-abc-def-01")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.key = "someone else"  # type: ignore[misc]
+    moved = dataclasses.replace(event, key="prf_other")
+    assert (moved.key, moved.id, moved.time, moved.traceparent, moved.data) == (
+        "prf_other",
+        "evt-1",
+        event.time,
+        "00-abc-def-01",
+        event.data,
+    )
+    assert moved == dataclasses.replace(moved) and moved != event
