@@ -26,6 +26,7 @@ from libs.common.bus.producer import EventProducer
 from libs.common.bus.record import KafkaRecord as Record
 from libs.common.db import checked_schema
 from libs.common.events import Event, EventData, EventDecodeError, decode
+from libs.common.events.envelope import registry
 from libs.common.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -145,10 +146,15 @@ class EventConsumer:
         self._producer = producer
         self._relay = relay
         self._accept_types = frozenset(accept_types) if accept_types is not None else None
-        self._accept_types_raw = (
-            frozenset(name.encode() for name in self._accept_types)
+        # Registered types this consumer does not handle, as their ce_type header spells them.
+        self._passed_over_types = (
+            frozenset(
+                model.event_type.encode()
+                for model in registry.all()
+                if model.event_type not in self._accept_types
+            )
             if self._accept_types is not None
-            else None
+            else frozenset()
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._in_flight = asyncio.Lock()
@@ -396,15 +402,17 @@ class EventConsumer:
         return decoded, letters
 
     def _may_accept(self, headers: Sequence[tuple[str, bytes]]) -> bool:
-        """False for an event whose type this consumer does not handle, told from its ce_type
-        header before its value is decoded and validated: a topic carries several types, and
-        most consumers handle some. An event without a readable ce_type is decoded, and goes
-        to the DLQ with the reason."""
-        if self._accept_types_raw is None:
+        """False for an event of a registered type this consumer does not handle, told from its
+        ce_type header before its value is decoded and validated: a topic carries several
+        types, and most consumers handle some. Whether such an event is valid is for the
+        consumers that handle its type to judge. Anything else is decoded, and an event that
+        does not decode (no ce_type, a type nobody registered) goes to the DLQ with the reason.
+        """
+        if not self._passed_over_types:
             return True
         for name, raw in headers:
             if name == "ce_type":
-                return raw in self._accept_types_raw
+                return raw not in self._passed_over_types
         return True
 
     async def _handle(self, decoded: list[tuple[Record, Event[Any]]]) -> list[DeadLetter]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import zlib
@@ -20,7 +19,7 @@ from libs.common.bus.driver import driver_connection, raw_driver_connection
 from libs.common.bus.producer import EventProducer, Message
 from libs.common.db import checked_schema
 from libs.common.events import Event
-from libs.common.events.envelope import CONTENT_TYPE, SPEC_VERSION, dataschema_uri
+from libs.common.events.envelope import attribute_headers
 from libs.common.lifecycle import BackgroundLoop
 
 _log = logging.getLogger(__name__)
@@ -28,6 +27,8 @@ _BACKLOG_REFRESH_SECONDS = 5.0
 _LEADERSHIP_CHECK_SECONDS = 1.0
 _LOCK_RELEASE_SECONDS = 5.0
 _RETRY_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# Between the parts of an outbox row (see `pack_messages`): JSON escapes it inside strings.
+RECORD_SEPARATOR = b"\x1e"
 
 
 async def write_outbox(session: AsyncSession, schema: str, events: Sequence[Event[Any]]) -> None:
@@ -47,32 +48,36 @@ async def write_outbox(session: AsyncSession, schema: str, events: Sequence[Even
 
 
 def pack_messages(events: Sequence[Event[Any]]) -> bytes:
-    """The Kafka messages of events, in order: [topic, key, type, headers, value] each.
+    """The events as Kafka messages will be made of them, in order, for one outbox row.
 
-    The headers are those of `Event.headers()`, made as text at once rather than encoded and
-    decoded again: the same names, order and values.
+    `RECORD_SEPARATOR`, then a JSON array of each event's attributes (topic, key, type,
+    version, id, source, time, traceparent), then each event's JSON value, each after another
+    `RECORD_SEPARATOR`: a byte that JSON text never holds unescaped. The headers are made by
+    the relay (`unpack_messages`); the values are stored as serialised, not escaped again.
     """
-    messages = []
+    attributes = []
     last_time, time_text = None, ""
     for event in events:
         data = event.data
-        event_type = data.event_type
         if event.time is not last_time:  # a batch's events often share one time: format it once
             last_time, time_text = event.time, event.time.isoformat()
-        headers = {
-            "ce_specversion": SPEC_VERSION,
-            "ce_id": event.id,
-            "ce_type": event_type,
-            "ce_source": event.source,
-            "ce_time": time_text,
-            "ce_dataschema": _dataschema(event_type, data.event_version),
-            "content-type": CONTENT_TYPE,
-        }
-        if event.traceparent:
-            headers["traceparent"] = event.traceparent
-        value = data.__pydantic_serializer__.to_json(data, exclude_none=True).decode()
-        messages.append((data.topic, event.key, event_type, headers, value))
-    return orjson.dumps(messages)
+        attributes.append(
+            (
+                data.topic,
+                event.key,
+                data.event_type,
+                data.event_version,
+                event.id,
+                event.source,
+                time_text,
+                event.traceparent,
+            )
+        )
+    values = [
+        event.data.__pydantic_serializer__.to_json(event.data, exclude_none=True)
+        for event in events
+    ]
+    return RECORD_SEPARATOR + RECORD_SEPARATOR.join([orjson.dumps(attributes), *values])
 
 
 async def _close_after_failure(connection: AsyncConnection) -> None:
@@ -80,13 +85,34 @@ async def _close_after_failure(connection: AsyncConnection) -> None:
         await asyncio.shield(connection.invalidate())
 
 
-@functools.cache
-def _dataschema(event_type: str, version: int) -> str:
-    return dataschema_uri(event_type, version)
-
-
 def unpack_messages(packed: bytes) -> list[Message]:
-    """The messages `pack_messages` packed, ready to publish."""
+    """The messages `pack_messages` packed, ready to publish; also rows written before it packed
+    this way (a JSON array of [topic, key, type, headers, value] each), during an upgrade."""
+    if not packed.startswith(RECORD_SEPARATOR):
+        return _unpack_json_messages(packed)
+    attributes, *values = packed[1:].split(RECORD_SEPARATOR)
+    return [
+        Message(
+            topic,
+            key.encode(),
+            value,
+            attribute_headers(event_type, version, event_id, source, time_text, traceparent),
+            event_type,
+        )
+        for (
+            topic,
+            key,
+            event_type,
+            version,
+            event_id,
+            source,
+            time_text,
+            traceparent,
+        ), value in zip(orjson.loads(attributes), values, strict=True)
+    ]
+
+
+def _unpack_json_messages(packed: bytes) -> list[Message]:
     return [
         Message(
             topic,

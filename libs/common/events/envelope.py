@@ -165,15 +165,27 @@ def event_headers(
 ) -> Headers:
     """The CloudEvents attributes of an event as Kafka headers, without building the `Event`:
     ingest encodes each call it accepts straight into a message."""
-    type_header, source_header, dataschema_header = _shared_headers(
-        data.event_type, data.event_version, source
+    return attribute_headers(
+        data.event_type, data.event_version, event_id, source, time.isoformat(), traceparent
     )
+
+
+def attribute_headers(
+    event_type: str,
+    version: int,
+    event_id: str,
+    source: str,
+    time_text: str,
+    traceparent: str | None = None,
+) -> Headers:
+    """The Kafka headers of an event's CloudEvents attributes, from those attributes as text."""
+    type_header, source_header, dataschema_header = _shared_headers(event_type, version, source)
     headers: Headers = [
         _SPEC_VERSION_HEADER,
         ("ce_id", event_id.encode()),
         type_header,
         source_header,
-        ("ce_time", time.isoformat().encode()),
+        ("ce_time", time_text.encode()),
         dataschema_header,
         _CONTENT_TYPE_HEADER,
     ]

@@ -43,6 +43,7 @@ Place = tuple[str, int, int]
 
 
 _TIMESTAMP_KINDS = frozenset({"year 9999 timestamps", "year 1 timestamps"})
+_REGISTERED = frozenset(model.event_type for model in registry.all())
 
 
 @dataclass
@@ -97,10 +98,16 @@ async def corpus_run(hostile: Hostile) -> CorpusRun:
     return CorpusRun(placed, outcomes, letters.seen)
 
 
-def _expected(message: BadMessage) -> str:
-    """Dead-lettered if it cannot be decoded, else ignored by a group that does not take its
-    type. An absurd `ce_time` fails decoding, so every group dead-letters those, whatever the
-    type."""
+def _expected(message: BadMessage, accepted: frozenset[str]) -> str:
+    """Ignored by a group that does not take its type, when that type is a registered one: the
+    group tells from the ce_type header and does not decode it. Otherwise dead-lettered if it
+    cannot be decoded (an absurd `ce_time` cannot), else ignored if the group does not take
+    its type."""
+    event_type = next(
+        (v.decode("utf-8", "replace") for k, v in message.headers if k == "ce_type"), None
+    )
+    if event_type in _REGISTERED and event_type not in accepted:
+        return "ignored"
     if message.expected == "ignored":
         return "ignored"
     return "dlq"
@@ -113,13 +120,13 @@ def _unexpected(hostile: Hostile, run: CorpusRun, kinds: Callable[[str], bool]) 
             continue
         for service in hostile.consumers_of(message.topic):
             outcome = run.outcomes[place, hostile.group(service)]
-            expected = _expected(message)
+            expected = _expected(message, ACCEPTED[service])
             if not outcome.startswith(expected):
                 wrong.append(f"{message.topic} / {message.kind} / {service}: {outcome}")
     return wrong
 
 
-async def test_malformed_messages_are_dead_lettered_with_a_reason_by_every_group(
+async def test_malformed_messages_are_dead_lettered_with_a_reason_by_every_group_taking_them(
     hostile: Hostile, corpus_run: CorpusRun
 ) -> None:
     wrong = _unexpected(
@@ -128,8 +135,18 @@ async def test_malformed_messages_are_dead_lettered_with_a_reason_by_every_group
     unreasoned = [
         key for key, (kind, reason) in corpus_run.reasons.items() if not (kind and reason)
     ]
+    nobody = [
+        f"{message.topic} / {message.kind}"
+        for place, message in corpus_run.placed.items()
+        if message.expected == "dlq"
+        and not any(
+            corpus_run.outcomes[place, hostile.group(service)].startswith("dlq")
+            for service in hostile.consumers_of(message.topic)
+        )
+    ]
     assert not wrong, "malformed messages not dead-lettered:\n" + "\n".join(wrong)
     assert not unreasoned, f"dead letters without a reason: {unreasoned}"
+    assert not nobody, "malformed messages no group dead-lettered:\n" + "\n".join(nobody)
 
 
 async def test_a_type_no_consumer_of_the_topic_takes_is_ignored(
