@@ -515,15 +515,18 @@ class EventConsumer:
 
     def _count(self, decoded: Sequence[tuple[Record, Event[Any]]], fresh: list[Event[Any]]) -> None:
         # Counted per (topic, type) first: one labelled increment each, not one per event.
-        fresh_ids = {event.id for event in fresh}
         consumed: collections.Counter[tuple[str, str]] = collections.Counter()
         duplicates: collections.Counter[str] = collections.Counter()
-        for record, event in decoded:
-            if event.id in fresh_ids:
-                fresh_ids.discard(event.id)
-                consumed[record.topic, event.type] += 1
-            else:
-                duplicates[record.topic] += 1
+        if len(fresh) == len(decoded):  # nothing seen before: the usual batch
+            consumed.update((record.topic, event.data.event_type) for record, event in decoded)
+        else:
+            fresh_ids = {event.id for event in fresh}
+            for record, event in decoded:
+                if event.id in fresh_ids:
+                    fresh_ids.discard(event.id)
+                    consumed[record.topic, event.type] += 1
+                else:
+                    duplicates[record.topic] += 1
         for (topic, event_type), count in consumed.items():
             metrics.EVENTS_CONSUMED.labels(self.group, topic, event_type).inc(count)
         for topic, count in duplicates.items():

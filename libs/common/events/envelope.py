@@ -199,7 +199,8 @@ def event_value(data: EventData) -> bytes:
     return data.__pydantic_serializer__.to_json(data, exclude_none=True)
 
 
-_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())
+_SPEC_VERSION_RAW = SPEC_VERSION.encode()
+_SPEC_VERSION_HEADER = ("ce_specversion", _SPEC_VERSION_RAW)
 _CONTENT_TYPE_HEADER = ("content-type", CONTENT_TYPE.encode())
 
 
@@ -229,59 +230,59 @@ def decode(
 
     Raises EventDecodeError, naming the attribute or field that is wrong.
     """
-    attributes = _header_map(headers)
-    event_id = _required(attributes, "ce_id")
-    event_type = _required(attributes, "ce_type")
-    source = _required(attributes, "ce_source")
-    if attributes.get("ce_specversion") != SPEC_VERSION:
+    attributes = dict(headers)  # decoded one by one, only those read
+    event_id = _text(attributes, "ce_id")
+    model = _model_of(_present(attributes, "ce_type"), attributes.get("ce_dataschema", b""))
+    source = _text(attributes, "ce_source")
+    if attributes.get("ce_specversion") != _SPEC_VERSION_RAW:
         raise EventDecodeError(f"ce_specversion must be {SPEC_VERSION!r}")
-    version = _version(attributes, event_type)
-    model = registry.model_for(event_type, version)
     if value is None:
         raise EventDecodeError("message has no value")
     try:
         data = model.model_validate_json(value)
     except ValidationError as error:
         raise EventDecodeError(_describe(error)) from None
+    traceparent = attributes.get("traceparent")
     return Event(
         data=data,
         key=key.decode("utf-8", errors="replace") if key else "",
         source=source,
         id=event_id,
-        time=_time(attributes),
-        traceparent=attributes.get("traceparent"),
+        time=_time(_text(attributes, "ce_time")),
+        traceparent=_decoded("traceparent", traceparent) if traceparent else None,
     )
 
 
-def _header_map(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
-    try:
-        return {name: raw.decode("utf-8") for name, raw in headers}
-    except UnicodeDecodeError:
-        pass  # find the header to name it
-    attributes: dict[str, str] = {}
-    for name, raw in headers:
-        try:
-            attributes[name] = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise EventDecodeError(f"header {name!r} is not UTF-8") from None
-    return attributes
-
-
-def _required(attributes: dict[str, str], name: str) -> str:
+def _present(attributes: dict[str, bytes], name: str) -> bytes:
     value = attributes.get(name)
     if not value:
         raise EventDecodeError(f"missing header {name!r}")
     return value
 
 
-def _version(attributes: dict[str, str], event_type: str) -> int:
-    dataschema = attributes.get("ce_dataschema", "")
+def _text(attributes: dict[str, bytes], name: str) -> str:
+    return _decoded(name, _present(attributes, name))
+
+
+def _decoded(name: str, value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventDecodeError(f"header {name!r} is not UTF-8") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_of(type_header: bytes, dataschema_header: bytes) -> type[EventData]:
+    """The registered model a ce_type and ce_dataschema name: a topic carries a handful of
+    pairs, so each is checked once (an invalid pair raises, and is not remembered)."""
+    event_type = _decoded("ce_type", type_header)
+    dataschema = _decoded("ce_dataschema", dataschema_header) if dataschema_header else ""
     parsed = _parsed_dataschema(dataschema) if len(dataschema) < 256 else None
     if parsed is None:
         raise EventDecodeError(f"ce_dataschema must look like {dataschema_uri('noun.verb', 1)!r}")
     if parsed[0] != event_type:
         raise EventDecodeError("ce_dataschema names another type than ce_type")
-    return parsed[1]
+    return registry.model_for(event_type, parsed[1])
 
 
 @functools.lru_cache(maxsize=1024)
@@ -291,9 +292,9 @@ def _parsed_dataschema(dataschema: str) -> tuple[str, int] | None:
     return None if match is None else (match["type"], int(match["version"]))
 
 
-def _time(attributes: dict[str, str]) -> datetime:
+def _time(text: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(_required(attributes, "ce_time"))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise EventDecodeError("ce_time is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
