@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -19,8 +18,6 @@ from libs.common.db import create_engine, create_sessions
 from libs.common.events import Event, decode
 from libs.common.events.profile import ProfileChange, ProfileUpdated
 from libs.common.settings import Settings
-from libs.devstack import free_port
-from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.integration.conftest import MakeCounter
 from tests.integration.support import read_topic, wait_for
@@ -174,31 +171,3 @@ async def _assert_complete_and_in_order(stack: Stack, run_id: str) -> tuple[int,
     for profile, sequences in first_copies.items():
         assert sequences == list(range(EVENTS_PER_KEY)), f"{profile} out of order"
     return len(mine), len(seen)
-
-
-@pytest.mark.parametrize(
-    "service", ["profile", "segment", "journey", "content", "dispatch", "attribution"]
-)
-async def test_every_service_stores_its_outbox_rows_uncompressed(
-    stack: Stack, service: str, tmp_path: Path
-) -> None:
-    """A row holds a batch's messages until the relay deletes it: compressing it is only cost."""
-    name = f"{service}_storage_{uuid.uuid4().hex[:8]}"
-    await ServiceProcess(
-        name, f"services.{service}", stack.env(), free_port(), log_dir=tmp_path
-    ).migrate()
-    engine = create_engine(Settings(service_name=name, database_url=stack.database_url))
-    try:
-        async with engine.connect() as connection:
-            storage = await connection.scalar(
-                text(
-                    "SELECT attstorage::text FROM pg_attribute "
-                    "WHERE attrelid = CAST(:table AS regclass) AND attname = 'messages'"
-                ),
-                {"table": f"{name}.outbox"},
-            )
-            await connection.execute(text(f"DROP SCHEMA {name} CASCADE"))
-            await connection.commit()
-    finally:
-        await engine.dispose()
-    assert storage == "e"  # EXTERNAL: out of line, not compressed

@@ -58,22 +58,6 @@ def create_bus_tables(schema: str) -> None:
     op.create_table("outbox", *_outbox_items(), schema=schema)
 
 
-# An outbox row holds a whole batch's messages (hundreds of KB) only until the relay deletes
-# it: compressing it cost PostgreSQL CPU on every write and read, for no lasting gain. EXTERNAL
-# keeps it out of line, uncompressed; EXTENDED is PostgreSQL's default (compressed).
-_OUTBOX_STORAGE = "ALTER TABLE {schema}.outbox ALTER COLUMN messages SET STORAGE {storage}"
-
-
-def store_outbox_uncompressed(schema: str) -> None:
-    """For a service's migration: outbox rows out of line, not compressed."""
-    op.execute(_OUTBOX_STORAGE.format(schema=checked_schema(schema), storage="EXTERNAL"))
-
-
-def store_outbox_compressed(schema: str) -> None:
-    """The downgrade of `store_outbox_uncompressed`: PostgreSQL's default storage."""
-    op.execute(_OUTBOX_STORAGE.format(schema=checked_schema(schema), storage="EXTENDED"))
-
-
 def drop_bus_tables(schema: str) -> None:
     op.drop_table("outbox", schema=schema)
     op.drop_table("inbox", schema=schema)
@@ -87,6 +71,3 @@ async def create_bus_schema(engine: AsyncEngine, schema: str) -> None:
         inbox_table(metadata)
         outbox_table(metadata)
         await connection.run_sync(metadata.create_all)
-        await connection.execute(
-            text(_OUTBOX_STORAGE.format(schema=checked_schema(schema), storage="EXTERNAL"))
-        )
