@@ -410,10 +410,11 @@ class EventConsumer:
         """
         if not self._passed_over_types:
             return True
+        event_type = None
         for name, raw in headers:
             if name == "ce_type":
-                return raw not in self._passed_over_types
-        return True
+                event_type = raw  # the last one, as decode reads it
+        return event_type not in self._passed_over_types
 
     async def _handle(self, decoded: list[tuple[Record, Event[Any]]]) -> list[DeadLetter]:
         if not decoded:

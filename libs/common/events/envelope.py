@@ -123,8 +123,8 @@ class Event(Generic[D]):
         traceparent: str | None = None,
     ) -> None:
         # Each field set through its slot: the frozen dataclass's own __init__ goes through
-        # object.__setattr__ per field, 1.0 µs an event against 0.4, and every event decoded
-        # or emitted is made here.
+        # object.__setattr__ per field (1.0 µs an event; 0.66 this way), and every event
+        # decoded or emitted is made here.
         _set_data(self, data)
         _set_key(self, key)
         _set_source(self, source)
@@ -232,10 +232,11 @@ def decode(
     """
     attributes = dict(headers)  # decoded one by one, only those read
     event_id = _text(attributes, "ce_id")
-    model = _model_of(_present(attributes, "ce_type"), attributes.get("ce_dataschema", b""))
+    type_header = _present(attributes, "ce_type")
     source = _text(attributes, "ce_source")
     if attributes.get("ce_specversion") != _SPEC_VERSION_RAW:
         raise EventDecodeError(f"ce_specversion must be {SPEC_VERSION!r}")
+    model = _model_of(type_header, attributes.get("ce_dataschema", b""))
     if value is None:
         raise EventDecodeError("message has no value")
     try:

@@ -130,6 +130,13 @@ def test_decode_rejects_a_message_missing_a_required_header(header: str) -> None
         decode(key, value, _without(headers, header))
 
 
+def test_decode_names_the_first_missing_attribute_of_a_bare_message() -> None:
+    """The attributes are checked in the order the spec lists them: id, type, source."""
+    key, value, _ = encode(_event())
+    with pytest.raises(EventDecodeError, match="missing header 'ce_source'"):
+        decode(key, value, [("ce_id", b"broken-1"), ("ce_type", b"behavior.occurred")])
+
+
 def test_decode_rejects_another_cloudevents_version() -> None:
     key, value, headers = encode(_event())
     with pytest.raises(EventDecodeError, match="ce_specversion"):
