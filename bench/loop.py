@@ -44,10 +44,12 @@ from bench.report import (
     RESULTS_DIR,
     Rate,
     Ratio,
+    machine_busy_seconds,
     percentile,
     print_table,
     process_cpu_seconds,
     save,
+    tree_cpu_seconds,
 )
 from bench.summary import Figure, Target
 from libs.devstack import ServiceProcess, free_port
@@ -66,6 +68,9 @@ _RSS_SAMPLE_SECONDS = 0.5
 _BATCH_METRIC = "closeloop_consumer_batch_size_events"
 _CONNECTIONS = 64  # to ingest, as many requests in flight at most
 _MB = 1024 * 1024
+# The machine's busy CPU time that no measured part (services, broker, PostgreSQL, load
+# generator, receiver) accounts for: the kernel's own work, py-spy if asked for, anything else.
+_REST = "rest of the machine"
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             await receiver.reset()
             idle = _rss_mb(services)
             cpu_before = _cpu_seconds(services)
-            shared_before = _shared_cpu_seconds()
+            shared_before = _shared_cpu_seconds(receiver.pid)
             batches_before = await _batches(services)
             with _profiled(services):
                 async with _peak_rss(services) as peak:
@@ -121,8 +126,10 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             cpu = {name: used - cpu_before[name] for name, used in _cpu_seconds(services).items()}
             shared = {
                 name: used - shared_before.get(name, 0.0)
-                for name, used in _shared_cpu_seconds().items()
+                for name, used in _shared_cpu_seconds(receiver.pid).items()
             }
+            parts = sum(cpu.values()) + sum(v for part, v in shared.items() if part != _REST)
+            shared[_REST] -= parts  # what the machine was busy with beyond all the parts
             batches = {
                 name: (count - batches_before[name][0], events - batches_before[name][1])
                 for name, (count, events) in (await _batches(services)).items()
@@ -411,20 +418,36 @@ async def _peak_rss(services: Mapping[str, ServiceProcess]) -> AsyncIterator[dic
 
 
 def _cpu_seconds(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
-    """User + system CPU seconds each service process used so far."""
-    return {name: process_cpu_seconds(service.pid) for name, service in services.items()}
+    """User + system CPU seconds each service used so far, its worker processes included."""
+    return {name: tree_cpu_seconds(service.pid) for name, service in services.items()}
 
 
-def _shared_cpu_seconds() -> dict[str, float]:
-    """CPU seconds of what shares the machine with the services: the broker (tansu), every
-    PostgreSQL process, and this process (the load generator), each so far."""
-    used = {"broker": 0.0, "PostgreSQL": 0.0, "load generator": process_cpu_seconds(os.getpid())}
-    for process in psutil.process_iter(["name"]):
+def _shared_cpu_seconds(receiver_pid: int) -> dict[str, float]:
+    """CPU seconds of what shares the machine with the services, each so far: the broker
+    (tansu), PostgreSQL (the postmaster and every process it started, exited ones included),
+    this process (the load generator) and the receiver; and under `_REST`, every core's busy
+    time, from which the caller takes all the parts to leave what none of them accounts for."""
+    used = {
+        "broker": 0.0,
+        "PostgreSQL": 0.0,
+        "load generator": process_cpu_seconds(os.getpid()),
+        "receiver": tree_cpu_seconds(receiver_pid),
+        _REST: machine_busy_seconds(),
+    }
+    for process in psutil.process_iter(["name", "ppid"]):
         name = process.info["name"] or ""
-        part = "broker" if name.startswith("tansu") else "PostgreSQL" if name == "postgres" else ""
-        if part:
-            used[part] += process_cpu_seconds(process.pid)
+        if name.startswith("tansu"):
+            used["broker"] += tree_cpu_seconds(process.pid)
+        elif name == "postgres" and _process_name(process.info["ppid"]) != "postgres":
+            used["PostgreSQL"] += tree_cpu_seconds(process.pid)  # a postmaster
     return used
+
+
+def _process_name(pid: int | None) -> str:
+    try:
+        return psutil.Process(pid).name() if pid else ""
+    except psutil.Error:
+        return ""
 
 
 async def _batches(services: Mapping[str, ServiceProcess]) -> dict[str, tuple[float, float]]:

@@ -152,6 +152,10 @@ class Receiver:
         )
         self._http = httpx.AsyncClient(base_url=self.url, timeout=30.0)
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     async def stats(self) -> dict[str, Any]:
         response = await self._http.get("/stats")
         result: dict[str, Any] = response.json()

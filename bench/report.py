@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -11,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import psutil
 
 if TYPE_CHECKING:
     from libs.devstack import ServiceProcess
@@ -76,8 +79,40 @@ def processes_label(count: int) -> str:
 
 
 def services_cpu_seconds(services: Iterable[ServiceProcess]) -> float:
-    """User + system CPU seconds the services' processes used so far, together."""
-    return sum(process_cpu_seconds(service.pid) for service in services)
+    """User + system CPU seconds the services' processes (and their children) used so far."""
+    return sum(tree_cpu_seconds(service.pid) for service in services)
+
+
+def tree_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its descendants so far: those alive, and
+    those that have exited and been waited for, which their parent's children times count.
+
+    Summing the live processes alone loses what any of them used once it exits: PostgreSQL's
+    backends and autovacuum workers, or a service's worker processes.
+    """
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):  # it exited meanwhile: its parent counts it
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all the machine's cores were busy so far (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first_line.split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int | None) -> float:
