@@ -48,6 +48,7 @@ from bench.report import (
     percentile,
     print_table,
     process_cpu_seconds,
+    process_tree,
     save,
     tree_cpu_seconds,
 )
@@ -381,15 +382,8 @@ def _rss_mb(services: Mapping[str, ServiceProcess]) -> dict[str, float]:
 
 
 def _tree_rss(pid: int | None) -> int:
-    if pid is None:
-        return 0
-    try:
-        process = psutil.Process(pid)
-        tree = [process, *process.children(recursive=True)]
-    except psutil.Error:
-        return 0
     total = 0
-    for member in tree:
+    for member in process_tree(pid):
         with contextlib.suppress(psutil.Error):  # a worker may exit between the two calls
             total += member.memory_info().rss
     return total

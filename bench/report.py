@@ -83,6 +83,17 @@ def services_cpu_seconds(services: Iterable[ServiceProcess]) -> float:
     return sum(tree_cpu_seconds(service.pid) for service in services)
 
 
+def process_tree(pid: int | None) -> list[psutil.Process]:
+    """A process and its live descendants; none when it is not there."""
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def tree_cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of a process and its descendants so far: those alive, and
     those that have exited and been waited for, which their parent's children times count.
@@ -90,15 +101,8 @@ def tree_cpu_seconds(pid: int | None) -> float:
     Summing the live processes alone loses what any of them used once it exits: PostgreSQL's
     backends and autovacuum workers, or a service's worker processes.
     """
-    if pid is None:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
     total = 0.0
-    for process in processes:
+    for process in process_tree(pid):
         with contextlib.suppress(psutil.Error):  # it exited meanwhile: its parent counts it
             times = process.cpu_times()
             total += times.user + times.system + times.children_user + times.children_system
