@@ -19,7 +19,7 @@ from libs.common.bus.driver import driver_connection, raw_driver_connection
 from libs.common.bus.producer import EventProducer, Message
 from libs.common.db import checked_schema
 from libs.common.events import Event
-from libs.common.events.envelope import attribute_headers
+from libs.common.events.envelope import attribute_headers, event_value
 from libs.common.lifecycle import BackgroundLoop
 
 _log = logging.getLogger(__name__)
@@ -73,10 +73,7 @@ def pack_messages(events: Sequence[Event[Any]]) -> bytes:
                 event.traceparent,
             )
         )
-    values = [
-        event.data.__pydantic_serializer__.to_json(event.data, exclude_none=True)
-        for event in events
-    ]
+    values = [event_value(event.data) for event in events]
     return RECORD_SEPARATOR + RECORD_SEPARATOR.join([orjson.dumps(attributes), *values])
 
 
