@@ -155,7 +155,7 @@ async def _follow_profiles(
             book.merge(data.survivor_id, data.merged_ids)
         else:
             book.erase(data.profile_id)
-    await store.save_profiles(connection, book.saved(), book.erased())
+    await store.save_profiles(connection, book.changed(), book.erased())
     moved, gone = book.moved_decisions(), book.erased_decisions()
     addressed = newly_addressed(before, book.saved(), book.survivors)
     # Before the waiting list changes: a request parked meanwhile is seen (lock_addresses).

@@ -107,6 +107,9 @@ class JourneyStore:
     def __init__(self, session: AsyncSession, schema: str) -> None:
         self._session = session
         self._schema = checked_schema(schema)
+        # Each profile's facts as this transaction read them: one the batch left as it was is
+        # not written again (most events change nothing about the profile).
+        self._as_read: dict[str, _StoredFacts] = {}
 
     @property
     def session(self) -> AsyncSession:
@@ -273,14 +276,17 @@ class JourneyStore:
             f"WHERE profile_id = ANY(CAST(:ids AS text[])) ORDER BY profile_id {locking}",
             {"ids": ids},
         )
-        return {
+        read = {
             row.profile_id: ProfileFacts(
                 row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores
             )
             for row in result
         }
+        self._as_read.update((profile_id, _stored(facts)) for profile_id, facts in read.items())
+        return read
 
     async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
+        """Write the profiles' facts, except those still as this store read them."""
         rows = [
             {
                 "profile_id": p.profile_id,
@@ -290,6 +296,7 @@ class JourneyStore:
                 "scores": p.scores,
             }
             for p in profiles
+            if self._as_read.get(p.profile_id) != _stored(p)
         ]
         if not rows:
             return
@@ -526,3 +533,12 @@ def _run_row(saved: SavedRun) -> dict[str, Any]:
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
+
+
+_StoredFacts = tuple[dict[str, Any], list[str], str | None, dict[str, Any]]
+
+
+def _stored(facts: ProfileFacts) -> _StoredFacts:
+    """The stored columns of a profile's facts, copied: the facts change in place (a trait set
+    or removed), but what a change puts in is new, so a shallow copy keeps the old values."""
+    return dict(facts.traits), list(facts.tags), facts.lifecycle_stage, dict(facts.scores)

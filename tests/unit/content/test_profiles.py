@@ -51,3 +51,16 @@ def test_an_erased_profile_changed_later_in_the_batch_starts_empty() -> None:
     book.update("prf_a", [("lifecycle_stage", "lead")])
     assert book.saved() == [ProfileFacts("prf_a", lifecycle_stage="lead")]
     assert book.erased_decisions() == ["prf_a"]
+
+
+def test_only_profiles_whose_facts_changed_are_written_back() -> None:
+    kept = ProfileFacts("prf_kept", traits={"plan": "premium"}, tags=["tea"])
+    same = ProfileFacts("prf_same", traits={"plan": "basic"})
+    changed = ProfileFacts("prf_changed", scores={"rfm": 3})
+    book = ProfileBook({"prf_kept": kept, "prf_same": same, "prf_changed": changed})
+    book.update("prf_kept", [("features.visits", 4)])  # content does not copy features
+    book.update("prf_same", [("traits.plan", "basic")])  # the value it already had
+    book.update("prf_changed", [("scores.rfm", 4)])
+    book.update("prf_new", [("traits.plan", "trial")])  # no row was read for it
+    assert [facts.profile_id for facts in book.changed()] == ["prf_changed", "prf_new"]
+    assert len(book.saved()) == 4
