@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from libs.common.profile_copies import StoredColumns, stored_columns
 from services.content.templates import ADDRESS_TRAITS
 
 
@@ -45,11 +46,11 @@ class ProfileBook:
     decisions_of: dict[str, str | None] = field(default_factory=dict)
     survivors: set[str] = field(default_factory=set)
     # Each stored profile's columns when the book was opened: what `changed` compares with.
-    _as_read: dict[str, _StoredFacts] = field(init=False, repr=False)
+    _as_read: dict[str, StoredColumns] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._as_read = {
-            profile_id: _stored(facts) for profile_id, facts in self.facts.items() if facts
+            profile_id: stored_columns(facts) for profile_id, facts in self.facts.items() if facts
         }
 
     def update(self, profile_id: str, changes: Iterable[tuple[str, Any]]) -> None:
@@ -78,7 +79,9 @@ class ProfileBook:
         """The saved profiles whose facts are not what their rows held: the others need no
         write (most profile changes are to fields content does not copy)."""
         return [
-            facts for facts in self.saved() if self._as_read.get(facts.profile_id) != _stored(facts)
+            facts
+            for facts in self.saved()
+            if self._as_read.get(facts.profile_id) != stored_columns(facts)
         ]
 
     def erased(self) -> list[str]:
@@ -147,15 +150,6 @@ def recipient_for(channel: str, facts: ProfileFacts) -> str | None:
 
 def needs_recipient(channel: str) -> bool:
     return channel in ADDRESS_TRAITS
-
-
-_StoredFacts = tuple[dict[str, Any], list[str], str | None, dict[str, Any]]
-
-
-def _stored(facts: ProfileFacts) -> _StoredFacts:
-    """The stored columns of a profile's facts, copied: the facts change in place (a trait set
-    or removed), but what a change puts in is new, so a shallow copy keeps the old values."""
-    return dict(facts.traits), list(facts.tags), facts.lifecycle_stage, dict(facts.scores)
 
 
 def _set_or_remove(values: dict[str, Any], name: str, after: Any) -> None:

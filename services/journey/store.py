@@ -15,6 +15,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
+from libs.common.profile_copies import StoredColumns, stored_columns
 from services.journey.engine import LIVE, Run, Trigger
 from services.journey.graph import Journey
 from services.journey.profiles import ProfileFacts
@@ -109,7 +110,7 @@ class JourneyStore:
         self._schema = checked_schema(schema)
         # Each profile's facts as this transaction read them: one the batch left as it was is
         # not written again (most events change nothing about the profile).
-        self._as_read: dict[str, _StoredFacts] = {}
+        self._as_read: dict[str, StoredColumns] = {}
 
     @property
     def session(self) -> AsyncSession:
@@ -282,7 +283,9 @@ class JourneyStore:
             )
             for row in result
         }
-        self._as_read.update((profile_id, _stored(facts)) for profile_id, facts in read.items())
+        self._as_read.update(
+            (profile_id, stored_columns(facts)) for profile_id, facts in read.items()
+        )
         return read
 
     async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
@@ -296,7 +299,7 @@ class JourneyStore:
                 "scores": p.scores,
             }
             for p in profiles
-            if self._as_read.get(p.profile_id) != _stored(p)
+            if self._as_read.get(p.profile_id) != stored_columns(p)
         ]
         if not rows:
             return
@@ -533,12 +536,3 @@ def _run_row(saved: SavedRun) -> dict[str, Any]:
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
-
-
-_StoredFacts = tuple[dict[str, Any], list[str], str | None, dict[str, Any]]
-
-
-def _stored(facts: ProfileFacts) -> _StoredFacts:
-    """The stored columns of a profile's facts, copied: the facts change in place (a trait set
-    or removed), but what a change puts in is new, so a shallow copy keeps the old values."""
-    return dict(facts.traits), list(facts.tags), facts.lifecycle_stage, dict(facts.scores)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
+from libs.common.profile_copies import StoredColumns, stored_columns
 from services.segment.compiler import SqlCompiler
 from services.segment.rules import (
     EVALUATE_PREFIX,
@@ -77,7 +78,7 @@ class SegmentStore:
         self._schema = checked_schema(schema)
         # Each profile's facts as this transaction read them: one the batch left as it was is
         # not written again (most events change nothing about the profile).
-        self._as_read: dict[str, _StoredFacts] = {}
+        self._as_read: dict[str, StoredColumns] = {}
 
     @property
     def session(self) -> AsyncSession:
@@ -124,7 +125,9 @@ class SegmentStore:
             )
             for row in result
         }
-        self._as_read.update((profile_id, _stored(facts)) for profile_id, facts in read.items())
+        self._as_read.update(
+            (profile_id, stored_columns(facts)) for profile_id, facts in read.items()
+        )
         return read
 
     async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
@@ -138,7 +141,7 @@ class SegmentStore:
                 "scores": p.scores,
             }
             for p in profiles
-            if self._as_read.get(p.profile_id) != _stored(p)
+            if self._as_read.get(p.profile_id) != stored_columns(p)
         ]
         if not rows:
             return
@@ -447,12 +450,3 @@ def _segment(row: Any) -> SegmentRow:
         row.created_at,
         row.updated_at,
     )
-
-
-_StoredFacts = tuple[dict[str, Any], list[str], str | None, dict[str, Any]]
-
-
-def _stored(facts: ProfileFacts) -> _StoredFacts:
-    """The stored columns of a profile's facts, copied: the facts change in place (a trait set
-    or removed), but what a change puts in is new, so a shallow copy keeps the old values."""
-    return dict(facts.traits), list(facts.tags), facts.lifecycle_stage, dict(facts.scores)
