@@ -37,7 +37,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         connect_args={
-            "server_settings": {"application_name": f"closeloop-{settings.service_name}"}
+            "server_settings": {
+                "application_name": f"closeloop-{settings.service_name}",
+                # asyncpg prepares every statement; after five runs PostgreSQL may keep a
+                # generic plan made while a table was small (a sequential scan) for as long
+                # as the connection lives. Decision 0013.
+                "plan_cache_mode": "force_custom_plan",
+            }
         },
     )
     event.listen(engine.sync_engine.pool, "checkin", _note_return)
