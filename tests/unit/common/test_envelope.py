@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +20,7 @@ from libs.common.events import (
     encode,
 )
 from libs.common.events.catalog import CLOUDEVENT_HEADERS
-from libs.common.events.envelope import Headers
+from libs.common.events.envelope import Headers, new_event_id
 
 _PROFILE = "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC"
 _BINARY_MODE_HEADERS = {
@@ -232,6 +234,25 @@ def test_an_event_made_without_id_or_time_gets_a_new_id_and_now() -> None:
     assert first.id != second.id
     assert before <= first.time <= datetime.now(UTC)
     assert first.traceparent is None
+
+
+def test_event_ids_are_version_7_uuids_of_the_millisecond_they_were_made() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    made = uuid.UUID(new_event_id())
+    after_ms = time.time_ns() // 1_000_000
+    assert (made.version, made.variant) == (7, uuid.RFC_4122)
+    assert before_ms <= made.int >> 80 <= after_ms
+    assert str(made) == str(made).lower()
+
+
+def test_event_ids_made_in_later_milliseconds_sort_later() -> None:
+    ids = [new_event_id()]
+    deadline = time.monotonic() + 5.0
+    while uuid.UUID(ids[-1]).int >> 80 == uuid.UUID(ids[0]).int >> 80:
+        assert time.monotonic() < deadline, "the clock did not move"
+        ids.append(new_event_id())
+    assert ids[0] < ids[-1]
+    assert len({*ids}) == len(ids)
 
 
 def test_an_event_is_immutable_and_replace_keeps_what_it_does_not_change() -> None:
