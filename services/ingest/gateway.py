@@ -39,14 +39,18 @@ class Ingest:
     write_keys: WriteKeyCache
 
 
-async def ingest_of(request: Request) -> Ingest:
-    # async, so FastAPI calls it on the event loop rather than through its thread pool.
+def ingest_of(request: Request) -> Ingest:
     ingest = request.app.state.ingest
     assert isinstance(ingest, Ingest)
     return ingest
 
 
-IngestDep = Annotated[Ingest, Depends(ingest_of)]
+async def _ingest_dependency(request: Request) -> Ingest:
+    # async, so FastAPI calls it on the event loop rather than through its thread pool.
+    return ingest_of(request)
+
+
+IngestDep = Annotated[Ingest, Depends(_ingest_dependency)]
 
 
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from libs.common.errors import ApiError, error_responses
 from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_message
 from services.ingest.gateway import (
-    Ingest,
     IngestDep,
     authenticate,
+    ingest_of,
     parse_json,
     publish,
     read_body,
@@ -63,8 +63,14 @@ _BATCH_BODY = {
 }
 
 
-def _call_route(kind: str) -> Callable[[Request, Ingest], Awaitable[CallAccepted]]:
-    async def accept_call(request: Request, ingest: IngestDep) -> CallAccepted:
+# The answer to every accepted call, made once: the route returns it as it is, so FastAPI has
+# no response model to validate and serialise per call (the model documents it in OpenAPI).
+_ACCEPTED = Response(CallAccepted().model_dump_json().encode(), media_type="application/json")
+
+
+def _call_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
+    async def accept_call(request: Request) -> Response:
+        ingest = ingest_of(request)
         settings = ingest.settings
         call = parse_json(await read_body(request, settings.ingest_max_event_bytes, "The call"))
         source = await authenticate(request, ingest, call)
@@ -73,7 +79,7 @@ def _call_route(kind: str) -> Callable[[Request, Ingest], Awaitable[CallAccepted
         except CallRejected as rejected:
             raise ApiError(400, "invalid_call", rejected.reason, rejected.field) from None
         await publish(ingest, [message])
-        return CallAccepted()
+        return _ACCEPTED
 
     accept_call.__name__ = f"accept_{kind}"
     accept_call.__doc__ = f"A Segment `{kind}` call, published once Kafka acknowledges it."
@@ -85,6 +91,7 @@ for _kind in CALL_MODELS:
         f"/{_kind}",
         _call_route(_kind),
         methods=["POST"],
+        response_model=CallAccepted,
         responses=_CALL_ERRORS,
         openapi_extra=_call_body(_kind),
     )
