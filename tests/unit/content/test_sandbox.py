@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psutil
 import pytest
 import pytest_asyncio
 
 from services.content.sandbox import (
     STARVED_WALL_FACTOR,
+    ChildCpuClock,
     Limits,
     MissingVariable,
     Rendered,
@@ -265,3 +268,30 @@ async def test_a_batch_renders_in_one_trip_and_a_bomb_in_it_fails_alone(
         {"body": "3"},
     ]
     assert sandbox.is_alive()
+
+
+_BURN_THEN_SLEEP = (
+    "import time\n"
+    "started = time.process_time()\n"
+    "while time.process_time() - started < 0.3: pass\n"
+    "print('burnt', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+async def test_the_cpu_clock_reads_what_the_child_used_and_zero_once_it_is_reaped() -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _BURN_THEN_SLEEP, stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    clock = ChildCpuClock(child.pid)
+    try:
+        assert await asyncio.wait_for(child.stdout.readline(), 30) == b"burnt\n"
+        by_psutil = sum(psutil.Process(child.pid).cpu_times()[:2])
+        assert 0.3 <= clock.seconds() <= by_psutil + 0.02
+        assert clock.seconds() >= by_psutil - 0.02
+    finally:
+        child.kill()
+        await child.wait()
+    assert clock.seconds() == 0.0
+    clock.close()
