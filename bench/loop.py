@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from bench.report import (
     save,
     tree_cpu_seconds,
 )
+from bench.stages import StageLatency, read_stages, stage_latencies
 from bench.summary import Figure, Target
 from libs.devstack import ServiceProcess, free_port
 from libs.devstack.scratch import scratch_stack
@@ -92,6 +93,8 @@ class LoopLatency(Rate):
     events_per_batch: Mapping[str, float] = field(default_factory=dict)
     rss_idle_mb: Mapping[str, float] = field(default_factory=dict)
     rss_peak_mb: Mapping[str, float] = field(default_factory=dict)
+    # Each service's stage on a track's path, from the topics' record times (bench/stages.py).
+    stages: Sequence[StageLatency] = ()
 
 
 async def run(_bootstrap: str, _database_url: str, _dsn: str, count: int) -> list[Rate]:
@@ -122,7 +125,8 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             batches_before = await _batches(services)
             with _profiled(services):
                 async with _peak_rss(services) as peak:
-                    sent = await _paced(ingest, write_key, rate, seconds)
+                    due = await _paced(ingest, write_key, rate, seconds)
+                    sent = len(due)
                     await _drain(receiver, sent)
             cpu = {name: used - cpu_before[name] for name, used in _cpu_seconds(services).items()}
             shared = {
@@ -138,6 +142,7 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             latencies = await receiver.latencies()
     finally:
         await receiver.aclose()
+    stages = stage_latencies(due, await read_stages(bootstrap))
     _plot(latencies)
     summary = _summary(latencies, sent, seconds, rate, cpu)
     shared_us = {name: used / sent * 1e6 for name, used in shared.items()}
@@ -149,6 +154,7 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             events_per_batch={name: events / max(n, 1) for name, (n, events) in batches.items()},
             rss_idle_mb=idle,
             rss_peak_mb=peak,
+            stages=stages,
         )
     ]
 
@@ -258,8 +264,9 @@ async def _post(session: aiohttp.ClientSession, user_id: str) -> None:
             raise RuntimeError(f"ingest answered {response.status}: {await response.text()}")
 
 
-async def _paced(ingest: str, write_key: str, rate: int, seconds: float) -> int:
-    """Post `rate` tracks a second for `seconds` on an open-loop schedule; how many were sent.
+async def _paced(ingest: str, write_key: str, rate: int, seconds: float) -> dict[str, float]:
+    """Post `rate` tracks a second for `seconds` on an open-loop schedule; the user id of each
+    track sent and the time it was due.
 
     Each track is stamped with the wall-clock time it was due and queued for the next free
     connection, so time spent waiting for one counts in its latency. The requests are written
@@ -275,6 +282,7 @@ async def _paced(ingest: str, write_key: str, rate: int, seconds: float) -> int:
     authorization = _write_key_auth(write_key)["Authorization"]
     host = urllib.parse.urlsplit(ingest).netloc
     due: asyncio.Queue[bytes | None] = asyncio.Queue()
+    due_at: dict[str, float] = {}
     loop = asyncio.get_running_loop()
     print(f"loop: {total} tracks at {rate}/s over {seconds:.0f} s", flush=True)
     async with asyncio.TaskGroup() as group:
@@ -286,14 +294,15 @@ async def _paced(ingest: str, write_key: str, rate: int, seconds: float) -> int:
             await asyncio.sleep(max(0.0, start + since_start - loop.time()))
             for number in range(index, min(index + per_tick, total)):
                 user_id = f"{run_id}_{number}"
-                due.put_nowait(_track(host, authorization, user_id, wall_start + since_start))
+                due_at[user_id] = wall_start + since_start
+                due.put_nowait(_track(host, authorization, user_id, due_at[user_id]))
             if index % rate == 0 and index:
                 PROGRESS.note(
                     f"sent {index:,} of {total:,} ({index / (loop.time() - start):,.0f}/s)"
                 )
         for _ in range(_CONNECTIONS):
             due.put_nowait(None)
-    return total
+    return due_at
 
 
 def _track(host: str, authorization: str, user_id: str, sent_at: float) -> bytes:
@@ -537,6 +546,15 @@ def report(rates: list[Rate]) -> None:
                 for name, per_event in rate.consumed_per_event.items()
             )
             print(f"Events consumed per track: {consumed}")
+            stages = ", ".join(
+                f"{stage.name} {stage.p50_ms:,.0f}/{stage.p99_ms:,.0f}"
+                + f" ({stage.to_made_p50_ms:,.0f} + {stage.made_to_published_p50_ms:,.0f})"
+                for stage in rate.stages
+            )
+            print(
+                "Stage p50/p99 ms, record consumed published → record made published "
+                f"(p50 to the event made + made to published): {stages}"
+            )
             memory = ", ".join(
                 f"{name} {rate.rss_idle_mb.get(name, 0):.0f}→{mb:.0f}"
                 for name, mb in rate.rss_peak_mb.items()
