@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from libs.common.errors import ApiError, error_responses
 from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_message
@@ -68,6 +69,23 @@ _BATCH_BODY = {
 _ACCEPTED = Response(CallAccepted().model_dump_json().encode(), media_type="application/json")
 
 
+class _DirectRoute(APIRoute):
+    """A route whose endpoint reads the request and returns the response itself. FastAPI still
+    routes the call, documents it in OpenAPI and answers its exceptions through the app's
+    handlers, but solves no dependencies and builds no response for it. With the answer made
+    once (`_ACCEPTED`), a single call went from 490-500 to 406 µs of ingest's CPU
+    (`python -m bench.ingest`, alternating runs)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handle(request: Request) -> Response:
+            response: Response = await endpoint(request)
+            return response
+
+        return handle
+
+
 def _call_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
     async def accept_call(request: Request) -> Response:
         ingest = ingest_of(request)
@@ -93,6 +111,7 @@ for _kind in CALL_MODELS:
         methods=["POST"],
         response_model=CallAccepted,
         responses=_CALL_ERRORS,
+        route_class_override=_DirectRoute,
         openapi_extra=_call_body(_kind),
     )
 
