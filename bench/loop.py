@@ -10,7 +10,8 @@ events/s for `count / RATE` seconds (at most `MAX_SECONDS`). The figures: p50, p
 the latency, what arrived, each service's CPU time per event, and each service's memory (RSS,
 with its child processes): idle after the warm-up, and the peak while the load runs and drains.
 The latency over time is drawn to bench/results/loop-latency.png (`LOOP_LATENCY_PLOT=path.png`
-elsewhere); `LOOP_PROFILE=dir` records every service with py-spy; `LOOP_RATE` changes the rate.
+elsewhere); `LOOP_PROFILE=dir` records every service with py-spy; `LOOP_RATE` changes the rate;
+`LOOP_PG_STATEMENTS=1` lists PostgreSQL's costliest statements per track (bench/pg_statements.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import httpx
 import orjson
 import psutil
 
+from bench import pg_statements
+from bench.pg_statements import StatementCost
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.receiver import Receiver
@@ -73,6 +76,7 @@ _MB = 1024 * 1024
 # The machine's busy CPU time that no measured part (services, broker, PostgreSQL, load
 # generator, receiver) accounts for: the kernel's own work, py-spy if asked for, anything else.
 _REST = "rest of the machine"
+_STATEMENTS = bool(os.environ.get("LOOP_PG_STATEMENTS"))
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class LoopLatency(Rate):
     rss_peak_mb: Mapping[str, float] = field(default_factory=dict)
     # Each service's stage on a track's path, from the topics' record times (bench/stages.py).
     stages: Sequence[StageLatency] = ()
+    # With LOOP_PG_STATEMENTS: PostgreSQL's costliest statements per track.
+    statements: Sequence[StatementCost] = ()
 
 
 async def run(_bootstrap: str, _database_url: str, _dsn: str, count: int) -> list[Rate]:
@@ -105,11 +111,15 @@ async def run(_bootstrap: str, _database_url: str, _dsn: str, count: int) -> lis
     broker spent 1,035-1,652 µs per track at 1,000/s, against 210-330 µs on a fresh one.
     That is the embedded broker's history, not the loop's work.
     """
-    async with scratch_stack("closeloop-bench-loop-") as (broker, database):
-        return await _measure(broker.bootstrap, database.url, count)
+    options = pg_statements.POSTGRES_OPTIONS if _STATEMENTS else ()
+    async with scratch_stack("closeloop-bench-loop-", postgres_options=options) as (
+        broker,
+        database,
+    ):
+        return await _measure(broker.bootstrap, database.url, database.dsn, count)
 
 
-async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
+async def _measure(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
     rate = int(os.environ.get("LOOP_RATE", RATE))
     seconds = min(count / rate, MAX_SECONDS)
     receiver = Receiver()
@@ -123,6 +133,8 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             cpu_before = _cpu_seconds(services)
             shared_before = _shared_cpu_seconds(receiver.pid)
             batches_before = await _batches(services)
+            if _STATEMENTS:
+                await pg_statements.reset(dsn)
             with _profiled(services):
                 async with _peak_rss(services) as peak:
                     due = await _paced(ingest, write_key, rate, seconds)
@@ -140,6 +152,7 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
                 for name, (count, events) in (await _batches(services)).items()
             }
             latencies = await receiver.latencies()
+            statements = await pg_statements.costliest(dsn, sent) if _STATEMENTS else []
     finally:
         await receiver.aclose()
     stages = stage_latencies(due, await read_stages(bootstrap))
@@ -155,6 +168,7 @@ async def _measure(bootstrap: str, database_url: str, count: int) -> list[Rate]:
             rss_idle_mb=idle,
             rss_peak_mb=peak,
             stages=stages,
+            statements=statements,
         )
     ]
 
@@ -555,6 +569,9 @@ def report(rates: list[Rate]) -> None:
                 "Stage p50/p99 ms, record consumed published → record made published "
                 f"(p50 to the event made + made to published): {stages}"
             )
+            if rate.statements:
+                print("PostgreSQL's costliest statements:")
+                print("\n".join(pg_statements.statement_lines(list(rate.statements))))
             memory = ", ".join(
                 f"{name} {rate.rss_idle_mb.get(name, 0):.0f}→{mb:.0f}"
                 for name, mb in rate.rss_peak_mb.items()

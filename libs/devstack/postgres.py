@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
@@ -47,9 +48,12 @@ class EmbeddedPostgres(StartedInContext):
         port: int | None = None,
         fast: bool = False,
         log_dir: Path | None = None,
+        options: Sequence[str] = (),
     ) -> None:
+        """`options` are server settings as `name=value`, each passed as `-c`."""
         self.port = port if port is not None else free_port()
         self.fast = fast
+        self.options = tuple(options)
         self._owner = _system_user() if os.geteuid() == 0 else None
         self.data_dir = _usable_data_dir(data_dir.absolute(), self._owner)
         self.log_path = (log_dir or data_dir.parent) / "postgres.log"
@@ -110,7 +114,7 @@ class EmbeddedPostgres(StartedInContext):
             *("-k", ""),
             *("-c", f"max_connections={_MAX_CONNECTIONS}"),
         ]
-        for option in _FAST_OPTIONS if self.fast else ():
+        for option in (*(_FAST_OPTIONS if self.fast else ()), *self.options):
             args += ["-c", option]
         return args
 

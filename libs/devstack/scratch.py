@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,7 +15,10 @@ from libs.devstack.postgres import EmbeddedPostgres
 
 @asynccontextmanager
 async def scratch_stack(
-    prefix: str = "closeloop-scratch-", *, fast: bool = False
+    prefix: str = "closeloop-scratch-",
+    *,
+    fast: bool = False,
+    postgres_options: Sequence[str] = (),
 ) -> AsyncIterator[tuple[EmbeddedBroker, EmbeddedPostgres]]:
     """A running broker and database in a temp dir; both stopped and their files deleted after.
 
@@ -28,7 +31,9 @@ async def scratch_stack(
     try:
         async with (
             EmbeddedBroker(log_dir=workdir) as broker,
-            EmbeddedPostgres(workdir / "pgdata", fast=fast, log_dir=workdir) as database,
+            EmbeddedPostgres(
+                workdir / "pgdata", fast=fast, log_dir=workdir, options=postgres_options
+            ) as database,
         ):
             yield broker, database
     finally:
