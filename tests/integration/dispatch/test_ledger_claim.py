@@ -56,7 +56,9 @@ def _send(number: int) -> dict[str, Any]:
     }
 
 
-async def _claim_watching_the_planner(sessions: Sessions, schema: str) -> tuple[list[str], str, str]:
+async def _claim_watching_the_planner(
+    sessions: Sessions, schema: str
+) -> tuple[list[str], str, str]:
     """Claim in one transaction; the ids claimed and the planner's bitmap-scan setting
     before and after."""
     async with sessions() as session, session.begin():
