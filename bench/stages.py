@@ -15,17 +15,18 @@ so the chain ends a little after the receiver took its latency.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
 
 from bench.report import percentile
 from libs.common import topics
+from libs.common.bus.reader import read_to_end
+from libs.common.bus.record import KafkaRecord
 from libs.common.events import (
     BehaviorOccurred,
     IngestTrack,
@@ -159,36 +160,34 @@ async def read_stages(bootstrap: str) -> dict[str, list[Published]]:
 
 
 async def _read_topic(bootstrap: str, topic: str, event_type: str) -> list[Published]:
-    # Without a group, a consumer is given every partition of the topics it subscribes to.
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    wanted = event_type.encode()
-    records: list[Published] = []
     try:
-        async with asyncio.timeout(_READ_TIMEOUT_SECONDS):
-            while not consumer.assignment():
-                await consumer.getmany(timeout_ms=100)  # joins, and may read a first batch
-            ends = await consumer.end_offsets(list(consumer.assignment()))
-            await consumer.seek_to_beginning()
-            while [p for p, end in ends.items() if await consumer.position(p) < end]:
-                for batch in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                    records += [
-                        _published(record, topic == topics.BEHAVIOR)
-                        for record in batch
-                        if dict(record.headers).get(_TYPE_HEADER) == wanted and record.key
-                    ]
+        records = await read_to_end(
+            consumer, topic, from_beginning=True, within=_READ_TIMEOUT_SECONDS
+        )
     finally:
         await consumer.stop()
-    return records
+    wanted = event_type.encode()
+    return [
+        _published(record, topic == topics.BEHAVIOR)
+        for record in records
+        if dict(record.headers).get(_TYPE_HEADER) == wanted and record.key
+    ]
 
 
-def _published(record: ConsumerRecord[bytes, bytes], with_user: bool) -> Published:
+class _Stamped(KafkaRecord, Protocol):
+    """What aiokafka's records also carry: when the producer made them, ms (CreateTime)."""
+
+    @property
+    def timestamp(self) -> int: ...
+
+
+def _published(record: KafkaRecord, with_user: bool) -> Published:
     assert record.key is not None
     headers = dict(record.headers)
     made = made_at(headers.get(_ID_HEADER, b"").decode())
-    key, at = record.key.decode(), record.timestamp / 1e3
+    key, at = record.key.decode(), cast(_Stamped, record).timestamp / 1e3
     if not with_user or record.value is None:
         return Published(key, at, made)
     return Published(key, at, made, orjson.loads(record.value).get("user_id"))

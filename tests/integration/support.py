@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -19,10 +20,28 @@ from libs.common.bus import BatchHandler, EventConsumer, EventProducer, ensure_t
 from libs.common.bus.reader import read_to_end
 from libs.common.bus.record import KafkaRecord
 from libs.common.bus.tables import create_bus_schema
-from libs.common.db import create_engine
+from libs.common.db import Sessions, create_engine, create_sessions, upgrade
 from libs.common.events import Event, EventDecodeError, decode
 from libs.common.events.behavior import BehaviorOccurred
 from libs.common.settings import Settings
+from libs.devstack.pytest_plugin import SettingsFactory
+
+
+@contextlib.asynccontextmanager
+async def migrated_service_schema(
+    settings_factory: SettingsFactory, name: str, migrations: Path
+) -> AsyncIterator[tuple[Sessions, str]]:
+    """A service's schema under a fresh name, migrated to head: its sessions and the schema's
+    name; dropped afterwards."""
+    config = settings_factory(service_name=f"{name}_{uuid.uuid4().hex[:8]}")
+    await asyncio.to_thread(upgrade, config, migrations)
+    engine = create_engine(config)
+    try:
+        yield create_sessions(engine), config.schema_name
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {config.schema_name} CASCADE"))
+        await engine.dispose()
 
 
 async def wait_for(

@@ -3,8 +3,6 @@ does not write its row again; one that changes it does."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +14,12 @@ from sqlalchemy import text
 
 import services.journey
 import services.segment
-from libs.common.db import create_engine, create_sessions, upgrade
 from libs.devstack.pytest_plugin import SettingsFactory
 from services.journey.profiles import apply_change as journey_apply_change
 from services.journey.store import JourneyStore
 from services.segment.rules import apply_change as segment_apply_change
 from services.segment.store import SegmentStore
+from tests.integration.support import migrated_service_schema
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +53,12 @@ async def service(
     request: pytest.FixtureRequest, settings_factory: SettingsFactory
 ) -> AsyncIterator[tuple[Service, Any, str]]:
     chosen: Service = request.param
-    config = settings_factory(service_name=f"{chosen.name}_copies_{uuid.uuid4().hex[:8]}")
-    await asyncio.to_thread(upgrade, config, chosen.migrations)
-    engine = create_engine(config)
-    try:
-        yield chosen, create_sessions(engine), config.schema_name
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {config.schema_name} CASCADE"))
-        await engine.dispose()
+    name = f"{chosen.name}_copies"
+    async with migrated_service_schema(settings_factory, name, chosen.migrations) as (
+        sessions,
+        schema,
+    ):
+        yield chosen, sessions, schema
 
 
 async def _batch(service: tuple[Service, Any, str], change: tuple[str, Any] | None) -> str:

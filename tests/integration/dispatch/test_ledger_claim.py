@@ -3,8 +3,6 @@ leaves the rest of its transaction planned as usual."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,10 @@ import pytest_asyncio
 from sqlalchemy import text
 
 import services.dispatch
-from libs.common.db import Sessions, create_engine, create_sessions, upgrade
+from libs.common.db import Sessions
 from libs.devstack.pytest_plugin import SettingsFactory
 from services.dispatch.store import DispatchStore
+from tests.integration.support import migrated_service_schema
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +24,8 @@ _MIGRATIONS = Path(services.dispatch.__file__).parent / "migrations"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def ledger(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Sessions, str]]:
-    config = settings_factory(service_name=f"dispatch_claim_{uuid.uuid4().hex[:8]}")
-    await asyncio.to_thread(upgrade, config, _MIGRATIONS)
-    engine = create_engine(config)
-    try:
-        yield create_sessions(engine), config.schema_name
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {config.schema_name} CASCADE"))
-        await engine.dispose()
+    async with migrated_service_schema(settings_factory, "dispatch_claim", _MIGRATIONS) as ledger:
+        yield ledger
 
 
 def _send(number: int) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +15,6 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 import services.segment
-from libs.common.db import create_engine, create_sessions, upgrade
 from libs.devstack.pytest_plugin import SettingsFactory
 from services.segment.compiler import SqlCompiler
 from services.segment.rules import (
@@ -30,6 +27,7 @@ from services.segment.rules import (
     parse_conditions,
 )
 from services.segment.store import SegmentStore
+from tests.integration.support import migrated_service_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -160,15 +158,8 @@ def generated_cases(count: int) -> list[Case]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def store_schema(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Any, str]]:
-    config = settings_factory(service_name=f"segment_compiler_{uuid.uuid4().hex[:8]}")
-    await asyncio.to_thread(upgrade, config, MIGRATIONS)
-    engine = create_engine(config)
-    try:
-        yield create_sessions(engine), config.schema_name
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {config.schema_name} CASCADE"))
-        await engine.dispose()
+    async with migrated_service_schema(settings_factory, "segment_compiler", MIGRATIONS) as store:
+        yield store
 
 
 async def test_sql_and_memory_agree_on_members_and_timers(store_schema: tuple[Any, str]) -> None:
