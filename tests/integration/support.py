@@ -166,22 +166,24 @@ async def consuming(
         await producer.stop()
 
 
+def a_behaviour(
+    profile_id: str, *, event: str = "product_viewed", event_id: str | None = None
+) -> Event[BehaviorOccurred]:
+    """A track behaviour of `profile_id`, happening now, keyed by it; with `event_id`, that is
+    both the event's id and its message id."""
+    now = datetime.now(UTC)
+    data = BehaviorOccurred(
+        profile_id=profile_id,
+        event=event,
+        kind="track",
+        occurred_at=now,
+        received_at=now,
+        message_id=event_id or f"m-{uuid.uuid4()}",
+    )
+    return Event(data=data, key=profile_id, source="closeloop/tests", id=event_id)
+
+
 def one_key_behaviours(count: int, profile_id: str) -> list[Event[BehaviorOccurred]]:
     """`count` behaviours of one person: one key, so one partition, and a consumer that joins
     after they were published gets them all in its first batch."""
-    now = datetime.now(UTC)
-    return [
-        Event(
-            data=BehaviorOccurred(
-                profile_id=profile_id,
-                event="product_viewed",
-                kind="track",
-                occurred_at=now,
-                received_at=now,
-                message_id=f"m-{uuid.uuid4()}",
-            ),
-            key=profile_id,
-            source="closeloop/tests",
-        )
-        for _ in range(count)
-    ]
+    return [a_behaviour(profile_id) for _ in range(count)]

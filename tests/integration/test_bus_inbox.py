@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -17,6 +16,7 @@ from libs.common.db import create_engine, create_sessions
 from libs.common.events import BehaviorOccurred, Event
 from libs.common.settings import Settings
 from libs.devstack.stack import Stack
+from tests.integration.support import a_behaviour
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +41,7 @@ async def inbox(stack: Stack) -> AsyncIterator[tuple[AsyncSession, str]]:
 
 
 def _event(event_id: str) -> Event[BehaviorOccurred]:
-    now = datetime.now(UTC)
-    data = BehaviorOccurred(
-        profile_id="prf_1",
-        event="viewed",
-        kind="track",
-        occurred_at=now,
-        received_at=now,
-        message_id=event_id,
-    )
-    return Event(data=data, key="prf_1", source="closeloop/tests", id=event_id)
+    return a_behaviour("prf_1", event="viewed", event_id=event_id)
 
 
 async def test_a_batch_of_new_events_is_all_new_in_order(inbox: tuple[AsyncSession, str]) -> None:

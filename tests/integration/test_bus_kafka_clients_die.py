@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,7 +26,7 @@ from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
 from libs.devstack.stack import Stack
 from tests.integration.support import ThrowawayBus as Bus
-from tests.integration.support import consuming, publish, throwaway_bus, wait_for
+from tests.integration.support import a_behaviour, consuming, publish, throwaway_bus, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,16 +48,7 @@ async def bus(stack: Stack) -> AsyncIterator[Bus]:
 
 
 def _behaviour() -> Event[BehaviorOccurred]:
-    now = datetime.now(UTC)
-    data = BehaviorOccurred(
-        profile_id="prf_fetcher",
-        event="product_viewed",
-        kind="track",
-        occurred_at=now,
-        received_at=now,
-        message_id=f"m-{uuid.uuid4()}",
-    )
-    return Event(data=data, key="prf_fetcher", source="closeloop/tests")
+    return a_behaviour("prf_fetcher")
 
 
 @contextlib.asynccontextmanager
