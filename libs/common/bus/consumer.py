@@ -161,6 +161,7 @@ class EventConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_poll = time.monotonic()
+        self._stall_reported_for: float | None = None
         self._dependency_failures = 0
         self._consecutive_failures = 0
         self._ahead: asyncio.Task[_Polled | None] | None = None
@@ -248,7 +249,30 @@ class EventConsumer:
 
     def is_alive(self) -> bool:
         running = self._task is not None and not self._task.done()
-        return running and time.monotonic() - self._last_poll < _LIVENESS_SECONDS
+        polling = time.monotonic() - self._last_poll < _LIVENESS_SECONDS
+        if running and not polling:
+            self._report_stall()
+        return running and polling
+
+    def _report_stall(self) -> None:
+        """Log, once per stall, where the consumer's loop and aiokafka's group coordination
+        wait. Seen once in fault injection: after a broker cut during a group join a consumer
+        stopped polling with nothing logged, and its cause is not known yet."""
+        if self._stall_reported_for == self._last_poll:
+            return
+        self._stall_reported_for = self._last_poll
+        coordination = getattr(
+            getattr(self._consumer, "_coordinator", None), "_coordination_task", None
+        )
+        _log.error(
+            "the consumer has not polled for %.0f s",
+            time.monotonic() - self._last_poll,
+            extra={
+                "group": self.group,
+                "loop_waits_at": _stack_of(self._task),
+                "coordination_waits_at": _stack_of(coordination),
+            },
+        )
 
     async def _run(self) -> None:
         try:
@@ -636,6 +660,23 @@ def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
     """Marks a dropped task's error as seen, so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()
+
+
+def _stack_of(task: object) -> str:
+    """Where an asyncio task waits: its chain of awaits, outermost first ('' for no task)."""
+    if not isinstance(task, asyncio.Task):
+        return ""
+    lines = []
+    awaited: Any = task.get_coro()
+    for _ in range(100):  # the chain, bounded
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        if awaited is None:
+            break
+    return "\n".join(lines)
 
 
 def _background_failure(client: AIOKafkaConsumer) -> BaseException | None:
