@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         "client up for a new one (aiokafka retries a commit for as long as the group "
         "coordinator looks retriable, which after a cut connection can be for good).",
     )
+    kafka_poll_deadline_ms: int = Field(
+        default=60_000,
+        ge=1_000,
+        description="How long one poll, or starting a Kafka client, may take before the "
+        "consumer gives its client up for a new one. A poll waits for the group's assignment "
+        "during a rebalance (at most the session timeout, as the broker waits for members), so "
+        "the deadline is well beyond that: a poll still waiting then waits on a client that "
+        "will not recover.",
+    )
     topic_partitions: int = 12
     topic_replication_factor: int = 1
 

@@ -186,6 +186,33 @@ async def test_a_broken_client_whose_stop_raises_cancelled_error_is_still_replac
         await _consumes_again(stack, bus, seen, consumer, broken)
 
 
+async def test_a_poll_waiting_for_an_assignment_that_never_comes_gives_the_client_up(
+    stack: Stack, bus: Bus
+) -> None:
+    """Suspected in a fault-injection run: after a broker cut during a rejoin a consumer never
+    polled again, and logged nothing. aiokafka's `getmany` waits without a bound for the next
+    assignment while its subscription says a rebalance is in progress; here the subscription
+    says so, and the coordinator, which was not asked to rejoin, never finishes one."""
+    async with _consuming(bus, kafka_poll_deadline_ms=15_000) as (seen, consumer):
+        first = await _handled(stack, bus, seen, "the first event handled")
+        broken = consumer._client
+        broken._subscription.subscription._reassignment_in_progress = True
+        after = await _consumes_again(stack, bus, seen, consumer, broken)
+        assert seen.handled[first.id] == 1
+        assert seen.handled[after.id] == 1
+
+
+async def test_a_group_join_slower_than_the_poll_deadline_still_completes(
+    stack: Stack, bus: Bus
+) -> None:
+    """Joining the group takes the embedded broker a few seconds, more than this deadline: each
+    overdue poll doubles the next one's, so the consumer joins rather than give up each try."""
+    async with _consuming(bus, kafka_poll_deadline_ms=1000) as (seen, consumer):
+        event = await _handled(stack, bus, seen, "an event, once the consumer joined")
+        assert seen.handled[event.id] == 1
+        assert consumer._overdue_polls == 0
+
+
 async def test_an_offset_commit_that_never_returns_gives_the_client_up(
     stack: Stack, bus: Bus
 ) -> None:

@@ -87,6 +87,22 @@ class _DependencyDown(Exception):
     pass
 
 
+class _PollOverdue(Exception):
+    """A poll that did not return by its deadline.
+
+    aiokafka's `getmany` waits without a bound for the group's next assignment while a
+    rebalance is in progress; if the client's group coordination never finishes that rebalance
+    (suspected in a fault-injection run: after a broker cut during a rejoin a consumer stopped
+    polling, and nothing was logged), the poll would wait for ever.
+    """
+
+    def __init__(self, deadline_seconds: float) -> None:
+        super().__init__(
+            f"a poll did not return within {deadline_seconds:.0f} s "
+            "(waiting for a group assignment that did not come)"
+        )
+
+
 class _ClientBroken(Exception):
     """The Kafka client's background work died: it is replaced, and the group resumes."""
 
@@ -169,6 +185,7 @@ class EventConsumer:
         # Offsets of handled batches not committed to Kafka yet, and when they last were.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
+        self._overdue_polls = 0  # in a row: each one doubles the next poll's deadline
 
     async def start(self) -> None:
         self._consumer = await self._new_client()
@@ -177,6 +194,8 @@ class EventConsumer:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def _new_client(self) -> AIOKafkaConsumer:
+        """A started client, subscribed; one that does not start within the poll deadline is
+        stopped and the error raised (the caller tries again)."""
         # aiokafka binds its clients to the running loop, so they are made here, not in __init__.
         client = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
@@ -189,7 +208,12 @@ class EventConsumer:
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_session_timeout_ms // 3,
         )
-        await client.start()
+        try:
+            async with asyncio.timeout(self._poll_deadline_seconds()):
+                await client.start()
+        except BaseException:
+            await stop_broken_client(client, within=_OLD_CLIENT_STOP_SECONDS)
+            raise
         client.subscribe(
             self._topics,
             listener=_FinishBatchBeforeRevoke(self._in_flight, self._before_revoke),
@@ -325,13 +349,19 @@ class EventConsumer:
         broken = _background_failure(consumer)
         if broken is not None:
             raise _ClientBroken(broken)
+        deadline = self._poll_deadline_seconds()
         try:
-            records = await consumer.getmany(
-                timeout_ms=self._settings.batch_max_wait_ms,
-                max_records=self._settings.batch_max_records,
-            )
+            async with asyncio.timeout(deadline):
+                records = await consumer.getmany(
+                    timeout_ms=self._settings.batch_max_wait_ms,
+                    max_records=self._settings.batch_max_records,
+                )
         except KafkaError as error:  # retriable ones are retried inside aiokafka
             raise _ClientBroken(error) from error
+        except TimeoutError as error:
+            self._overdue_polls += 1
+            raise _ClientBroken(_PollOverdue(deadline)) from error
+        self._overdue_polls = 0
         # Taken when the records are: a rebalance revokes before it assigns, so records
         # returned after a revocation belong to the new assignment.
         generation = self._generation
@@ -342,6 +372,12 @@ class EventConsumer:
             [record for batch in records.values() for record in batch]
         )
         return _Polled(records, decoded, letters, generation)
+
+    def _poll_deadline_seconds(self) -> float:
+        """The setting, doubled for each poll in a row that overran it (at most 4 times): a
+        group join that is slow rather than stuck, longer than the deadline, then still
+        completes instead of being given up again and again."""
+        return self._settings.kafka_poll_deadline_ms / 1000 * (1 << min(self._overdue_polls, 2))
 
     async def _drop_polled_ahead(self) -> None:
         """Cancel the poll ahead, and give back what it had polled, so nothing is skipped."""

@@ -26,7 +26,10 @@ from tests.integration.closed_loop.services import start_loop_services, warm_up
 from tests.integration.dispatch.providers import running_providers
 from tests.integration.support import wait_for
 
-_DISPATCH = {
+# Shorter than the defaults, for a fault's effects to show within the run: dispatch's leases
+# and retries, and the deadline after which a poll stuck in a rebalance gives its client up.
+_SETTINGS = {
+    "CLOSELOOP_KAFKA_POLL_DEADLINE_MS": "30000",
     "CLOSELOOP_DISPATCH_SENDING_LEASE_SECONDS": "3",
     "CLOSELOOP_DISPATCH_PROVIDER_TIMEOUT_SECONDS": "2",
     "CLOSELOOP_DISPATCH_RETRY_BASE_SECONDS": "0.2",
@@ -139,7 +142,7 @@ async def chaos(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chaos
         await stack.start()
         async with running_providers() as (providers, providers_url, smtp_port):
             try:
-                processes = await start_loop_services(launcher, run, _DISPATCH)
+                processes = await start_loop_services(launcher, run, _SETTINGS)
                 clients = {
                     name: httpx.AsyncClient(base_url=process.url, headers=admin, timeout=30)
                     for name, process in processes.items()
