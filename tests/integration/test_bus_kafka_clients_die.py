@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from libs.common.bus import Batch, EventConsumer, EventProducer
 from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
+from libs.devstack import free_port
 from libs.devstack.stack import Stack
 from tests.integration.support import ThrowawayBus as Bus
 from tests.integration.support import a_behaviour, consuming, publish, throwaway_bus, wait_for
@@ -268,6 +269,26 @@ async def test_a_producer_whose_sender_died_is_replaced_and_publishes_again(
         await _kill_sender(producer)
         await producer.publish([_behaviour()])  # a new client; acknowledged
         assert producer._producer is not broken
+
+
+async def test_a_producer_whose_replacement_could_not_start_tries_again_on_the_next_publish(
+    stack: Stack, bus: Bus
+) -> None:
+    """The sender dies when the broker connection is cut, and the broker may still be away
+    when the next publish replaces the client: that publish fails, and the producer must not
+    stay without a client (every later publish then failed with "not started")."""
+    async with _producing(bus) as producer:
+        await _kill_sender(producer)
+        reachable = producer._settings
+        producer._settings = reachable.model_copy(
+            update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}  # nothing listens there
+        )
+        with pytest.raises(KafkaConnectionError):
+            await producer.publish([_behaviour()])
+        assert producer.is_alive()  # waiting for the broker, not a process to restart
+        producer._settings = reachable  # the broker is back
+        async with asyncio.timeout(30):
+            await producer.publish([_behaviour()])
 
 
 async def test_a_dead_producer_whose_stop_never_returns_is_given_up(stack: Stack, bus: Bus) -> None:

@@ -56,13 +56,16 @@ class EventProducer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: AIOKafkaProducer | None = None
+        self._started = False  # between start and stop: a missing client is then replaced
         self._replacing = asyncio.Lock()
         self._partitions: dict[tuple[str, int], _PartitionQueue] = {}
 
     async def start(self) -> None:
         self._client = await self._new_client()
+        self._started = True
 
     async def _new_client(self) -> AIOKafkaProducer:
+        """A started client; one that fails to start is stopped and the error raised."""
         # aiokafka binds its clients to the running loop, so they are made here, not in __init__.
         client = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap,
@@ -73,7 +76,11 @@ class EventProducer:
             max_batch_size=256 * 1024,
             request_timeout_ms=30_000,
         )
-        await client.start()
+        try:
+            await client.start()
+        except BaseException:
+            await stop_broken_client(client, within=_STOP_SECONDS)
+            raise
         return client
 
     async def _working_client(self) -> AIOKafkaProducer:
@@ -82,23 +89,27 @@ class EventProducer:
         Seen when the broker connection is cut: aiokafka's sender task can die of an error
         from the closed transport ("Unexpected error during batch delivery"), after which every
         send fails with that error for good. Callers retry what failed (the outbox relay keeps
-        its rows until they are acknowledged), so replacing the client is all it takes.
+        its rows until they are acknowledged), so replacing the client is all it takes. A new
+        client that cannot start (the broker still away) raises to the caller, and the next
+        call tries again.
         """
-        client = self._producer
-        failure = _sender_failure(client)
-        if failure is None:
+        client = self._client
+        if client is not None and _sender_failure(client) is None:
             return client
+        if not self._started:
+            raise RuntimeError("the producer is not started")
         async with self._replacing:
-            if self._client is not client:  # another send replaced it meanwhile
-                return self._producer
-            _log.error(
-                "the Kafka producer stopped working; starting a new one",
-                extra={"error": repr(failure)},
-            )
-            metrics.PRODUCER_RESTARTS.inc()
-            broken, self._client = self._client, None
-            if broken is not None:
-                await stop_broken_client(broken, within=_STOP_SECONDS)
+            current = self._client
+            if current is not None and _sender_failure(current) is None:
+                return current  # another send replaced it meanwhile
+            if current is not None:
+                _log.error(
+                    "the Kafka producer stopped working; starting a new one",
+                    extra={"error": repr(_sender_failure(current))},
+                )
+                metrics.PRODUCER_RESTARTS.inc()
+                self._client = None
+                await stop_broken_client(current, within=_STOP_SECONDS)
             self._client = await self._new_client()
             return self._client
 
@@ -109,6 +120,7 @@ class EventProducer:
         request timeout, and nothing unacknowledged was promised to anyone (ingest answered no
         call for it; an outbox keeps its rows until Kafka acknowledges them).
         """
+        self._started = False
         try:
             async with asyncio.timeout(_STOP_SECONDS):
                 submitters = [
@@ -123,7 +135,9 @@ class EventProducer:
             _log.warning("the Kafka producer did not stop in time; its unsent messages are dropped")
 
     def is_alive(self) -> bool:
-        return self._client is not None
+        """Started and not stopped: a client being replaced (the broker away) is not a reason to
+        restart the process, which would only start another client against the same broker."""
+        return self._started
 
     @property
     def _producer(self) -> AIOKafkaProducer:
