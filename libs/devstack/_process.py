@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -17,6 +19,11 @@ from typing import Self
 
 LOOPBACK = "127.0.0.1"
 _POLL_INTERVAL_S = 0.05
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# prctl from the C library, loaded here: the child of a fork must not import or load anything.
+_prctl: Callable[..., int] | None = (
+    ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+)
 
 
 class ProcessExitedError(RuntimeError):
@@ -48,11 +55,14 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     owner: tuple[int, int] | None = None,
+    parent_death_signal: signal.Signals = signal.SIGTERM,
 ) -> subprocess.Popen[bytes]:
     """Start `args` (as the `owner` uid and gid if given) with its output appended to `log_path`.
 
     The child gets its own session so a Ctrl-C in the terminal reaches only us: we stop the
-    children in order (services before the broker and database they need).
+    children in order (services before the broker and database they need). Should we die
+    without stopping them (SIGKILL, a timeout's SIGTERM, a closed terminal), the child gets
+    `parent_death_signal` on Linux, so no broker, database or service is left running.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -68,7 +78,22 @@ def spawn(
             # Without this the child would keep root's supplementary groups.
             extra_groups=[] if owner else None,
             start_new_session=True,
+            preexec_fn=_dies_with(os.getpid(), parent_death_signal) if _prctl else None,
         )
+
+
+def _dies_with(parent: int, sig: signal.Signals) -> Callable[[], None]:
+    """What the child runs before `exec`: get `sig` when `parent` dies. Run after the switch to
+    the owner's uid (which would clear the setting), and it exits at once if `parent` is
+    already gone, since the signal would then never come."""
+
+    def arrange() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
 
 
 def log_tail(log_path: Path, lines: int = 40) -> str:

@@ -79,7 +79,12 @@ class EmbeddedPostgres(StartedInContext):
             return
         if not (self.data_dir / "PG_VERSION").exists():
             await self._initdb(timeout)
-        self._proc = spawn(self._postgres_args(), self.log_path, owner=self._owner)
+        self._proc = spawn(
+            self._postgres_args(),
+            self.log_path,
+            owner=self._owner,
+            parent_death_signal=signal.SIGINT,  # the fast shutdown, as `stop` asks for
+        )
         _log.info("starting postgres on %s:%d (log: %s)", LOOPBACK, self.port, self.log_path)
         try:
             await wait_until_ready(

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
 import uuid
 from pathlib import Path
 
@@ -16,6 +22,7 @@ from libs.common.settings import Settings
 from libs.devstack import ServiceSpec, discover_services, free_port
 from libs.devstack.pytest_plugin import ServiceLauncher, SettingsFactory
 from libs.devstack.stack import Stack
+from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +158,47 @@ def test_settings_factory_reads_the_stack(settings_factory: SettingsFactory, sta
     assert settings.batch_max_records == 7
     if stack.broker is not None:
         assert settings.kafka_idempotence is False
+
+
+async def test_a_stack_whose_starter_is_killed_outright_does_not_outlive_it(
+    tmp_path: Path,
+) -> None:
+    """A test run or a benchmark killed with SIGKILL (or by a timeout) cannot stop its broker
+    and database: they must stop by themselves rather than keep running, orphaned."""
+    starter = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.devstack_orphan_probe",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert starter.stdout is not None
+    children: list[int] = []
+    try:
+        async with asyncio.timeout(90):
+            children = json.loads(await starter.stdout.readline())
+        assert len(children) == 2
+        assert all(_running(pid) for pid in children)
+        starter.kill()
+        await starter.wait()
+        await wait_for(lambda: _all_gone(children), within=30, what="broker and database to stop")
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if starter.returncode is None:
+            starter.kill()
+            await starter.wait()
+
+
+async def _all_gone(pids: list[int]) -> bool:
+    return not any(_running(pid) for pid in pids)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
