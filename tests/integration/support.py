@@ -167,20 +167,27 @@ async def consuming(
 
 
 def a_behaviour(
-    profile_id: str, *, event: str = "product_viewed", event_id: str | None = None
+    profile_id: str,
+    *,
+    event: str = "product_viewed",
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+    properties: dict[str, Any] | None = None,
+    source: str = "closeloop/tests",
 ) -> Event[BehaviorOccurred]:
-    """A track behaviour of `profile_id`, happening now, keyed by it; with `event_id`, that is
-    both the event's id and its message id."""
+    """A track behaviour of `profile_id`, keyed by it, received now and happening then (now
+    unless `occurred_at` says); with `event_id`, that is both the event's id and its message id."""
     now = datetime.now(UTC)
     data = BehaviorOccurred(
         profile_id=profile_id,
         event=event,
         kind="track",
-        occurred_at=now,
+        properties=properties or {},
+        occurred_at=occurred_at or now,
         received_at=now,
         message_id=event_id or f"m-{uuid.uuid4()}",
     )
-    return Event(data=data, key=profile_id, source="closeloop/tests", id=event_id)
+    return Event(data=data, key=profile_id, source=source, id=event_id)
 
 
 def one_key_behaviours(count: int, profile_id: str) -> list[Event[BehaviorOccurred]]:

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.common import topics
 from libs.common.events import (
-    BehaviorOccurred,
     ConversionAttributed,
     Event,
     JourneyRef,
@@ -22,7 +21,7 @@ from libs.common.events import (
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_events
+from tests.integration.support import a_behaviour, publish, read_events
 
 SOURCE = "closeloop/tests/attribution"
 
@@ -65,18 +64,8 @@ def _outcome(
 
 
 def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
-    return Event(
-        data=BehaviorOccurred(
-            profile_id=profile_id,
-            event=event,
-            kind="track",
-            properties=properties,
-            occurred_at=occurred_at,
-            received_at=datetime.now(UTC),
-            message_id=uuid.uuid4().hex,
-        ),
-        key=profile_id,
-        source=SOURCE,
+    return a_behaviour(
+        profile_id, event=event, occurred_at=occurred_at, properties=properties, source=SOURCE
     )
 
 

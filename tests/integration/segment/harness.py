@@ -10,7 +10,6 @@ import httpx
 
 from libs.common import topics
 from libs.common.events import (
-    BehaviorOccurred,
     Event,
     ProfileChange,
     ProfileDeleted,
@@ -20,24 +19,14 @@ from libs.common.events import (
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_events
+from tests.integration.support import a_behaviour, publish, read_events
 
 SOURCE = "closeloop/tests/segment"
 
 
 def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
-    return Event(
-        data=BehaviorOccurred(
-            profile_id=profile_id,
-            event=event,
-            kind="track",
-            properties=properties,
-            occurred_at=occurred_at,
-            received_at=datetime.now(UTC),
-            message_id=uuid.uuid4().hex,
-        ),
-        key=profile_id,
-        source=SOURCE,
+    return a_behaviour(
+        profile_id, event=event, occurred_at=occurred_at, properties=properties, source=SOURCE
     )
 
 
