@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.report import Rate
 from libs.common.bus import ensure_topics
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+RecordsWork = Callable[[list[ConsumerRecord[bytes, bytes]]], None]
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,17 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> Ra
         await producer.stop()
 
 
-async def consume(bootstrap: str, topic: str, count: int, group: str) -> Rate:
-    """Read `count` messages as a consumer group, committing offsets after each poll."""
+async def consume(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    group: str,
+    *,
+    work: RecordsWork | None = None,
+    name: str = "raw broker consume + commit (aiokafka)",
+) -> Rate:
+    """Read `count` messages as a consumer group, committing offsets after each poll; `work`,
+    if given, is done on each partition's records before the commit."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -69,9 +79,11 @@ async def consume(bootstrap: str, topic: str, count: int, group: str) -> Rate:
                 started = time.perf_counter()  # from the first batch, as for the bus
             for records in batches.values():
                 seen += len(records)
+                if work is not None:
+                    work(records)
             if batches:
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
-        return Rate("raw broker consume + commit (aiokafka)", seen, _since(started))
+        return Rate(name, seen, _since(started))
     finally:
         await consumer.stop()
 
