@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +40,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         connect_args={
+            # asyncpg's deadline for each statement's reply; on a timeout SQLAlchemy closes
+            # the connection rather than return it to the pool.
+            "command_timeout": settings.database_command_timeout_ms / 1000,
             "server_settings": {
                 "application_name": f"closeloop-{settings.service_name}",
                 # asyncpg prepares every statement; after five runs PostgreSQL may keep a
                 # generic plan made while a table was small (a sequential scan) for as long
                 # as the connection lives. Decision 0013.
                 "plan_cache_mode": "force_custom_plan",
-            }
+            },
         },
     )
     event.listen(engine.sync_engine.pool, "checkin", _note_return)
-    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    event.listen(engine.sync_engine.pool, "checkout", _check_on_checkout)
     return engine
 
 
@@ -56,7 +62,32 @@ def _note_return(_connection: Any, record: Any) -> None:
         record.info[_RETURNED_AT] = time.monotonic()
 
 
-def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
+def _check_on_checkout(connection: Any, record: Any, _proxy: Any) -> None:
+    """Hand out only a connection that is ready for a transaction of its own: not one still
+    inside another's, and (if it sat unused) one that answers. Either failing makes SQLAlchemy
+    close it and hand out another."""
+    if _left_in_a_transaction(connection):
+        raise exc.DisconnectionError("the connection was returned inside a transaction")
+    _ping_if_idle(connection, record)
+
+
+def _left_in_a_transaction(connection: Any) -> bool:
+    """Whether a pooled connection is still inside a transaction on the server.
+
+    The pool rolls a connection back when it is returned. A statement sent straight to asyncpg
+    (the bus's inbox and outbox, profile's and content's bulk statements) that was cut short by
+    its timeout or a cancellation leaves asyncpg busy cancelling it, and that rollback does not
+    happen, silently: the connection came back with its transaction open. Handed out again, the
+    next transaction's statements ran inside the old one, and its commit committed nothing
+    (seen in tests/integration/test_database_goes_silent.py: a batch's rows gone after its
+    offsets were committed).
+    """
+    driver = getattr(connection, "driver_connection", None)
+    in_transaction = getattr(driver, "is_in_transaction", None)
+    return bool(in_transaction()) if callable(in_transaction) else False
+
+
+def _ping_if_idle(connection: Any, record: Any) -> None:
     """SQLAlchemy's pre-ping, but only for a connection that sat unused: its ping is three
     round trips (BEGIN, an empty statement, ROLLBACK), paid on every checkout, that is every
     transaction. A connection in steady use that breaks (PostgreSQL restarted) fails its
@@ -74,6 +105,31 @@ def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
 
 def create_sessions(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.asynccontextmanager
+async def session_transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction: committed when the block ends, rolled back if it raises.
+
+    A statement cut short (its `database_command_timeout_ms` passed, or its task was cancelled)
+    leaves its connection in a state nobody knows: the statement may still arrive and run, and
+    after one sent straight to asyncpg (the bus's inbox and outbox, profile's and content's bulk
+    statements) SQLAlchemy's rollback may not happen. That connection is closed, never pooled
+    again, and PostgreSQL rolls back what it held. SQLAlchemy does the same for the statements
+    it runs itself; this covers the others.
+    """
+    async with sessions() as session, session.begin():
+        try:
+            yield session
+        except (TimeoutError, asyncio.CancelledError):
+            await _close_connection(session)
+            raise
+
+
+async def _close_connection(session: AsyncSession) -> None:
+    with contextlib.suppress(Exception):
+        connection = await session.connection()
+        await connection.invalidate()
 
 
 async def ensure_schema(engine: AsyncEngine, schema: str) -> None:

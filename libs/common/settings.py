@@ -67,6 +67,15 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/closeloop"
     database_pool_size: int = 10
+    database_command_timeout_ms: int = Field(
+        default=60_000,
+        ge=100,
+        description="How long a statement may wait for PostgreSQL's reply before it fails and "
+        "its connection is closed: a database host that hung, or a network path that went "
+        "silent without a reset, would otherwise hold the statement, and what waits on it, for "
+        "ever. The caller's retry (the bus retries a batch) takes a new connection. Above any "
+        "statement a service runs in steady use; segment's bulk evaluation has its own default.",
+    )
 
     admin_token: SecretStr = SecretStr("")
     tracking_secret: SecretStr = Field(

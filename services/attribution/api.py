@@ -14,7 +14,7 @@ from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.attribution import insights
 from services.attribution.definitions import ConversionDefinition
@@ -228,7 +228,7 @@ def _transactions(engine: AsyncEngine, schema: str) -> Transactions:
 
     @asynccontextmanager
     async def transaction() -> AsyncIterator[AttributionStore]:
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             yield AttributionStore(session, schema)
 
     return transaction

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.content import metrics
 from services.content.bandit import probability_best
@@ -57,7 +57,7 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
 
     @asynccontextmanager
     async def transaction() -> AsyncIterator[ContentStore]:
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             yield ContentStore(session, schema)
 
     @router.post("", status_code=201, responses=error_responses(409))
@@ -199,7 +199,7 @@ def copy_router(engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | No
                     source="llm",
                     suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
                 )
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             ranked = await ContentStore(session, schema).ranked_variants(request.channel)
         found = recombine(ranked, request.channel, request.brief, request.count)
         metrics.COPY_SUGGESTIONS.labels("offline").inc()

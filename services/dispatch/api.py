@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.dispatch.addresses import RefusedAddress, WebhookResolver
 from services.dispatch.channels.config import (
@@ -47,7 +47,7 @@ def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRou
 
     @asynccontextmanager
     async def transaction() -> AsyncIterator[DispatchStore]:
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             yield DispatchStore(session, settings.schema_name)
 
     async def checked_config(

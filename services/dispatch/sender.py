@@ -26,7 +26,7 @@ from libs.common import metrics as common_metrics
 from libs.common import topics
 from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter, send_to_dlq
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
     Event,
     JourneyRef,
@@ -180,7 +180,7 @@ class Sender:
 
     async def send_due(self) -> int:
         """Claim, decide, send and record one batch; how many rows were claimed."""
-        async with self._sessions() as session, session.begin():
+        async with session_transaction(self._sessions) as session:
             store = DispatchStore(session, self._schema)
             claimed = await store.claim_due(self._settings.dispatch_sender_batch)
             if not claimed:
@@ -343,7 +343,7 @@ class Sender:
         letters: dict[str, DeadLetter] = {}
         for row, result in zip(rows, results, strict=True):
             self._outcome(row, result, now, updates, events, letters)
-        async with self._sessions() as session, session.begin():
+        async with session_transaction(self._sessions) as session:
             store = DispatchStore(session, self._schema)
             recorded = set(await store.record_results(updates))
             await write_outbox(

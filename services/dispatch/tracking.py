@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import ApiError, error_responses
 from libs.common.events import (
     Event,
@@ -58,7 +58,7 @@ def tracking_router(
 
     @asynccontextmanager
     async def transaction() -> AsyncIterator[DispatchStore]:
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             yield DispatchStore(session, settings.schema_name)
         relay.notify()
 

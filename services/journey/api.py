@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition
 from services.journey.graph import Journey
@@ -44,7 +44,7 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
 
     @asynccontextmanager
     async def transaction() -> AsyncIterator[JourneyStore]:
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             yield JourneyStore(session, schema)
 
     async def validated(journey_id: str, version: int, graph: Any) -> Journey:

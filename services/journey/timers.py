@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.lifecycle import DueWorkLoop
 from services.journey import metrics
 from services.journey.graph import WaitFor
@@ -44,7 +44,7 @@ class JourneyTimers(DueWorkLoop):
 
     async def work_due(self) -> int:
         """Handle one batch of due timers; how many were claimed."""
-        async with self._sessions() as session, session.begin():
+        async with session_transaction(self._sessions) as session:
             store = JourneyStore(session, self._schema)
             claimed = await store.claim_due_timers(self.batch_size)
             if not claimed:

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from libs.common.auth import require_admin
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import Sessions
+from libs.common.db import Sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events import Event, ProfileDeleted
 from services.profile import features
@@ -58,7 +58,7 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
     @router.get("/{profile_id}", response_model=ProfileOut, responses=_FOUND_ELSEWHERE)
     async def get_profile(profile_id: ProfileIdPath) -> ProfileOut | Response:
         """The profile; a merged profile's id redirects to its survivor."""
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             connection = await store.connection(session)
             stored = await store.profile(connection, profile_id)
             if stored is None:
@@ -82,7 +82,7 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
             wanted = parse_identifier(identifier, external_kinds)
         except ValueError as error:
             raise ApiError(422, "invalid_identifier", str(error), "identifier") from None
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             connection = await store.connection(session)
             stored = await _profile_by_identifier(store, connection, wanted)
         return ProfileList(profiles=[] if stored is None else [_profile_out(stored, rules)])
@@ -96,7 +96,7 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
         ] = None,
     ) -> ProfileEventPage | Response:
         """The profile's recent events, newest first, in pages."""
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             connection = await store.connection(session)
             if await store.profile(connection, profile_id) is None:
                 return await _redirect_or_404(store, connection, profile_id, "/events")
@@ -114,7 +114,7 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
     )
     async def erase_profile(profile_id: ProfileIdPath) -> ErasureAccepted:
         """Erase the person (a merged id erases its survivor) and tell every service to."""
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             connection = await store.connection(session)
             locked = await store.lock(connection, (), [profile_id])
             target = locked.current.get(profile_id)  # a merged id's survivor

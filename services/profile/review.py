@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.events import Event, ProfileChange, ProfileUpdated
 from libs.common.lifecycle import DueWorkLoop
 from services.profile.features import FeatureRules
@@ -52,7 +52,7 @@ class ProfileReviews(DueWorkLoop):
     async def work_due(self, as_of: float | None = None) -> int:
         """Review one batch of the profiles due by `as_of` (default: now); how many there were."""
         as_of = time.time() if as_of is None else as_of
-        async with self._sessions() as session, session.begin():
+        async with session_transaction(self._sessions) as session:
             connection = await self._store.connection(session)
             # Claimed rows are locked (FOR UPDATE SKIP LOCKED), as the consumer locks the
             # profiles of its batch: a profile never changes under either.

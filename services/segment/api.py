@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events import Event
 from services.segment.membership import evaluate_in_bulk, membership_event
@@ -57,7 +57,7 @@ def segments_router(
 
     @asynccontextmanager
     async def transaction(*, exclusive: bool = False) -> AsyncIterator[SegmentStore]:
-        async with sessions() as session, session.begin():
+        async with session_transaction(sessions) as session:
             store = SegmentStore(session, schema)
             if exclusive:
                 await store.hold_evaluation_lock(exclusive=True)

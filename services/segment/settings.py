@@ -22,3 +22,10 @@ class SegmentSettings(Settings):
         ge=1,
         description="Membership events per outbox row when a bulk evaluation emits many.",
     )
+    database_command_timeout_ms: int = Field(
+        default=900_000,
+        ge=100,
+        description="How long a statement may wait for PostgreSQL's reply. Longer than the "
+        "other services': creating a segment evaluates it over every profile in one statement "
+        "(about 20 s for 1,000,000 profiles on the 2-core development machine).",
+    )

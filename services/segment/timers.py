@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import create_sessions
+from libs.common.db import create_sessions, session_transaction
 from libs.common.events import Event
 from libs.common.lifecycle import DueWorkLoop
 from services.segment.membership import membership_event, reevaluate_and_record
@@ -42,7 +42,7 @@ class WindowTimers(DueWorkLoop):
 
     async def work_due(self) -> int:
         """Handle one batch of due timers; how many were claimed."""
-        async with self._sessions() as session, session.begin():
+        async with session_transaction(self._sessions) as session:
             store = SegmentStore(session, self._schema)
             await store.hold_evaluation_lock(exclusive=False)
             claimed = await store.claim_due_timers(self.batch_size)

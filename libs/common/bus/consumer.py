@@ -24,7 +24,7 @@ from libs.common.bus.inbox import claim_new_events
 from libs.common.bus.outbox import OutboxRelay, write_outbox
 from libs.common.bus.producer import EventProducer
 from libs.common.bus.record import KafkaRecord as Record
-from libs.common.db import checked_schema
+from libs.common.db import checked_schema, session_transaction
 from libs.common.events import Event, EventData, EventDecodeError, decode
 from libs.common.events.envelope import registry
 from libs.common.settings import Settings
@@ -564,7 +564,7 @@ class EventConsumer:
 
     async def _transact(self, decoded: Sequence[tuple[Record, Event[Any]]]) -> None:
         events = [event for _, event in decoded]
-        async with self._sessions() as session, session.begin():
+        async with session_transaction(self._sessions) as session:
             fresh = await claim_new_events(session, self._schema, self.group, events)
             batch = Batch(fresh, session)
             if fresh:

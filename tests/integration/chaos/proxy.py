@@ -3,6 +3,10 @@
 The services reach the broker only through it (the broker advertises the proxy's address), so
 `cut()` is the network between them and the broker going away: live connections are reset and
 new ones are refused (the listening socket is closed), until `restore()` listens again.
+
+`freeze()` is the other way a network fails: it goes silent. Connections stay open and new ones
+are accepted, but nothing passes either way until `thaw()`; to a peer that is a host that hung,
+or a path that drops packets without a reset.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def address(self) -> str:
@@ -69,6 +75,16 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
         _log.info("proxy %s restored", self.address)
+
+    def freeze(self) -> None:
+        """Let nothing through, either way, and close nothing: the path goes silent."""
+        self._flowing.clear()
+        _log.info("proxy %s frozen", self.address)
+
+    def thaw(self) -> None:
+        """Pass what was held, and everything after it, again."""
+        self._flowing.set()
+        _log.info("proxy %s thawed", self.address)
 
     async def stop(self) -> None:
         await self.cut()
@@ -109,6 +125,7 @@ class TcpProxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(_CHUNK):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
 
