@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common import db
 from libs.common.bus import Batch
+from libs.common.bus.driver import raw_driver_connection
 from libs.common.settings import Settings
 from libs.devstack._process import LOOPBACK, free_port
 from libs.devstack.stack import Stack
@@ -83,6 +84,21 @@ async def test_a_statement_the_database_never_answers_fails_and_its_connection_i
         proxy.thaw()
     # What the silent connection held arrives now; it must not be handed out again.
     assert await _backend_pid(engine) != silent_pid
+
+
+async def test_a_connection_returned_inside_a_transaction_is_not_handed_out_again(
+    engine: AsyncEngine,
+) -> None:
+    """The pool's rollback on return knows only the transactions SQLAlchemy began: one begun
+    on the driver (as a statement cut short can leave it) would carry into the next user's."""
+    async with engine.connect() as connection:
+        driver = await raw_driver_connection(connection)
+        await driver.execute("BEGIN")
+        stale_pid = await driver.fetchval("SELECT pg_backend_pid()")
+    async with engine.connect() as connection:
+        driver = await raw_driver_connection(connection)
+        assert not driver.is_in_transaction()
+        assert await driver.fetchval("SELECT pg_backend_pid()") != stale_pid
 
 
 async def test_a_batch_on_a_silent_database_is_retried_and_applied_once_it_answers(
