@@ -169,6 +169,8 @@ def database_unavailable(error: BaseException) -> bool:
 def _is_unavailable(error: BaseException) -> bool:
     if isinstance(error, ConnectionError | PoolTimeout):  # refused, reset; no pooled connection
         return True
+    if isinstance(error, TimeoutError):  # no answer within asyncpg's timeout: a hung host or path
+        return True
     if getattr(error, "connection_invalidated", False):  # SQLAlchemy's DBAPIError
         return True
     if getattr(error, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:  # asyncpg's errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -104,6 +105,21 @@ def _example_router() -> APIRouter:
                 await connection.execute(text("SELECT 1"))
         finally:
             await engine.dispose()
+
+    @router.get("/database-silent")
+    async def database_silent() -> None:
+        # A real statement to a server that takes the connection and never answers (a hung
+        # host): asyncpg gives up after its timeout, as after `database_command_timeout_ms`.
+        with socket.create_server(("127.0.0.1", 0)) as silent:
+            port = silent.getsockname()[1]
+            engine = create_async_engine(
+                f"postgresql+asyncpg://nobody@127.0.0.1:{port}/none", connect_args={"timeout": 0.2}
+            )
+            try:
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            finally:
+                await engine.dispose()
 
     @router.get("/database-starting")
     async def database_starting() -> None:
@@ -319,7 +335,7 @@ async def test_unexpected_error_answers_500_without_leaking_and_logs_the_traceba
     assert "hunter2" in str(record.exc_info[1])
 
 
-@pytest.mark.parametrize("path", ["/database-gone", "/database-starting"])
+@pytest.mark.parametrize("path", ["/database-gone", "/database-silent", "/database-starting"])
 async def test_an_unreachable_database_answers_503_with_retry_after_not_500(path: str) -> None:
     async with _serving(_app()) as client:
         response = await client.get(path)
