@@ -121,7 +121,7 @@ class UnexpectedErrorMiddleware:
                     "The database is unavailable answering %s %s: %s",
                     scope["method"],
                     scope["path"],
-                    _innermost(error),
+                    repr(_innermost(error)),
                 )
                 response = error_response(
                     HTTPStatus.SERVICE_UNAVAILABLE,

@@ -1,5 +1,6 @@
-"""A stack of its own for fault injection: the services reach the broker through a TCP proxy,
-and PostgreSQL may be stopped and started under them. All seven services run as processes."""
+"""A stack of its own for fault injection: the services reach the broker and PostgreSQL through
+TCP proxies (which can cut or silence them), and PostgreSQL may be stopped and started under
+them. All seven services run as processes."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ from tests.integration.closed_loop.services import start_loop_services, warm_up
 from tests.integration.dispatch.providers import running_providers
 from tests.integration.support import wait_for
 
-# Shorter than the defaults, for a fault's effects to show within the run: dispatch's leases
-# and retries, and the deadline after which a poll stuck in a rebalance gives its client up.
+# Shorter than the defaults, for a fault's effects to show within the run: the deadline after
+# which a poll stuck in a rebalance gives its client up, and a statement's on a silent database.
 _SETTINGS = {
     "CLOSELOOP_KAFKA_POLL_DEADLINE_MS": "30000",
+    "CLOSELOOP_DATABASE_COMMAND_TIMEOUT_MS": "3000",
+}
+# And dispatch's leases and retries.
+_DISPATCH_SETTINGS = {
     "CLOSELOOP_DISPATCH_SENDING_LEASE_SECONDS": "3",
     "CLOSELOOP_DISPATCH_PROVIDER_TIMEOUT_SECONDS": "2",
     "CLOSELOOP_DISPATCH_RETRY_BASE_SECONDS": "0.2",
@@ -55,14 +60,35 @@ class Size:
     after: float  # seconds of load after the system is back
     repeats: int  # times each fault is injected
     broker_cut: float  # seconds the broker is unreachable
+    database_silence: float  # seconds the database takes connections and answers nothing
     deadline: float  # seconds the test may take (an asyncio deadline inside pytest-timeout's)
 
 
 def _size() -> Size:
     if LONG:
-        size = Size("long", 10, 2, before=15, after=15, repeats=3, broker_cut=10, deadline=3600)
+        size = Size(
+            "long",
+            10,
+            2,
+            before=15,
+            after=15,
+            repeats=3,
+            broker_cut=10,
+            database_silence=10,
+            deadline=3600,
+        )
     else:
-        size = Size("short", 10, 2, before=2, after=2, repeats=1, broker_cut=10, deadline=420)
+        size = Size(
+            "short",
+            10,
+            2,
+            before=2,
+            after=2,
+            repeats=1,
+            broker_cut=10,
+            database_silence=10,
+            deadline=420,
+        )
     rate = os.environ.get("CLOSELOOP_CHAOS_RATE")
     return replace(size, rate=float(rate)) if rate else size
 
@@ -72,12 +98,14 @@ SIZE = _size()
 
 @dataclass
 class Chaos:
-    """The loop, the stack under it, the proxy in front of the broker and the run's names."""
+    """The loop, the stack under it, the proxies in front of the broker and of PostgreSQL, and
+    the run's names."""
 
     loop: ClosedLoop
     stack: Stack
     postgres: EmbeddedPostgres
     proxy: ProxyThread
+    database_proxy: ProxyThread
     run: str
 
     def schema(self, service: str) -> str:
@@ -135,6 +163,14 @@ async def chaos(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chaos
         broker_advertised_port=proxy.listen_port,
     )
     assert stack.postgres is not None, "the chaos suite restarts its own embedded PostgreSQL"
+    database_proxy = ProxyThread(LOOPBACK, free_port(), LOOPBACK, stack.postgres.port)
+    await database_proxy.start()
+    services_env = {
+        **_SETTINGS,
+        "CLOSELOOP_DATABASE_URL": stack.database_url.replace(
+            f":{stack.postgres.port}/", f":{database_proxy.listen_port}/"
+        ),
+    }
     launcher = ServiceLauncher(stack, log_dir)
     run = uuid.uuid4().hex[:8]
     admin = {"Authorization": f"Bearer {stack.admin_token}"}
@@ -142,7 +178,9 @@ async def chaos(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chaos
         await stack.start()
         async with running_providers() as (providers, providers_url, smtp_port):
             try:
-                processes = await start_loop_services(launcher, run, _SETTINGS)
+                processes = await start_loop_services(
+                    launcher, run, _DISPATCH_SETTINGS, services_env
+                )
                 clients = {
                     name: httpx.AsyncClient(base_url=process.url, headers=admin, timeout=30)
                     for name, process in processes.items()
@@ -161,7 +199,7 @@ async def chaos(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chaos
                     )
                     await loop.webhook_channel("webhook")
                     print(f"\nchaos warm-up: first call round in {await warm_up(loop, run):.1f}s")
-                    yield Chaos(loop, stack, stack.postgres, proxy, run)
+                    yield Chaos(loop, stack, stack.postgres, proxy, database_proxy, run)
                 finally:
                     for client in clients.values():
                         await client.aclose()
@@ -170,4 +208,5 @@ async def chaos(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chaos
     finally:
         await stack.stop()
         await proxy.stop()
+        await database_proxy.stop()
         shutil.rmtree(state_dir, ignore_errors=True)

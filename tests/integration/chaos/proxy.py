@@ -17,7 +17,7 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 _log = logging.getLogger(__name__)
@@ -164,6 +164,16 @@ class ProxyThread:
 
     async def restore(self) -> None:
         await self._call(self.proxy.restore())
+
+    async def freeze(self) -> None:
+        await self._call(self._in_loop(self.proxy.freeze))
+
+    async def thaw(self) -> None:
+        await self._call(self._in_loop(self.proxy.thaw))
+
+    @staticmethod
+    async def _in_loop(action: Callable[[], None]) -> None:
+        action()
 
     async def stop(self) -> None:
         if not self._thread.is_alive():

@@ -4,9 +4,10 @@ duplicated.
 New people arrive at a fixed rate (each one Segment identify that puts them in a segment whose
 journey sends them one webhook), and every other person later buys, which a conversion definition
 credits to that webhook. Meanwhile, in turn: SIGKILL and restart each of the seven services,
-restart PostgreSQL on the same port, and cut the broker off for 10 s at a TCP proxy. Then the load
-stops, the loop drains, and every accepted call must have had exactly one effect of each kind
-(see reconcile.py). See docs/fault-injection.md.
+restart PostgreSQL on the same port, silence it for 10 s at a TCP proxy (connections open,
+nothing passing), and cut the broker off for 10 s at another. Then the load stops, the loop
+drains, and every accepted call must have had exactly one effect of each kind (see reconcile.py).
+See docs/fault-injection.md.
 """
 
 from __future__ import annotations
@@ -67,9 +68,20 @@ async def _cut_broker(chaos: Chaos) -> None:
     await chaos.proxy.restore()
 
 
+async def _silence_database(chaos: Chaos) -> None:
+    """PostgreSQL takes connections and answers nothing, as a hung host does: every statement
+    waits until its `CLOSELOOP_DATABASE_COMMAND_TIMEOUT_MS` (3 s here) gives up on it."""
+    await chaos.database_proxy.freeze()
+    try:
+        await asyncio.sleep(SIZE.database_silence)  # holds the fault; not synchronisation
+    finally:
+        await chaos.database_proxy.thaw()
+
+
 FAULTS: list[tuple[str, Fault]] = [
     *((f"kill {name}", _kill(name)) for name in SERVICES),
     ("restart postgres", _restart_postgres),
+    (f"silence postgres {SIZE.database_silence:g}s", _silence_database),
     (f"cut broker {SIZE.broker_cut:g}s", _cut_broker),
 ]
 

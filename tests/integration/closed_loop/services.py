@@ -23,22 +23,27 @@ ALLOW_LOOPBACK = {"CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"
 
 
 async def start_loop_services(
-    launcher: ServiceLauncher, run: str, dispatch_env: Mapping[str, str]
+    launcher: ServiceLauncher,
+    run: str,
+    dispatch_env: Mapping[str, str],
+    every_env: Mapping[str, str] | None = None,
 ) -> dict[str, ServiceProcess]:
     """All seven, each in a schema and consumer group named `<service>_<run>`; journey last,
-    since it checks templates and segments against content's and segment's APIs."""
+    since it checks templates and segments against content's and segment's APIs. `every_env`
+    goes to all seven, `dispatch_env` to dispatch alone."""
     dispatch_port = free_port()
     dispatch_url = f"http://127.0.0.1:{dispatch_port}"
+    every = dict(every_env or {})
     first = await _start_together(
         launcher,
         run,
         {
-            "ingest": {},
-            "profile": CONSUMER,
-            "segment": {**CONSUMER, **FAST_TIMERS},
-            "content": {**CONSUMER, "CLOSELOOP_TRACKING_BASE_URL": dispatch_url},
-            "dispatch": {**CONSUMER, **ALLOW_LOOPBACK, **dispatch_env},
-            "attribution": CONSUMER,
+            "ingest": every,
+            "profile": {**CONSUMER, **every},
+            "segment": {**CONSUMER, **FAST_TIMERS, **every},
+            "content": {**CONSUMER, "CLOSELOOP_TRACKING_BASE_URL": dispatch_url, **every},
+            "dispatch": {**CONSUMER, **ALLOW_LOOPBACK, **dispatch_env, **every},
+            "attribution": {**CONSUMER, **every},
         },
         ports={"dispatch": dispatch_port},
     )
@@ -47,7 +52,7 @@ async def start_loop_services(
         "CLOSELOOP_JOURNEY_SEGMENT_URL": first["segment"].url,
     }
     journey = await _start_together(
-        launcher, run, {"journey": {**CONSUMER, **FAST_TIMERS, **references}}
+        launcher, run, {"journey": {**CONSUMER, **FAST_TIMERS, **references, **every}}
     )
     return first | journey
 
