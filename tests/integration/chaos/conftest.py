@@ -59,36 +59,16 @@ class Size:
     before: float  # seconds of load before each fault
     after: float  # seconds of load after the system is back
     repeats: int  # times each fault is injected
-    broker_cut: float  # seconds the broker is unreachable
-    database_silence: float  # seconds the database takes connections and answers nothing
     deadline: float  # seconds the test may take (an asyncio deadline inside pytest-timeout's)
+    broker_cut: float = 10  # seconds the broker is unreachable
+    database_silence: float = 10  # seconds the database takes connections and answers nothing
 
 
 def _size() -> Size:
     if LONG:
-        size = Size(
-            "long",
-            10,
-            2,
-            before=15,
-            after=15,
-            repeats=3,
-            broker_cut=10,
-            database_silence=10,
-            deadline=3600,
-        )
+        size = Size("long", 10, 2, before=15, after=15, repeats=3, deadline=3600)
     else:
-        size = Size(
-            "short",
-            10,
-            2,
-            before=2,
-            after=2,
-            repeats=1,
-            broker_cut=10,
-            database_silence=10,
-            deadline=420,
-        )
+        size = Size("short", 10, 2, before=2, after=2, repeats=1, deadline=420)
     rate = os.environ.get("CLOSELOOP_CHAOS_RATE")
     return replace(size, rate=float(rate)) if rate else size
 
