@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,8 +31,44 @@ class ProcessExitedError(RuntimeError):
     """A child process exited while we were waiting for it to become ready."""
 
 
+# Ports `free_port` picks from lie between this and the kernel's range for outgoing connections.
+_LOWEST_PICKED_PORT = 10_000
+_EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_pick = random.Random()
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
+    """A TCP port nobody listens on right now, for something that will listen on it soon.
+
+    A port is picked, then bound later, when what was given it starts. Two things could take it
+    meanwhile: this process handing it out again (seen in CI: content and dispatch given one
+    port, dispatch bound it, and content's readiness check was answered by dispatch), and the
+    kernel giving it to an outgoing connection. So no port is handed out twice by one process,
+    and ports come from below the kernel's range for outgoing connections where there is room.
+    """
+    below = _ephemeral_low()
+    for _ in range(1_000):
+        port = (
+            _pick.randrange(_LOWEST_PICKED_PORT, below)
+            if below > _LOWEST_PICKED_PORT
+            else _any_port(host)
+        )
+        if port not in _handed_out and port_is_free(port, host):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free TCP port found on {host}")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (0 where it cannot be read)."""
+    try:
+        return int(_EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _any_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
