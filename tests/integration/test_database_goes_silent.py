@@ -158,9 +158,7 @@ async def test_a_batch_on_a_silent_database_is_retried_and_applied_once_it_answe
             everything = len(before_silence) + len(during_silence)
 
             async def all_applied() -> bool:
-                seen = await rows()
-                print("rows", seen)
-                return seen[0] >= everything
+                return (await rows())[0] >= everything
 
             await wait_for(all_applied, within=60, what="every event applied after the silence")
         assert await rows() == (everything, everything), "each event's effect exactly once"
