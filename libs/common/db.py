@@ -72,16 +72,10 @@ def _check_on_checkout(connection: Any, record: Any, _proxy: Any) -> None:
 
 
 def _left_in_a_transaction(connection: Any) -> bool:
-    """Whether a pooled connection is still inside a transaction on the server.
-
-    The pool rolls a connection back when it is returned. A statement sent straight to asyncpg
-    (the bus's inbox and outbox, profile's and content's bulk statements) that was cut short by
-    its timeout or a cancellation leaves asyncpg busy cancelling it, and that rollback does not
-    happen, silently: the connection came back with its transaction open. Handed out again, the
-    next transaction's statements ran inside the old one, and its commit committed nothing
-    (seen in tests/integration/test_database_goes_silent.py: a batch's rows gone after its
-    offsets were committed).
-    """
+    """Whether a pooled connection is still inside a transaction on the server: the pool's
+    rollback on return knows only the transactions SQLAlchemy began, not one left open by a
+    statement sent straight to asyncpg and cut short (see `session_transaction`, the first
+    guard; this is the second)."""
     driver = getattr(connection, "driver_connection", None)
     in_transaction = getattr(driver, "is_in_transaction", None)
     return bool(in_transaction()) if callable(in_transaction) else False
