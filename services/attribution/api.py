@@ -1,7 +1,8 @@
-"""The attribution REST API: conversion definitions (CRUD), KPI and Markov reports, insights."""
+"""The attribution REST API: conversion definitions (CRUD), KPI and credit reports, insights."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -16,32 +17,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
-from services.attribution import insights
-from services.attribution.definitions import ConversionDefinition
-from services.attribution.markov import paths_from, removal_effects
+from libs.common.events.fields import EARLIEST_EVENT_TIME
+from services.attribution import credit_report, insights
+from services.attribution.credit_report import CreditModel
+from services.attribution.definitions import ConversionDefinition, format_duration
+from services.attribution.paths import CreditRule, Span, lookback
 from services.attribution.schemas import (
     CONVERSION_ID_PATTERN,
     ConversionList,
     ConversionRequest,
     ConversionResponse,
     ConversionTotalsResponse,
+    CreditReportResponse,
+    CreditRowResponse,
     Dimension,
     InsightResponse,
     InsightsResponse,
-    MarkovDimension,
-    MarkovReport,
-    MarkovState,
     Rates,
     Report,
     ReportRow,
 )
 from services.attribution.settings import AttributionSettings
-from services.attribution.store import (
-    AttributionStore,
-    DefinitionRow,
-    PathTouch,
-    TimeRange,
-)
+from services.attribution.store import AttributionStore, DefinitionRow, TimeRange
 from services.attribution.store import ReportRow as StoredRow
 
 _T = TypeVar("_T")
@@ -112,39 +109,41 @@ def reports_router(engine: AsyncEngine, settings: AttributionSettings) -> APIRou
     )
     transaction = _transactions(engine, settings.schema_name)
 
-    @router.get("/reports/markov")
-    async def markov_report(
-        by: MarkovDimension,
+    @router.get("/reports/credit", responses=_NOT_FOUND)
+    async def report_credit(
+        model: CreditModel,
+        by: Dimension = "channel",
         start: From = None,
-        to: To = None,
+        to: Annotated[
+            AwareDatetime | None, Query(description="Exclusive end; now if absent.")
+        ] = None,
         conversion_id: Annotated[str | None, Query(pattern=CONVERSION_ID_PATTERN)] = None,
-    ) -> MarkovReport:
-        """Conversions shared out by each channel, journey or variant's Markov removal effect."""
-        scope = _scope(start, to, None)
-        limit = settings.attribution_markov_max_touchpoints
+    ) -> CreditReportResponse:
+        """Conversions and value each channel, journey, node or variant earned under `model`
+        over the range, campaign visits competing with messages; by channel, with each
+        channel's Markov removal effect. Computed from the stored touchpoints on each call."""
+        span = _span(start, to)
+        limit = settings.attribution_report_max_touchpoints
         async with transaction() as store:
-            touched = await store.path_touches(scope, limit)
-            converted = await store.conversion_times(scope, conversion_id)
-        touches: dict[str, list[tuple[datetime, str]]] = {}
-        for touch in touched:
-            touches.setdefault(touch.profile_id, []).append((touch.occurred_at, _state(touch, by)))
-        result = removal_effects(paths_from(touches, converted))
-        return MarkovReport(
-            by=by,
-            paths=result.paths,
-            conversions=result.conversions,
-            conversion_probability=result.conversion_probability,
-            truncated=len(touched) >= limit,
-            states=[
-                MarkovState(
-                    key=effect.state,
-                    removal_effect=effect.removal_effect,
-                    share=effect.share,
-                    attributed_conversions=effect.conversions,
-                )
-                for effect in result.effects
-            ],
+            rules = await _rules(store, conversion_id)
+            reach = lookback(rules.values())
+            messages = await store.credit_touches(*span.touches_read(reach), limit + 1)
+            campaigns = await store.campaign_touches(*span.touches_read(reach), limit + 1)
+            conversions = await store.conversions_between(
+                *span.conversions_read(reach), conversion_id
+            )
+        if len(messages) + len(campaigns) > limit:
+            raise ApiError(
+                422,
+                "range_too_large",
+                f"The range holds more than {limit} touchpoints: narrow `from` and `to`.",
+                "from",
+            )
+        # Seconds of CPU for a large range: off the event loop, which also runs the consumer.
+        report = await asyncio.to_thread(
+            credit_report.over_range, model, by, span, rules, messages, campaigns, conversions
         )
+        return _credit_response(report, span, conversion_id)
 
     @router.get("/reports/{dimension}")
     async def report(
@@ -260,6 +259,15 @@ def _scope(start: datetime | None, end: datetime | None, journey_id: str | None)
     return TimeRange(start, end, journey_id)
 
 
+def _span(start: datetime | None, end: datetime | None) -> Span:
+    """The range of a credit report: from the earliest event time, until now, by default."""
+    scope = _scope(start, end, None)
+    span = Span(scope.start or EARLIEST_EVENT_TIME, scope.end or datetime.now(UTC))
+    if span.start >= span.end:
+        raise ApiError(422, "invalid_range", "`from` must be before `to` (now by default).", "from")
+    return span
+
+
 def _utc(moment: datetime | None, field: str) -> datetime | None:
     try:
         return moment.astimezone(UTC) if moment is not None else None
@@ -268,12 +276,42 @@ def _utc(moment: datetime | None, field: str) -> datetime | None:
         raise ApiError(422, "invalid_range", f"`{field}` is out of range.", field) from None
 
 
-def _state(touch: PathTouch, by: MarkovDimension) -> str:
-    if by == "channel":
-        return touch.channel
-    if by == "journey":
-        return touch.journey_id
-    return f"{touch.template_id}/{touch.variant_id or ''}"
+async def _rules(store: AttributionStore, conversion_id: str | None) -> dict[str, CreditRule]:
+    """The credit rule of each definition reported: the one asked for, or all of them."""
+    if conversion_id is None:
+        rows = await store.list_definitions()
+    else:
+        rows = [_found(await store.get_definition(conversion_id), conversion_id)]
+    return {row.id: CreditRule.of(row.definition) for row in rows}
+
+
+def _credit_response(
+    report: credit_report.CreditReport, span: Span, conversion_id: str | None
+) -> CreditReportResponse:
+    credited = sum(row.conversions for row in report.rows)
+    return CreditReportResponse(
+        model=report.model,
+        by=report.by,
+        conversion_id=conversion_id,
+        from_=span.start,
+        to=span.end,
+        lookback=format_duration(report.lookback),
+        conversions=report.conversions,
+        attributed=report.attributed,
+        null_paths=report.null_paths,
+        conversion_probability=report.chain.conversion_probability,
+        rows=[
+            CreditRowResponse(
+                **row.key,
+                attributed_conversions=row.conversions,
+                share=_ratio(row.conversions, credited),
+                revenue={currency: _decimal(amount) for currency, amount in row.revenue.items()},
+                removal_effect=row.effect.removal_effect if row.effect else None,
+                removal_share=row.effect.share if row.effect else None,
+            )
+            for row in report.rows
+        ],
+    )
 
 
 def _ratio(part: float, whole: float) -> float | None:

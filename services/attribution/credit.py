@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from libs.common.events.conversion import AttributionModel
 
@@ -35,16 +36,29 @@ class Credit:
     share: float
 
 
+class Timed(Protocol):
+    """A touch as the window sees it: what touched (a message), and when."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+_Touch = TypeVar("_Touch", bound=Timed)
+
+
 def touches_in_window(
-    touches: Iterable[Touch], converted_at: datetime, window: timedelta
-) -> list[Touch]:
+    touches: Iterable[_Touch], converted_at: datetime, window: timedelta
+) -> list[_Touch]:
     """Distinct messages touched within `window` before the conversion, oldest first.
 
     A touch after the conversion never counts, however late the conversion arrived. A message
     with several qualifying outcomes counts once, at its latest one before the conversion.
     """
     start = converted_at - window
-    latest: dict[str, Touch] = {}
+    latest: dict[str, _Touch] = {}
     for touch in touches:
         if not start <= touch.occurred_at <= converted_at:
             continue

@@ -1,5 +1,6 @@
-"""The attribution handler: record touchpoints, credit conversions, follow merges and erasures,
-and keep the KPI rollups, all in the batch's transaction."""
+"""The attribution handler: record touchpoints (message outcomes and campaign calls), credit
+conversions, follow merges and erasures, and keep the KPI rollups, all in the batch's
+transaction."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from libs.common.events import (
     ProfileMerged,
 )
 from services.attribution import metrics
+from services.attribution.campaigns import campaign_touch
 from services.attribution.credit import Credit, Touch, credits, touches_in_window
 from services.attribution.definitions import conversion_id
 from services.attribution.rollups import Rollups
@@ -78,6 +80,7 @@ def attribution_handler(schema: str) -> BatchHandler:
         rollups = Rollups()
         # Outcomes first: a touch earlier in event time counts even when it shares the batch.
         await _record_outcomes(store, rollups, batch)
+        await _record_campaign_touches(store, batch)
         await _credit_conversions(store, rollups, batch)
         for merge in batch.of_type(ProfileMerged):
             await store.move_profiles(merge.data.survivor_id, merge.data.merged_ids)
@@ -94,6 +97,14 @@ async def _record_outcomes(store: AttributionStore, rollups: Rollups, batch: Bat
     for row in await store.record_outcomes(outcomes):
         rollups.count_outcome(row.outcome, row.touch, frequency_capped=row.frequency_capped)
         metrics.TOUCHPOINTS.labels(row.outcome).inc()
+
+
+async def _record_campaign_touches(store: AttributionStore, batch: Batch) -> None:
+    touches = [
+        campaign_touch(b.message_id, b.profile_id, b.occurred_at, b.context)
+        for b in (event.data for event in batch.of_type(BehaviorOccurred))
+    ]
+    await store.record_campaign_touches([touch for touch in touches if touch is not None])
 
 
 async def _credit_conversions(store: AttributionStore, rollups: Rollups, batch: Batch) -> None:

@@ -1,4 +1,7 @@
-"""The attribution service's tables: definitions, touchpoints, conversions and KPI rollups."""
+"""The attribution service's first tables: definitions, touchpoints, conversions, KPI rollups.
+
+Later tables are in their own migration revisions (0002: `campaign_touches`).
+"""
 
 from __future__ import annotations
 
@@ -137,6 +140,9 @@ def conversion_rollups_table(metadata: MetaData) -> Table:
 
 
 def all_tables(metadata: MetaData) -> list[Table]:
+    """The tables revision 0001 creates. It must not grow, or 0001 would create a later
+    revision's table: later tables are written out in their own revision (0002:
+    `campaign_touches`)."""
     return [
         definitions_table(metadata),
         touchpoints_table(metadata),

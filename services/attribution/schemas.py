@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from services.attribution.credit_report import CreditModel
 from services.attribution.definitions import ConversionDefinition
 
 CONVERSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 ConversionId = Annotated[str, StringConstraints(pattern=CONVERSION_ID_PATTERN)]
 Dimension = Literal["journey", "node", "channel", "variant"]
-MarkovDimension = Literal["channel", "journey", "variant"]
 
 
 class ConversionRequest(ConversionDefinition):
@@ -84,20 +84,48 @@ class Report(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class MarkovState(BaseModel):
-    key: str
-    removal_effect: float = Field(description="Drop in conversion probability without it.")
-    share: float = Field(description="Its share of the conversions: effect / sum of effects.")
-    attributed_conversions: float
+class CreditRowResponse(BaseModel):
+    """One channel, journey, node or variant; null lineage fields are campaign visits."""
+
+    journey_id: str | None = None
+    node_id: str | None = None
+    channel: str | None = None
+    template_id: str | None = None
+    variant_id: str | None = None
+    attributed_conversions: float = Field(description="Credited conversions, fractional.")
+    share: float | None = Field(
+        description="Its part of the range's credited conversions; null when none was."
+    )
+    revenue: dict[str, str] = Field(
+        description="Credited value per ISO 4217 currency, as decimal strings."
+    )
+    removal_effect: float | None = Field(
+        description="By channel: the fraction of conversions the chain loses without it."
+    )
+    removal_share: float | None = Field(
+        description="By channel: its removal effect over the sum of the channels' effects."
+    )
 
 
-class MarkovReport(BaseModel):
-    by: MarkovDimension
-    paths: int = Field(description="Touch paths read, converting and not.")
-    conversions: int
-    conversion_probability: float
-    truncated: bool = Field(description="The touchpoint bound was hit: narrow the range.")
-    states: list[MarkovState]
+class CreditReportResponse(BaseModel):
+    model: CreditModel
+    by: Dimension
+    conversion_id: str | None = Field(description="The one definition reported, or null: all.")
+    from_: datetime = Field(alias="from")
+    to: datetime
+    lookback: str = Field(
+        description="The longest window of the definitions reported (ISO 8601): the silence "
+        "that ends a null path, and how long after its last touch it is decided."
+    )
+    conversions: int = Field(description="Conversions in the range: the converting paths.")
+    attributed: int = Field(description="Conversions with at least one touch in their window.")
+    null_paths: int = Field(description="Paths decided in the range without a conversion.")
+    conversion_probability: float = Field(
+        description="The fitted chain's chance that a path converts."
+    )
+    rows: list[CreditRowResponse]
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class InsightResponse(BaseModel):

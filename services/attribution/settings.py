@@ -1,4 +1,5 @@
-"""Settings of the attribution service: the evidence an insight needs, and the Markov bound."""
+"""Settings of the attribution service: the evidence an insight needs, and the credit report's
+bound."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ class AttributionSettings(Settings):
         description="Share of a channel's messages suppressed by frequency caps above which "
         "the caps are reported as suppressing too much.",
     )
-    attribution_markov_max_touchpoints: int = Field(
+    attribution_report_max_touchpoints: int = Field(
         default=200_000,
         ge=1,
-        description="Touchpoints one Markov report reads at most; narrow the range past this.",
+        description="Touchpoints (message outcomes and campaign calls) one credit report reads "
+        "at most; a range holding more is refused.",
     )

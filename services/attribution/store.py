@@ -14,20 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
 from libs.common.events.conversion import AttributionModel
+from services.attribution.campaigns import CampaignTouch
 from services.attribution.credit import Touch
 from services.attribution.definitions import ConversionDefinition
 from services.attribution.insights import HourStats
+from services.attribution.paths import Conversion, Touchpoint
 from services.attribution.rollups import ConversionKey, RollupKey, Rollups
 
 Dimension = Literal["journey", "node", "channel", "variant"]
 
-# The rollup columns each report dimension groups by.
+# The columns each report dimension groups by: of the rollups, and of `paths.Touchpoint`.
 DIMENSION_COLUMNS: dict[Dimension, tuple[str, ...]] = {
     "journey": ("journey_id",),
     "node": ("journey_id", "node_id"),
     "channel": ("channel",),
     "variant": ("template_id", "variant_id"),
 }
+# Outcomes that did not reach the person: never a touch.
+_NOT_TOUCHES = ["message.suppressed", "message.failed"]
+# The tables whose rows name a person: merges move them, erasure deletes them.
+_PERSONAL_TABLES = ("touchpoints", "campaign_touches", "conversions")
 _COUNTS = (
     "sent",
     "delivered",
@@ -84,16 +90,6 @@ class ConversionTotals:
     attributed: int
     unattributed: int
     value: dict[str, Decimal]
-
-
-@dataclass(frozen=True)
-class PathTouch:
-    profile_id: str
-    occurred_at: datetime
-    channel: str
-    journey_id: str
-    template_id: str
-    variant_id: str | None
 
 
 @dataclass(frozen=True)
@@ -167,7 +163,7 @@ class AttributionStore:
                 "ids": sorted(profile_ids),
                 "since": since,
                 "until": until,
-                "not_touches": ["message.suppressed", "message.failed"],
+                "not_touches": _NOT_TOUCHES,
             },
         )
         found: dict[str, list[tuple[str, Touch]]] = {}
@@ -205,8 +201,33 @@ class AttributionStore:
         )
         return {row.conversion_id for row in result}
 
+    async def record_campaign_touches(self, touches: Sequence[CampaignTouch]) -> None:
+        """Store each campaign call once (a redelivered behaviour is the same call)."""
+        if not touches:
+            return
+        rows = [
+            {
+                "behaviour_id": t.behaviour_id,
+                "profile_id": t.profile_id,
+                "occurred_at": t.occurred_at.isoformat(),
+                "channel": t.channel,
+                "source": t.source,
+                "medium": t.medium,
+                "campaign": t.name,
+            }
+            for t in touches
+        ]
+        await self._execute(
+            "INSERT INTO {s}.campaign_touches (behaviour_id, profile_id, occurred_at, channel, "
+            "source, medium, campaign) SELECT DISTINCT ON (behaviour_id) * FROM "
+            "jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(behaviour_id text, profile_id text, "
+            "occurred_at timestamptz, channel text, source text, medium text, campaign text) "
+            "ON CONFLICT (behaviour_id) DO NOTHING",
+            {"rows": _json(rows)},
+        )
+
     async def move_profiles(self, survivor: str, merged: Sequence[str]) -> None:
-        for table in ("touchpoints", "conversions"):
+        for table in _PERSONAL_TABLES:
             await self._execute(
                 f"UPDATE {{s}}.{table} SET profile_id = :survivor "
                 "WHERE profile_id = ANY(CAST(:merged AS text[]))",
@@ -215,7 +236,7 @@ class AttributionStore:
 
     async def erase_profiles(self, profile_ids: Sequence[str]) -> None:
         """Delete what names the people; rollups are counts without a person and stay."""
-        for table in ("touchpoints", "conversions"):
+        for table in _PERSONAL_TABLES:
             await self._execute(
                 f"DELETE FROM {{s}}.{table} WHERE profile_id = ANY(CAST(:ids AS text[]))",
                 {"ids": list(profile_ids)},
@@ -366,25 +387,74 @@ class AttributionStore:
             )
         return list(totals.values())
 
-    async def path_touches(self, scope: TimeRange, limit: int) -> list[PathTouch]:
-        """Each message's first touch in the scope, per profile in time order, at most `limit`."""
-        where, params = _scope(scope, time_column="occurred_at")
+    async def credit_touches(
+        self, since: datetime, until: datetime, limit: int
+    ) -> list[tuple[str, Touchpoint]]:
+        """(profile id, touch) for each outcome that reached someone in [since, until), at most
+        `limit`."""
         result = await self._execute(
-            "SELECT profile_id, min(occurred_at) AS occurred_at, channel, journey_id, "
-            f"template_id, variant_id FROM {{s}}.touchpoints WHERE {where} "
-            "AND outcome <> ALL(:not_touches) "
-            "GROUP BY profile_id, message_id, channel, journey_id, template_id, variant_id "
-            "ORDER BY profile_id, occurred_at LIMIT :limit",
-            {**params, "limit": limit, "not_touches": ["message.suppressed", "message.failed"]},
+            "SELECT profile_id, message_id, occurred_at, outcome, channel, journey_id, node_id, "
+            "template_id, variant_id FROM {s}.touchpoints WHERE occurred_at >= :since "
+            "AND occurred_at < :until AND outcome <> ALL(:not_touches) LIMIT :limit",
+            {"since": since, "until": until, "not_touches": _NOT_TOUCHES, "limit": limit},
         )
         return [
-            PathTouch(
+            (
+                row.profile_id,
+                Touchpoint(
+                    row.message_id,
+                    row.occurred_at,
+                    row.outcome,
+                    row.channel,
+                    row.journey_id,
+                    row.node_id,
+                    row.template_id,
+                    row.variant_id,
+                ),
+            )
+            for row in result
+        ]
+
+    async def campaign_touches(
+        self, since: datetime, until: datetime, limit: int
+    ) -> list[CampaignTouch]:
+        """The campaign calls in [since, until), at most `limit`."""
+        result = await self._execute(
+            "SELECT * FROM {s}.campaign_touches WHERE occurred_at >= :since "
+            "AND occurred_at < :until LIMIT :limit",
+            {"since": since, "until": until, "limit": limit},
+        )
+        return [
+            CampaignTouch(
+                row.behaviour_id,
                 row.profile_id,
                 row.occurred_at,
                 row.channel,
-                row.journey_id,
-                row.template_id,
-                row.variant_id,
+                row.source,
+                row.medium,
+                row.campaign,
+            )
+            for row in result
+        ]
+
+    async def conversions_between(
+        self, since: datetime, until: datetime, definition_id: str | None
+    ) -> list[Conversion]:
+        """The conversions in [since, until), of one definition or all."""
+        result = await self._execute(
+            "SELECT conversion_id, definition_id, profile_id, occurred_at, value, currency "
+            "FROM {s}.conversions WHERE occurred_at >= :since AND occurred_at < :until "
+            "AND (CAST(:definition_id AS text) IS NULL OR definition_id = :definition_id)",
+            {"since": since, "until": until, "definition_id": definition_id},
+        )
+        return [
+            Conversion(
+                row.conversion_id,
+                row.definition_id,
+                row.profile_id,
+                row.occurred_at,
+                row.value,
+                row.currency,
             )
             for row in result
         ]
@@ -403,23 +473,6 @@ class AttributionStore:
             params,
         )
         return [HourStats(row.hour, int(row.sent), int(row.clicked)) for row in result]
-
-    async def conversion_times(
-        self, scope: TimeRange, definition_id: str | None
-    ) -> dict[str, list[datetime]]:
-        where, params = _scope(TimeRange(scope.start, scope.end), time_column="occurred_at")
-        if definition_id is not None:
-            where += " AND definition_id = :definition_id"
-            params["definition_id"] = definition_id
-        result = await self._execute(
-            f"SELECT profile_id, occurred_at FROM {{s}}.conversions WHERE {where} "
-            "ORDER BY profile_id, occurred_at",
-            params,
-        )
-        found: dict[str, list[datetime]] = {}
-        for row in result:
-            found.setdefault(row.profile_id, []).append(row.occurred_at)
-        return found
 
 
 def _scope(scope: TimeRange, *, time_column: str = "bucket") -> tuple[str, dict[str, Any]]:

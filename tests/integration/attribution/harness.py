@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.common import topics
 from libs.common.events import (
+    BehaviorOccurred,
     ConversionAttributed,
     Event,
     JourneyRef,
@@ -67,6 +68,22 @@ def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: 
     return a_behaviour(
         profile_id, event=event, occurred_at=occurred_at, properties=properties, source=SOURCE
     )
+
+
+def campaign_visit(
+    profile_id: str, occurred_at: datetime, source: str, medium: str, name: str = "spring"
+) -> Event[Any]:
+    """A page view that arrived with UTM tags in Segment's `context.campaign`."""
+    data = BehaviorOccurred(
+        profile_id=profile_id,
+        event="Landing",
+        kind="page",
+        context={"campaign": {"source": source, "medium": medium, "name": name}},
+        occurred_at=occurred_at,
+        received_at=datetime.now(UTC),
+        message_id=f"ajs-{uuid.uuid4()}",
+    )
+    return Event(data=data, key=profile_id, source=SOURCE)
 
 
 def erasure(profile_id: str) -> Event[Any]:
@@ -128,9 +145,10 @@ class AttributionHarness:
         return None
 
     async def rows_of(self, profile_id: str) -> int:
-        """How many touchpoint and conversion rows name the profile."""
+        """How many touchpoint, campaign touch and conversion rows name the profile."""
         return await self._count(
             f"SELECT (SELECT count(*) FROM {self.schema}.touchpoints WHERE profile_id = :p)"
+            f" + (SELECT count(*) FROM {self.schema}.campaign_touches WHERE profile_id = :p)"
             f" + (SELECT count(*) FROM {self.schema}.conversions WHERE profile_id = :p)",
             profile_id,
         )

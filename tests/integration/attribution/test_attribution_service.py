@@ -13,6 +13,7 @@ import pytest
 from tests.integration.attribution.harness import (
     AttributionHarness,
     behaviour,
+    campaign_visit,
     clicked,
     erasure,
     sent,
@@ -138,13 +139,14 @@ async def test_erasure_removes_the_profiles_rows(attribution_service: Attributio
     now = datetime.now(UTC)
     await service.publish(
         sent(profile, unique("msg"), journey, now - timedelta(hours=1)),
+        campaign_visit(profile, now - timedelta(minutes=30), "google", "cpc"),
         behaviour(profile, event, now),
     )
 
     async def stored() -> bool:
-        return await service.rows_of(profile) == 2
+        return await service.rows_of(profile) == 3
 
-    await wait_for(stored, within=30, what="the touchpoint and conversion rows")
+    await wait_for(stored, within=30, what="the touchpoint, campaign touch and conversion rows")
     await service.publish(erasure(profile))
 
     async def erased() -> bool:
@@ -153,12 +155,76 @@ async def test_erasure_removes_the_profiles_rows(attribution_service: Attributio
     await wait_for(erased, within=30, what="the erased profile's rows gone")
 
 
-async def test_markov_report_and_insights_answer(attribution_service: AttributionHarness) -> None:
+async def test_campaign_visits_compete_with_messages_in_the_credit_report(
+    attribution_service: AttributionHarness,
+) -> None:
+    """Paths [email, paid_search] → 100 EUR, [social, email] → 50 EUR, [social] → nothing.
+
+    The chain: start→email 1/3, →social 2/3; email→paid_search 1/2, →conversion 1/2;
+    social→email 1/2, →null 1/2. P = 2/3; without email 0 (effect 1), without paid_search or
+    social 1/3 (effect 1/2). Markov credit: c1 2/3 email, 1/3 paid_search; c2 1/3 social,
+    2/3 email (unit tests: test_credit_report.py).
+    """
     service = attribution_service
-    markov = await service.http.get("/reports/markov", params={"by": "channel"})
-    assert markov.status_code == 200, markov.text
-    assert "email" in {state["key"] for state in markov.json()["states"]}
-    insights = await service.http.get("/insights")
+    # A day long past, which no other test's touches share.
+    day = datetime(2024, 2, 1, 12, tzinfo=UTC) + timedelta(minutes=uuid.uuid4().int % 1000)
+    first, second, lost = unique("prf_paid"), unique("prf_social"), unique("prf_lost")
+    journey, purchase, definition = unique("jrn"), unique("purchase"), unique("cnv_credit")
+    await service.define(
+        definition, purchase, value_property="revenue", currency="EUR", window="P1D"
+    )
+    await service.publish(
+        sent(first, unique("msg"), journey, day - timedelta(hours=3)),
+        campaign_visit(first, day - timedelta(hours=2, minutes=30), "closeloop", "email"),
+        campaign_visit(first, day - timedelta(hours=2), "google", "cpc"),
+        campaign_visit(first, day - timedelta(hours=1, minutes=50), "google", "cpc"),
+        behaviour(first, purchase, day, revenue=100),
+        campaign_visit(second, day - timedelta(hours=6), "facebook", "social"),
+        sent(second, unique("msg"), journey, day - timedelta(hours=5)),
+        behaviour(second, purchase, day, revenue=50),
+        campaign_visit(lost, day - timedelta(hours=4), "facebook", "social"),
+    )
+    scope = {
+        "conversion_id": definition,
+        "from": (day - timedelta(days=1)).isoformat(),
+        "to": (day + timedelta(days=2)).isoformat(),
+    }
+    found: dict[str, Any] = {}
+
+    async def complete() -> bool:
+        response = await service.http.get("/reports/credit", params={**scope, "model": "markov"})
+        assert response.status_code == 200, response.text
+        found.update(response.json())
+        earned = {row["channel"]: row["attributed_conversions"] for row in found["rows"]}
+        return (found["conversions"], found["null_paths"]) == (2, 1) and earned == pytest.approx(
+            {"email": 4 / 3, "paid_search": 1 / 3, "social": 1 / 3}
+        )
+
+    await wait_for(complete, within=30, what="every touch and conversion in the credit report")
+    assert (found["model"], found["by"], found["lookback"]) == ("markov", "channel", "P1D")
+    assert (found["attributed"], found["conversion_probability"]) == (2, pytest.approx(2 / 3))
+    rows = {row["channel"]: row for row in found["rows"]}
+    assert {c: (r["removal_effect"], r["removal_share"]) for c, r in rows.items()} == {
+        "email": pytest.approx((1.0, 0.5)),
+        "paid_search": pytest.approx((0.5, 0.25)),
+        "social": pytest.approx((0.5, 0.25)),
+    }
+    assert {c: float(r["revenue"]["EUR"]) for c, r in rows.items()} == pytest.approx(
+        {"email": 100.0, "paid_search": 100 / 3, "social": 50 / 3}
+    )
+    last = await service.http.get("/reports/credit", params={**scope, "model": "last_touch"})
+    earned = {row["channel"]: row["attributed_conversions"] for row in last.json()["rows"]}
+    assert earned == {"email": 1.0, "paid_search": 1.0, "social": 0.0}
+    by_journey = await service.http.get(
+        "/reports/credit", params={**scope, "model": "linear", "by": "journey"}
+    )
+    journeys = {row["journey_id"]: row for row in by_journey.json()["rows"]}
+    assert journeys.keys() == {journey, None}
+    assert journeys[journey]["removal_effect"] is None
+
+
+async def test_insights_answer(attribution_service: AttributionHarness) -> None:
+    insights = await attribution_service.http.get("/insights")
     assert insights.status_code == 200, insights.text
     assert isinstance(insights.json()["insights"], list)
 
@@ -221,6 +287,17 @@ async def test_bad_definitions_and_requests_are_refused(
     )
     assert backwards.status_code == 422
     assert backwards.json()["error"]["code"] == "invalid_range"
+    model = await http.get("/reports/credit", params={"model": "shapley"})
+    assert model.status_code == 422
+    assert model.json()["error"]["field"] == "query.model"
+    future = await http.get(
+        "/reports/credit", params={"model": "linear", "from": "2999-01-01T00:00:00Z"}
+    )
+    assert (future.status_code, future.json()["error"]["code"]) == (422, "invalid_range")
+    unknown = await http.get(
+        "/reports/credit", params={"model": "markov", "conversion_id": "cnv_missing_definition"}
+    )
+    assert unknown.status_code == 404
 
 
 async def _touchpoints(service: AttributionHarness, profile_id: str, expected: int) -> bool:

@@ -1,8 +1,7 @@
-"""The Markov removal effect on a small example worked out by hand."""
+"""The Markov chain, its removal effects on small chains worked out by hand, and the split of
+one conversion among its touches."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,14 +11,18 @@ from services.attribution.markov import (
     START,
     Path,
     conversion_probability,
-    paths_from,
     removal_effects,
+    shares,
     transitions,
 )
 
 # start→A 2/3, start→B 1/3; A→B 1/2, A→null 1/2; B→conversion 1.
 # P(conversion) = 2/3·1/2 + 1/3 = 2/3. Without A: 1/3, effect 1/2. Without B: 0, effect 1.
 PATHS = [Path(("A", "B"), True), Path(("A",), False), Path(("B",), True)]
+
+
+def effects_of(paths: list[Path]) -> dict[str, tuple[float, float]]:
+    return {e.state: (e.removal_effect, e.share) for e in removal_effects(paths).effects}
 
 
 def test_transitions_are_the_observed_frequencies() -> None:
@@ -36,34 +39,91 @@ def test_conversion_probability_with_and_without_a_state() -> None:
     assert conversion_probability(chain, removed="B") == pytest.approx(0.0)
 
 
-def test_removal_effects_share_out_the_conversions() -> None:
+def test_removal_effects_and_their_shares() -> None:
     result = removal_effects(PATHS)
-    effects = {e.state: (e.removal_effect, e.share, e.conversions) for e in result.effects}
-    assert effects["A"] == pytest.approx((0.5, 1 / 3, 2 / 3))
-    assert effects["B"] == pytest.approx((1.0, 2 / 3, 4 / 3))
-    assert result.conversions == 2 and result.paths == 3
+    assert effects_of(PATHS) == {
+        "A": pytest.approx((0.5, 1 / 3)),
+        "B": pytest.approx((1.0, 2 / 3)),
+    }
+    assert (result.conversions, result.paths) == (2, 3)
+    assert [e.state for e in result.effects] == ["B", "A"]
+
+
+def test_removal_effects_through_a_loop() -> None:
+    # start→A 1/2, →B 1/2; A→B 1/2, A→conversion 1/2; B→A 1/2, B→null 1/2.
+    # x_A = x_B/2 + 1/2, x_B = x_A/2: x_A = 2/3, x_B = 1/3, P = 1/2.
+    # Without A: B only leads to null, P = 0. Without B: x_A = 1/2, P = 1/4, effect 1/2.
+    paths = [Path(("A", "B", "A"), True), Path(("B",), False)]
+    assert conversion_probability(transitions(paths)) == pytest.approx(0.5)
+    assert effects_of(paths) == {
+        "A": pytest.approx((1.0, 2 / 3)),
+        "B": pytest.approx((0.5, 1 / 3)),
+    }
+
+
+# A and B each lead to X, which converts: each carries half the conversions.
+CONVERGING = [Path(("A", "X"), True), Path(("B", "X"), True)]
+
+
+def test_null_paths_where_a_channel_ends_journeys_lower_its_effect() -> None:
+    # Two people reach X, then A, and go no further. start→A 1/4, →B 1/4, →X 1/2; A→X 1/3,
+    # A→null 2/3; B→X 1; X→conversion 1/2, X→A 1/2. x_X = 1/2 + x_A/2 and x_A = x_X/3 give
+    # x_X = 3/5, x_A = 1/5: P = 1/20 + 3/20 + 6/20 = 1/2. Without A, x_X = 1/2 and
+    # P = 1/8 + 1/4 = 3/8: the effect falls from 1/2 to 1 - 3/4 = 1/4.
+    assert effects_of(CONVERGING)["A"] == pytest.approx((0.5, 0.25))
+    ending = [*CONVERGING, Path(("X", "A"), False), Path(("X", "A"), False)]
+    assert effects_of(ending)["A"][0] == pytest.approx(0.25)
+    assert effects_of(ending)["A"][1] < 0.25
+
+
+def test_null_paths_that_only_touch_a_channel_leave_its_effect() -> None:
+    # A removal effect is the part of the conversions that pass through the state, not its
+    # conversion rate: people A reached in vain do not change which conversions needed A.
+    in_vain = [*CONVERGING, Path(("A",), False), Path(("A",), False)]
+    assert effects_of(in_vain) == effects_of(CONVERGING)
+
+
+def test_a_channel_that_never_precedes_a_conversion_has_no_effect() -> None:
+    paths = [*PATHS, Path(("C",), False), Path(("A", "C"), False)]
+    effects = effects_of(paths)
+    assert effects["C"] == (0.0, 0.0)
+    assert effects["A"][0] > 0 and effects["B"][0] > 0
+
+
+def test_touchless_conversions_make_effects_fractions_of_all_conversions() -> None:
+    # Half the conversions had no touch: removing A loses the other half.
+    paths = [Path(("A",), True), Path((), True)]
+    assert effects_of(paths) == {"A": pytest.approx((0.5, 1.0))}
 
 
 def test_repeated_states_in_a_row_are_one_visit() -> None:
     assert transitions([Path(("A", "A", "A"), True)]) == transitions([Path(("A",), True)])
 
 
-def test_loops_between_states_converge() -> None:
-    result = removal_effects([Path(("A", "B", "A", "B"), True), Path(("B", "A"), False)])
-    assert 0 < result.conversion_probability < 1
-    assert sum(e.share for e in result.effects) == pytest.approx(1.0)
+def test_no_paths_no_chance() -> None:
+    result = removal_effects([])
+    assert (result.paths, result.conversion_probability, result.effects) == (0, 0.0, [])
 
 
-def test_paths_split_at_conversions_and_keep_the_unconverted_rest() -> None:
-    t0 = datetime(2025, 3, 1, tzinfo=UTC)
-    at = [t0 + timedelta(hours=h) for h in range(5)]
-    paths = paths_from(
-        {"p1": [(at[0], "email"), (at[1], "sms"), (at[3], "push")], "p2": [(at[0], "email")]},
-        {"p1": [at[2]], "p3": [at[4]]},
-    )
-    assert paths == [
-        Path(("email", "sms"), True),
-        Path(("push",), False),
-        Path(("email",), False),
-        Path((), True),
-    ]
+def test_a_conversion_is_split_by_the_removal_effects_of_its_states() -> None:
+    effects = {"email": 0.6, "push": 0.2, "social": 0.0}
+    assert shares(["email", "push"], effects) == pytest.approx([0.75, 0.25])
+    assert shares(["social", "email"], effects) == pytest.approx([0.0, 1.0])
+
+
+def test_touches_of_one_state_split_its_part_equally() -> None:
+    effects = {"email": 0.6, "push": 0.2}
+    # email's part is 3/4 however many emails; its two touches take 3/8 each.
+    assert shares(["email", "push", "email"], effects) == pytest.approx([3 / 8, 1 / 4, 3 / 8])
+
+
+def test_states_without_effect_share_equally() -> None:
+    assert shares(["x", "y", "x"], {}) == pytest.approx([1 / 3] * 3)
+    assert shares([], {"x": 1.0}) == []
+
+
+@pytest.mark.parametrize(
+    "states", [["a"], ["a", "b"], ["b", "a", "b", "c"], ["c", "c", "c"], ["d", "a"]]
+)
+def test_shares_sum_to_the_conversion(states: list[str]) -> None:
+    assert sum(shares(states, {"a": 0.3, "b": 0.05, "c": 0.9})) == pytest.approx(1.0)
