@@ -2,6 +2,8 @@
 at the end one table of every figure against the raw ceilings measured in the same run.
 
 `python -m bench compare BEFORE.json AFTER.json` prints each figure's change between two runs.
+`python -m bench decisions` runs the decision-quality simulator instead (no stack; see
+bench/decisions).
 """
 
 from __future__ import annotations
@@ -158,4 +160,8 @@ if __name__ == "__main__":
     arguments = sys.argv[1:]
     if arguments[:1] == ["compare"]:
         sys.exit(_compare(arguments[1:]))
+    if arguments[:1] == ["decisions"]:
+        from bench.decisions.__main__ import main as decisions
+
+        sys.exit(decisions(arguments[1:]))
     sys.exit(_bench(arguments))

@@ -34,7 +34,7 @@ def _prometheus_binary() -> str:
     if binary is None:
         pytest.fail(
             "prometheus is not installed: `apt-get install -y --no-install-recommends "
-            "prometheus` (Debian's package; .ci/run installs it when run as root)"
+            "prometheus` (Debian's package; `make test` installs it)"
         )
     return binary
 
