@@ -11,8 +11,9 @@ fraction of conversions the world loses when the channel is switched off (every 
 ends the journey instead), computed exactly from the true parameters. The service's own code
 (paths.py, credit_report.py, markov.py) sees only the touches and conversions, builds the
 range's paths, fits the chain and reports; last touch on the same paths shows what a rule
-model reports instead. docs/models/attribution.md says what the comparison does and does not
-show.
+model reports instead. The per-conversion Markov credits, summed, are fitted to the removal
+shares; how near they come is a figure of its own. docs/models/attribution.md says what the
+comparison does and does not show.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ class Shares:
     markov: dict[str, float]
     """The removal effect over the sum of the channels' effects."""
     markov_credit: dict[str, float]
-    """The per-conversion Markov credits summed, over all credits."""
+    """The per-conversion Markov credits summed, over all credits: the removal shares where the
+    paths allow it (credit_report.calibrate)."""
     last_touch: dict[str, float]
 
 
@@ -232,11 +234,17 @@ def _figures(world: World, shares: Shares) -> list[Figure]:
             _largest_gap(shares.planted, shares.markov_credit),
             unit=" pts",
         ),
+        Figure(
+            "Markov per-conversion credit, largest gap to the removal shares",
+            _largest_gap(shares.markov, shares.markov_credit),
+            unit=" pts",
+        ),
     ]
     for name in world.channels:
         figures += [
             Figure(f"{name}: planted share", 100.0 * shares.planted[name], unit="%"),
             Figure(f"{name}: Markov share", 100.0 * shares.markov[name], unit="%"),
+            Figure(f"{name}: Markov credit share", 100.0 * shares.markov_credit[name], unit="%"),
             Figure(f"{name}: last-touch share", 100.0 * shares.last_touch[name], unit="%"),
         ]
     return figures
@@ -259,6 +267,21 @@ def _details(world: World, shares: Shares, markov: CreditReport) -> dict[str, An
             "fitted": markov.chain.conversion_probability,
         },
         "paths": {"converting": markov.conversions, "null": markov.null_paths},
+        "markov_credit_fit": _calibration(markov),
+    }
+
+
+def _calibration(markov: CreditReport) -> dict[str, Any]:
+    """How near the summed per-conversion credits came to the conversions x removal shares."""
+    fitted = markov.calibration
+    if fitted is None:
+        return {}
+    return {
+        "residual_conversions": fitted.residual,
+        "steps": fitted.steps,
+        "converged": fitted.converged,
+        "targets": fitted.targets,
+        "credited": fitted.credited,
     }
 
 

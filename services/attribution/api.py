@@ -300,6 +300,7 @@ def _credit_response(
         attributed=report.attributed,
         null_paths=report.null_paths,
         conversion_probability=report.chain.conversion_probability,
+        credit_residual=report.calibration.residual if report.calibration else None,
         rows=[
             CreditRowResponse(
                 **row.key,

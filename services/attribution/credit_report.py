@@ -2,7 +2,9 @@
 rule models, or the Markov chain fitted on the range's paths. Pure functions.
 
 Every model credits the same touches (a conversion's converting path) and only the split
-differs, so the models can be compared conversion for conversion.
+differs, so the models can be compared conversion for conversion. Under `markov` the split is
+by channel weights fitted on the range's converting paths, so that each channel's credit summed
+over the conversions is the credited conversions times its removal share.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 from libs.common.events.conversion import AttributionModel
 from services.attribution import credit, markov
 from services.attribution.campaigns import CampaignTouch
-from services.attribution.markov import MarkovResult, StateEffect
+from services.attribution.markov import CreditWeights, MarkovResult, StateEffect
 from services.attribution.paths import (
     Conversion,
     ConvertingPath,
@@ -52,6 +54,9 @@ class CreditReport:
     null_paths: int
     chain: MarkovResult
     rows: list[CreditRow]
+    calibration: CreditWeights | None = None
+    """Under `markov`: the channel weights each conversion was split by, and how far the
+    channels' summed credits remain from their targets (`residual`); None under rule models."""
 
 
 def over_range(
@@ -77,12 +82,20 @@ def fit(paths: RangePaths) -> MarkovResult:
     )
 
 
+def calibrate(paths: RangePaths, chain: MarkovResult) -> CreditWeights:
+    """The channel weights that split the range's conversions so that each channel's summed
+    credit is the credited conversions times its removal share (`markov.credit_weights`)."""
+    shares = {effect.state: effect.share for effect in chain.effects}
+    return markov.credit_weights([_channels(path.touches) for path in paths.converting], shares)
+
+
 def touch_shares(
-    model: CreditModel, path: ConvertingPath, rule: CreditRule, effects: Mapping[str, float]
+    model: CreditModel, path: ConvertingPath, rule: CreditRule, weights: Mapping[str, float]
 ) -> list[float]:
-    """Each touch's share of the path's conversion under `model`."""
+    """Each touch's share of the path's conversion under `model`; `weights` are the channel
+    weights of `calibrate`, which only `markov` uses."""
     if model == "markov":
-        return markov.shares(_channels(path.touches), effects)
+        return markov.shares(_channels(path.touches), weights)
     ages = [path.conversion.occurred_at - touch.occurred_at for touch in path.touches]
     return credit.shares(model, ages, half_life=rule.half_life)
 
@@ -100,9 +113,11 @@ def report(
     tally = _Tally()
     if by == "channel":
         tally.earned |= {(effect.state,): 0.0 for effect in chain.effects}
-    effects = chain.removal_effects()
+    # Fitted on every converting path of the range, whatever `by`: the weights are per channel.
+    calibration = calibrate(paths, chain) if model == "markov" else None
+    weights = calibration.weights if calibration else {}
     for path in paths.converting:
-        shares = touch_shares(model, path, rules[path.conversion.definition_id], effects)
+        shares = touch_shares(model, path, rules[path.conversion.definition_id], weights)
         for touch, share in zip(path.touches, shares, strict=True):
             tally.add(tuple(getattr(touch, column) for column in columns), share, path.conversion)
     rows = [
@@ -123,6 +138,7 @@ def report(
         null_paths=len(paths.null),
         chain=chain,
         rows=rows,
+        calibration=calibration,
     )
 
 

@@ -123,6 +123,12 @@ class CreditReportResponse(BaseModel):
     conversion_probability: float = Field(
         description="The fitted chain's chance that a path converts."
     )
+    credit_residual: float | None = Field(
+        description="markov: the conversions' worth of credit that would have to move between "
+        "channels for each channel's credited conversions to equal `attributed` times its "
+        "removal share (half the summed absolute gaps); 0 when the paths allow it. Null under "
+        "the rule models."
+    )
     rows: list[CreditRowResponse]
 
     model_config = ConfigDict(populate_by_name=True)

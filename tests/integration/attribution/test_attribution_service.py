@@ -162,8 +162,9 @@ async def test_campaign_visits_compete_with_messages_in_the_credit_report(
 
     The chain: start→email 1/3, →social 2/3; email→paid_search 1/2, →conversion 1/2;
     social→email 1/2, →null 1/2. P = 2/3; without email 0 (effect 1), without paid_search or
-    social 1/3 (effect 1/2). Markov credit: c1 2/3 email, 1/3 paid_search; c2 1/3 social,
-    2/3 email (unit tests: test_credit_report.py).
+    social 1/3 (effect 1/2). Markov credit sums to 2 x the removal shares: email 1,
+    paid_search 1/2, social 1/2 (c1 and c2 split half and half; unit tests:
+    test_credit_report.py).
     """
     service = attribution_service
     # A day long past, which no other test's touches share.
@@ -197,12 +198,13 @@ async def test_campaign_visits_compete_with_messages_in_the_credit_report(
         found.update(response.json())
         earned = {row["channel"]: row["attributed_conversions"] for row in found["rows"]}
         return (found["conversions"], found["null_paths"]) == (2, 1) and earned == pytest.approx(
-            {"email": 4 / 3, "paid_search": 1 / 3, "social": 1 / 3}
+            {"email": 1.0, "paid_search": 0.5, "social": 0.5}
         )
 
     await wait_for(complete, within=30, what="every touch and conversion in the credit report")
     assert (found["model"], found["by"], found["lookback"]) == ("markov", "channel", "P1D")
     assert (found["attributed"], found["conversion_probability"]) == (2, pytest.approx(2 / 3))
+    assert found["credit_residual"] == pytest.approx(0.0, abs=1e-6)
     rows = {row["channel"]: row for row in found["rows"]}
     assert {c: (r["removal_effect"], r["removal_share"]) for c, r in rows.items()} == {
         "email": pytest.approx((1.0, 0.5)),
@@ -210,7 +212,7 @@ async def test_campaign_visits_compete_with_messages_in_the_credit_report(
         "social": pytest.approx((0.5, 0.25)),
     }
     assert {c: float(r["revenue"]["EUR"]) for c, r in rows.items()} == pytest.approx(
-        {"email": 100.0, "paid_search": 100 / 3, "social": 50 / 3}
+        {"email": 75.0, "paid_search": 50.0, "social": 25.0}
     )
     last = await service.http.get("/reports/credit", params={**scope, "model": "last_touch"})
     earned = {row["channel"]: row["attributed_conversions"] for row in last.json()["rows"]}

@@ -66,15 +66,17 @@ def by_channel(result: CreditReport) -> dict[str | None, tuple[float, Decimal]]:
     }
 
 
-def test_markov_splits_each_conversion_by_removal_effects() -> None:
+def test_markov_credit_sums_to_the_removal_shares() -> None:
     result = credit("markov")
-    # c1: email 1/(1 + 1/2) = 2/3, paid_search 1/3; c2: social 1/3, email 2/3.
+    # Targets: 2 conversions x the shares: email 1, paid_search 1/2, social 1/2. Split by the
+    # effects themselves, c1 would give email 2/3 and c2 email 2/3 (4/3 in all); the fitted
+    # weights are equal: c1 email 1/2, paid_search 1/2; c2 social 1/2, email 1/2.
     earned = by_channel(result)
     assert {channel: float(c) for channel, (c, _) in earned.items()} == pytest.approx(
-        {"email": 4 / 3, "paid_search": 1 / 3, "social": 1 / 3}
+        {"email": 1.0, "paid_search": 0.5, "social": 0.5}
     )
     assert {channel: float(r) for channel, (_, r) in earned.items()} == pytest.approx(
-        {"email": 100.0, "paid_search": 100 / 3, "social": 50 / 3}
+        {"email": 75.0, "paid_search": 50.0, "social": 25.0}
     )
     effects = {r.key["channel"]: r.effect for r in result.rows}
     assert {c: (e.removal_effect, e.share) for c, e in effects.items() if e} == {
@@ -84,6 +86,45 @@ def test_markov_splits_each_conversion_by_removal_effects() -> None:
     }
     assert (result.conversions, result.attributed, result.null_paths) == (2, 2, 1)
     assert result.chain.conversion_probability == pytest.approx(2 / 3)
+    assert result.calibration is not None
+    assert result.calibration.residual == pytest.approx(0.0, abs=1e-6)
+
+
+def test_markov_credit_out_of_reach_of_the_shares_reports_the_residual() -> None:
+    """[email] → converts; [social, email] → null. start→email 1/2, →social 1/2; social→email 1;
+    email→conversion 1/2, →null 1/2. P = 1/2; without social 1/4 (effect 1/2), without email 0
+    (effect 1): shares 1/3 and 2/3. The one conversion has email alone on its path, so email
+    earns 1 against its 2/3 and social 0 against 1/3."""
+    paths = range_paths(
+        SPAN,
+        RULES,
+        [email("prf_1", "m1", -3), email("prf_3", "m3", -3)],
+        [visit("prf_3", "social", -4)],
+        [Conversion("c1", "cnv", "prf_1", at(0))],
+    )
+    result = report("markov", "channel", paths, RULES, fit(paths))
+    assert {row.key["channel"]: row.conversions for row in result.rows} == pytest.approx(
+        {"email": 1.0, "social": 0.0}
+    )
+    assert result.chain.effect_of("social").share == pytest.approx(1 / 3)
+    assert result.calibration is not None
+    assert result.calibration.residual == pytest.approx(1 / 3)
+    assert not result.calibration.converged
+
+
+def test_rule_models_have_no_calibration() -> None:
+    assert credit("linear").calibration is None
+
+
+def test_markov_touches_of_one_channel_split_its_part_equally() -> None:
+    # A second email of another journey on c1: [email, email, paid_search] is the chain's
+    # [email, paid_search], so the weights stay equal. c1: email 1/2 as 1/4 + 1/4, paid_search
+    # 1/2; c2: social 1/2, email 1/2.
+    other = ("prf_1", Touchpoint("m5", at(-2.5), "message.sent", "email", "jrn_2", "n", "t"))
+    rows = credit("markov", "journey", (other,)).rows
+    assert {row.key["journey_id"]: row.conversions for row in rows} == pytest.approx(
+        {"jrn": 3 / 4, "jrn_2": 1 / 4, None: 1.0}
+    )
 
 
 def test_last_touch_credits_the_last_touch_and_keeps_every_channel_of_the_chain() -> None:

@@ -1,5 +1,5 @@
-"""The Markov chain, its removal effects on small chains worked out by hand, and the split of
-one conversion among its touches."""
+"""The Markov chain, its removal effects on small chains worked out by hand, the split of one
+conversion among its touches, and the fit of the split to the removal shares."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from services.attribution.markov import (
     START,
     Path,
     conversion_probability,
+    credit_weights,
     removal_effects,
     shares,
     transitions,
@@ -127,3 +128,91 @@ def test_states_without_effect_share_equally() -> None:
 )
 def test_shares_sum_to_the_conversion(states: list[str]) -> None:
     assert sum(shares(states, {"a": 0.3, "b": 0.05, "c": 0.9})) == pytest.approx(1.0)
+
+
+# Four conversions; A's target 4 x 0.5 = 2, B's 1.2, C's 0.8. Split by the shares themselves, A
+# earns 1 + 0.5/0.8 + 0.5/0.7 = 2.34: A shares its paths with smaller states and takes most.
+SHARED = [("A", "B"), ("A", "C"), ("B", "C"), ("A",)]
+SHARES = {"A": 0.5, "B": 0.3, "C": 0.2}
+
+
+def summed(paths: list[tuple[str, ...]], weights: dict[str, float]) -> dict[str, float]:
+    """Each state's credit over the paths, from the touches' shares."""
+    earned: dict[str, float] = {}
+    for states in paths:
+        for state, part in zip(states, shares(states, weights), strict=True):
+            earned[state] = earned.get(state, 0.0) + part
+    return earned
+
+
+def test_split_by_the_shares_themselves_misses_them() -> None:
+    assert summed(SHARED, SHARES)["A"] == pytest.approx(1 + 0.5 / 0.8 + 0.5 / 0.7)
+
+
+def test_fitted_weights_make_summed_credits_the_removal_shares() -> None:
+    fitted = credit_weights(SHARED, SHARES)
+    targets = {"A": 2.0, "B": 1.2, "C": 0.8}
+    assert fitted.targets == pytest.approx(targets)
+    assert summed(SHARED, fitted.weights) == pytest.approx(targets, abs=1e-6)
+    assert fitted.credited == pytest.approx(targets, abs=1e-6)
+    assert fitted.converged and fitted.residual == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [SHARED, [("A", "B", "A"), ("C", "D"), ("B",), ("D", "C", "C")], [("D",), ("A", "D")]],
+)
+def test_each_conversion_is_shared_by_its_own_states_and_sums_to_one(
+    paths: list[tuple[str, ...]],
+) -> None:
+    # D has no removal effect: it earns nothing but on a path of its own, split equally.
+    weights = credit_weights(paths, {**SHARES, "D": 0.0}).weights
+    for states in paths:
+        split = shares(states, weights)
+        assert sum(split) == pytest.approx(1.0)
+        assert all(part >= 0 for part in split)
+        if set(states) != {"D"}:
+            assert all(part == 0 for state, part in zip(states, split, strict=True) if state == "D")
+    assert set(weights) <= {state for states in paths for state in states} - {"D"}
+
+
+def test_touchless_conversions_are_in_no_target() -> None:
+    fitted = credit_weights([(), ("A",), ("A", "B")], {"A": 0.75, "B": 0.25})
+    assert fitted.targets == pytest.approx({"A": 1.5, "B": 0.5})
+    assert fitted.credited == pytest.approx({"A": 1.5, "B": 0.5}, abs=1e-6)
+
+
+# A's target 2 exceeds the one conversion whose path holds it: the closest split gives A all of
+# that one and B the other three, a conversion's worth of credit off.
+BEYOND = [("A", "B"), ("B",), ("B",), ("B",)]
+
+
+def test_targets_beyond_reach_end_at_the_closest_split_with_the_residual() -> None:
+    fitted = credit_weights(BEYOND, {"A": 0.5, "B": 0.5})
+    assert fitted.credited == pytest.approx({"A": 1.0, "B": 3.0}, abs=1e-6)
+    assert fitted.residual == pytest.approx(1.0, abs=1e-6)
+    assert not fitted.converged
+    assert fitted.steps < 100
+    assert [sum(shares(states, fitted.weights)) for states in BEYOND] == pytest.approx([1.0] * 4)
+
+
+def test_the_fit_stops_at_its_cap() -> None:
+    fitted = credit_weights(BEYOND, {"A": 0.5, "B": 0.5}, max_steps=5)
+    assert fitted.steps == 5
+    assert fitted.residual > 1.0
+    # On the edge of reach (A's target is exactly its one path) the gap only shrinks slowly.
+    edge = credit_weights([("A", "B"), ("B",)], {"A": 0.5, "B": 0.5}, max_steps=300)
+    assert edge.steps == 300
+    assert 0 < edge.residual < 0.01
+
+
+def test_a_state_with_a_share_on_no_converting_path_is_the_residual() -> None:
+    fitted = credit_weights([("A",), ("A",)], {"A": 0.75, "X": 0.25})
+    assert fitted.credited == pytest.approx({"A": 2.0})
+    assert fitted.residual == pytest.approx(0.5)
+    assert "X" not in fitted.weights
+
+
+def test_no_paths_no_weights() -> None:
+    fitted = credit_weights([], {"A": 1.0})
+    assert (fitted.weights, fitted.credited, fitted.residual, fitted.steps) == ({}, {}, 0.0, 0)
