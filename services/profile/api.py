@@ -1,9 +1,11 @@
-"""REST routes: read a profile by id or identifier, page its events, erase it."""
+"""REST routes: read a profile by id or identifier, page its events, erase it; fit the purchase
+models behind the predictive scores, show them, backtest them."""
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -16,19 +18,32 @@ from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events import Event, ProfileDeleted
 from services.profile import features
 from services.profile.features import FeatureRules
+from services.profile.fits import PredictionFits
 from services.profile.handlers import SOURCE
 from services.profile.identity import Identifier, new_profile_id, parse_identifier
+from services.profile.predictions import BacktestReport, BgNbdParams, GammaGammaParams
 from services.profile.schemas import (
+    BacktestOut,
+    BacktestRequest,
+    CalibrationRowOut,
     Engagement,
     ErasureAccepted,
+    FitOut,
+    PredictionModelOut,
+    Predictions,
+    PredictiveScores,
     ProfileEventOut,
     ProfileEventPage,
     ProfileList,
     ProfileOut,
+    ProfileOutcomeOut,
+    PurchaseModelOut,
     RfmScores,
+    ValueModelOut,
 )
 from services.profile.settings import ProfileSettings
-from services.profile.store import Connection, ProfileStore, StoredProfile
+from services.profile.state import ProfileState
+from services.profile.store import Connection, FitRecord, ProfileStore, StoredProfile
 
 ProfileIdPath = Annotated[
     str,
@@ -48,6 +63,7 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
     store = ProfileStore(settings.schema_name)
     rules = FeatureRules.from_settings(settings)
     external_kinds = tuple(settings.profile_external_id_kinds)
+    horizon = settings.profile_churn_horizon_days
     router = APIRouter(
         prefix="/profiles",
         tags=["profiles"],
@@ -63,7 +79,8 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
             stored = await store.profile(connection, profile_id)
             if stored is None:
                 return await _redirect_or_404(store, connection, profile_id, "")
-        return _profile_out(stored, rules)
+            predictions = await _predictions(store, connection, stored.state, horizon)
+        return _profile_out(stored, rules, predictions)
 
     @router.get("", response_model=ProfileList)
     async def find_profiles(
@@ -85,7 +102,10 @@ def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxR
         async with session_transaction(sessions) as session:
             connection = await store.connection(session)
             stored = await _profile_by_identifier(store, connection, wanted)
-        return ProfileList(profiles=[] if stored is None else [_profile_out(stored, rules)])
+            if stored is None:
+                return ProfileList(profiles=[])
+            predictions = await _predictions(store, connection, stored.state, horizon)
+        return ProfileList(profiles=[_profile_out(stored, rules, predictions)])
 
     @router.get("/{profile_id}/events", response_model=ProfileEventPage, responses=_FOUND_ELSEWHERE)
     async def profile_events(
@@ -161,13 +181,11 @@ def _deleted(profile_id: str) -> Event[ProfileDeleted]:
     )
 
 
-def _profile_out(stored: StoredProfile, rules: FeatureRules) -> ProfileOut:
+def _profile_out(
+    stored: StoredProfile, rules: FeatureRules, predictions: Predictions
+) -> ProfileOut:
     state, now = stored.state, time.time()
-    stage = None
-    if state.first_seen is not None and state.last_seen is not None:
-        stage = features.lifecycle_stage(
-            state.first_seen, state.last_seen, state.activity, now, rules
-        )
+    stage = state.lifecycle_stage(now, rules)
     rfm = features.rfm(state.orders, state.revenue, state.last_order_at, now, rules)
     half_life = rules.category_half_life_days
     return ProfileOut(
@@ -199,8 +217,164 @@ def _profile_out(stored: StoredProfile, rules: FeatureRules) -> ProfileOut:
             attributed_conversions=round(state.attributed_conversions, 6),
             attributed_revenue={c: round(v, 6) for c, v in state.attributed_revenue.items()},
         ),
+        predictions=predictions,
     )
+
+
+async def _predictions(
+    store: ProfileStore, connection: Connection, state: ProfileState, horizon_days: float
+) -> Predictions:
+    """The profile's predictive scores, or why it has none."""
+    predicted = state.predicted
+    if predicted is not None:
+        scores = PredictiveScores(
+            **predicted.values,
+            churn_horizon_days=horizon_days,
+            scored_at=datetime.fromtimestamp(predicted.scored_at, UTC),
+            fit_id=predicted.fit_id,
+        )
+        return Predictions(scores=scores, unscored_because=None)
+    if state.purchases is None:
+        return Predictions(scores=None, unscored_because="no purchase yet")
+    return Predictions(
+        scores=None, unscored_because=_why_unscored(await store.last_fit(connection))
+    )
+
+
+def _why_unscored(latest: FitRecord | None) -> str:
+    if latest is None:
+        return "the purchase models have not been fitted yet"
+    fitted_at = datetime.fromtimestamp(latest.fitted_at, UTC).isoformat()
+    if latest.error is not None:
+        return f"the purchase models could not be fitted at {fitted_at}: {latest.error}"
+    return f"not scored yet by the fit at {fitted_at}: its re-score is under way"
 
 
 def _time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def predictions_router(fits: PredictionFits) -> APIRouter:
+    router = APIRouter(
+        prefix="/predictions",
+        tags=["predictions"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
+    )
+
+    @router.post("/fit", response_model=FitOut)
+    async def fit() -> FitOut:
+        """Fit the purchase models over every profile with purchases now, and re-score every
+        such profile before answering (announcing the scores that changed). 422 when there are
+        too few purchase histories to fit."""
+        record = await fits.fit_now()
+        if record.error is not None:
+            raise ApiError(422, "not_enough_purchases", record.error)
+        return _fit_out(record)
+
+    @router.get("/model", response_model=PredictionModelOut)
+    async def model() -> PredictionModelOut:
+        """The fit whose models score profiles now, and the latest fit (failed or not)."""
+        current, latest = await fits.latest()
+        return PredictionModelOut(
+            current=None if current is None else _fit_out(current),
+            latest=None if latest is None else _fit_out(latest),
+            churn_horizon_days=fits.churn_horizon_days,
+        )
+
+    @router.post("/backtest", response_model=BacktestOut)
+    async def backtest(request: BacktestRequest) -> BacktestOut:
+        """Fit on the purchases before `cutoff`, predict the `horizon_days` after it, and
+        compare with the purchases that followed. 422 when the horizon has not passed yet or
+        there are too few purchase histories before the cutoff."""
+        cutoff = request.cutoff if request.cutoff.tzinfo else request.cutoff.replace(tzinfo=UTC)
+        if cutoff > datetime.now(UTC) - timedelta(days=request.horizon_days):
+            raise ApiError(
+                422,
+                "horizon_not_over",
+                "cutoff + horizon_days is in the future: choose an earlier cutoff, or a shorter "
+                "horizon, so that what happened after the cutoff is known.",
+                "cutoff",
+            )
+        try:
+            report = await fits.backtest(
+                cutoff, request.horizon_days, with_outcomes=request.include_profiles
+            )
+        except ValueError as error:
+            raise ApiError(
+                422, "not_enough_purchases", f"before the cutoff: {error}", "cutoff"
+            ) from None
+        return _backtest_out(report, cutoff)
+
+    return router
+
+
+def _fit_out(record: FitRecord) -> FitOut:
+    models = None if record.model is None else record.model.models
+    return FitOut(
+        fit_id=record.id,
+        fitted_at=datetime.fromtimestamp(record.fitted_at, UTC),
+        profiles=record.profiles,
+        repeat_buyers=record.repeat_buyers,
+        error=record.error,
+        purchase_model=None if models is None else _purchase_model(models.purchases),
+        value_model=None if models is None else _value_model(models.value),
+        rescored=record.rescored,
+        announced=record.announced,
+        rescored_at=_time(record.rescored_at),
+    )
+
+
+def _purchase_model(params: BgNbdParams) -> PurchaseModelOut:
+    return PurchaseModelOut(r=params.r, alpha=params.alpha, a=params.a, b=params.b)
+
+
+def _value_model(params: GammaGammaParams) -> ValueModelOut:
+    return ValueModelOut(
+        p=_finite(params.p),
+        q=_finite(params.q),
+        v=_finite(params.v),
+        fallback_mean=params.fallback_mean,
+        population_mean=params.population_mean,
+    )
+
+
+def _backtest_out(report: BacktestReport, cutoff: datetime) -> BacktestOut:
+    return BacktestOut(
+        cutoff=cutoff,
+        horizon_days=report.horizon_days,
+        profiles=report.profiles,
+        purchase_model=_purchase_model(report.params),
+        correlation=_finite(report.correlation),
+        predicted_total=report.predicted_total,
+        actual_total=report.actual_total,
+        churn_auc=_finite(report.churn_auc),
+        calibration=[
+            CalibrationRowOut(
+                past_repeats=row.past_repeats,
+                profiles=row.profiles,
+                mean_predicted=_finite(row.mean_predicted),
+                mean_actual=_finite(row.mean_actual),
+            )
+            for row in report.calibration
+        ],
+        outcomes=None
+        if report.outcomes is None
+        else [
+            ProfileOutcomeOut(
+                profile_id=outcome.profile_id,
+                repeat_purchases=outcome.history.frequency,
+                recency_days=outcome.history.recency,
+                age_days=outcome.history.age,
+                predicted_purchases=outcome.predicted_purchases,
+                actual_purchases=outcome.actual_purchases,
+                churn_risk=outcome.churn_risk,
+            )
+            for outcome in report.outcomes
+        ],
+    )
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a figure the data does not determine is null."""
+    return value if math.isfinite(value) else None

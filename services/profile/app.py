@@ -1,5 +1,5 @@
-"""The profile service's app: the consumer, the reviews of aging profiles, its relay, and the
-REST routes."""
+"""The profile service's app: the consumer, the reviews of aging profiles, the fits of the
+purchase models, its relay, and the REST routes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from libs.common.bus import EventConsumer
 from libs.common.db import create_sessions
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.profile.api import profile_router
+from services.profile.api import predictions_router, profile_router
 from services.profile.features import FeatureRules
+from services.profile.fits import PredictionFits
 from services.profile.handlers import ACCEPTED_TYPES, profile_handler
 from services.profile.review import ProfileReviews
 from services.profile.settings import ProfileSettings
@@ -31,20 +32,33 @@ def create(settings: Settings) -> FastAPI:
         relay=parts.relay,
         accept_types=ACCEPTED_TYPES,
     )
+    rules = FeatureRules.from_settings(settings)
     reviews = ProfileReviews(
         parts.engine,
         parts.relay,
         settings.schema_name,
-        FeatureRules.from_settings(settings),
+        rules,
         interval_ms=settings.profile_review_interval_ms,
         batch_size=settings.profile_review_batch,
+    )
+    fits = PredictionFits(
+        parts.engine,
+        parts.relay,
+        settings.schema_name,
+        rules,
+        fit_interval_hours=settings.profile_prediction_fit_interval_hours,
+        rescore_batch=settings.profile_prediction_rescore_batch,
+        churn_horizon_days=settings.profile_churn_horizon_days,
     )
     return create_app(
         settings,
         title="Profile",
         description="Who each person is, and what they are like: identity graph, traits, "
-        "tags and computed features.",
-        routers=[profile_router(settings, create_sessions(parts.engine), parts.relay)],
-        workers=parts.workers(reviews, consumer),
+        "tags, computed features and predictive scores.",
+        routers=[
+            profile_router(settings, create_sessions(parts.engine), parts.relay),
+            predictions_router(fits),
+        ],
+        workers=parts.workers(reviews, fits, consumer),
         readiness_checks=parts.readiness_checks(settings),
     )

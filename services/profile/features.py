@@ -1,16 +1,17 @@
-"""Computed features: lifecycle stage, RFM scores and decayed category preferences."""
+"""Computed features: lifecycle stage, RFM scores, orders and refunds, decayed category
+preferences."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from libs.common.events.profile import LifecycleStage
 from services.profile.settings import ProfileSettings
 
 DAY = 86_400.0
-LifecycleStage = Literal["new", "active", "at_risk", "dormant", "churned"]
 TOP_CATEGORIES = 3
 
 # A decayed quantity: its value at a moment (epoch seconds). Stored as a pair, it can take
@@ -32,7 +33,10 @@ class FeatureRules:
     rfm_recency_days: tuple[float, ...] = (7, 30, 90, 180)
     rfm_frequency_orders: tuple[float, ...] = (10, 5, 3, 2)
     rfm_monetary_revenue: tuple[float, ...] = (5000, 1000, 500, 100)
-    revenue_events: frozenset[str] = frozenset({"order_completed"})
+    revenue_events: frozenset[str] = frozenset({"Order Completed", "order_completed"})
+    refund_events: frozenset[str] = frozenset({"Order Refunded", "order_refunded"})
+    purchase_days_kept: int = 1000
+    at_risk_churn_risk: float = 0.7
 
     @classmethod
     def from_settings(cls, settings: ProfileSettings) -> FeatureRules:
@@ -48,6 +52,9 @@ class FeatureRules:
             rfm_frequency_orders=tuple(settings.rfm_frequency_orders),
             rfm_monetary_revenue=tuple(settings.rfm_monetary_revenue),
             revenue_events=frozenset(settings.profile_revenue_events),
+            refund_events=frozenset(settings.profile_refund_events),
+            purchase_days_kept=settings.profile_purchase_days_kept,
+            at_risk_churn_risk=settings.lifecycle_at_risk_churn_risk,
         )
 
 
@@ -82,13 +89,19 @@ def merge_decayed(a: Decayed | None, b: Decayed | None, half_life_days: float) -
 
 
 def lifecycle_stage(
-    first_seen: float, last_seen: float, activity: Decayed | None, as_of: float, rules: FeatureRules
+    first_seen: float,
+    last_seen: float,
+    activity: Decayed | None,
+    as_of: float,
+    rules: FeatureRules,
+    churn_risk: float | None = None,
 ) -> LifecycleStage:
     """Recency bands first; within the active band, frequency (decayed activity) decides.
 
     churned: unseen for more than dormant_days; dormant: more than at_risk_days; new: first
     seen within new_days; active: seen within active_days with at least active_min_activity
-    decayed events; at_risk otherwise.
+    decayed events, unless the purchase model's churn risk is at least at_risk_churn_risk (a
+    visitor who keeps browsing but has stopped buying); at_risk otherwise.
     """
     idle_days = (as_of - last_seen) / DAY
     if idle_days > rules.dormant_days:
@@ -98,7 +111,8 @@ def lifecycle_stage(
     if (as_of - first_seen) / DAY <= rules.new_days:
         return "new"
     frequency = decayed_value(activity, as_of, rules.activity_half_life_days)
-    if idle_days <= rules.active_days and frequency >= rules.active_min_activity:
+    active = idle_days <= rules.active_days and frequency >= rules.active_min_activity
+    if active and (churn_risk is None or churn_risk < rules.at_risk_churn_risk):
         return "active"
     return "at_risk"
 
@@ -201,8 +215,15 @@ def order_revenue(event: str, properties: Mapping[str, Any], rules: FeatureRules
 
     None when the event is not an order; a missing or non-numeric amount counts as an order of 0.
     """
-    if event not in rules.revenue_events:
-        return None
+    return _amount(properties) if event in rules.revenue_events else None
+
+
+def refunded(event: str, properties: Mapping[str, Any], rules: FeatureRules) -> float | None:
+    """The amount a refund event gives back, read as an order's revenue; None for other events."""
+    return _amount(properties) if event in rules.refund_events else None
+
+
+def _amount(properties: Mapping[str, Any]) -> float:
     for name in ("revenue", "total"):
         amount = properties.get(name)
         if isinstance(amount, int | float) and not isinstance(amount, bool) and amount >= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,11 +47,13 @@ from services.profile.identity import (
     Resolution,
     call_identity,
 )
+from services.profile.scoring import ScoreModel, predict
 from services.profile.settings import ProfileSettings
 from services.profile.state import Change, Observation, ProfileState, changes
 from services.profile.store import Connection, HistoryRow, ProfileStore
 
 SOURCE = "closeloop/profile"
+_log = logging.getLogger(__name__)
 INGEST_CALLS = (IngestTrack, IngestIdentify, IngestPage, IngestScreen, IngestGroup, IngestAlias)
 # What happens to a profile already known by its id: memberships, what became of messages,
 # conversion credits and journeys' change requests.
@@ -93,6 +96,7 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
     rules = FeatureRules.from_settings(settings)
     external_kinds = tuple(settings.profile_external_id_kinds)
     history = settings.profile_event_history
+    churn_horizon_days = settings.profile_churn_horizon_days
 
     async def handle(batch: Batch) -> None:
         calls, known = _split(batch.events)
@@ -103,6 +107,10 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
         for call, identity in zip(calls, work.identities, strict=True):
             work.apply(call, identity, batch)
         work.apply_to_known_profiles(known)
+        if work.purchased:
+            # Read after the profiles were locked: a re-score after a new fit waits for this
+            # batch, or this batch sees the new fit (fits.py).
+            work.score_purchases(await store.score_model(connection), churn_horizon_days)
         work.emit_updates(batch)
         await work.save(store, connection, history)
 
@@ -145,6 +153,8 @@ class _ProfileWork:
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_cause: dict[str, Event[Any]] = field(default_factory=dict)
     history: list[HistoryRow] = field(default_factory=list)
+    # Profiles whose purchases changed (merged ones followed to their survivor when scored).
+    purchased: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.now = datetime.fromtimestamp(self.as_of, UTC)
@@ -185,7 +195,10 @@ class _ProfileWork:
             batch.emit(_merged(resolution, call), cause=call)
         if isinstance(data, IngestAlias):
             return
-        state.observe(_observation(data, at, self.rules), self.rules)
+        observation = _observation(data, at, self.rules)
+        state.observe(observation, self.rules)
+        if observation.revenue is not None:
+            self.purchased.add(resolution.profile_id)
         self.history.append(_history_row(resolution.profile_id, call))
         batch.emit(_behaviour(resolution.profile_id, call, self.now), cause=call)
 
@@ -201,6 +214,8 @@ class _ProfileWork:
             merged = self.profiles.pop(merged_id, None)
             if merged is not None:
                 state.absorb(merged, self.rules)
+                if merged.purchases is not None:
+                    self.purchased.add(profile_id)
             self.before.pop(merged_id, None)
             self.last_cause.pop(merged_id, None)
         self.last_cause[profile_id] = call
@@ -219,6 +234,24 @@ class _ProfileWork:
                 self.before[profile_id] = self._view(state)
             _apply_known(state, event.data)
             self.last_cause[profile_id] = event
+
+    def score_purchases(self, model: ScoreModel | None, churn_horizon_days: float) -> None:
+        """Score the profiles whose purchases changed with the latest fit, if there is one."""
+        if model is None:
+            return
+        histories = {
+            profile_id: history
+            for profile_id in {self.graph.canonical(purchaser) for purchaser in self.purchased}
+            if (history := self.profiles[profile_id].purchase_history(self.as_of)) is not None
+        }
+        try:
+            scored = predict(model, histories, self.as_of, churn_horizon_days)
+        except (ValueError, ArithmeticError):
+            # A numerical failure of the model must not hold up the purchases themselves.
+            _log.exception("Scoring purchases with fit %d failed; scores kept", model.fit_id)
+            return
+        for profile_id, scores in scored.items():
+            self.profiles[profile_id].predicted = scores
 
     def emit_updates(self, batch: Batch) -> None:
         for profile_id, cause in self.last_cause.items():
@@ -304,6 +337,7 @@ def _observation(data: IngestCall, at: float, rules: FeatureRules) -> Observatio
             None,
             features.order_revenue(track.event, track.properties, rules),
             features.category_of(track.properties),
+            features.refunded(track.event, track.properties, rules),
         )
     if kind == "page" or kind == "screen":
         page = cast(IngestPage | IngestScreen, data)

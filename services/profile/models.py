@@ -1,4 +1,8 @@
-"""The profile service's tables: profiles, the identity graph, merge redirects, event history."""
+"""The profile service's first tables: profiles, the identity graph, merge redirects, event
+history.
+
+Later tables are in their own migration revisions (0003: `prediction_fits`).
+"""
 
 from __future__ import annotations
 
@@ -81,6 +85,8 @@ def profile_events_table(metadata: MetaData) -> Table:
 
 
 def profile_metadata(schema: str) -> MetaData:
+    """The tables revision 0001 creates. It must not grow, or 0001 would create a later
+    revision's table: later tables are written out in their own revision."""
     metadata = MetaData(schema=schema)
     profiles_table(metadata)
     identities_table(metadata)

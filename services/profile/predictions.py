@@ -37,6 +37,10 @@ DEFAULT_CHURN_HORIZON_DAYS = 90.0
 _LOG_BOUND = 12.0
 # Equation 10 divides by (a - 1); this close to a = 1 the quotient is computed by quadrature.
 _A_NEAR_ONE = 1e-7
+# Below this log B(a, b + x) the quadrature's algebraic weight underflows near its peak (both
+# shapes in the hundreds or more); the tails beyond _BETA_TAIL on either side are left out.
+_LOG_BETA_FLOOR = -500.0
+_BETA_TAIL = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,11 +289,31 @@ def _expected_if_alive_by_quadrature(
             return (r + x) * days / span
         return -math.expm1(-(r + x) * math.log1p(p * days / span)) / p
 
+    log_normaliser = float(special.betaln(a, b + x))
+    if log_normaliser < _LOG_BETA_FLOOR:
+        return _mean_over_peaked_beta(per_dropout, a, b + x, log_normaliser)
     # QUADPACK's algebraic weight p^(a-1) (1-p)^(b+x-1) handles the endpoint singularities.
     kernel_integral, _ = integrate.quad(
         per_dropout, 0.0, 1.0, weight="alg", wvar=(a - 1, b + x - 1)
     )
-    return float(kernel_integral) / math.exp(special.betaln(a, b + x))
+    return float(kernel_integral) / math.exp(log_normaliser)
+
+
+def _mean_over_peaked_beta(
+    function: Callable[[float], float], a: float, b: float, log_normaliser: float
+) -> float:
+    """E[function(p)] for p ~ Beta(a, b) with both shapes large (a fit whose dropout is nearly
+    the same for everyone). The algebraic weight underflows to zero there, but the density is
+    bounded and sharply peaked: it is taken in log space, over where its mass is."""
+    dropout = stats.beta(a, b)
+    low, high = float(dropout.ppf(_BETA_TAIL)), float(dropout.isf(_BETA_TAIL))
+
+    def weighted(p: float) -> float:
+        log_density = (a - 1) * math.log(p) + (b - 1) * math.log1p(-p) - log_normaliser
+        return function(p) * math.exp(log_density)
+
+    value, _ = integrate.quad(weighted, low, high, limit=200)
+    return float(value)
 
 
 def churn_risk(params: BgNbdParams, history: PurchaseHistory, horizon_days: float) -> float:

@@ -12,6 +12,7 @@ profiles due, a crash after it has published nothing twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +23,7 @@ from libs.common.events import Event, ProfileChange, ProfileUpdated
 from libs.common.lifecycle import DueWorkLoop
 from services.profile.features import FeatureRules
 from services.profile.handlers import SOURCE
-from services.profile.state import changes
+from services.profile.state import Change, changes
 from services.profile.store import ProfileStore, ReviewedProfile
 
 
@@ -75,16 +76,17 @@ class ProfileReviews(DueWorkLoop):
         announced_at = as_of if profile.reviewed_at is None else profile.reviewed_at
         before = profile.state.view(announced_at, self._rules)
         found = changes(before, profile.state.view(as_of, self._rules))
-        if not found:
-            return None
-        return Event(
-            data=ProfileUpdated(
-                profile_id=profile.id,
-                changes=[
-                    ProfileChange(field=c.field, before=c.before, after=c.after) for c in found
-                ],
-                occurred_at=datetime.fromtimestamp(as_of, UTC),
-            ),
-            key=profile.id,
-            source=SOURCE,
-        )
+        return timely_update(profile.id, found, as_of) if found else None
+
+
+def timely_update(profile_id: str, found: Sequence[Change], as_of: float) -> Event[ProfileUpdated]:
+    """The `profile.updated` of what time (or a new fit), not an event, changed by `as_of`."""
+    return Event(
+        data=ProfileUpdated(
+            profile_id=profile_id,
+            changes=[ProfileChange(field=c.field, before=c.before, after=c.after) for c in found],
+            occurred_at=datetime.fromtimestamp(as_of, UTC),
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )

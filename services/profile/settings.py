@@ -1,4 +1,5 @@
-"""Settings of the profile service: identity sources, history size and feature thresholds."""
+"""Settings of the profile service: identity sources, history size, feature thresholds and the
+predictive scores."""
 
 from __future__ import annotations
 
@@ -23,8 +24,20 @@ class ProfileSettings(Settings):
         default=200, ge=1, description="Recent events kept per profile for GET /events."
     )
     profile_revenue_events: list[str] = Field(
-        default=["order_completed", "purchase", "checkout_completed"],
-        description="Track events whose properties.revenue (else properties.total) is an order.",
+        default=["Order Completed", "order_completed", "purchase", "checkout_completed"],
+        description="Track events whose properties.revenue (else properties.total) is an order "
+        "(a purchase, for the predictive scores). Names match exactly.",
+    )
+    profile_refund_events: list[str] = Field(
+        default=["Order Refunded", "order_refunded"],
+        description="Track events whose properties.revenue (else properties.total) is taken "
+        "off the profile's revenue.",
+    )
+    profile_purchase_days_kept: int = Field(
+        default=1000,
+        ge=2,
+        description="Purchase days kept per profile for the predictive scores and backtests; "
+        "older ones are folded into counts (docs/profile.md).",
     )
     # Days may be fractions (0.5 is twelve hours), so a test or a trial can shorten them.
     lifecycle_new_days: float = Field(default=7, ge=0)
@@ -34,6 +47,12 @@ class ProfileSettings(Settings):
     )
     lifecycle_at_risk_days: float = Field(default=30, gt=0)
     lifecycle_dormant_days: float = Field(default=90, gt=0)
+    lifecycle_at_risk_churn_risk: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Churn risk from which a profile the recency rules call active is at_risk.",
+    )
     profile_review_interval_ms: int = Field(
         default=30_000,
         ge=10,
@@ -52,4 +71,15 @@ class ProfileSettings(Settings):
     )
     rfm_monetary_revenue: list[float] = Field(
         default=[5000, 1000, 500, 100], description="Revenue for monetary scores 5, 4, 3, 2."
+    )
+    profile_prediction_fit_interval_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How often the purchase models are fitted again over every profile.",
+    )
+    profile_prediction_rescore_batch: int = Field(
+        default=500, ge=1, description="Profiles re-scored per transaction after a fit."
+    )
+    profile_churn_horizon_days: float = Field(
+        default=90.0, gt=0, description="scores.churn_risk: P(no purchase in this many days)."
     )

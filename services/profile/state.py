@@ -1,4 +1,5 @@
-"""A profile's state: traits (last write wins per trait), tags, counters, and what features need."""
+"""A profile's state: traits (last write wins per trait), tags, counters, what features need,
+and its purchase days and predictive scores."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from libs.common.events.profile import LifecycleStage
 from services.profile import features
 from services.profile.features import Decayed, FeatureRules
+from services.profile.predictions import PurchaseHistory
+from services.profile.purchases import PurchaseDays
+from services.profile.scoring import PredictedScores
 
 # Outcomes that show the person engaged with a message (a delivery alone does not).
 ENGAGED_OUTCOMES = frozenset({"opened", "clicked"})
@@ -15,7 +20,8 @@ ENGAGED_OUTCOMES = frozenset({"opened", "clicked"})
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What one call tells a profile: its name and kind, event time, traits, order, category."""
+    """What one call tells a profile: its name and kind, event time, traits, order (its
+    revenue) or refund (the amount given back), category."""
 
     event: str
     kind: str
@@ -23,6 +29,7 @@ class Observation:
     traits: Mapping[str, Any] | None = None
     revenue: float | None = None
     category: str | None = None
+    refund: float | None = None
 
 
 @dataclass
@@ -50,6 +57,8 @@ class ProfileState:
     last_engaged_at: float | None = None
     attributed_revenue: dict[str, float] = field(default_factory=dict)
     attributed_conversions: float = 0.0
+    purchases: PurchaseDays | None = None
+    predicted: PredictedScores | None = None
 
     def observe(self, observation: Observation, rules: FeatureRules) -> None:
         at = observation.at
@@ -64,6 +73,13 @@ class ProfileState:
             self.orders += 1
             self.revenue += observation.revenue
             self.last_order_at = _latest(self.last_order_at, at)
+            if self.purchases is None:
+                self.purchases = PurchaseDays()
+            self.purchases.add(at, observation.revenue, rules.purchase_days_kept)
+        if observation.refund is not None:
+            # A refund lowers what the person spent, not how often they bought: the purchase
+            # models count buying decisions, and RFM's frequency counts orders.
+            self.revenue -= observation.refund
         if observation.category is not None:
             self.categories[observation.category] = features.add_decayed(
                 self.categories.get(observation.category),
@@ -118,6 +134,12 @@ class ProfileState:
         self.orders += merged.orders
         self.revenue += merged.revenue
         self.last_order_at = _latest(self.last_order_at, merged.last_order_at)
+        if merged.purchases is not None:
+            if self.purchases is None:
+                self.purchases = PurchaseDays()
+            self.purchases.absorb(merged.purchases, rules.purchase_days_kept)
+        # Kept until the merged purchases are scored (handlers re-score them when a model exists).
+        self.predicted = self.predicted or merged.predicted
         self.activity = features.merge_decayed(
             self.activity, merged.activity, rules.activity_half_life_days
         )
@@ -150,17 +172,35 @@ class ProfileState:
             self.first_seen, self.last_seen, self.activity, self.last_order_at, as_of, rules
         )
 
+    def purchase_history(self, as_of: float) -> PurchaseHistory | None:
+        """The purchases as the purchase models see them at `as_of` (None before any)."""
+        return None if self.purchases is None else self.purchases.history(as_of)
+
+    def lifecycle_stage(self, as_of: float, rules: FeatureRules) -> LifecycleStage | None:
+        if self.first_seen is None or self.last_seen is None:
+            return None
+        churn_risk = None if self.predicted is None else self.predicted.churn_risk
+        return features.lifecycle_stage(
+            self.first_seen, self.last_seen, self.activity, as_of, rules, churn_risk
+        )
+
     def view(self, as_of: float, rules: FeatureRules) -> dict[str, Any]:
-        """The fields `profile.updated` reports, by path, as they stand at `as_of`."""
+        """The fields `profile.updated` reports, by path, as they stand at `as_of`.
+
+        Predictive scores are as of their last computation (a purchase, or a fit's re-score),
+        not of `as_of`: they are announced when they are computed, rounded, so that time alone
+        does not change them between two fits.
+        """
         fields: dict[str, Any] = {f"traits.{name}": value for name, value in self.traits.items()}
         fields["tags"] = self.tags()
-        if self.first_seen is not None and self.last_seen is not None:
-            fields["lifecycle_stage"] = features.lifecycle_stage(
-                self.first_seen, self.last_seen, self.activity, as_of, rules
-            )
+        stage = self.lifecycle_stage(as_of, rules)
+        if stage is not None:
+            fields["lifecycle_stage"] = stage
         scores = features.rfm(self.orders, self.revenue, self.last_order_at, as_of, rules)
         if scores is not None:
             fields["scores.rfm"] = scores.score
+        if self.predicted is not None:
+            fields.update({f"scores.{n}": v for n, v in self.predicted.values.items()})
         if self.categories:
             fields["features.top_categories"] = features.top_categories(
                 self.categories, as_of, rules.category_half_life_days
@@ -202,11 +242,14 @@ class ProfileState:
             "last_engaged_at": self.last_engaged_at,
             "attributed_revenue": self.attributed_revenue,
             "attributed_conversions": self.attributed_conversions,
+            "purchases": None if self.purchases is None else self.purchases.to_json(),
+            "predicted": None if self.predicted is None else self.predicted.to_json(),
         }
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> ProfileState:
         activity = document.get("activity")
+        purchases, predicted = document.get("purchases"), document.get("predicted")
         return cls(
             traits=dict(document.get("traits", {})),
             trait_times=dict(document.get("trait_times", {})),
@@ -226,6 +269,8 @@ class ProfileState:
             last_engaged_at=document.get("last_engaged_at"),
             attributed_revenue=dict(document.get("attributed_revenue", {})),
             attributed_conversions=document.get("attributed_conversions", 0.0),
+            purchases=None if purchases is None else PurchaseDays.from_json(purchases),
+            predicted=None if predicted is None else PredictedScores.from_json(predicted),
         )
 
 

@@ -6,6 +6,7 @@ natively, and a batch's writes are one `unnest` statement per table.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from services.profile.identity import Identifier
+from services.profile.predictions import BgNbdParams, GammaGammaParams
+from services.profile.purchases import PurchaseDays
+from services.profile.scoring import FittedModels, ScoreModel
 from services.profile.state import ProfileState
 
 # asyncpg's Connection is generic only in its stubs.
@@ -79,9 +83,35 @@ class StoredEvent:
     properties: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class FitRecord:
+    """One fit of the purchase models: when, over how many profiles, its models or why it
+    failed, and how far the re-score of every profile with them got."""
+
+    id: int
+    fitted_at: float
+    profiles: int
+    repeat_buyers: int
+    error: str | None
+    model: ScoreModel | None
+    rescored: int
+    announced: int
+    rescored_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rescore:
+    """A fit whose re-score is under way, locked by this transaction: the last profile done."""
+
+    fit_id: int
+    through: str
+
+
 # The owner of an identifier claimed by a transaction that has not linked it yet; no other
 # transaction ever sees it (the row is linked, or deleted, before the claim commits).
 _CLAIMED = ""
+# Profiles with at least one purchase (`purchases` is null in the state document of the others).
+_HAS_PURCHASES = "jsonb_typeof(state -> 'purchases') = 'object'"
 # Rounds of locking before a batch gives up and is retried (each round follows owners that
 # changed during the last; more than two is already rare).
 _LOCK_ROUNDS = 10
@@ -286,14 +316,7 @@ class ProfileStore:
             as_of,
             limit,
         )
-        return [
-            ReviewedProfile(
-                id=row["id"],
-                state=ProfileState.from_json(orjson.loads(row["state"])),
-                reviewed_at=None if row["reviewed_at"] is None else row["reviewed_at"].timestamp(),
-            )
-            for row in rows
-        ]
+        return [_reviewed(row) for row in rows]
 
     async def mark_reviewed(
         self, connection: Connection, due: Mapping[str, float | None], reviewed_at: float
@@ -308,6 +331,147 @@ class ProfileStore:
             list(due),
             list(due.values()),
             reviewed_at,
+        )
+
+    async def save_rescored(
+        self,
+        connection: Connection,
+        profiles: Mapping[str, tuple[ProfileState, float | None]],
+        reviewed_at: float,
+    ) -> None:
+        """Store re-scored profiles: id -> (state, next review), announced as of `reviewed_at`."""
+        if not profiles:
+            return
+        await connection.execute(
+            f"UPDATE {self.schema}.profiles p SET state = r.state::jsonb, updated_at = now(), "
+            "reviewed_at = to_timestamp($4), review_due_at = to_timestamp(r.due) "
+            "FROM unnest($1::text[], $2::text[], $3::float8[]) AS r(id, state, due) "
+            "WHERE p.id = r.id",
+            list(profiles),
+            [orjson.dumps(state.to_json()).decode() for state, _ in profiles.values()],
+            [due for _, due in profiles.values()],
+            reviewed_at,
+        )
+
+    async def purchase_day_documents(self, connection: Connection) -> list[tuple[str, str]]:
+        """Every profile's purchase days as stored, (id, JSON), for a fit or a backtest, which
+        read them with `parse_purchase_days` off the event loop (a second per 100,000)."""
+        rows = await connection.fetch(
+            f"SELECT id, (state -> 'purchases')::text AS purchases FROM {self.schema}.profiles "
+            f"WHERE {_HAS_PURCHASES}"
+        )
+        return [(row["id"], row["purchases"]) for row in rows]
+
+    async def lock_fitting(self, connection: Connection, *, wait: bool) -> bool:
+        """Take the lock one fit at a time holds until its transaction ends (replicas fit in
+        turn); without `wait`, False when another transaction holds it."""
+        key = f"{self.schema}.prediction_fits"
+        if wait:
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+            return True
+        got: bool = await connection.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", key)
+        return got
+
+    async def record_fit(
+        self, connection: Connection, fitted_at: float, fitted: FittedModels
+    ) -> FitRecord:
+        purchases, value = fitted.purchases, fitted.value
+        rows = await connection.fetch(
+            f"INSERT INTO {self.schema}.prediction_fits (fitted_at, profiles, repeat_buyers, "
+            "r, alpha, a, b, p, q, v, value_fallback_mean) "
+            "VALUES (to_timestamp($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+            fitted_at,
+            fitted.profiles,
+            fitted.repeat_buyers,
+            purchases.r,
+            purchases.alpha,
+            purchases.a,
+            purchases.b,
+            *((None, None, None) if value.fallback else (value.p, value.q, value.v)),
+            value.fallback_mean,
+        )
+        return _fit_record(rows[0])
+
+    async def record_failed_fit(
+        self,
+        connection: Connection,
+        fitted_at: float,
+        profiles: int,
+        repeat_buyers: int,
+        error: str,
+    ) -> FitRecord:
+        rows = await connection.fetch(
+            f"INSERT INTO {self.schema}.prediction_fits (fitted_at, profiles, repeat_buyers, "
+            "error) VALUES (to_timestamp($1), $2, $3, $4) RETURNING *",
+            fitted_at,
+            profiles,
+            repeat_buyers,
+            error,
+        )
+        return _fit_record(rows[0])
+
+    async def last_fit(
+        self, connection: Connection, *, succeeded: bool = False
+    ) -> FitRecord | None:
+        """The latest fit (`succeeded`: the latest that fitted)."""
+        row = await connection.fetchrow(
+            f"SELECT * FROM {self.schema}.prediction_fits "
+            f"{'WHERE error IS NULL ' if succeeded else ''}ORDER BY id DESC LIMIT 1"
+        )
+        return None if row is None else _fit_record(row)
+
+    async def fit(self, connection: Connection, fit_id: int) -> FitRecord | None:
+        row = await connection.fetchrow(
+            f"SELECT * FROM {self.schema}.prediction_fits WHERE id = $1", fit_id
+        )
+        return None if row is None else _fit_record(row)
+
+    async def score_model(self, connection: Connection) -> ScoreModel | None:
+        """The models of the latest fit that fitted, which scores are computed with."""
+        record = await self.last_fit(connection, succeeded=True)
+        return None if record is None else record.model
+
+    async def claim_rescore(self, connection: Connection, *, wait: bool) -> Rescore | None:
+        """Lock the latest fit's re-score if it is unfinished; without `wait`, skip it while
+        another transaction (a replica) holds it."""
+        row = await connection.fetchrow(
+            f"SELECT id, coalesce(rescored_through, '') AS through "
+            f"FROM {self.schema}.prediction_fits WHERE id = (SELECT max(id) "
+            f"FROM {self.schema}.prediction_fits WHERE error IS NULL) AND rescored_at IS NULL "
+            f"FOR UPDATE{'' if wait else ' SKIP LOCKED'}"
+        )
+        return None if row is None else Rescore(row["id"], row["through"])
+
+    async def profiles_to_rescore(
+        self, connection: Connection, after: str, limit: int
+    ) -> list[ReviewedProfile]:
+        """The next profiles with purchases after id `after`, in id order, locked."""
+        rows = await connection.fetch(
+            f"SELECT id, state::text AS state, reviewed_at FROM {self.schema}.profiles "
+            f"WHERE id > $1 AND {_HAS_PURCHASES} ORDER BY id LIMIT $2 FOR UPDATE",
+            after,
+            limit,
+        )
+        return [_reviewed(row) for row in rows]
+
+    async def advance_rescore(
+        self,
+        connection: Connection,
+        rescore: Rescore,
+        through: str,
+        scored: int,
+        announced: int,
+        finished_at: float | None,
+    ) -> None:
+        await connection.execute(
+            f"UPDATE {self.schema}.prediction_fits SET rescored_through = $2, "
+            "rescored = rescored + $3, announced = announced + $4, "
+            "rescored_at = to_timestamp($5) WHERE id = $1",
+            rescore.fit_id,
+            through,
+            scored,
+            announced,
+            finished_at,
         )
 
     async def add_history(self, connection: Connection, rows: Sequence[HistoryRow]) -> None:
@@ -401,6 +565,45 @@ class ProfileStore:
             profile_id,
         )
         return bool(deleted)
+
+
+def parse_purchase_days(documents: Sequence[tuple[str, str]]) -> dict[str, PurchaseDays]:
+    """Profile id -> purchase days, from `ProfileStore.purchase_day_documents`."""
+    return {pid: PurchaseDays.from_json(orjson.loads(document)) for pid, document in documents}
+
+
+def _reviewed(row: asyncpg.Record) -> ReviewedProfile:
+    return ReviewedProfile(
+        id=row["id"],
+        state=ProfileState.from_json(orjson.loads(row["state"])),
+        reviewed_at=None if row["reviewed_at"] is None else row["reviewed_at"].timestamp(),
+    )
+
+
+def _fit_record(row: asyncpg.Record) -> FitRecord:
+    fitted_at = row["fitted_at"].timestamp()
+    model = None
+    if row["error"] is None:
+        fallback = row["value_fallback_mean"]
+        value = (
+            GammaGammaParams(math.nan, math.nan, math.nan, fallback_mean=fallback)
+            if fallback is not None
+            else GammaGammaParams(row["p"], row["q"], row["v"])
+        )
+        purchases = BgNbdParams(row["r"], row["alpha"], row["a"], row["b"])
+        fitted = FittedModels(purchases, value, row["profiles"], row["repeat_buyers"])
+        model = ScoreModel(row["id"], fitted_at, fitted)
+    return FitRecord(
+        id=row["id"],
+        fitted_at=fitted_at,
+        profiles=row["profiles"],
+        repeat_buyers=row["repeat_buyers"],
+        error=row["error"],
+        model=model,
+        rescored=row["rescored"],
+        announced=row["announced"],
+        rescored_at=None if row["rescored_at"] is None else row["rescored_at"].timestamp(),
+    )
 
 
 def _stored(row: asyncpg.Record) -> StoredProfile:

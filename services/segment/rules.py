@@ -18,8 +18,12 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+
+from libs.common.events.profile import LIFECYCLE_STAGES
 
 Op = Literal["eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"]
 NumberOp = Literal["eq", "neq", "gt", "gte", "lt", "lte", "exists"]
@@ -106,18 +110,29 @@ class TagCondition(_Node):
 
 
 class LifecycleCondition(_Node):
-    """`{"lifecycle_stage": "customer"}` or `{"lifecycle_stage": ["new", "active"]}`."""
+    """`{"lifecycle_stage": "at_risk"}` or `{"lifecycle_stage": ["new", "active"]}`."""
 
     kind = "lifecycle_stage"
     lifecycle_stage: str | list[str] = Field(min_length=1)
 
+    @field_validator("lifecycle_stage")
+    @classmethod
+    def _known_stages(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
+        if info.context is not None and info.context.get(_NEW_DEFINITION):
+            unknown = [stage for stage in _listed(value) if stage not in LIFECYCLE_STAGES]
+            if unknown:
+                raise ValueError(
+                    f"unknown lifecycle stage {unknown[0]!r}: one of {', '.join(LIFECYCLE_STAGES)}"
+                )
+        return value
+
     @property
     def stages(self) -> list[str]:
-        return (
-            [self.lifecycle_stage]
-            if isinstance(self.lifecycle_stage, str)
-            else self.lifecycle_stage
-        )
+        return _listed(self.lifecycle_stage)
+
+
+def _listed(stages: str | list[str]) -> list[str]:
+    return [stages] if isinstance(stages, str) else stages
 
 
 class ScoreCondition(_Node):
@@ -266,10 +281,19 @@ class InvalidDefinition(ValueError):
         self.message = message
 
 
-def parse_conditions(raw: Any) -> Condition:
-    """The condition tree of a definition, or InvalidDefinition naming the first wrong path."""
+# Validation context of a definition being written (not one read back from the database).
+_NEW_DEFINITION = "new_definition"
+
+
+def parse_conditions(raw: Any, *, stored: bool = False) -> Condition:
+    """The condition tree of a definition, or InvalidDefinition naming the first wrong path.
+
+    A `stored` definition was validated when it was written: it is not refused now for naming a
+    lifecycle stage that profile never computes (such a condition never holds), so segments
+    saved before that check still load.
+    """
     try:
-        return _CONDITION.validate_python(raw)
+        return _CONDITION.validate_python(raw, context={_NEW_DEFINITION: not stored})
     except ValidationError as error:
         first = error.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
@@ -537,7 +561,8 @@ class SegmentRule:
 
     @classmethod
     def parse(cls, segment_id: str, version: int, conditions: Any) -> SegmentRule:
-        condition = parse_conditions(conditions)
+        """A stored segment's rule (see `parse_conditions`)."""
+        condition = parse_conditions(conditions, stored=True)
         return cls(
             segment_id, version, condition, frozenset(references(condition)), has_window(condition)
         )

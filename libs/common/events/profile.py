@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -13,6 +13,11 @@ from libs.common.events.message import JourneyRef
 
 _PROFILE = "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC"
 
+# The values of a profile's `lifecycle_stage`, which profile computes and segment and journey
+# conditions name: one list, so a condition on a stage that does not exist is refused.
+LifecycleStage = Literal["new", "active", "at_risk", "dormant", "churned"]
+LIFECYCLE_STAGES: tuple[LifecycleStage, ...] = get_args(LifecycleStage)
+
 
 class ProfileChange(BaseModel):
     """One field of a profile, before and after a change."""
@@ -21,7 +26,7 @@ class ProfileChange(BaseModel):
 
     field: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
         description="The path of the field that changed: `traits.plan`, `tags`, "
-        "`lifecycle_stage`, `scores.rfm`, `features.orders_30d`…"
+        "`lifecycle_stage`, `scores.rfm`, `scores.churn_risk`, `features.top_categories`…"
     )
     before: Any = Field(default=None, description="The value before; absent if it was unset.")
     after: Any = Field(default=None, description="The value after; absent if it was removed.")
@@ -45,7 +50,10 @@ class ProfileUpdated(EventData):
                 },
                 {
                     "profile_id": _PROFILE,
-                    "changes": [{"field": "lifecycle_stage", "after": "customer"}],
+                    "changes": [
+                        {"field": "lifecycle_stage", "before": "active", "after": "at_risk"},
+                        {"field": "scores.churn_risk", "before": 0.62, "after": 0.74},
+                    ],
                     "occurred_at": "2025-03-14T09:26:53.120Z",
                 },
             ]

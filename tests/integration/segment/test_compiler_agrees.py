@@ -78,7 +78,7 @@ leaves = st.one_of(
     st.builds(lambda tag: {"tag": tag}, st.sampled_from(["vip", "churned"])),
     st.builds(
         lambda stage: {"lifecycle_stage": stage},
-        st.one_of(st.sampled_from(["new", "customer"]), st.just(["new", "customer"])),
+        st.one_of(st.sampled_from(["new", "at_risk"]), st.just(["new", "at_risk"])),
     ),
     st.builds(
         lambda op, value: {"score": "rfm", "op": op, "value": value},
@@ -117,7 +117,7 @@ def profiles(draw: st.DrawFn, index: int) -> ProfileFacts:
         f"prf_{index}",
         traits=draw(st.dictionaries(st.just("plan"), values)),
         tags=sorted(draw(st.sets(st.sampled_from(["vip", "churned"])))),
-        lifecycle_stage=draw(st.sampled_from([None, "new", "customer"])),
+        lifecycle_stage=draw(st.sampled_from([None, "new", "at_risk"])),
         scores=draw(st.dictionaries(st.just("rfm"), st.integers(0, 5))),
         segments=draw(st.sets(st.just("seg_x"))),
         behaviours=behaviours,

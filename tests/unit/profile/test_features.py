@@ -6,16 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from libs.common.events.profile import LifecycleStage
 from services.profile.features import (
     DAY,
     FeatureRules,
-    LifecycleStage,
     add_decayed,
     category_of,
     decayed_value,
     lifecycle_stage,
     next_review,
     order_revenue,
+    refunded,
     rfm,
     top_categories,
 )
@@ -50,6 +51,24 @@ def test_lifecycle_stage_follows_recency_then_frequency(
     assert stage == expected
 
 
+@pytest.mark.parametrize(
+    ("churn_risk", "last_seen_days_ago", "expected"),
+    [
+        (None, 2, "active"),
+        (0.69, 2, "active"),
+        (0.7, 2, "at_risk"),
+        (0.95, 40, "dormant"),
+        (0.1, 40, "dormant"),
+    ],
+)
+def test_a_churn_risk_from_the_threshold_makes_an_active_profile_at_risk_and_nothing_else(
+    churn_risk: float | None, last_seen_days_ago: float, expected: LifecycleStage
+) -> None:
+    last_seen = NOW - last_seen_days_ago * DAY
+    stage = lifecycle_stage(NOW - 60 * DAY, last_seen, (5.0, NOW), NOW, RULES, churn_risk)
+    assert stage == expected
+
+
 def test_lifecycle_thresholds_come_from_the_rules() -> None:
     strict = FeatureRules(at_risk_days=5, dormant_days=10)
     assert lifecycle_stage(NOW - 60 * DAY, NOW - 6 * DAY, (9.0, NOW), NOW, strict) == "dormant"
@@ -73,6 +92,15 @@ def test_order_revenue_reads_revenue_then_total_on_revenue_events_only() -> None
     assert order_revenue("order_completed", {"total": 99.5}, RULES) == 99.5
     assert order_revenue("order_completed", {"revenue": "lots"}, RULES) == 0.0
     assert order_revenue("product_viewed", {"revenue": 10}, RULES) is None
+
+
+def test_the_segment_spec_names_orders_and_refunds_as_written_and_in_snake_case() -> None:
+    assert order_revenue("Order Completed", {"revenue": 25}, RULES) == 25.0
+    assert order_revenue("order_completed", {"revenue": 25}, RULES) == 25.0
+    assert order_revenue("Order Refunded", {"revenue": 25}, RULES) is None
+    assert refunded("Order Refunded", {"total": 30}, RULES) == 30.0
+    assert refunded("order_refunded", {"revenue": 12, "total": 30}, RULES) == 12.0
+    assert refunded("Order Completed", {"total": 30}, RULES) is None
 
 
 def test_decay_halves_per_half_life() -> None:

@@ -156,6 +156,18 @@ def test_expected_purchases_stay_finite_and_bounded_at_the_edges() -> None:
     assert expected_purchases(CDNOW_DAYS, history, 0) == 0.0
 
 
+def test_expected_purchases_when_dropout_is_nearly_the_same_for_everyone() -> None:
+    # A fit over few histories can end with a and b in the hundreds and thousands (only their
+    # ratio is determined); B(a, b + x) then underflows, and the quadrature must not divide by it.
+    params = BgNbdParams(r=0.5275, alpha=7.98, a=200.99, b=11353.0)
+    history = PurchaseHistory(0, 0.0, 0.5, 0.0)
+    dropout = params.a / (params.a + params.b)
+    span = params.alpha + history.age
+    # With p all but fixed at its mean, someone alive buys (1 - E[exp(-λ p t)]) / p times.
+    at_mean = -math.expm1(-params.r * math.log1p(dropout * 365 / span)) / dropout
+    assert expected_purchases(params, history, 365) == pytest.approx(at_mean, rel=1e-3)
+
+
 def test_fit_recovers_planted_parameters() -> None:
     """20,000 customers observed over up to a year: the standard errors of log r, log alpha,
     log a, log b from the inverse Hessian are 0.020, 0.032, 0.092 and 0.114 (a and b are

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from services.profile.features import DAY, FeatureRules
+from services.profile.predictions import PurchaseHistory
+from services.profile.scoring import PredictedScores
 from services.profile.state import Observation, ProfileState, changes
 
 RULES = FeatureRules()
@@ -61,7 +63,48 @@ def test_state_survives_its_json_document() -> None:
     state = ProfileState()
     state.observe(identify(T0, plan="basic"), RULES)
     state.observe(Observation("order_completed", "track", T0, revenue=9.0, category="tea"), RULES)
+    state.predicted = PredictedScores({"p_alive": 1.0, "churn_risk": 0.42}, T0 + 5, 3)
     assert ProfileState.from_json(state.to_json()) == state
+
+
+def order(at: float, revenue: float) -> Observation:
+    return Observation("Order Completed", "track", at, revenue=revenue)
+
+
+def test_orders_are_purchase_days_and_refunds_only_lower_the_revenue() -> None:
+    state = ProfileState()
+    state.observe(order(T0, 20.0), RULES)
+    state.observe(order(T0 + 3600, 10.0), RULES)  # the same day: one purchase
+    state.observe(order(T0 + 4 * DAY, 40.0), RULES)
+    state.observe(Observation("Order Refunded", "track", T0 + 5 * DAY, refund=15.0), RULES)
+    assert (state.orders, state.revenue) == (3, 55.0)
+    history = state.purchase_history(T0 + 10 * DAY)
+    assert history == PurchaseHistory(frequency=1, recency=4.0, age=10.0, monetary=40.0)
+
+
+def test_a_merge_joins_purchase_days_as_if_one_profile_had_bought_it_all() -> None:
+    survivor, merged, alone = ProfileState(), ProfileState(), ProfileState()
+    for state, at, value in [
+        (survivor, T0 + 2 * DAY, 10.0),
+        (merged, T0, 5.0),
+        (merged, T0 + 2 * DAY + 60, 7.0),
+        (survivor, T0 + 9 * DAY, 30.0),
+    ]:
+        state.observe(order(at, value), RULES)
+        alone.observe(order(at, value), RULES)
+    survivor.absorb(merged, RULES)
+    assert survivor.purchases == alone.purchases
+    assert survivor.purchase_history(T0 + 10 * DAY) == PurchaseHistory(2, 9.0, 10.0, 23.5)
+
+
+def test_predicted_scores_are_reported_as_scores_and_survive_a_later_view() -> None:
+    state = ProfileState()
+    state.observe(order(T0, 20.0), RULES)
+    state.predicted = PredictedScores({"p_alive": 1.0, "churn_risk": 0.42}, T0, 3)
+    view = state.view(T0 + 30 * DAY, RULES)
+    assert (view["scores.p_alive"], view["scores.churn_risk"]) == (1.0, 0.42)
+    aged = {change.field for change in changes(state.view(T0, RULES), view)}
+    assert aged == {"lifecycle_stage", "scores.rfm"}  # time alone moves no predictive score
 
 
 def test_changes_list_what_differs_with_before_and_after() -> None:

@@ -55,6 +55,11 @@ def holds(conditions: Any, profile: ProfileFacts, now: datetime = NOW) -> bool:
             "conditions.where[0]",
             "compares with a number or a string",
         ),
+        (
+            {"any": [{"lifecycle_stage": ["new", "customer"]}]},
+            "conditions.any[0].lifecycle_stage",
+            "unknown lifecycle stage 'customer'",
+        ),
     ],
 )
 def test_invalid_definition_names_the_path(conditions: Any, path: str, message: str) -> None:
@@ -98,17 +103,27 @@ def test_trait_operators(op: str, value: Any, trait: Any, expected: bool) -> Non
     assert holds(condition, facts(traits=traits)) is expected
 
 
+def test_a_stored_definition_naming_an_unknown_stage_still_loads() -> None:
+    rule = SegmentRule.parse("seg_old", 1, {"lifecycle_stage": "customer"})
+    assert not matches(rule.condition, facts(lifecycle_stage="active"), NOW)
+
+
 def test_tag_lifecycle_score_and_membership_conditions() -> None:
     profile = facts(
-        tags=["vip"], lifecycle_stage="customer", scores={"rfm": 455}, segments={"seg_a"}
+        tags=["vip"],
+        lifecycle_stage="at_risk",
+        scores={"rfm": 455, "churn_risk": 0.7},
+        segments={"seg_a"},
     )
     assert holds({"tag": "vip"}, profile)
     assert not holds({"tag": "churned"}, profile)
-    assert holds({"lifecycle_stage": "customer"}, profile)
-    assert holds({"lifecycle_stage": ["new", "customer"]}, profile)
+    assert holds({"lifecycle_stage": "at_risk"}, profile)
+    assert holds({"lifecycle_stage": ["new", "at_risk"]}, profile)
     assert not holds({"lifecycle_stage": "new"}, profile)
     assert holds({"score": "rfm", "op": "gte", "value": 400}, profile)
     assert not holds({"score": "rfm", "op": "lt", "value": 400}, profile)
+    assert holds({"score": "churn_risk", "op": "gte", "value": 0.7}, profile)
+    assert not holds({"score": "churn_risk", "op": "gt", "value": 0.7}, profile)
     assert holds({"in_segment": "seg_a"}, profile)
     assert not holds({"in_segment": "seg_b"}, profile)
 
