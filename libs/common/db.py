@@ -143,3 +143,21 @@ def alembic_config(settings: Settings, migrations_dir: Path) -> Config:
 def upgrade(settings: Settings, migrations_dir: Path) -> None:
     """Apply a service's migrations up to head (sync: runs before the service's event loop)."""
     command.upgrade(alembic_config(settings, migrations_dir), "head")
+
+
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+def is_transaction_conflict(error: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back for a conflict with another one (a
+    deadlock, a serialization failure), raised by asyncpg or wrapped by SQLAlchemy: nothing is
+    wrong with the work, and running it again goes through."""
+    seen: BaseException | None = error
+    for _ in range(10):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        for candidate in (seen, getattr(seen, "orig", None)):
+            if getattr(candidate, "sqlstate", None) in _CONFLICT_SQLSTATES:
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False

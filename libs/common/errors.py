@@ -15,6 +15,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common.db import is_transaction_conflict
+
 logger = logging.getLogger(__name__)
 
 
@@ -127,6 +129,19 @@ class UnexpectedErrorMiddleware:
                     HTTPStatus.SERVICE_UNAVAILABLE,
                     "unavailable",
                     "The database is unavailable; retry shortly.",
+                    headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+                )
+            elif is_transaction_conflict(error):
+                logger.warning(
+                    "A conflict with another transaction answering %s %s: %s",
+                    scope["method"],
+                    scope["path"],
+                    repr(_innermost(error)),
+                )
+                response = error_response(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "conflict",
+                    "The request met a conflicting change and was rolled back; retry shortly.",
                     headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
                 )
             else:

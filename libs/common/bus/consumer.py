@@ -24,7 +24,7 @@ from libs.common.bus.inbox import claim_new_events
 from libs.common.bus.outbox import OutboxRelay, write_outbox
 from libs.common.bus.producer import EventProducer
 from libs.common.bus.record import KafkaRecord as Record
-from libs.common.db import checked_schema, session_transaction
+from libs.common.db import checked_schema, is_transaction_conflict, session_transaction
 from libs.common.events import Event, EventData, EventDecodeError, decode
 from libs.common.events.envelope import registry
 from libs.common.settings import Settings
@@ -46,7 +46,6 @@ _DECODE_SLICE = 32
 # A transaction PostgreSQL rolled back because of another one (a deadlock, a serialization
 # failure) is run again this many times before it counts as the batch failing.
 _CONFLICT_RERUNS = 5
-_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 class DependencyUnavailable(Exception):
@@ -553,7 +552,7 @@ class EventConsumer:
                 await self._transact(decoded)
                 return
             except Exception as error:
-                if rerun == _CONFLICT_RERUNS or not _is_transaction_conflict(error):
+                if rerun == _CONFLICT_RERUNS or not is_transaction_conflict(error):
                     raise
                 metrics.BATCH_RETRIES.labels(self.group).inc()
                 _log.warning(
@@ -677,19 +676,6 @@ class _FinishBatchBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         return None
-
-
-def _is_transaction_conflict(error: BaseException) -> bool:
-    """A deadlock or serialization failure, raised by asyncpg or wrapped by SQLAlchemy."""
-    seen: BaseException | None = error
-    for _ in range(10):  # the chain of causes, bounded
-        if seen is None:
-            return False
-        for candidate in (seen, getattr(seen, "orig", None)):
-            if getattr(candidate, "sqlstate", None) in _CONFLICT_SQLSTATES:
-                return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _retrieve_outcome(task: asyncio.Task[Any]) -> None:

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from asyncpg.exceptions import CannotConnectNowError
+from asyncpg.exceptions import CannotConnectNowError, DeadlockDetectedError
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -128,6 +128,15 @@ def _example_router() -> APIRouter:
             raise CannotConnectNowError("the database system is starting up")
         except CannotConnectNowError as error:
             raise DBAPIError("SELECT 1", None, error) from error
+
+    @router.get("/deadlock-victim")
+    async def deadlock_victim() -> None:
+        # What asyncpg raises (under SQLAlchemy's wrapper) in the transaction PostgreSQL chose
+        # to roll back to break a deadlock with another one.
+        try:
+            raise DeadlockDetectedError("deadlock detected")
+        except DeadlockDetectedError as error:
+            raise DBAPIError("UPDATE profiles", None, error) from error
 
     return router
 
@@ -343,3 +352,12 @@ async def test_an_unreachable_database_answers_503_with_retry_after_not_500(path
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "unavailable"
+
+
+async def test_a_transaction_rolled_back_for_a_deadlock_answers_503_with_retry_after() -> None:
+    async with _serving(_app()) as client:
+        response = await client.get("/deadlock-victim")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "conflict"
