@@ -1,4 +1,5 @@
-"""The journey REST API: drafts (CRUD), publishing versions, pause and resume, stats."""
+"""The journey REST API: drafts (CRUD), publishing versions, pause and resume, stats, and the
+learned decisions."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition
+from services.journey.engine import Decision
 from services.journey.graph import Journey
 from services.journey.references import References, ReferenceUnavailable, check_references
 from services.journey.schemas import (
     JOURNEY_ID_PATTERN,
+    DecisionList,
+    DecisionResponse,
     JourneyList,
     JourneyRequest,
     JourneyResponse,
@@ -147,7 +151,39 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
             rows = [*await store.counters(journey_id), *await store.waiting(journey_id)]
         return journey_stats(journey_id, rows)
 
+    @router.get("/{journey_id}/decisions", responses=_NOT_FOUND)
+    async def decisions(
+        journey_id: JourneyIdPath,
+        profile_id: Annotated[str | None, Query(max_length=255)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> DecisionList:
+        """The learned decisions of the journey's runs (one profile's when given), newest first:
+        each best time and best channel chosen, with its probability."""
+        async with transaction() as store:
+            _found(await store.get_journey(journey_id), journey_id)
+            found = await store.decisions(journey_id, profile_id, limit)
+        return DecisionList(decisions=[_decision(decision) for decision in found])
+
     return router
+
+
+def _decision(decision: Decision) -> DecisionResponse:
+    return DecisionResponse(
+        kind=decision.kind,
+        profile_id=decision.profile_id,
+        run=decision.run,
+        version=decision.version,
+        node_id=decision.node_id,
+        decided_at=decision.decided_at,
+        explored=decision.explored,
+        probability=decision.probability,
+        channel=decision.channel,
+        hour=decision.hour,
+        wake_at=decision.wake_at,
+        ranking=list(decision.ranking),
+        probabilities=decision.probabilities,
+        request_id=decision.request_id,
+    )
 
 
 def _found(value: _T | None, journey_id: str) -> _T:

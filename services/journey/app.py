@@ -1,5 +1,6 @@
 """The journey service's app: the consumer of segment moves, behaviours, outcomes and profile
-changes, the durable timers, the outbox relay and the journeys API."""
+changes, the durable timers, the upkeep of engagement evidence, the outbox relay and the journeys
+API."""
 
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ from libs.common.service import bus_parts
 from libs.common.settings import Settings
 from services.journey.api import journeys_router
 from services.journey.handlers import ACCEPTED_TYPES, journey_handler
+from services.journey.learning import Policy
 from services.journey.references import HttpReferences
 from services.journey.settings import JourneySettings
 from services.journey.timers import JourneyTimers
+from services.journey.upkeep import EvidenceUpkeep
 
 
 def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, JourneySettings)
     parts = bus_parts(settings)
+    policy = Policy(settings.journey_explore_share)
     consumer = EventConsumer(
         settings,
         topics=[topics.SEGMENT, topics.BEHAVIOR, topics.OUTCOMES, topics.PROFILE],
-        handler=journey_handler(settings.schema_name, step_limit=settings.journey_step_limit),
+        handler=journey_handler(
+            settings.schema_name, step_limit=settings.journey_step_limit, policy=policy
+        ),
         engine=parts.engine,
         producer=parts.producer,
         relay=parts.relay,
@@ -36,6 +42,15 @@ def create(settings: Settings) -> FastAPI:
         poll_interval_ms=settings.journey_timer_poll_interval_ms,
         batch_size=settings.journey_timer_batch,
         step_limit=settings.journey_step_limit,
+        policy=policy,
+    )
+    upkeep = EvidenceUpkeep(
+        parts.engine,
+        settings.schema_name,
+        policy,
+        every_seconds=settings.journey_prior_refit_interval_s,
+        message_days=settings.journey_message_retention_days,
+        decision_days=settings.journey_decision_retention_days,
     )
     references = HttpReferences(
         content_url=settings.journey_content_url,
@@ -49,6 +64,6 @@ def create(settings: Settings) -> FastAPI:
         title="Journey",
         description="Journeys as graphs: who enters, what they are sent, when, and what next.",
         routers=[router],
-        workers=parts.workers(timers, consumer),
+        workers=parts.workers(upkeep, timers, consumer),
         readiness_checks=parts.readiness_checks(settings),
     )

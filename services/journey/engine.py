@@ -10,25 +10,29 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from services.journey.conditions import Context, filters_hold, holds
 from services.journey.graph import (
+    BestTime,
     Branch,
     Exit,
     Journey,
     Send,
+    SendOption,
     Split,
     UpdateProfile,
     Wait,
     WaitFor,
 )
-from services.journey.profiles import ProfileFacts
+from services.journey.learning import NO_EVIDENCE, Learning
+from services.journey.profiles import ProfileFacts, zone_named
 
 RunStatus = Literal["active", "waiting", "held", "completed", "exited"]
 LIVE = ("active", "waiting", "held")
 JOURNEY = ""
 """The node id under which journey-wide counters are kept (entered, completed, exited, goal)."""
+DecisionKind = Literal["send_time", "channel"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,44 @@ class Trigger:
 
 
 @dataclass
+class Timing:
+    """A best-time decision a run carries until its next wait. The sends it leads to are
+    targeted (their hour was the model's choice) unless it explored; `woke` marks a send at best
+    time whose wait has just ended, so that it sends instead of waiting again."""
+
+    node_id: str
+    targeted: bool
+    woke: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "targeted": self.targeted, "woke": self.woke}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Timing:
+        return cls(raw["node_id"], raw["targeted"], raw["woke"])
+
+
+@dataclass
+class ChannelRanking:
+    """A send on several channels: the order to try them in, how many were tried, and whether
+    its hour was the model's choice (its fallbacks go out at that hour too)."""
+
+    ranking: list[str]
+    tried: int
+    targeted: bool
+
+    def next_channel(self) -> str | None:
+        return self.ranking[self.tried] if self.tried < len(self.ranking) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ranking": self.ranking, "tried": self.tried, "targeted": self.targeted}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ChannelRanking:
+        return cls(list(raw["ranking"]), raw["tried"], raw["targeted"])
+
+
+@dataclass
 class Run:
     """One profile's pass through one journey version (`number` counts its entries)."""
 
@@ -75,6 +117,8 @@ class Run:
     due_at: datetime | None = None
     exit_reason: str | None = None
     goal_reached_at: datetime | None = None
+    timing: Timing | None = None
+    channels: dict[str, ChannelRanking] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -83,10 +127,41 @@ class Run:
 
 @dataclass(frozen=True)
 class SendStep:
+    """A message to request: on which channel and template, and whether its hour was chosen."""
+
     node: Send
+    option: SendOption
     request_id: str
     idempotency_key: str
     variables: dict[str, Any]
+    targeted: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A learned choice of a run's step, logged with its probability under the policy so that
+    other policies can be evaluated offline on the history (inverse propensity weighting).
+
+    `send_time`: the local `hour` chosen for `channel` and when the wait ends (`wake_at`).
+    `channel`: the `channel` chosen, the `ranking` of fallbacks, every eligible channel's
+    `probabilities`, and the request made.
+    """
+
+    journey_id: str
+    version: int
+    node_id: str
+    profile_id: str
+    run: int
+    kind: DecisionKind
+    decided_at: datetime
+    explored: bool
+    probability: float
+    channel: str
+    hour: int | None = None
+    wake_at: datetime | None = None
+    ranking: tuple[str, ...] = ()
+    probabilities: dict[str, float] = field(default_factory=dict)
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,10 +172,12 @@ class ProfileUpdateStep:
 
 @dataclass
 class Steps:
-    """What advancing runs decided: messages to request, profile changes, and counters."""
+    """What advancing runs decided: messages to request, profile changes, learned decisions,
+    and counters."""
 
     sends: list[tuple[Run, SendStep]] = field(default_factory=list)
     updates: list[tuple[Run, ProfileUpdateStep]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     counters: Counter[tuple[str, int, str, str]] = field(default_factory=Counter)
 
     def count(self, run: Run, node_id: str, counter: str) -> None:
@@ -166,8 +243,10 @@ def advance(
     *,
     paused: bool,
     step_limit: int,
+    learning: Learning = NO_EVIDENCE,
 ) -> None:
-    """Execute nodes from `run.node_id` until the run waits, holds, exits or ends."""
+    """Execute nodes from `run.node_id` until the run waits, holds, exits or ends; `learning`
+    makes the decisions of best-time waits and sends on several channels."""
     for _ in range(step_limit):
         if run.node_id is None:
             _finish(run, steps, "completed", None)
@@ -178,23 +257,27 @@ def advance(
             exit_run(run, steps, "exit_condition")
             return
         node = journey.nodes[run.node_id]
+        woke = run.timing is not None and run.timing.woke and run.timing.node_id == node.id
         if isinstance(node, Send) and paused:
-            # Resumed from this node when the journey resumes.
-            run.status, run.due_at = "held", None
+            _hold(run)
             return
-        steps.count(run, node.id, "entered")
+        if not woke:  # a send at best time was entered when its wait began
+            steps.count(run, node.id, "entered")
         match node:
             case Wait():
-                _start_wait(run, node, facts, now)
+                _start_wait(run, node, facts, now, steps, learning)
                 return
             case WaitFor():
-                run.status, run.due_at = "waiting", now + node.timeout
+                run.status, run.due_at, run.timing = "waiting", now + node.timeout, None
                 return
             case Exit():
                 exit_run(run, steps, "exit_node")
                 return
+            case Send() if node.best_time is not None and not woke:
+                _wait_for_best_time(run, node.id, node.best_time, facts, now, steps, learning)
+                return
             case Send():
-                steps.sends.append((run, _send_step(run, node)))
+                _send(run, node, facts, now, steps, learning)
                 run.node_id = node.next
             case UpdateProfile():
                 key = idempotency_key(
@@ -217,6 +300,12 @@ def leave_wait(journey: Journey, run: Run, steps: Steps, outcome: str) -> None:
     """A wait fired (`fired`), or a wait_for matched (`matched`) or timed out (`timed_out`)."""
     assert run.node_id is not None
     node = journey.nodes[run.node_id]
+    if isinstance(node, Send):
+        # A send at best time: its hour has come, so it sends (and completes) when advanced.
+        assert run.timing is not None
+        run.timing.woke = True
+        run.status, run.due_at = "active", None
+        return
     steps.count(run, node.id, "completed")
     if outcome != "fired":
         steps.count(run, node.id, outcome)
@@ -295,8 +384,7 @@ def choose_branch(node: Branch, context: Context) -> str | None:
 
 def choose_arm(node: Split, run: Run) -> Any:
     """Weighted and deterministic: the same profile, run and node always get the same arm."""
-    seed = f"{run.journey_id}:{run.version}:{node.id}:{run.profile_id}:{run.number}"
-    draw = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") / 2**64
+    draw = int.from_bytes(hashlib.sha256(_seed(run, node.id).encode()).digest()[:8], "big") / 2**64
     total = sum(arm.weight for arm in node.arms)
     point = draw * total
     for arm in node.arms:
@@ -311,7 +399,7 @@ def next_time_of_day(now: datetime, at: time, zone: str | None) -> datetime:
 
     Days are stepped as calendar dates, not 24 hours, so a DST change keeps the wall time.
     """
-    tz = _zone(zone)
+    tz = zone_named(zone)
     local_now = now.astimezone(tz)
     day = local_now.date()
     for offset in range(3):
@@ -328,17 +416,47 @@ def _wall_time(day: date, at: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, at).replace(tzinfo=tz).astimezone(UTC)
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return ZoneInfo("UTC")
+def fall_back(journey: Journey, run: Run, node_id: str, request: str, steps: Steps) -> bool:
+    """The message a send on several channels asked for cannot be delivered: ask for the next
+    channel of the send's ranking. False when the message is not the node's latest of this run,
+    the run exited (a goal or an exit condition ends what it sends), or no channel is left."""
+    node = journey.nodes.get(node_id)
+    ranking = run.channels.get(node_id)
+    if (
+        not isinstance(node, Send)
+        or ranking is None
+        or run.requests.get(node_id) != request
+        or run.status == "exited"
+    ):
+        return False
+    channel = ranking.next_channel()
+    if channel is None:
+        return False
+    ranking.tried += 1
+    option = node.option(channel)
+    steps.sends.append(
+        (run, _send_step(run, node, option, targeted=ranking.targeted, fallback=True))
+    )
+    steps.count(run, node_id, "fallbacks")
+    return True
 
 
-def _start_wait(run: Run, node: Wait, facts: ProfileFacts, now: datetime) -> None:
-    run.status = "waiting"
+def undeliverable(outcome: str, *, reason: str | None, retryable: bool | None) -> bool:
+    """Whether an outcome says the channel cannot reach the person, so that the next channel
+    should be tried: suppressed for consent or an unsubscription, or failed for good. Frequency
+    caps and quiet hours are about the person, not the channel: no other channel is tried."""
+    if outcome == "suppressed":
+        return reason in ("consent", "unsubscribed")
+    return outcome == "failed" and retryable is False
+
+
+def _start_wait(
+    run: Run, node: Wait, facts: ProfileFacts, now: datetime, steps: Steps, learning: Learning
+) -> None:
+    if node.best_time is not None:
+        _wait_for_best_time(run, node.id, node.best_time, facts, now, steps, learning)
+        return
+    run.status, run.timing = "waiting", None
     if node.duration is not None:
         run.due_at = now + node.duration
     else:
@@ -346,15 +464,104 @@ def _start_wait(run: Run, node: Wait, facts: ProfileFacts, now: datetime) -> Non
         run.due_at = next_time_of_day(now, node.until, facts.timezone)
 
 
-def _send_step(run: Run, node: Send) -> SendStep:
+def _wait_for_best_time(
+    run: Run,
+    node_id: str,
+    best_time: BestTime,
+    facts: ProfileFacts,
+    now: datetime,
+    steps: Steps,
+    learning: Learning,
+) -> None:
+    chosen = learning.send_time(
+        run.profile_id,
+        best_time.channel,
+        _seed(run, node_id),
+        now,
+        facts.timezone,
+        best_time.within,
+    )
+    run.status, run.due_at = "waiting", chosen.wake_at
+    run.timing = Timing(node_id, targeted=not chosen.explored)
+    steps.decisions.append(
+        Decision(
+            run.journey_id,
+            run.version,
+            node_id,
+            run.profile_id,
+            run.number,
+            "send_time",
+            now,
+            chosen.explored,
+            chosen.probability,
+            best_time.channel,
+            hour=chosen.hour,
+            wake_at=chosen.wake_at,
+        )
+    )
+
+
+def _send(
+    run: Run, node: Send, facts: ProfileFacts, now: datetime, steps: Steps, learning: Learning
+) -> None:
+    targeted = run.timing is not None and run.timing.targeted
+    if run.timing is not None:
+        run.timing.woke = False
+    if not node.chooses_channel:
+        steps.sends.append((run, _send_step(run, node, node.options[0], targeted=targeted)))
+        return
+    reachable = [channel for channel in node.channels if facts.can_reach(channel)]
+    choice = learning.channel(run.profile_id, node.channels, reachable, _seed(run, node.id))
+    if choice.channel is None:
+        run.channels.pop(node.id, None)  # an earlier pass's ranking has no more to try
+        steps.count(run, node.id, "unreachable")
+        return
+    run.channels[node.id] = ChannelRanking(list(choice.ranking), 1, targeted)
+    step = _send_step(run, node, node.option(choice.channel), targeted=targeted)
+    steps.sends.append((run, step))
+    steps.decisions.append(
+        Decision(
+            run.journey_id,
+            run.version,
+            node.id,
+            run.profile_id,
+            run.number,
+            "channel",
+            now,
+            choice.explored,
+            choice.probability,
+            choice.channel,
+            ranking=choice.ranking,
+            probabilities=dict(choice.probabilities),
+            request_id=step.request_id,
+        )
+    )
+
+
+def _send_step(
+    run: Run, node: Send, option: SendOption, *, targeted: bool, fallback: bool = False
+) -> SendStep:
     key = idempotency_key(run.journey_id, run.version, node.id, run.profile_id, run.number)
+    if fallback:  # its own key: dispatch sends once per key, and the first try used the step's
+        key = f"{key}:{option.channel}"
     request = request_id(key)
     run.requests[node.id] = request
     variables = dict(node.variables)
     if run.trigger.event is not None:
         variables["event"] = {"event": run.trigger.event, "properties": run.trigger.properties}
     variables["journey"] = {"id": run.journey_id, "version": run.version, "node": node.id}
-    return SendStep(node, request, key, variables)
+    return SendStep(node, option, request, key, variables, targeted)
+
+
+def _hold(run: Run) -> None:
+    """Resumed from this node when the journey resumes: at resume time, not a chosen hour."""
+    run.status, run.due_at = "held", None
+    if run.timing is not None:
+        run.timing.targeted = False
+
+
+def _seed(run: Run, node_id: str) -> str:
+    return f"{run.journey_id}:{run.version}:{node_id}:{run.profile_id}:{run.number}"
 
 
 def _context(run: Run, facts: ProfileFacts) -> Context:
@@ -362,5 +569,5 @@ def _context(run: Run, facts: ProfileFacts) -> Context:
 
 
 def _finish(run: Run, steps: Steps, status: RunStatus, reason: str | None) -> None:
-    run.status, run.due_at, run.exit_reason = status, None, reason
+    run.status, run.due_at, run.exit_reason, run.timing = status, None, reason, None
     steps.count(run, JOURNEY, status)

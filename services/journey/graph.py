@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from libs.common.storable import storable_text
@@ -33,6 +34,9 @@ _DURATION = re.compile(
     r"(?:(?P<seconds>\d{1,10}(?:\.\d{1,6})?)S)?)?$"
 )
 _LONGEST = timedelta(days=3660)
+# The send-time model looks 48 hours ahead at most (timing.best_time_within).
+_LONGEST_BEST_TIME_WINDOW = timedelta(hours=48)
+_MAX_CHANNELS = 8
 _MAX_JSON_DEPTH = 40
 
 
@@ -83,12 +87,44 @@ class Goal:
 
 
 @dataclass(frozen=True)
-class Send:
-    id: str
+class BestTime:
+    """Wait for the person's best local hour on `channel`, at most `within` from now."""
+
+    channel: str
+    within: timedelta
+
+
+@dataclass(frozen=True)
+class SendOption:
+    """A channel a send may go out on, the template rendered for it, and where the definition
+    names that template (for errors)."""
+
     channel: str
     template_id: str
+    template_field: str = "template_id"
+
+
+@dataclass(frozen=True)
+class Send:
+    """A message request on one channel, or on the best of several (`options`, in the order the
+    definition lists them); with `best_time` it first waits for the person's best hour."""
+
+    id: str
+    options: tuple[SendOption, ...]
     variables: Mapping[str, Any]
     next: str | None
+    best_time: BestTime | None = None
+
+    @property
+    def chooses_channel(self) -> bool:
+        return len(self.options) > 1
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(option.channel for option in self.options)
+
+    def option(self, channel: str) -> SendOption:
+        return next(option for option in self.options if option.channel == channel)
 
 
 @dataclass(frozen=True)
@@ -97,6 +133,7 @@ class Wait:
     duration: timedelta | None
     until: time | None
     next: str | None
+    best_time: BestTime | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +192,6 @@ class Exit:
 
 
 Node = Send | Wait | WaitFor | Branch | Split | UpdateProfile | Exit
-WAITING_NODES = (Wait, WaitFor)
 
 
 @dataclass(frozen=True)
@@ -199,6 +235,28 @@ class Journey:
 
     def sends(self) -> Iterator[Send]:
         return (node for node in self.nodes.values() if isinstance(node, Send))
+
+    @cached_property
+    def learns(self) -> bool:
+        """Whether a node decides from the person's engagement (best time, best channel)."""
+        return any(_learns(node) for node in self.nodes.values())
+
+
+def _learns(node: Node) -> bool:
+    match node:
+        case Wait():
+            return node.best_time is not None
+        case Send():
+            return node.chooses_channel or node.best_time is not None
+    return False
+
+
+def waits(node: Node) -> bool:
+    """A node where a run stops until a timer or an event: a wait, a wait_for, a send at the
+    person's best time."""
+    return isinstance(node, Wait | WaitFor) or (
+        isinstance(node, Send) and node.best_time is not None
+    )
 
 
 def successors(node: Node) -> list[tuple[str, str | None]]:
@@ -262,32 +320,81 @@ def _parse_node(node_id: str, body: dict[str, Any], path: str) -> Node:
 
 
 def _send(node_id: str, body: dict[str, Any], path: str) -> Send:
-    _only(body, {"type", "channel", "template_id", "variables", "next"}, path)
-    channel = body.get("channel")
-    if not isinstance(channel, str) or not _CHANNEL.match(channel):
-        raise InvalidDefinition(f"{path}.channel", "a channel name such as email, sms or push")
+    allowed = {"type", "channel", "template_id", "channels", "variables", "at_best_time_within"}
+    _only(body, allowed | {"next"}, path)
+    options = _send_options(body, path)
     variables = body.get("variables", {})
     if not isinstance(variables, dict):
         raise InvalidDefinition(f"{path}.variables", "an object of template variables")
-    return Send(
-        node_id,
-        channel,
-        _entity_id(body.get("template_id"), f"{path}.template_id"),
-        variables,
-        _next(body, "next", path),
-    )
+    best_time = None
+    if "at_best_time_within" in body:
+        where = f"{path}.at_best_time_within"
+        if len(options) > 1:
+            raise InvalidDefinition(
+                where, "only a send on one channel; put a `wait` with `best_time` before this one"
+            )
+        within = _best_time_window(body["at_best_time_within"], where)
+        best_time = BestTime(options[0].channel, within)
+    return Send(node_id, options, variables, _next(body, "next", path), best_time)
+
+
+def _send_options(body: dict[str, Any], path: str) -> tuple[SendOption, ...]:
+    """`channel` and `template_id`, or `channels`: a list of them, in the order to rank ties."""
+    if "channels" not in body:
+        channel = _channel(body.get("channel"), f"{path}.channel")
+        return (SendOption(channel, _entity_id(body.get("template_id"), f"{path}.template_id")),)
+    for single in ("channel", "template_id"):
+        if single in body:
+            raise InvalidDefinition(f"{path}.{single}", "give `channels` or `channel`, not both")
+    raw = body["channels"]
+    if not isinstance(raw, list) or not 1 <= len(raw) <= _MAX_CHANNELS:
+        raise InvalidDefinition(
+            f"{path}.channels", f"a list of 1 to {_MAX_CHANNELS} {{channel, template_id}}"
+        )
+    options: list[SendOption] = []
+    for index, item in enumerate(raw):
+        where = f"{path}.channels[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidDefinition(where, "an option is {channel, template_id}")
+        _only(item, {"channel", "template_id"}, where)
+        channel = _channel(item.get("channel"), f"{where}.channel")
+        if any(option.channel == channel for option in options):
+            raise InvalidDefinition(f"{where}.channel", "each channel once in a send")
+        template = _entity_id(item.get("template_id"), f"{where}.template_id")
+        options.append(SendOption(channel, template, f"channels[{index}].template_id"))
+    return tuple(options)
 
 
 def _wait(node_id: str, body: dict[str, Any], path: str) -> Wait:
-    _only(body, {"type", "duration", "until", "next"}, path)
-    if ("duration" in body) == ("until" in body):
-        raise InvalidDefinition(f"{path}.duration", "give either `duration` or `until` (HH:MM)")
-    duration = until = None
+    _only(body, {"type", "duration", "until", "best_time", "next"}, path)
+    given = [key for key in ("duration", "until", "best_time") if key in body]
+    if len(given) != 1:
+        raise InvalidDefinition(
+            f"{path}.duration", "give one of `duration`, `until` (HH:MM) or `best_time`"
+        )
+    duration = until = best_time = None
     if "duration" in body:
         duration = parse_duration(body["duration"], f"{path}.duration")
-    else:
+    elif "until" in body:
         until = _time_of_day(body["until"], f"{path}.until")
-    return Wait(node_id, duration, until, _next(body, "next", path))
+    else:
+        best_time = _best_time(body["best_time"], f"{path}.best_time")
+    return Wait(node_id, duration, until, _next(body, "next", path), best_time)
+
+
+def _best_time(raw: Any, path: str) -> BestTime:
+    if not isinstance(raw, dict):
+        raise InvalidDefinition(path, 'an object such as {"channel": "email", "within": "PT24H"}')
+    _only(raw, {"channel", "within"}, path)
+    channel = _channel(raw.get("channel"), f"{path}.channel")
+    return BestTime(channel, _best_time_window(raw.get("within"), f"{path}.within"))
+
+
+def _best_time_window(raw: Any, path: str) -> timedelta:
+    within = parse_duration(raw, path)
+    if within > _LONGEST_BEST_TIME_WINDOW:
+        raise InvalidDefinition(path, "at most PT48H: every hour of the day comes round by then")
+    return within
 
 
 def _wait_for(node_id: str, body: dict[str, Any], path: str) -> WaitFor:
@@ -489,11 +596,11 @@ def _check_reachable(journey: Journey) -> None:
 
 
 def _check_cycles(journey: Journey) -> None:
-    """A cycle must pass a wait or wait_for, or a profile would loop without end in one step."""
+    """A cycle must pass a node that waits, or a profile would loop without end in one step."""
     instant = {
         node_id: [t for _, t in successors(node) if t is not None]
         for node_id, node in journey.nodes.items()
-        if not isinstance(node, WAITING_NODES)
+        if not waits(node)
     }
     state: dict[str, int] = {}  # 1: on the path, 2: done
     for root in instant:
@@ -511,7 +618,8 @@ def _check_cycles(journey: Journey) -> None:
                 continue
             elif state.get(target) == 1:
                 raise InvalidDefinition(
-                    f"nodes.{target}", "is on a cycle with no wait or wait_for node"
+                    f"nodes.{target}",
+                    "is on a cycle with no node that waits (wait, wait_for, send at best time)",
                 )
             else:
                 state[target] = 1
@@ -530,6 +638,12 @@ def _next(raw: Mapping[str, Any], key: str, path: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidDefinition(f"{path}.{key}", "a node id, or absent to end the journey there")
+    return value
+
+
+def _channel(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _CHANNEL.match(value):
+        raise InvalidDefinition(path, "a channel name such as email, sms or push")
     return value
 
 

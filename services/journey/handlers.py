@@ -27,9 +27,11 @@ from services.journey.engine import (
     Trigger,
     entry_matches,
     reaches_goal,
+    undeliverable,
     waits_for_event,
     waits_for_outcome,
 )
+from services.journey.learning import Policy
 from services.journey.profiles import ProfileFacts, apply_change, merge_facts
 from services.journey.runner import Runner
 from services.journey.store import Entries, JourneyStore
@@ -56,16 +58,18 @@ ACCEPTED_TYPES = frozenset(
 )
 
 
-def journey_handler(schema: str, *, step_limit: int) -> BatchHandler:
-    """Lock the batch's profiles, load their runs and the journeys its events enter, take the
-    events in order in memory, then write runs, profiles and counters in bulk."""
+def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHandler:
+    """Lock the batch's profiles, load their runs, the journeys its events enter and the
+    messages its outcomes name, take the events in order in memory, then write runs, profiles,
+    engagement and counters in bulk."""
 
     async def handle(batch: Batch) -> None:
         store = JourneyStore(batch.session, schema)
         profiles = await store.lock_profiles(_profiles_named(batch))
-        runner = Runner(store, step_limit=step_limit)
+        runner = Runner(store, step_limit=step_limit, policy=policy)
         await runner.load_runs(profiles.keys(), _goals_since(batch))
         entries = await _entries_of(store, batch)
+        await runner.load_messages(_messages_named(batch))
         now = datetime.now(UTC)
         for event in batch.events:
             await _take(runner, entries, profiles, event, now)
@@ -145,9 +149,18 @@ async def _behaved(
 
 
 async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: datetime) -> None:
+    """An outcome counts as engagement evidence; an undeliverable message then asks for the
+    next channel of its send (it is then no longer the node's message, so a wait_for on its
+    outcome waits for the next channel's); then the outcome answers wait_for nodes."""
     data = event.data
     outcome = event.type.partition(".")[2]
+    runner.count_engagement(facts, outcome, data.request_id, data.channel, data.occurred_at)
     ref = data.journey
+    reason = data.reason if isinstance(data, MessageSuppressed) else None
+    retryable = data.retryable if isinstance(data, MessageFailed) else None
+    if undeliverable(outcome, reason=reason, retryable=retryable):
+        for run in runner.runs.of_journey(facts.profile_id, ref.journey_id, ref.journey_version):
+            await runner.fall_back(run, ref.node_id, data.request_id)
     for run in runner.runs.live(facts.profile_id):
         if (run.journey_id, run.version) != (ref.journey_id, ref.journey_version):
             continue
@@ -189,6 +202,12 @@ def _profiles_named(batch: Batch) -> set[str]:
         else:
             named.add(data.profile_id)
     return named
+
+
+def _messages_named(batch: Batch) -> set[str]:
+    """The requests of the batch's sends and engagements: their records say what was counted."""
+    counted = (MessageSent, MessageOpened, MessageClicked)
+    return {event.data.request_id for event in batch.events if isinstance(event.data, counted)}
 
 
 def _goals_since(batch: Batch) -> datetime | None:

@@ -1,4 +1,9 @@
-"""The journey service's tables (in its own schema)."""
+"""The journey service's tables (in its own schema), as revision 0001 created them.
+
+Later revisions write theirs out: 0002 adds the engagement evidence (`engagement`,
+`untargeted_engagement`, `messages`), the learned `decisions`, and `runs.timing` and
+`runs.channels`.
+"""
 
 from __future__ import annotations
 

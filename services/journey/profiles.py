@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from libs.common.addresses import ADDRESS_TRAITS
 
 
 @dataclass
@@ -22,6 +25,28 @@ class ProfileFacts:
         """The IANA time zone in `traits.timezone`, for waits until a time of day."""
         zone = self.traits.get("timezone")
         return zone if isinstance(zone, str) else None
+
+    def can_reach(self, channel: str) -> bool:
+        """Whether the profile has an address for the channel, by content's rule for what an
+        address is (a channel that needs none, such as a webhook, always). Consent is dispatch's
+        to judge: a send it suppresses falls back to the next channel."""
+        trait = ADDRESS_TRAITS.get(channel)
+        if trait is None:
+            return True
+        value = self.traits.get(trait)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        return isinstance(value, str) and bool(value.strip()) and len(value) <= 2048
+
+
+def zone_named(name: str | None) -> ZoneInfo:
+    """The IANA zone of that name; UTC when there is none or it does not exist."""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo("UTC")
 
 
 def apply_change(facts: ProfileFacts, field_path: str, after: Any) -> None:

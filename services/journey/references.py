@@ -36,14 +36,15 @@ async def check_references(journey: Journey, references: References) -> None:
     segment = journey.entry.segment
     if segment is not None and not await references.segment_exists(segment):
         raise InvalidDefinition("entry.segment", f"there is no segment {segment!r}")
-    sends = list(journey.sends())
-    templates = sorted({node.template_id for node in sends})
+    options = [(node.id, option) for node in journey.sends() for option in node.options]
+    templates = sorted({option.template_id for _, option in options})
     found = await asyncio.gather(*(references.template_exists(t) for t in templates))
     known = dict(zip(templates, found, strict=True))
-    for node in sends:
-        if not known[node.template_id]:
+    for node_id, option in options:
+        if not known[option.template_id]:
             raise InvalidDefinition(
-                f"nodes.{node.id}.template_id", f"there is no template {node.template_id!r}"
+                f"nodes.{node_id}.{option.template_field}",
+                f"there is no template {option.template_id!r}",
             )
 
 

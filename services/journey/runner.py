@@ -9,6 +9,7 @@ from typing import Any
 
 from libs.common.events import Event, JourneyRef, MessageRequested, ProfileChangeRequested
 from services.journey import metrics
+from services.journey.engagement import EngagementBook, MessageRecord
 from services.journey.engine import (
     Run,
     Steps,
@@ -16,12 +17,14 @@ from services.journey.engine import (
     advance,
     enter,
     exit_run,
+    fall_back,
     leave_wait,
     may_enter,
     reach_goal,
 )
 from services.journey.graph import Journey
-from services.journey.profiles import ProfileFacts
+from services.journey.learning import PersonCounts, Policy, people_counts
+from services.journey.profiles import ProfileFacts, zone_named
 from services.journey.runs import RunBook, SavedRun
 from services.journey.store import JourneyStore
 
@@ -29,17 +32,26 @@ SOURCE = "closeloop/journey"
 
 
 class Runner:
-    """Enters, advances and exits runs over one transaction's store; collects what they emit.
+    """Enters, advances and exits runs over one transaction's store; collects what they emit,
+    and counts the engagement its outcomes show.
 
     The caller holds the lock of every profile it passes in, and loads their runs first (or
-    adds the runs it locked itself): runs are changed in memory and written by `save`.
+    adds the runs it locked itself): runs are changed in memory and written by `save`. The
+    engagement counts of those profiles are loaded, all at once, when a journey that learns
+    first needs them; what the transaction counted so far is written first, so a decision sees
+    the outcomes that came before it.
     """
 
-    def __init__(self, store: JourneyStore, *, step_limit: int) -> None:
+    def __init__(self, store: JourneyStore, *, step_limit: int, policy: Policy) -> None:
         self.store = store
         self.runs = RunBook()
         self.steps = Steps()
         self._step_limit = step_limit
+        self._counts: dict[str, PersonCounts] = {}
+        self._uncounted: set[str] = set()
+        self._learning = policy.learning(self._counts)
+        self._targeted: list[MessageRecord] = []
+        self._book = EngagementBook([])
         self._versions: dict[tuple[str, int], tuple[Journey, bool]] = {}
         # Metrics are added up per batch: one labelled increment per label set, not per run.
         self._entries: Counter[str] = Counter()
@@ -52,6 +64,7 @@ class Runner:
         """Load what the profiles' events will ask about their runs (goals: for behaviours
         from `goals_since` on), and those runs' versions."""
         self._goals_since = goals_since
+        self._uncounted.update(profile_ids)
         await self.add_runs(await self.store.runs_of(profile_ids, goals_since))
 
     async def add_runs(self, loaded: Iterable[SavedRun]) -> None:
@@ -60,23 +73,46 @@ class Runner:
         for saved in loaded:
             self.runs.add(saved.run, saved.goal_until)
             wanted.add((saved.run.journey_id, saved.run.version))
+            if saved.run.profile_id not in self._counts:
+                self._uncounted.add(saved.run.profile_id)
         wanted -= self._versions.keys() | self._deleted
         if wanted:
             self._versions.update(await self.store.journey_versions(wanted))
             # Known as deleted from now on: not asked again for each of its runs.
             self._deleted.update(wanted - self._versions.keys())
 
+    async def load_messages(self, request_ids: Collection[str]) -> None:
+        """The records of the messages the outcomes to come name."""
+        self._book = EngagementBook(await self.store.messages(request_ids))
+
+    def count_engagement(
+        self, facts: ProfileFacts, outcome: str, request_id: str, channel: str, at: datetime
+    ) -> None:
+        """Count an outcome of a message to the profile, at the hour of its time zone."""
+        zone = zone_named(facts.timezone)
+        if self._book.take(outcome, request_id, facts.profile_id, channel, at, zone):
+            self._forget_counts({facts.profile_id})
+            self._uncounted.add(facts.profile_id)  # loaded again, with this, when needed
+
     async def move_runs(self, survivor: str, merged: Collection[str]) -> None:
-        """The merged profiles' runs become the survivor's, numbered after its own."""
+        """The merged profiles' runs (and their decisions and engagement) become the survivor's,
+        numbered after its own."""
         await self.save_runs()  # the database renumbers them: it must hold them all first
         for other in merged:
             await self.store.move_profile(survivor, other)
         self.runs.forget({survivor, *merged})
+        self._book.merge(survivor, merged)
+        self._forget_counts({survivor, *merged})
+        self._uncounted.add(survivor)  # its counts now hold the merged ones too
         await self.add_runs(await self.store.runs_of([survivor], self._goals_since))
 
     async def erase(self, profile_id: str) -> None:
-        """Every run of the profile, written or not, and its read model."""
+        """Every run, decision and count of the profile, written or not, and its read model."""
         self.runs.forget({profile_id})
+        self._book.forget(profile_id)
+        self._forget_counts({profile_id})
+        self.steps.decisions = [d for d in self.steps.decisions if d.profile_id != profile_id]
+        self._targeted = [r for r in self._targeted if r.profile_id != profile_id]
         await self.store.erase_profile(profile_id)
 
     async def version_of(self, run: Run) -> tuple[Journey, bool] | None:
@@ -131,6 +167,15 @@ class Runner:
         self._exits[run.journey_id, reason] += 1
         self.runs.save(run, found[0])
 
+    async def fall_back(self, run: Run, node_id: str, request: str) -> None:
+        """The run's message from a send on several channels could not be delivered: ask for
+        the next channel (not while the journey is paused: it sends nothing then)."""
+        found = await self.version_of(run)
+        if found is None or found[1]:
+            return
+        if fall_back(found[0], run, node_id, request, self.steps):
+            self.runs.save(run, found[0])
+
     async def reach_goal(self, run: Run, at: datetime) -> None:
         found = await self.version_of(run)
         if found is None:
@@ -143,14 +188,46 @@ class Runner:
     async def _advance(
         self, journey: Journey, run: Run, facts: ProfileFacts, now: datetime, *, paused: bool
     ) -> None:
-        advance(journey, run, facts, now, self.steps, paused=paused, step_limit=self._step_limit)
+        if journey.learns:
+            await self._load_counts(run.profile_id)
+        advance(
+            journey,
+            run,
+            facts,
+            now,
+            self.steps,
+            paused=paused,
+            step_limit=self._step_limit,
+            learning=self._learning,
+        )
         if run.status == "exited" and run.exit_reason is not None:
             self._exits[run.journey_id, run.exit_reason] += 1
         self.runs.save(run, journey)
 
+    async def _load_counts(self, profile_id: str) -> None:
+        """The profile's engagement counts, loaded with those of every profile not yet loaded."""
+        if profile_id in self._counts:
+            return
+        wanted = self._uncounted | {profile_id}
+        self._uncounted.clear()
+        await self.store.save_engagement(self._book.take_changes())
+        loaded = people_counts(await self.store.engagement_of(wanted))
+        self._counts.update({p: loaded.get(p) or PersonCounts() for p in wanted})
+
+    def _forget_counts(self, profile_ids: set[str]) -> None:
+        for profile_id in profile_ids:
+            self._counts.pop(profile_id, None)
+        self._uncounted -= profile_ids
+
     async def save_runs(self) -> None:
-        """Write the runs changed so far (before a statement that reads or moves them)."""
+        """Write the runs changed so far, with the engagement counted, the decisions made and
+        the requests timed (before a statement that reads or moves them)."""
         await self.store.save_runs(self.runs.take_changed())
+        await self.store.save_engagement(self._book.take_changes())
+        decisions, self.steps.decisions = self.steps.decisions, []
+        await self.store.save_decisions(decisions)
+        targeted, self._targeted = self._targeted, []
+        await self.store.save_messages(targeted)
 
     async def save(self) -> None:
         """Write the changed runs, then add up the batch's counters (once, at the end: fewer
@@ -177,15 +254,19 @@ class Runner:
         updates, self.steps.updates = self.steps.updates, []
         events: list[Event[Any]] = []
         for run, send in sends:
-            self._sends[run.journey_id, send.node.channel] += 1
+            channel = send.option.channel
+            self._sends[run.journey_id, channel] += 1
+            if send.targeted:
+                record = MessageRecord(send.request_id, run.profile_id, channel, targeted=True)
+                self._targeted.append(record)
             events.append(
                 Event(
                     data=MessageRequested(
                         request_id=send.request_id,
                         journey=_ref(run, send.node.id),
                         profile_id=run.profile_id,
-                        channel=send.node.channel,
-                        template_id=send.node.template_id,
+                        channel=channel,
+                        template_id=send.option.template_id,
                         variables=send.variables,
                         idempotency_key=send.idempotency_key,
                         triggered_by=run.trigger.event_id,

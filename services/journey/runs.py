@@ -46,6 +46,14 @@ class RunBook:
         """The profile's live runs in (journey, run) order."""
         return [run for run in self._ordered(profile_id) if run.status in LIVE]
 
+    def of_journey(self, profile_id: str, journey_id: str, version: int) -> list[Run]:
+        """The profile's loaded runs of one journey version, live or not, in run order."""
+        return [
+            run
+            for run in self._ordered(profile_id)
+            if (run.journey_id, run.version) == (journey_id, version)
+        ]
+
     def in_goal_window(self, profile_id: str, at: datetime) -> list[Run]:
         """Runs whose goal window holds this moment and whose goal is not reached yet."""
         return [

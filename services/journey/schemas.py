@@ -92,6 +92,16 @@ class NodeStats(BaseModel):
     goal_reached: int = Field(default=0, description="Runs at the node when they met the goal.")
     matched: int = Field(default=0, description="wait_for: the awaited event came.")
     timed_out: int = Field(default=0, description="wait_for: the timeout came first.")
+    fallbacks: int = Field(
+        default=0,
+        description="send on several channels: requests for the next channel after one could "
+        "not be delivered.",
+    )
+    unreachable: int = Field(
+        default=0,
+        description="send on several channels: runs with an address for none of them (nothing "
+        "was requested).",
+    )
     arms: dict[str, int] = Field(default_factory=dict, description="split: runs per arm.")
 
 
@@ -113,3 +123,30 @@ class StatsResponse(BaseModel):
     total: Totals
     nodes: dict[str, NodeStats] = Field(description="Per node, all versions added up.")
     versions: list[VersionStats]
+
+
+class DecisionResponse(BaseModel):
+    """A learned decision, with its probability under the policy (for offline evaluation)."""
+
+    kind: str = Field(description="`send_time` (a best-time wait or send) or `channel`.")
+    profile_id: str
+    run: int
+    version: int
+    node_id: str
+    decided_at: datetime
+    explored: bool = Field(description="Chosen uniformly at random rather than as the best.")
+    probability: float = Field(description="The policy's probability of this choice.")
+    channel: str = Field(description="send_time: the channel it timed; channel: the one chosen.")
+    hour: int | None = Field(default=None, description="send_time: the local hour chosen.")
+    wake_at: datetime | None = Field(default=None, description="send_time: when the wait ends.")
+    ranking: list[str] = Field(
+        default_factory=list, description="channel: the chosen channel, then the fallbacks."
+    )
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, description="channel: each eligible channel's probability."
+    )
+    request_id: str | None = Field(default=None, description="channel: the request made.")
+
+
+class DecisionList(BaseModel):
+    decisions: list[DecisionResponse] = Field(description="Newest first.")

@@ -1,4 +1,5 @@
-"""Settings of the journey service: where to check references, how timers and runs are paced."""
+"""Settings of the journey service: where to check references, how timers and runs are paced,
+how its learned decisions explore and how long their evidence is kept."""
 
 from __future__ import annotations
 
@@ -34,4 +35,26 @@ class JourneySettings(Settings):
         default=100,
         ge=1,
         description="Nodes one advance may execute before the run is exited as runaway.",
+    )
+    journey_explore_share: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of best-time and best-channel decisions that explore: an hour or "
+        "channel drawn uniformly instead of the person's best.",
+    )
+    journey_prior_refit_interval_s: int = Field(
+        default=3600,
+        ge=1,
+        description="How often the population's priors are refitted from the engagement "
+        "evidence (and messages and decisions past their retention deleted).",
+    )
+    journey_message_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="How long a message is remembered after its last outcome: an open or click "
+        "later than that no longer counts.",
+    )
+    journey_decision_retention_days: int = Field(
+        default=180, ge=1, description="How long learned decisions are kept for evaluation."
     )

@@ -16,6 +16,8 @@ _NODE_COUNTERS = (
     "goal_reached",
     "matched",
     "timed_out",
+    "fallbacks",
+    "unreachable",
 )
 _JOURNEY_COUNTERS = ("entered", "completed", "exited", "goal_reached")
 

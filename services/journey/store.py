@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections import Counter
@@ -16,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
 from libs.common.profile_copies import StoredColumns, stored_columns
-from services.journey.engine import LIVE, Run, Trigger
+from services.journey.engagement import EngagementChanges, MessageRecord
+from services.journey.engine import LIVE, ChannelRanking, Decision, Run, Timing, Trigger
 from services.journey.graph import Journey
+from services.journey.learning import CountRow, PopulationRow
 from services.journey.profiles import ProfileFacts
 from services.journey.runs import RunKey, SavedRun
 
@@ -96,7 +99,8 @@ def _json(value: Any) -> str:
 # A run with its timer's due time, if it has one.
 _RUNS = (
     "SELECT r.journey_id, r.profile_id, r.run, r.version, r.node_id, r.status, r.entered_at, "
-    "r.trigger, r.arms, r.requests, r.exit_reason, r.goal_until, r.goal_reached_at, t.due_at "
+    "r.trigger, r.arms, r.requests, r.exit_reason, r.goal_until, r.goal_reached_at, r.timing, "
+    "r.channels, t.due_at "
     "FROM {s}.runs r LEFT JOIN {s}.timers t "
     "ON t.journey_id = r.journey_id AND t.profile_id = r.profile_id AND t.run = r.run "
 )
@@ -314,21 +318,44 @@ class JourneyStore:
         )
 
     async def move_profile(self, survivor: str, merged: str) -> None:
-        """Runs of `merged` become the survivor's, numbered after the survivor's own."""
+        """Runs and decisions of `merged` become the survivor's, numbered after the survivor's
+        own runs; its engagement is added to the survivor's, its messages count for it."""
+        names = {"survivor": survivor, "merged": merged}
+        # Decisions first: their new numbers come from the survivor's runs before the move.
+        await self._execute(
+            "UPDATE {s}.decisions d SET profile_id = :survivor, run = d.run + coalesce(("
+            "SELECT max(s.run) FROM {s}.runs s WHERE s.journey_id = d.journey_id "
+            "AND s.profile_id = :survivor), 0) WHERE d.profile_id = :merged",
+            names,
+        )
         await self._execute(
             "UPDATE {s}.runs r SET profile_id = :survivor, run = r.run + coalesce(("
             "SELECT max(s.run) FROM {s}.runs s WHERE s.journey_id = r.journey_id "
             "AND s.profile_id = :survivor), 0) WHERE r.profile_id = :merged",
-            {"survivor": survivor, "merged": merged},
+            names,
         )
         await self._execute(
-            "DELETE FROM {s}.profiles WHERE profile_id = :merged", {"merged": merged}
+            "WITH moved AS (DELETE FROM {s}.engagement WHERE profile_id = :merged "
+            "RETURNING channel, hour, sends, engaged) "
+            "INSERT INTO {s}.engagement (profile_id, channel, hour, sends, engaged) "
+            "SELECT :survivor, channel, hour, sends, engaged FROM moved "
+            "ORDER BY channel, hour ON CONFLICT (profile_id, channel, hour) DO UPDATE SET "
+            "sends = {s}.engagement.sends + excluded.sends, "
+            "engaged = {s}.engagement.engaged + excluded.engaged",
+            names,
         )
+        await self._execute(
+            "UPDATE {s}.messages SET profile_id = :survivor WHERE profile_id = :merged", names
+        )
+        await self._execute("DELETE FROM {s}.profiles WHERE profile_id = :merged", names)
 
     async def erase_profile(self, profile_id: str) -> None:
-        """Every row about the person (timers follow their runs); counters hold no one."""
-        await self._execute("DELETE FROM {s}.runs WHERE profile_id = :p", {"p": profile_id})
-        await self._execute("DELETE FROM {s}.profiles WHERE profile_id = :p", {"p": profile_id})
+        """Every row about the person (timers follow their runs); counters, and the
+        population's untargeted engagement, hold no one."""
+        for table in ("runs", "decisions", "engagement", "messages", "profiles"):
+            await self._execute(
+                f"DELETE FROM {{s}}.{table} WHERE profile_id = :p", {"p": profile_id}
+            )
 
     # Runs and timers.
 
@@ -376,15 +403,18 @@ class JourneyStore:
             return
         await self._execute(
             "INSERT INTO {s}.runs (journey_id, profile_id, run, version, node_id, status, "
-            "entered_at, trigger, arms, requests, exit_reason, goal_until, goal_reached_at) "
+            "entered_at, trigger, arms, requests, exit_reason, goal_until, goal_reached_at, "
+            "timing, channels) "
             "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(journey_id text, "
             "profile_id text, run int, version int, node_id text, status text, "
             "entered_at timestamptz, trigger jsonb, arms jsonb, requests jsonb, "
-            "exit_reason text, goal_until timestamptz, goal_reached_at timestamptz) "
+            "exit_reason text, goal_until timestamptz, goal_reached_at timestamptz, "
+            "timing jsonb, channels jsonb) "
             "ON CONFLICT (journey_id, profile_id, run) DO UPDATE SET node_id = excluded.node_id, "
             "status = excluded.status, trigger = excluded.trigger, arms = excluded.arms, "
             "requests = excluded.requests, exit_reason = excluded.exit_reason, "
-            "goal_reached_at = excluded.goal_reached_at, updated_at = now()",
+            "goal_reached_at = excluded.goal_reached_at, timing = excluded.timing, "
+            "channels = excluded.channels, updated_at = now()",
             {"rows": _json([_run_row(s) for s in saved])},
         )
         timed = [_timer_row(s.run) for s in saved if s.has_timer]
@@ -434,6 +464,136 @@ class JourneyStore:
                 )
             },
         )
+
+    # Engagement evidence and learned decisions.
+
+    async def messages(self, request_ids: Collection[str]) -> list[MessageRecord]:
+        if not request_ids:
+            return []
+        result = await self._execute(
+            "SELECT request_id, profile_id, channel, targeted, hour, engaged FROM {s}.messages "
+            "WHERE request_id = ANY(CAST(:ids AS text[]))",
+            {"ids": list(request_ids)},
+        )
+        return [
+            MessageRecord(
+                row.request_id, row.profile_id, row.channel, row.targeted, row.hour, row.engaged
+            )
+            for row in result
+        ]
+
+    async def save_messages(self, records: Sequence[MessageRecord]) -> None:
+        """Write the records; each write restarts the record's retention."""
+        if not records:
+            return
+        await self._execute(
+            "INSERT INTO {s}.messages (request_id, profile_id, channel, targeted, hour, engaged) "
+            "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(request_id text, "
+            "profile_id text, channel text, targeted boolean, hour smallint, engaged boolean) "
+            "ORDER BY request_id ON CONFLICT (request_id) DO UPDATE SET "
+            "profile_id = excluded.profile_id, targeted = excluded.targeted, "
+            "hour = excluded.hour, engaged = excluded.engaged, updated_at = now()",
+            {"rows": _json([dataclasses.asdict(record) for record in records])},
+        )
+
+    async def save_engagement(self, changes: EngagementChanges) -> None:
+        """Write the changed records and add the counts, in key order (no deadlocks)."""
+        await self.save_messages(changes.messages)
+        people = [
+            {"profile_id": p, "channel": c, "hour": h, "sends": t.sends, "engaged": t.engaged}
+            for (p, c, h), t in changes.people.items()
+        ]
+        if people:
+            await self._execute(
+                "INSERT INTO {s}.engagement (profile_id, channel, hour, sends, engaged) "
+                "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(profile_id text, "
+                "channel text, hour smallint, sends int, engaged int) "
+                "ORDER BY profile_id, channel, hour "
+                "ON CONFLICT (profile_id, channel, hour) DO UPDATE SET "
+                "sends = {s}.engagement.sends + excluded.sends, "
+                "engaged = {s}.engagement.engaged + excluded.engaged",
+                {"rows": _json(people)},
+            )
+        untargeted = [
+            {"channel": c, "hour": h, "sends": t.sends, "engaged": t.engaged}
+            for (c, h), t in changes.untargeted.items()
+        ]
+        if untargeted:
+            await self._execute(
+                "INSERT INTO {s}.untargeted_engagement (channel, hour, sends, engaged) "
+                "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(channel text, "
+                "hour smallint, sends bigint, engaged bigint) ORDER BY channel, hour "
+                "ON CONFLICT (channel, hour) DO UPDATE SET "
+                "sends = {s}.untargeted_engagement.sends + excluded.sends, "
+                "engaged = {s}.untargeted_engagement.engaged + excluded.engaged",
+                {"rows": _json(untargeted)},
+            )
+
+    async def engagement_of(self, profile_ids: Collection[str]) -> list[CountRow]:
+        result = await self._execute(
+            "SELECT profile_id, channel, hour, sends, engaged FROM {s}.engagement "
+            "WHERE profile_id = ANY(CAST(:ids AS text[]))",
+            {"ids": list(profile_ids)},
+        )
+        return [_count_row(row) for row in result]
+
+    async def engagement_sample(self, people: int) -> list[CountRow]:
+        """The counts of up to `people` profiles: a fixed pseudo-random sample (by the hash of
+        their id), so that successive fits see mostly the same people."""
+        result = await self._execute(
+            "SELECT e.profile_id, e.channel, e.hour, e.sends, e.engaged FROM {s}.engagement e "
+            "JOIN (SELECT profile_id FROM (SELECT DISTINCT profile_id FROM {s}.engagement) d "
+            "ORDER BY md5(profile_id) LIMIT :people) p ON p.profile_id = e.profile_id",
+            {"people": people},
+        )
+        return [_count_row(row) for row in result]
+
+    async def untargeted_engagement(self) -> list[PopulationRow]:
+        result = await self._execute(
+            "SELECT channel, hour, sends, engaged FROM {s}.untargeted_engagement"
+        )
+        return [PopulationRow(row.channel, row.hour, row.sends, row.engaged) for row in result]
+
+    async def save_decisions(self, decisions: Sequence[Decision]) -> None:
+        if not decisions:
+            return
+        await self._execute(
+            "INSERT INTO {s}.decisions (journey_id, version, node_id, profile_id, run, kind, "
+            "decided_at, explored, probability, channel, hour, wake_at, ranking, "
+            "probabilities, request_id) "
+            "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(journey_id text, "
+            "version int, node_id text, profile_id text, run int, kind text, "
+            "decided_at timestamptz, explored boolean, probability float8, channel text, "
+            "hour smallint, wake_at timestamptz, ranking jsonb, probabilities jsonb, "
+            "request_id text)",
+            {"rows": _json([_decision_row(decision) for decision in decisions])},
+        )
+
+    async def decisions(
+        self, journey_id: str, profile_id: str | None, limit: int
+    ) -> list[Decision]:
+        """The journey's decisions, newest first (one profile's when given)."""
+        result = await self._execute(
+            "SELECT * FROM {s}.decisions WHERE journey_id = :j "
+            "AND (CAST(:p AS text) IS NULL OR profile_id = :p) ORDER BY id DESC LIMIT :limit",
+            {"j": journey_id, "p": profile_id, "limit": limit},
+        )
+        return [_decision(row) for row in result]
+
+    async def forget_messages(self, days: int) -> int:
+        """Messages untouched for `days`: a late open of one no longer counts."""
+        result = await self._execute(
+            "DELETE FROM {s}.messages WHERE updated_at < now() - make_interval(days => :days)",
+            {"days": days},
+        )
+        return int(result.rowcount or 0)
+
+    async def forget_decisions(self, days: int) -> int:
+        result = await self._execute(
+            "DELETE FROM {s}.decisions WHERE decided_at < now() - make_interval(days => :days)",
+            {"days": days},
+        )
+        return int(result.rowcount or 0)
 
     # Stats.
 
@@ -504,6 +664,8 @@ def _run(row: Any) -> Run:
         exit_reason=row.exit_reason,
         goal_reached_at=row.goal_reached_at,
         due_at=row.due_at,
+        timing=Timing.from_json(row.timing) if row.timing is not None else None,
+        channels={node: ChannelRanking.from_json(raw) for node, raw in row.channels.items()},
     )
 
 
@@ -531,7 +693,41 @@ def _run_row(saved: SavedRun) -> dict[str, Any]:
         "exit_reason": run.exit_reason,
         "goal_until": _iso(saved.goal_until),
         "goal_reached_at": _iso(run.goal_reached_at),
+        "timing": run.timing.to_json() if run.timing is not None else None,
+        "channels": {node: ranking.to_json() for node, ranking in run.channels.items()},
     }
+
+
+def _count_row(row: Any) -> CountRow:
+    return CountRow(row.profile_id, row.channel, row.hour, row.sends, row.engaged)
+
+
+def _decision_row(decision: Decision) -> dict[str, Any]:
+    return {
+        **dataclasses.asdict(decision),
+        "decided_at": decision.decided_at.isoformat(),
+        "wake_at": _iso(decision.wake_at),
+    }
+
+
+def _decision(row: Any) -> Decision:
+    return Decision(
+        journey_id=row.journey_id,
+        version=row.version,
+        node_id=row.node_id,
+        profile_id=row.profile_id,
+        run=row.run,
+        kind=row.kind,
+        decided_at=row.decided_at,
+        explored=row.explored,
+        probability=row.probability,
+        channel=row.channel,
+        hour=row.hour,
+        wake_at=row.wake_at,
+        ranking=tuple(row.ranking),
+        probabilities=dict(row.probabilities),
+        request_id=row.request_id,
+    )
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -12,6 +12,7 @@ from libs.common.db import create_sessions, session_transaction
 from libs.common.lifecycle import DueWorkLoop
 from services.journey import metrics
 from services.journey.graph import WaitFor
+from services.journey.learning import Policy
 from services.journey.runner import Runner
 from services.journey.store import DueTimer, JourneyStore
 
@@ -31,6 +32,7 @@ class JourneyTimers(DueWorkLoop):
         poll_interval_ms: int,
         batch_size: int,
         step_limit: int,
+        policy: Policy,
     ) -> None:
         super().__init__(
             f"journey-timers:{schema}",
@@ -41,6 +43,7 @@ class JourneyTimers(DueWorkLoop):
         self._relay = relay
         self._schema = schema
         self._step_limit = step_limit
+        self._policy = policy
 
     async def work_due(self) -> int:
         """Handle one batch of due timers; how many were claimed."""
@@ -50,7 +53,7 @@ class JourneyTimers(DueWorkLoop):
             if not claimed:
                 return 0
             metrics.TIMERS_DUE.inc(len(claimed))
-            runner = Runner(store, step_limit=self._step_limit)
+            runner = Runner(store, step_limit=self._step_limit, policy=self._policy)
             await _fire(runner, claimed)
             events = runner.take_events(datetime.now(UTC))
             await runner.save()

@@ -34,6 +34,8 @@ async def journey_service(
                 "CLOSELOOP_JOURNEY_SEGMENT_URL": segment.url,
                 "CLOSELOOP_JOURNEY_CONTENT_URL": "",
                 "CLOSELOOP_JOURNEY_TIMER_POLL_INTERVAL_MS": TIMER_POLL_MS,
+                # Learned decisions take the best hour and channel, so tests can say which.
+                "CLOSELOOP_JOURNEY_EXPLORE_SHARE": "0",
                 "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000",
             },
             ready_timeout=60,

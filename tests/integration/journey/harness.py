@@ -7,24 +7,32 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.common import topics
 from libs.common.bus.reader import header
 from libs.common.events import (
     BehaviorOccurred,
     Event,
+    EventData,
     JourneyRef,
     MessageClicked,
+    MessageOpened,
     MessageRequested,
+    MessageSent,
+    MessageSuppressed,
+    ProfileChange,
     ProfileChangeRequested,
     ProfileDeleted,
     ProfileMerged,
+    ProfileUpdated,
     SegmentEntered,
     SegmentExited,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_events
+from tests.integration.support import publish, read_events, wait_for
 
 SOURCE = "closeloop/tests/journey"
 
@@ -119,6 +127,75 @@ def clicked(request: MessageRequested) -> Event[Any]:
     )
 
 
+def traits(profile_id: str, **values: Any) -> Event[Any]:
+    """profile.updated setting these traits, as profile would announce them."""
+    return Event(
+        data=ProfileUpdated(
+            profile_id=profile_id,
+            changes=[ProfileChange(field=f"traits.{name}", after=v) for name, v in values.items()],
+            occurred_at=datetime.now(UTC),
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
+# The journey step of messages sent before a test's journey existed.
+PAST_SEND = JourneyRef(journey_id="jrn_past", journey_version=1, node_id="past_send")
+
+
+def past_message(
+    profile_id: str, channel: str, sent_at: datetime, *, engaged_at: datetime | None = None
+) -> list[Event[Any]]:
+    """The outcomes of a message sent at `sent_at` (and opened at `engaged_at`), as dispatch
+    would announce them."""
+    fields: dict[str, Any] = {
+        "message_id": unique("msg"),
+        "request_id": unique("req"),
+        "profile_id": profile_id,
+        "channel": channel,
+        "journey": PAST_SEND,
+        "template_id": "tpl_past",
+    }
+    outcomes: list[EventData] = [MessageSent(**fields, occurred_at=sent_at)]
+    if engaged_at is not None:
+        outcomes.append(MessageOpened(**fields, occurred_at=engaged_at))
+    return [Event(data=data, key=profile_id, source=SOURCE) for data in outcomes]
+
+
+def sent(request: MessageRequested) -> Event[Any]:
+    return Event(
+        data=MessageSent(
+            message_id=unique("msg"),
+            request_id=request.request_id,
+            profile_id=request.profile_id,
+            channel=request.channel,
+            journey=JourneyRef.model_validate(request.journey.model_dump()),
+            template_id=request.template_id,
+            occurred_at=datetime.now(UTC),
+        ),
+        key=request.profile_id,
+        source=SOURCE,
+    )
+
+
+def suppressed(request: MessageRequested, reason: str) -> Event[Any]:
+    return Event(
+        data=MessageSuppressed(
+            message_id=unique("msg"),
+            request_id=request.request_id,
+            profile_id=request.profile_id,
+            channel=request.channel,
+            journey=JourneyRef.model_validate(request.journey.model_dump()),
+            template_id=request.template_id,
+            occurred_at=datetime.now(UTC),
+            reason=reason,
+        ),
+        key=request.profile_id,
+        source=SOURCE,
+    )
+
+
 def send(node_id: str, template: str, next_node: str | None = None) -> dict[str, Any]:
     node: dict[str, Any] = {"type": "send", "channel": "email", "template_id": template}
     if next_node is not None:
@@ -136,7 +213,7 @@ class Requested:
 
 
 class JourneyHarness:
-    """One running journey service: its HTTP API as the admin, and what it published."""
+    """One running journey service: its HTTP API as the admin, what it published, its rows."""
 
     def __init__(self, stack: Stack, process: ServiceProcess, segment_url: str = "") -> None:
         self.stack = stack
@@ -148,6 +225,8 @@ class JourneyHarness:
             headers={"Authorization": f"Bearer {stack.admin_token}"},
             timeout=30.0,
         )
+        self.schema = process.name
+        self._engine = create_async_engine(stack.database_url)
 
     async def publish(self, *events: Event[Any]) -> None:
         await publish(self.stack.kafka_bootstrap, events)
@@ -189,5 +268,92 @@ class JourneyHarness:
                 found.append(data)
         return found
 
+    async def decisions(self, journey_id: str, profile_id: str) -> list[dict[str, Any]]:
+        response = await self.http.get(
+            f"/journeys/{journey_id}/decisions", params={"profile_id": profile_id}
+        )
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()["decisions"]
+        return found
+
+    async def timer_due(self, journey_id: str, profile_id: str) -> datetime | None:
+        """When the profile's run of the journey wakes (its durable timer), if it waits."""
+        async with self._engine.connect() as connection:
+            due: datetime | None = await connection.scalar(
+                text(
+                    f"SELECT due_at FROM {self.schema}.timers "
+                    "WHERE journey_id = :j AND profile_id = :p"
+                ),
+                {"j": journey_id, "p": profile_id},
+            )
+        return due
+
+    async def engagement(self, profile_id: str) -> dict[tuple[str, int], tuple[int, int]]:
+        """The profile's (sends, engaged) by (channel, local hour), and how many messages."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    f"SELECT channel, hour, sends, engaged FROM {self.schema}.engagement "
+                    "WHERE profile_id = :p"
+                ),
+                {"p": profile_id},
+            )
+        return {(row.channel, row.hour): (row.sends, row.engaged) for row in rows}
+
+    async def targeted(self, request_id: str) -> bool | None:
+        """Whether journey marked the request's hour as the model's choice (None: no record)."""
+        async with self._engine.connect() as connection:
+            found: bool | None = await connection.scalar(
+                text(f"SELECT targeted FROM {self.schema}.messages WHERE request_id = :r"),
+                {"r": request_id},
+            )
+        return found
+
+    async def untargeted_sends(self, channel: str, hour: int) -> int:
+        """Everyone's sends at that local hour whose hour the model did not choose."""
+        async with self._engine.connect() as connection:
+            found: int | None = await connection.scalar(
+                text(
+                    f"SELECT sends FROM {self.schema}.untargeted_engagement "
+                    "WHERE channel = :c AND hour = :h"
+                ),
+                {"c": channel, "h": hour},
+            )
+        return found or 0
+
+    async def traits_of(self, profile_id: str) -> dict[str, Any]:
+        """The traits journey's copy of the profile holds."""
+        async with self._engine.connect() as connection:
+            found: dict[str, Any] | None = await connection.scalar(
+                text(f"SELECT traits FROM {self.schema}.profiles WHERE profile_id = :p"),
+                {"p": profile_id},
+            )
+        return found or {}
+
+    async def messages_of(self, profile_id: str) -> int:
+        async with self._engine.connect() as connection:
+            count: int = await connection.scalar(
+                text(f"SELECT count(*) FROM {self.schema}.messages WHERE profile_id = :p"),
+                {"p": profile_id},
+            )
+        return count
+
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self._engine.dispose()
+
+
+async def requests_of(
+    service: JourneyHarness, journey: str, profile: str, count: int, within: float = 30
+) -> list[Requested]:
+    """Wait until the profile has `count` requests from the journey; fail if it gets more."""
+    found: list[Requested] = []
+
+    async def arrived() -> bool:
+        nonlocal found
+        found = [r for r in await service.requested(journey) if r.data.profile_id == profile]
+        return len(found) >= count
+
+    await wait_for(arrived, within=within, what=f"{count} requests of {journey} for {profile}")
+    assert len(found) == count, [r.data.idempotency_key for r in found]
+    return found

@@ -11,35 +11,19 @@ import pytest
 from tests.integration.journey.conftest import create_segment
 from tests.integration.journey.harness import (
     JourneyHarness,
-    Requested,
     behaviour,
     clicked,
     entered,
     erasure,
     exited,
     merge,
+    requests_of,
     send,
     unique,
 )
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-
-
-async def requests_of(
-    service: JourneyHarness, journey: str, profile: str, count: int, within: float = 30
-) -> list[Requested]:
-    """Wait until the profile has `count` requests from the journey; fail if it gets more."""
-    found: list[Requested] = []
-
-    async def arrived() -> bool:
-        nonlocal found
-        found = [r for r in await service.requested(journey) if r.data.profile_id == profile]
-        return len(found) >= count
-
-    await wait_for(arrived, within=within, what=f"{count} requests of {journey} for {profile}")
-    assert len(found) == count, [r.data.idempotency_key for r in found]
-    return found
 
 
 async def test_a_profile_entering_the_segment_is_sent_the_message(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.journey.conditions import InvalidDefinition
-from services.journey.graph import Journey, Send, Wait, WaitFor
+from services.journey.graph import BestTime, Journey, Send, SendOption, Wait, WaitFor
 from services.journey.schemas import GRAPH_FIELDS
 from tests.unit.journey.fixtures import welcome, with_node
 
@@ -164,3 +164,97 @@ def test_the_documented_example_is_a_valid_journey() -> None:
     graph = {key: value for key, value in body.items() if key in GRAPH_FIELDS}
     journey = Journey.parse(body["id"], 1, graph)
     assert {node.id for node in journey.sends()} == {"send_coupon", "send_thanks", "nudge"}
+
+
+def best_time_journey(wait: Any) -> dict[str, Any]:
+    definition = welcome(start="evening")
+    definition["nodes"]["evening"] = {"type": "wait", "best_time": wait, "next": "send_welcome"}
+    return definition
+
+
+def test_a_wait_may_take_the_persons_best_time_within_a_window() -> None:
+    definition = best_time_journey({"channel": "email", "within": "PT24H"})
+    evening = Journey.parse("jrn_t", 1, definition).nodes["evening"]
+    assert isinstance(evening, Wait)
+    assert evening.best_time == BestTime("email", timedelta(hours=24))
+    assert Journey.parse("jrn_t", 1, definition).learns
+    assert not Journey.parse("jrn_t", 1, welcome()).learns
+
+
+@pytest.mark.parametrize(
+    ("best_time", "field"),
+    [
+        ("PT24H", "nodes.evening.best_time"),
+        ({"within": "PT24H"}, "nodes.evening.best_time.channel"),
+        ({"channel": "email"}, "nodes.evening.best_time.within"),
+        ({"channel": "email", "within": "P3D"}, "nodes.evening.best_time.within"),
+        ({"channel": "email", "within": "PT24H", "hour": 9}, "nodes.evening.best_time.hour"),
+    ],
+)
+def test_a_bad_best_time_names_its_field(best_time: Any, field: str) -> None:
+    assert error_path(best_time_journey(best_time)) == field
+
+
+def test_a_wait_takes_only_one_of_duration_until_and_best_time() -> None:
+    definition = best_time_journey({"channel": "email", "within": "PT24H"})
+    definition["nodes"]["evening"]["duration"] = "PT1H"
+    assert error_path(definition) == "nodes.evening.duration"
+
+
+def test_a_send_may_name_several_channels_each_with_its_template() -> None:
+    definition = welcome()
+    definition["nodes"]["nudge"] = {
+        "type": "send",
+        "channels": [
+            {"channel": "push", "template_id": "tpl_push"},
+            {"channel": "sms", "template_id": "tpl_sms"},
+        ],
+    }
+    nudge = Journey.parse("jrn_t", 1, definition).nodes["nudge"]
+    assert isinstance(nudge, Send)
+    assert nudge.options == (
+        SendOption("push", "tpl_push", "channels[0].template_id"),
+        SendOption("sms", "tpl_sms", "channels[1].template_id"),
+    )
+    assert nudge.chooses_channel
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"channels": []}, "nodes.nudge.channels"),
+        ({"channels": [{"channel": "sms"}]}, "nodes.nudge.channels[0].template_id"),
+        (
+            {"channels": [{"channel": "sms", "template_id": "a"}] * 2},
+            "nodes.nudge.channels[1].channel",
+        ),
+        (
+            {"channels": [{"channel": "sms", "template_id": "a"}], "channel": "sms"},
+            "nodes.nudge.channel",
+        ),
+        (
+            {
+                "channels": [
+                    {"channel": "sms", "template_id": "a"},
+                    {"channel": "push", "template_id": "b"},
+                ],
+                "at_best_time_within": "PT12H",
+            },
+            "nodes.nudge.at_best_time_within",
+        ),
+    ],
+)
+def test_a_bad_send_on_several_channels_names_its_field(changes: Any, field: str) -> None:
+    definition = welcome()
+    definition["nodes"]["nudge"] = {"type": "send", **changes}
+    assert error_path(definition) == field
+
+
+def test_a_send_at_best_time_waits_so_a_cycle_through_it_is_allowed() -> None:
+    definition = welcome()
+    definition["nodes"]["nudge"]["at_best_time_within"] = "PT12H"
+    definition["nodes"]["nudge"]["next"] = "vip_or_not"
+    definition["nodes"]["vip_or_not"]["default"] = "nudge"
+    nudge = Journey.parse("jrn_t", 1, definition).nodes["nudge"]
+    assert isinstance(nudge, Send)
+    assert nudge.best_time == BestTime("sms", timedelta(hours=12))

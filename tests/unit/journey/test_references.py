@@ -41,3 +41,19 @@ async def test_an_unknown_segment_names_the_entry() -> None:
     with pytest.raises(InvalidDefinition) as raised:
         await check_references(JOURNEY, KnownReferences({"tpl_welcome", "tpl_nudge"}, set()))
     assert raised.value.path == "entry.segment"
+
+
+async def test_an_unknown_template_of_one_channel_names_its_place_in_the_list() -> None:
+    definition = welcome()
+    definition["nodes"]["nudge"] = {
+        "type": "send",
+        "channels": [
+            {"channel": "sms", "template_id": "tpl_nudge"},
+            {"channel": "push", "template_id": "tpl_push"},
+        ],
+    }
+    journey = Journey.parse("jrn_t", 1, definition)
+    references = KnownReferences({"tpl_welcome", "tpl_nudge"}, {"seg_new"})
+    with pytest.raises(InvalidDefinition) as raised:
+        await check_references(journey, references)
+    assert raised.value.path == "nodes.nudge.channels[1].template_id"

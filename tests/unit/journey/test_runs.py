@@ -83,3 +83,15 @@ def test_forgotten_profiles_lose_their_unsaved_changes() -> None:
 
     assert book.live("prf_gone") == []
     assert [saved.run for saved in book.take_changed()] == [kept]
+
+
+def test_a_journey_versions_runs_include_finished_ones_for_fallbacks() -> None:
+    book = RunBook()
+    completed = _run("jrn_b", 1, "completed")
+    waiting = _run("jrn_b", 2)
+    book.add(waiting, None)
+    book.add(completed, None)
+    book.add(_run("jrn_a", 1), None)
+
+    assert book.of_journey("prf_1", "jrn_b", 1) == [completed, waiting]
+    assert book.of_journey("prf_1", "jrn_b", 2) == []
