@@ -1,23 +1,29 @@
-"""The content REST API: templates (CRUD, every change a new version), previews, the bandit's
-view of the variants, and copy suggestions."""
+"""The content REST API: templates (CRUD, every change a new version), previews, the variant
+experiment (the bandit's view of the variants, evaluations, insights), and copy suggestions."""
 
 from __future__ import annotations
 
-import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.content import metrics
-from services.content.bandit import probability_best
-from services.content.copywriting import CopywriterUnavailable, LlmCopywriter, recombine
+from services.content.copywriting import (
+    CopywriterUnavailable,
+    LlmCopywriter,
+    ranked_variants,
+    recombine,
+)
+from services.content.evaluations import ExperimentEvaluations, NothingToEvaluate
+from services.content.experiments import Experiment, template_variants, variant_evidence
 from services.content.messages import template_variables
 from services.content.profiles import ProfileFacts
 from services.content.sandbox import (
@@ -28,17 +34,22 @@ from services.content.sandbox import (
 )
 from services.content.schemas import (
     TEMPLATE_ID_PATTERN,
+    EvaluationResponse,
+    ExperimentResponse,
+    InsightResponse,
+    InsightsResponse,
     PreviewRequest,
     PreviewResponse,
     SuggestionRequest,
     SuggestionResponse,
+    TemplateId,
     TemplateList,
     TemplateRequest,
     TemplateResponse,
     VariantsResponse,
     VariantStatsResponse,
 )
-from services.content.store import ContentStore, TemplateContent, TemplateRow
+from services.content.store import ContentStore, StoredInsight, TemplateContent, TemplateRow
 from services.content.templates import assemble, field_problems, liquid_sources
 
 _T = TypeVar("_T")
@@ -46,7 +57,9 @@ TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
 _NOT_FOUND = error_responses(404)
 
 
-def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -> APIRouter:
+def templates_router(
+    engine: AsyncEngine, schema: str, sandbox: RenderSandbox, evaluations: ExperimentEvaluations
+) -> APIRouter:
     router = APIRouter(
         prefix="/templates",
         tags=["templates"],
@@ -146,13 +159,16 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
 
     @router.get("/{template_id}/variants", responses=_NOT_FOUND)
     async def variants(template_id: TemplateIdPath) -> VariantsResponse:
-        """Each variant's evidence, posterior mean and probability of being the best."""
+        """Each variant's evidence and posterior mean as of now, and the experiment as last
+        evaluated: the promotion, the value remaining, each variant's probability of being best."""
         async with transaction() as store:
             row = _found(await store.get_template(template_id), template_id)
-            ids = [variant["id"] for variant in row.variants]
-            stats = await store.variant_stats(row.id, ids, row.reward)
+            evidence = (await store.evidence([row.id])).get(row.id, [])
+            experiment = await store.experiment(row.id)
             decisions = await store.outcome_counts(row.id)
-        best = probability_best(stats, random.Random(0))
+        template = row.current()
+        found = variant_evidence(template, evidence, datetime.now(UTC), evaluations.half_life_days)
+        best = experiment.probability_best if experiment is not None else {}
         return VariantsResponse(
             template_id=row.id,
             version=row.version,
@@ -160,22 +176,67 @@ def templates_router(engine: AsyncEngine, schema: str, sandbox: RenderSandbox) -
             holdout_share=row.holdout_share,
             variants=[
                 VariantStatsResponse(
-                    variant_id=s.variant_id,
+                    variant_id=summary.variant_id,
                     name=variant.get("name", ""),
-                    trials=s.trials,
-                    successes=s.successes,
-                    posterior_mean=s.posterior_mean,
-                    probability_best=best[s.variant_id],
+                    trials=summary.trials,
+                    successes=summary.successes,
+                    posterior_mean=summary.posterior_mean,
+                    probability_best=best.get(summary.variant_id),
                 )
-                for variant, s in zip(row.variants, stats, strict=True)
+                for variant, summary in zip(row.variants, found, strict=True)
             ],
+            experiment=(
+                _experiment(experiment, template_variants(template))
+                if experiment is not None
+                else None
+            ),
             decisions=decisions,
+        )
+
+    @router.post("/{template_id}/evaluate", responses=error_responses(404, 422))
+    async def evaluate(template_id: TemplateIdPath) -> EvaluationResponse:
+        """Evaluate the experiment now, as the hourly evaluation does: promote its leaders when
+        it has ended, lift their promotion when it has reopened."""
+        try:
+            evaluated = await evaluations.evaluate_now(template_id)
+        except NothingToEvaluate as error:
+            raise ApiError(422, "single_variant", str(error)) from None
+        found = _found(evaluated, template_id)
+        experiment = found.experiment
+        return EvaluationResponse(
+            experiment=_experiment(experiment, experiment.variants),
+            insight=_insight(found.insight) if found.insight is not None else None,
         )
 
     return router
 
 
-def copy_router(engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | None) -> APIRouter:
+def insights_router(engine: AsyncEngine, schema: str) -> APIRouter:
+    router = APIRouter(
+        prefix="/insights",
+        tags=["insights"],
+        dependencies=[Depends(require_admin)],
+        responses=MANAGEMENT_ERRORS,
+    )
+    sessions = create_sessions(engine)
+
+    @router.get("")
+    async def list_insights(
+        template_id: TemplateId | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> InsightsResponse:
+        """What the variant experiments' evaluations changed (promotions and their lifts),
+        newest first."""
+        async with session_transaction(sessions) as session:
+            found = await ContentStore(session, schema).insights(template_id, limit)
+        return InsightsResponse(insights=[_insight(stored) for stored in found])
+
+    return router
+
+
+def copy_router(
+    engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | None, half_life_days: float
+) -> APIRouter:
     router = APIRouter(
         prefix="/copy",
         tags=["copy"],
@@ -200,7 +261,11 @@ def copy_router(engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | No
                     suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
                 )
         async with session_transaction(sessions) as session:
-            ranked = await ContentStore(session, schema).ranked_variants(request.channel)
+            store = ContentStore(session, schema)
+            rows = [row for row in await store.list_templates() if row.channel == request.channel]
+            evidence = await store.evidence([row.id for row in rows])
+        templates = [row.current() for row in rows]
+        ranked = ranked_variants(templates, evidence, datetime.now(UTC), half_life_days)
         found = recombine(ranked, request.channel, request.brief, request.count)
         metrics.COPY_SUGGESTIONS.labels("offline").inc()
         return SuggestionResponse(
@@ -298,6 +363,34 @@ def _found(value: _T | None, template_id: str) -> _T:
     if value is None:
         raise ApiError(404, "template_not_found", f"There is no template {template_id!r}.")
     return value
+
+
+def _experiment(experiment: Experiment, variants: Sequence[str]) -> ExperimentResponse:
+    """The experiment as the current variants see it: a promotion made for other variants no
+    longer stands."""
+    promoted = experiment.promoted_for(variants)
+    return ExperimentResponse(
+        promoted=promoted,
+        promoted_at=experiment.promoted_at if promoted else None,
+        winner=experiment.winner if promoted else None,
+        value_remaining=experiment.value_remaining,
+        probability_optimal=experiment.probability_optimal,
+        probability_best=experiment.probability_best,
+        leaders=experiment.leaders,
+        evaluated_at=experiment.evaluated_at,
+    )
+
+
+def _insight(stored: StoredInsight) -> InsightResponse:
+    insight = stored.insight
+    return InsightResponse(
+        id=stored.id,
+        template_id=insight.template_id,
+        kind=insight.kind,
+        message=insight.message,
+        evidence=insight.evidence,
+        created_at=stored.created_at,
+    )
 
 
 def _response(row: TemplateRow) -> TemplateResponse:

@@ -1,5 +1,6 @@
 """The content service's app: the consumer of requests, outcomes, conversions and profiles, the
-render sandbox, the outbox relay and the templates API."""
+render sandbox, the evaluations of the variant experiments, the outbox relay, and the templates,
+insights and copy APIs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from libs.common.app import create_app
 from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.content.api import copy_router, templates_router
+from services.content.api import copy_router, insights_router, templates_router
 from services.content.copywriting import LlmCopywriter
+from services.content.evaluations import ExperimentEvaluations
+from services.content.experiments import PolicyCache
 from services.content.handlers import ACCEPTED_TYPES, content_handler
 from services.content.rendering import RequestRenderer
 from services.content.sandbox import Limits, RenderSandbox
@@ -22,8 +25,23 @@ def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, ContentSettings)
     parts = bus_parts(settings)
     sandbox = RenderSandbox(_limits(settings), settings.content_render_workers)
+    half_life_days = settings.content_evidence_half_life_days
+    # Shared by the renderer, which keeps each template's fitted policy a while, and the
+    # evaluations, which make it forget a template whose promotion changed.
+    policies = PolicyCache(settings.content_model_cache_seconds)
     renderer = RequestRenderer(
-        sandbox, settings.tracking_base_url, settings.tracking_secret.get_secret_value()
+        sandbox,
+        settings.tracking_base_url,
+        settings.tracking_secret.get_secret_value(),
+        policies,
+        half_life_days,
+    )
+    evaluations = ExperimentEvaluations(
+        parts.engine,
+        settings.schema_name,
+        policies,
+        interval_seconds=settings.content_evaluation_interval_seconds,
+        half_life_days=half_life_days,
     )
     consumer = EventConsumer(
         settings,
@@ -32,6 +50,7 @@ def create(settings: Settings) -> FastAPI:
             settings.schema_name,
             renderer,
             address_wait_seconds=settings.content_address_wait_seconds,
+            half_life_days=half_life_days,
         ),
         engine=parts.engine,
         producer=parts.producer,
@@ -41,14 +60,20 @@ def create(settings: Settings) -> FastAPI:
     return create_app(
         settings,
         title="Content",
-        description="Liquid templates with versions and variants, a variant bandit, tracked "
-        "links, and copy suggestions.",
+        description="Liquid templates with versions and variants, a contextual variant bandit "
+        "whose experiments end in promotions, tracked links, and copy suggestions.",
         routers=[
-            templates_router(parts.engine, settings.schema_name, sandbox),
-            copy_router(parts.engine, settings.schema_name, _copywriter(settings, sandbox)),
+            templates_router(parts.engine, settings.schema_name, sandbox, evaluations),
+            insights_router(parts.engine, settings.schema_name),
+            copy_router(
+                parts.engine,
+                settings.schema_name,
+                _copywriter(settings, sandbox),
+                half_life_days,
+            ),
         ],
         # The sandbox starts before the consumer that renders with it, and stops after it.
-        workers=[*parts.workers(sandbox, consumer)],
+        workers=[*parts.workers(sandbox, evaluations, consumer)],
         readiness_checks=parts.readiness_checks(settings),
     )
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
 
+from services.content.experiments import EvidenceRow, variant_evidence
 from services.content.sandbox import RenderError, RenderSandbox
-from services.content.store import RankedVariant
+from services.content.templates import TemplateVersion
 
 # The field that catches the eye and the field that says the rest, per channel people read.
 HEADLINE_FIELDS = {"email": "subject", "push": "title", "wecom": "title", "wechat": "title"}
@@ -28,6 +30,34 @@ COPY_CHANNELS = tuple(BODY_FIELDS)
 _TOP_VARIANTS = 6
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+@dataclass(frozen=True)
+class RankedVariant:
+    """A variant of some template of a channel, with the bandit's posterior mean of its rate."""
+
+    template_id: str
+    variant: dict[str, Any]
+    posterior_mean: float
+
+
+def ranked_variants(
+    templates: Sequence[TemplateVersion],
+    evidence: Mapping[str, Sequence[EvidenceRow]],
+    now: datetime,
+    half_life_days: float,
+) -> list[RankedVariant]:
+    """Every variant of these templates with its posterior mean over all contexts, as of now."""
+    ranked: list[RankedVariant] = []
+    for template in templates:
+        found = variant_evidence(
+            template, evidence.get(template.template_id, ()), now, half_life_days
+        )
+        ranked.extend(
+            RankedVariant(template.template_id, variant, summary.posterior_mean)
+            for variant, summary in zip(template.variants, found, strict=True)
+        )
+    return ranked
 
 
 @dataclass(frozen=True)
@@ -52,7 +82,7 @@ def recombine(
         text = " ".join(
             str(variant.variant.get(f) or "") for f in (headline_field, body_field) if f
         )
-        return variant.stats.posterior_mean, len(brief_words & _words(text))
+        return variant.posterior_mean, len(brief_words & _words(text))
 
     best = sorted(ranked, key=score, reverse=True)[:_TOP_VARIANTS]
     if headline_field is None:
@@ -85,7 +115,7 @@ def _rationale(
     def named(variant: RankedVariant) -> str:
         return (
             f"{variant.template_id}/{variant.variant['id']} "
-            f"(posterior mean {variant.stats.posterior_mean:.3f})"
+            f"(posterior mean {variant.posterior_mean:.3f})"
         )
 
     if headline_field is None or head is body:

@@ -3,8 +3,8 @@ each `message.requested` with a `message.rendered` (or a recorded decision to se
 to wait for the profile's address: a later batch that brings it answers the request).
 
 A batch at a time: its profiles are loaded and locked in one query, changed in event order in
-memory and written back in bulk; its evidence is counted in two statements; its requests are
-answered together (rendering.py).
+memory and written back in bulk; its evidence is counted in a few statements, each outcome in
+the context its variant was chosen in; its requests are answered together (rendering.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from libs.common.events import (
     ProfileUpdated,
 )
 from services.content import metrics
+from services.content.experiments import Outcome, rewards_of
 from services.content.profiles import ProfileBook
 from services.content.rendering import RequestRenderer
-from services.content.store import BatchStore, Connection, RewardRow
+from services.content.store import BatchStore, Connection
 from services.content.waiting import PendingRequest, addressed_channels, newly_addressed
 
 SOURCE = "closeloop/content"
@@ -44,7 +45,6 @@ ACCEPTED_TYPES = frozenset(
     }
 )
 ProfileEvent = ProfileUpdated | ProfileMerged | ProfileDeleted
-Outcome = MessageSent | MessageClicked | ConversionAttributed
 _PROFILE_EVENTS = (ProfileUpdated, ProfileMerged, ProfileDeleted)
 _OUTCOMES = (MessageSent, MessageClicked, ConversionAttributed)
 
@@ -54,9 +54,11 @@ def content_handler(
     renderer: RequestRenderer,
     *,
     address_wait_seconds: float = 600.0,
+    half_life_days: float = 30.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchHandler:
-    """`address_wait_seconds`: how long a request waits for its profile's address."""
+    """`address_wait_seconds`: how long a request waits for its profile's address;
+    `half_life_days`: how fast the bandit's evidence loses weight."""
     store = BatchStore(schema)
     # Expired waiting requests are cleared now and then, by a batch, not by a timer.
     cleanup_every = timedelta(seconds=min(address_wait_seconds, 60.0))
@@ -72,7 +74,7 @@ def content_handler(
         if profile_events:
             waited = await _follow_profiles(store, connection, profile_events)
         if outcomes:
-            await _count_evidence(store, connection, outcomes)
+            await _count_evidence(store, connection, outcomes, now, half_life_days)
         if not last_cleanup or now - last_cleanup[0] >= cleanup_every:
             last_cleanup[:] = [now]
             cutoff = now - timedelta(seconds=address_wait_seconds)
@@ -167,19 +169,22 @@ async def _follow_profiles(
 
 
 async def _count_evidence(
-    store: BatchStore, connection: Connection, outcomes: Sequence[Outcome]
+    store: BatchStore,
+    connection: Connection,
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    half_life_days: float,
 ) -> None:
-    """A send is a trial, its first click a success; a conversion adds its credit share."""
-    rewards: dict[tuple[str, str], RewardRow] = {}
-    for data in outcomes:
-        if data.template_id is None or data.variant_id is None:
-            continue
-        if isinstance(data, ConversionAttributed):
-            kind, amount = f"conversion:{data.conversion_id}", data.credit_share
-        else:
-            kind, amount = ("trial" if isinstance(data, MessageSent) else "click"), 1.0
-        reward = RewardRow(data.message_id, kind, data.template_id, data.variant_id, amount)
-        rewards.setdefault((reward.message_id, reward.kind), reward)  # the first one counts
-    counted = await store.count_rewards(connection, list(rewards.values()))
+    """A send is a trial, its first click a success; a conversion adds its credit share. Each
+    counts in the context its request's variant was chosen in."""
+    logged = await store.logged_contexts(
+        connection, {o.request_id for o in outcomes if not isinstance(o, ConversionAttributed)}
+    )
+    sent = await store.sent_contexts(
+        connection, {o.message_id for o in outcomes if isinstance(o, ConversionAttributed)}
+    )
+    counted = await store.count_rewards(
+        connection, rewards_of(outcomes, logged, sent), now=now, half_life_days=half_life_days
+    )
     for kind, count in collections.Counter(r.kind.split(":")[0] for r in counted).items():
         metrics.BANDIT_UPDATES.labels(kind).inc(count)

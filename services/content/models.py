@@ -1,5 +1,11 @@
-"""The content service's tables: templates and their versions, bandit state, the profile read
-model, and the decision taken for every request."""
+"""The content service's first tables: templates and their versions, bandit state, the profile
+read model, and the decision taken for every request (0001), and requests awaiting an address
+(0002).
+
+Later changes are written out in their own migration revisions (0003: the contextual bandit's
+`variant_evidence` in place of `variant_stats`, `experiments`, `insights`, and the context and
+propensity of each decision).
+"""
 
 from __future__ import annotations
 

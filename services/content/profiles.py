@@ -1,5 +1,6 @@
-"""Content's read model of a profile: the traits, tags, lifecycle stage and scores templates use,
-copied from `profile.updated` changes, and the address each channel sends to."""
+"""Content's read model of a profile, copied from `profile.updated` changes: the traits, tags,
+lifecycle stage and scores templates use, and the top category a variant is chosen by; and the
+address each channel sends to."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from libs.common.addresses import ADDRESS_TRAITS
 from libs.common.profile_copies import StoredColumns, stored_columns
-from services.content.templates import ADDRESS_TRAITS
 
 
 @dataclass
@@ -20,6 +21,8 @@ class ProfileFacts:
     tags: list[str] = field(default_factory=list)
     lifecycle_stage: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)
+    # The first of `features.top_categories`: part of the context a variant is chosen in.
+    top_category: str | None = None
 
     def as_variable(self) -> dict[str, Any]:
         """`profile` as templates see it."""
@@ -46,11 +49,11 @@ class ProfileBook:
     decisions_of: dict[str, str | None] = field(default_factory=dict)
     survivors: set[str] = field(default_factory=set)
     # Each stored profile's columns when the book was opened: what `changed` compares with.
-    _as_read: dict[str, StoredColumns] = field(init=False, repr=False)
+    _as_read: dict[str, tuple[StoredColumns, str | None]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._as_read = {
-            profile_id: stored_columns(facts) for profile_id, facts in self.facts.items() if facts
+            profile_id: _columns(facts) for profile_id, facts in self.facts.items() if facts
         }
 
     def update(self, profile_id: str, changes: Iterable[tuple[str, Any]]) -> None:
@@ -81,7 +84,7 @@ class ProfileBook:
         return [
             facts
             for facts in self.saved()
-            if self._as_read.get(facts.profile_id) != stored_columns(facts)
+            if self._as_read.get(facts.profile_id) != _columns(facts)
         ]
 
     def erased(self) -> list[str]:
@@ -124,6 +127,9 @@ def apply_change(facts: ProfileFacts, path: str, after: Any) -> None:
         )
     elif path == "lifecycle_stage":
         facts.lifecycle_stage = after if isinstance(after, str) else None
+    elif path == "features.top_categories":
+        first = after[0] if isinstance(after, list) and after else None
+        facts.top_category = first if isinstance(first, str) and first else None
 
 
 def merge_facts(survivor: ProfileFacts, merged: Sequence[ProfileFacts]) -> None:
@@ -133,6 +139,7 @@ def merge_facts(survivor: ProfileFacts, merged: Sequence[ProfileFacts]) -> None:
         survivor.scores = {**other.scores, **survivor.scores}
         survivor.tags = sorted(set(survivor.tags) | set(other.tags))
         survivor.lifecycle_stage = survivor.lifecycle_stage or other.lifecycle_stage
+        survivor.top_category = survivor.top_category or other.top_category
 
 
 def recipient_for(channel: str, facts: ProfileFacts) -> str | None:
@@ -150,6 +157,10 @@ def recipient_for(channel: str, facts: ProfileFacts) -> str | None:
 
 def needs_recipient(channel: str) -> bool:
     return channel in ADDRESS_TRAITS
+
+
+def _columns(facts: ProfileFacts) -> tuple[StoredColumns, str | None]:
+    return stored_columns(facts), facts.top_category
 
 
 def _set_or_remove(values: dict[str, Any], name: str, after: Any) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 from libs.common.bus import UnprocessableEvent
 from libs.common.events import MessageRendered, MessageRequested
 from services.content import metrics
-from services.content.bandit import VariantStats, choose_variant, held_out
+from services.content.bandit import Choice, Context, held_out
+from services.content.experiments import (
+    EvidenceRow,
+    Experiment,
+    PolicyCache,
+    VariantPolicy,
+    fitted_policy,
+    send_context,
+)
 from services.content.messages import (
     Tracking,
     UnsendableContent,
@@ -30,7 +39,7 @@ from services.content.sandbox import (
     RenderSandbox,
     RenderStarved,
 )
-from services.content.store import BatchStore, Connection, DecisionRow, Evidence
+from services.content.store import BatchStore, Connection, DecisionRow
 from services.content.templates import TemplateVersion, assemble, liquid_sources
 from services.content.waiting import PendingRequest, expired
 
@@ -56,6 +65,8 @@ class _Send:
     profile: ProfileFacts
     recipient: str | None
     waited: bool
+    context: Context
+    propensity: float
 
 
 @dataclass
@@ -89,11 +100,15 @@ class _Tally:
 
 @dataclass(frozen=True)
 class RequestRenderer:
-    """Renders requests in the sandbox, signing links for dispatch's tracking endpoints."""
+    """Renders requests in the sandbox, signing links for dispatch's tracking endpoints, with
+    variants chosen by each template's bandit policy (kept in `policies` for a while; evidence
+    discounted with `half_life_days`)."""
 
     sandbox: RenderSandbox
     tracking_base_url: str
     tracking_secret: str
+    policies: PolicyCache
+    half_life_days: float
 
     async def answer_all(
         self,
@@ -134,7 +149,7 @@ class RequestRenderer:
             # meanwhile is seen.
             await store.lock_addresses(connection, lacking)
             profiles.update(await store.profiles(connection, lacking))
-        evidence = await store.evidence(connection, template_ids)
+        policies = await self._policies(store, connection, templates.values(), now)
         tally = _Tally.empty()
         decisions: list[DecisionRow] = []
         parked: list[PendingRequest] = []
@@ -178,10 +193,20 @@ class RequestRenderer:
                 if not has_waited:
                     tally.renders[request.channel, "awaiting_address"] += 1
                 continue
-            variant_id = choose_variant(_stats(template, evidence), rng).variant_id
-            variant = template.variant(variant_id)
+            context = send_context(profile, request.channel, now)
+            choice = _choice(template, policies.get(template.template_id), context, rng)
+            variant = template.variant(choice.variant_id)
             assert variant is not None
-            sends[index] = _Send(request, template, variant, profile, recipient, has_waited)
+            sends[index] = _Send(
+                request,
+                template,
+                variant,
+                profile,
+                recipient,
+                has_waited,
+                context,
+                choice.propensity,
+            )
         rendered = await self._render(list(sends.values()), tally)
         answers: list[MessageRendered | None] = [None] * len(items)
         for index, result in zip(sends, rendered, strict=True):
@@ -194,13 +219,54 @@ class RequestRenderer:
                 continue
             answers[index] = result
             variant_id = send.variant["id"]
-            decisions.append(_decision(send.request, send.template, variant_id, "rendered"))
+            decisions.append(
+                _decision(
+                    send.request,
+                    send.template,
+                    variant_id,
+                    "rendered",
+                    context_key=send.context.key,
+                    propensity=send.propensity,
+                )
+            )
             tally.renders[send.request.channel, "rendered"] += 1
             tally.picks[send.template.template_id, variant_id] += 1
         await store.record_decisions(connection, decisions)
         await store.park(connection, parked)
         tally.publish()
         return answers
+
+    async def _policies(
+        self,
+        store: BatchStore,
+        connection: Connection,
+        templates: Iterable[TemplateVersion],
+        now: datetime,
+    ) -> dict[str, VariantPolicy]:
+        """The policy of each template with variants: kept, or fitted on its evidence as of now."""
+        policies: dict[str, VariantPolicy] = {}
+        stale: list[TemplateVersion] = []
+        for template in templates:
+            if len(template.variants) < 2:
+                continue
+            kept = self.policies.get(template)
+            if kept is None:
+                stale.append(template)
+            else:
+                policies[template.template_id] = kept
+        if not stale:
+            return policies
+        ids = [template.template_id for template in stale]
+        evidence = await store.evidence(connection, ids)
+        experiments = await store.experiments(connection, ids)
+        # A fit takes milliseconds of numpy: off the event loop, which serves the API too.
+        fitted = await asyncio.to_thread(
+            _fitted_policies, stale, evidence, experiments, now, self.half_life_days
+        )
+        for template, policy in zip(stale, fitted, strict=True):
+            self.policies.keep(template, policy)
+            policies[template.template_id] = policy
+        return policies
 
     async def _render(
         self, sends: Sequence[_Send], tally: _Tally
@@ -310,19 +376,33 @@ def _template_for(
     return template
 
 
-def _stats(
-    template: TemplateVersion, evidence: Mapping[tuple[str, str], Evidence]
-) -> list[VariantStats]:
-    """The evidence of each of the template's variants, in order (none yet: zeros)."""
-    stats: list[VariantStats] = []
-    for variant in template.variants:
-        found = evidence.get((template.template_id, variant["id"]))
-        if found is None:
-            stats.append(VariantStats(variant["id"]))
-            continue
-        successes = found.conversions if template.reward == "conversions" else found.clicks
-        stats.append(VariantStats(variant["id"], found.trials, float(successes)))
-    return stats
+def _fitted_policies(
+    templates: Sequence[TemplateVersion],
+    evidence: Mapping[str, Sequence[EvidenceRow]],
+    experiments: Mapping[str, Experiment],
+    now: datetime,
+    half_life_days: float,
+) -> list[VariantPolicy]:
+    return [
+        fitted_policy(
+            template,
+            evidence.get(template.template_id, ()),
+            experiments.get(template.template_id),
+            now,
+            half_life_days,
+        )
+        for template in templates
+    ]
+
+
+def _choice(
+    template: TemplateVersion, policy: VariantPolicy | None, context: Context, rng: random.Random
+) -> Choice:
+    """The request's variant from the template's policy (a lone variant is certain)."""
+    if policy is None:
+        only = template.variants[0]["id"]
+        return Choice(only, 1.0, {only: 1.0})
+    return policy.choose(context, rng)
 
 
 def _decision(
@@ -330,6 +410,9 @@ def _decision(
     template: TemplateVersion | None,
     variant_id: str | None,
     outcome: str,
+    *,
+    context_key: str | None = None,
+    propensity: float | None = None,
 ) -> DecisionRow:
     return DecisionRow(
         request.idempotency_key,
@@ -339,6 +422,8 @@ def _decision(
         template.version if template is not None else 0,
         variant_id,
         outcome,
+        context_key,
+        propensity,
     )
 
 

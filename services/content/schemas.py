@@ -121,10 +121,38 @@ class PreviewResponse(BaseModel):
 class VariantStatsResponse(BaseModel):
     variant_id: str
     name: str
-    trials: int = Field(description="Messages sent with this variant.")
-    successes: float = Field(description="Clicked messages, or credited conversions.")
-    posterior_mean: float
-    probability_best: float = Field(description="Share of posterior draws where it is the best.")
+    trials: float = Field(description="Messages sent with this variant, discounted with age.")
+    successes: float = Field(
+        description="Clicked messages, or credited conversions, discounted with age."
+    )
+    posterior_mean: float = Field(description="The bandit's estimate of its rate, all contexts.")
+    probability_best: float | None = Field(
+        description="At the last evaluation, the traffic-weighted probability that it is the "
+        "best variant; null before the first."
+    )
+
+
+class ExperimentResponse(BaseModel):
+    """The template's experiment as last evaluated (Scott's value remaining)."""
+
+    promoted: bool = Field(
+        description="Whether the leaders are promoted: each context's leader gets all but the "
+        "exploration floor of its sends."
+    )
+    promoted_at: datetime | None
+    winner: str | None = Field(
+        description="The promoted variant, when one variant leads in every context."
+    )
+    value_remaining: float = Field(
+        description="The 95th percentile of how much better than the leaders the best variants "
+        "may still be, relative to the leaders' value."
+    )
+    probability_optimal: float = Field(
+        description="A lower bound on the probability that every context's leader is its best."
+    )
+    probability_best: dict[str, float]
+    leaders: dict[str, str] = Field(description="Context key -> its leading variant.")
+    evaluated_at: datetime
 
 
 class VariantsResponse(BaseModel):
@@ -133,8 +161,31 @@ class VariantsResponse(BaseModel):
     reward: str
     holdout_share: float
     variants: list[VariantStatsResponse]
+    experiment: ExperimentResponse | None = Field(
+        description="The experiment as last evaluated; null before the first evaluation."
+    )
     decisions: dict[str, int] = Field(
         description="Requests answered, by outcome: rendered, holdout, undeliverable."
+    )
+
+
+class InsightResponse(BaseModel):
+    id: int
+    template_id: str
+    kind: Literal["variant_promoted", "promotion_lifted"]
+    message: str
+    evidence: dict[str, Any] = Field(description="The figures the insight is drawn from.")
+    created_at: datetime
+
+
+class InsightsResponse(BaseModel):
+    insights: list[InsightResponse]
+
+
+class EvaluationResponse(BaseModel):
+    experiment: ExperimentResponse
+    insight: InsightResponse | None = Field(
+        description="What this evaluation changed: a promotion or a lift; null when nothing."
     )
 
 

@@ -1,4 +1,5 @@
-"""Settings of the content service: rendering limits, the render sandbox and the copy generator."""
+"""Settings of the content service: rendering limits, the render sandbox, the variant bandit and
+the copy generator."""
 
 from __future__ import annotations
 
@@ -36,6 +37,23 @@ class ContentSettings(Settings):
         default=600.0,
         gt=0,
         description="How long a request waits for its profile's address before it is given up.",
+    )
+    content_evidence_half_life_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="The variant bandit's evidence loses half its weight in this many days.",
+    )
+    content_model_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a template's fitted bandit model chooses variants before it is "
+        "fitted again on the evidence counted since.",
+    )
+    content_evaluation_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often each template with variants is evaluated (Scott's value "
+        "remaining), to promote its leaders or lift their promotion.",
     )
     content_llm_base_url: str = Field(
         default="", description="An OpenAI-compatible API (`POST {base}/v1/chat/completions`)."

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from libs.common.events import MessageRequested
-from services.content.bandit import VariantStats
+from services.content.experiments import EvidenceRow, Experiment, Insight, Reward
 from services.content.profiles import ProfileFacts
 from services.content.templates import TemplateVersion
 from services.content.waiting import PendingRequest
@@ -66,12 +66,12 @@ class TemplateContent:
 
 
 @dataclass(frozen=True)
-class RankedVariant:
-    """A variant of some template of a channel, with its evidence (for copy suggestions)."""
+class StoredInsight:
+    """An insight as kept: its id and when it was written."""
 
-    template_id: str
-    variant: dict[str, Any]
-    stats: VariantStats
+    id: int
+    insight: Insight
+    created_at: datetime
 
 
 def _json(value: Any) -> str:
@@ -168,58 +168,126 @@ class ContentStore:
             "DELETE FROM {s}.templates WHERE id = :id RETURNING id", {"id": template_id}
         )
         deleted = result.scalar_one_or_none() is not None
-        if deleted:
+        if deleted:  # its experiment goes with it (a foreign key); its insights stay, as history
             await self._execute(
-                "DELETE FROM {s}.variant_stats WHERE template_id = :id", {"id": template_id}
+                "DELETE FROM {s}.variant_evidence WHERE template_id = :id", {"id": template_id}
             )
         return deleted
 
-    # Bandit state.
+    # The variant experiment.
 
-    async def variant_stats(
-        self, template_id: str, variant_ids: Sequence[str], reward: str
-    ) -> list[VariantStats]:
-        """The evidence of each variant, in the order given (no evidence yet: zeros)."""
+    async def evidence(self, template_ids: Collection[str]) -> dict[str, list[EvidenceRow]]:
+        """The stored evidence of each of these templates (none yet: no entry)."""
         result = await self._execute(
-            "SELECT variant_id, trials, clicks, conversions FROM {s}.variant_stats "
-            "WHERE template_id = :id AND variant_id = ANY(CAST(:variants AS text[]))",
-            {"id": template_id, "variants": list(variant_ids)},
+            "SELECT template_id, context_key, variant_id, trials, clicks, conversions, updated_at "
+            "FROM {s}.variant_evidence WHERE template_id = ANY(CAST(:ids AS text[]))",
+            {"ids": list(template_ids)},
         )
-        found = {
-            row.variant_id: VariantStats(
-                row.variant_id,
-                int(row.trials),
-                float(row.conversions if reward == "conversions" else row.clicks),
+        found: dict[str, list[EvidenceRow]] = {}
+        for row in result:
+            found.setdefault(row.template_id, []).append(_evidence_row(row._mapping))
+        return found
+
+    async def experiment(self, template_id: str) -> Experiment | None:
+        result = await self._execute(
+            f"SELECT {_EXPERIMENT_COLUMNS} FROM {{s}}.experiments WHERE template_id = :id",
+            {"id": template_id},
+        )
+        row = result.one_or_none()
+        return _experiment(row._mapping) if row is not None else None
+
+    async def lock_template(self, template_id: str) -> TemplateRow | None:
+        """The template, locked until the transaction ends: one evaluation of it at a time."""
+        result = await self._execute(
+            f"SELECT {_TEMPLATE_COLUMNS} FROM {{s}}.templates t JOIN {{s}}.template_versions v "
+            "ON v.template_id = t.id AND v.version = t.version WHERE t.id = :id FOR UPDATE OF t",
+            {"id": template_id},
+        )
+        row = result.one_or_none()
+        return _template(row) if row is not None else None
+
+    async def claim_due_evaluations(self, before: datetime, limit: int) -> list[TemplateRow]:
+        """Templates with variants not evaluated since `before`, least recently evaluated first,
+        locked (replicas skip each other's)."""
+        result = await self._execute(
+            f"SELECT {_TEMPLATE_COLUMNS} FROM {{s}}.templates t JOIN {{s}}.template_versions v "
+            "ON v.template_id = t.id AND v.version = t.version "
+            "LEFT JOIN {s}.experiments e ON e.template_id = t.id "
+            "WHERE jsonb_array_length(v.variants) > 1 "
+            "AND (e.evaluated_at IS NULL OR e.evaluated_at < :before) "
+            "ORDER BY e.evaluated_at NULLS FIRST, t.id LIMIT :limit FOR UPDATE OF t SKIP LOCKED",
+            {"before": before, "limit": limit},
+        )
+        return [_template(row) for row in result]
+
+    async def save_experiment(self, experiment: Experiment) -> None:
+        await self._execute(
+            "INSERT INTO {s}.experiments (template_id, variants, promoted_at, value_remaining, "
+            "probability_optimal, probability_best, leaders, evaluated_at) VALUES (:id, "
+            "CAST(:variants AS jsonb), :promoted_at, :value_remaining, :probability_optimal, "
+            "CAST(:probability_best AS jsonb), CAST(:leaders AS jsonb), :evaluated_at) "
+            "ON CONFLICT (template_id) DO UPDATE SET variants = excluded.variants, "
+            "promoted_at = excluded.promoted_at, value_remaining = excluded.value_remaining, "
+            "probability_optimal = excluded.probability_optimal, "
+            "probability_best = excluded.probability_best, leaders = excluded.leaders, "
+            "evaluated_at = excluded.evaluated_at",
+            {
+                "id": experiment.template_id,
+                "variants": _json(list(experiment.variants)),
+                "promoted_at": experiment.promoted_at,
+                "value_remaining": experiment.value_remaining,
+                "probability_optimal": experiment.probability_optimal,
+                "probability_best": _json(experiment.probability_best),
+                "leaders": _json(experiment.leaders),
+                "evaluated_at": experiment.evaluated_at,
+            },
+        )
+
+    async def add_insight(self, insight: Insight) -> StoredInsight:
+        result = await self._execute(
+            "INSERT INTO {s}.insights (template_id, kind, message, evidence) VALUES "
+            "(:template_id, :kind, :message, CAST(:evidence AS jsonb)) RETURNING id, created_at",
+            {
+                "template_id": insight.template_id,
+                "kind": insight.kind,
+                "message": insight.message,
+                "evidence": _json(insight.evidence),
+            },
+        )
+        row = result.one()
+        return StoredInsight(int(row.id), insight, row.created_at)
+
+    async def insights(self, template_id: str | None, limit: int) -> list[StoredInsight]:
+        """The latest insights, newest first: of one template, or of all."""
+        result = await self._execute(
+            "SELECT id, template_id, kind, message, evidence, created_at FROM {s}.insights "
+            "WHERE CAST(:template_id AS text) IS NULL OR template_id = :template_id "
+            "ORDER BY id DESC LIMIT :limit",
+            {"template_id": template_id, "limit": limit},
+        )
+        return [
+            StoredInsight(
+                int(row.id),
+                Insight(row.template_id, row.kind, row.message, row.evidence),
+                row.created_at,
             )
             for row in result
-        }
-        return [found.get(v, VariantStats(v)) for v in variant_ids]
-
-    async def ranked_variants(self, channel: str) -> list[RankedVariant]:
-        """Every current variant of the channel's templates, with its evidence."""
-        rows = [row for row in await self.list_templates() if row.channel == channel]
-        ranked: list[RankedVariant] = []
-        for row in rows:
-            ids = [variant["id"] for variant in row.variants]
-            stats = await self.variant_stats(row.id, ids, row.reward)
-            ranked.extend(
-                RankedVariant(row.id, variant, s)
-                for variant, s in zip(row.variants, stats, strict=True)
-            )
-        return ranked
+        ]
 
     # Profiles.
 
     async def profile(self, profile_id: str) -> ProfileFacts | None:
         result = await self._execute(
-            "SELECT profile_id, traits, tags, lifecycle_stage, scores FROM {s}.profiles "
-            "WHERE profile_id = :id",
+            "SELECT profile_id, traits, tags, lifecycle_stage, scores, top_category "
+            "FROM {s}.profiles WHERE profile_id = :id",
             {"id": profile_id},
         )
         row = result.one_or_none()
         if row is None:
             return None
-        return ProfileFacts(row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores)
+        return ProfileFacts(
+            row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores, row.top_category
+        )
 
     # Decisions.
 
@@ -230,6 +298,37 @@ class ContentStore:
             {"id": template_id},
         )
         return {row.outcome: int(row.n) for row in result}
+
+
+_EXPERIMENT_COLUMNS = (
+    "template_id, variants::text AS variants, promoted_at, value_remaining, "
+    "probability_optimal, probability_best::text AS probability_best, leaders::text AS leaders, "
+    "evaluated_at"
+)
+
+
+def _experiment(row: Any) -> Experiment:
+    return Experiment(
+        row["template_id"],
+        tuple(orjson.loads(row["variants"])),
+        row["promoted_at"],
+        float(row["value_remaining"]),
+        float(row["probability_optimal"]),
+        orjson.loads(row["probability_best"]),
+        orjson.loads(row["leaders"]),
+        row["evaluated_at"],
+    )
+
+
+def _evidence_row(row: Any) -> EvidenceRow:
+    return EvidenceRow(
+        row["context_key"],
+        row["variant_id"],
+        float(row["trials"]),
+        float(row["clicks"]),
+        float(row["conversions"]),
+        row["updated_at"],
+    )
 
 
 def _template(row: Any) -> TemplateRow:
@@ -255,27 +354,10 @@ else:
 
 
 @dataclass(frozen=True, slots=True)
-class Evidence:
-    """What the bandit knows of one variant: sends, clicked sends, credited conversions."""
-
-    trials: int = 0
-    clicks: int = 0
-    conversions: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class RewardRow:
-    """One trial, click or conversion of a message, counted at most once."""
-
-    message_id: str
-    kind: str
-    template_id: str
-    variant_id: str
-    amount: float
-
-
-@dataclass(frozen=True, slots=True)
 class DecisionRow:
+    """What content decided for a request; a rendered one logs the context its variant was
+    chosen in and the probability it had (for offline evaluation)."""
+
     idempotency_key: str
     request_id: str
     profile_id: str
@@ -283,6 +365,8 @@ class DecisionRow:
     template_version: int
     variant_id: str | None
     outcome: str
+    context_key: str | None = None
+    propensity: float | None = None
 
 
 class BatchStore:
@@ -300,18 +384,19 @@ class BatchStore:
         )
         profile_columns = (
             "SELECT profile_id, traits::text AS traits, tags::text AS tags, lifecycle_stage, "
-            f"scores::text AS scores FROM {s}.profiles WHERE profile_id = ANY($1::text[])"
+            f"scores::text AS scores, top_category FROM {s}.profiles "
+            "WHERE profile_id = ANY($1::text[])"
         )
         self._select_profiles = profile_columns
         self._lock_profiles = f"{profile_columns} ORDER BY profile_id FOR UPDATE"
         self._save_profiles = (
-            f"INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores) "
-            "SELECT p, t::jsonb, g::jsonb, l, c::jsonb "
-            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
-            "AS r(p, t, g, l, c) "
+            f"INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores, "
+            "top_category) SELECT p, t::jsonb, g::jsonb, l, c::jsonb, k "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) "
+            "AS r(p, t, g, l, c, k) "
             "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
             "tags = excluded.tags, lifecycle_stage = excluded.lifecycle_stage, "
-            "scores = excluded.scores"
+            "scores = excluded.scores, top_category = excluded.top_category"
         )
         self._erase_profiles = f"DELETE FROM {s}.profiles WHERE profile_id = ANY($1::text[])"
         self._erase_decisions = f"DELETE FROM {s}.decisions WHERE profile_id = ANY($1::text[])"
@@ -321,21 +406,39 @@ class BatchStore:
             "WHERE d.profile_id = m.merged"
         )
         self._claim_rewards = (
-            f"INSERT INTO {s}.rewards (message_id, kind) "
-            "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING "
+            f"INSERT INTO {s}.rewards (message_id, kind, context_key) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING "
             "RETURNING message_id, kind"
         )
+        # Stored counts are discounted to their row's `updated_at`: a new count first discounts
+        # the row to now (half-life $8 seconds), then adds to it.
+        decay = "power(0.5, greatest(extract(epoch FROM $7 - e.updated_at), 0) / $8::float8)"
         self._add_evidence = (
-            f"INSERT INTO {s}.variant_stats (template_id, variant_id, trials, clicks, conversions) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::float8[]) "
-            "ON CONFLICT (template_id, variant_id) DO UPDATE SET "
-            f"trials = {s}.variant_stats.trials + excluded.trials, "
-            f"clicks = {s}.variant_stats.clicks + excluded.clicks, "
-            f"conversions = {s}.variant_stats.conversions + excluded.conversions"
+            f"INSERT INTO {s}.variant_evidence AS e (template_id, context_key, variant_id, "
+            "trials, clicks, conversions, updated_at) SELECT t, c, v, n, k, x, $7::timestamptz "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], "
+            "$6::float8[]) "
+            "AS r(t, c, v, n, k, x) "
+            "ON CONFLICT (template_id, context_key, variant_id) DO UPDATE SET "
+            f"trials = e.trials * {decay} + excluded.trials, "
+            f"clicks = e.clicks * {decay} + excluded.clicks, "
+            f"conversions = e.conversions * {decay} + excluded.conversions, "
+            "updated_at = greatest(e.updated_at, excluded.updated_at)"
         )
         self._evidence = (
-            "SELECT template_id, variant_id, trials, clicks, conversions "
-            f"FROM {s}.variant_stats WHERE template_id = ANY($1::text[])"
+            "SELECT template_id, context_key, variant_id, trials, clicks, conversions, updated_at "
+            f"FROM {s}.variant_evidence WHERE template_id = ANY($1::text[])"
+        )
+        self._experiments = (
+            f"SELECT {_EXPERIMENT_COLUMNS} FROM {s}.experiments WHERE template_id = ANY($1::text[])"
+        )
+        self._logged_contexts = (
+            f"SELECT request_id, context_key FROM {s}.decisions "
+            "WHERE request_id = ANY($1::text[]) AND context_key IS NOT NULL"
+        )
+        self._sent_contexts = (
+            f"SELECT message_id, context_key FROM {s}.rewards "
+            "WHERE message_id = ANY($1::text[]) AND kind = 'trial' AND context_key IS NOT NULL"
         )
         self._templates = (
             "SELECT t.id, t.version, t.channel, v.defaults::text AS defaults, "
@@ -349,12 +452,14 @@ class BatchStore:
         # A request that waited for an address gets its final decision over `awaiting_address`.
         self._record_decisions = (
             f"INSERT INTO {s}.decisions (idempotency_key, request_id, profile_id, template_id, "
-            "template_version, variant_id, outcome) SELECT * FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::text[], $5::int4[], $6::text[], $7::text[]) "
+            "template_version, variant_id, outcome, context_key, propensity) SELECT * FROM "
+            "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[], "
+            "$7::text[], $8::text[], $9::float8[]) "
             "ON CONFLICT (idempotency_key) DO UPDATE SET profile_id = excluded.profile_id, "
             "template_id = excluded.template_id, template_version = excluded.template_version, "
-            "variant_id = excluded.variant_id, outcome = excluded.outcome, decided_at = now() "
-            f"WHERE {s}.decisions.outcome = 'awaiting_address'"
+            "variant_id = excluded.variant_id, outcome = excluded.outcome, "
+            "context_key = excluded.context_key, propensity = excluded.propensity, "
+            f"decided_at = now() WHERE {s}.decisions.outcome = 'awaiting_address'"
         )
         # Requests waiting for an address. Whoever parks a request or answers waiting ones
         # first takes the profile's address lock (see `lock_addresses`).
@@ -430,6 +535,7 @@ class BatchStore:
                 [_json(p.tags) for p in saved],
                 [p.lifecycle_stage for p in saved],
                 [_json(p.scores) for p in saved],
+                [p.top_category for p in saved],
             )
 
     async def move_decisions(
@@ -499,45 +605,81 @@ class BatchStore:
         rows = await connection.fetch(self._expire_waiting, before)
         return [row["channel"] for row in rows]
 
-    # Bandit state.
+    # The variant experiment.
+
+    async def logged_contexts(
+        self, connection: Connection, request_ids: Collection[str]
+    ) -> dict[str, str]:
+        """The context key logged with each of these requests' decisions, by request id."""
+        if not request_ids:
+            return {}
+        rows = await connection.fetch(self._logged_contexts, list(request_ids))
+        return {row["request_id"]: row["context_key"] for row in rows}
+
+    async def sent_contexts(
+        self, connection: Connection, message_ids: Collection[str]
+    ) -> dict[str, str]:
+        """The context each of these messages' sends was counted in, by message id."""
+        if not message_ids:
+            return {}
+        rows = await connection.fetch(self._sent_contexts, list(message_ids))
+        return {row["message_id"]: row["context_key"] for row in rows}
 
     async def count_rewards(
-        self, connection: Connection, rewards: Sequence[RewardRow]
-    ) -> list[RewardRow]:
-        """Count each (message, kind) once, into its variant's evidence: those counted now."""
+        self,
+        connection: Connection,
+        rewards: Sequence[Reward],
+        *,
+        now: datetime,
+        half_life_days: float,
+    ) -> list[Reward]:
+        """Count each (message, kind) once, into its (template, context, variant) evidence,
+        discounted as of now: those counted now."""
         if not rewards:
             return []
         rows = await connection.fetch(
-            self._claim_rewards, [r.message_id for r in rewards], [r.kind for r in rewards]
+            self._claim_rewards,
+            [r.message_id for r in rewards],
+            [r.kind for r in rewards],
+            [r.context_key for r in rewards],
         )
         new = {(row["message_id"], row["kind"]) for row in rows}
         counted = [r for r in rewards if (r.message_id, r.kind) in new]
-        added: dict[tuple[str, str], list[float]] = {}
+        added: dict[tuple[str, str, str], list[float]] = {}
         for reward in counted:
-            sums = added.setdefault((reward.template_id, reward.variant_id), [0, 0, 0.0])
+            row_key = (reward.template_id, reward.context_key, reward.variant_id)
+            sums = added.setdefault(row_key, [0.0, 0.0, 0.0])
             sums[{"trial": 0, "click": 1}.get(reward.kind, 2)] += reward.amount
         if added:
             await connection.execute(
                 self._add_evidence,
-                [template for template, _ in added],
-                [variant for _, variant in added],
-                [int(sums[0]) for sums in added.values()],
-                [int(sums[1]) for sums in added.values()],
+                [template for template, _, _ in added],
+                [context for _, context, _ in added],
+                [variant for _, _, variant in added],
+                [sums[0] for sums in added.values()],
+                [sums[1] for sums in added.values()],
                 [sums[2] for sums in added.values()],
+                now,
+                half_life_days * 86_400.0,
             )
         return counted
 
     async def evidence(
         self, connection: Connection, template_ids: Collection[str]
-    ) -> dict[tuple[str, str], Evidence]:
-        """The evidence of every variant of these templates, by (template, variant)."""
+    ) -> dict[str, list[EvidenceRow]]:
+        """The stored evidence of each of these templates (none yet: no entry)."""
         rows = await connection.fetch(self._evidence, list(template_ids))
-        return {
-            (row["template_id"], row["variant_id"]): Evidence(
-                int(row["trials"]), int(row["clicks"]), float(row["conversions"])
-            )
-            for row in rows
-        }
+        found: dict[str, list[EvidenceRow]] = {}
+        for row in rows:
+            found.setdefault(row["template_id"], []).append(_evidence_row(row))
+        return found
+
+    async def experiments(
+        self, connection: Connection, template_ids: Collection[str]
+    ) -> dict[str, Experiment]:
+        """The experiment of each of these templates evaluated at least once."""
+        rows = await connection.fetch(self._experiments, list(template_ids))
+        return {row["template_id"]: _experiment(row) for row in rows}
 
     # Templates and decisions.
 
@@ -576,6 +718,8 @@ class BatchStore:
             [r.template_version for r in rows],
             [r.variant_id for r in rows],
             [r.outcome for r in rows],
+            [r.context_key for r in rows],
+            [r.propensity for r in rows],
         )
 
 
@@ -586,6 +730,7 @@ def _facts(row: Any) -> ProfileFacts:
         orjson.loads(row["tags"]),
         row["lifecycle_stage"],
         orjson.loads(row["scores"]),
+        row["top_category"],
     )
 
 

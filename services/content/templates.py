@@ -25,15 +25,6 @@ CHANNEL_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 CHANNELS = tuple(CHANNEL_FIELDS)
 
-# The profile trait holding the address of each channel (docs/decisions/0009).
-ADDRESS_TRAITS: dict[str, str] = {
-    "email": "email",
-    "sms": "phone",
-    "push": "push_token",
-    "wechat": "wechat_openid",
-    "wecom": "wecom_userid",
-}
-
 
 @dataclass(frozen=True)
 class TemplateVersion:

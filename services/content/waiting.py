@@ -17,9 +17,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from libs.common.addresses import ADDRESS_TRAITS
 from libs.common.events import MessageRequested
 from services.content.profiles import ProfileFacts, recipient_for
-from services.content.templates import ADDRESS_TRAITS
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import asyncpg
 import httpx
 
 from libs.common import topics
@@ -71,12 +72,17 @@ def outcome(
     template_id: str,
     variant_id: str,
     message_id: str,
+    *,
+    request_id: str | None = None,
+    profile_id: str | None = None,
     **extra: Any,
 ) -> Event[Any]:
-    profile_id = f"prf_{uuid.uuid4().hex[:8]}"
+    """An outcome as dispatch reports it; of a message content rendered when `request_id` and
+    `profile_id` are its request's, else of one content never saw."""
+    profile_id = profile_id or f"prf_{uuid.uuid4().hex[:8]}"
     data = kind(
         message_id=message_id,
-        request_id=f"req_{message_id}",
+        request_id=request_id or f"req_{message_id}",
         profile_id=profile_id,
         channel="email",
         journey=JOURNEY,
@@ -148,6 +154,30 @@ class ContentHarness:
             if isinstance(event.data, MessageRendered) and event.data.request_id == request_id:
                 found.append(event.data)
         return found
+
+    async def rendered_for(self, request_ids: Collection[str]) -> dict[str, MessageRendered]:
+        """The `message.rendered` answering each of these requests that has one, by request."""
+        wanted = set(request_ids)
+        return {
+            event.data.request_id: event.data
+            for _, event in await read_events(self.stack.kafka_bootstrap, topics.DELIVERIES)
+            if isinstance(event.data, MessageRendered) and event.data.request_id in wanted
+        }
+
+    async def decisions(self, request_ids: Collection[str]) -> dict[str, asyncpg.Record]:
+        """The service's `decisions` rows of these requests, by request (read from its schema:
+        the API does not list decisions one by one)."""
+        dsn = self.stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(dsn)
+        try:
+            rows = await connection.fetch(
+                "SELECT request_id, variant_id, outcome, context_key, propensity "
+                f"FROM {self.process.name}.decisions WHERE request_id = ANY($1::text[])",
+                list(request_ids),
+            )
+        finally:
+            await connection.close()
+        return {row["request_id"]: row for row in rows}
 
     async def dead_letters(self, event_id: str) -> list[dict[str, str]]:
         """What this service's consumer group sent to the DLQ for an event."""

@@ -64,3 +64,30 @@ def test_only_profiles_whose_facts_changed_are_written_back() -> None:
     book.update("prf_new", [("traits.plan", "trial")])  # no row was read for it
     assert [facts.profile_id for facts in book.changed()] == ["prf_changed", "prf_new"]
     assert len(book.saved()) == 4
+
+
+def test_the_top_category_and_scores_are_copied_for_the_bandit_and_templates() -> None:
+    book = ProfileBook({"prf_a": ProfileFacts("prf_a", traits={"email": "a@example.com"})})
+    book.update(
+        "prf_a",
+        [("features.top_categories", ["tea", "cups"]), ("scores.churn_risk", 0.74)],
+    )
+    [facts] = book.changed()
+    assert facts.top_category == "tea"
+    assert facts.as_variable()["scores"] == {"churn_risk": 0.74}
+    book.update("prf_a", [("features.top_categories", [])])
+    assert facts.top_category is None
+
+
+def test_a_changed_top_category_alone_is_written_back_and_survives_a_merge() -> None:
+    book = ProfileBook(
+        {
+            "prf_s": ProfileFacts("prf_s", top_category="tea"),
+            "prf_m": ProfileFacts("prf_m", top_category="cups"),
+            "prf_c": ProfileFacts("prf_c"),
+        }
+    )
+    book.update("prf_c", [("features.top_categories", ["snacks"])])
+    book.merge("prf_s", ["prf_m"])
+    assert {f.profile_id: f.top_category for f in book.changed()} == {"prf_c": "snacks"}
+    assert [f.top_category for f in book.saved() if f.profile_id == "prf_s"] == ["tea"]

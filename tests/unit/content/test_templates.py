@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from services.content.bandit import VariantStats
-from services.content.copywriting import recombine
+from services.content.copywriting import RankedVariant, recombine
 from services.content.messages import template_variables, with_defaults
 from services.content.profiles import ProfileFacts, apply_change, merge_facts, recipient_for
-from services.content.store import RankedVariant
 from services.content.templates import assemble, field_problems, liquid_sources
 
 
@@ -62,18 +60,12 @@ def test_profile_changes_merges_and_recipients() -> None:
 
 def test_offline_suggestions_recombine_the_best_variants_first() -> None:
     ranked = [
-        RankedVariant(
-            "t1", {"id": "a", "subject": "Oolong is back", "html": "A"}, VariantStats("a", 100, 30)
-        ),
-        RankedVariant(
-            "t1", {"id": "b", "subject": "New tea", "html": "B"}, VariantStats("b", 100, 5)
-        ),
+        RankedVariant("t1", {"id": "a", "subject": "Oolong is back", "html": "A"}, 31 / 102),
+        RankedVariant("t1", {"id": "b", "subject": "New tea", "html": "B"}, 6 / 102),
     ]
     suggestions = recombine(ranked, "email", "bring back oolong buyers", 3)
     assert suggestions[0].fields == {"html": "A", "subject": "Oolong is back"}
     assert len(suggestions) == 3
     assert len({tuple(sorted(s.fields.items())) for s in suggestions}) == 3
-    sms = recombine(
-        [RankedVariant("t2", {"id": "s", "text": "Hi"}, VariantStats("s"))], "sms", "x", 5
-    )
+    sms = recombine([RankedVariant("t2", {"id": "s", "text": "Hi"}, 0.5)], "sms", "x", 5)
     assert [s.fields for s in sms] == [{"text": "Hi"}]
