@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
-from services.journey.conditions import InvalidDefinition
+from services.journey.conditions import InvalidDefinition, known_stages_only
 from services.journey.engine import Decision
 from services.journey.graph import Journey
 from services.journey.references import References, ReferenceUnavailable, check_references
@@ -54,7 +54,8 @@ def journeys_router(engine: AsyncEngine, schema: str, references: References) ->
     async def validated(journey_id: str, version: int, graph: Any) -> Journey:
         """The parsed graph, its templates and segment known to exist; else a 422 or 503."""
         try:
-            journey = Journey.parse(journey_id, version, graph)
+            with known_stages_only():
+                journey = Journey.parse(journey_id, version, graph)
             await check_references(journey, references)
         except InvalidDefinition as error:
             raise ApiError(422, "invalid_journey", str(error), error.path) from None

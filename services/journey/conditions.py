@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from libs.common.events.profile import LIFECYCLE_STAGES
 from services.journey.profiles import ProfileFacts
 
 OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"})
@@ -14,6 +17,9 @@ _ORDERING_OPS = frozenset({"gt", "gte", "lt", "lte"})
 _VALUE_LEAVES = ("trait", "score", "event_property")
 _MAX_DEPTH = 32
 _MISSING = object()
+# Definitions a marketer sends are held to today's stage names; stored ones are not, so that a
+# published journey naming a stage that no longer exists still loads (and matches nobody).
+_KNOWN_STAGES_ONLY: ContextVar[bool] = ContextVar("known_stages_only", default=False)
 
 
 class InvalidDefinition(ValueError):
@@ -148,13 +154,33 @@ def _name(value: Any, path: str) -> str:
     return value
 
 
+@contextmanager
+def known_stages_only() -> Iterator[None]:
+    """Within it, a condition naming a lifecycle stage that does not exist is invalid."""
+    token = _KNOWN_STAGES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _KNOWN_STAGES_ONLY.reset(token)
+
+
 def _stages(value: Any, path: str) -> ValueTest:
     where = f"{path}.lifecycle_stage"
     if isinstance(value, str) and value:
+        _check_stages([value], where)
         return ValueTest("eq", value)
     if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        _check_stages(value, where)
         return ValueTest("in", value)
     raise InvalidDefinition(where, "a stage or a non-empty list of stages")
+
+
+def _check_stages(stages: Sequence[str], where: str) -> None:
+    unknown = [stage for stage in stages if stage not in LIFECYCLE_STAGES]
+    if unknown and _KNOWN_STAGES_ONLY.get():
+        raise InvalidDefinition(
+            where, f"unknown lifecycle stage {unknown[0]!r}: one of {', '.join(LIFECYCLE_STAGES)}"
+        )
 
 
 def _value_problem(op: str, value: Any) -> str | None:

@@ -178,6 +178,18 @@ async def test_an_invalid_graph_is_refused_naming_the_node(
     assert response.json()["error"]["code"] == "invalid_journey"
 
 
+async def test_an_unknown_lifecycle_stage_is_refused_naming_the_condition(
+    journey_service: JourneyHarness,
+) -> None:
+    segment = unique("seg_stage")
+    await create_segment(journey_service, segment)
+    graph = click_journey(segment)
+    graph["exit"] = {"condition": {"lifecycle_stage": "customer"}}
+    response = await journey_service.create(unique("jrn_stage"), graph)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "exit.condition.lifecycle_stage"
+
+
 async def test_an_unknown_segment_is_refused(journey_service: JourneyHarness) -> None:
     response = await journey_service.create(
         unique("jrn_noseg"), click_journey(unique("seg_missing"))

@@ -6,14 +6,20 @@ from typing import Any
 
 import pytest
 
-from services.journey.conditions import Context, InvalidDefinition, holds, parse_condition
+from services.journey.conditions import (
+    Context,
+    InvalidDefinition,
+    holds,
+    known_stages_only,
+    parse_condition,
+)
 from services.journey.profiles import ProfileFacts
 
 FACTS = ProfileFacts(
     "prf_1",
     traits={"plan": "premium", "age": 34, "city": "Hangzhou"},
     tags=["vip", "tea_lover"],
-    lifecycle_stage="customer",
+    lifecycle_stage="active",
     scores={"rfm": 455},
 )
 EVENT = {"total": 120.5, "cart": {"items": 3}, "category": "tea"}
@@ -37,8 +43,8 @@ def check(raw: Any) -> bool:
         ({"trait": "missing", "op": "neq", "value": 1}, True),
         ({"tag": "vip"}, True),
         ({"tag": "dormant"}, False),
-        ({"lifecycle_stage": "customer"}, True),
-        ({"lifecycle_stage": ["lead", "churned"]}, False),
+        ({"lifecycle_stage": "active"}, True),
+        ({"lifecycle_stage": ["new", "churned"]}, False),
         ({"score": "rfm", "op": "gt", "value": 400}, True),
         ({"event_property": "total", "op": "gte", "value": 100}, True),
         ({"event_property": "cart.items", "op": "eq", "value": 3}, True),
@@ -75,3 +81,15 @@ def test_bad_conditions_name_their_place(condition: Any, path: str) -> None:
     with pytest.raises(InvalidDefinition) as raised:
         parse_condition(condition, "c")
     assert raised.value.path == path
+
+
+def test_a_definition_sent_now_may_not_name_an_unknown_lifecycle_stage() -> None:
+    with known_stages_only(), pytest.raises(InvalidDefinition) as raised:
+        parse_condition({"any": [{"tag": "vip"}, {"lifecycle_stage": ["new", "lead"]}]}, "c")
+    assert raised.value.path == "c.any[1].lifecycle_stage"
+    assert "'lead'" in raised.value.message
+
+
+def test_a_stored_definition_naming_an_unknown_stage_still_loads_and_matches_nobody() -> None:
+    condition = parse_condition({"lifecycle_stage": "customer"}, "c")
+    assert not holds(condition, Context(FACTS, EVENT))
