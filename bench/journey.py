@@ -28,6 +28,7 @@ from bench.summary import Figure
 from libs.common.bus import EventProducer, OutboxRelay
 from libs.common.db import create_engine, create_sessions, upgrade
 from services.journey.graph import Journey
+from services.journey.learning import Policy
 from services.journey.settings import JourneySettings
 from services.journey.store import JourneyStore
 from services.journey.timers import JourneyTimers
@@ -119,6 +120,7 @@ async def _fire_all(engine: AsyncEngine, settings: JourneySettings, count: int) 
         poll_interval_ms=settings.journey_timer_poll_interval_ms,
         batch_size=settings.journey_timer_batch,
         step_limit=settings.journey_step_limit,
+        policy=Policy(settings.journey_explore_share),
     )
     claimed = 0
     started = time.perf_counter()
