@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from services.journey.timing import STRENGTH_RANGE, fit_strength
 
-EXPLORE_SHARE = 0.10
+EXPLORE_SHARE = 0.05
 # A channel with little history leans on the rate over all channels, as if it had this many sends.
 POOLED_PSEUDO_SENDS = 20.0
 NO_CHANNEL = -1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from libs.common.settings import Settings
+from services.journey.timing import EXPLORE_SHARE
 
 
 class JourneySettings(Settings):
@@ -37,7 +38,7 @@ class JourneySettings(Settings):
         description="Nodes one advance may execute before the run is exited as runaway.",
     )
     journey_explore_share: float = Field(
-        default=0.1,
+        default=EXPLORE_SHARE,
         ge=0.0,
         le=1.0,
         description="Share of best-time and best-channel decisions that explore: an hour or "
