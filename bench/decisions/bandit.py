@@ -1,14 +1,15 @@
 """Simulator scenario: the contextual variant bandit against uniform, context-blind and oracle.
 
 A planted truth gives each variant a click rate per context (lifecycle stage, top category, hour
-band; one channel, since a template has one), so that the best variant differs by stage and a
-little by category; the contexts' mix makes some of them thin. Every simulated batch (a few per
-day, as the service reads its evidence) draws the contexts of its sends; each policy picks a
-variant per send and one uniform draw per send decides the click for all of them (common random
-numbers), so their differences are not noise between separate samples. Then each policy learns
-from its own clicks. The policies: uniform random, today's context-blind Thompson sampling
-(`choose_variant`), the contextual pooled bandit with decay, Scott's stopping rule and promotion
-(services/content/bandit.py), and the oracle that knows the best variant of every context.
+band; one channel, since a template has one), so that the best variant differs by stage and its
+margin a little by category (the category never changes the winner); the contexts' mix makes
+some of them thin. Every simulated batch (a few per day, as the service reads its evidence)
+draws the contexts of its sends; each policy picks a variant per send and one uniform draw per
+send decides the click for all of them (common random numbers), so their differences are not
+noise between separate samples. Then each policy learns from its own clicks. The policies:
+uniform random, today's context-blind Thompson sampling (`choose_variant`), the contextual
+bandit with decay, Scott's stopping rule and promotion (services/content/bandit.py; its model by
+`BanditSettings.model`), and the oracle that knows the best variant of every context.
 
 Click rates are scored with the truth's rate of the variant chosen (the expected click), so a
 figure is not blurred by the click draws; the bandits learn from the drawn clicks only.
@@ -28,9 +29,13 @@ from numpy.typing import NDArray
 from bench.decisions.result import Curve, Figure, ScenarioResult
 from services.content.bandit import (
     DEFAULT_HALF_LIFE_DAYS,
+    DEFAULT_SETTINGS,
+    BanditSettings,
     Context,
     ContextualModel,
     Counts,
+    LogisticModel,
+    NestedModel,
     PolicyValue,
     VariantStats,
     choice_probabilities,
@@ -138,6 +143,7 @@ class Contextual:
     world: World
     rng: np.random.Generator
     batches_per_day: int
+    settings: BanditSettings = DEFAULT_SETTINGS
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS
     evidence: dict[tuple[str, str], Counts] = field(default_factory=dict)
     promoted: bool = False
@@ -149,7 +155,7 @@ class Contextual:
     model: ContextualModel = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model = fit({}, self.world.variants)
+        self.model = fit({}, self.world.variants, self.settings)
 
     def choose(self, contexts: IntArray) -> IntArray:
         seen, inverse = np.unique(contexts, return_inverse=True)
@@ -158,6 +164,7 @@ class Contextual:
             [self.world.contexts[index] for index in seen],
             self.rng,
             promoted=self.promoted,
+            settings=self.settings,
         )[inverse]
         chosen = _sample_rows(probabilities, self.rng)
         self.propensities.append(probabilities[np.arange(contexts.size), chosen])
@@ -175,13 +182,13 @@ class Contextual:
             self.evidence[key] = Counts(
                 old.trials + trials[row, column], old.successes + successes[row, column]
             )
-        self.model = fit(self.evidence, self.world.variants)
+        self.model = fit(self.evidence, self.world.variants, self.settings)
         self.batches += 1
         if self.batches % self.batches_per_day == 0:
             self._evaluate(day=self.batches // self.batches_per_day)
 
     def _evaluate(self, day: int) -> None:
-        evaluation = evaluate(self.model, self.rng, promoted=self.promoted)
+        evaluation = evaluate(self.model, self.rng, promoted=self.promoted, settings=self.settings)
         if evaluation.promoted != self.promoted:
             self.changes.append((day, evaluation.promoted))
         self.promoted = evaluation.promoted
@@ -199,12 +206,14 @@ class Record:
     chosen: list[IntArray] = field(default_factory=list)
 
 
-def run(truth: Mapping[str, Any], seed: int) -> ScenarioResult:
+def run(
+    truth: Mapping[str, Any], seed: int, settings: BanditSettings = DEFAULT_SETTINGS
+) -> ScenarioResult:
     """Plant the world, simulate the batches for the four policies, score them."""
     world = plant(truth)
     streams = np.random.default_rng(seed).spawn(3)
     per_day = int(truth["updates_per_day"])
-    contextual = Contextual(world, streams[0], batches_per_day=per_day)
+    contextual = Contextual(world, streams[0], batches_per_day=per_day, settings=settings)
     policies: dict[str, Policy] = {
         "uniform random": Uniform(len(world.variants), streams[1]),
         "Thompson, no context": ContextBlind(world.variants, random.Random(seed)),
@@ -368,7 +377,8 @@ def _details(
         "realised click rate": {name: _mean(record.clicked) for name, record in records.items()},
         "promotion changes (day, promoted)": contextual.changes,
         "value remaining per day": contextual.value_remaining,
-        "relative spread per pool level at the end": [s.tolist() for s in contextual.model.spreads],
+        "model": contextual.settings.model,
+        **_model_details(contextual.model),
         "leaders right at the end (share of sends)": _leaders_right(world, contextual),
         "IPS of the oracle": {
             "ips": estimate.ips,
@@ -379,11 +389,18 @@ def _details(
     }
 
 
+def _model_details(model: ContextualModel) -> dict[str, Any]:
+    """What the model estimated of how much the variants' appeal varies between contexts."""
+    if isinstance(model, LogisticModel):
+        return {"interaction scale per field at the end": model.interaction_scales}
+    if isinstance(model, NestedModel):
+        return {"relative spread per pool level at the end": [s.tolist() for s in model.spreads]}
+    return {}
+
+
 def _leaders_right(world: World, contextual: Contextual) -> float:
     """The share of sends whose context's leader (highest posterior mean) is its best variant."""
-    leaders = np.asarray(
-        [contextual.model.posterior(context).means.argmax() for context in world.contexts]
-    )
+    leaders = contextual.model.rate_means(world.contexts).argmax(axis=1)
     return float(world.shares @ (leaders == world.best))
 
 
