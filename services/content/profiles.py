@@ -32,6 +32,7 @@ class ProfileFacts:
             "tags": self.tags,
             "lifecycle_stage": self.lifecycle_stage,
             "scores": self.scores,
+            "top_category": self.top_category,
         }
 
 

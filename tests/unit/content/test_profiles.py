@@ -75,6 +75,7 @@ def test_the_top_category_and_scores_are_copied_for_the_bandit_and_templates() -
     [facts] = book.changed()
     assert facts.top_category == "tea"
     assert facts.as_variable()["scores"] == {"churn_risk": 0.74}
+    assert facts.as_variable()["top_category"] == "tea"
     book.update("prf_a", [("features.top_categories", [])])
     assert facts.top_category is None
 
