@@ -1,8 +1,9 @@
 """Simulator scenario: data-driven (Markov) attribution against a planted world of journeys.
 
-People move through a first-order Markov chain of channel touches (section `attribution` of truth.json): a
-first touch drawn from `start`, then from each touch another channel (`next`), a conversion
-(`convert`) or the end of the journey (the rest), at exponential gaps of `mean_gap_hours`.
+People move through a first-order Markov chain of channel touches (section `attribution` of
+truth.json): a first touch drawn from `start`, then from each touch another channel (`next`), a
+conversion (`convert`) or the end of the journey (the rest), at exponential gaps of
+`mean_gap_hours`.
 Channels with `utm` tags are campaign calls whose tags services/attribution/campaigns.py must
 map back to the channel; the others are `message.sent` touchpoints.
 
