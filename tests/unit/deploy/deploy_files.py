@@ -25,10 +25,17 @@ METRIC_OWNERS: Final = {
     "closeloop_dispatch_sends_total": "dispatch",
     "closeloop_loop_latency_seconds": "dispatch",
 }
+# Metrics of the cluster, not of Closeloop: only a Kubernetes Prometheus scraping these exporters
+# has them (docker-compose's does not), so a panel on them is empty there by design.
+EXPORTER_METRICS: Final = {
+    "kube_pod_container_status_restarts_total": "kube-state-metrics",
+    "container_cpu_usage_seconds_total": "kubelet (cAdvisor)",
+    "container_memory_working_set_bytes": "kubelet (cAdvisor)",
+}
 # Names Prometheus itself makes, not a service.
 _PROMETHEUS_METRICS: Final = frozenset({"up"})
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-_METRIC = re.compile(r"\b(closeloop_[a-z0-9_]+)\b")
+_METRIC = re.compile(r"\b((?:closeloop|kube|container)_[a-z0-9_]+)\b")
 _UP = re.compile(r"\bup\{")
 
 
@@ -80,9 +87,12 @@ def base_metric(name: str) -> str:
 
 
 def owner(name: str) -> str | None:
-    """The one service whose running makes `name` exist, or None when any service does."""
+    """The one service (or cluster exporter) whose running makes `name` exist, or None when
+    any service does."""
     if name in _PROMETHEUS_METRICS:
         return None
+    if name in EXPORTER_METRICS:
+        return EXPORTER_METRICS[name]
     return METRIC_OWNERS.get(base_metric(name))
 
 

@@ -34,6 +34,8 @@ CRD_SCHEMAS = {
     ("postgresql.cnpg.io/v1", "Cluster"): "cnpg-cluster.json",
 }
 HTTP_FACING = {"ingest", "dispatch"}
+# Kinds whose pods come from spec.template.
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
 @cache
@@ -206,6 +208,46 @@ def test_every_topic_is_a_kafka_topic_with_the_platform_partitions(overlay: str)
         assert topic["spec"]["partitions"] == PARTITIONS
         assert int(topic["spec"]["config"]["retention.ms"]) > 0
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "closeloop"
+
+
+def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod spec(s) an object creates pods from, whatever the workload kind."""
+    if obj["kind"] in WORKLOADS:
+        return [obj["spec"]["template"]["spec"]]
+    if obj["kind"] == "CronJob":
+        return [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    if obj["kind"] == "Pod":
+        return [obj["spec"]]
+    return []
+
+
+def _pinned_image(overlay: str) -> str:
+    """The image reference the overlay's `images:` entry asks for (tag or digest)."""
+    kustomization = yaml.safe_load(
+        (DEPLOY / "k8s" / "overlays" / overlay / "kustomization.yaml").read_text()
+    )
+    (entry,) = kustomization["images"]
+    if "digest" in entry:
+        return f"{entry['newName']}@{entry['digest']}"
+    return f"{entry['newName']}:{entry['newTag']}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_runs_the_image_its_overlay_pins(overlay: str) -> None:
+    # kustomize matches an `images:` entry on the name the resources carry at that point; the
+    # base has already rewritten `closeloop` to its registry name, so an overlay entry on any
+    # other name is silently ignored and every pod runs the base's `:latest`.
+    pinned = _pinned_image(overlay)
+    assert not pinned.endswith(":latest"), "an overlay pins a version, never latest"
+    images = {
+        f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}": container["image"]
+        for obj in objects(overlay)
+        for pod in _pod_specs(obj)
+        for container in pod.get("initContainers", []) + pod["containers"]
+    }
+    # One Deployment container and one migration container per service.
+    assert len(images) == 2 * len(DEFAULT_PORTS)
+    assert {where: image for where, image in images.items() if image != pinned} == {}
 
 
 def test_migration_job_migrates_every_service() -> None:
