@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.errors import UnexpectedErrorMiddleware, install_error_handlers
 from libs.common.lifecycle import ClosableCheck, ReadinessCheck, Worker
-from libs.common.logging import access_log_enabled, configure_logging
+from libs.common.logging import FailedRequestLog, access_log_enabled, configure_logging
 from libs.common.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 from libs.common.settings import Settings
 
@@ -49,13 +50,15 @@ def create_app(
         lifespan=_lifespan(settings, workers, readiness_checks),
     )
     app.state.settings = settings
-    app.include_router(_operations_router(workers, readiness_checks))
+    app.include_router(_operations_router(settings, workers, readiness_checks))
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
-    # Added innermost first: the metrics middleware sees the 500 the error middleware answers.
+    # Added innermost first: the metrics middleware sees the 500 the error middleware answers,
+    # and the error middleware logs while the request's trace id is set.
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(HttpMetricsMiddleware, service=settings.service_name)
+    app.add_middleware(FailedRequestLog)
     return app
 
 
@@ -174,9 +177,15 @@ async def _close_checks(readiness_checks: Sequence[ReadinessCheck]) -> None:
 
 
 def _operations_router(
-    workers: Sequence[Worker], readiness_checks: Sequence[ReadinessCheck]
+    settings: Settings, workers: Sequence[Worker], readiness_checks: Sequence[ReadinessCheck]
 ) -> APIRouter:
     router = APIRouter(tags=["operations"], include_in_schema=False)
+    about = {"service": settings.service_name, "version": _version(), "links": _LINKS}
+
+    @router.get("/")
+    async def root() -> JSONResponse:
+        """What answers here and where to look next; open to all, so nothing secret."""
+        return JSONResponse(about)
 
     @router.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -202,6 +211,24 @@ def _operations_router(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+_LINKS = {
+    "docs": "/docs",
+    "openapi": "/openapi.json",
+    "healthz": "/healthz",
+    "readyz": "/readyz",
+    "metrics": "/metrics",
+}
+
+
+def _version() -> str:
+    """The installed package's version; `unknown` where the source runs without being installed
+    (the container image copies it as files)."""
+    try:
+        return importlib.metadata.version("closeloop")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def _run_check(check: ReadinessCheck) -> str:

@@ -76,8 +76,14 @@ def _any_port(host: str) -> int:
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether `port` can be bound on `host` (a listener there would make it fail)."""
+    """Whether a server could listen on `port` on `host` now: no listener is there.
+
+    Bound with SO_REUSEADDR, as uvicorn and PostgreSQL bind, so that the answer is whether they
+    could: without it the connections of a server just stopped, lingering in TIME_WAIT for up
+    to a minute, would count as a listener. A listener still makes the bind fail.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
