@@ -10,7 +10,7 @@ from libs.common.db import create_engine
 from libs.common.lifecycle import broker_check, database_check
 from libs.common.service import DatabaseEngine
 from libs.common.settings import Settings
-from services.ingest import api, import_api, segment_api
+from services.ingest import api, browser, import_api, segment_api
 from services.ingest.gateway import Ingest
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import WriteKeyCache
@@ -26,10 +26,12 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Closeloop ingest",
         description="Segment-compatible tracking API, bulk imports, and sources' write keys.",
-        routers=[segment_api.router, import_api.router, api.router],
+        routers=[segment_api.router, browser.router, import_api.router, api.router],
         workers=[DatabaseEngine(engine), producer],
         readiness_checks=[database_check(engine), broker_check(settings.kafka_bootstrap)],
     )
+    # Outermost, so that browsers may also read the errors the inner middleware answers.
+    app.add_middleware(browser.TrackingCors, origins=settings.ingest_cors_origins)
     app.state.ingest = Ingest(
         settings=settings,
         store=IngestStore(engine, settings.schema_name),

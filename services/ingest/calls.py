@@ -110,6 +110,8 @@ def to_message(kind: str, call: object, receipt: Receipt) -> Message:
         fields["messageId"] = new_event_id()
     _merge_shared(fields, "context", receipt.context)
     _merge_shared(fields, "integrations", receipt.integrations)
+    if kind == "identify":
+        _lift_context_traits(fields)
     timestamp, sent_at = _times(fields, receipt)
     fields |= {
         "sourceId": receipt.source_id,
@@ -175,6 +177,16 @@ def _merge_shared(fields: dict[str, Any], name: str, shared: object) -> None:
     own = fields.get(name, {})
     if isinstance(own, Mapping):
         fields[name] = {**shared, **own}
+
+
+def _lift_context_traits(fields: dict[str, Any]) -> None:
+    """An identify's traits are its `traits` over its `context.traits`: RudderStack's SDKs send
+    them only in the context, Segment's in `traits`; a key in both is the call's own."""
+    context = fields.get("context")
+    lifted = context.get("traits") if isinstance(context, Mapping) else None
+    own = fields.get("traits", {})
+    if isinstance(lifted, Mapping) and isinstance(own, Mapping):
+        fields["traits"] = {**lifted, **own}
 
 
 def _times(fields: Mapping[str, Any], receipt: Receipt) -> tuple[datetime, datetime | None]:

@@ -54,7 +54,9 @@ IngestDep = Annotated[Ingest, Depends(_ingest_dependency)]
 
 
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The body as it arrives, gunzipped when the client compressed it (analytics-python can)."""
+    """The body as it arrives, gunzipped when the client compressed it (rudder-sdk-python does
+    by default, analytics-python can), and never inflated more than a step ahead of the reader:
+    `read_body` stops at its limit, so a gzip bomb costs a 413, not the memory it expands to."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "identity":
         async for chunk in request.stream():
@@ -106,12 +108,17 @@ async def authenticate(request: Request, ingest: Ingest, payload: object = None)
             "Send a source's write key as the username of HTTP Basic auth, or as `writeKey`.",
             headers=_CHALLENGE,
         )
-    source = await _source_for(ingest, key)
+    source = await source_for_key(ingest, key)
     if source is None or not source.enabled:
         raise ApiError(
             401, "unauthorized", "The write key is unknown or disabled.", headers=_CHALLENGE
         )
     return source
+
+
+async def source_for_key(ingest: Ingest, key: str) -> Source | None:
+    """The source with this write key, enabled or not; None when there is none."""
+    return await ingest.write_keys.lookup(hash_write_key(key), ingest.store.source_by_key_hash)
 
 
 async def publish(ingest: Ingest, messages: Sequence[Message]) -> None:
@@ -133,10 +140,6 @@ async def publish(ingest: Ingest, messages: Sequence[Message]) -> None:
             "make a retry a duplicate that is recognised.",
             headers={"Retry-After": _RETRY_AFTER_SECONDS},
         ) from None
-
-
-async def _source_for(ingest: Ingest, key: str) -> Source | None:
-    return await ingest.write_keys.lookup(hash_write_key(key), ingest.store.source_by_key_hash)
 
 
 def _too_large(what: str, limit: int) -> ApiError:

@@ -114,6 +114,15 @@ for _kind in CALL_MODELS:
         route_class_override=_DirectRoute,
         openapi_extra=_call_body(_kind),
     )
+    # analytics-next posts each call to its type's first letter (`/v1/t`), and batches to
+    # `/v1/b`. Left out of OpenAPI: the same operations under other names.
+    router.add_api_route(
+        f"/{_kind[0]}",
+        _call_route(_kind),
+        methods=["POST"],
+        route_class_override=_DirectRoute,
+        include_in_schema=False,
+    )
 
 
 @router.post(
@@ -124,6 +133,7 @@ for _kind in CALL_MODELS:
     },
     openapi_extra=_BATCH_BODY,
 )
+@router.post("/b", include_in_schema=False)
 async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
     """Many calls at once; each is accepted or rejected on its own, and the answer says which.
 

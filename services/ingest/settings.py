@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, HttpUrl
 
 from libs.common.settings import Settings
 
@@ -35,4 +35,16 @@ class IngestSettings(Settings):
         ge=0,
         description="How long a write key's lookup is remembered, so a call rarely hits "
         "PostgreSQL; a disabled key keeps working on other replicas for up to this long.",
+    )
+    ingest_cors_origins: list[str] = Field(
+        default=[],
+        description="Origins whose pages may call the tracking API from a browser (CORS), as a "
+        'JSON list: `["https://shop.example.com"]`, or `["*"]` for any. None by default: a '
+        "platform lists the sites that run its tracking.",
+    )
+    ingest_public_url: HttpUrl | None = Field(
+        default=None,
+        description="The URL browsers reach ingest at (`https://ingest.example.com`), which the "
+        "SDK settings document gives analytics-next; by default the request's own scheme and "
+        "host, which is wrong behind a proxy that terminates TLS.",
     )

@@ -16,6 +16,8 @@ from libs.devstack.stack import Stack
 from tests.integration.support import read_topic
 
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+# The one origin the tests' ingest lets browsers call it from (CLOSELOOP_INGEST_CORS_ORIGINS).
+SHOP_ORIGIN = "https://shop.example.com"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Segment's own Python SDK, unchanged but for the host, delivers to ingest."""
+"""Segment's and RudderStack's own Python SDKs, unchanged but for the host, deliver to ingest."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from rudderstack.analytics.client import Client as RudderClient  # type: ignore[import-untyped]
 from segment.analytics import Client  # type: ignore[import-untyped]  # ships no types
 
 from libs.common.bus.reader import header
@@ -12,6 +13,7 @@ from libs.common.events import decode
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.integration.ingest.support import CreatedSource, ingested, new_id
+from tests.integration.profile.harness import ProfileService, unique
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +48,24 @@ async def test_segment_python_client_identify_and_track_land_on_the_ingest_topic
     event = decode(track.key, track.value, track.headers)
     assert event.data.properties == {"revenue": 64.95}
     assert event.data.context["library"]["name"] == "analytics-python"
+
+
+async def test_rudderstack_python_client_gzips_and_its_identify_traits_reach_the_profile(
+    ingest: ServiceProcess, source: CreatedSource, profile_service: ProfileService
+) -> None:
+    # rudder-sdk-python gzips its batches and sends an identify's traits only in context.traits.
+    analytics = RudderClient(
+        write_key=source.write_key, host=ingest.url, gzip=True, sync_mode=True, max_retries=0
+    )
+    user_id = unique("u_rudder")
+    traits = {"email": f"{user_id}@example.com", "plan": "premium"}
+
+    def send() -> None:
+        analytics.identify(user_id, traits)
+        analytics.track(user_id, "order_completed", {"revenue": 64.95})
+
+    await asyncio.to_thread(send)
+
+    profile = await profile_service.wait_for_profile(f"user_id:{user_id}", counted=2)
+    assert profile["traits"] == traits
+    assert profile["counters"] == {"identify": 1, "order_completed": 1}

@@ -88,6 +88,38 @@ async def test_gzipped_batch_is_accepted(
     assert message_id in await ingested(stack, [message_id])
 
 
+async def test_gzipped_single_call_is_accepted(
+    client: httpx.AsyncClient, source: CreatedSource, stack: Stack
+) -> None:
+    message_id = new_id()
+    call = {"userId": "u_gz", "event": "viewed", "messageId": message_id}
+    response = await client.post(
+        "/v1/track",
+        content=gzip.compress(orjson.dumps(call)),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        auth=source.auth,
+    )
+    assert response.status_code == 200, response.text
+    assert message_id in await ingested(stack, [message_id])
+
+
+@pytest.mark.parametrize("path", ["/v1/identify", "/v1/batch"])
+async def test_gzip_bomb_is_a_413_and_ingest_carries_on(
+    client: httpx.AsyncClient, source: CreatedSource, path: str
+) -> None:
+    # 25 KB on the wire, within both limits, that would inflate to 25 MB.
+    bomb = gzip.compress(b'{"batch": [' + b" " * (25 * 1024 * 1024))
+    assert len(bomb) < 32 * 1024
+    response = await client.post(
+        path, content=bomb, headers={"Content-Encoding": "gzip"}, auth=source.auth
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "too_large"
+
+    after = await client.post("/v1/track", json={"userId": "u", "event": "e"}, auth=source.auth)
+    assert after.status_code == 200
+
+
 async def test_batch_accepts_the_good_calls_and_names_the_rejected_one(
     client: httpx.AsyncClient, source: CreatedSource, stack: Stack
 ) -> None:

@@ -166,3 +166,31 @@ def test_a_type_that_is_not_a_known_call_name_is_rejected(kind: Any) -> None:
     with pytest.raises(CallRejected) as raised:
         call_kind({"type": kind})
     assert raised.value.field == "type"
+
+
+def test_identify_takes_its_traits_from_context_when_it_has_none() -> None:
+    # As rudder-sdk-python sends an identify: the traits only in the context.
+    call = {"userId": "u", "context": {"traits": {"email": "li.wei@example.com"}}}
+    event = to_event("identify", call, RECEIPT)
+    assert event.data.traits == {"email": "li.wei@example.com"}
+    assert event.data.context == {"traits": {"email": "li.wei@example.com"}}
+
+
+def test_identify_traits_win_over_context_traits_of_the_same_name() -> None:
+    call = {
+        "userId": "u",
+        "traits": {"plan": "pro"},
+        "context": {"traits": {"plan": "free", "email": "li.wei@example.com"}},
+    }
+    event = to_event("identify", call, RECEIPT)
+    assert event.data.traits == {"plan": "pro", "email": "li.wei@example.com"}
+
+
+def test_group_traits_are_not_taken_from_the_users_context_traits() -> None:
+    call = {"userId": "u", "groupId": "org_1", "context": {"traits": {"email": "a@example.com"}}}
+    assert to_event("group", call, RECEIPT).data.traits == {}
+
+
+def test_identify_with_traits_that_are_not_an_object_is_rejected_naming_traits() -> None:
+    call = {"userId": "u", "traits": "vip", "context": {"traits": {"plan": "pro"}}}
+    assert _rejected("identify", call).field == "traits"
