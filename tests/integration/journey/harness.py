@@ -111,20 +111,7 @@ def behaviour(profile_id: str, event: str, **properties: Any) -> Event[Any]:
 
 
 def clicked(request: MessageRequested) -> Event[Any]:
-    return Event(
-        data=MessageClicked(
-            message_id=unique("msg"),
-            request_id=request.request_id,
-            profile_id=request.profile_id,
-            channel=request.channel,
-            journey=JourneyRef.model_validate(request.journey.model_dump()),
-            template_id=request.template_id,
-            occurred_at=datetime.now(UTC),
-            url="https://shop.example.com/p/oolong",
-        ),
-        key=request.profile_id,
-        source=SOURCE,
-    )
+    return _outcome(MessageClicked, request, url="https://shop.example.com/p/oolong")
 
 
 def traits(profile_id: str, **values: Any) -> Event[Any]:
@@ -164,24 +151,17 @@ def past_message(
 
 
 def sent(request: MessageRequested) -> Event[Any]:
-    return Event(
-        data=MessageSent(
-            message_id=unique("msg"),
-            request_id=request.request_id,
-            profile_id=request.profile_id,
-            channel=request.channel,
-            journey=JourneyRef.model_validate(request.journey.model_dump()),
-            template_id=request.template_id,
-            occurred_at=datetime.now(UTC),
-        ),
-        key=request.profile_id,
-        source=SOURCE,
-    )
+    return _outcome(MessageSent, request)
 
 
 def suppressed(request: MessageRequested, reason: str) -> Event[Any]:
+    return _outcome(MessageSuppressed, request, reason=reason)
+
+
+def _outcome(kind: type[EventData], request: MessageRequested, **extra: Any) -> Event[Any]:
+    """An outcome of the message `request` asked for, as dispatch would announce it now."""
     return Event(
-        data=MessageSuppressed(
+        data=kind(
             message_id=unique("msg"),
             request_id=request.request_id,
             profile_id=request.profile_id,
@@ -189,7 +169,7 @@ def suppressed(request: MessageRequested, reason: str) -> Event[Any]:
             journey=JourneyRef.model_validate(request.journey.model_dump()),
             template_id=request.template_id,
             occurred_at=datetime.now(UTC),
-            reason=reason,
+            **extra,
         ),
         key=request.profile_id,
         source=SOURCE,
