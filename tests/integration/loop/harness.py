@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from libs.common import topics
 from libs.common.events import Event, SegmentEntered
+from libs.devstack.pytest_plugin import ServiceLauncher
+from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.integration.support import read_events, wait_for
 
@@ -134,3 +141,91 @@ class Loop:
             got = [(t.verb, t.reason) for t in seen]
             raise AssertionError(f"expected {expected} in {segment_id}, got {got}") from None
         return seen
+
+
+@contextlib.asynccontextmanager
+async def running_loop(
+    stack: Stack,
+    logs: Path,
+    *,
+    profile_env: Mapping[str, str] | None = None,
+    segment_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[Loop, dict[str, ServiceProcess]]]:
+    """Ingest, profile and segment started (each in its own schema and consumer group, with the
+    extra settings given), a fresh source, and one call gone all the way round; the services by
+    name beside the loop. Everything started is stopped on the way out."""
+    launcher = ServiceLauncher(stack, logs)
+    run = uuid.uuid4().hex[:8]
+    consumer_env = {"CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000"}
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    try:
+        async with asyncio.TaskGroup() as starting:
+            # One failing cancels the others; whatever did start is stopped below.
+            ingest_task = starting.create_task(
+                launcher("services.ingest", name=f"ingest_{run}", migrate=True, ready_timeout=60)
+            )
+            profile_task = starting.create_task(
+                launcher(
+                    "services.profile",
+                    name=f"profile_{run}",
+                    migrate=True,
+                    env={**consumer_env, **(profile_env or {})},
+                    ready_timeout=60,
+                )
+            )
+            segment_task = starting.create_task(
+                launcher(
+                    "services.segment",
+                    name=f"segment_{run}",
+                    migrate=True,
+                    env={**consumer_env, **(segment_env or {})},
+                    ready_timeout=60,
+                )
+            )
+        processes = {
+            "ingest": ingest_task.result(),
+            "profile": profile_task.result(),
+            "segment": segment_task.result(),
+        }
+        async with (
+            httpx.AsyncClient(base_url=processes["ingest"].url, timeout=30) as ingest_client,
+            # A manual fit of the purchase models re-scores everyone before it answers.
+            httpx.AsyncClient(
+                base_url=processes["profile"].url, headers=admin, timeout=60
+            ) as profile_client,
+            httpx.AsyncClient(
+                base_url=processes["segment"].url, headers=admin, timeout=30
+            ) as segment_client,
+        ):
+            created = await ingest_client.post("/sources", json={"name": "web"}, headers=admin)
+            assert created.status_code == 201, created.text
+            loop = Loop(
+                stack=stack,
+                ingest=ingest_client,
+                profile=profile_client,
+                segment=segment_client,
+                ingest_url=processes["ingest"].url,
+                write_key=created.json()["write_key"],
+            )
+            await _warm_up(loop, run, list(processes.values()))
+            yield loop, processes
+    finally:
+        await launcher.stop_all()
+
+
+async def _warm_up(loop: Loop, run: str, processes: list[ServiceProcess]) -> None:
+    """Return once a call has gone all the way round: both consumers have joined their groups."""
+    started = time.monotonic()
+    segment_id, user_id = f"seg_warm_{run}", f"warm_{run}"
+    await loop.create_segment(segment_id, {"trait": "warm_up", "value": run})
+    await loop.send("identify", userId=user_id, traits={"warm_up": run})
+
+    async def went_round() -> bool:
+        profile = await loop.profile_of(f"user_id:{user_id}")
+        return profile is not None and await loop.members(segment_id) == [profile["id"]]
+
+    logs = ", ".join(str(process.log_path) for process in processes)
+    await wait_for(went_round, within=90, what=f"a warm-up call to go round (logs: {logs})")
+    print(
+        f"\nloop warm-up: services started, first call round in {time.monotonic() - started:.1f}s"
+    )

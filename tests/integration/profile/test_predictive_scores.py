@@ -9,10 +9,8 @@ every ten days, and ten who bought once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +23,8 @@ import pytest_asyncio
 
 from libs.common import topics
 from libs.common.events import ProfileUpdated
-from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.loop.harness import Loop, unique
+from tests.integration.loop.harness import Loop, running_loop, unique
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -95,61 +92,13 @@ class Scoring:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def scoring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scoring]:
-    launcher = ServiceLauncher(stack, tmp_path_factory.mktemp("scoring-logs"))
-    run = uuid.uuid4().hex[:8]
-    consumers = {"CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000"}
-    admin = {"Authorization": f"Bearer {stack.admin_token}"}
-    try:
-        ingest, profile, segment = await asyncio.gather(
-            launcher("services.ingest", name=f"ingest_{run}", migrate=True, ready_timeout=60),
-            launcher(
-                "services.profile",
-                name=f"profile_{run}",
-                migrate=True,
-                # Small re-score batches, so a re-score takes several transactions.
-                env={**consumers, "CLOSELOOP_PROFILE_PREDICTION_RESCORE_BATCH": "7"},
-                ready_timeout=60,
-            ),
-            launcher(
-                "services.segment",
-                name=f"segment_{run}",
-                migrate=True,
-                env=consumers,
-                ready_timeout=60,
-            ),
-        )
-        async with (
-            httpx.AsyncClient(base_url=ingest.url, timeout=30) as ingest_client,
-            httpx.AsyncClient(base_url=profile.url, headers=admin, timeout=60) as profile_client,
-            httpx.AsyncClient(base_url=segment.url, headers=admin, timeout=30) as segment_client,
-        ):
-            source = await ingest_client.post("/sources", json={"name": "shop"}, headers=admin)
-            assert source.status_code == 201, source.text
-            loop = Loop(
-                stack=stack,
-                ingest=ingest_client,
-                profile=profile_client,
-                segment=segment_client,
-                ingest_url=ingest.url,
-                write_key=source.json()["write_key"],
-            )
-            await _warm_up(loop, run)
-            yield Scoring(loop, profile.name)
-    finally:
-        await launcher.stop_all()
-
-
-async def _warm_up(loop: Loop, run: str) -> None:
-    """Return once a call has gone all the way round: both consumers have joined their groups."""
-    segment_id, user_id = f"seg_warm_{run}", f"warm_{run}"
-    await loop.create_segment(segment_id, {"trait": "warm_up", "value": run})
-    await loop.send("identify", userId=user_id, traits={"warm_up": run})
-
-    async def went_round() -> bool:
-        profile = await loop.profile_of(f"user_id:{user_id}")
-        return profile is not None and await loop.members(segment_id) == [profile["id"]]
-
-    await wait_for(went_round, within=90, what="a warm-up call to go round")
+    async with running_loop(
+        stack,
+        tmp_path_factory.mktemp("scoring-logs"),
+        # Small re-score batches, so a re-score takes several transactions.
+        profile_env={"CLOSELOOP_PROFILE_PREDICTION_RESCORE_BATCH": "7"},
+    ) as (loop, processes):
+        yield Scoring(loop, processes["profile"].name)
 
 
 def _noon(days_ago: int) -> datetime:
