@@ -4,7 +4,6 @@ context and propensity logged with each decision, each template's experiment, in
 Revision ID: 0003
 Revises: 0002
 
-Written out here rather than taken from the models: 0001 and 0002 create the models' tables.
 The per-variant counts of `variant_stats` carry over to the context of sends content logged no
 context for (no stage, category or hour band: `experiments.unknown_context`), as of now.
 """

@@ -3,9 +3,6 @@ learned decisions (best time, best channel); and what a run carries between them
 
 Revision ID: 0002
 Revises: 0001
-
-Written out here rather than taken from the models, since 0001 creates the models' tables as
-they are now.
 """
 
 from alembic import op

@@ -3,12 +3,12 @@
 Revision ID: 0002
 Revises: 0001
 
-0001 creates the tables from the current models, so on a new database the columns are there
-already; on a database made before them, they are added. Existing profiles are due at once:
-the first review announces what has aged since they were last saved.
+Existing profiles are due at once: the first review announces what has aged since they were
+last saved.
 """
 
 from alembic import op
+from sqlalchemy import Column, DateTime, text
 
 from libs.common.migrations import service_schema
 
@@ -18,13 +18,14 @@ down_revision = "0001"
 
 def upgrade() -> None:
     schema = service_schema()
-    op.execute(
-        f"ALTER TABLE {schema}.profiles ADD COLUMN IF NOT EXISTS reviewed_at timestamptz, "
-        "ADD COLUMN IF NOT EXISTS review_due_at timestamptz"
-    )
-    op.execute(
-        f"CREATE INDEX IF NOT EXISTS profiles_review_due_at ON {schema}.profiles "
-        "(review_due_at) WHERE review_due_at IS NOT NULL"
+    op.add_column("profiles", Column("reviewed_at", DateTime(timezone=True)), schema=schema)
+    op.add_column("profiles", Column("review_due_at", DateTime(timezone=True)), schema=schema)
+    op.create_index(
+        "profiles_review_due_at",
+        "profiles",
+        ["review_due_at"],
+        schema=schema,
+        postgresql_where=text("review_due_at IS NOT NULL"),
     )
     op.execute(
         f"UPDATE {schema}.profiles SET reviewed_at = updated_at, review_due_at = now() "
@@ -34,8 +35,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     schema = service_schema()
-    op.execute(f"DROP INDEX IF EXISTS {schema}.profiles_review_due_at")
-    op.execute(
-        f"ALTER TABLE {schema}.profiles DROP COLUMN IF EXISTS reviewed_at, "
-        "DROP COLUMN IF EXISTS review_due_at"
-    )
+    op.drop_index("profiles_review_due_at", table_name="profiles", schema=schema)
+    op.drop_column("profiles", "review_due_at", schema=schema)
+    op.drop_column("profiles", "reviewed_at", schema=schema)

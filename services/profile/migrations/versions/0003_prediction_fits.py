@@ -2,9 +2,6 @@
 
 Revision ID: 0003
 Revises: 0002
-
-Written out here rather than taken from the models, since 0001 creates the models' tables as
-they are now.
 """
 
 from alembic import op
