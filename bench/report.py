@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ import psutil
 if TYPE_CHECKING:
     from libs.devstack import ServiceProcess
 
-RESULTS_DIR = Path(__file__).parent / "results"
+# BENCH_RESULTS_DIR elsewhere: `python -m bench loop-compare` gives each run its own.
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
 
 @dataclass(frozen=True)
@@ -132,3 +134,45 @@ def process_cpu_seconds(pid: int | None) -> float:
 def percentile(ordered: Sequence[float], share: float) -> float:
     """Nearest rank: the smallest value with at least `share` of the values at or below it."""
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+class StackProcesses:
+    """A scratch stack's broker and PostgreSQL among the machine's processes, told by the
+    address each listens on: another broker or database on the machine (tests run beside the
+    bench, say) is not the stack's, and its CPU is not counted as the stack's."""
+
+    def __init__(self, bootstrap: str, postgres_dsn: str) -> None:
+        self._broker_address = bootstrap
+        self._postgres_port = str(urllib.parse.urlsplit(postgres_dsn).port or 5432)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds so far of the broker (tansu) and of PostgreSQL (its
+        postmaster and every process it started, exited ones included)."""
+        used = {"broker": 0.0, "PostgreSQL": 0.0}
+        for process in psutil.process_iter(["name", "ppid", "cmdline"]):
+            name = process.info["name"] or ""
+            arguments = process.info["cmdline"] or []
+            if name.startswith("tansu") and any(self._broker_address in a for a in arguments):
+                used["broker"] += tree_cpu_seconds(process.pid)
+            elif (
+                name == "postgres"
+                and _process_name(process.info["ppid"]) != "postgres"  # a postmaster
+                and option(arguments, "-p") == self._postgres_port
+            ):
+                used["PostgreSQL"] += tree_cpu_seconds(process.pid)
+        return used
+
+
+def option(arguments: Sequence[str], flag: str) -> str | None:
+    """The value after `flag` in a command line; None when it is not there."""
+    for index, argument in enumerate(arguments[:-1]):
+        if argument == flag:
+            return arguments[index + 1]
+    return None
+
+
+def _process_name(pid: int | None) -> str:
+    try:
+        return psutil.Process(pid).name() if pid else ""
+    except psutil.Error:
+        return ""

@@ -29,16 +29,19 @@ class Target:
 
     bound: float
     on: Literal["value", "ratio"] = "value"
-    at_most: bool = False
+    at_most: bool = False  # below the bound; at it too when `or_equal`
+    or_equal: bool = False
 
     def met_by(self, value: float, ratio: float | None) -> bool | None:
         measured = value if self.on == "value" else ratio
         if measured is None or math.isnan(measured):
             return None
-        return measured < self.bound if self.at_most else measured >= self.bound
+        if self.at_most:
+            return measured <= self.bound if self.or_equal else measured < self.bound
+        return measured >= self.bound
 
     def describe(self, unit: str) -> str:
-        sign = "<" if self.at_most else "≥"
+        sign = ("≤" if self.or_equal else "<") if self.at_most else "≥"
         if self.on == "ratio":
             return f"{sign} {self.bound:g} of raw"
         return f"{sign} {_number(self.bound)} {unit}"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from bench.report import machine_busy_seconds, process_cpu_seconds, tree_cpu_seconds
+from bench.report import machine_busy_seconds, option, process_cpu_seconds, tree_cpu_seconds
 
 # Burns about 0.3 s of CPU, then exits.
 _BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
@@ -44,3 +44,10 @@ def test_the_machine_was_busy_at_least_as_long_as_a_process_burned() -> None:
 def test_a_process_that_is_not_there_used_nothing() -> None:
     assert tree_cpu_seconds(None) == 0.0
     assert tree_cpu_seconds(2**22 + 12345) == 0.0
+
+
+def test_a_command_line_option_is_the_argument_after_its_flag() -> None:
+    arguments = ["postgres", "-D", "/data", "-h", "127.0.0.1", "-p", "25512"]
+    assert option(arguments, "-p") == "25512"
+    assert option(arguments, "-k") is None
+    assert option(["postgres", "-p"], "-p") is None

@@ -60,3 +60,10 @@ def test_saved_runs_compare_figure_by_figure(tmp_path: Path) -> None:
 def test_unmeasurable_values_are_null_in_json() -> None:
     content = document([Figure("loop", "p99", float("nan"), "ms")], {})
     assert content["figures"][0]["value"] is None
+
+
+def test_an_at_most_or_equal_target_is_met_at_its_bound_and_says_so() -> None:
+    target = Target(12, at_most=True, or_equal=True)
+    assert Figure("loop", "decoded", 12, "/track", targets=(target,)).met is True
+    assert Figure("loop", "decoded", 12.01, "/track", targets=(target,)).met is False
+    assert target.describe("/track") == "≤ 12.0 /track"
