@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Lives inside the venv, so a deleted venv also means a fresh install.
 INSTALLED := $(VENV)/.closeloop-installed
 # mypy gets only the top-level folders that hold Python files yet.
-MYPY_DIRS := $(foreach dir,libs services tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
+MYPY_DIRS := $(foreach dir,libs services tests bench contracts,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 
 .PHONY: install deploy-tools up test lint format schemas bench dlq-replay chaos clean
 
@@ -51,7 +51,7 @@ format: install
 	$(BIN)/ruff format .
 
 schemas: install
-	$(BIN)/python -m libs.common.events.schemas generate
+	$(BIN)/python -m contracts generate
 
 # Every scenario on one embedded stack, one table at the end (~20 min on 2 cores); e.g.
 # `make bench ARGS="ingest --events 20000"`. See docs/benchmarks.md.

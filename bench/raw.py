@@ -26,6 +26,12 @@ class Ceilings:
     consume: Rate
     inserts: Rate
 
+    @classmethod
+    def not_measured(cls) -> Ceilings:
+        """For a run of scenarios that are not compared with the ceilings (no rate, no ratio)."""
+        nothing = Rate("not measured", 0, 0.0)
+        return cls(nothing, nothing, nothing)
+
     @property
     def consumer(self) -> Rate:
         """What a consumer of the bus pays at least: reading with commits, and inbox rows."""

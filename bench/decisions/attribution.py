@@ -29,9 +29,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.decisions.result import Curve, Figure, ScenarioResult
+from libs.common.values import parse_duration
 from services.attribution.campaigns import CampaignTouch, campaign_channel
 from services.attribution.credit_report import CreditReport, fit, report
-from services.attribution.definitions import ConversionDefinition, parse_duration
+from services.attribution.definitions import ConversionDefinition
 from services.attribution.paths import (
     Conversion,
     CreditRule,

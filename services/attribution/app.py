@@ -1,5 +1,9 @@
-"""The attribution service's app: the consumer of outcomes, behaviours and profile changes, the
-outbox relay, and the conversions, reports and insights API."""
+"""The attribution service's app: the consumer of outcomes, behaviours, and profile merges and
+erasures, the outbox relay, and the conversions, reports and insights API.
+
+Of profile.v1 it takes `profile.merged` and `profile.deleted` only: what changed about a
+profile (`profile.updated`, and a behaviour's `profile_changes`) credits nothing, so the
+consumer passes `profile.updated` over by its `ce_type` header, without decoding it."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import hashlib
 import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -21,6 +22,7 @@ from pydantic import (
 
 from libs.common.events.conversion import AttributionModel
 from libs.common.storable import Storable
+from libs.common.values import DurationRules, lookup, number, parse_duration, test_value
 
 Op = Literal["eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"]
 TouchType = Literal["message.sent", "message.delivered", "message.opened", "message.clicked"]
@@ -31,28 +33,14 @@ TOUCH_TYPES: tuple[TouchType, ...] = (
     "message.clicked",
 )
 
-# Years and months have no fixed length, so a window is written in weeks, days and time.
-_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<weeks>\d{1,6})W)?(?:(?P<days>\d{1,6})D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d{1,7})H)?(?:(?P<minutes>\d{1,9})M)?"
-    r"(?:(?P<seconds>\d{1,11}(?:\.\d{1,6})?)S)?)?$"
-)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_MAX_DURATION = timedelta(days=3660)
-
-
-def parse_duration(value: Any) -> timedelta:
-    """An ISO 8601 duration such as `P7D`, `PT12H` or `P1W` as a timedelta (up to ten years)."""
-    if isinstance(value, timedelta):
-        return value
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError("not an ISO 8601 duration in weeks, days and time (such as P7D, PT12H)")
-    parts = {name: float(amount) for name, amount in match.groupdict().items() if amount}
-    duration = timedelta(**parts)
-    if not timedelta(0) < duration <= _MAX_DURATION:
-        raise ValueError("a duration must be longer than zero and at most ten years")
-    return duration
+_OUT_OF_RANGE = "a duration must be longer than zero and at most ten years"
+_DURATIONS = DurationRules(
+    longest=timedelta(days=3660),
+    malformed="not an ISO 8601 duration in weeks, days and time (such as P7D, PT12H)",
+    not_positive=_OUT_OF_RANGE,
+    too_long=_OUT_OF_RANGE,
+)
 
 
 def format_duration(duration: timedelta) -> str:
@@ -63,7 +51,9 @@ def format_duration(duration: timedelta) -> str:
 
 
 Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+    timedelta,
+    BeforeValidator(partial(parse_duration, rules=_DURATIONS)),
+    PlainSerializer(format_duration, return_type=str),
 ]
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
@@ -97,21 +87,7 @@ class PropertyFilter(BaseModel):
 
     def passes(self, properties: dict[str, Any]) -> bool:
         """Whether the behaviour's properties pass this test (JSON semantics: `true` is not 1)."""
-        actual = _lookup(properties, self.property)
-        present = actual is not _MISSING and actual is not None
-        if self.op == "exists":
-            return present
-        if self.op == "neq":
-            return not present or not _json_equal(actual, self.value)
-        if not present:
-            return False
-        if self.op == "eq":
-            return _json_equal(actual, self.value)
-        if self.op == "in":
-            return any(_json_equal(actual, option) for option in self.value)
-        if self.op == "contains":
-            return _contains(actual, self.value)
-        return _compare(self.op, actual, self.value)
+        return test_value(self.op, lookup(properties, self.property), self.value)
 
 
 class ConversionDefinition(BaseModel):
@@ -171,10 +147,10 @@ class ConversionDefinition(BaseModel):
         """The conversion's value and currency; both None unless both are present and valid."""
         if self.value_property is None:
             return None, None
-        value = _amount(_lookup(properties, self.value_property))
+        value = _amount(lookup(properties, self.value_property))
         currency = self.currency
         if currency is None and self.currency_property is not None:
-            found = _lookup(properties, self.currency_property)
+            found = lookup(properties, self.currency_property)
             currency = found.upper() if isinstance(found, str) else None
         if value is None or currency is None or not _CURRENCY.match(currency):
             return None, None
@@ -186,24 +162,6 @@ def conversion_id(behaviour_id: str, definition_id: str) -> str:
     re-emitted behaviour is recognised rather than credited again."""
     digest = hashlib.sha256(f"{behaviour_id}\x00{definition_id}".encode()).hexdigest()
     return f"cnv_{digest[:32]}"
-
-
-class _Missing:
-    pass
-
-
-_MISSING: Any = _Missing()
-
-
-def _lookup(properties: dict[str, Any], path: str) -> Any:
-    if path in properties:
-        return properties[path]
-    value: Any = properties
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -219,56 +177,9 @@ def _amount(value: Any) -> Decimal | None:
     return amount
 
 
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def _orderable(value: Any) -> bool:
-    return isinstance(value, str) or _number(value) is not None
-
-
-def _json_equal(left: Any, right: Any) -> bool:
-    if isinstance(left, bool) or isinstance(right, bool):
-        return type(left) is type(right) and left == right
-    left_number, right_number = _number(left), _number(right)
-    if left_number is not None or right_number is not None:
-        return left_number == right_number
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(_json_equal, left, right))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(_json_equal(left[k], right[k]) for k in left)
-    return bool(left == right)
-
-
-def _contains(actual: Any, expected: Any) -> bool:
-    if isinstance(actual, str):
-        return isinstance(expected, str) and expected in actual
-    if isinstance(actual, list):
-        return any(_json_equal(item, expected) for item in actual)
-    return False
-
-
-def _compare(op: str, actual: Any, expected: Any) -> bool:
-    left: Any
-    right: Any
-    if isinstance(expected, str):
-        if not isinstance(actual, str):
-            return False
-        left, right = actual, expected
-    else:
-        left, right = _number(actual), _number(expected)
-        if left is None or right is None:
-            return False
-    if op == "gt":
-        return bool(left > right)
-    if op == "gte":
-        return bool(left >= right)
-    if op == "lt":
-        return bool(left < right)
-    return bool(left <= right)
+    """A string, or a finite JSON number: what `gt`, `gte`, `lt` and `lte` compare with."""
+    if isinstance(value, str):
+        return True
+    amount = number(value)
+    return amount is not None and amount.is_finite()

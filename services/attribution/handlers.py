@@ -54,6 +54,8 @@ _Outcome = (
     | MessageFailed
 )
 
+# What this handler reads; the consumer passes the rest of its topics over by their ce_type
+# header (`profile.updated` among them: a change of a profile credits nothing).
 ACCEPTED_TYPES = frozenset(
     {
         *(model.event_type for model in _OUTCOMES),

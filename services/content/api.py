@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.auth import require_admin
 from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
+from libs.common.profiles import ProfileFacts
 from services.content import metrics
 from services.content.copywriting import (
     CopywriterUnavailable,
@@ -25,7 +26,7 @@ from services.content.copywriting import (
 from services.content.evaluations import ExperimentEvaluations, NothingToEvaluate
 from services.content.experiments import Experiment, template_variants, variant_evidence
 from services.content.messages import template_variables
-from services.content.profiles import ProfileFacts
+from services.content.profiles import profile_variable
 from services.content.sandbox import (
     MissingVariable,
     RenderError,
@@ -121,17 +122,12 @@ def templates_router(
     @router.post("/{template_id}/preview", responses=_NOT_FOUND)
     async def preview(template_id: TemplateIdPath, request: PreviewRequest) -> PreviewResponse:
         """Render strictly: a variable nobody defined is a 422 naming it."""
-        if request.profile_id is not None and request.profile is not None:
-            raise ApiError(
-                422, "ambiguous_profile", "Give `profile_id` or `profile`, not both.", "profile"
-            )
         async with transaction() as store:
             row = _found(await store.get_template(template_id), template_id)
-            profile = await _preview_profile(store, request)
         variant = _variant(row, request.variant_id)
         variables = template_variables(
             request.variables,
-            profile=profile.as_variable(),
+            profile=profile_variable(_preview_profile(request)),
             journey=None,
             unsubscribe_url="https://unsubscribe.example/preview",
         )
@@ -322,17 +318,7 @@ def _invalid_variant(index: int, pointer: str, problem: str) -> ApiError:
     )
 
 
-async def _preview_profile(store: ContentStore, request: PreviewRequest) -> ProfileFacts:
-    if request.profile_id is not None:
-        facts = await store.profile(request.profile_id)
-        if facts is None:
-            raise ApiError(
-                404,
-                "profile_not_found",
-                f"Content has no profile {request.profile_id!r} (yet).",
-                "profile_id",
-            )
-        return facts
+def _preview_profile(request: PreviewRequest) -> ProfileFacts:
     inline = request.profile
     if inline is None:
         return ProfileFacts("preview")
@@ -342,6 +328,7 @@ async def _preview_profile(store: ContentStore, request: PreviewRequest) -> Prof
         list(inline.tags),
         inline.lifecycle_stage,
         dict(inline.scores),
+        inline.top_category,
     )
 
 

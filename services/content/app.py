@@ -1,6 +1,6 @@
-"""The content service's app: the consumer of requests, outcomes, conversions and profiles, the
-render sandbox, the evaluations of the variant experiments, the outbox relay, and the templates,
-insights and copy APIs."""
+"""The content service's app: the consumer of requests, outcomes, conversions and profile merges
+and erasures, the render sandbox, the evaluations of the variant experiments, the outbox relay,
+and the templates, insights and copy APIs."""
 
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ def create(settings: Settings) -> FastAPI:
         handler=content_handler(
             settings.schema_name,
             renderer,
-            address_wait_seconds=settings.content_address_wait_seconds,
             half_life_days=half_life_days,
         ),
         engine=parts.engine,

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from libs.common.events import ConversionAttributed, MessageClicked, MessageSent
+from libs.common.profiles import ProfileFacts
 from services.content.bandit import (
     BanditSettings,
     Choice,
@@ -36,7 +37,6 @@ from services.content.bandit import (
     fit,
     hour_band,
 )
-from services.content.profiles import ProfileFacts
 from services.content.templates import TemplateVersion
 
 BANDIT = BanditSettings()

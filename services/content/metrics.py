@@ -6,8 +6,7 @@ from prometheus_client import Counter, Histogram
 
 RENDERS = Counter(
     "closeloop_content_renders_total",
-    "Requests answered, by channel and outcome (rendered, holdout, awaiting_address, "
-    "undeliverable, failed).",
+    "Requests answered, by channel and outcome (rendered, holdout, undeliverable, failed).",
     ["channel", "outcome"],
 )
 RENDER_DURATION = Histogram(

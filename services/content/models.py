@@ -1,10 +1,10 @@
-"""The content service's first tables: templates and their versions, bandit state, the profile
-read model, and the decision taken for every request (0001), and requests awaiting an address
-(0002).
+"""The content service's first tables: templates and their versions, bandit state, and the
+decision taken for every request (0001).
 
 Later changes are written out in their own migration revisions (0003: the contextual bandit's
 `variant_evidence` in place of `variant_stats`, `experiments`, `insights`, and the context and
-propensity of each decision).
+propensity of each decision). Content kept a copy of profiles (0001) and the requests awaiting
+an address (0002) until requests carried their profile's facts; 0004 drops both.
 """
 
 from __future__ import annotations
@@ -85,19 +85,6 @@ def rewards_table(metadata: MetaData) -> Table:
     )
 
 
-def profiles_table(metadata: MetaData) -> Table:
-    """What templates may use about a person, copied from profile.updated events."""
-    return Table(
-        "profiles",
-        metadata,
-        Column("profile_id", Text, primary_key=True),
-        Column("traits", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-        Column("tags", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-        Column("lifecycle_stage", Text),
-        Column("scores", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    )
-
-
 def decisions_table(metadata: MetaData) -> Table:
     """What content decided for each request: rendered (which variant), held out, undeliverable."""
     return Table(
@@ -122,25 +109,5 @@ def all_tables(metadata: MetaData) -> list[Table]:
         template_versions_table(metadata),
         variant_stats_table(metadata),
         rewards_table(metadata),
-        profiles_table(metadata),
         decisions_table(metadata),
     ]
-
-
-def awaiting_addresses_table(metadata: MetaData) -> Table:
-    """Requests that found no address for their channel, until an address comes or they expire
-    (their decision says `awaiting_address` meanwhile). Added by revision 0002."""
-    return Table(
-        "awaiting_addresses",
-        metadata,
-        Column("idempotency_key", Text, primary_key=True),
-        # Whose address it waits for: the request's profile, or the survivor of its merge.
-        Column("profile_id", Text, nullable=False),
-        Column("channel", Text, nullable=False),
-        Column("request", JSONB, nullable=False),  # the message.requested data
-        Column("cause_id", Text, nullable=False),  # the request event's ce_id
-        Column("traceparent", Text),
-        Column("arrived_at", DateTime(timezone=True), nullable=False),
-        Index("awaiting_addresses_profile_channel", "profile_id", "channel"),
-        Index("awaiting_addresses_arrived_at", "arrived_at"),
-    )

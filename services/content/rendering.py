@@ -1,10 +1,15 @@
-"""Answering requests: the holdout, the variant, the recipient, the render, the tracked message."""
+"""Answering requests: the holdout, the variant, the recipient, the render, the tracked message.
+
+Everything about the person comes from the facts the request carries (`profile`, as journey
+knew them when it asked): the `profile` variable, the address, the bandit's context and the time
+zone passed on to dispatch. A request made before requests carried them has none, and is
+rendered with an empty profile: on a channel that needs an address it is `undeliverable`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +19,7 @@ from typing import Any
 
 from libs.common.bus import UnprocessableEvent
 from libs.common.events import MessageRendered, MessageRequested
+from libs.common.profiles import ProfileFacts, facts_of
 from services.content import metrics
 from services.content.bandit import Choice, Context, held_out
 from services.content.experiments import (
@@ -31,7 +37,7 @@ from services.content.messages import (
     template_variables,
     with_defaults,
 )
-from services.content.profiles import ProfileFacts, needs_recipient, recipient_for
+from services.content.profiles import profile_variable
 from services.content.sandbox import (
     Rendered,
     RenderError,
@@ -41,9 +47,6 @@ from services.content.sandbox import (
 )
 from services.content.store import BatchStore, Connection, DecisionRow
 from services.content.templates import TemplateVersion, assemble, liquid_sources
-from services.content.waiting import PendingRequest, expired
-
-_log = logging.getLogger(__name__)
 
 
 # Both go to the DLQ at once: retrying cannot help, and a run of them is no outage.
@@ -64,7 +67,6 @@ class _Send:
     variant: dict[str, Any]
     profile: ProfileFacts
     recipient: str | None
-    waited: bool
     context: Context
     propensity: float
 
@@ -114,84 +116,44 @@ class RequestRenderer:
         self,
         store: BatchStore,
         connection: Connection,
-        fresh: Sequence[PendingRequest],
-        waited: Sequence[PendingRequest] = (),
+        requests: Sequence[MessageRequested],
         *,
         now: datetime,
-        wait_seconds: float,
     ) -> list[MessageRendered | None]:
-        """The message for each request, `waited` then `fresh`, or None where content sends
-        nothing (yet).
+        """The message for each request, in order, or None where content sends nothing.
 
-        `fresh` are the batch's requests; `waited` those that waited for an address its profile
-        changes gave (`claim_waiting`), answered as if they had just arrived. Nothing for a
-        request decided before (same idempotency key, in an earlier batch or earlier in this
-        one), a holdout, or a profile without an address for the channel (for a webhook: a profile
-        content has not heard of yet), which waits for one (`awaiting_address`) unless it has
-        waited too long (`undeliverable`). What the requests need is read in one query per
-        table, and their renders go to the sandbox together.
+        Nothing for a request decided before (same idempotency key, in an earlier batch or
+        earlier in this one), a holdout, or a request whose profile facts have no address for
+        its channel (`undeliverable`, at once: the facts travel with the request, so no later
+        event could bring one). What the requests need is read in one query per table, and
+        their renders go to the sandbox together.
         """
-        keys = {p.request.idempotency_key for p in fresh}
+        keys = {request.idempotency_key for request in requests}
         decided = await store.decided(connection, keys) if keys else set()
-        pending = [*waited, *(p for p in fresh if p.request.idempotency_key not in decided)]
+        pending = [request for request in requests if request.idempotency_key not in decided]
         if not pending:
-            return [None] * (len(waited) + len(fresh))
-        template_ids = {p.request.template_id for p in pending}
-        templates = await store.templates(connection, template_ids)
-        profiles = await store.profiles(connection, {p.profile_id for p in pending})
-        lacking = {
-            p.profile_id
-            for p in pending[len(waited) :]
-            if not _reachable(p.request.channel, profiles.get(p.profile_id))
-        }
-        if lacking:
-            # Before deciding that a request waits: an address (or a profile) committed
-            # meanwhile is seen.
-            await store.lock_addresses(connection, lacking)
-            profiles.update(await store.profiles(connection, lacking))
+            return [None] * len(requests)
+        templates = await store.templates(connection, {r.template_id for r in pending})
         policies = await self._policies(store, connection, templates.values(), now)
         tally = _Tally.empty()
         decisions: list[DecisionRow] = []
-        parked: list[PendingRequest] = []
         sends: dict[int, _Send] = {}
-        items = [(item, True) for item in waited] + [(item, False) for item in fresh]
-        for index, (item, has_waited) in enumerate(items):
-            request = item.request
-            if has_waited:
-                if item.profile_id != request.profile_id:  # merged while it waited
-                    request = request.model_copy(update={"profile_id": item.profile_id})
-            elif request.idempotency_key in decided:
+        for index, request in enumerate(requests):
+            if request.idempotency_key in decided:
                 continue
             decided.add(request.idempotency_key)
-            if has_waited and expired(item.arrived_at, now, wait_seconds):
-                decisions.append(_given_up(request, templates.get(request.template_id)))
-                tally.renders[request.channel, "undeliverable"] += 1
-                continue
-            try:
-                template = _template_for(request, templates)
-            except UnprocessableEvent as error:
-                if not has_waited:
-                    raise
-                # Failing the batch would dead-letter the profile change that woke it up.
-                _log.warning("A waiting request cannot be answered: %s", error)
-                decisions.append(_decision(request, None, None, "failed"))
-                tally.renders[request.channel, "failed"] += 1
-                continue
-            # Seeded by the key: a redelivered (or long-waited) request makes the same choices.
+            template = _template_for(request, templates)
+            # Seeded by the key: a redelivered request makes the same choices.
             rng = random.Random(request.idempotency_key)
             if held_out(template.holdout_share, rng):
                 decisions.append(_decision(request, template, None, "holdout"))
                 tally.renders[request.channel, "holdout"] += 1
                 tally.holdouts[template.template_id] += 1
                 continue
-            known = profiles.get(item.profile_id)
-            profile = known or ProfileFacts(item.profile_id)
-            recipient = recipient_for(request.channel, profile)
-            if not _reachable(request.channel, known):
-                decisions.append(_decision(request, template, None, "awaiting_address"))
-                parked.append(item)
-                if not has_waited:
-                    tally.renders[request.channel, "awaiting_address"] += 1
+            profile = facts_of(request.profile_id, request.profile)
+            if not profile.can_reach(request.channel):
+                decisions.append(_decision(request, template, None, "undeliverable"))
+                tally.renders[request.channel, "undeliverable"] += 1
                 continue
             context = send_context(profile, request.channel, now)
             choice = _choice(template, policies.get(template.template_id), context, rng)
@@ -202,21 +164,16 @@ class RequestRenderer:
                 template,
                 variant,
                 profile,
-                recipient,
-                has_waited,
+                profile.recipient(request.channel),
                 context,
                 choice.propensity,
             )
         rendered = await self._render(list(sends.values()), tally)
-        answers: list[MessageRendered | None] = [None] * len(items)
+        answers: list[MessageRendered | None] = [None] * len(requests)
         for index, result in zip(sends, rendered, strict=True):
-            send = sends[index]
             if isinstance(result, RequestNotRendered):
-                if not send.waited:
-                    raise result
-                _log.warning("A waiting request did not render: %s", result)
-                decisions.append(_decision(send.request, send.template, None, "failed"))
-                continue
+                raise result
+            send = sends[index]
             answers[index] = result
             variant_id = send.variant["id"]
             decisions.append(
@@ -232,7 +189,6 @@ class RequestRenderer:
             tally.renders[send.request.channel, "rendered"] += 1
             tally.picks[send.template.template_id, variant_id] += 1
         await store.record_decisions(connection, decisions)
-        await store.park(connection, parked)
         tally.publish()
         return answers
 
@@ -283,7 +239,7 @@ class RequestRenderer:
             )
             variables = template_variables(
                 request.variables,
-                profile=send.profile.as_variable(),
+                profile=profile_variable(send.profile),
                 journey=request.journey.model_dump(),
                 unsubscribe_url=tracking.unsubscribe(),
             )
@@ -348,16 +304,8 @@ class RequestRenderer:
 
 def _time_zone(profile: ProfileFacts) -> str | None:
     """The profile's `timezone` trait, passed on for dispatch's quiet hours (which checks it)."""
-    zone = profile.traits.get("timezone")
-    return zone if isinstance(zone, str) and 0 < len(zone) <= 64 else None
-
-
-def _reachable(channel: str, profile: ProfileFacts | None) -> bool:
-    """Whether a request on the channel can be answered now: the profile has the channel's
-    address, or the channel needs none and content has heard of the profile."""
-    if needs_recipient(channel):
-        return profile is not None and recipient_for(channel, profile) is not None
-    return profile is not None
+    zone = profile.timezone
+    return zone if zone is not None and len(zone) <= 64 else None
 
 
 def _template_for(
@@ -407,7 +355,7 @@ def _choice(
 
 def _decision(
     request: MessageRequested,
-    template: TemplateVersion | None,
+    template: TemplateVersion,
     variant_id: str | None,
     outcome: str,
     *,
@@ -419,16 +367,12 @@ def _decision(
         request.request_id,
         request.profile_id,
         request.template_id,
-        template.version if template is not None else 0,
+        template.version,
         variant_id,
         outcome,
         context_key,
         propensity,
     )
-
-
-def _given_up(request: MessageRequested, template: TemplateVersion | None) -> DecisionRow:
-    return _decision(request, template, None, "undeliverable")
 
 
 def _html(channel: str) -> frozenset[str]:

@@ -86,22 +86,22 @@ class TemplateList(BaseModel):
 
 
 class InlineProfile(BaseModel):
+    """The facts a request would carry (its `profile`): content keeps no profiles of its own."""
+
     model_config = ConfigDict(extra="forbid")
 
     traits: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
     tags: list[Annotated[str, StringConstraints(max_length=255)]] = Field(default_factory=list)
     lifecycle_stage: Annotated[str, StringConstraints(max_length=255)] | None = None
     scores: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
+    top_category: Annotated[str, StringConstraints(max_length=255)] | None = None
 
 
 class PreviewRequest(BaseModel):
-    """Render a template strictly: for a profile of the read model, or for inline data."""
+    """Render a template strictly, for the profile facts given (none: an empty profile)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    profile_id: Annotated[str, StringConstraints(min_length=1, max_length=128), Storable] | None = (
-        None
-    )
     profile: InlineProfile | None = None
     variables: Annotated[dict[str, Any], Storable] = Field(
         default_factory=dict, description="What a request would carry: `event`, and the rest."

@@ -33,11 +33,6 @@ class ContentSettings(Settings):
     content_render_memory_limit_mb: int = Field(
         default=1024, ge=128, description="Address space a sandbox process may use."
     )
-    content_address_wait_seconds: float = Field(
-        default=600.0,
-        gt=0,
-        description="How long a request waits for its profile's address before it is given up.",
-    )
     content_evidence_half_life_days: float = Field(
         default=30.0,
         gt=0,

@@ -19,11 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
-from libs.common.events import MessageRequested
 from services.content.experiments import EvidenceRow, Experiment, Insight, Reward
-from services.content.profiles import ProfileFacts
 from services.content.templates import TemplateVersion
-from services.content.waiting import PendingRequest
 
 
 @dataclass(frozen=True)
@@ -274,21 +271,6 @@ class ContentStore:
             for row in result
         ]
 
-    # Profiles.
-
-    async def profile(self, profile_id: str) -> ProfileFacts | None:
-        result = await self._execute(
-            "SELECT profile_id, traits, tags, lifecycle_stage, scores, top_category "
-            "FROM {s}.profiles WHERE profile_id = :id",
-            {"id": profile_id},
-        )
-        row = result.one_or_none()
-        if row is None:
-            return None
-        return ProfileFacts(
-            row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores, row.top_category
-        )
-
     # Decisions.
 
     async def outcome_counts(self, template_id: str) -> dict[str, int]:
@@ -378,27 +360,6 @@ class BatchStore:
 
     def __init__(self, schema: str) -> None:
         s = checked_schema(schema)
-        self._create_profiles = (
-            f"INSERT INTO {s}.profiles (profile_id) SELECT unnest($1::text[]) "
-            "ON CONFLICT DO NOTHING RETURNING profile_id"
-        )
-        profile_columns = (
-            "SELECT profile_id, traits::text AS traits, tags::text AS tags, lifecycle_stage, "
-            f"scores::text AS scores, top_category FROM {s}.profiles "
-            "WHERE profile_id = ANY($1::text[])"
-        )
-        self._select_profiles = profile_columns
-        self._lock_profiles = f"{profile_columns} ORDER BY profile_id FOR UPDATE"
-        self._save_profiles = (
-            f"INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores, "
-            "top_category) SELECT p, t::jsonb, g::jsonb, l, c::jsonb, k "
-            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) "
-            "AS r(p, t, g, l, c, k) "
-            "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
-            "tags = excluded.tags, lifecycle_stage = excluded.lifecycle_stage, "
-            "scores = excluded.scores, top_category = excluded.top_category"
-        )
-        self._erase_profiles = f"DELETE FROM {s}.profiles WHERE profile_id = ANY($1::text[])"
         self._erase_decisions = f"DELETE FROM {s}.decisions WHERE profile_id = ANY($1::text[])"
         self._move_decisions = (
             f"UPDATE {s}.decisions d SET profile_id = m.survivor "
@@ -449,161 +410,28 @@ class BatchStore:
         self._decided = (
             f"SELECT idempotency_key FROM {s}.decisions WHERE idempotency_key = ANY($1::text[])"
         )
-        # A request that waited for an address gets its final decision over `awaiting_address`.
         self._record_decisions = (
             f"INSERT INTO {s}.decisions (idempotency_key, request_id, profile_id, template_id, "
             "template_version, variant_id, outcome, context_key, propensity) SELECT * FROM "
             "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[], "
-            "$7::text[], $8::text[], $9::float8[]) "
-            "ON CONFLICT (idempotency_key) DO UPDATE SET profile_id = excluded.profile_id, "
-            "template_id = excluded.template_id, template_version = excluded.template_version, "
-            "variant_id = excluded.variant_id, outcome = excluded.outcome, "
-            "context_key = excluded.context_key, propensity = excluded.propensity, "
-            f"decided_at = now() WHERE {s}.decisions.outcome = 'awaiting_address'"
-        )
-        # Requests waiting for an address. Whoever parks a request or answers waiting ones
-        # first takes the profile's address lock (see `lock_addresses`).
-        self._lock_addresses = (
-            "SELECT pg_advisory_xact_lock(hashtextextended($2 || p, 0)) "
-            "FROM unnest($1::text[]) AS p"
-        )
-        self._lock_prefix = f"closeloop:{s}:address:"
-        self._park = (
-            f"INSERT INTO {s}.awaiting_addresses (idempotency_key, profile_id, channel, request, "
-            "cause_id, traceparent, arrived_at) SELECT k, p, c, r::jsonb, i, t, a FROM unnest("
-            "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-            "$7::timestamptz[]) AS w(k, p, c, r, i, t, a) ON CONFLICT DO NOTHING"
-        )
-        self._claim_waiting = (
-            f"DELETE FROM {s}.awaiting_addresses a "
-            "USING unnest($1::text[], $2::text[]) AS w(p, c) "
-            "WHERE a.profile_id = w.p AND a.channel = w.c "
-            "RETURNING a.profile_id, a.request::text AS request, a.cause_id, a.traceparent, "
-            "a.arrived_at"
-        )
-        self._erase_waiting = (
-            f"DELETE FROM {s}.awaiting_addresses WHERE profile_id = ANY($1::text[])"
-        )
-        self._move_waiting = (
-            f"UPDATE {s}.awaiting_addresses a SET profile_id = m.survivor "
-            "FROM unnest($1::text[], $2::text[]) AS m(merged, survivor) "
-            "WHERE a.profile_id = m.merged"
-        )
-        self._expire_waiting = (
-            f"WITH gone AS (DELETE FROM {s}.awaiting_addresses WHERE arrived_at < $1 "
-            "RETURNING idempotency_key, channel), "
-            f"given_up AS (UPDATE {s}.decisions d SET outcome = 'undeliverable', "
-            "decided_at = now() FROM gone WHERE d.idempotency_key = gone.idempotency_key "
-            "AND d.outcome = 'awaiting_address') "
-            "SELECT channel FROM gone"
+            "$7::text[], $8::text[], $9::float8[]) ON CONFLICT (idempotency_key) DO NOTHING"
         )
 
     async def connection(self, session: AsyncSession) -> Connection:
         connection: Connection = await driver_connection(session)
         return connection
 
-    # The read model of profiles.
-
-    async def lock_profiles(
-        self, connection: Connection, create: Collection[str], lock: Collection[str]
-    ) -> tuple[dict[str, ProfileFacts], set[str]]:
-        """The stored profiles of `lock`, locked until the transaction ends, and which of them
-        are new: those of `create` are made (empty) first, so that a new one is locked too."""
-        new: set[str] = set()
-        if create:
-            created = await connection.fetch(self._create_profiles, sorted(create))
-            new = {row["profile_id"] for row in created}
-        rows = await connection.fetch(self._lock_profiles, list(lock))
-        return {row["profile_id"]: _facts(row) for row in rows}, new
-
-    async def profiles(
-        self, connection: Connection, ids: Collection[str]
-    ) -> dict[str, ProfileFacts]:
-        rows = await connection.fetch(self._select_profiles, list(ids))
-        return {row["profile_id"]: _facts(row) for row in rows}
-
-    async def save_profiles(
-        self, connection: Connection, saved: Sequence[ProfileFacts], erased: Collection[str]
-    ) -> None:
-        if erased:
-            await connection.execute(self._erase_profiles, list(erased))
-        if saved:
-            await connection.execute(
-                self._save_profiles,
-                [p.profile_id for p in saved],
-                [_json(p.traits) for p in saved],
-                [_json(p.tags) for p in saved],
-                [p.lifecycle_stage for p in saved],
-                [_json(p.scores) for p in saved],
-                [p.top_category for p in saved],
-            )
+    # Merges and erasures.
 
     async def move_decisions(
         self, connection: Connection, moved: Mapping[str, str], erased: Collection[str]
     ) -> None:
-        """Give each merged profile's decisions and waiting requests to its survivor; erase the
-        erased people's."""
+        """Give each merged profile's decisions to its survivor; erase the erased people's
+        (first: a profile erased, then merged into, keeps what the merge gave it)."""
         if erased:
             await connection.execute(self._erase_decisions, list(erased))
-            await connection.execute(self._erase_waiting, list(erased))
         if moved:
             await connection.execute(self._move_decisions, list(moved), list(moved.values()))
-            await connection.execute(self._move_waiting, list(moved), list(moved.values()))
-
-    # Requests waiting for an address.
-
-    async def lock_addresses(self, connection: Connection, profile_ids: Collection[str]) -> None:
-        """Serialize parking requests for these profiles with answering their waiting ones,
-        until the transaction ends.
-
-        Requests and profile changes may be handled by two consumers at once: without the lock
-        one could park a request while the other, not yet seeing it, answers the profile's
-        waiting requests, and the request would wait for nothing. Taken in id order.
-        """
-        if profile_ids:
-            await connection.execute(self._lock_addresses, sorted(profile_ids), self._lock_prefix)
-
-    async def park(self, connection: Connection, waiting: Sequence[PendingRequest]) -> None:
-        """Keep requests that found no address, to answer them when one comes."""
-        if not waiting:
-            return
-        await connection.execute(
-            self._park,
-            [w.request.idempotency_key for w in waiting],
-            [w.profile_id for w in waiting],
-            [w.request.channel for w in waiting],
-            [w.request.model_dump_json(exclude_none=True) for w in waiting],
-            [w.cause_id for w in waiting],
-            [w.traceparent for w in waiting],
-            [w.arrived_at for w in waiting],
-        )
-
-    async def claim_waiting(
-        self, connection: Connection, addressed: Sequence[tuple[str, str]]
-    ) -> list[PendingRequest]:
-        """Take the requests waiting for these (profile, channel) pairs, oldest first."""
-        if not addressed:
-            return []
-        rows = await connection.fetch(
-            self._claim_waiting, [p for p, _ in addressed], [c for _, c in addressed]
-        )
-        claimed = [
-            PendingRequest(
-                MessageRequested.model_validate_json(row["request"]),
-                row["profile_id"],
-                row["cause_id"],
-                row["traceparent"],
-                row["arrived_at"],
-            )
-            for row in rows
-        ]
-        return sorted(claimed, key=lambda w: (w.arrived_at, w.request.idempotency_key))
-
-    async def expire_waiting(self, connection: Connection, before: datetime) -> list[str]:
-        """Give up the requests that arrived before then: their decisions become
-        `undeliverable`. The channel of each one given up."""
-        rows = await connection.fetch(self._expire_waiting, before)
-        return [row["channel"] for row in rows]
 
     # The variant experiment.
 
@@ -721,17 +549,6 @@ class BatchStore:
             [r.context_key for r in rows],
             [r.propensity for r in rows],
         )
-
-
-def _facts(row: Any) -> ProfileFacts:
-    return ProfileFacts(
-        row["profile_id"],
-        orjson.loads(row["traits"]),
-        orjson.loads(row["tags"]),
-        row["lifecycle_stage"],
-        orjson.loads(row["scores"]),
-        row["top_category"],
-    )
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,4 +1,8 @@
-"""The dispatch service's tables: channel configs, the send ledger, consent, policies, zones."""
+"""The dispatch service's tables: channel configs, the send ledger, consent, policies.
+
+Revision 0002 gave each ledger row the time zone its message named (`sends.time_zone`) and
+dropped the per-profile `timezones` copied from `profile.updated`.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ def sends_table(metadata: MetaData) -> Table:
         Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
         Column("recipient", Text),
         Column("behavior_at", DateTime(timezone=True)),
+        # The IANA zone the message named (`message.rendered` `time_zone`): its quiet hours'.
+        Column("time_zone", Text),
         # pending → sending → sent → delivered, or failed / suppressed.
         Column("status", Text, nullable=False),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -94,21 +100,10 @@ def policies_table(metadata: MetaData) -> Table:
     )
 
 
-def timezones_table(metadata: MetaData) -> Table:
-    """Each profile's IANA time zone, copied from profile.updated `traits.timezone`."""
-    return Table(
-        "timezones",
-        metadata,
-        Column("profile_id", Text, primary_key=True),
-        Column("timezone", Text, nullable=False),
-    )
-
-
 def all_tables(metadata: MetaData) -> list[Table]:
     return [
         channels_table(metadata),
         sends_table(metadata),
         preferences_table(metadata),
         policies_table(metadata),
-        timezones_table(metadata),
     ]

@@ -12,12 +12,10 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from libs.common.values import DurationRules, parse_duration
+
 ALL_CHANNELS = "*"
 MAX_WINDOW = timedelta(days=366)
-_DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d{1,6})W)?(?:(?P<days>\d{1,6})D)?"
-    r"(?:T(?:(?P<hours>\d{1,8})H)?(?:(?P<minutes>\d{1,10})M)?(?:(?P<seconds>\d{1,12})S)?)?$"
-)
 _CLOCK = re.compile(r"^(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?$")
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -160,24 +158,15 @@ def parse_zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def parse_duration(text: Any, path: str) -> timedelta:
-    """An ISO 8601 duration in weeks, days, hours, minutes and seconds, above zero."""
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if match is None or text in ("P", "PT") or text.endswith("T"):
-        raise InvalidPolicy(path, "not an ISO 8601 duration (such as P1D, PT12H or P7D)")
-    parts = {name: int(value) for name, value in match.groupdict().items() if value}
-    total = (
-        parts.get("weeks", 0) * 604_800
-        + parts.get("days", 0) * 86_400
-        + parts.get("hours", 0) * 3_600
-        + parts.get("minutes", 0) * 60
-        + parts.get("seconds", 0)
-    )
-    if total <= 0:
-        raise InvalidPolicy(path, "a window must be longer than zero")
-    if total > MAX_WINDOW.total_seconds():
-        raise InvalidPolicy(path, "a window can be at most 366 days")
-    return timedelta(seconds=total)
+# A cap's window: weeks down to whole seconds, at most MAX_WINDOW.
+_WINDOWS = DurationRules(
+    longest=MAX_WINDOW,
+    fractional_seconds=False,
+    malformed="not an ISO 8601 duration (such as P1D, PT12H or P7D)",
+    not_positive="a window must be longer than zero",
+    too_long="a window can be at most 366 days",
+    error=InvalidPolicy,
+)
 
 
 def parse_clock(text: Any, path: str) -> time:
@@ -210,7 +199,7 @@ def _parse_cap(item: Any, path: str) -> Cap:
     limit = item.get("max")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 1_000_000:
         raise InvalidPolicy(f"{path}.max", "must be a whole number from 0 to 1000000")
-    return Cap(channel, limit, parse_duration(item.get("window"), f"{path}.window"))
+    return Cap(channel, limit, parse_duration(item.get("window"), f"{path}.window", rules=_WINDOWS))
 
 
 def _parse_quiet_hours(value: Any, path: str) -> QuietHours:

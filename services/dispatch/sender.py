@@ -218,12 +218,11 @@ class Sender:
             return plan
         policy = await store.policy()
         preferences = await store.preferences(profiles)
-        zones = await store.zones(profiles) if policy.quiet_hours else {}
         history = (
             await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {}
         )
         for row in fresh:
-            self._decide(row, now, plan, policy, preferences, zones, history)
+            self._decide(row, now, plan, policy, preferences, history)
         return plan
 
     def _decide(
@@ -233,7 +232,6 @@ class Sender:
         plan: _Plan,
         policy: SendPolicy,
         preferences: dict[str, Preferences],
-        zones: dict[str, str],
         history: dict[str, list[tuple[str, datetime]]],
     ) -> None:
         sent = history.setdefault(row.profile_id, [])
@@ -243,7 +241,8 @@ class Sender:
             preferences=preferences.get(row.profile_id, Preferences()),
             policy=policy,
             sent=sent,
-            zone=profile_zone(zones.get(row.profile_id)),
+            # The zone the message named; only quiet hours read it.
+            zone=profile_zone(row.time_zone if policy.quiet_hours else None),
             default_consent=self._settings.dispatch_default_consent,
         )
         if decision.action == "send":
@@ -437,6 +436,7 @@ def _dead_letter_record(row: LedgerRow) -> _LedgerRecord:
         idempotency_key=row.idempotency_key,
         journey=JourneyRef.model_validate(row.journey),
         behavior_at=row.behavior_at,
+        time_zone=row.time_zone,
     )
     event = Event(data=rendered, key=row.profile_id, source="closeloop/dispatch", id=row.event_id)
     return _LedgerRecord(

@@ -19,7 +19,7 @@ _COUNTED = "('sending', 'sent', 'delivered')"
 _LEDGER_COLUMNS = (
     "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
-    "CAST(payload AS text) AS payload, recipient, behavior_at, status, attempts, "
+    "CAST(payload AS text) AS payload, recipient, behavior_at, time_zone, status, attempts, "
     "provider_message_id, unsubscribed_at"
 )
 
@@ -43,6 +43,8 @@ class LedgerRow:
     payload: dict[str, Any]
     recipient: str | None
     behavior_at: datetime | None
+    # The IANA zone the message's quiet hours are judged in, as the message named it.
+    time_zone: str | None
     status: str
     attempts: int
     provider_message_id: str | None
@@ -93,6 +95,7 @@ def _ledger_row(row: Any) -> LedgerRow:
         payload=orjson.loads(row.payload),
         recipient=row.recipient,
         behavior_at=row.behavior_at,
+        time_zone=row.time_zone,
         status=row.status,
         attempts=row.attempts,
         provider_message_id=row.provider_message_id,
@@ -131,15 +134,15 @@ class DispatchStore:
         result = await self._execute(
             "INSERT INTO {s}.sends (message_id, idempotency_key, event_id, request_id, "
             "profile_id, channel, template_id, template_version, variant_id, journey, subject, "
-            "body, payload, recipient, behavior_at, status, due_at) "
+            "body, payload, recipient, behavior_at, time_zone, status, due_at) "
             "SELECT r.message_id, r.idempotency_key, r.event_id, r.request_id, r.profile_id, "
             "r.channel, r.template_id, r.template_version, r.variant_id, r.journey, r.subject, "
-            "r.body, r.payload, r.recipient, r.behavior_at, 'pending', now() "
+            "r.body, r.payload, r.recipient, r.behavior_at, r.time_zone, 'pending', now() "
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, "
             "idempotency_key text, event_id text, request_id text, profile_id text, "
             "channel text, template_id text, template_version int, variant_id text, "
             "journey jsonb, subject text, body text, payload jsonb, recipient text, "
-            "behavior_at timestamptz) ON CONFLICT (idempotency_key) DO NOTHING",
+            "behavior_at timestamptz, time_zone text) ON CONFLICT (idempotency_key) DO NOTHING",
             {"rows": _json(rows)},
         )
         return int(result.rowcount)
@@ -292,7 +295,7 @@ class DispatchStore:
         )
         return int(result.scalar_one())
 
-    # Preferences, policies, time zones
+    # Preferences and policies
 
     async def preferences(self, profile_ids: Collection[str]) -> dict[str, Preferences]:
         if not profile_ids:
@@ -352,59 +355,15 @@ class DispatchStore:
             {"document": _json(document)},
         )
 
-    async def zones(self, profile_ids: Collection[str]) -> dict[str, str]:
-        if not profile_ids:
-            return {}
-        result = await self._execute(
-            "SELECT profile_id, timezone FROM {s}.timezones "
-            "WHERE profile_id = ANY(CAST(:ids AS text[]))",
-            {"ids": list(profile_ids)},
-        )
-        return {row.profile_id: row.timezone for row in result}
-
-    async def set_zones(self, zones: dict[str, str | None]) -> None:
-        """Set (or, for None, forget) profiles' time zones."""
-        kept = {profile: zone for profile, zone in zones.items() if zone is not None}
-        dropped = [profile for profile, zone in zones.items() if zone is None]
-        await self._insert_zones(kept, "DO UPDATE SET timezone = excluded.timezone")
-        if dropped:
-            await self._execute(
-                "DELETE FROM {s}.timezones WHERE profile_id = ANY(CAST(:ids AS text[]))",
-                {"ids": dropped},
-            )
-
-    async def add_unknown_zones(self, zones: dict[str, str]) -> None:
-        """Set time zones of profiles that have none here yet; a known zone is kept."""
-        await self._insert_zones(zones, "DO NOTHING")
-
-    async def _insert_zones(self, zones: dict[str, str], on_conflict: str) -> None:
-        if zones:
-            await self._execute(
-                "INSERT INTO {s}.timezones (profile_id, timezone) "
-                "SELECT key, value FROM jsonb_each_text(CAST(:zones AS jsonb)) "
-                f"ON CONFLICT (profile_id) {on_conflict}",
-                {"zones": _json(zones)},
-            )
-
     # Merges and erasure
 
     async def move_profiles(self, survivor: str, merged: Sequence[str]) -> None:
-        """The merged profiles' ledger, time zone and preferences become the survivor's."""
-        params = {"survivor": survivor, "merged": list(merged)}
+        """The merged profiles' ledger rows become the survivor's (for its caps, and its
+        erasure); each keeps the time zone its message named."""
         await self._execute(
             "UPDATE {s}.sends SET profile_id = :survivor "
             "WHERE profile_id = ANY(CAST(:merged AS text[]))",
-            params,
-        )
-        await self._execute(
-            "INSERT INTO {s}.timezones (profile_id, timezone) "
-            "SELECT :survivor, timezone FROM {s}.timezones "
-            "WHERE profile_id = ANY(CAST(:merged AS text[])) LIMIT 1 "
-            "ON CONFLICT (profile_id) DO NOTHING",
-            params,
-        )
-        await self._execute(
-            "DELETE FROM {s}.timezones WHERE profile_id = ANY(CAST(:merged AS text[]))", params
+            {"survivor": survivor, "merged": list(merged)},
         )
 
     async def delete_preferences(self, profile_ids: Sequence[str]) -> None:
@@ -414,13 +373,12 @@ class DispatchStore:
         )
 
     async def erase_profile(self, profile_id: str) -> list[LedgerRow]:
-        """Forget the person: preferences, time zone, and the ledger's content and address.
+        """Forget the person: preferences, and the ledger's content, address and time zone.
 
         Rows not sent yet are cancelled and returned, so their journeys hear they failed.
         """
         params = {"id": profile_id}
         await self._execute("DELETE FROM {s}.preferences WHERE profile_id = :id", params)
-        await self._execute("DELETE FROM {s}.timezones WHERE profile_id = :id", params)
         cancelled = await self._execute(
             f"UPDATE {{s}}.sends SET status = 'failed', error = 'profile erased before sending', "
             f"lease_until = NULL WHERE profile_id = :id AND status = 'pending' "
@@ -430,7 +388,7 @@ class DispatchStore:
         rows = [_ledger_row(row) for row in cancelled]
         await self._execute(
             "UPDATE {s}.sends SET recipient = NULL, subject = NULL, body = NULL, "
-            "payload = '{}'::jsonb WHERE profile_id = :id",
+            "payload = '{}'::jsonb, time_zone = NULL WHERE profile_id = :id",
             params,
         )
         return rows

@@ -6,17 +6,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from libs.common.events.profile import LIFECYCLE_STAGES
-from services.journey.profiles import ProfileFacts
+from libs.common.profiles import ProfileFacts
+from libs.common.values import MISSING, lookup, test_value
 
 OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"})
 _ORDERING_OPS = frozenset({"gt", "gte", "lt", "lte"})
 _VALUE_LEAVES = ("trait", "score", "event_property")
 _MAX_DEPTH = 32
-_MISSING = object()
 # Definitions a marketer sends are held to today's stage names; stored ones are not, so that a
 # published journey naming a stage that no longer exists still loads (and matches nobody).
 _KNOWN_STAGES_ONLY: ContextVar[bool] = ContextVar("known_stages_only", default=False)
@@ -217,80 +216,11 @@ def _actual(leaf: Leaf, context: Context) -> Any:
     facts = context.facts
     match leaf.kind:
         case "trait":
-            return facts.traits.get(leaf.name, _MISSING)
+            return facts.traits.get(leaf.name, MISSING)
         case "score":
-            return facts.scores.get(leaf.name, _MISSING)
+            return facts.scores.get(leaf.name, MISSING)
         case "tag":
-            return True if leaf.name in facts.tags else _MISSING
+            return True if leaf.name in facts.tags else MISSING
         case "lifecycle_stage":
-            return facts.lifecycle_stage if facts.lifecycle_stage is not None else _MISSING
+            return facts.lifecycle_stage if facts.lifecycle_stage is not None else MISSING
     return lookup(context.event_properties, leaf.name)
-
-
-def lookup(properties: Mapping[str, Any], path: str) -> Any:
-    """A property by name, or by dotted path into nested objects (`cart.total`)."""
-    if path in properties:
-        return properties[path]
-    value: Any = properties
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def test_value(op: str, actual: Any, expected: Any) -> bool:
-    """JSON semantics: `true` is not `1`, `1` is `1.0`; `neq` holds for an absent value."""
-    present = actual is not _MISSING and actual is not None
-    if op == "exists":
-        return present
-    if op == "neq":
-        return not test_value("eq", actual, expected)
-    if not present:
-        return False
-    if op == "eq":
-        return json_equal(actual, expected)
-    if op == "in":
-        return any(json_equal(actual, option) for option in expected)
-    if op == "contains":
-        if isinstance(actual, str):
-            return isinstance(expected, str) and expected in actual
-        return isinstance(actual, list) and any(json_equal(item, expected) for item in actual)
-    return _ordered(op, actual, expected)
-
-
-def _ordered(op: str, actual: Any, expected: Any) -> bool:
-    if isinstance(expected, str):
-        left: Any = actual if isinstance(actual, str) else None
-        right: Any = expected
-    else:
-        left, right = _number(actual), _number(expected)
-    if left is None or right is None:
-        return False
-    match op:
-        case "gt":
-            return bool(left > right)
-        case "gte":
-            return bool(left >= right)
-        case "lt":
-            return bool(left < right)
-    return bool(left <= right)
-
-
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-
-
-def json_equal(left: Any, right: Any) -> bool:
-    if isinstance(left, bool) or isinstance(right, bool):
-        return type(left) is type(right) and left == right
-    left_number, right_number = _number(left), _number(right)
-    if left_number is not None or right_number is not None:
-        return left_number == right_number
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(json_equal, left, right))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
-    return bool(left == right)

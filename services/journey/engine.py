@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from libs.common.events import ProfileSnapshot
+from libs.common.profiles import ProfileFacts, snapshot_of
 from services.journey.conditions import Context, filters_hold, holds
 from services.journey.graph import (
     BestTime,
@@ -26,7 +28,7 @@ from services.journey.graph import (
     WaitFor,
 )
 from services.journey.learning import NO_EVIDENCE, Learning
-from services.journey.profiles import ProfileFacts, zone_named
+from services.journey.profiles import zone_named
 
 RunStatus = Literal["active", "waiting", "held", "completed", "exited"]
 LIVE = ("active", "waiting", "held")
@@ -127,13 +129,15 @@ class Run:
 
 @dataclass(frozen=True)
 class SendStep:
-    """A message to request: on which channel and template, and whether its hour was chosen."""
+    """A message to request: on which channel and template, with the profile's facts as they
+    stood when it was asked for, and whether its hour was chosen."""
 
     node: Send
     option: SendOption
     request_id: str
     idempotency_key: str
     variables: dict[str, Any]
+    profile: ProfileSnapshot
     targeted: bool = False
 
 
@@ -416,7 +420,9 @@ def _wall_time(day: date, at: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, at).replace(tzinfo=tz).astimezone(UTC)
 
 
-def fall_back(journey: Journey, run: Run, node_id: str, request: str, steps: Steps) -> bool:
+def fall_back(
+    journey: Journey, run: Run, facts: ProfileFacts, node_id: str, request: str, steps: Steps
+) -> bool:
     """The message a send on several channels asked for cannot be delivered: ask for the next
     channel of the send's ranking. False when the message is not the node's latest of this run,
     the run exited (a goal or an exit condition ends what it sends), or no channel is left."""
@@ -435,7 +441,7 @@ def fall_back(journey: Journey, run: Run, node_id: str, request: str, steps: Ste
     ranking.tried += 1
     option = node.option(channel)
     steps.sends.append(
-        (run, _send_step(run, node, option, targeted=ranking.targeted, fallback=True))
+        (run, _send_step(run, node, option, facts, targeted=ranking.targeted, fallback=True))
     )
     steps.count(run, node_id, "fallbacks")
     return True
@@ -508,7 +514,7 @@ def _send(
     if run.timing is not None:
         run.timing.woke = False
     if not node.chooses_channel:
-        steps.sends.append((run, _send_step(run, node, node.options[0], targeted=targeted)))
+        steps.sends.append((run, _send_step(run, node, node.options[0], facts, targeted=targeted)))
         return
     reachable = [channel for channel in node.channels if facts.can_reach(channel)]
     choice = learning.channel(run.profile_id, node.channels, reachable, _seed(run, node.id))
@@ -517,7 +523,7 @@ def _send(
         steps.count(run, node.id, "unreachable")
         return
     run.channels[node.id] = ChannelRanking(list(choice.ranking), 1, targeted)
-    step = _send_step(run, node, node.option(choice.channel), targeted=targeted)
+    step = _send_step(run, node, node.option(choice.channel), facts, targeted=targeted)
     steps.sends.append((run, step))
     steps.decisions.append(
         Decision(
@@ -539,7 +545,13 @@ def _send(
 
 
 def _send_step(
-    run: Run, node: Send, option: SendOption, *, targeted: bool, fallback: bool = False
+    run: Run,
+    node: Send,
+    option: SendOption,
+    facts: ProfileFacts,
+    *,
+    targeted: bool,
+    fallback: bool = False,
 ) -> SendStep:
     key = idempotency_key(run.journey_id, run.version, node.id, run.profile_id, run.number)
     if fallback:  # its own key: dispatch sends once per key, and the first try used the step's
@@ -550,7 +562,7 @@ def _send_step(
     if run.trigger.event is not None:
         variables["event"] = {"event": run.trigger.event, "properties": run.trigger.properties}
     variables["journey"] = {"id": run.journey_id, "version": run.version, "node": node.id}
-    return SendStep(node, option, request, key, variables, targeted)
+    return SendStep(node, option, request, key, variables, snapshot_of(facts), targeted)
 
 
 def _hold(run: Run) -> None:

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from libs.common.storable import storable_text
+from libs.common.values import DurationRules, parse_duration
 from services.journey.conditions import (
     Condition,
     InvalidDefinition,
@@ -27,34 +28,17 @@ OUTCOMES = frozenset(
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _ENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TIME_OF_DAY = re.compile(r"^(?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$")
-# Years and months have no fixed length, so durations are written in weeks, days and time.
-_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<weeks>\d{1,6})W)?(?:(?P<days>\d{1,7})D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d{1,8})H)?(?:(?P<minutes>\d{1,9})M)?"
-    r"(?:(?P<seconds>\d{1,10}(?:\.\d{1,6})?)S)?)?$"
+_DURATIONS = DurationRules(
+    longest=timedelta(days=3660),
+    malformed="not an ISO 8601 duration (such as P3D, PT12H or PT2S)",
+    not_positive="a duration must be longer than zero",
+    too_long="a duration is at most ten years",
+    error=InvalidDefinition,
 )
-_LONGEST = timedelta(days=3660)
 # The send-time model looks 48 hours ahead at most (timing.best_time_within).
 _LONGEST_BEST_TIME_WINDOW = timedelta(hours=48)
 _MAX_CHANNELS = 8
 _MAX_JSON_DEPTH = 40
-
-
-def parse_duration(value: Any, path: str) -> timedelta:
-    """An ISO 8601 duration such as `P3D`, `PT12H` or `PT2S`, longer than zero."""
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise InvalidDefinition(path, "not an ISO 8601 duration (such as P3D, PT12H or PT2S)")
-    parts = {name: float(amount) for name, amount in match.groupdict().items() if amount}
-    try:
-        duration = timedelta(**parts)
-    except OverflowError:
-        duration = _LONGEST * 2
-    if duration <= timedelta(0):
-        raise InvalidDefinition(path, "a duration must be longer than zero")
-    if duration > _LONGEST:
-        raise InvalidDefinition(path, "a duration is at most ten years")
-    return duration
 
 
 @dataclass(frozen=True)
@@ -374,7 +358,7 @@ def _wait(node_id: str, body: dict[str, Any], path: str) -> Wait:
         )
     duration = until = best_time = None
     if "duration" in body:
-        duration = parse_duration(body["duration"], f"{path}.duration")
+        duration = parse_duration(body["duration"], f"{path}.duration", rules=_DURATIONS)
     elif "until" in body:
         until = _time_of_day(body["until"], f"{path}.until")
     else:
@@ -391,7 +375,7 @@ def _best_time(raw: Any, path: str) -> BestTime:
 
 
 def _best_time_window(raw: Any, path: str) -> timedelta:
-    within = parse_duration(raw, path)
+    within = parse_duration(raw, path, rules=_DURATIONS)
     if within > _LONGEST_BEST_TIME_WINDOW:
         raise InvalidDefinition(path, "at most PT48H: every hour of the day comes round by then")
     return within
@@ -403,7 +387,7 @@ def _wait_for(node_id: str, body: dict[str, Any], path: str) -> WaitFor:
         {"type", "event", "where", "outcome", "node", "timeout", "next", "timeout_next"},
         path,
     )
-    timeout = parse_duration(body.get("timeout"), f"{path}.timeout")
+    timeout = parse_duration(body.get("timeout"), f"{path}.timeout", rules=_DURATIONS)
     on_event = _next(body, "next", path)
     on_timeout = _next(body, "timeout_next", path)
     if ("event" in body) == ("outcome" in body):
@@ -529,7 +513,9 @@ def _parse_reentry(raw: Any) -> Reentry:
     _only(raw, {"rule", "cooldown"}, "reentry")
     rule = raw.get("rule")
     if rule == "after":
-        return Reentry("after", parse_duration(raw.get("cooldown"), "reentry.cooldown"))
+        return Reentry(
+            "after", parse_duration(raw.get("cooldown"), "reentry.cooldown", rules=_DURATIONS)
+        )
     if rule in ("never", "always"):
         if "cooldown" in raw:
             raise InvalidDefinition("reentry.cooldown", "only the `after` rule has a cooldown")
@@ -564,7 +550,7 @@ def _parse_goal(raw: Any) -> Goal | None:
     return Goal(
         event=_name(raw.get("event"), "goal.event"),
         where=parse_filters(raw.get("where"), "goal.where"),
-        within=None if within is None else parse_duration(within, "goal.within"),
+        within=None if within is None else parse_duration(within, "goal.within", rules=_DURATIONS),
         exit=exits,
     )
 

@@ -22,6 +22,13 @@ from libs.common.events import (
     SegmentEntered,
     SegmentExited,
 )
+from libs.common.profiles import (
+    ProfileFacts,
+    apply_changes,
+    carried_changes,
+    merge_facts,
+    profiles_named,
+)
 from services.journey.conditions import Context, holds
 from services.journey.engine import (
     Trigger,
@@ -32,7 +39,6 @@ from services.journey.engine import (
     waits_for_outcome,
 )
 from services.journey.learning import Policy
-from services.journey.profiles import ProfileFacts, apply_change, merge_facts
 from services.journey.runner import Runner
 from services.journey.store import Entries, JourneyStore
 
@@ -65,7 +71,7 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
 
     async def handle(batch: Batch) -> None:
         store = JourneyStore(batch.session, schema)
-        profiles = await store.lock_profiles(_profiles_named(batch))
+        profiles = await store.lock_profiles(profiles_named(e.data for e in batch.events))
         runner = Runner(store, step_limit=step_limit, policy=policy)
         await runner.load_runs(profiles.keys(), _goals_since(batch))
         entries = await _entries_of(store, batch)
@@ -105,13 +111,22 @@ async def _take(
     elif isinstance(data, SegmentExited):
         await _left_segment(runner, facts, data)
     elif isinstance(data, BehaviorOccurred):
+        # What the call changed about the profile first: the runs the behaviour moves, and the
+        # journeys it enters, see the profile as the call left it.
+        if data.profile_changes:
+            await _profile_changed(runner, facts, data)
         await _behaved(runner, entries, facts, event, data, now)
     elif isinstance(data, ProfileUpdated):
-        for change in data.changes:
-            apply_change(facts, change.field, change.after)
-        await _check_exit_conditions(runner, facts)
+        await _profile_changed(runner, facts, data)
     else:
         await _outcome(runner, facts, event, now)
+
+
+async def _profile_changed(
+    runner: Runner, facts: ProfileFacts, data: BehaviorOccurred | ProfileUpdated
+) -> None:
+    apply_changes(facts, carried_changes(data))
+    await _check_exit_conditions(runner, facts)
 
 
 async def _left_segment(runner: Runner, facts: ProfileFacts, data: SegmentExited) -> None:
@@ -160,7 +175,7 @@ async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: 
     retryable = data.retryable if isinstance(data, MessageFailed) else None
     if undeliverable(outcome, reason=reason, retryable=retryable):
         for run in runner.runs.of_journey(facts.profile_id, ref.journey_id, ref.journey_version):
-            await runner.fall_back(run, ref.node_id, data.request_id)
+            await runner.fall_back(run, facts, ref.node_id, data.request_id)
     for run in runner.runs.live(facts.profile_id):
         if (run.journey_id, run.version) != (ref.journey_id, ref.journey_version):
             continue
@@ -191,17 +206,6 @@ async def _merge(runner: Runner, profiles: dict[str, ProfileFacts], data: Profil
     merge_facts(survivor, merged)
     if merged:
         await runner.move_runs(survivor.profile_id, [other.profile_id for other in merged])
-
-
-def _profiles_named(batch: Batch) -> set[str]:
-    named: set[str] = set()
-    for event in batch.events:
-        data = event.data
-        if isinstance(data, ProfileMerged):
-            named.update([data.survivor_id, *data.merged_ids])
-        else:
-            named.add(data.profile_id)
-    return named
 
 
 def _messages_named(batch: Batch) -> set[str]:

@@ -2,7 +2,8 @@
 
 Later revisions write theirs out: 0002 adds the engagement evidence (`engagement`,
 `untargeted_engagement`, `messages`), the learned `decisions`, and `runs.timing` and
-`runs.channels`.
+`runs.channels`; 0003 adds `profiles.top_category`. The profiles table is the shared read
+model's (libs.common.profiles), as it is now.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from libs.common.profiles import profiles_table
 
 _NOW = text("now()")
 
@@ -57,19 +60,6 @@ def versions_table(metadata: MetaData) -> Table:
         Column("definition", JSONB, nullable=False),
         Column("published_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
         PrimaryKeyConstraint("journey_id", "version", name="journey_versions_pkey"),
-    )
-
-
-def profiles_table(metadata: MetaData) -> Table:
-    """What journey knows about each profile, copied from profile.updated changes."""
-    return Table(
-        "profiles",
-        metadata,
-        Column("profile_id", Text, primary_key=True),
-        Column("traits", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-        Column("tags", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-        Column("lifecycle_stage", Text),
-        Column("scores", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.events import Event, JourneyRef, MessageRequested, ProfileChangeRequested
+from libs.common.profiles import ProfileFacts
 from services.journey import metrics
 from services.journey.engagement import EngagementBook, MessageRecord
 from services.journey.engine import (
@@ -24,7 +25,7 @@ from services.journey.engine import (
 )
 from services.journey.graph import Journey
 from services.journey.learning import PersonCounts, Policy, people_counts
-from services.journey.profiles import ProfileFacts, zone_named
+from services.journey.profiles import zone_named
 from services.journey.runs import RunBook, SavedRun
 from services.journey.store import JourneyStore
 
@@ -167,13 +168,13 @@ class Runner:
         self._exits[run.journey_id, reason] += 1
         self.runs.save(run, found[0])
 
-    async def fall_back(self, run: Run, node_id: str, request: str) -> None:
+    async def fall_back(self, run: Run, facts: ProfileFacts, node_id: str, request: str) -> None:
         """The run's message from a send on several channels could not be delivered: ask for
         the next channel (not while the journey is paused: it sends nothing then)."""
         found = await self.version_of(run)
         if found is None or found[1]:
             return
-        if fall_back(found[0], run, node_id, request, self.steps):
+        if fall_back(found[0], run, facts, node_id, request, self.steps):
             self.runs.save(run, found[0])
 
     async def reach_goal(self, run: Run, at: datetime) -> None:
@@ -271,6 +272,7 @@ class Runner:
                         idempotency_key=send.idempotency_key,
                         triggered_by=run.trigger.event_id,
                         behavior_at=run.trigger.occurred_at,
+                        profile=send.profile,
                     ),
                     key=run.profile_id,
                     source=SOURCE,

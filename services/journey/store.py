@@ -16,12 +16,11 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
-from libs.common.profile_copies import StoredColumns, stored_columns
+from libs.common.profiles import ProfileCopies, ProfileFacts
 from services.journey.engagement import EngagementChanges, MessageRecord
 from services.journey.engine import LIVE, ChannelRanking, Decision, Run, Timing, Trigger
 from services.journey.graph import Journey
 from services.journey.learning import CountRow, PopulationRow
-from services.journey.profiles import ProfileFacts
 from services.journey.runs import RunKey, SavedRun
 
 
@@ -112,9 +111,7 @@ class JourneyStore:
     def __init__(self, session: AsyncSession, schema: str) -> None:
         self._session = session
         self._schema = checked_schema(schema)
-        # Each profile's facts as this transaction read them: one the batch left as it was is
-        # not written again (most events change nothing about the profile).
-        self._as_read: dict[str, StoredColumns] = {}
+        self._copies = ProfileCopies(session, self._schema, ProfileFacts)
 
     @property
     def session(self) -> AsyncSession:
@@ -263,59 +260,15 @@ class JourneyStore:
 
     async def lock_profiles(self, profile_ids: Collection[str]) -> dict[str, ProfileFacts]:
         """The profiles' facts (created empty when new), locked until the transaction ends."""
-        ids = sorted(profile_ids)
-        await self._execute(
-            "INSERT INTO {s}.profiles (profile_id) SELECT unnest(CAST(:ids AS text[])) "
-            "ON CONFLICT DO NOTHING",
-            {"ids": ids},
-        )
-        return await self._select_profiles(ids, "FOR UPDATE")
+        return await self._copies.lock(profile_ids)
 
     async def lock_profiles_if_free(self, profile_ids: Collection[str]) -> dict[str, ProfileFacts]:
         """The profiles no other transaction holds, locked; the others are left for later."""
-        return await self._select_profiles(sorted(profile_ids), "FOR UPDATE SKIP LOCKED")
-
-    async def _select_profiles(self, ids: list[str], locking: str) -> dict[str, ProfileFacts]:
-        result = await self._execute(
-            "SELECT profile_id, traits, tags, lifecycle_stage, scores FROM {s}.profiles "
-            f"WHERE profile_id = ANY(CAST(:ids AS text[])) ORDER BY profile_id {locking}",
-            {"ids": ids},
-        )
-        read = {
-            row.profile_id: ProfileFacts(
-                row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores
-            )
-            for row in result
-        }
-        self._as_read.update(
-            (profile_id, stored_columns(facts)) for profile_id, facts in read.items()
-        )
-        return read
+        return await self._copies.lock_if_free(profile_ids)
 
     async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
         """Write the profiles' facts, except those still as this store read them."""
-        rows = [
-            {
-                "profile_id": p.profile_id,
-                "traits": p.traits,
-                "tags": p.tags,
-                "lifecycle_stage": p.lifecycle_stage,
-                "scores": p.scores,
-            }
-            for p in profiles
-            if self._as_read.get(p.profile_id) != stored_columns(p)
-        ]
-        if not rows:
-            return
-        await self._execute(
-            "INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores) "
-            "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(profile_id text, "
-            "traits jsonb, tags jsonb, lifecycle_stage text, scores jsonb) "
-            "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
-            "tags = excluded.tags, lifecycle_stage = excluded.lifecycle_stage, "
-            "scores = excluded.scores",
-            {"rows": _json(rows)},
-        )
+        await self._copies.save(profiles)
 
     async def move_profile(self, survivor: str, merged: str) -> None:
         """Runs and decisions of `merged` become the survivor's, numbered after the survivor's
@@ -347,15 +300,16 @@ class JourneyStore:
         await self._execute(
             "UPDATE {s}.messages SET profile_id = :survivor WHERE profile_id = :merged", names
         )
-        await self._execute("DELETE FROM {s}.profiles WHERE profile_id = :merged", names)
+        await self._copies.delete([merged])
 
     async def erase_profile(self, profile_id: str) -> None:
         """Every row about the person (timers follow their runs); counters, and the
         population's untargeted engagement, hold no one."""
-        for table in ("runs", "decisions", "engagement", "messages", "profiles"):
+        for table in ("runs", "decisions", "engagement", "messages"):
             await self._execute(
                 f"DELETE FROM {{s}}.{table} WHERE profile_id = :p", {"p": profile_id}
             )
+        await self._copies.delete([profile_id])
 
     # Runs and timers.
 

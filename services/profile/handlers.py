@@ -1,4 +1,14 @@
-"""Event handlers: ingest calls resolved to profiles, their state updated, behaviour emitted."""
+"""Event handlers: ingest calls resolved to profiles, their state updated, behaviour emitted.
+
+What a client's call changes about a profile travels with the call's `behavior.occurred`
+(`profile_changes`), not in a `profile.updated` of its own: per batch, a profile's changes ride
+on the behaviour of its last call when that call is the last thing that touched it. When
+something else came last (an outcome, a credit, a journey's change request, or an alias, which
+has no behaviour), the profile's changes go out as one `profile.updated` caused by it, as they
+do for lifecycle reviews (review.py) and re-scores after a fit (fits.py). Segment memberships
+are recorded for `GET /profiles/{id}` but change nothing downstream hears of: segment.v1 says
+them.
+"""
 
 from __future__ import annotations
 
@@ -118,6 +128,7 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
 
 
 _CALL_TYPES = frozenset(INGEST_CALLS)
+_MEMBERSHIP_TYPES: frozenset[type[EventData]] = frozenset({SegmentEntered, SegmentExited})
 _KNOWN_PROFILE_TYPES = frozenset(KNOWN_PROFILE_EVENTS)
 
 
@@ -151,7 +162,13 @@ class _ProfileWork:
     as_of: float = field(default_factory=time.time)
     now: datetime = field(init=False)  # as_of as a datetime: the time of the batch's events
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What last changed each profile: the call or event its changes are attributed to.
     last_cause: dict[str, Event[Any]] = field(default_factory=dict)
+    # Profiles whose segment memberships alone were touched: saved, never announced.
+    memberships: set[str] = field(default_factory=set)
+    # The calls' behaviours, as (profile id, call) in order: emitted by `emit_updates`, once
+    # each profile's changes are known, so that they carry them.
+    behaviours: list[tuple[str, Event[IngestCall]]] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
     # Profiles whose purchases changed (merged ones followed to their survivor when scored).
     purchased: set[str] = field(default_factory=set)
@@ -200,7 +217,7 @@ class _ProfileWork:
         if observation.revenue is not None:
             self.purchased.add(resolution.profile_id)
         self.history.append(_history_row(resolution.profile_id, call))
-        batch.emit(_behaviour(resolution.profile_id, call, self.now), cause=call)
+        self.behaviours.append((resolution.profile_id, call))
 
     def _touch(self, resolution: Resolution, call: Event[Any]) -> ProfileState:
         """The resolved profile's state, with merged profiles absorbed and its view before."""
@@ -223,13 +240,20 @@ class _ProfileWork:
 
     def apply_to_known_profiles(self, events: Sequence[Event[KnownProfileEvent]]) -> None:
         """Apply memberships, outcomes, credits and change requests to the profiles they name
-        (survivors followed through merges; an erased profile's are dropped)."""
+        (survivors followed through merges; an erased profile's are dropped).
+
+        A membership is no cause of a change: it is not in the view `profile.updated` and
+        `profile_changes` report, so a call's changes still ride on its behaviour after it."""
         for event in events:
             now = self.current.get(event.data.profile_id)
             if now is None:
                 continue  # erased
             profile_id = self.graph.canonical(now)
             state = self.profiles[profile_id]
+            if type(event.data) in _MEMBERSHIP_TYPES:
+                _apply_known(state, event.data)
+                self.memberships.add(profile_id)
+                continue
             if profile_id not in self.before:
                 self.before[profile_id] = self._view(state)
             _apply_known(state, event.data)
@@ -254,10 +278,27 @@ class _ProfileWork:
             self.profiles[profile_id].predicted = scores
 
     def emit_updates(self, batch: Batch) -> None:
+        """Emit the calls' behaviours in order, then a `profile.updated` per changed profile
+        whose last cause was not a call with a behaviour: that behaviour carries the profile's
+        changes in the batch instead (the others carry none)."""
+        behaviours = self.behaviours
+        last_behaviour = {profile_id: index for index, (profile_id, _) in enumerate(behaviours)}
+        carried: dict[int, list[ProfileChange]] = {}
+        updates: list[tuple[Event[ProfileUpdated], Event[Any]]] = []
         for profile_id, cause in self.last_cause.items():
             found = changes(self.before[profile_id], self._view(self.profiles[profile_id]))
-            if found:
-                batch.emit(_updated(profile_id, found, cause), cause=cause)
+            if not found:
+                continue
+            index = last_behaviour.get(profile_id)
+            if index is not None and behaviours[index][1] is cause:
+                carried[index] = _profile_changes(found)
+            else:
+                updates.append((_updated(profile_id, found, cause), cause))
+        now = self.now
+        for index, (profile_id, call) in enumerate(behaviours):
+            batch.emit(_behaviour(profile_id, call, now, carried.get(index)), cause=call)
+        for update, cause in updates:
+            batch.emit(update, cause=cause)
 
     async def save(self, store: ProfileStore, connection: Connection, history: int) -> None:
         merges = self.graph.merges()
@@ -265,7 +306,9 @@ class _ProfileWork:
         new_links = self.graph.new_links()
         await store.link(connection, new_links)
         await store.release_claims(connection, self.claimed.difference(new_links))
-        touched = {self.graph.canonical(profile_id) for profile_id in self.last_cause}
+        canonical = self.graph.canonical
+        touched = {canonical(pid) for pid in self.last_cause}
+        touched.update(canonical(pid) for pid in self.memberships)
         await store.save_profiles(
             connection,
             {
@@ -403,7 +446,12 @@ _new_object = object.__new__
 _set_attribute = object.__setattr__
 
 
-def _behaviour(profile_id: str, call: Event[IngestCall], now: datetime) -> Event[BehaviorOccurred]:
+def _behaviour(
+    profile_id: str,
+    call: Event[IngestCall],
+    now: datetime,
+    profile_changes: list[ProfileChange] | None = None,
+) -> Event[BehaviorOccurred]:
     data = call.data
     kind = _KINDS[type(data)]
     fields: dict[str, Any] = {
@@ -417,10 +465,11 @@ def _behaviour(profile_id: str, call: Event[IngestCall], now: datetime) -> Event
         "user_id": data.user_id,
         "anonymous_id": data.anonymous_id,
         "message_id": call.id,
+        "profile_changes": [] if profile_changes is None else profile_changes,
     }
     # Every field but the call's ce_id comes from the validated call (or is the profile id
-    # this service made, or a kind): validating them again only costs. A ce_id that is not a
-    # valid EventId is validated, so it fails here as it always did.
+    # this service made, a kind, or validated ProfileChanges): validating them again only
+    # costs. A ce_id that is not a valid EventId is validated, so it fails here as it always did.
     valid_id = 0 < len(call.id) <= _MAX_EVENT_ID_LENGTH
     behaviour = _constructed(fields) if valid_id else BehaviorOccurred(**fields)
     return Event(behaviour, profile_id, SOURCE, new_event_id(), now)
@@ -450,6 +499,7 @@ if (
         "user_id",
         "anonymous_id",
         "message_id",
+        "profile_changes",
     )
     or BehaviorOccurred.__pydantic_post_init__ is not None
     or BehaviorOccurred.__private_attributes__
@@ -473,11 +523,15 @@ def _merged(resolution: Resolution, call: Event[IngestCall]) -> Event[ProfileMer
     )
 
 
+def _profile_changes(found: Sequence[Change]) -> list[ProfileChange]:
+    return [ProfileChange(field=c.field, before=c.before, after=c.after) for c in found]
+
+
 def _updated(profile_id: str, found: Sequence[Change], cause: Event[Any]) -> Event[ProfileUpdated]:
     return Event(
         data=ProfileUpdated(
             profile_id=profile_id,
-            changes=[ProfileChange(field=c.field, before=c.before, after=c.after) for c in found],
+            changes=_profile_changes(found),
             occurred_at=_event_time(cause),
             caused_by=cause.id,
         ),

@@ -185,11 +185,13 @@ class ProfileState:
         )
 
     def view(self, as_of: float, rules: FeatureRules) -> dict[str, Any]:
-        """The fields `profile.updated` reports, by path, as they stand at `as_of`.
+        """The fields a change of the profile reports (`profile.updated`, or the
+        `profile_changes` of a call's behaviour), by path, as they stand at `as_of`.
 
-        Predictive scores are as of their last computation (a purchase, or a fit's re-score),
-        not of `as_of`: they are announced when they are computed, rounded, so that time alone
-        does not change them between two fits.
+        Segment memberships are not among them: segment.v1 announces them, and profile keeps
+        them for `GET /profiles/{id}` only. Predictive scores are as of their last computation
+        (a purchase, or a fit's re-score), not of `as_of`: they are announced when they are
+        computed, rounded, so that time alone does not change them between two fits.
         """
         fields: dict[str, Any] = {f"traits.{name}": value for name, value in self.traits.items()}
         fields["tags"] = self.tags()
@@ -205,8 +207,6 @@ class ProfileState:
             fields["features.top_categories"] = features.top_categories(
                 self.categories, as_of, rules.category_half_life_days
             )
-        if self.segments:
-            fields["segments"] = sorted(self.segments)
         fields.update(self._engagement_view())
         return fields
 

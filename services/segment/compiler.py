@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from libs.common.db import checked_schema
+from libs.common.values import number
 from services.segment.rules import (
     AllCondition,
     AnyCondition,
@@ -25,7 +26,6 @@ from services.segment.rules import (
     SumComparison,
     TagCondition,
     TraitCondition,
-    number,
     walk,
 )
 
@@ -115,7 +115,7 @@ class SqlCompiler:
         return f"FROM {self._schema}.behaviours b WHERE " + " AND ".join(clauses)
 
     def _value_test(self, value: str, op: str, expected: Any) -> str:
-        """The SQL of `rules.test_value` over a jsonb expression that is NULL when absent."""
+        """The SQL of `values.test_value` over a jsonb expression that is NULL when absent."""
         if op == "exists":
             return f"({value} IS NOT NULL AND jsonb_typeof({value}) <> 'null')"
         if op in ("eq", "neq"):

@@ -13,8 +13,9 @@ from libs.common.events import (
     ProfileMerged,
     ProfileUpdated,
 )
+from libs.common.profiles import apply_changes, carried_changes, merge_facts, profiles_named
 from services.segment.membership import membership_event, reevaluate_and_record
-from services.segment.rules import EVERYTHING, ProfileFacts, apply_change, merge_facts
+from services.segment.rules import EVERYTHING, ProfileFacts
 from services.segment.store import SegmentStore
 
 ACCEPTED_TYPES = frozenset(
@@ -31,7 +32,7 @@ def segment_handler(schema: str) -> BatchHandler:
     async def handle(batch: Batch) -> None:
         store = SegmentStore(batch.session, schema)
         await store.hold_evaluation_lock(exclusive=False)
-        profiles = await store.lock_profiles(_profiles_named(batch))
+        profiles = await store.lock_profiles(profiles_named(e.data for e in batch.events))
         changes = _BatchChanges(profiles)
         for event in batch.events:
             changes.take(event)
@@ -57,17 +58,6 @@ def segment_handler(schema: str) -> BatchHandler:
     return handle
 
 
-def _profiles_named(batch: Batch) -> set[str]:
-    named: set[str] = set()
-    for event in batch.events:
-        data = event.data
-        if isinstance(data, ProfileMerged):
-            named.update([data.survivor_id, *data.merged_ids])
-        elif isinstance(data, BehaviorOccurred | ProfileUpdated | ProfileDeleted):
-            named.add(data.profile_id)
-    return named
-
-
 class _BatchChanges:
     """What a batch changes, applied to the locked profiles' facts in the batch's order."""
 
@@ -82,19 +72,25 @@ class _BatchChanges:
     def take(self, event: Event[Any]) -> None:
         data = event.data
         if isinstance(data, BehaviorOccurred):
+            # What the call changed about the profile comes first: the rules that read the
+            # behaviour see the profile as the call left it.
+            self._change(data, event)
             self.behaviours.append((data.profile_id, data.event, data.occurred_at, data.properties))
             self._touch(data.profile_id, {f"event:{data.event}"}, event)
         elif isinstance(data, ProfileUpdated):
-            facts = self.profiles.get(data.profile_id)
-            if facts is None:  # erased or merged away earlier in this batch
-                return
-            for change in data.changes:
-                self._touch(data.profile_id, apply_change(facts, change.field, change.after), event)
+            self._change(data, event)
         elif isinstance(data, ProfileMerged):
             self._merge(data, event)
         elif isinstance(data, ProfileDeleted):
             self._forget(data.profile_id)
             self.erased.add(data.profile_id)
+
+    def _change(self, data: BehaviorOccurred | ProfileUpdated, event: Event[Any]) -> None:
+        """Apply the profile changes the event carries to the copy, touching what they touch."""
+        facts = self.profiles.get(data.profile_id)
+        if facts is None:  # erased or merged away earlier in this batch
+            return
+        self._touch(data.profile_id, apply_changes(facts, carried_changes(data)), event)
 
     def _touch(self, profile_id: str, keys: set[str], cause: Event[Any]) -> None:
         if keys:

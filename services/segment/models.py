@@ -15,6 +15,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from libs.common.profiles import profiles_table
+
 
 def segments_table(metadata: MetaData) -> Table:
     """One row per segment: its current definition and version, and what the rules reference."""
@@ -32,19 +34,6 @@ def segments_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         Index("segments_refs", "refs", postgresql_using="gin"),
-    )
-
-
-def profiles_table(metadata: MetaData) -> Table:
-    """What segment knows about each profile, copied from profile.updated events."""
-    return Table(
-        "profiles",
-        metadata,
-        Column("profile_id", Text, primary_key=True),
-        Column("traits", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-        Column("tags", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-        Column("lifecycle_stage", Text),
-        Column("scores", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -23,34 +23,28 @@ from pydantic import (
     model_validator,
 )
 
+from libs.common import profiles
 from libs.common.events.profile import LIFECYCLE_STAGES
+from libs.common.values import (
+    MISSING,
+    DurationRules,
+    compare,
+    number,
+    parse_duration,
+    test_value,
+)
 
 Op = Literal["eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"]
 NumberOp = Literal["eq", "neq", "gt", "gte", "lt", "lte", "exists"]
 ORDERING_OPS = frozenset({"gt", "gte", "lt", "lte"})
 
-# Years and months have no fixed length, so a window is written in weeks, days and time.
-_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+# A window has no upper bound but timedelta's own.
+_WINDOWS = DurationRules(
+    malformed="not an ISO 8601 duration (such as P30D, PT12H or PT3S)",
+    not_positive="a window must be longer than zero",
+    too_long="a window is too long",
 )
-
-
-def parse_duration(value: Any) -> timedelta:
-    """An ISO 8601 duration such as `P30D`, `PT12H` or `PT3S` as a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError("not an ISO 8601 duration (such as P30D, PT12H or PT3S)")
-    parts = {name: float(amount) for name, amount in match.groupdict().items() if amount}
-    duration = timedelta(**parts)
-    if duration <= timedelta(0):
-        raise ValueError("a window must be longer than zero")
-    return duration
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[timedelta, BeforeValidator(partial(parse_duration, rules=_WINDOWS))]
 Scalar = str | int | float | bool
 
 
@@ -366,19 +360,12 @@ class Behaviour:
 
 
 @dataclass
-class ProfileFacts:
-    """Everything the rules can read about one profile."""
+class ProfileFacts(profiles.ProfileFacts):
+    """Everything the rules can read about one profile: the shared read model's facts, and the
+    memberships and behaviours segment loads beside them when a rule needs them."""
 
-    profile_id: str
-    traits: dict[str, Any] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-    lifecycle_stage: str | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
     segments: set[str] = field(default_factory=set)
     behaviours: dict[str, list[Behaviour]] = field(default_factory=dict)
-
-
-_MISSING = object()
 
 
 def matches(condition: Condition, facts: ProfileFacts, now: datetime) -> bool:
@@ -391,13 +378,13 @@ def matches(condition: Condition, facts: ProfileFacts, now: datetime) -> bool:
         case NotCondition(condition=child):
             return not matches(child, facts, now)
         case TraitCondition(trait=name, op=op, value=value):
-            return test_value(op, facts.traits.get(name, _MISSING), value)
+            return test_value(op, facts.traits.get(name, MISSING), value)
         case TagCondition(tag=tag):
             return tag in facts.tags
         case LifecycleCondition():
             return facts.lifecycle_stage in condition.stages
         case ScoreCondition(score=name, op=op, value=value):
-            return test_value(op, facts.scores.get(name, _MISSING), value)
+            return test_value(op, facts.scores.get(name, MISSING), value)
         case SegmentCondition(in_segment=segment_id):
             return segment_id in facts.segments
         case EventCondition():
@@ -428,7 +415,7 @@ def selected_behaviours(
         for behaviour in facts.behaviours.get(condition.event, [])
         if (since is None or behaviour.occurred_at > since)
         and all(
-            test_value(f.op, behaviour.properties.get(f.property, _MISSING), f.value)
+            test_value(f.op, behaviour.properties.get(f.property, MISSING), f.value)
             for f in condition.where
         )
     ]
@@ -445,108 +432,11 @@ def next_expiry(condition: Condition, facts: ProfileFacts, now: datetime) -> dat
     return min(due, default=None)
 
 
-def number(value: Any) -> Decimal | None:
-    """A JSON number as an exact decimal (as PostgreSQL's numeric reads it); None otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-
-
-def compare(op: str, actual: Any, expected: Any) -> bool:
-    match op:
-        case "eq":
-            return bool(actual == expected)
-        case "gt":
-            return bool(actual > expected)
-        case "gte":
-            return bool(actual >= expected)
-        case "lt":
-            return bool(actual < expected)
-        case "lte":
-            return bool(actual <= expected)
-    raise ValueError(f"unknown comparison {op!r}")
-
-
-def test_value(op: str, actual: Any, expected: Any) -> bool:
-    """One `op`/`value` test against a JSON value, `_MISSING` when the key is absent.
-
-    JSON semantics, as PostgreSQL's jsonb has them: `true` is not `1`, `1` is `1.0`.
-    """
-    present = actual is not _MISSING and actual is not None
-    if op == "exists":
-        return present
-    if op == "neq":
-        return not test_value("eq", actual, expected)
-    if not present:
-        return False
-    if op == "eq":
-        return json_equal(actual, expected)
-    if op == "in":
-        return any(json_equal(actual, option) for option in expected)
-    if op == "contains":
-        return _contains(actual, expected)
-    return _ordered(op, actual, expected)
-
-
-def _ordered(op: str, actual: Any, expected: Any) -> bool:
-    if isinstance(expected, str):
-        return isinstance(actual, str) and compare(op, actual, expected)
-    left, right = number(actual), number(expected)
-    return left is not None and right is not None and compare(op, left, right)
-
-
-def _contains(actual: Any, expected: Any) -> bool:
-    if isinstance(actual, str):
-        return isinstance(expected, str) and expected in actual
-    if isinstance(actual, list):
-        return any(json_equal(item, expected) for item in actual)
-    return False
-
-
-def json_equal(left: Any, right: Any) -> bool:
-    if isinstance(left, bool) or isinstance(right, bool):
-        return type(left) is type(right) and left == right
-    left_number, right_number = number(left), number(right)
-    if left_number is not None or right_number is not None:
-        return left_number == right_number
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(json_equal, left, right))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
-    return bool(left == right)
-
-
 EVERYTHING = "*"
 """The touched key of a change that can affect any segment (a merge)."""
 
 EVALUATE_PREFIX = "evaluate:"
 """A touched key naming one segment to re-evaluate whatever it references (a due timer)."""
-
-
-def apply_change(facts: ProfileFacts, field_path: str, after: Any) -> set[str]:
-    """Copy one profile.updated change into the facts; the reference keys it touches."""
-    section, _, name = field_path.partition(".")
-    if section == "traits" and name:
-        _set_or_remove(facts.traits, name, after)
-        return {f"trait:{name}"}
-    if section == "scores" and name:
-        _set_or_remove(facts.scores, name, after)
-        return {f"score:{name}"}
-    if field_path == "tags":
-        before = set(facts.tags)
-        facts.tags = sorted({str(tag) for tag in after}) if isinstance(after, list) else []
-        return {f"tag:{tag}" for tag in before.symmetric_difference(facts.tags)}
-    if field_path == "lifecycle_stage":
-        facts.lifecycle_stage = after if isinstance(after, str) else None
-        return {"lifecycle"}
-    return set()
-
-
-def _set_or_remove(values: dict[str, Any], name: str, after: Any) -> None:
-    if after is None:
-        values.pop(name, None)
-    else:
-        values[name] = after
 
 
 @dataclass(frozen=True)
@@ -636,12 +526,3 @@ def _decide(rule: SegmentRule, profile: ProfileFacts, now: datetime, into: Evalu
         into.timers[(rule.segment_id, profile.profile_id)] = next_expiry(
             rule.condition, profile, now
         )
-
-
-def merge_facts(survivor: ProfileFacts, merged: Sequence[ProfileFacts]) -> None:
-    """Fold merged profiles into the survivor: what the survivor already knows wins."""
-    for other in merged:
-        survivor.traits = {**other.traits, **survivor.traits}
-        survivor.scores = {**other.scores, **survivor.scores}
-        survivor.tags = sorted(set(survivor.tags) | set(other.tags))
-        survivor.lifecycle_stage = survivor.lifecycle_stage or other.lifecycle_stage

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
-from libs.common.profile_copies import StoredColumns, stored_columns
+from libs.common.profiles import ProfileCopies
 from services.segment.compiler import SqlCompiler
 from services.segment.rules import (
     EVALUATE_PREFIX,
@@ -76,9 +76,7 @@ class SegmentStore:
     def __init__(self, session: AsyncSession, schema: str) -> None:
         self._session = session
         self._schema = checked_schema(schema)
-        # Each profile's facts as this transaction read them: one the batch left as it was is
-        # not written again (most events change nothing about the profile).
-        self._as_read: dict[str, StoredColumns] = {}
+        self._copies = ProfileCopies(session, self._schema, ProfileFacts)
 
     @property
     def session(self) -> AsyncSession:
@@ -101,59 +99,15 @@ class SegmentStore:
 
     async def lock_profiles(self, profile_ids: Collection[str]) -> dict[str, ProfileFacts]:
         """The profiles' facts (created empty when new), locked until the transaction ends."""
-        ids = sorted(profile_ids)
-        await self._execute(
-            "INSERT INTO {s}.profiles (profile_id) SELECT unnest(CAST(:ids AS text[])) "
-            "ON CONFLICT DO NOTHING",
-            {"ids": ids},
-        )
-        return await self._select_profiles(ids, "FOR UPDATE")
+        return await self._copies.lock(profile_ids)
 
     async def lock_profiles_if_free(self, profile_ids: Collection[str]) -> dict[str, ProfileFacts]:
         """The profiles no other transaction holds, locked; the others are left for later."""
-        return await self._select_profiles(sorted(profile_ids), "FOR UPDATE SKIP LOCKED")
-
-    async def _select_profiles(self, ids: list[str], locking: str) -> dict[str, ProfileFacts]:
-        result = await self._execute(
-            "SELECT profile_id, traits, tags, lifecycle_stage, scores FROM {s}.profiles "
-            f"WHERE profile_id = ANY(CAST(:ids AS text[])) ORDER BY profile_id {locking}",
-            {"ids": ids},
-        )
-        read = {
-            row.profile_id: ProfileFacts(
-                row.profile_id, row.traits, row.tags, row.lifecycle_stage, row.scores
-            )
-            for row in result
-        }
-        self._as_read.update(
-            (profile_id, stored_columns(facts)) for profile_id, facts in read.items()
-        )
-        return read
+        return await self._copies.lock_if_free(profile_ids)
 
     async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
         """Write the profiles' facts, except those still as this store read them."""
-        rows = [
-            {
-                "profile_id": p.profile_id,
-                "traits": p.traits,
-                "tags": p.tags,
-                "lifecycle_stage": p.lifecycle_stage,
-                "scores": p.scores,
-            }
-            for p in profiles
-            if self._as_read.get(p.profile_id) != stored_columns(p)
-        ]
-        if not rows:
-            return
-        await self._execute(
-            "INSERT INTO {s}.profiles (profile_id, traits, tags, lifecycle_stage, scores) "
-            "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(profile_id text, "
-            "traits jsonb, tags jsonb, lifecycle_stage text, scores jsonb) "
-            "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
-            "tags = excluded.tags, lifecycle_stage = excluded.lifecycle_stage, "
-            "scores = excluded.scores",
-            {"rows": _json(rows)},
-        )
+        await self._copies.save(profiles)
 
     async def record_behaviours(self, rows: Sequence[tuple[str, str, datetime, Any]]) -> None:
         """Store (profile, event, occurred_at, properties) rows."""
@@ -208,12 +162,12 @@ class SegmentStore:
             "WHERE profile_id = ANY(CAST(:merged AS text[])) ON CONFLICT DO NOTHING",
             params,
         )
-        await self._delete_profile_rows(merged, ("memberships", "timers", "profiles"))
+        await self._delete_profile_rows(merged, ("memberships", "timers"))
+        await self._copies.delete(merged)
 
     async def erase_profiles(self, profile_ids: Sequence[str]) -> None:
-        await self._delete_profile_rows(
-            profile_ids, ("behaviours", "memberships", "timers", "profiles")
-        )
+        await self._delete_profile_rows(profile_ids, ("behaviours", "memberships", "timers"))
+        await self._copies.delete(profile_ids)
 
     async def _delete_profile_rows(self, profile_ids: Sequence[str], tables: Sequence[str]) -> None:
         for table in tables:

@@ -29,6 +29,7 @@ from libs.common.events.message import (
     MessageSent,
     MessageSuppressed,
     MessageUnsubscribed,
+    ProfileSnapshot,
 )
 from libs.common.events.profile import (
     ProfileChange,
@@ -65,6 +66,7 @@ __all__ = [
     "ProfileChangeRequested",
     "ProfileDeleted",
     "ProfileMerged",
+    "ProfileSnapshot",
     "ProfileUpdated",
     "SegmentEntered",
     "SegmentExited",

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from libs.common import topics
 from libs.common.events.envelope import EventData
 from libs.common.events.fields import EventId, EventTime, ExternalId, Name, ProfileId, Properties
+from libs.common.events.profile import ProfileChange
 
 BehaviorKind = Literal["track", "page", "screen", "identify", "group"]
 
@@ -34,6 +35,10 @@ class BehaviorOccurred(EventData):
                     "user_id": "u_48213",
                     "anonymous_id": "6f1c1a7e-3b8e-4a43-9f4f-1d3c9e210b6e",
                     "message_id": "ajs-next-1f0c7a3e6b2d4c9e8a5f",
+                    "profile_changes": [
+                        {"field": "scores.rfm", "before": 312, "after": 455},
+                        {"field": "lifecycle_stage", "before": "at_risk", "after": "active"},
+                    ],
                 },
                 {
                     "profile_id": "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC",
@@ -73,4 +78,10 @@ class BehaviorOccurred(EventData):
     anonymous_id: ExternalId | None = Field(default=None, description="The call's anonymousId.")
     message_id: EventId = Field(
         description="The originating call's messageId, which is also the ingest event's ce_id."
+    )
+    profile_changes: list[ProfileChange] = Field(
+        default_factory=list,
+        description="What this call changed about the profile (its traits, tags, lifecycle "
+        "stage, scores, top categories), as `profile.updated` would say it: a change a call "
+        "causes travels with the call's behaviour, and no `profile.updated` is sent for it.",
     )

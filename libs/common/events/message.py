@@ -48,6 +48,26 @@ class JourneyRef(BaseModel):
     node_id: EntityId = Field(description="The `send` node that asked for the message.")
 
 
+class ProfileSnapshot(BaseModel):
+    """The profile facts a message needs, as journey knew them when it asked: what templates
+    render (`profile.*`), the address each channel sends to, and the time zone for quiet hours.
+    They travel with the request so that content and dispatch keep no copy of the profile."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    traits: Properties = Field(default_factory=dict, description="The profile's traits.")
+    # No bounds beyond profile's own: a snapshot repeats what profile accepted, and a request
+    # must not be refused for a fact journey only copied.
+    tags: list[str] = Field(default_factory=list, description="The profile's tags, sorted.")
+    lifecycle_stage: str | None = Field(default=None, description="The lifecycle stage.")
+    scores: Properties = Field(
+        default_factory=dict, description="The profile's scores (RFM, predictive, engagement)."
+    )
+    top_category: str | None = Field(
+        default=None, description="The first of the profile's top categories."
+    )
+
+
 class MessageRequested(EventData):
     """A journey reached a `send` node for a profile: content is asked to render a message."""
 
@@ -67,6 +87,17 @@ class MessageRequested(EventData):
                     "idempotency_key": _KEY,
                     "triggered_by": "5b0f7c5e-2f6a-4d57-9a0b-8b0c1d2e3f40",
                     "behavior_at": "2025-03-14T09:26:53.120Z",
+                    "profile": {
+                        "traits": {
+                            "first_name": "Li Wei",
+                            "email": "li.wei@example.com",
+                            "timezone": "Asia/Shanghai",
+                        },
+                        "tags": ["tea_lover"],
+                        "lifecycle_stage": "at_risk",
+                        "scores": {"rfm": 455, "churn_risk": 0.74},
+                        "top_category": "oolong",
+                    },
                 }
             ]
         }
@@ -93,6 +124,11 @@ class MessageRequested(EventData):
     behavior_at: EventTime | None = Field(
         default=None,
         description="Event time of the behaviour behind the request, for the loop-latency metric.",
+    )
+    profile: ProfileSnapshot | None = Field(
+        default=None,
+        description="The profile's facts as journey knew them: content renders with them and "
+        "sends to the address in them. Absent only in requests made before this field existed.",
     )
 
 
@@ -169,8 +205,8 @@ class MessageRendered(EventData):
     )
     time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None,
-        description="The profile's IANA time zone (`traits.timezone`) as content knew it. "
-        "Dispatch judges quiet hours by it when it has not yet heard the zone from profile.",
+        description="The profile's IANA time zone (`traits.timezone`) as the request carried "
+        "it: dispatch judges quiet hours by it (UTC when absent or unknown).",
     )
 
 

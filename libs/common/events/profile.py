@@ -33,7 +33,9 @@ class ProfileChange(BaseModel):
 
 
 class ProfileUpdated(EventData):
-    """A profile's traits, tags, lifecycle stage, scores or computed features changed."""
+    """A profile's traits, tags, lifecycle stage, scores or top categories changed, for a reason
+    other than a client's call: a change a call causes travels in its `behavior.occurred`
+    (`profile_changes`). Segment memberships are not announced here: `segment.v1` says them."""
 
     model_config = ConfigDict(
         json_schema_extra={

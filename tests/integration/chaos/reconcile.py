@@ -286,11 +286,6 @@ async def trail(chaos: Any, journey_id: str, users: Iterable[str]) -> list[str]:
                     "WHERE profile_id = $1",
                     profile_id,
                 ),
-                "waiting": await connection.fetchval(
-                    f"SELECT count(*) FROM {chaos.schema('content')}.awaiting_addresses "
-                    "WHERE profile_id = $1",
-                    profile_id,
-                ),
                 "dispatch": await _rows(
                     connection,
                     f"SELECT status, attempts, error FROM {chaos.schema('dispatch')}.sends "

@@ -17,6 +17,7 @@ from libs.devstack.stack import Stack
 from tests.integration.content.harness import (
     ContentHarness,
     email_template,
+    facts,
     message_request,
 )
 from tests.integration.support import wait_for
@@ -51,8 +52,7 @@ async def _warm_up(harness: ContentHarness, run: str) -> None:
     """Return once the consumer has joined its group and renders (the join takes ~5 s)."""
     template, profile = f"tpl_warm_{run}", f"prf_warm_{run}"
     (await harness.create(email_template(template))).raise_for_status()
-    await harness.update_profile(template, profile, **{"traits.email": "warm@example.com"})
-    request = message_request(profile, template)
+    request = message_request(profile, template, profile=facts(email="warm@example.com"))
     await harness.publish(request)
 
     async def rendering() -> bool:

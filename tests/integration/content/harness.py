@@ -25,18 +25,21 @@ from libs.common.events import (
     MessageRequested,
     MessageSent,
     ProfileChange,
+    ProfileDeleted,
+    ProfileMerged,
+    ProfileSnapshot,
     ProfileUpdated,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import publish, read_events, read_topic, wait_for
+from tests.integration.support import publish, read_events, read_topic
 
 SOURCE = "closeloop/tests/content"
 JOURNEY = JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send")
 
 
 def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
-    """`profile_update(p, **{"traits.email": "li@example.com"})`."""
+    """`profile_update(p, **{"traits.email": "li@example.com"})`: what content no longer reads."""
     return Event(
         data=ProfileUpdated(
             profile_id=profile_id,
@@ -48,9 +51,51 @@ def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
     )
 
 
+def profile_merge(survivor_id: str, *merged_ids: str) -> Event[Any]:
+    data = ProfileMerged(
+        survivor_id=survivor_id,
+        merged_ids=list(merged_ids),
+        reason="identify",
+        occurred_at=datetime.now(UTC),
+    )
+    return Event(data=data, key=survivor_id, source=SOURCE)
+
+
+def profile_erasure(profile_id: str) -> Event[Any]:
+    data = ProfileDeleted(
+        profile_id=profile_id,
+        erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
+        requested_at=datetime.now(UTC),
+    )
+    return Event(data=data, key=profile_id, source=SOURCE)
+
+
+def facts(
+    *,
+    tags: list[str] | None = None,
+    lifecycle_stage: str | None = None,
+    top_category: str | None = None,
+    **traits: Any,
+) -> ProfileSnapshot:
+    """The profile facts a request carries: `facts(email="li@example.com", first_name="Li")`."""
+    return ProfileSnapshot(
+        traits=traits,
+        tags=tags or [],
+        lifecycle_stage=lifecycle_stage,
+        top_category=top_category,
+    )
+
+
 def message_request(
-    profile_id: str, template_id: str, channel: str = "email", **variables: Any
+    profile_id: str,
+    template_id: str,
+    channel: str = "email",
+    *,
+    profile: ProfileSnapshot | None = None,
+    **variables: Any,
 ) -> Event[MessageRequested]:
+    """A request as journey makes it, carrying `profile` (absent: as made before requests
+    carried their profile's facts)."""
     request_id = f"req_{uuid.uuid4().hex[:16]}"
     return Event(
         data=MessageRequested(
@@ -61,6 +106,7 @@ def message_request(
             template_id=template_id,
             variables=variables,
             idempotency_key=f"jrn_test:v1:node_send:{profile_id}:{request_id}",
+            profile=profile,
         ),
         key=profile_id,
         source=SOURCE,
@@ -130,23 +176,6 @@ class ContentHarness:
     async def create(self, body: dict[str, Any]) -> httpx.Response:
         return await self.http.post("/templates", json=body)
 
-    async def update_profile(self, template_id: str, profile_id: str, **changes: Any) -> None:
-        """Publish a profile change and wait until the read model has the profile.
-
-        Requests and profile changes travel on different topics, which Kafka does not order
-        with each other: a request published right after the change may be handled first, and
-        then waits for the address (`awaiting_address`) until the change arrives.
-        """
-        await self.publish(profile_update(profile_id, **changes))
-
-        async def known() -> bool:
-            response = await self.http.post(
-                f"/templates/{template_id}/preview", json={"profile_id": profile_id}
-            )
-            return response.status_code != 404
-
-        await wait_for(known, within=60, what=f"the read model to have {profile_id}")
-
     async def rendered(self, request_id: str) -> list[MessageRendered]:
         """The `message.rendered` events answering a request."""
         found = []
@@ -171,13 +200,24 @@ class ContentHarness:
         connection = await asyncpg.connect(dsn)
         try:
             rows = await connection.fetch(
-                "SELECT request_id, variant_id, outcome, context_key, propensity "
+                "SELECT request_id, profile_id, variant_id, outcome, context_key, propensity "
                 f"FROM {self.process.name}.decisions WHERE request_id = ANY($1::text[])",
                 list(request_ids),
             )
         finally:
             await connection.close()
         return {row["request_id"]: row for row in rows}
+
+    async def consumed(self, event_type: str) -> float:
+        """How many events of the type the service's consumer has handled, from its metrics."""
+        response = await self.http.get("/metrics")
+        response.raise_for_status()
+        label = f'type="{event_type}"'
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in response.text.splitlines()
+            if line.startswith("closeloop_events_consumed_total{") and label in line
+        )
 
     async def dead_letters(self, event_id: str) -> list[dict[str, str]]:
         """What this service's consumer group sent to the DLQ for an event."""

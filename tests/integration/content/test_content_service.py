@@ -1,5 +1,7 @@
-"""The content service over the real broker and database: requests in, tracked messages out,
-the bandit fed by outcomes, strict previews, poison to the DLQ, copy suggestions."""
+"""The content service over the real broker and database: requests carrying their profile's
+facts in, tracked messages out, decisions following merges and erasures, the bandit fed by
+outcomes, strict previews, poison to the DLQ, copy suggestions. Content is never sent a
+`profile.updated` it would need: it keeps no copy of profiles."""
 
 from __future__ import annotations
 
@@ -20,8 +22,11 @@ from tests.integration.content.harness import (
     ContentHarness,
     FakeChatCompletions,
     email_template,
+    facts,
     message_request,
     outcome,
+    profile_erasure,
+    profile_merge,
     profile_update,
 )
 from tests.integration.support import wait_for
@@ -33,23 +38,20 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-async def test_a_request_becomes_a_tracked_message_for_the_profile(
+async def test_a_request_becomes_a_tracked_message_for_the_profile_it_carries(
     content_service: ContentHarness,
 ) -> None:
+    """The address, the name and the zone come with the request: content has never been sent
+    an event about this profile."""
     template, profile = _unique("tpl"), _unique("prf")
-    created = await content_service.create(email_template(template))
+    body = email_template(template)
+    html = body["variants"][0]["html"]
+    body["variants"][0]["html"] = f"<p>Dear {{{{ profile.traits.first_name }}}}</p>{html}"
+    created = await content_service.create(body)
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1
-    await content_service.update_profile(
-        template,
-        profile,
-        **{
-            "traits.email": "li@example.com",
-            "traits.first_name": "Li",
-            "traits.timezone": "Asia/Shanghai",
-        },
-    )
-    request = message_request(profile, template, event={"event": "cart_abandoned"})
+    carried = facts(email="li@example.com", first_name="Li", timezone="Asia/Shanghai")
+    request = message_request(profile, template, profile=carried, event={"event": "cart_abandoned"})
     await content_service.publish(request)
 
     async def answered() -> bool:
@@ -62,12 +64,13 @@ async def test_a_request_becomes_a_tracked_message_for_the_profile(
     assert message.variant_id == "a" and message.template_version == 1
     assert message.idempotency_key == request.data.idempotency_key
     assert message.time_zone == "Asia/Shanghai"  # for dispatch's quiet hours
-    body = message.body or ""
-    assert "Use WELCOME" in body  # the declared default, since the request had no coupon
-    assert "shop.example.com" not in body
+    body_html = message.body or ""
+    assert "Dear Li" in body_html
+    assert "Use WELCOME" in body_html  # the declared default, since the request had no coupon
+    assert "shop.example.com" not in body_html
     secret = content_service.stack.tracking_secret
     tokens = {
-        action: [verify(t, secret) for t in re.findall(rf"/{action}/([\w-]+\.[\w-]+)", body)]
+        action: [verify(t, secret) for t in re.findall(rf"/{action}/([\w-]+\.[\w-]+)", body_html)]
         for action in ("c", "o", "u")
     }
     assert [t.url for t in tokens["c"]] == ["https://shop.example.com/p/1"]
@@ -87,8 +90,7 @@ async def test_every_put_makes_a_new_version_that_messages_name(
     changed["variants"][0]["subject"] = "Version two for {{ profile.traits.first_name }}"
     replaced = await content_service.http.put(f"/templates/{template}", json=changed)
     assert replaced.status_code == 200 and replaced.json()["version"] == 2
-    await content_service.update_profile(template, profile, **{"traits.email": "v2@example.com"})
-    request = message_request(profile, template)
+    request = message_request(profile, template, profile=facts(email="v2@example.com"))
     await content_service.publish(request)
 
     async def answered() -> bool:
@@ -100,61 +102,36 @@ async def test_every_put_makes_a_new_version_that_messages_name(
     assert message.subject == "Version two for"  # no name and no default: empty
 
 
-async def test_a_profile_without_an_address_gets_no_message_while_it_has_none(
+async def test_a_request_without_an_address_is_answered_at_once_as_undeliverable(
     content_service: ContentHarness,
 ) -> None:
+    """No later event could bring the address: the decision is made when the request comes.
+    A request made before requests carried their profile has no address either."""
     template, profile = _unique("tpl"), _unique("prf")
     (await content_service.create(email_template(template))).raise_for_status()
-    await content_service.update_profile(template, profile, **{"traits.first_name": "No Mail"})
-    request = message_request(profile, template)
-    await content_service.publish(request)
+    no_address = message_request(profile, template, profile=facts(first_name="No Mail"))
+    legacy = message_request(profile, template)
+    await content_service.publish(no_address, legacy)
+    ids = [no_address.data.request_id, legacy.data.request_id]
 
-    async def recorded() -> bool:
-        response = await content_service.http.get(f"/templates/{template}/variants")
-        return bool(response.json()["decisions"].get("awaiting_address") == 1)
+    async def decided() -> bool:
+        return len(await content_service.decisions(ids)) == 2
 
-    await wait_for(recorded, within=60, what="the request recorded as awaiting_address")
-    assert await content_service.rendered(request.data.request_id) == []
-
-
-async def test_a_request_that_arrives_before_the_address_is_answered_when_it_comes(
-    content_service: ContentHarness,
-) -> None:
-    """The request first, the profile.updated carrying the email after: the message is sent."""
-    template, profile = _unique("tpl"), _unique("prf")
-    (await content_service.create(email_template(template))).raise_for_status()
-    request = message_request(profile, template)
-    await content_service.publish(request)
-
-    async def waiting() -> bool:
-        response = await content_service.http.get(f"/templates/{template}/variants")
-        return bool(response.json()["decisions"].get("awaiting_address") == 1)
-
-    await wait_for(waiting, within=60, what="the request waiting for an address")
-    assert await content_service.rendered(request.data.request_id) == []
-    await content_service.publish(
-        profile_update(profile, **{"traits.email": "late@example.com", "traits.first_name": "Yu"})
-    )
-
-    async def answered() -> bool:
-        return bool(await content_service.rendered(request.data.request_id))
-
-    await wait_for(answered, within=60, what="message.rendered once the address came")
-    [message] = await content_service.rendered(request.data.request_id)
-    assert message.recipient == "late@example.com"
-    assert message.profile_id == profile
-    assert message.subject == "Hi Yu, your tea is waiting"  # rendered from the profile as it is
-    assert message.idempotency_key == request.data.idempotency_key
+    await wait_for(decided, within=60, what="both requests decided")
+    decisions = await content_service.decisions(ids)
+    assert {row["outcome"] for row in decisions.values()} == {"undeliverable"}
+    assert {row["variant_id"] for row in decisions.values()} == {None}
     response = await content_service.http.get(f"/templates/{template}/variants")
-    assert response.json()["decisions"] == {"rendered": 1}
+    assert response.json()["decisions"] == {"undeliverable": 2}
+    assert await content_service.rendered_for(ids) == {}
 
 
-async def test_a_webhook_for_a_profile_content_has_not_heard_of_waits_for_the_profile(
+async def test_a_webhook_renders_the_profile_the_request_carries(
     content_service: ContentHarness,
 ) -> None:
-    """A webhook needs no address, but its payload names the person: rendered before content
-    knew them, it would go out with the name left empty."""
-    template, profile = _unique("tpl"), _unique("prf")
+    """A webhook needs no address: its payload is rendered from the request's facts, and from
+    an empty profile for a request that carries none."""
+    template = _unique("tpl")
     webhook = {
         "id": template,
         "name": template,
@@ -162,24 +139,70 @@ async def test_a_webhook_for_a_profile_content_has_not_heard_of_waits_for_the_pr
         "variants": [{"id": "a", "payload": {"name": "{{ profile.traits.first_name }}"}}],
     }
     (await content_service.create(webhook)).raise_for_status()
-    request = message_request(profile, template, channel="webhook")
-    await content_service.publish(request)
-
-    async def waiting() -> bool:
-        response = await content_service.http.get(f"/templates/{template}/variants")
-        return bool(response.json()["decisions"].get("awaiting_address") == 1)
-
-    await wait_for(waiting, within=60, what="the webhook waiting for its profile")
-    assert await content_service.rendered(request.data.request_id) == []
-    await content_service.publish(profile_update(profile, **{"traits.first_name": "Mei"}))
+    carried = message_request(
+        _unique("prf"), template, channel="webhook", profile=facts(first_name="Mei")
+    )
+    legacy = message_request(_unique("prf"), template, channel="webhook")
+    await content_service.publish(carried, legacy)
+    ids = [carried.data.request_id, legacy.data.request_id]
 
     async def answered() -> bool:
-        return bool(await content_service.rendered(request.data.request_id))
+        return len(await content_service.rendered_for(ids)) == 2
 
-    await wait_for(answered, within=60, what="message.rendered once the profile came")
-    [message] = await content_service.rendered(request.data.request_id)
-    assert message.payload == {"name": "Mei"}
-    assert message.recipient is None
+    await wait_for(answered, within=60, what="both webhooks rendered")
+    messages = await content_service.rendered_for(ids)
+    assert messages[carried.data.request_id].payload == {"name": "Mei"}
+    assert messages[legacy.data.request_id].payload == {"name": ""}
+    assert {message.recipient for message in messages.values()} == {None}
+
+
+async def test_content_skips_profile_updates_and_decisions_follow_merges_and_erasures(
+    content_service: ContentHarness,
+) -> None:
+    """A `profile.updated` is passed over unread (content keeps no copy: a request without an
+    address stays undeliverable however many updates gave one); a merge moves the merged
+    profile's decisions to the survivor, an erasure deletes them."""
+    template = _unique("tpl")
+    merged, survivor = _unique("prf"), _unique("prf")
+    (await content_service.create(email_template(template))).raise_for_status()
+    first = message_request(merged, template, profile=facts(email="m@example.com"))
+    await content_service.publish(first)
+
+    async def rendered() -> bool:
+        return bool(await content_service.rendered(first.data.request_id))
+
+    await wait_for(rendered, within=60, what="the merged profile's message")
+    updates_before = await content_service.consumed("profile.updated")
+    merges_before = await content_service.consumed("profile.merged")
+    # One key, one partition: the merge is handled after the update before it.
+    await content_service.publish(
+        profile_update(survivor, **{"traits.email": "s@example.com"}),
+        profile_merge(survivor, merged),
+    )
+
+    async def merge_handled() -> bool:
+        return await content_service.consumed("profile.merged") > merges_before
+
+    await wait_for(merge_handled, within=60, what="the merge handled")
+    assert await content_service.consumed("profile.updated") == updates_before == 0
+    legacy = message_request(survivor, template)  # the update gave content no address
+    await content_service.publish(legacy)
+
+    async def both_survivors() -> bool:
+        ids = [first.data.request_id, legacy.data.request_id]
+        rows = await content_service.decisions(ids)
+        return len(rows) == 2 and {row["profile_id"] for row in rows.values()} == {survivor}
+
+    await wait_for(both_survivors, within=60, what="the decisions under the survivor")
+    decisions = await content_service.decisions([legacy.data.request_id])
+    assert decisions[legacy.data.request_id]["outcome"] == "undeliverable"
+    await content_service.publish(profile_erasure(survivor))
+
+    async def erased() -> bool:
+        ids = [first.data.request_id, legacy.data.request_id]
+        return await content_service.decisions(ids) == {}
+
+    await wait_for(erased, within=60, what="the survivor's decisions erased")
 
 
 async def test_outcomes_and_conversions_feed_the_bandit(content_service: ContentHarness) -> None:
@@ -218,8 +241,17 @@ async def test_outcomes_and_conversions_feed_the_bandit(content_service: Content
         await content_service.create(email_template(conversions_template, reward="conversions"))
     ).raise_for_status()
     message = _unique("msg")
+    # The send first: a conversion counts in the context its send was counted in, and the two
+    # travel on topics that are not ordered with each other.
+    await content_service.publish(outcome(MessageSent, conversions_template, "a", message))
+
+    async def trial_counted() -> bool:
+        response = await content_service.http.get(f"/templates/{conversions_template}/variants")
+        [variant] = response.json()["variants"]
+        return bool(round(variant["trials"], 3) == 1)
+
+    await wait_for(trial_counted, within=60, what="the send counted as a trial")
     await content_service.publish(
-        outcome(MessageSent, conversions_template, "a", message),
         Event(
             data=ConversionAttributed(
                 conversion_id=_unique("cnv"),
@@ -250,7 +282,7 @@ async def test_outcomes_and_conversions_feed_the_bandit(content_service: Content
 async def test_preview_is_strict_and_names_the_missing_variable(
     content_service: ContentHarness,
 ) -> None:
-    template, profile = _unique("tpl"), _unique("prf")
+    template = _unique("tpl")
     (await content_service.create(email_template(template))).raise_for_status()
     missing = await content_service.http.post(
         f"/templates/{template}/preview", json={"profile": {"traits": {"first_name": "Li"}}}
@@ -264,16 +296,12 @@ async def test_preview_is_strict_and_names_the_missing_variable(
     )
     assert inline.status_code == 200, inline.text
     assert inline.json()["fields"]["subject"] == "Hi Li, your tea is waiting"
-    await content_service.publish(profile_update(profile, **{"traits.first_name": "Mei"}))
-
-    async def previewed_from_read_model() -> bool:
-        response = await content_service.http.post(
-            f"/templates/{template}/preview",
-            json={"profile_id": profile, "variables": {"coupon_code": "C1"}},
-        )
-        return response.status_code == 200 and "Mei" in response.json()["fields"]["subject"]
-
-    await wait_for(previewed_from_read_model, within=60, what="a preview from the read model")
+    # Content keeps no profiles: a preview is for the facts given, as a request carries them.
+    by_id = await content_service.http.post(
+        f"/templates/{template}/preview",
+        json={"profile_id": _unique("prf"), "variables": {"coupon_code": "C1"}},
+    )
+    assert by_id.status_code == 422, by_id.text
     internals = await content_service.http.post(
         f"/templates/{template}/preview",
         json={"variables": {"coupon_code": "{{ profile.__class__ }}"}},
@@ -300,11 +328,11 @@ async def test_requests_for_unknown_templates_go_to_the_dlq_at_once_and_the_cons
 ) -> None:
     template, profile = _unique("tpl"), _unique("prf")
     (await content_service.create(email_template(template))).raise_for_status()
-    await content_service.update_profile(template, profile, **{"traits.email": "go@example.com"})
+    address = facts(email="go@example.com")
     # More in a row than the consumer's limit of consecutive failures (5): these are the
     # requests' fault, not an outage, so none of them may stop the consumer.
-    poison = [message_request(profile, _unique("tpl_missing")) for _ in range(8)]
-    good = message_request(profile, template)
+    poison = [message_request(profile, _unique("tpl_missing"), profile=address) for _ in range(8)]
+    good = message_request(profile, template, profile=address)
     await content_service.publish(*poison, good)
 
     async def dead_lettered() -> bool:

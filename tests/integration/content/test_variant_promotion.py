@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from libs.common.events import MessageClicked, MessageRendered, MessageSent
+from libs.common.events import MessageClicked, MessageRendered, MessageSent, ProfileSnapshot
 from services.content.bandit import HOUR_BANDS
 from services.content.experiments import BANDIT
 from tests.integration.content.harness import (
     ContentHarness,
     email_template,
+    facts,
     message_request,
     outcome,
 )
@@ -30,12 +31,25 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def _facts(profile_id: str) -> ProfileSnapshot:
+    """What each request carries about its person: the context is theirs, not content's copy."""
+    return facts(
+        email=f"{profile_id}@example.com",
+        timezone="Asia/Shanghai",
+        lifecycle_stage="active",
+        top_category="tea",
+    )
+
+
 async def _send(
     content: ContentHarness, template: str, profiles: Sequence[str], count: int
 ) -> list[MessageRendered]:
     """`count` requests for the template, spread over the profiles: the messages content
     rendered for them, in order."""
-    requests = [message_request(profiles[i % len(profiles)], template) for i in range(count)]
+    requests = [
+        message_request(person, template, profile=_facts(person))
+        for person in (profiles[i % len(profiles)] for i in range(count))
+    ]
     await content.publish(*requests)
     ids = [request.data.request_id for request in requests]
 
@@ -55,17 +69,6 @@ async def test_a_clear_winner_is_promoted_and_its_runner_up_is_explored_at_the_f
     body["variants"].append({**body["variants"][0], "id": "b"})
     (await content_service.create(body)).raise_for_status()
     profiles = [_unique("prf") for _ in range(4)]
-    for profile in profiles:
-        await content_service.update_profile(
-            template,
-            profile,
-            **{
-                "traits.email": f"{profile}@example.com",
-                "traits.timezone": "Asia/Shanghai",
-                "lifecycle_stage": "active",
-                "features.top_categories": ["tea", "cups"],
-            },
-        )
 
     # Exploring: no evidence yet, so each variant gets about half the sends.
     exploring = await _send(content_service, template, profiles, 60)

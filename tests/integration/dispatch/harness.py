@@ -15,6 +15,8 @@ from libs.common.events import (
     JourneyRef,
     MessageRendered,
     ProfileChange,
+    ProfileDeleted,
+    ProfileMerged,
     ProfileUpdated,
 )
 from libs.devstack.services import ServiceProcess
@@ -55,10 +57,30 @@ def rendered(
 
 
 def timezone_update(profile_id: str, zone: str) -> Event[ProfileUpdated]:
+    """A zone as profile announces it: what dispatch no longer reads."""
     data = ProfileUpdated(
         profile_id=profile_id,
         changes=[ProfileChange(field="traits.timezone", after=zone)],
         occurred_at=datetime.now(UTC),
+    )
+    return Event(data=data, key=profile_id, source=SOURCE)
+
+
+def profile_merge(survivor_id: str, *merged_ids: str) -> Event[ProfileMerged]:
+    data = ProfileMerged(
+        survivor_id=survivor_id,
+        merged_ids=list(merged_ids),
+        reason="identify",
+        occurred_at=datetime.now(UTC),
+    )
+    return Event(data=data, key=survivor_id, source=SOURCE)
+
+
+def profile_erasure(profile_id: str) -> Event[ProfileDeleted]:
+    data = ProfileDeleted(
+        profile_id=profile_id,
+        erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
+        requested_at=datetime.now(UTC),
     )
     return Event(data=data, key=profile_id, source=SOURCE)
 
@@ -92,18 +114,30 @@ class DispatchHarness:
                 found.append(event.data)
         return found
 
-    async def known_zone(self, profile_id: str) -> str | None:
-        """The time zone dispatch holds for a profile (from `profile.updated`), if any."""
+    async def ledger_row(self, idempotency_key: str) -> asyncpg.Record | None:
+        """The send-ledger row of a message (read from the service's schema)."""
         dsn = self.stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
         connection = await asyncpg.connect(dsn)
         try:
-            zone: str | None = await connection.fetchval(
-                f"SELECT timezone FROM {self.process.name}.timezones WHERE profile_id = $1",
-                profile_id,
+            row: asyncpg.Record | None = await connection.fetchrow(
+                "SELECT profile_id, status, recipient, body, time_zone "
+                f"FROM {self.process.name}.sends WHERE idempotency_key = $1",
+                idempotency_key,
             )
         finally:
             await connection.close()
-        return zone
+        return row
+
+    async def consumed(self, event_type: str) -> float:
+        """How many events of the type the service's consumer has handled, from its metrics."""
+        response = await self.http.get("/metrics")
+        response.raise_for_status()
+        label = f'type="{event_type}"'
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in response.text.splitlines()
+            if line.startswith("closeloop_events_consumed_total{") and label in line
+        )
 
     async def outcome_types(self, *request_ids: str) -> list[str]:
         return [data.event_type for data in await self.outcomes(*request_ids)]

@@ -17,7 +17,12 @@ from libs.common.bus.reader import header
 from libs.common.events import Event, MessageRendered
 from libs.common.tracking import TrackingToken, sign
 from tests.integration.dispatch.conftest import Dispatch
-from tests.integration.dispatch.harness import rendered, timezone_update
+from tests.integration.dispatch.harness import (
+    profile_erasure,
+    profile_merge,
+    rendered,
+    timezone_update,
+)
 from tests.integration.support import read_topic, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -196,53 +201,117 @@ async def _until_any_outcome(dispatch: Dispatch, request_id: str) -> None:
     await wait_for(arrived, within=90, what=f"an outcome of {request_id}", every=0.3)
 
 
-async def test_quiet_hours_defer_the_message_until_they_end(dispatch: Dispatch) -> None:
-    name = await _webhook(dispatch, "quiet")
-    # The zone and the message travel on different topics: here the zone comes from profile,
-    # and dispatch holds it before the message arrives.
-    profile = await _profile_in_zone(dispatch, "Asia/Tokyo")
-    message = rendered(name, profile)
-    await _deferred_until_quiet_hours_end(dispatch, name, message, ZoneInfo("Asia/Tokyo"))
-
-
-async def test_a_message_naming_its_zone_keeps_quiet_hours_there_before_profile_says(
+async def test_quiet_hours_defer_the_message_until_they_end_in_the_zone_it_names(
     dispatch: Dispatch,
 ) -> None:
-    """Content passes on the zone it knew: a person who signs up and is sent a message at once
-    is not judged in UTC because profile's `profile.updated` is still on its way."""
-    name = await _webhook(dispatch, "quiet_new")
+    """The zone comes with the message: dispatch has never been sent a profile event."""
+    name = await _webhook(dispatch, "quiet")
     profile = f"prf_{uuid.uuid4().hex[:10]}"
     message = rendered(name, profile, time_zone="Asia/Tokyo")
     await _deferred_until_quiet_hours_end(dispatch, name, message, ZoneInfo("Asia/Tokyo"))
-    assert await dispatch.harness.known_zone(profile) == "Asia/Tokyo"
+    row = await dispatch.harness.ledger_row(message.data.idempotency_key)
+    assert row is not None and row["time_zone"] == "Asia/Tokyo"
 
 
-async def test_a_zone_profile_gave_is_kept_over_a_message_s(dispatch: Dispatch) -> None:
-    name = await _webhook(dispatch, "zone_kept")
-    profile = await _profile_in_zone(dispatch, "Asia/Tokyo")
-    message = rendered(name, profile, time_zone="Europe/Paris")  # content's older view
-    await dispatch.harness.publish(message)
-    await _until_any_outcome(dispatch, message.data.request_id)
-    assert await dispatch.harness.known_zone(profile) == "Asia/Tokyo"
-
-
-async def _profile_in_zone(dispatch: Dispatch, zone: str) -> str:
-    """A new profile whose zone profile has told dispatch, once dispatch holds it."""
+async def test_each_message_keeps_quiet_hours_in_its_own_zone(dispatch: Dispatch) -> None:
+    """A person's first message named Tokyo, the next New York (they moved): the next one is
+    judged in New York's clock, not in a zone remembered from the first."""
+    first_channel = await _webhook(dispatch, "zone_first")
+    name = await _webhook(dispatch, "zone_moved")
     profile = f"prf_{uuid.uuid4().hex[:10]}"
-    await dispatch.harness.publish(timezone_update(profile, zone))
-    await wait_for(
-        lambda: _zone_known(dispatch, profile, zone), within=30, what="dispatch to know the zone"
-    )
-    return profile
+    first = rendered(first_channel, profile, time_zone="Asia/Tokyo")
+    await dispatch.harness.publish(first)
+
+    async def in_ledger() -> bool:
+        return await dispatch.harness.ledger_row(first.data.idempotency_key) is not None
+
+    await wait_for(in_ledger, within=60, what="the first message in the ledger")
+    message = rendered(name, profile, time_zone="America/New_York")
+    await _deferred_until_quiet_hours_end(dispatch, name, message, ZoneInfo("America/New_York"))
 
 
-async def _deferred_until_quiet_hours_end(
-    dispatch: Dispatch, channel: str, message: Event[MessageRendered], zone: ZoneInfo
+async def test_dispatch_skips_profile_updates_and_a_message_naming_no_zone_keeps_utc(
+    dispatch: Dispatch,
 ) -> None:
-    """Quiet hours on the channel from a minute ago to 6 s from now, in `zone`'s clock; the
-    message must be sent, and not before they end."""
+    """A `profile.updated` setting the zone is passed over unread: quiet hours in the zone it
+    named do not hold back a message that names none (UTC)."""
+    name = await _webhook(dispatch, "quiet_utc")
+    profile, merged = f"prf_{uuid.uuid4().hex[:10]}", f"prf_{uuid.uuid4().hex[:10]}"
+    updates_before = await dispatch.harness.consumed("profile.updated")
+    merges_before = await dispatch.harness.consumed("profile.merged")
+    # One key, one partition: the merge is handled after the update before it.
+    await dispatch.harness.publish(
+        timezone_update(profile, "Asia/Tokyo"), profile_merge(profile, merged)
+    )
+
+    async def merge_handled() -> bool:
+        return await dispatch.harness.consumed("profile.merged") > merges_before
+
+    await wait_for(merge_handled, within=60, what="the merge handled")
+    assert await dispatch.harness.consumed("profile.updated") == updates_before == 0
+    message = rendered(name, profile)
+    end = await _quiet_hours(dispatch, name, ZoneInfo("Asia/Tokyo"), timedelta(minutes=10))
+    try:
+        await dispatch.harness.publish(message)
+        await wait_for(
+            lambda: _sent(dispatch, message.data.request_id), within=90, what="the message sent"
+        )
+    finally:
+        await dispatch.harness.http.put("/policies", json={})
+    outcomes = await dispatch.harness.outcomes(message.data.request_id)
+    sent = next(data for data in outcomes if data.event_type == "message.sent")
+    assert sent.occurred_at < end  # not held back by Tokyo's quiet hours
+
+
+async def test_a_merge_moves_a_pending_send_and_preferences_and_an_erasure_fails_it(
+    dispatch: Dispatch,
+) -> None:
+    name = await _webhook(dispatch, "erased")
+    merged, survivor = f"prf_{uuid.uuid4().hex[:10]}", f"prf_{uuid.uuid4().hex[:10]}"
+    response = await dispatch.harness.http.put(
+        f"/preferences/{merged}", json={"consent": {"sms": False}}
+    )
+    assert response.status_code == 200, response.text
+    message = rendered(name, merged, time_zone="Europe/Paris")
+    key = message.data.idempotency_key
+    # Held back by quiet hours for long enough to be pending when the erasure comes.
+    await _quiet_hours(dispatch, name, ZoneInfo("Europe/Paris"), timedelta(minutes=10))
+    try:
+        await dispatch.harness.publish(message)
+
+        async def in_ledger() -> bool:
+            return await dispatch.harness.ledger_row(key) is not None
+
+        await wait_for(in_ledger, within=60, what="the message in the ledger")
+        await dispatch.harness.publish(profile_merge(survivor, merged))
+
+        async def moved() -> bool:
+            row = await dispatch.harness.ledger_row(key)
+            return row is not None and row["profile_id"] == survivor
+
+        await wait_for(moved, within=60, what="the ledger row moved to the survivor")
+        preferences = (await dispatch.harness.http.get(f"/preferences/{survivor}")).json()
+        assert preferences["consent"] == {"sms": False}
+        left = (await dispatch.harness.http.get(f"/preferences/{merged}")).json()
+        assert left["consent"] == {}
+        await dispatch.harness.publish(profile_erasure(survivor))
+        await _until_outcomes(dispatch, message.data.request_id, "message.failed")
+    finally:
+        await dispatch.harness.http.put("/policies", json={})
+    [failed] = await dispatch.harness.outcomes(message.data.request_id)
+    assert failed.retryable is False and failed.profile_id == survivor
+    row = await dispatch.harness.ledger_row(key)
+    assert row is not None and row["status"] == "failed"
+    assert (row["body"], row["time_zone"]) == (None, None)  # the content and zone forgotten
+
+
+async def _quiet_hours(
+    dispatch: Dispatch, channel: str, zone: ZoneInfo, lasting: timedelta
+) -> datetime:
+    """Quiet hours on the channel from a minute ago to `lasting` from now, in `zone`'s clock:
+    when they end."""
     local = datetime.now(UTC).astimezone(zone)
-    start, end = local - timedelta(minutes=1), local + timedelta(seconds=6)
+    start, end = local - timedelta(minutes=1), local + lasting
     response = await dispatch.harness.http.put(
         "/policies",
         json={
@@ -254,6 +323,15 @@ async def _deferred_until_quiet_hours_end(
         },
     )
     assert response.status_code == 200, response.text
+    return end
+
+
+async def _deferred_until_quiet_hours_end(
+    dispatch: Dispatch, channel: str, message: Event[MessageRendered], zone: ZoneInfo
+) -> None:
+    """Quiet hours on the channel from a minute ago to 6 s from now, in `zone`'s clock; the
+    message must be sent, and not before they end."""
+    end = await _quiet_hours(dispatch, channel, zone, timedelta(seconds=6))
     try:
         await dispatch.harness.publish(message)
         # On a loaded machine the receiver can miss the provider timeout once (a retryable
@@ -272,10 +350,6 @@ async def _deferred_until_quiet_hours_end(
 
 async def _sent(dispatch: Dispatch, request_id: str) -> bool:
     return "message.sent" in await dispatch.harness.outcome_types(request_id)
-
-
-async def _zone_known(dispatch: Dispatch, profile_id: str, zone: str) -> bool:
-    return await dispatch.harness.known_zone(profile_id) == zone
 
 
 async def test_unsubscribe_link_suppresses_later_sends_and_emits_once(dispatch: Dispatch) -> None:

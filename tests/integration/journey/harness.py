@@ -110,6 +110,26 @@ def behaviour(profile_id: str, event: str, **properties: Any) -> Event[Any]:
     )
 
 
+def identified(profile_id: str, event: str, **traits: Any) -> Event[Any]:
+    """An identify setting these traits: the changes travel with the behaviour, as profile
+    announces them now, and no profile.updated is sent for them."""
+    return Event(
+        data=BehaviorOccurred(
+            profile_id=profile_id,
+            event=event,
+            kind="identify",
+            occurred_at=datetime.now(UTC),
+            received_at=datetime.now(UTC),
+            message_id=uuid.uuid4().hex,
+            profile_changes=[
+                ProfileChange(field=f"traits.{name}", after=value) for name, value in traits.items()
+            ],
+        ),
+        key=profile_id,
+        source=SOURCE,
+    )
+
+
 def clicked(request: MessageRequested) -> Event[Any]:
     return _outcome(MessageClicked, request, url="https://shop.example.com/p/oolong")
 

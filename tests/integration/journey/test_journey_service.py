@@ -16,6 +16,7 @@ from tests.integration.journey.harness import (
     entered,
     erasure,
     exited,
+    identified,
     merge,
     requests_of,
     send,
@@ -60,6 +61,70 @@ async def test_a_profile_entering_the_segment_is_sent_the_message(
         "journey": {"id": journey, "version": 1, "node": "send_welcome"},
     }
     assert (data.journey.journey_id, data.journey.journey_version) == (journey, 1)
+
+
+async def test_an_identify_enters_with_the_traits_it_set_and_its_request_carries_them(
+    journey_service: JourneyHarness,
+) -> None:
+    """What the call changed travels with its behaviour (no profile.updated follows): the
+    journey it starts already sees it, and the request carries the profile as it then is."""
+    journey, event, profile = unique("jrn_identify"), unique("signed_up"), unique("prf_identify")
+    await journey_service.create_and_publish(
+        journey,
+        {
+            "entry": {"event": event},
+            "start": "premium_or_not",
+            "nodes": {
+                "premium_or_not": {
+                    "type": "branch",
+                    "branches": [
+                        {
+                            "condition": {"trait": "plan", "op": "eq", "value": "premium"},
+                            "next": "premium",
+                        }
+                    ],
+                    "default": "basic",
+                },
+                "premium": send("premium", "tpl_premium"),
+                "basic": send("basic", "tpl_basic"),
+            },
+        },
+    )
+    traits = {"plan": "premium", "email": "li@example.com", "first_name": "Li"}
+    await journey_service.publish(identified(profile, event, **traits))
+
+    [request] = await requests_of(journey_service, journey, profile, 1)
+    assert request.data.template_id == "tpl_premium"
+    assert request.data.profile is not None
+    assert request.data.profile.traits == traits
+    assert await journey_service.traits_of(profile) == traits
+
+
+async def test_a_segment_on_a_trait_an_identify_set_starts_the_journey(
+    journey_service: JourneyHarness,
+) -> None:
+    segment, journey, profile = unique("seg_plan"), unique("jrn_plan"), unique("prf_plan")
+    plan = unique("premium")
+    created = await journey_service.http.post(
+        f"{journey_service.segment_url}/segments",
+        json={
+            "id": segment,
+            "name": segment,
+            "conditions": {"trait": "plan", "op": "eq", "value": plan},
+        },
+    )
+    assert created.status_code == 201, created.text
+    await journey_service.create_and_publish(
+        journey,
+        {"entry": {"segment": segment}, "start": "hello", "nodes": {"hello": send("hello", "tpl")}},
+    )
+    await journey_service.publish(identified(profile, unique("identify"), plan=plan, email="a@b.c"))
+
+    # Segment takes the profile in on the trait; journey, entered on the segment, asks for the
+    # message with the trait it copied from the same behaviour.
+    [request] = await requests_of(journey_service, journey, profile, 1, within=90)
+    assert request.data.profile is not None
+    assert request.data.profile.traits == {"plan": plan, "email": "a@b.c"}
 
 
 async def test_reentry_never_does_not_enter_twice(journey_service: JourneyHarness) -> None:

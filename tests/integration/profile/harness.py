@@ -13,7 +13,15 @@ import asyncpg
 import httpx
 import pytest
 
-from libs.common.events import Event, IngestIdentify, IngestPage, IngestTrack
+from libs.common import topics
+from libs.common.events import (
+    Event,
+    IngestIdentify,
+    IngestPage,
+    IngestTrack,
+    ProfileChangeRequested,
+    ProfileUpdated,
+)
 from libs.devstack import free_port
 from libs.devstack.pytest_plugin import TEST_ADMIN_TOKEN
 from libs.devstack.services import ServiceProcess
@@ -76,6 +84,42 @@ class ProfileService:
             event
             for _, event in await read_events(self.stack.kafka_bootstrap, topic)
             if all(getattr(event.data, name, None) == value for name, value in matching.items())
+        ]
+
+    async def wait_for_events(
+        self, topic: str, *, within: float = 30.0, **matching: Any
+    ) -> list[Event[Any]]:
+        """The events on a topic whose data has every `matching` field value, once there is one."""
+        found: list[Event[Any]] = []
+
+        async def published() -> bool:
+            found[:] = await self.events_on(topic, **matching)
+            return bool(found)
+
+        await wait_for(published, within=within, what=f"an event on {topic} with {matching}")
+        return found
+
+    async def updates_up_to_a_change_request(self, profile_id: str) -> list[Event[Any]]:
+        """Every `profile.updated` of the profile, up to and with the one a change request sent
+        now causes (it is last): the outbox publishes in commit order, so whatever an event
+        handled before caused is on the topic by then. Call it once those events' behaviours
+        are published."""
+        request = Event(
+            data=ProfileChangeRequested(
+                request_id=unique("upd"),
+                profile_id=profile_id,
+                set_traits={"sentinel": unique("sentinel")},
+                occurred_at=datetime.now(UTC),
+            ),
+            key=profile_id,
+            source="tests",
+        )
+        await publish(self.stack.kafka_bootstrap, [request])
+        await self.wait_for_events(topics.PROFILE, caused_by=request.id)
+        return [
+            event
+            for event in await self.events_on(topics.PROFILE, profile_id=profile_id)
+            if isinstance(event.data, ProfileUpdated)
         ]
 
     async def fetchval(self, sql: str, *args: Any) -> Any:

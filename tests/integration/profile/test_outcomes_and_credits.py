@@ -1,4 +1,5 @@
-"""The loop closed at profile: outcomes, conversion credits and journeys' change requests."""
+"""The loop closed at profile: outcomes, conversion credits, journeys' change requests and
+segment memberships."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from libs.common import topics
 from libs.common.events import (
+    BehaviorOccurred,
     ConversionAttributed,
     Event,
     JourneyRef,
@@ -19,6 +21,7 @@ from libs.common.events import (
     MessageSent,
     ProfileChangeRequested,
     ProfileUpdated,
+    SegmentEntered,
 )
 from tests.integration.profile.harness import ProfileService, at, unique
 from tests.integration.profile.test_profile_service import identify
@@ -132,3 +135,58 @@ async def test_a_change_request_sets_traits_and_tags_by_event_time(
     await wait_for(changed, within=90, what="the change request applied")
     assert "plan" not in profile["traits"]
     assert profile["tags"] == ["tea_lover", "winback"]
+
+
+async def _identified(service: ProfileService, **traits: Any) -> tuple[str, BehaviorOccurred]:
+    """A new person's profile id, and the behaviour of the identify that made it."""
+    call = identify(unique("user"), 0, **traits)
+    await service.publish(call)
+    [event] = await service.wait_for_events(topics.BEHAVIOR, message_id=call.message_id)
+    assert isinstance(event.data, BehaviorOccurred)
+    return event.data.profile_id, event.data
+
+
+async def test_a_click_is_announced_in_a_profile_updated_and_the_identify_before_it_is_not(
+    profile_service: ProfileService,
+) -> None:
+    profile_id, behaviour = await _identified(profile_service, plan="premium")
+    assert "traits.plan" in {change.field for change in behaviour.profile_changes}
+    click = _outcome(MessageClicked, profile_id, 11, url="https://shop.example.com/p")
+    await publish(profile_service.stack.kafka_bootstrap, [click])
+
+    [update] = await profile_service.wait_for_events(topics.PROFILE, caused_by=click.id)
+    assert isinstance(update.data, ProfileUpdated) and update.key == profile_id
+    changed = {change.field: change.after for change in update.data.changes}
+    assert changed["scores.email_clicked"] == 1
+    assert changed["scores.last_engaged_at"] == at(11).timestamp()
+    assert not any(name.startswith("traits.") for name in changed)
+    updates = await profile_service.events_on(topics.PROFILE, profile_id=profile_id)
+    assert [event.id for event in updates if isinstance(event.data, ProfileUpdated)] == [
+        update.id
+    ], "the identify's changes travelled with its behaviour, not in a profile.updated"
+
+
+async def test_a_segment_membership_is_kept_on_the_profile_and_announces_nothing(
+    profile_service: ProfileService,
+) -> None:
+    profile_id, _ = await _identified(profile_service, plan="basic")
+    segment_id = unique("seg_vip")
+    membership = SegmentEntered(
+        segment_id=segment_id,
+        segment_version=3,
+        profile_id=profile_id,
+        occurred_at=at(1),
+        reason="realtime",
+    )
+    await publish(
+        profile_service.stack.kafka_bootstrap, [Event(data=membership, key=profile_id, source="t")]
+    )
+
+    async def a_member() -> bool:
+        segments = (await _profile_by_id(profile_service, profile_id))["segments"]
+        return bool(segments == {segment_id: 3})
+
+    await wait_for(a_member, within=90, what="the membership on the profile")
+    updates = await profile_service.updates_up_to_a_change_request(profile_id)
+    assert len(updates) == 1, "only the change request's: neither the identify nor the membership"
+    assert "segments" not in {change.field for change in updates[0].data.changes}

@@ -14,7 +14,6 @@ from libs.common.events import (
     IngestTrack,
     ProfileDeleted,
     ProfileMerged,
-    ProfileUpdated,
 )
 from tests.integration.profile.harness import ProfileService, timing, unique
 from tests.integration.support import wait_for
@@ -105,16 +104,34 @@ async def test_traits_keep_the_latest_write_by_event_time(profile_service: Profi
 
     assert profile["traits"] == {"plan": "premium", "tags": "vip,tea_lover", "city": "Hangzhou"}
     assert profile["tags"] == ["tea_lover", "vip"]
-    updates = await profile_service.events_on(topics.PROFILE, profile_id=profile["id"])
+    # The calls' changes travel with their behaviours, in one batch or two.
+    await profile_service.wait_for_events(topics.BEHAVIOR, message_id=older.message_id)
+    behaviours = await profile_service.events_on(topics.BEHAVIOR, profile_id=profile["id"])
     changed = {
-        change.field: change.after
-        for event in updates
-        if isinstance(event.data, ProfileUpdated)
-        for change in event.data.changes
+        change.field: change.after for event in behaviours for change in event.data.profile_changes
     }
     assert changed["traits.plan"] == "premium"
     assert changed["traits.city"] == "Hangzhou"
     assert changed["tags"] == ["tea_lover", "vip"]
+
+
+async def test_a_call_that_changes_traits_says_so_in_its_behaviour_and_nowhere_else(
+    profile_service: ProfileService,
+) -> None:
+    user_id = unique("user")
+    call = identify(user_id, 0, plan="premium", tags="vip")
+    await profile_service.publish(call)
+
+    behaviours = await profile_service.wait_for_events(topics.BEHAVIOR, message_id=call.message_id)
+    [behaviour] = [event.data for event in behaviours]
+    assert isinstance(behaviour, BehaviorOccurred)
+    changed = {change.field: (change.before, change.after) for change in behaviour.profile_changes}
+    assert changed["traits.plan"] == (None, "premium")
+    assert changed["tags"] == (None, ["vip"])
+    assert "lifecycle_stage" in changed  # a new profile: every field it has is a change
+    updates = await profile_service.updates_up_to_a_change_request(behaviour.profile_id)
+    assert len(updates) == 1, "only the change request's: the call's changes were not repeated"
+    assert "traits.plan" not in {change.field for change in updates[0].data.changes}
 
 
 async def test_orders_give_rfm_scores_and_events_page_newest_first(

@@ -1,19 +1,26 @@
 """Profiles age without events: the lifecycle stage moves on by itself and downstream hears it.
 
 A profile service with its lifecycle measured in seconds instead of days: one identify, then
-nothing, and the person is announced new, at risk, dormant and churned, each once, in order.
+nothing, and the person is announced new (by the identify's behaviour), then at risk, dormant
+and churned (by reviews' `profile.updated`), each once, in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
 
 from libs.common import topics
-from libs.common.events import Event, IngestIdentify, ProfileUpdated
+from libs.common.events import (
+    BehaviorOccurred,
+    Event,
+    IngestIdentify,
+    ProfileChange,
+    ProfileUpdated,
+)
 from libs.devstack.stack import Stack
 from tests.integration.profile.harness import ProfileService, running_profile_service, unique
 from tests.integration.support import publish, wait_for
@@ -48,8 +55,12 @@ async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
     user_id, caught_up = unique("idle"), unique("caught-up")
     await publish(service.stack.kafka_bootstrap, [_identify(caught_up, key=user_id)])
     await service.wait_for_profile(f"user_id:{caught_up}", within=60)
-    await publish(service.stack.kafka_bootstrap, [_identify(user_id, key=user_id)])
+    call = _identify(user_id, key=user_id)
+    await publish(service.stack.kafka_bootstrap, [call])
     profile = await service.wait_for_profile(f"user_id:{user_id}")
+    # The identify says the stage it gave the profile in its behaviour's `profile_changes`.
+    [behaviour] = await service.wait_for_events(topics.BEHAVIOR, message_id=call.id)
+    assert isinstance(behaviour.data, BehaviorOccurred)
     stages: list[ProfileUpdated] = []
 
     async def churned() -> bool:
@@ -59,19 +70,21 @@ async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
             if isinstance(event.data, ProfileUpdated)
             and any(change.field == "lifecycle_stage" for change in event.data.changes)
         ]
-        return bool(stages) and _stage(stages[-1]) == "churned"
+        return bool(stages) and _stage(stages[-1].changes) == "churned"
 
     await wait_for(churned, within=60, what="the profile to be announced churned", every=0.5)
-    # The identify announces the stage the profile has when it is handled: "new", unless the
+    # The identify gives the stage the profile has when it is handled: "new", unless the
     # service was still catching up the shared topic for longer than the new window (CI has
-    # seen that), then "at_risk". From there on only time moves it, each stage announced once.
-    announced = [_stage(update) for update in stages]
+    # seen that), then "at_risk". From there on only time moves it, each stage announced once
+    # in a `profile.updated` of a review.
+    announced = [_stage(behaviour.data.profile_changes)] + [
+        _stage(update.changes) for update in stages
+    ]
     assert announced in (
         ["new", "at_risk", "dormant", "churned"],
         ["at_risk", "dormant", "churned"],
     )
-    assert stages[0].caused_by is not None
-    assert all(update.caused_by is None for update in stages[1:])  # the reviews'
+    assert all(update.caused_by is None for update in stages)  # the reviews'
     assert (await service.profile_of(f"user_id:{user_id}") or {})["lifecycle_stage"] == "churned"
     due = await service.fetchval(
         "SELECT review_due_at FROM {schema}.profiles WHERE id = $1", profile["id"]
@@ -79,8 +92,8 @@ async def test_a_profile_left_alone_is_announced_at_risk_dormant_then_churned(
     assert due is None  # churned, with no order: nothing left to age
 
 
-def _stage(update: ProfileUpdated) -> str | None:
-    [change] = [change for change in update.changes if change.field == "lifecycle_stage"]
+def _stage(changes: Sequence[ProfileChange]) -> str | None:
+    [change] = [change for change in changes if change.field == "lifecycle_stage"]
     return change.after if isinstance(change.after, str) else None
 
 

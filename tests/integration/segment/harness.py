@@ -10,6 +10,7 @@ import httpx
 
 from libs.common import topics
 from libs.common.events import (
+    BehaviorOccurred,
     Event,
     ProfileChange,
     ProfileDeleted,
@@ -27,6 +28,25 @@ SOURCE = "closeloop/tests/segment"
 def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
     return a_behaviour(
         profile_id, event=event, occurred_at=occurred_at, properties=properties, source=SOURCE
+    )
+
+
+def identified(profile_id: str, event: str, **changes: Any) -> Event[Any]:
+    """A behaviour whose call changed the profile (`identified(p, "identify", **{"traits.plan":
+    "premium"})`): the changes travel with it, and no profile.updated is sent for them."""
+    now = datetime.now(UTC)
+    return Event(
+        data=BehaviorOccurred(
+            profile_id=profile_id,
+            event=event,
+            kind="identify",
+            occurred_at=now,
+            received_at=now,
+            message_id=f"m-{uuid.uuid4()}",
+            profile_changes=[ProfileChange(field=path, after=v) for path, v in changes.items()],
+        ),
+        key=profile_id,
+        source=SOURCE,
     )
 
 

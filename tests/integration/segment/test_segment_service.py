@@ -11,6 +11,7 @@ from tests.integration.segment.harness import (
     SegmentHarness,
     behaviour,
     erasure,
+    identified,
     merge,
     profile_update,
 )
@@ -80,6 +81,23 @@ async def test_member_enters_leaves_regains_and_expires_with_its_window(
     # No new event: the older order leaves the 10 s window and the timer takes the profile out.
     expired = (profile, "exited", "window_expired")
     await expect_transitions(segment_service, segment, [entered, exited, entered, expired])
+    assert await segment_service.members(segment) == []
+
+
+async def test_the_profile_changes_a_behaviour_carries_move_memberships(
+    segment_service: SegmentHarness,
+) -> None:
+    """What a call changed travels with its behaviour, and no profile.updated follows."""
+    segment, profile, plan = unique("seg_call"), unique("prf_call"), unique("premium")
+    created = await segment_service.create(segment, {"trait": "plan", "op": "eq", "value": plan})
+    assert created.status_code == 201, created.text
+    await segment_service.publish(identified(profile, "identify", **{"traits.plan": plan}))
+    entered = (profile, "entered", "realtime")
+    await expect_transitions(segment_service, segment, [entered])
+    assert await segment_service.members(segment) == [profile]
+
+    await segment_service.publish(identified(profile, "identify", **{"traits.plan": None}))
+    await expect_transitions(segment_service, segment, [entered, (profile, "exited", "realtime")])
     assert await segment_service.members(segment) == []
 
 

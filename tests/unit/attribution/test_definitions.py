@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.attribution.definitions import ConversionDefinition, conversion_id, parse_duration
+from services.attribution.definitions import ConversionDefinition, conversion_id
 
 
 def definition(**fields: Any) -> ConversionDefinition:
@@ -43,8 +43,9 @@ def test_bad_windows_are_refused(window: Any) -> None:
         definition(window=window)
 
 
-def test_parse_duration_reads_weeks_days_and_time() -> None:
-    assert parse_duration("P1W2DT3H4M5S") == timedelta(days=9, hours=3, minutes=4, seconds=5)
+def test_a_window_reads_weeks_days_and_time() -> None:
+    window = definition(window="P1W2DT3H4M5S").window
+    assert window == timedelta(days=9, hours=3, minutes=4, seconds=5)
 
 
 @pytest.mark.parametrize(

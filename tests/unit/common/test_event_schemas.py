@@ -14,12 +14,8 @@ import orjson
 import pytest
 import yaml
 
-from libs.common import topics
-from libs.common.bus import dlq
-from libs.common.events import Event, EventData, decode, encode, registry
-from libs.common.events.catalog import DLQ_HEADERS, TOPICS
-from libs.common.events.compat import breaking_changes
-from libs.common.events.schemas import (
+from contracts.compat import breaking_changes
+from contracts.schemas import (
     ASYNCAPI_PATH,
     EVENT_SCHEMAS_DIR,
     REPO_ROOT,
@@ -27,6 +23,10 @@ from libs.common.events.schemas import (
     schema_path,
     stale_files,
 )
+from libs.common import topics
+from libs.common.bus import dlq
+from libs.common.events import Event, EventData, decode, encode, registry
+from libs.common.events.catalog import DLQ_HEADERS, TOPICS
 
 MODELS = registry.all()
 COMMITTED = sorted(EVENT_SCHEMAS_DIR.glob("*/v*.json"))

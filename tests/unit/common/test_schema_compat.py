@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.events.compat import breaking_changes
+from contracts.compat import breaking_changes
 
 Schema = dict[str, Any]
 

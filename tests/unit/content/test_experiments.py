@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from libs.common.events import ConversionAttributed, JourneyRef, MessageClicked, MessageSent
+from libs.common.profiles import ProfileFacts
 from services.content.bandit import Context, Counts, Evaluation, fit
 from services.content.experiments import (
     BANDIT,
@@ -26,7 +27,6 @@ from services.content.experiments import (
     unknown_context,
     variant_evidence,
 )
-from services.content.profiles import ProfileFacts
 from services.content.templates import TemplateVersion
 
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)

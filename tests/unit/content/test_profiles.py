@@ -1,94 +1,94 @@
-"""The read model of a batch: changes, merges and erasures applied in order, written back once."""
+"""Content and people: the `profile` variable from the facts a request carries, the events
+content takes (no `profile.updated`), and decisions following merges and erasures in order."""
 
 from __future__ import annotations
 
-from services.content.profiles import ProfileBook, ProfileFacts
+from datetime import UTC, datetime
+
+from libs.common.events import (
+    MessageRequested,
+    ProfileDeleted,
+    ProfileMerged,
+    ProfileSnapshot,
+    ProfileUpdated,
+)
+from libs.common.profiles import facts_of
+from services.content.handlers import ACCEPTED_TYPES
+from services.content.profiles import decision_moves, profile_variable
+
+_AT = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 
 
-def test_changes_apply_in_order_to_a_stored_profile_and_a_new_one() -> None:
-    book = ProfileBook({"prf_a": ProfileFacts("prf_a", traits={"email": "old@example.com"})})
-    book.update("prf_a", [("traits.email", "new@example.com")])
-    book.update("prf_b", [("traits.phone", "+100"), ("tags", ["vip"])])
-    book.update("prf_b", [("traits.phone", None)])
-    assert book.saved() == [
-        ProfileFacts("prf_a", traits={"email": "new@example.com"}),
-        ProfileFacts("prf_b", tags=["vip"]),
-    ]
-    assert book.erased() == [] and book.moved_decisions() == {}
-
-
-def test_a_merge_keeps_the_survivors_values_and_moves_the_decisions() -> None:
-    book = ProfileBook(
-        {
-            "prf_s": ProfileFacts("prf_s", traits={"email": "s@example.com"}),
-            "prf_m": ProfileFacts("prf_m", traits={"email": "m@example.com", "phone": "+1"}),
-        }
+def _merge(survivor: str, *merged: str) -> ProfileMerged:
+    return ProfileMerged(
+        survivor_id=survivor, merged_ids=list(merged), reason="identify", occurred_at=_AT
     )
-    book.merge("prf_s", ["prf_m"])
-    assert book.saved() == [
-        ProfileFacts("prf_s", traits={"email": "s@example.com", "phone": "+1"}),
-    ]
-    assert book.erased() == ["prf_m"]
-    assert book.moved_decisions() == {"prf_m": "prf_s"}
-    assert book.erased_decisions() == []
+
+
+def _erase(profile_id: str) -> ProfileDeleted:
+    return ProfileDeleted(profile_id=profile_id, erasure_request_id="era_1", requested_at=_AT)
+
+
+def test_content_takes_requests_merges_and_erasures_but_not_profile_updates() -> None:
+    assert ProfileUpdated.event_type not in ACCEPTED_TYPES
+    assert {
+        MessageRequested.event_type,
+        ProfileMerged.event_type,
+        ProfileDeleted.event_type,
+    } <= ACCEPTED_TYPES
+
+
+def test_the_profile_variable_is_the_facts_the_request_carries() -> None:
+    carried = ProfileSnapshot(
+        traits={"first_name": "Li", "email": "li@example.com", "timezone": "Asia/Shanghai"},
+        tags=["tea_lover"],
+        lifecycle_stage="at_risk",
+        scores={"rfm": 455},
+        top_category="oolong",
+    )
+    facts = facts_of("prf_li", carried)
+    assert profile_variable(facts) == {
+        "id": "prf_li",
+        "traits": {"first_name": "Li", "email": "li@example.com", "timezone": "Asia/Shanghai"},
+        "tags": ["tea_lover"],
+        "lifecycle_stage": "at_risk",
+        "scores": {"rfm": 455},
+        "top_category": "oolong",
+    }
+    assert facts.recipient("email") == "li@example.com" and facts.timezone == "Asia/Shanghai"
+
+
+def test_a_request_without_facts_has_an_empty_profile_and_no_address() -> None:
+    facts = facts_of("prf_old", None)
+    assert profile_variable(facts) == {
+        "id": "prf_old",
+        "traits": {},
+        "tags": [],
+        "lifecycle_stage": None,
+        "scores": {},
+        "top_category": None,
+    }
+    assert not facts.can_reach("email") and facts.can_reach("webhook")
+
+
+def test_a_merge_moves_the_merged_profiles_decisions_to_the_survivor() -> None:
+    moved, erased = decision_moves([_merge("prf_s", "prf_m", "prf_s")])
+    assert moved == {"prf_m": "prf_s"} and erased == []
 
 
 def test_decisions_follow_merges_and_erasures_in_order() -> None:
-    book = ProfileBook({})
-    book.merge("prf_s", ["prf_m"])  # prf_m's decisions go to prf_s...
-    book.erase("prf_s")  # ...and are erased with it
-    book.erase("prf_x")
-    book.merge("prf_x", ["prf_y"])  # prf_x lives again, with prf_y's decisions
-    assert book.moved_decisions() == {"prf_y": "prf_x"}
-    assert sorted(book.erased_decisions()) == ["prf_m", "prf_s", "prf_x"]
-    assert [f.profile_id for f in book.saved()] == ["prf_x"]
-    assert sorted(book.erased()) == ["prf_m", "prf_s", "prf_y"]
-
-
-def test_an_erased_profile_changed_later_in_the_batch_starts_empty() -> None:
-    book = ProfileBook({"prf_a": ProfileFacts("prf_a", traits={"email": "a@example.com"})})
-    book.erase("prf_a")
-    book.update("prf_a", [("lifecycle_stage", "lead")])
-    assert book.saved() == [ProfileFacts("prf_a", lifecycle_stage="lead")]
-    assert book.erased_decisions() == ["prf_a"]
-
-
-def test_only_profiles_whose_facts_changed_are_written_back() -> None:
-    kept = ProfileFacts("prf_kept", traits={"plan": "premium"}, tags=["tea"])
-    same = ProfileFacts("prf_same", traits={"plan": "basic"})
-    changed = ProfileFacts("prf_changed", scores={"rfm": 3})
-    book = ProfileBook({"prf_kept": kept, "prf_same": same, "prf_changed": changed})
-    book.update("prf_kept", [("features.visits", 4)])  # content does not copy features
-    book.update("prf_same", [("traits.plan", "basic")])  # the value it already had
-    book.update("prf_changed", [("scores.rfm", 4)])
-    book.update("prf_new", [("traits.plan", "trial")])  # no row was read for it
-    assert [facts.profile_id for facts in book.changed()] == ["prf_changed", "prf_new"]
-    assert len(book.saved()) == 4
-
-
-def test_the_top_category_and_scores_are_copied_for_the_bandit_and_templates() -> None:
-    book = ProfileBook({"prf_a": ProfileFacts("prf_a", traits={"email": "a@example.com"})})
-    book.update(
-        "prf_a",
-        [("features.top_categories", ["tea", "cups"]), ("scores.churn_risk", 0.74)],
+    moved, erased = decision_moves(
+        [
+            _merge("prf_s", "prf_m"),  # prf_m's decisions go to prf_s...
+            _erase("prf_s"),  # ...and are erased with it
+            _erase("prf_x"),
+            _merge("prf_x", "prf_y"),  # prf_x is merged into after its erasure: prf_y's stay
+        ]
     )
-    [facts] = book.changed()
-    assert facts.top_category == "tea"
-    assert facts.as_variable()["scores"] == {"churn_risk": 0.74}
-    assert facts.as_variable()["top_category"] == "tea"
-    book.update("prf_a", [("features.top_categories", [])])
-    assert facts.top_category is None
+    assert moved == {"prf_y": "prf_x"}
+    assert erased == ["prf_m", "prf_s", "prf_x"]
 
 
-def test_a_changed_top_category_alone_is_written_back_and_survives_a_merge() -> None:
-    book = ProfileBook(
-        {
-            "prf_s": ProfileFacts("prf_s", top_category="tea"),
-            "prf_m": ProfileFacts("prf_m", top_category="cups"),
-            "prf_c": ProfileFacts("prf_c"),
-        }
-    )
-    book.update("prf_c", [("features.top_categories", ["snacks"])])
-    book.merge("prf_s", ["prf_m"])
-    assert {f.profile_id: f.top_category for f in book.changed()} == {"prf_c": "snacks"}
-    assert [f.top_category for f in book.saved() if f.profile_id == "prf_s"] == ["tea"]
+def test_a_chain_of_merges_ends_at_the_last_survivor() -> None:
+    moved, erased = decision_moves([_merge("prf_b", "prf_a"), _merge("prf_c", "prf_b")])
+    assert moved == {"prf_a": "prf_c", "prf_b": "prf_c"} and erased == []

@@ -1,10 +1,9 @@
-"""Templates: channel fields, Liquid inside JSON, defaults, the profile read model."""
+"""Templates: channel fields, Liquid inside JSON, defaults, offline copy suggestions."""
 
 from __future__ import annotations
 
 from services.content.copywriting import RankedVariant, recombine
 from services.content.messages import template_variables, with_defaults
-from services.content.profiles import ProfileFacts, apply_change, merge_facts, recipient_for
 from services.content.templates import assemble, field_problems, liquid_sources
 
 
@@ -39,23 +38,6 @@ def test_declared_defaults_fill_only_what_is_missing() -> None:
     assert filled["profile"]["traits"] == {"first_name": "Li", "city": "Hangzhou"}
     assert filled["coupon"] == "C" and applied == ["profile.traits.city", "coupon"]
     assert variables["profile"]["traits"] == {"first_name": "Li"}
-
-
-def test_profile_changes_merges_and_recipients() -> None:
-    facts = ProfileFacts("p1")
-    apply_change(facts, "traits.email", "li@example.com")
-    apply_change(facts, "scores.rfm", 455)
-    apply_change(facts, "tags", ["vip"])
-    apply_change(facts, "lifecycle_stage", "customer")
-    apply_change(facts, "features.orders_30d", 3)
-    assert recipient_for("email", facts) == "li@example.com"
-    assert recipient_for("sms", facts) is None and recipient_for("webhook", facts) is None
-    other = ProfileFacts("p2", {"phone": "+8613800000000", "email": "old@example.com"}, ["new"])
-    merge_facts(facts, [other])
-    assert facts.traits["email"] == "li@example.com" and recipient_for("sms", facts) is not None
-    assert facts.tags == ["new", "vip"]
-    apply_change(facts, "traits.email", None)
-    assert recipient_for("email", facts) is None
 
 
 def test_offline_suggestions_recombine_the_best_variants_first() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.profiles import ProfileFacts
 from services.journey.conditions import (
     Context,
     InvalidDefinition,
@@ -13,7 +14,6 @@ from services.journey.conditions import (
     known_stages_only,
     parse_condition,
 )
-from services.journey.profiles import ProfileFacts
 
 FACTS = ProfileFacts(
     "prf_1",

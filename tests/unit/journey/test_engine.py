@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.profiles import ProfileFacts, apply_change
 from services.journey.engine import (
     JOURNEY,
     Run,
@@ -25,7 +26,6 @@ from services.journey.engine import (
     waits_for_outcome,
 )
 from services.journey.graph import Journey, Split
-from services.journey.profiles import ProfileFacts
 from tests.unit.journey.fixtures import welcome
 
 NOW = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
@@ -64,6 +64,28 @@ def test_entering_sends_and_waits_for_the_click() -> None:
     assert run.requests == {"send_welcome": send.request_id}
     assert steps.counters[("jrn_t", 2, JOURNEY, "entered")] == 1
     assert steps.counters[("jrn_t", 2, "send_welcome", "completed")] == 1
+
+
+def test_a_send_carries_the_profile_as_it_stands_when_the_message_is_asked_for() -> None:
+    facts = ProfileFacts(
+        "prf_1",
+        traits={"email": "li@example.com", "first_name": "Li"},
+        tags=["vip"],
+        lifecycle_stage="active",
+        scores={"rfm": 455},
+        top_category="oolong",
+    )
+    _, _, steps = start(welcome(), facts)
+    apply_change(facts, "traits.first_name", "Wei")  # later in the batch: not in the request
+    apply_change(facts, "tags", ["vip", "tea_lover"])
+    [(_, send)] = steps.sends
+    assert send.profile.model_dump() == {
+        "traits": {"email": "li@example.com", "first_name": "Li"},
+        "tags": ["vip"],
+        "lifecycle_stage": "active",
+        "scores": {"rfm": 455},
+        "top_category": "oolong",
+    }
 
 
 def test_a_click_on_this_runs_message_takes_the_matched_path_and_the_branch() -> None:

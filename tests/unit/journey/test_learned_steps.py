@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.profiles import ProfileFacts
 from services.journey.engine import (
     ChannelRanking,
     Run,
@@ -29,7 +30,6 @@ from services.journey.learning import (
     fit_priors,
     people_counts,
 )
-from services.journey.profiles import ProfileFacts
 
 NOW = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
 EVENING = datetime(2026, 3, 14, 19, 0, tzinfo=UTC)  # 20:00 in Berlin
@@ -198,21 +198,24 @@ def test_a_profile_with_no_address_for_any_channel_is_sent_nothing() -> None:
 def test_an_undeliverable_message_falls_back_to_the_next_channel_until_none_is_left() -> None:
     journey, run, steps = start({"offer": BOTH})
     first = run.requests["offer"]
-    assert fall_back(journey, run, "offer", first, steps)
+    # The next channel's request carries the facts as they are when it is asked for.
+    renamed = ProfileFacts("prf_1", traits={**BERLINER.traits, "first_name": "Lena"})
+    assert fall_back(journey, run, renamed, "offer", first, steps)
     _, second = steps.sends[1]
     assert (second.option.channel, second.option.template_id) == ("email", "tpl_email")
     assert second.idempotency_key == "jrn_t:v1:offer:prf_1:1:email"
+    assert second.profile.traits == renamed.traits
     assert run.requests["offer"] == second.request_id != first
     assert steps.counters[("jrn_t", 1, "offer", "fallbacks")] == 1
-    assert not fall_back(journey, run, "offer", first, steps)  # an earlier message of the node
-    assert not fall_back(journey, run, "offer", second.request_id, steps)  # none left
+    assert not fall_back(journey, run, BERLINER, "offer", first, steps)  # an earlier message
+    assert not fall_back(journey, run, BERLINER, "offer", second.request_id, steps)  # none left
     assert len(steps.sends) == 2
 
 
 def test_an_exited_run_does_not_fall_back() -> None:
     journey, run, steps = start({"offer": BOTH})
     exit_run(run, steps, "goal")
-    assert not fall_back(journey, run, "offer", run.requests["offer"], steps)
+    assert not fall_back(journey, run, BERLINER, "offer", run.requests["offer"], steps)
 
 
 @pytest.mark.parametrize(

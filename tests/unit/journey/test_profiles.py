@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.journey.profiles import ProfileFacts, zone_named
+from libs.common.profiles import ProfileFacts
+from services.journey.profiles import zone_named
 
 
 @pytest.mark.parametrize(

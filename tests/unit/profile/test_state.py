@@ -189,3 +189,12 @@ def test_engagement_survives_the_json_round_trip() -> None:
     state.record_outcome("push", "clicked", T0)
     state.record_credit(5.0, "EUR", 1.0)
     assert ProfileState.from_json(state.to_json()) == state
+
+
+def test_memberships_are_kept_with_the_state_but_are_no_change_of_its_view() -> None:
+    state = ProfileState()
+    state.observe(identify(T0, plan="basic"), RULES)
+    before = state.view(T0, RULES)
+    state.segments["seg_vip"] = 3
+    assert changes(before, state.view(T0, RULES)) == []  # segment.v1 announces them
+    assert ProfileState.from_json(state.to_json()).segments == {"seg_vip": 3}

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from libs.common.profiles import apply_change
 from services.segment.rules import (
     Behaviour,
     InvalidDefinition,
     ProfileFacts,
     SegmentRule,
-    apply_change,
     matches,
     next_expiry,
     parse_conditions,

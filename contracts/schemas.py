@@ -1,4 +1,4 @@
-"""Writes and checks the event contract: `python -m libs.common.events.schemas generate|check`.
+"""Writes and checks the event contract: `python -m contracts generate|check`.
 
 The JSON Schemas are generated in pydantic's serialization mode: they describe the bytes a
 producer puts on the wire (money as a decimal string, not "a number or a string"), which is
@@ -25,7 +25,7 @@ from libs.common.events.envelope import (
     registry,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 EVENT_SCHEMAS_DIR = SCHEMAS_DIR / "events"
 ASYNCAPI_PATH = SCHEMAS_DIR / "asyncapi.yaml"
@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
         if problems:
             print("run `make schemas` and commit the result", file=sys.stderr)
         return 1 if problems else 0
-    print("usage: python -m libs.common.events.schemas generate|check", file=sys.stderr)
+    print("usage: python -m contracts generate|check", file=sys.stderr)
     return 2
 
 
@@ -347,7 +347,3 @@ def _header_table(headers: tuple[catalog.Header, ...]) -> list[str]:
 
 def _relative(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
