@@ -77,6 +77,7 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
         entries = await _entries_of(store, batch)
         await runner.load_messages(_messages_named(batch))
         now = datetime.now(UTC)
+        _entries_see_their_causes(batch, profiles)
         for event in batch.events:
             await _take(runner, entries, profiles, event, now)
             for emitted in runner.take_events(now):
@@ -85,6 +86,26 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
         await runner.save()
 
     return handle
+
+
+def _entries_see_their_causes(batch: Batch, profiles: dict[str, ProfileFacts]) -> None:
+    """Give a segment entry the facts of the behaviour behind it when both are in the batch.
+
+    A `segment.entered` is caused by a behaviour (or change) that journey reads on another
+    topic, with no order between the two: in one batch the entry can come first. Applying the
+    batch's carried changes once before the events are taken in order lets an entry's message
+    carry the traits that made the profile a member. The changes apply again in their turn (a
+    change sets a value, so applying it twice is the same as once): an event taken before a
+    change in the batch may see it early, never a fact older than the batch's.
+    """
+    if not any(isinstance(event.data, SegmentEntered) for event in batch.events):
+        return
+    for event in batch.events:
+        data = event.data
+        if isinstance(data, BehaviorOccurred | ProfileUpdated):
+            facts = profiles.get(data.profile_id)
+            if facts is not None:
+                apply_changes(facts, carried_changes(data))
 
 
 async def _take(
