@@ -7,7 +7,7 @@ import gc
 import importlib.metadata
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import uvicorn
@@ -38,11 +38,13 @@ def create_app(
     workers: Sequence[Worker] = (),
     readiness_checks: Sequence[ReadinessCheck] = (),
     description: str = "",
+    state: Mapping[str, object] | None = None,
 ) -> FastAPI:
     """A FastAPI app with the service's routes plus health, readiness, metrics and error handling.
 
     Its lifespan starts `workers` in order and stops them in reverse. `settings` is kept on
-    `app.state.settings` for dependencies such as `require_admin`.
+    `app.state.settings` for dependencies such as `require_admin`, and each of `state` under its
+    name, for the routes' dependencies (see `libs.common.api`).
     """
     app = FastAPI(
         title=title,
@@ -50,6 +52,8 @@ def create_app(
         lifespan=_lifespan(settings, workers, readiness_checks),
     )
     app.state.settings = settings
+    for name, value in (state or {}).items():
+        setattr(app.state, name, value)
     app.include_router(_operations_router(settings, workers, readiness_checks))
     for router in routers:
         app.include_router(router)

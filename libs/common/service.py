@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.api import database_state
 from libs.common.app import run
 from libs.common.bus import EventProducer, OutboxRelay
 from libs.common.bus.inbox import InboxRetention
@@ -52,6 +53,11 @@ class BusParts:
     def workers(self, *consumers: Worker) -> list[Worker]:
         """Started in this order, stopped in reverse: consumers stop first, the database last."""
         return [self.database, self.producer, self.relay, self.inbox_retention, *consumers]
+
+    def app_state(self, settings: Settings) -> dict[str, object]:
+        """What the routes read from `app.state`: the `database` their stores open
+        transactions on, and the `relay` to wake once they wrote the outbox."""
+        return {**database_state(self.engine, settings.schema_name), "relay": self.relay}
 
     def readiness_checks(self, settings: Settings) -> list[ReadinessCheck]:
         return [database_check(self.engine), broker_check(settings.kafka_bootstrap)]

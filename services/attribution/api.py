@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AwareDatetime
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events.fields import EARLIEST_EVENT_TIME
 from services.attribution import credit_report, insights
@@ -49,188 +46,179 @@ From = Annotated[AwareDatetime | None, Query(alias="from", description="Inclusiv
 To = Annotated[AwareDatetime | None, Query(description="Exclusive end.")]
 
 
-def conversions_router(engine: AsyncEngine, schema: str) -> APIRouter:
-    router = APIRouter(
-        prefix="/conversions",
-        tags=["conversions"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
-    )
-    transaction = _transactions(engine, schema)
-
-    @router.post("", status_code=201, responses=error_responses(409))
-    async def create_conversion(request: ConversionRequest) -> ConversionResponse:
-        """Define a conversion: behaviours matching it from now on are credited."""
-        conversion_id = request.id or f"cnv_def_{uuid.uuid4().hex[:20]}"
-        async with transaction() as store:
-            row = await store.insert_definition(conversion_id, _definition(request))
-        if row is None:
-            raise ApiError(
-                409, "conversion_exists", f"Conversion {conversion_id!r} already exists.", "id"
-            )
-        return _response(row)
-
-    @router.get("")
-    async def list_conversions() -> ConversionList:
-        async with transaction() as store:
-            rows = await store.list_definitions()
-        return ConversionList(conversions=[_response(row) for row in rows])
-
-    @router.get("/{conversion_id}", responses=_NOT_FOUND)
-    async def get_conversion(conversion_id: ConversionIdPath) -> ConversionResponse:
-        async with transaction() as store:
-            row = await store.get_definition(conversion_id)
-        return _response(_found(row, conversion_id))
-
-    @router.put("/{conversion_id}", responses=_NOT_FOUND)
-    async def replace_conversion(
-        conversion_id: ConversionIdPath, request: ConversionRequest
-    ) -> ConversionResponse:
-        """Change a definition; conversions already credited keep their credits."""
-        if request.id is not None and request.id != conversion_id:
-            raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
-        async with transaction() as store:
-            row = await store.update_definition(conversion_id, _definition(request))
-        return _response(_found(row, conversion_id))
-
-    @router.delete("/{conversion_id}", status_code=204, responses=_NOT_FOUND)
-    async def delete_conversion(conversion_id: ConversionIdPath) -> Response:
-        async with transaction() as store:
-            deleted = await store.delete_definition(conversion_id)
-        _found(deleted or None, conversion_id)
-        return Response(status_code=204)
-
-    return router
+conversions_router = APIRouter(
+    prefix="/conversions",
+    tags=["conversions"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+reports_router = APIRouter(
+    tags=["reports"], dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS
+)
+Stores = Annotated[StoreTransactions[AttributionStore], Depends(transactions_of(AttributionStore))]
+SettingsDep = Annotated[AttributionSettings, Depends(from_state("settings", AttributionSettings))]
 
 
-def reports_router(engine: AsyncEngine, settings: AttributionSettings) -> APIRouter:
-    router = APIRouter(
-        tags=["reports"], dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS
-    )
-    transaction = _transactions(engine, settings.schema_name)
-
-    @router.get("/reports/credit", responses=_NOT_FOUND)
-    async def report_credit(
-        model: CreditModel,
-        by: Dimension = "channel",
-        start: From = None,
-        to: Annotated[
-            AwareDatetime | None, Query(description="Exclusive end; now if absent.")
-        ] = None,
-        conversion_id: Annotated[str | None, Query(pattern=CONVERSION_ID_PATTERN)] = None,
-    ) -> CreditReportResponse:
-        """Conversions and value each channel, journey, node or variant earned under `model`
-        over the range, campaign visits competing with messages; by channel, with each
-        channel's Markov removal effect. Computed from the stored touchpoints on each call."""
-        span = _span(start, to)
-        limit = settings.attribution_report_max_touchpoints
-        async with transaction() as store:
-            rules = await _rules(store, conversion_id)
-            reach = lookback(rules.values())
-            messages = await store.credit_touches(*span.touches_read(reach), limit + 1)
-            campaigns = await store.campaign_touches(*span.touches_read(reach), limit + 1)
-            conversions = await store.conversions_between(
-                *span.conversions_read(reach), conversion_id
-            )
-        if len(messages) + len(campaigns) > limit:
-            raise ApiError(
-                422,
-                "range_too_large",
-                f"The range holds more than {limit} touchpoints: narrow `from` and `to`.",
-                "from",
-            )
-        # Seconds of CPU for a large range: off the event loop, which also runs the consumer.
-        report = await asyncio.to_thread(
-            credit_report.over_range, model, by, span, rules, messages, campaigns, conversions
+@conversions_router.post("", status_code=201, responses=error_responses(409))
+async def create_conversion(request: ConversionRequest, stores: Stores) -> ConversionResponse:
+    """Define a conversion: behaviours matching it from now on are credited."""
+    conversion_id = request.id or f"cnv_def_{uuid.uuid4().hex[:20]}"
+    async with stores() as store:
+        row = await store.insert_definition(conversion_id, _definition(request))
+    if row is None:
+        raise ApiError(
+            409, "conversion_exists", f"Conversion {conversion_id!r} already exists.", "id"
         )
-        return _credit_response(report, span, conversion_id)
+    return _response(row)
 
-    @router.get("/reports/{dimension}")
-    async def report(
-        dimension: Dimension,
-        journey_id: _Text | None = None,
-        start: From = None,
-        to: To = None,
-    ) -> Report:
-        """Sends, outcomes, credited conversions and revenue per journey, node, channel or
-        variant, summed from the hourly rollups."""
-        scope = _scope(start, to, journey_id)
-        async with transaction() as store:
-            rows = await store.report(dimension, scope)
-            totals = await store.conversion_totals(scope)
-        return Report(
-            dimension=dimension,
-            journey_id=journey_id,
-            from_=start,
-            to=to,
-            rows=[_report_row(row) for row in rows],
-            conversions=[
-                ConversionTotalsResponse(
-                    definition_id=t.definition_id,
-                    attributed=t.attributed,
-                    unattributed=t.unattributed,
-                    value={currency: _decimal(v) for currency, v in t.value.items()},
-                )
-                for t in totals
-            ],
+
+@conversions_router.get("")
+async def list_conversions(stores: Stores) -> ConversionList:
+    async with stores() as store:
+        rows = await store.list_definitions()
+    return ConversionList(conversions=[_response(row) for row in rows])
+
+
+@conversions_router.get("/{conversion_id}", responses=_NOT_FOUND)
+async def get_conversion(conversion_id: ConversionIdPath, stores: Stores) -> ConversionResponse:
+    async with stores() as store:
+        row = await store.get_definition(conversion_id)
+    return _response(_found(row, conversion_id))
+
+
+@conversions_router.put("/{conversion_id}", responses=_NOT_FOUND)
+async def replace_conversion(
+    conversion_id: ConversionIdPath, request: ConversionRequest, stores: Stores
+) -> ConversionResponse:
+    """Change a definition; conversions already credited keep their credits."""
+    if request.id is not None and request.id != conversion_id:
+        raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
+    async with stores() as store:
+        row = await store.update_definition(conversion_id, _definition(request))
+    return _response(_found(row, conversion_id))
+
+
+@conversions_router.delete("/{conversion_id}", status_code=204, responses=_NOT_FOUND)
+async def delete_conversion(conversion_id: ConversionIdPath, stores: Stores) -> Response:
+    async with stores() as store:
+        deleted = await store.delete_definition(conversion_id)
+    _found(deleted or None, conversion_id)
+    return Response(status_code=204)
+
+
+@reports_router.get("/reports/credit", responses=_NOT_FOUND)
+async def report_credit(
+    model: CreditModel,
+    by: Dimension = "channel",
+    start: From = None,
+    to: Annotated[AwareDatetime | None, Query(description="Exclusive end; now if absent.")] = None,
+    conversion_id: Annotated[str | None, Query(pattern=CONVERSION_ID_PATTERN)] = None,
+    *,
+    stores: Stores,
+    settings: SettingsDep,
+) -> CreditReportResponse:
+    """Conversions and value each channel, journey, node or variant earned under `model`
+    over the range, campaign visits competing with messages; by channel, with each
+    channel's Markov removal effect. Computed from the stored touchpoints on each call."""
+    span = _span(start, to)
+    limit = settings.attribution_report_max_touchpoints
+    async with stores() as store:
+        rules = await _rules(store, conversion_id)
+        reach = lookback(rules.values())
+        messages = await store.credit_touches(*span.touches_read(reach), limit + 1)
+        campaigns = await store.campaign_touches(*span.touches_read(reach), limit + 1)
+        conversions = await store.conversions_between(*span.conversions_read(reach), conversion_id)
+    if len(messages) + len(campaigns) > limit:
+        raise ApiError(
+            422,
+            "range_too_large",
+            f"The range holds more than {limit} touchpoints: narrow `from` and `to`.",
+            "from",
         )
+    # Seconds of CPU for a large range: off the event loop, which also runs the consumer.
+    report = await asyncio.to_thread(
+        credit_report.over_range, model, by, span, rules, messages, campaigns, conversions
+    )
+    return _credit_response(report, span, conversion_id)
 
-    @router.get("/insights")
-    async def list_insights(
-        journey_id: _Text | None = None, start: From = None, to: To = None
-    ) -> InsightsResponse:
-        """Suggestions the rollups support, each with its numbers and how sure it is."""
-        scope = _scope(start, to, journey_id)
-        async with transaction() as store:
-            variants = await store.report("variant", scope)
-            channels = await store.report("channel", scope)
-            hours = await store.send_hours(scope)
-        found = [
-            *insights.winning_variants(
-                [_variant_stats(row) for row in variants if row.key["variant_id"]],
-                min_trials=settings.attribution_insight_min_trials,
-                probability=settings.attribution_insight_probability,
-            ),
-            *insights.lagging_channels(
-                [_channel_stats(row) for row in channels],
-                min_trials=settings.attribution_insight_min_trials,
-                confidence=settings.attribution_insight_probability,
-            ),
-            *insights.lagging_hours(
-                hours,
-                min_trials=settings.attribution_insight_min_trials,
-                confidence=settings.attribution_insight_probability,
-            ),
-            *insights.suppressing_caps(
-                [_channel_stats(row) for row in channels],
-                min_trials=settings.attribution_insight_min_trials,
-                max_share=settings.attribution_cap_suppression_share,
-            ),
+
+@reports_router.get("/reports/{dimension}")
+async def report(
+    dimension: Dimension,
+    journey_id: _Text | None = None,
+    start: From = None,
+    to: To = None,
+    *,
+    stores: Stores,
+) -> Report:
+    """Sends, outcomes, credited conversions and revenue per journey, node, channel or
+    variant, summed from the hourly rollups."""
+    scope = _scope(start, to, journey_id)
+    async with stores() as store:
+        rows = await store.report(dimension, scope)
+        totals = await store.conversion_totals(scope)
+    return Report(
+        dimension=dimension,
+        journey_id=journey_id,
+        from_=start,
+        to=to,
+        rows=[_report_row(row) for row in rows],
+        conversions=[
+            ConversionTotalsResponse(
+                definition_id=t.definition_id,
+                attributed=t.attributed,
+                unattributed=t.unattributed,
+                value={currency: _decimal(v) for currency, v in t.value.items()},
+            )
+            for t in totals
+        ],
+    )
+
+
+@reports_router.get("/insights")
+async def list_insights(
+    stores: Stores,
+    settings: SettingsDep,
+    journey_id: _Text | None = None,
+    start: From = None,
+    to: To = None,
+) -> InsightsResponse:
+    """Suggestions the rollups support, each with its numbers and how sure it is."""
+    scope = _scope(start, to, journey_id)
+    async with stores() as store:
+        variants = await store.report("variant", scope)
+        channels = await store.report("channel", scope)
+        hours = await store.send_hours(scope)
+    found = [
+        *insights.winning_variants(
+            [_variant_stats(row) for row in variants if row.key["variant_id"]],
+            min_trials=settings.attribution_insight_min_trials,
+            probability=settings.attribution_insight_probability,
+        ),
+        *insights.lagging_channels(
+            [_channel_stats(row) for row in channels],
+            min_trials=settings.attribution_insight_min_trials,
+            confidence=settings.attribution_insight_probability,
+        ),
+        *insights.lagging_hours(
+            hours,
+            min_trials=settings.attribution_insight_min_trials,
+            confidence=settings.attribution_insight_probability,
+        ),
+        *insights.suppressing_caps(
+            [_channel_stats(row) for row in channels],
+            min_trials=settings.attribution_insight_min_trials,
+            max_share=settings.attribution_cap_suppression_share,
+        ),
+    ]
+    return InsightsResponse(
+        insights=[
+            InsightResponse(
+                kind=i.kind, message=i.message, probability=i.probability, evidence=i.evidence
+            )
+            for i in found
         ]
-        return InsightsResponse(
-            insights=[
-                InsightResponse(
-                    kind=i.kind, message=i.message, probability=i.probability, evidence=i.evidence
-                )
-                for i in found
-            ]
-        )
-
-    return router
-
-
-Transactions = Callable[[], AbstractAsyncContextManager[AttributionStore]]
-
-
-def _transactions(engine: AsyncEngine, schema: str) -> Transactions:
-    sessions = create_sessions(engine)
-
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[AttributionStore]:
-        async with session_transaction(sessions) as session:
-            yield AttributionStore(session, schema)
-
-    return transaction
+    )
 
 
 def _definition(request: ConversionRequest) -> ConversionDefinition:

@@ -35,10 +35,8 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Attribution",
         description="Conversions credited to the messages that earned them; KPIs and insights.",
-        routers=[
-            conversions_router(parts.engine, settings.schema_name),
-            reports_router(parts.engine, settings),
-        ],
+        routers=[conversions_router, reports_router],
         workers=parts.workers(consumer),
         readiness_checks=parts.readiness_checks(settings),
+        state=parts.app_state(settings),
     )

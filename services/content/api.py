@@ -4,16 +4,14 @@ experiment (the bandit's view of the variants, evaluations, insights), and copy 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from libs.common.api import StoreTransactions, from_state, state_of, transactions_of
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.profiles import ProfileFacts
 from services.content import metrics
@@ -50,6 +48,7 @@ from services.content.schemas import (
     VariantsResponse,
     VariantStatsResponse,
 )
+from services.content.settings import ContentSettings
 from services.content.store import ContentStore, StoredInsight, TemplateContent, TemplateRow
 from services.content.templates import assemble, field_problems, liquid_sources
 
@@ -58,219 +57,229 @@ TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
 _NOT_FOUND = error_responses(404)
 
 
-def templates_router(
-    engine: AsyncEngine, schema: str, sandbox: RenderSandbox, evaluations: ExperimentEvaluations
-) -> APIRouter:
-    router = APIRouter(
-        prefix="/templates",
-        tags=["templates"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
+templates_router = APIRouter(
+    prefix="/templates",
+    tags=["templates"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+insights_router = APIRouter(
+    prefix="/insights",
+    tags=["insights"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+copy_router = APIRouter(
+    prefix="/copy",
+    tags=["copy"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+Stores = Annotated[StoreTransactions[ContentStore], Depends(transactions_of(ContentStore))]
+SettingsDep = Annotated[ContentSettings, Depends(from_state("settings", ContentSettings))]
+SandboxDep = Annotated[RenderSandbox, Depends(from_state("sandbox", RenderSandbox))]
+EvaluationsDep = Annotated[
+    ExperimentEvaluations, Depends(from_state("evaluations", ExperimentEvaluations))
+]
+
+
+async def _copywriter(request: Request) -> LlmCopywriter | None:
+    """The configured model's copywriter (`app.state.copywriter`), None when there is none."""
+    copywriter = request.app.state.copywriter
+    return None if copywriter is None else state_of(request, "copywriter", LlmCopywriter)
+
+
+CopywriterDep = Annotated[LlmCopywriter | None, Depends(_copywriter)]
+
+
+@templates_router.post("", status_code=201, responses=error_responses(409))
+async def create_template(
+    request: TemplateRequest, stores: Stores, sandbox: SandboxDep
+) -> TemplateResponse:
+    """Create a template at version 1."""
+    template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
+    content = await _checked(request, sandbox)
+    async with stores() as store:
+        row = await store.insert_template(template_id, content)
+    if row is None:
+        raise ApiError(409, "template_exists", f"Template {template_id!r} already exists.", "id")
+    return _response(row)
+
+
+@templates_router.get("")
+async def list_templates(stores: Stores) -> TemplateList:
+    async with stores() as store:
+        rows = await store.list_templates()
+    return TemplateList(templates=[_response(row) for row in rows])
+
+
+@templates_router.get("/{template_id}", responses=_NOT_FOUND)
+async def get_template(template_id: TemplateIdPath, stores: Stores) -> TemplateResponse:
+    async with stores() as store:
+        row = await store.get_template(template_id)
+    return _response(_found(row, template_id))
+
+
+@templates_router.put("/{template_id}", responses=_NOT_FOUND)
+async def replace_template(
+    template_id: TemplateIdPath, request: TemplateRequest, stores: Stores, sandbox: SandboxDep
+) -> TemplateResponse:
+    """Save the template as its next version; messages name the version they came from."""
+    if request.id is not None and request.id != template_id:
+        raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
+    content = await _checked(request, sandbox)
+    async with stores() as store:
+        row = await store.add_version(template_id, content)
+    return _response(_found(row, template_id))
+
+
+@templates_router.delete("/{template_id}", status_code=204, responses=_NOT_FOUND)
+async def delete_template(template_id: TemplateIdPath, stores: Stores) -> Response:
+    async with stores() as store:
+        deleted = await store.delete_template(template_id)
+    if not deleted:
+        _found(None, template_id)
+    return Response(status_code=204)
+
+
+@templates_router.post("/{template_id}/preview", responses=_NOT_FOUND)
+async def preview(
+    template_id: TemplateIdPath, request: PreviewRequest, stores: Stores, sandbox: SandboxDep
+) -> PreviewResponse:
+    """Render strictly: a variable nobody defined is a 422 naming it."""
+    async with stores() as store:
+        row = _found(await store.get_template(template_id), template_id)
+    variant = _variant(row, request.variant_id)
+    variables = template_variables(
+        request.variables,
+        profile=profile_variable(_preview_profile(request)),
+        journey=None,
+        unsubscribe_url="https://unsubscribe.example/preview",
     )
-    sessions = create_sessions(engine)
+    html = frozenset({"html"}) if row.channel == "email" else frozenset()
+    try:
+        rendered = await sandbox.render(
+            RenderJob(liquid_sources(variant), variables, strict=True, html_fields=html)
+        )
+    except MissingVariable as error:
+        raise ApiError(
+            422,
+            "missing_variable",
+            f"The template uses {error.variable}, which is not defined "
+            f"(variant {variant['id']!r}, {error.field}).",
+            error.variable,
+        ) from None
+    except RenderError as error:
+        raise ApiError(422, "render_failed", str(error), error.field) from None
+    return PreviewResponse(
+        template_id=row.id,
+        template_version=row.version,
+        variant_id=variant["id"],
+        fields=assemble(variant, rendered.fields),
+    )
 
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[ContentStore]:
-        async with session_transaction(sessions) as session:
-            yield ContentStore(session, schema)
 
-    @router.post("", status_code=201, responses=error_responses(409))
-    async def create_template(request: TemplateRequest) -> TemplateResponse:
-        """Create a template at version 1."""
-        template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
-        content = await _checked(request, sandbox)
-        async with transaction() as store:
-            row = await store.insert_template(template_id, content)
-        if row is None:
-            raise ApiError(
-                409, "template_exists", f"Template {template_id!r} already exists.", "id"
+@templates_router.get("/{template_id}/variants", responses=_NOT_FOUND)
+async def variants(
+    template_id: TemplateIdPath, stores: Stores, evaluations: EvaluationsDep
+) -> VariantsResponse:
+    """Each variant's evidence and posterior mean as of now, and the experiment as last
+    evaluated: the promotion, the value remaining, each variant's probability of being best."""
+    async with stores() as store:
+        row = _found(await store.get_template(template_id), template_id)
+        evidence = (await store.evidence([row.id])).get(row.id, [])
+        experiment = await store.experiment(row.id)
+        decisions = await store.outcome_counts(row.id)
+    template = row.current()
+    found = variant_evidence(template, evidence, datetime.now(UTC), evaluations.half_life_days)
+    best = experiment.probability_best if experiment is not None else {}
+    return VariantsResponse(
+        template_id=row.id,
+        version=row.version,
+        reward=row.reward,
+        holdout_share=row.holdout_share,
+        variants=[
+            VariantStatsResponse(
+                variant_id=summary.variant_id,
+                name=variant.get("name", ""),
+                trials=summary.trials,
+                successes=summary.successes,
+                posterior_mean=summary.posterior_mean,
+                probability_best=best.get(summary.variant_id),
             )
-        return _response(row)
+            for variant, summary in zip(row.variants, found, strict=True)
+        ],
+        experiment=(
+            _experiment(experiment, template_variants(template)) if experiment is not None else None
+        ),
+        decisions=decisions,
+    )
 
-    @router.get("")
-    async def list_templates() -> TemplateList:
-        async with transaction() as store:
-            rows = await store.list_templates()
-        return TemplateList(templates=[_response(row) for row in rows])
 
-    @router.get("/{template_id}", responses=_NOT_FOUND)
-    async def get_template(template_id: TemplateIdPath) -> TemplateResponse:
-        async with transaction() as store:
-            row = await store.get_template(template_id)
-        return _response(_found(row, template_id))
+@templates_router.post("/{template_id}/evaluate", responses=error_responses(404, 422))
+async def evaluate(template_id: TemplateIdPath, evaluations: EvaluationsDep) -> EvaluationResponse:
+    """Evaluate the experiment now, as the hourly evaluation does: promote its leaders when
+    it has ended, lift their promotion when it has reopened."""
+    try:
+        evaluated = await evaluations.evaluate_now(template_id)
+    except NothingToEvaluate as error:
+        raise ApiError(422, "single_variant", str(error)) from None
+    found = _found(evaluated, template_id)
+    experiment = found.experiment
+    return EvaluationResponse(
+        experiment=_experiment(experiment, experiment.variants),
+        insight=_insight(found.insight) if found.insight is not None else None,
+    )
 
-    @router.put("/{template_id}", responses=_NOT_FOUND)
-    async def replace_template(
-        template_id: TemplateIdPath, request: TemplateRequest
-    ) -> TemplateResponse:
-        """Save the template as its next version; messages name the version they came from."""
-        if request.id is not None and request.id != template_id:
-            raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
-        content = await _checked(request, sandbox)
-        async with transaction() as store:
-            row = await store.add_version(template_id, content)
-        return _response(_found(row, template_id))
 
-    @router.delete("/{template_id}", status_code=204, responses=_NOT_FOUND)
-    async def delete_template(template_id: TemplateIdPath) -> Response:
-        async with transaction() as store:
-            deleted = await store.delete_template(template_id)
-        if not deleted:
-            _found(None, template_id)
-        return Response(status_code=204)
+@insights_router.get("")
+async def list_insights(
+    template_id: TemplateId | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    *,
+    stores: Stores,
+) -> InsightsResponse:
+    """What the variant experiments' evaluations changed (promotions and their lifts),
+    newest first."""
+    async with stores() as store:
+        found = await store.insights(template_id, limit)
+    return InsightsResponse(insights=[_insight(stored) for stored in found])
 
-    @router.post("/{template_id}/preview", responses=_NOT_FOUND)
-    async def preview(template_id: TemplateIdPath, request: PreviewRequest) -> PreviewResponse:
-        """Render strictly: a variable nobody defined is a 422 naming it."""
-        async with transaction() as store:
-            row = _found(await store.get_template(template_id), template_id)
-        variant = _variant(row, request.variant_id)
-        variables = template_variables(
-            request.variables,
-            profile=profile_variable(_preview_profile(request)),
-            journey=None,
-            unsubscribe_url="https://unsubscribe.example/preview",
-        )
-        html = frozenset({"html"}) if row.channel == "email" else frozenset()
+
+@copy_router.post("/suggestions")
+async def suggestions(
+    request: SuggestionRequest,
+    stores: Stores,
+    settings: SettingsDep,
+    copywriter: CopywriterDep,
+) -> SuggestionResponse:
+    """Copy for a brief: from the configured model, else recombined from the best variants."""
+    note = None
+    if copywriter is not None:
         try:
-            rendered = await sandbox.render(
-                RenderJob(liquid_sources(variant), variables, strict=True, html_fields=html)
+            found = await copywriter.suggest(request.channel, request.brief, request.count)
+        except CopywriterUnavailable as error:
+            note = f"The model was not usable ({error}); the offline method answered."
+        else:
+            metrics.COPY_SUGGESTIONS.labels("llm").inc()
+            return SuggestionResponse(
+                source="llm",
+                suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
             )
-        except MissingVariable as error:
-            raise ApiError(
-                422,
-                "missing_variable",
-                f"The template uses {error.variable}, which is not defined "
-                f"(variant {variant['id']!r}, {error.field}).",
-                error.variable,
-            ) from None
-        except RenderError as error:
-            raise ApiError(422, "render_failed", str(error), error.field) from None
-        return PreviewResponse(
-            template_id=row.id,
-            template_version=row.version,
-            variant_id=variant["id"],
-            fields=assemble(variant, rendered.fields),
-        )
-
-    @router.get("/{template_id}/variants", responses=_NOT_FOUND)
-    async def variants(template_id: TemplateIdPath) -> VariantsResponse:
-        """Each variant's evidence and posterior mean as of now, and the experiment as last
-        evaluated: the promotion, the value remaining, each variant's probability of being best."""
-        async with transaction() as store:
-            row = _found(await store.get_template(template_id), template_id)
-            evidence = (await store.evidence([row.id])).get(row.id, [])
-            experiment = await store.experiment(row.id)
-            decisions = await store.outcome_counts(row.id)
-        template = row.current()
-        found = variant_evidence(template, evidence, datetime.now(UTC), evaluations.half_life_days)
-        best = experiment.probability_best if experiment is not None else {}
-        return VariantsResponse(
-            template_id=row.id,
-            version=row.version,
-            reward=row.reward,
-            holdout_share=row.holdout_share,
-            variants=[
-                VariantStatsResponse(
-                    variant_id=summary.variant_id,
-                    name=variant.get("name", ""),
-                    trials=summary.trials,
-                    successes=summary.successes,
-                    posterior_mean=summary.posterior_mean,
-                    probability_best=best.get(summary.variant_id),
-                )
-                for variant, summary in zip(row.variants, found, strict=True)
-            ],
-            experiment=(
-                _experiment(experiment, template_variants(template))
-                if experiment is not None
-                else None
-            ),
-            decisions=decisions,
-        )
-
-    @router.post("/{template_id}/evaluate", responses=error_responses(404, 422))
-    async def evaluate(template_id: TemplateIdPath) -> EvaluationResponse:
-        """Evaluate the experiment now, as the hourly evaluation does: promote its leaders when
-        it has ended, lift their promotion when it has reopened."""
-        try:
-            evaluated = await evaluations.evaluate_now(template_id)
-        except NothingToEvaluate as error:
-            raise ApiError(422, "single_variant", str(error)) from None
-        found = _found(evaluated, template_id)
-        experiment = found.experiment
-        return EvaluationResponse(
-            experiment=_experiment(experiment, experiment.variants),
-            insight=_insight(found.insight) if found.insight is not None else None,
-        )
-
-    return router
-
-
-def insights_router(engine: AsyncEngine, schema: str) -> APIRouter:
-    router = APIRouter(
-        prefix="/insights",
-        tags=["insights"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
+    async with stores() as store:
+        rows = [row for row in await store.list_templates() if row.channel == request.channel]
+        evidence = await store.evidence([row.id for row in rows])
+    templates = [row.current() for row in rows]
+    ranked = ranked_variants(
+        templates, evidence, datetime.now(UTC), settings.content_evidence_half_life_days
     )
-    sessions = create_sessions(engine)
-
-    @router.get("")
-    async def list_insights(
-        template_id: TemplateId | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> InsightsResponse:
-        """What the variant experiments' evaluations changed (promotions and their lifts),
-        newest first."""
-        async with session_transaction(sessions) as session:
-            found = await ContentStore(session, schema).insights(template_id, limit)
-        return InsightsResponse(insights=[_insight(stored) for stored in found])
-
-    return router
-
-
-def copy_router(
-    engine: AsyncEngine, schema: str, copywriter: LlmCopywriter | None, half_life_days: float
-) -> APIRouter:
-    router = APIRouter(
-        prefix="/copy",
-        tags=["copy"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
+    found = recombine(ranked, request.channel, request.brief, request.count)
+    metrics.COPY_SUGGESTIONS.labels("offline").inc()
+    return SuggestionResponse(
+        source="offline",
+        suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
+        note=note or ("No model is configured (CLOSELOOP_CONTENT_LLM_BASE_URL)."),
     )
-    sessions = create_sessions(engine)
-
-    @router.post("/suggestions")
-    async def suggestions(request: SuggestionRequest) -> SuggestionResponse:
-        """Copy for a brief: from the configured model, else recombined from the best variants."""
-        note = None
-        if copywriter is not None:
-            try:
-                found = await copywriter.suggest(request.channel, request.brief, request.count)
-            except CopywriterUnavailable as error:
-                note = f"The model was not usable ({error}); the offline method answered."
-            else:
-                metrics.COPY_SUGGESTIONS.labels("llm").inc()
-                return SuggestionResponse(
-                    source="llm",
-                    suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
-                )
-        async with session_transaction(sessions) as session:
-            store = ContentStore(session, schema)
-            rows = [row for row in await store.list_templates() if row.channel == request.channel]
-            evidence = await store.evidence([row.id for row in rows])
-        templates = [row.current() for row in rows]
-        ranked = ranked_variants(templates, evidence, datetime.now(UTC), half_life_days)
-        found = recombine(ranked, request.channel, request.brief, request.count)
-        metrics.COPY_SUGGESTIONS.labels("offline").inc()
-        return SuggestionResponse(
-            source="offline",
-            suggestions=[{"fields": s.fields, "rationale": s.rationale} for s in found],
-            note=note or ("No model is configured (CLOSELOOP_CONTENT_LLM_BASE_URL)."),
-        )
-
-    return router
 
 
 async def _checked(request: TemplateRequest, sandbox: RenderSandbox) -> TemplateContent:

@@ -61,19 +61,16 @@ def create(settings: Settings) -> FastAPI:
         title="Content",
         description="Liquid templates with versions and variants, a contextual variant bandit "
         "whose experiments end in promotions, tracked links, and copy suggestions.",
-        routers=[
-            templates_router(parts.engine, settings.schema_name, sandbox, evaluations),
-            insights_router(parts.engine, settings.schema_name),
-            copy_router(
-                parts.engine,
-                settings.schema_name,
-                _copywriter(settings, sandbox),
-                half_life_days,
-            ),
-        ],
+        routers=[templates_router, insights_router, copy_router],
         # The sandbox starts before the consumer that renders with it, and stops after it.
         workers=[*parts.workers(sandbox, evaluations, consumer)],
         readiness_checks=parts.readiness_checks(settings),
+        state={
+            **parts.app_state(settings),
+            "sandbox": sandbox,
+            "evaluations": evaluations,
+            "copywriter": _copywriter(settings, sandbox),
+        },
     )
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.dispatch.addresses import RefusedAddress, WebhookResolver
 from services.dispatch.channels.config import (
@@ -40,110 +37,119 @@ ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN)]
 _NOT_FOUND = error_responses(404)
 
 
-def management_router(engine: AsyncEngine, settings: DispatchSettings) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS)
-    sessions = create_sessions(engine)
-    resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
+router = APIRouter(dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS)
+Stores = Annotated[StoreTransactions[DispatchStore], Depends(transactions_of(DispatchStore))]
+SettingsDep = Annotated[DispatchSettings, Depends(from_state("settings", DispatchSettings))]
+ResolverDep = Annotated[WebhookResolver, Depends(from_state("webhook_resolver", WebhookResolver))]
 
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[DispatchStore]:
-        async with session_transaction(sessions) as session:
-            yield DispatchStore(session, settings.schema_name)
 
-    async def checked_config(
-        request: ChannelRequest, stored_secrets: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        values = {**stored_secrets, **request.config}
-        try:
-            config = parse_config(request.kind, values)
-        except InvalidConfig as error:
-            raise ApiError(422, "invalid_channel", str(error), error.field) from None
-        if isinstance(config, WebhookConfig):
-            await _check_webhook_url(resolver, config.url)
-        return split_secrets(request.kind, config)
+async def _checked_config(
+    resolver: WebhookResolver, request: ChannelRequest, stored_secrets: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    values = {**stored_secrets, **request.config}
+    try:
+        config = parse_config(request.kind, values)
+    except InvalidConfig as error:
+        raise ApiError(422, "invalid_channel", str(error), error.field) from None
+    if isinstance(config, WebhookConfig):
+        await _check_webhook_url(resolver, config.url)
+    return split_secrets(request.kind, config)
 
-    @router.post("/channels", status_code=201, tags=["channels"], responses=error_responses(409))
-    async def create_channel(request: ChannelRequest) -> ChannelResponse:
-        """Configure a channel; messages name it as their `channel`."""
-        if request.name is None:
-            raise ApiError(422, "invalid_request", "name: a new channel needs a name", "name")
-        config, secrets = await checked_config(request, {})
-        async with transaction() as store:
-            row = await store.insert_channel(
-                request.name, request.kind, config, secrets, request.rate_per_second
-            )
-        if row is None:
-            raise ApiError(409, "channel_exists", f"Channel {request.name!r} exists.", "name")
-        return _channel(row)
 
-    @router.get("/channels", tags=["channels"])
-    async def list_channels() -> ChannelList:
-        async with transaction() as store:
-            rows = await store.channels()
-        return ChannelList(channels=[_channel(row) for row in rows])
+@router.post("/channels", status_code=201, tags=["channels"], responses=error_responses(409))
+async def create_channel(
+    request: ChannelRequest, stores: Stores, resolver: ResolverDep
+) -> ChannelResponse:
+    """Configure a channel; messages name it as their `channel`."""
+    if request.name is None:
+        raise ApiError(422, "invalid_request", "name: a new channel needs a name", "name")
+    config, secrets = await _checked_config(resolver, request, {})
+    async with stores() as store:
+        row = await store.insert_channel(
+            request.name, request.kind, config, secrets, request.rate_per_second
+        )
+    if row is None:
+        raise ApiError(409, "channel_exists", f"Channel {request.name!r} exists.", "name")
+    return _channel(row)
 
-    @router.get("/channels/{name}", tags=["channels"], responses=_NOT_FOUND)
-    async def get_channel(name: ChannelPath) -> ChannelResponse:
-        async with transaction() as store:
-            row = await store.channel(name)
-        return _channel(_found_channel(row, name))
 
-    @router.put("/channels/{name}", tags=["channels"], responses=_NOT_FOUND)
-    async def replace_channel(name: ChannelPath, request: ChannelRequest) -> ChannelResponse:
-        """Replace a channel's configuration; secrets left out keep their stored values."""
-        if request.name is not None and request.name != name:
-            raise ApiError(422, "name_mismatch", "The body's name differs from the path's.", "name")
-        async with transaction() as store:
-            existing = _found_channel(await store.channel(name), name)
-        kept = existing.secrets if existing.kind == request.kind else {}
-        config, secrets = await checked_config(request, kept)
-        async with transaction() as store:
-            row = await store.update_channel(
-                name, request.kind, config, secrets, request.rate_per_second
-            )
-        return _channel(_found_channel(row, name))
+@router.get("/channels", tags=["channels"])
+async def list_channels(stores: Stores) -> ChannelList:
+    async with stores() as store:
+        rows = await store.channels()
+    return ChannelList(channels=[_channel(row) for row in rows])
 
-    @router.delete("/channels/{name}", status_code=204, tags=["channels"], responses=_NOT_FOUND)
-    async def delete_channel(name: ChannelPath) -> Response:
-        async with transaction() as store:
-            if not await store.delete_channel(name):
-                raise _channel_not_found(name)
-        return Response(status_code=204)
 
-    @router.get("/policies", tags=["policies"])
-    async def get_policies() -> dict[str, Any]:
-        async with transaction() as store:
-            return await store.policy_document()
+@router.get("/channels/{name}", tags=["channels"], responses=_NOT_FOUND)
+async def get_channel(name: ChannelPath, stores: Stores) -> ChannelResponse:
+    async with stores() as store:
+        row = await store.channel(name)
+    return _channel(_found_channel(row, name))
 
-    @router.put("/policies", tags=["policies"])
-    async def replace_policies(document: PolicyDocument) -> dict[str, Any]:
-        """Replace the frequency caps and quiet hours; applied to every send decided after."""
-        stored = document.model_dump(exclude_none=True)
-        try:
-            parse_policy(stored)
-        except InvalidPolicy as error:
-            raise ApiError(422, "invalid_policy", str(error), error.path) from None
-        async with transaction() as store:
-            await store.save_policy(stored)
-        return stored
 
-    @router.get("/preferences/{profile_id}", tags=["preferences"])
-    async def get_preferences(profile_id: ProfilePath) -> PreferencesResponse:
-        async with transaction() as store:
-            preferences = (await store.preferences([profile_id])).get(profile_id, Preferences())
-        return _preferences(profile_id, preferences, settings.dispatch_default_consent)
+@router.put("/channels/{name}", tags=["channels"], responses=_NOT_FOUND)
+async def replace_channel(
+    name: ChannelPath, request: ChannelRequest, stores: Stores, resolver: ResolverDep
+) -> ChannelResponse:
+    """Replace a channel's configuration; secrets left out keep their stored values."""
+    if request.name is not None and request.name != name:
+        raise ApiError(422, "name_mismatch", "The body's name differs from the path's.", "name")
+    async with stores() as store:
+        existing = _found_channel(await store.channel(name), name)
+    kept = existing.secrets if existing.kind == request.kind else {}
+    config, secrets = await _checked_config(resolver, request, kept)
+    async with stores() as store:
+        row = await store.update_channel(
+            name, request.kind, config, secrets, request.rate_per_second
+        )
+    return _channel(_found_channel(row, name))
 
-    @router.put("/preferences/{profile_id}", tags=["preferences"])
-    async def replace_preferences(
-        profile_id: ProfilePath, request: PreferencesRequest
-    ) -> PreferencesResponse:
-        """Replace a profile's consent answers and unsubscribed channels."""
-        preferences = Preferences(dict(request.consent), frozenset(request.unsubscribed))
-        async with transaction() as store:
-            await store.save_preferences(profile_id, preferences)
-        return _preferences(profile_id, preferences, settings.dispatch_default_consent)
 
-    return router
+@router.delete("/channels/{name}", status_code=204, tags=["channels"], responses=_NOT_FOUND)
+async def delete_channel(name: ChannelPath, stores: Stores) -> Response:
+    async with stores() as store:
+        if not await store.delete_channel(name):
+            raise _channel_not_found(name)
+    return Response(status_code=204)
+
+
+@router.get("/policies", tags=["policies"])
+async def get_policies(stores: Stores) -> dict[str, Any]:
+    async with stores() as store:
+        return await store.policy_document()
+
+
+@router.put("/policies", tags=["policies"])
+async def replace_policies(document: PolicyDocument, stores: Stores) -> dict[str, Any]:
+    """Replace the frequency caps and quiet hours; applied to every send decided after."""
+    stored = document.model_dump(exclude_none=True)
+    try:
+        parse_policy(stored)
+    except InvalidPolicy as error:
+        raise ApiError(422, "invalid_policy", str(error), error.path) from None
+    async with stores() as store:
+        await store.save_policy(stored)
+    return stored
+
+
+@router.get("/preferences/{profile_id}", tags=["preferences"])
+async def get_preferences(
+    profile_id: ProfilePath, stores: Stores, settings: SettingsDep
+) -> PreferencesResponse:
+    async with stores() as store:
+        preferences = (await store.preferences([profile_id])).get(profile_id, Preferences())
+    return _preferences(profile_id, preferences, settings.dispatch_default_consent)
+
+
+@router.put("/preferences/{profile_id}", tags=["preferences"])
+async def replace_preferences(
+    profile_id: ProfilePath, request: PreferencesRequest, stores: Stores, settings: SettingsDep
+) -> PreferencesResponse:
+    """Replace a profile's consent answers and unsubscribed channels."""
+    preferences = Preferences(dict(request.consent), frozenset(request.unsubscribed))
+    async with stores() as store:
+        await store.save_preferences(profile_id, preferences)
+    return _preferences(profile_id, preferences, settings.dispatch_default_consent)
 
 
 async def _check_webhook_url(resolver: WebhookResolver, url: str) -> None:

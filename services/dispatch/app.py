@@ -9,11 +9,11 @@ from libs.common.app import create_app
 from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.dispatch.api import management_router
+from services.dispatch import api, tracking
+from services.dispatch.addresses import WebhookResolver
 from services.dispatch.handlers import ACCEPTED_TYPES, dispatch_handler
 from services.dispatch.sender import Sender
 from services.dispatch.settings import DispatchSettings
-from services.dispatch.tracking import tracking_router
 
 
 def create(settings: Settings) -> FastAPI:
@@ -34,10 +34,11 @@ def create(settings: Settings) -> FastAPI:
         title="Dispatch",
         description="Sends rendered messages exactly once on every channel, within consent, "
         "caps and quiet hours, and turns receipts, opens and clicks into outcomes.",
-        routers=[
-            management_router(parts.engine, settings),
-            tracking_router(parts.engine, parts.relay, settings),
-        ],
+        routers=[api.router, tracking.router],
         workers=parts.workers(sender, consumer),
         readiness_checks=parts.readiness_checks(settings),
+        state={
+            **parts.app_state(settings),
+            "webhook_resolver": WebhookResolver(settings.dispatch_webhook_allowed_networks),
+        },
     )

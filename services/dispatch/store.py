@@ -122,6 +122,10 @@ class DispatchStore:
         self.session = session
         self._schema = checked_schema(schema)
 
+    @property
+    def schema(self) -> str:
+        return self._schema
+
     async def _execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return await self.session.execute(text(sql.replace("{s}", self._schema)), params or {})
 

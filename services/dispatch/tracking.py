@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.api import RelayDep, StoreTransactions, from_state, transactions_of
 from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import ApiError, error_responses
 from libs.common.events import (
     Event,
@@ -48,109 +45,125 @@ _UNSUBSCRIBED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def tracking_router(
-    engine: AsyncEngine, relay: OutboxRelay, settings: DispatchSettings
-) -> APIRouter:
-    # 404: a token that does not verify or names no message; 422: a path that fails validation.
-    router = APIRouter(tags=["tracking"], responses=error_responses(404, 422))
-    sessions = create_sessions(engine)
-    secret = settings.tracking_secret.get_secret_value()
+# 404: a token that does not verify or names no message; 422: a path that fails validation.
+router = APIRouter(tags=["tracking"], responses=error_responses(404, 422))
+Stores = Annotated[StoreTransactions[DispatchStore], Depends(transactions_of(DispatchStore))]
+SettingsDep = Annotated[DispatchSettings, Depends(from_state("settings", DispatchSettings))]
 
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[DispatchStore]:
-        async with session_transaction(sessions) as session:
-            yield DispatchStore(session, settings.schema_name)
-        relay.notify()
 
-    async def emit(store: DispatchStore, *events: Event[Any]) -> None:
-        await write_outbox(store.session, settings.schema_name, list(events))
+async def _emit(store: DispatchStore, *events: Event[Any]) -> None:
+    await write_outbox(store.session, store.schema, list(events))
 
-    async def tracked(
-        store: DispatchStore, token: str, action: TrackingAction
-    ) -> tuple[TrackingToken, LedgerRow]:
-        parsed = _verified(token, action, secret)
-        row = await store.send_by_key(parsed.idempotency_key)
+
+async def _tracked(
+    store: DispatchStore, settings: DispatchSettings, token: str, action: TrackingAction
+) -> tuple[TrackingToken, LedgerRow]:
+    parsed = _verified(token, action, settings.tracking_secret.get_secret_value())
+    row = await store.send_by_key(parsed.idempotency_key)
+    if row is None:
+        raise ApiError(404, "message_not_found", "This link's message is not known here.")
+    return parsed, row
+
+
+@router.get(
+    "/c/{token}",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=error_responses(400),
+)
+async def click(
+    token: TokenPath, stores: Stores, settings: SettingsDep, relay: RelayDep
+) -> RedirectResponse:
+    """Record the click (message.clicked) and redirect to the URL the token was signed for."""
+    async with stores() as store:
+        parsed, row = await _tracked(store, settings, token, "click")
+        url = parsed.url or ""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ApiError(400, "invalid_link", "This link does not lead to a web page.")
+        try:
+            clicked = outcome(MessageClicked, row, datetime.now(UTC), url=url)
+        except ValidationError:
+            raise ApiError(400, "invalid_link", "This link's URL is not valid.") from None
+        await _emit(store, clicked)
+    relay.notify()
+    return RedirectResponse(url, status_code=302)
+
+
+@router.get(
+    "/o/{token}",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}, "description": "A 1x1 GIF."}},
+)
+async def open_pixel(
+    token: TokenPath, stores: Stores, settings: SettingsDep, relay: RelayDep
+) -> Response:
+    """Record the open (message.opened); answer a 1x1 transparent GIF."""
+    async with stores() as store:
+        _, row = await _tracked(store, settings, token, "open")
+        await _emit(store, outcome(MessageOpened, row, datetime.now(UTC)))
+    relay.notify()
+    return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+async def _unsubscribe(
+    token: str,
+    stores: StoreTransactions[DispatchStore],
+    settings: DispatchSettings,
+    relay: OutboxRelay,
+) -> HTMLResponse:
+    async with stores() as store:
+        _, row = await _tracked(store, settings, token, "unsubscribe")
+        await store.add_unsubscribe(row.profile_id, row.channel)
+        if await store.mark_unsubscribed(row.message_id):
+            await _emit(store, outcome(MessageUnsubscribed, row, datetime.now(UTC)))
+    relay.notify()
+    return HTMLResponse(_UNSUBSCRIBED_PAGE.format(channel=html.escape(row.channel)))
+
+
+@router.get("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
+async def unsubscribe_link(
+    token: TokenPath, stores: Stores, settings: SettingsDep, relay: RelayDep
+) -> HTMLResponse:
+    """Unsubscribe the profile from the message's channel (message.unsubscribed, once)."""
+    return await _unsubscribe(token, stores, settings, relay)
+
+
+@router.post("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
+async def unsubscribe_post(
+    token: TokenPath, stores: Stores, settings: SettingsDep, relay: RelayDep
+) -> HTMLResponse:
+    """The same, for mail clients' one-click unsubscribe (RFC 8058)."""
+    return await _unsubscribe(token, stores, settings, relay)
+
+
+@router.post("/receipts/{channel}", responses=error_responses(413))
+async def receipt(
+    channel: ChannelPath, request: Request, stores: Stores, relay: RelayDep
+) -> dict[str, str]:
+    """A provider's delivery receipt: Twilio's status callback form, or JSON
+    `{"provider_message_id", "status", "error"?}`; delivered or failed become outcomes."""
+    provider_id, status, error = _receipt(await _body(request), request)
+    delivered = status in _DELIVERED
+    if not delivered and status not in _FAILED:
+        return {"status": "ignored"}
+    async with stores() as store:
+        row = await store.send_by_provider_id(channel, provider_id)
         if row is None:
-            raise ApiError(404, "message_not_found", "This link's message is not known here.")
-        return parsed, row
-
-    @router.get(
-        "/c/{token}",
-        status_code=302,
-        response_class=RedirectResponse,
-        responses=error_responses(400),
-    )
-    async def click(token: TokenPath) -> RedirectResponse:
-        """Record the click (message.clicked) and redirect to the URL the token was signed for."""
-        async with transaction() as store:
-            parsed, row = await tracked(store, token, "click")
-            url = parsed.url or ""
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise ApiError(400, "invalid_link", "This link does not lead to a web page.")
-            try:
-                clicked = outcome(MessageClicked, row, datetime.now(UTC), url=url)
-            except ValidationError:
-                raise ApiError(400, "invalid_link", "This link's URL is not valid.") from None
-            await emit(store, clicked)
-        return RedirectResponse(url, status_code=302)
-
-    @router.get(
-        "/o/{token}",
-        response_class=Response,
-        responses={200: {"content": {"image/gif": {}}, "description": "A 1x1 GIF."}},
-    )
-    async def open_pixel(token: TokenPath) -> Response:
-        """Record the open (message.opened); answer a 1x1 transparent GIF."""
-        async with transaction() as store:
-            _, row = await tracked(store, token, "open")
-            await emit(store, outcome(MessageOpened, row, datetime.now(UTC)))
-        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
-
-    async def unsubscribe(token: str) -> HTMLResponse:
-        async with transaction() as store:
-            _, row = await tracked(store, token, "unsubscribe")
-            await store.add_unsubscribe(row.profile_id, row.channel)
-            if await store.mark_unsubscribed(row.message_id):
-                await emit(store, outcome(MessageUnsubscribed, row, datetime.now(UTC)))
-        return HTMLResponse(_UNSUBSCRIBED_PAGE.format(channel=html.escape(row.channel)))
-
-    @router.get("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
-    async def unsubscribe_link(token: TokenPath) -> HTMLResponse:
-        """Unsubscribe the profile from the message's channel (message.unsubscribed, once)."""
-        return await unsubscribe(token)
-
-    @router.post("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
-    async def unsubscribe_post(token: TokenPath) -> HTMLResponse:
-        """The same, for mail clients' one-click unsubscribe (RFC 8058)."""
-        return await unsubscribe(token)
-
-    @router.post("/receipts/{channel}", responses=error_responses(413))
-    async def receipt(channel: ChannelPath, request: Request) -> dict[str, str]:
-        """A provider's delivery receipt: Twilio's status callback form, or JSON
-        `{"provider_message_id", "status", "error"?}`; delivered or failed become outcomes."""
-        provider_id, status, error = _receipt(await _body(request), request)
-        delivered = status in _DELIVERED
-        if not delivered and status not in _FAILED:
-            return {"status": "ignored"}
-        async with transaction() as store:
-            row = await store.send_by_provider_id(channel, provider_id)
-            if row is None:
-                raise ApiError(404, "message_not_found", "No message of this channel has this id.")
-            new_status = "delivered" if delivered else "failed"
-            if not await store.mark_receipt(row.message_id, new_status, error):
-                return {"status": "duplicate"}
-            now = datetime.now(UTC)
-            event = (
-                outcome(MessageDelivered, row, now)
-                if delivered
-                else outcome(
-                    MessageFailed, row, now, error=error or f"provider: {status}", retryable=False
-                )
+            raise ApiError(404, "message_not_found", "No message of this channel has this id.")
+        new_status = "delivered" if delivered else "failed"
+        if not await store.mark_receipt(row.message_id, new_status, error):
+            return {"status": "duplicate"}
+        now = datetime.now(UTC)
+        event = (
+            outcome(MessageDelivered, row, now)
+            if delivered
+            else outcome(
+                MessageFailed, row, now, error=error or f"provider: {status}", retryable=False
             )
-            await emit(store, event)
-        return {"status": new_status}
-
-    return router
+        )
+        await _emit(store, event)
+    relay.notify()
+    return {"status": new_status}
 
 
 def _verified(token: str, action: TrackingAction, secret: str) -> TrackingToken:

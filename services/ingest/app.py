@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from libs.common.api import Database, StoreTransactions
 from libs.common.app import create_app
 from libs.common.bus import EventProducer
 from libs.common.db import create_engine
@@ -22,6 +23,13 @@ def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, IngestSettings)
     engine = create_engine(settings)
     producer = EventProducer(settings)
+    database = Database.of(engine, settings.schema_name)
+    ingest = Ingest(
+        settings=settings,
+        stores=StoreTransactions(database, IngestStore),
+        producer=producer,
+        write_keys=WriteKeyCache(settings.ingest_write_key_cache_seconds),
+    )
     app = create_app(
         settings,
         title="Closeloop ingest",
@@ -29,13 +37,8 @@ def create(settings: Settings) -> FastAPI:
         routers=[segment_api.router, browser.router, import_api.router, api.router],
         workers=[DatabaseEngine(engine), producer],
         readiness_checks=[database_check(engine), broker_check(settings.kafka_bootstrap)],
+        state={"database": database, "ingest": ingest},
     )
     # Outermost, so that browsers may also read the errors the inner middleware answers.
     app.add_middleware(browser.TrackingCors, origins=settings.ingest_cors_origins)
-    app.state.ingest = Ingest(
-        settings=settings,
-        store=IngestStore(engine, settings.schema_name),
-        producer=producer,
-        write_keys=WriteKeyCache(settings.ingest_write_key_cache_seconds),
-    )
     return app

@@ -12,6 +12,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
+from libs.common.api import StoreTransactions
 from libs.common.bus import EventProducer, Message
 from libs.common.errors import ApiError
 from services.ingest.settings import IngestSettings
@@ -34,7 +35,7 @@ class Ingest:
     """The parts of the running service the routes use."""
 
     settings: IngestSettings
-    store: IngestStore
+    stores: StoreTransactions[IngestStore]
     producer: EventProducer
     write_keys: WriteKeyCache
 
@@ -118,7 +119,12 @@ async def authenticate(request: Request, ingest: Ingest, payload: object = None)
 
 async def source_for_key(ingest: Ingest, key: str) -> Source | None:
     """The source with this write key, enabled or not; None when there is none."""
-    return await ingest.write_keys.lookup(hash_write_key(key), ingest.store.source_by_key_hash)
+
+    async def load(key_hash: str) -> Source | None:
+        async with ingest.stores() as store:
+            return await store.source_by_key_hash(key_hash)
+
+    return await ingest.write_keys.lookup(hash_write_key(key), load)
 
 
 async def publish(ingest: Ingest, messages: Sequence[Message]) -> None:

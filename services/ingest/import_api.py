@@ -41,7 +41,8 @@ async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
             "Content-Type",
         )
     job = ImportJob(new_import_id(), source.id, import_as)
-    await ingest.store.start_import(job)
+    async with ingest.stores() as store:
+        await store.start_import(job)
     try:
         await _ImportRun(ingest, job, Receipt(source.id, datetime.now(UTC))).run(request)
     except CsvHeaderInvalid as invalid:
@@ -58,7 +59,8 @@ async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
 async def read_import(job_id: str, request: Request, ingest: IngestDep) -> ImportJobView:
     """An import job of the write key's source."""
     source = await authenticate(request, ingest)
-    job = await ingest.store.import_job(job_id, source.id)
+    async with ingest.stores() as store:
+        job = await store.import_job(job_id, source.id)
     if job is None:
         raise ApiError(404, "not_found", f"This source has no import job {job_id!r}.")
     return ImportJobView.of(job)
@@ -105,4 +107,5 @@ class _ImportRun:
 
 async def _finish(ingest: Ingest, job: ImportJob, status: str) -> None:
     job.status = status
-    await ingest.store.save_import(job)
+    async with ingest.stores() as store:
+        await store.save_import(job)

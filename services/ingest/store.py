@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import MetaData, Row, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import MetaData, Row, Table, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
 from services.ingest.imports import ImportJob
@@ -14,11 +15,11 @@ from services.ingest.sources import NewWriteKey, Source
 
 
 class IngestStore:
-    def __init__(self, engine: AsyncEngine, schema: str) -> None:
-        metadata = MetaData(schema=checked_schema(schema))
-        self._engine = engine
-        self._sources = sources_table(metadata)
-        self._jobs = import_jobs_table(metadata)
+    """Queries over one session (the caller's transaction) in the service's schema."""
+
+    def __init__(self, session: AsyncSession, schema: str) -> None:
+        self._session = session
+        self._sources, self._jobs = _tables(schema)
 
     async def add_source(self, source_id: str, name: str, key: NewWriteKey) -> Source:
         statement = (
@@ -26,18 +27,15 @@ class IngestStore:
             .values(id=source_id, name=name, key_hash=key.key_hash, key_prefix=key.key_prefix)
             .returning(*self._source_columns())
         )
-        async with self._engine.begin() as connection:
-            return _source((await connection.execute(statement)).one())
+        return _source((await self._session.execute(statement)).one())
 
     async def sources(self) -> list[Source]:
         statement = select(*self._source_columns()).order_by(self._sources.c.created_at)
-        async with self._engine.connect() as connection:
-            return [_source(row) for row in await connection.execute(statement)]
+        return [_source(row) for row in await self._session.execute(statement)]
 
     async def source_by_key_hash(self, key_hash: str) -> Source | None:
         statement = select(*self._source_columns()).where(self._sources.c.key_hash == key_hash)
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(statement)).one_or_none()
+        row = (await self._session.execute(statement)).one_or_none()
         return None if row is None else _source(row)
 
     async def set_enabled(self, source_id: str, enabled: bool) -> Source | None:
@@ -47,14 +45,16 @@ class IngestStore:
             .values(enabled=enabled)
             .returning(*self._source_columns())
         )
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).one_or_none()
+        row = (await self._session.execute(statement)).one_or_none()
         return None if row is None else _source(row)
 
     async def delete_source(self, source_id: str) -> bool:
-        statement = delete(self._sources).where(self._sources.c.id == source_id)
-        async with self._engine.begin() as connection:
-            return (await connection.execute(statement)).rowcount > 0
+        statement = (
+            delete(self._sources)
+            .where(self._sources.c.id == source_id)
+            .returning(self._sources.c.id)
+        )
+        return (await self._session.execute(statement)).first() is not None
 
     async def start_import(self, job: ImportJob) -> None:
         statement = (
@@ -62,8 +62,7 @@ class IngestStore:
             .values(id=job.id, source_id=job.source_id, format=job.format, status=job.status)
             .returning(self._jobs.c.created_at)
         )
-        async with self._engine.begin() as connection:
-            job.created_at = (await connection.execute(statement)).scalar_one()
+        job.created_at = (await self._session.execute(statement)).scalar_one()
 
     async def save_import(self, job: ImportJob) -> None:
         """Record the job's counts and status; a finished job gets its finishing time."""
@@ -80,15 +79,13 @@ class IngestStore:
             )
             .returning(self._jobs.c.finished_at)
         )
-        async with self._engine.begin() as connection:
-            job.finished_at = (await connection.execute(statement)).scalar_one()
+        job.finished_at = (await self._session.execute(statement)).scalar_one()
 
     async def import_job(self, job_id: str, source_id: str) -> ImportJob | None:
         """A job of this source; another source's job is as good as missing."""
         jobs = self._jobs
         statement = select(jobs).where(jobs.c.id == job_id, jobs.c.source_id == source_id)
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(statement)).one_or_none()
+        row = (await self._session.execute(statement)).one_or_none()
         if row is None:
             return None
         return ImportJob(
@@ -106,6 +103,14 @@ class IngestStore:
     def _source_columns(self) -> list[Any]:
         c = self._sources.c
         return [c.id, c.name, c.key_prefix, c.enabled, c.created_at]
+
+
+@cache
+def _tables(schema: str) -> tuple[Table, Table]:
+    """The sources and import jobs tables in `schema`, made once: SQLAlchemy caches each
+    statement's compiled form by the tables it names."""
+    metadata = MetaData(schema=checked_schema(schema))
+    return sources_table(metadata), import_jobs_table(metadata)
 
 
 def _source(row: Row[Any]) -> Source:

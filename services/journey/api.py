@@ -4,15 +4,12 @@ learned decisions."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
-from libs.common.db import create_sessions, session_transaction
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition, known_stages_only
 from services.journey.engine import Decision
@@ -37,135 +34,148 @@ _NOT_FOUND = error_responses(404)
 _NOT_FOUND_OR_UNPUBLISHED = error_responses(404, 409)
 
 
-def journeys_router(engine: AsyncEngine, schema: str, references: References) -> APIRouter:
-    router = APIRouter(
-        prefix="/journeys",
-        tags=["journeys"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
-    )
-    sessions = create_sessions(engine)
+router = APIRouter(
+    prefix="/journeys",
+    tags=["journeys"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+Stores = Annotated[StoreTransactions[JourneyStore], Depends(transactions_of(JourneyStore))]
+ReferencesDep = Annotated[References, Depends(from_state("references", References))]
 
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[JourneyStore]:
-        async with session_transaction(sessions) as session:
-            yield JourneyStore(session, schema)
 
-    async def validated(journey_id: str, version: int, graph: Any) -> Journey:
-        """The parsed graph, its templates and segment known to exist; else a 422 or 503."""
-        try:
-            with known_stages_only():
-                journey = Journey.parse(journey_id, version, graph)
-            await check_references(journey, references)
-        except InvalidDefinition as error:
-            raise ApiError(422, "invalid_journey", str(error), error.path) from None
-        except ReferenceUnavailable as error:
-            raise ApiError(503, "dependency_unavailable", str(error), error.service) from None
-        return journey
+async def _validated(references: References, journey_id: str, version: int, graph: Any) -> Journey:
+    """The parsed graph, its templates and segment known to exist; else a 422 or 503."""
+    try:
+        with known_stages_only():
+            journey = Journey.parse(journey_id, version, graph)
+        await check_references(journey, references)
+    except InvalidDefinition as error:
+        raise ApiError(422, "invalid_journey", str(error), error.path) from None
+    except ReferenceUnavailable as error:
+        raise ApiError(503, "dependency_unavailable", str(error), error.service) from None
+    return journey
 
-    @router.post("", status_code=201, responses=error_responses(409, 503))
-    async def create_journey(request: JourneyRequest) -> JourneyResponse:
-        """Create a journey as a draft; it is validated now and again when published."""
-        journey_id = request.id or f"jrn_{uuid.uuid4().hex[:20]}"
-        await validated(journey_id, 1, request.graph())
-        async with transaction() as store:
-            row = await store.insert_journey(
-                journey_id, request.name, request.description, request.graph()
-            )
-        if row is None:
-            raise ApiError(409, "journey_exists", f"Journey {journey_id!r} already exists.", "id")
-        return _response(row)
 
-    @router.get("")
-    async def list_journeys() -> JourneyList:
-        async with transaction() as store:
-            rows = await store.list_journeys()
-        return JourneyList(journeys=[_response(row) for row in rows])
+@router.post("", status_code=201, responses=error_responses(409, 503))
+async def create_journey(
+    request: JourneyRequest, stores: Stores, references: ReferencesDep
+) -> JourneyResponse:
+    """Create a journey as a draft; it is validated now and again when published."""
+    journey_id = request.id or f"jrn_{uuid.uuid4().hex[:20]}"
+    await _validated(references, journey_id, 1, request.graph())
+    async with stores() as store:
+        row = await store.insert_journey(
+            journey_id, request.name, request.description, request.graph()
+        )
+    if row is None:
+        raise ApiError(409, "journey_exists", f"Journey {journey_id!r} already exists.", "id")
+    return _response(row)
 
-    @router.get("/{journey_id}", responses=_NOT_FOUND)
-    async def get_journey(journey_id: JourneyIdPath) -> JourneyResponse:
-        """The journey, its draft and every published version."""
-        async with transaction() as store:
-            row = _found(await store.get_journey(journey_id), journey_id)
-            versions = await store.versions(journey_id)
-        return _response(row, versions)
 
-    @router.put("/{journey_id}", responses=error_responses(404, 503))
-    async def replace_journey(
-        journey_id: JourneyIdPath, request: JourneyRequest
-    ) -> JourneyResponse:
-        """Replace the draft; published versions and the runs in them are untouched."""
-        if request.id is not None and request.id != journey_id:
-            raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
-        await validated(journey_id, 1, request.graph())
-        async with transaction() as store:
-            updated = await store.update_draft(
-                journey_id, request.name, request.description, request.graph()
-            )
-        return _response(_found(updated, journey_id))
+@router.get("")
+async def list_journeys(stores: Stores) -> JourneyList:
+    async with stores() as store:
+        rows = await store.list_journeys()
+    return JourneyList(journeys=[_response(row) for row in rows])
 
-    @router.delete("/{journey_id}", status_code=204, responses=_NOT_FOUND)
-    async def delete_journey(journey_id: JourneyIdPath) -> Response:
-        """Delete the journey with its versions, runs, timers and stats; nothing more is sent."""
-        async with transaction() as store:
-            if not await store.delete_journey(journey_id):
-                _found(None, journey_id)
-        return Response(status_code=204)
 
-    @router.post("/{journey_id}/publish", responses=error_responses(404, 409, 503))
-    async def publish(journey_id: JourneyIdPath) -> JourneyResponse:
-        """Freeze the draft as the next version: new profiles enter it, runs finish their own."""
-        async with transaction() as store:
-            checked = _found(await store.get_journey(journey_id), journey_id)
-        await validated(journey_id, (checked.published_version or 0) + 1, checked.draft)
-        async with transaction() as store:
-            row = _found(await store.get_journey(journey_id, lock=True), journey_id)
-            if row.draft != checked.draft or row.published_version != checked.published_version:
-                raise ApiError(409, "journey_changed", "The journey changed while publishing.")
-            version = (row.published_version or 0) + 1
-            row = await store.publish(row, Journey.parse(journey_id, version, row.draft))
-            versions = await store.versions(journey_id)
-        return _response(row, versions)
+@router.get("/{journey_id}", responses=_NOT_FOUND)
+async def get_journey(journey_id: JourneyIdPath, stores: Stores) -> JourneyResponse:
+    """The journey, its draft and every published version."""
+    async with stores() as store:
+        row = _found(await store.get_journey(journey_id), journey_id)
+        versions = await store.versions(journey_id)
+    return _response(row, versions)
 
-    @router.post("/{journey_id}/pause", responses=_NOT_FOUND_OR_UNPUBLISHED)
-    async def pause(journey_id: JourneyIdPath) -> JourneyResponse:
-        """No new entries and no sends: runs reaching a send node hold there until resumed."""
-        async with transaction() as store:
-            _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
-            row = await store.set_status(journey_id, "paused")
-        return _response(_found(row, journey_id))
 
-    @router.post("/{journey_id}/resume", responses=_NOT_FOUND_OR_UNPUBLISHED)
-    async def resume(journey_id: JourneyIdPath) -> JourneyResponse:
-        """Entries start again; held runs send and go on (the timer worker picks them up)."""
-        async with transaction() as store:
-            _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
-            row = await store.set_status(journey_id, "active")
-            await store.release_held_runs(journey_id)
-        return _response(_found(row, journey_id))
+@router.put("/{journey_id}", responses=error_responses(404, 503))
+async def replace_journey(
+    journey_id: JourneyIdPath,
+    request: JourneyRequest,
+    stores: Stores,
+    references: ReferencesDep,
+) -> JourneyResponse:
+    """Replace the draft; published versions and the runs in them are untouched."""
+    if request.id is not None and request.id != journey_id:
+        raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
+    await _validated(references, journey_id, 1, request.graph())
+    async with stores() as store:
+        updated = await store.update_draft(
+            journey_id, request.name, request.description, request.graph()
+        )
+    return _response(_found(updated, journey_id))
 
-    @router.get("/{journey_id}/stats", responses=_NOT_FOUND)
-    async def stats(journey_id: JourneyIdPath) -> StatsResponse:
-        """Per node, per version and in total: entered, waiting, completed, exited, goal reached."""
-        async with transaction() as store:
-            _found(await store.get_journey(journey_id), journey_id)
-            rows = [*await store.counters(journey_id), *await store.waiting(journey_id)]
-        return journey_stats(journey_id, rows)
 
-    @router.get("/{journey_id}/decisions", responses=_NOT_FOUND)
-    async def decisions(
-        journey_id: JourneyIdPath,
-        profile_id: Annotated[str | None, Query(max_length=255)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> DecisionList:
-        """The learned decisions of the journey's runs (one profile's when given), newest first:
-        each best time and best channel chosen, with its probability."""
-        async with transaction() as store:
-            _found(await store.get_journey(journey_id), journey_id)
-            found = await store.decisions(journey_id, profile_id, limit)
-        return DecisionList(decisions=[_decision(decision) for decision in found])
+@router.delete("/{journey_id}", status_code=204, responses=_NOT_FOUND)
+async def delete_journey(journey_id: JourneyIdPath, stores: Stores) -> Response:
+    """Delete the journey with its versions, runs, timers and stats; nothing more is sent."""
+    async with stores() as store:
+        if not await store.delete_journey(journey_id):
+            _found(None, journey_id)
+    return Response(status_code=204)
 
-    return router
+
+@router.post("/{journey_id}/publish", responses=error_responses(404, 409, 503))
+async def publish(
+    journey_id: JourneyIdPath, stores: Stores, references: ReferencesDep
+) -> JourneyResponse:
+    """Freeze the draft as the next version: new profiles enter it, runs finish their own."""
+    async with stores() as store:
+        checked = _found(await store.get_journey(journey_id), journey_id)
+    await _validated(references, journey_id, (checked.published_version or 0) + 1, checked.draft)
+    async with stores() as store:
+        row = _found(await store.get_journey(journey_id, lock=True), journey_id)
+        if row.draft != checked.draft or row.published_version != checked.published_version:
+            raise ApiError(409, "journey_changed", "The journey changed while publishing.")
+        version = (row.published_version or 0) + 1
+        row = await store.publish(row, Journey.parse(journey_id, version, row.draft))
+        versions = await store.versions(journey_id)
+    return _response(row, versions)
+
+
+@router.post("/{journey_id}/pause", responses=_NOT_FOUND_OR_UNPUBLISHED)
+async def pause(journey_id: JourneyIdPath, stores: Stores) -> JourneyResponse:
+    """No new entries and no sends: runs reaching a send node hold there until resumed."""
+    async with stores() as store:
+        _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
+        row = await store.set_status(journey_id, "paused")
+    return _response(_found(row, journey_id))
+
+
+@router.post("/{journey_id}/resume", responses=_NOT_FOUND_OR_UNPUBLISHED)
+async def resume(journey_id: JourneyIdPath, stores: Stores) -> JourneyResponse:
+    """Entries start again; held runs send and go on (the timer worker picks them up)."""
+    async with stores() as store:
+        _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
+        row = await store.set_status(journey_id, "active")
+        await store.release_held_runs(journey_id)
+    return _response(_found(row, journey_id))
+
+
+@router.get("/{journey_id}/stats", responses=_NOT_FOUND)
+async def stats(journey_id: JourneyIdPath, stores: Stores) -> StatsResponse:
+    """Per node, per version and in total: entered, waiting, completed, exited, goal reached."""
+    async with stores() as store:
+        _found(await store.get_journey(journey_id), journey_id)
+        rows = [*await store.counters(journey_id), *await store.waiting(journey_id)]
+    return journey_stats(journey_id, rows)
+
+
+@router.get("/{journey_id}/decisions", responses=_NOT_FOUND)
+async def decisions(
+    journey_id: JourneyIdPath,
+    profile_id: Annotated[str | None, Query(max_length=255)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    *,
+    stores: Stores,
+) -> DecisionList:
+    """The learned decisions of the journey's runs (one profile's when given), newest first:
+    each best time and best channel chosen, with its probability."""
+    async with stores() as store:
+        _found(await store.get_journey(journey_id), journey_id)
+        found = await store.decisions(journey_id, profile_id, limit)
+    return DecisionList(decisions=[_decision(decision) for decision in found])
 
 
 def _decision(decision: Decision) -> DecisionResponse:

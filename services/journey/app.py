@@ -11,7 +11,7 @@ from libs.common.app import create_app
 from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.journey.api import journeys_router
+from services.journey import api
 from services.journey.handlers import ACCEPTED_TYPES, journey_handler
 from services.journey.learning import Policy
 from services.journey.references import HttpReferences
@@ -58,12 +58,12 @@ def create(settings: Settings) -> FastAPI:
         admin_token=settings.admin_token.get_secret_value(),
         timeout_seconds=settings.journey_reference_timeout_ms / 1000,
     )
-    router = journeys_router(parts.engine, settings.schema_name, references)
     return create_app(
         settings,
         title="Journey",
         description="Journeys as graphs: who enters, what they are sent, when, and what next.",
-        routers=[router],
+        routers=[api.router],
         workers=parts.workers(upkeep, timers, consumer),
         readiness_checks=parts.readiness_checks(settings),
+        state={**parts.app_state(settings), "references": references},
     )

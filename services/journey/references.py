@@ -6,7 +6,7 @@ Management path only (create, change, publish); the hot path never calls another
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -23,6 +23,7 @@ class ReferenceUnavailable(Exception):
         self.service = service
 
 
+@runtime_checkable
 class References(Protocol):
     async def template_exists(self, template_id: str) -> bool:
         """True if content has the template; raises ReferenceUnavailable when it cannot say."""

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.api import RelayDep, StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
-from libs.common.bus import OutboxRelay, write_outbox
-from libs.common.db import Sessions, session_transaction
+from libs.common.bus import write_outbox
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from libs.common.events import Event, ProfileDeleted
 from services.profile import features
@@ -59,94 +60,126 @@ _FOUND_ELSEWHERE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def profile_router(settings: ProfileSettings, sessions: Sessions, relay: OutboxRelay) -> APIRouter:
-    store = ProfileStore(settings.schema_name)
-    rules = FeatureRules.from_settings(settings)
-    external_kinds = tuple(settings.profile_external_id_kinds)
-    horizon = settings.profile_churn_horizon_days
-    router = APIRouter(
-        prefix="/profiles",
-        tags=["profiles"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
-    )
+profile_router = APIRouter(
+    prefix="/profiles",
+    tags=["profiles"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
 
-    @router.get("/{profile_id}", response_model=ProfileOut, responses=_FOUND_ELSEWHERE)
-    async def get_profile(profile_id: ProfileIdPath) -> ProfileOut | Response:
-        """The profile; a merged profile's id redirects to its survivor."""
-        async with session_transaction(sessions) as session:
-            connection = await store.connection(session)
-            stored = await store.profile(connection, profile_id)
-            if stored is None:
-                return await _redirect_or_404(store, connection, profile_id, "")
-            predictions = await _predictions(store, connection, stored.state, horizon)
-        return _profile_out(stored, rules, predictions)
 
-    @router.get("", response_model=ProfileList)
-    async def find_profiles(
-        identifier: Annotated[
-            str,
-            Query(
-                max_length=512,
-                description="`<type>:<value>`, e.g. `email:a@b.c`, `user_id:u1`.",
-            ),
-        ],
-    ) -> ProfileList:
-        """The profiles an identifier belongs to: none or one."""
-        try:
-            if "\x00" in identifier:
-                raise ValueError("an identifier cannot contain NUL characters")
-            wanted = parse_identifier(identifier, external_kinds)
-        except ValueError as error:
-            raise ApiError(422, "invalid_identifier", str(error), "identifier") from None
-        async with session_transaction(sessions) as session:
-            connection = await store.connection(session)
-            stored = await _profile_by_identifier(store, connection, wanted)
-            if stored is None:
-                return ProfileList(profiles=[])
-            predictions = await _predictions(store, connection, stored.state, horizon)
-        return ProfileList(profiles=[_profile_out(stored, rules, predictions)])
+class ProfileTransaction:
+    """A route's transaction: the store, and the driver connection its statements run on."""
 
-    @router.get("/{profile_id}/events", response_model=ProfileEventPage, responses=_FOUND_ELSEWHERE)
-    async def profile_events(
-        profile_id: ProfileIdPath,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        before: Annotated[
-            int | None, Query(ge=1, le=2**63 - 1, description="`next_before` of a page.")
-        ] = None,
-    ) -> ProfileEventPage | Response:
-        """The profile's recent events, newest first, in pages."""
-        async with session_transaction(sessions) as session:
-            connection = await store.connection(session)
-            if await store.profile(connection, profile_id) is None:
-                return await _redirect_or_404(store, connection, profile_id, "/events")
-            events = await store.recent_events(connection, profile_id, limit, before)
-        return ProfileEventPage(
-            events=[ProfileEventOut.model_validate(e, from_attributes=True) for e in events],
-            next_before=events[-1].seq if len(events) == limit else None,
+    def __init__(self, session: AsyncSession, schema: str) -> None:
+        self.session = session
+        self.store = ProfileStore(schema)
+
+    async def connection(self) -> Connection:
+        return await self.store.connection(self.session)
+
+
+Stores = Annotated[
+    StoreTransactions[ProfileTransaction], Depends(transactions_of(ProfileTransaction))
+]
+SettingsDep = Annotated[ProfileSettings, Depends(from_state("settings", ProfileSettings))]
+RulesDep = Annotated[FeatureRules, Depends(from_state("feature_rules", FeatureRules))]
+fits_from_state = from_state("fits", PredictionFits)
+FitsDep = Annotated[PredictionFits, Depends(fits_from_state)]
+
+
+@profile_router.get("/{profile_id}", response_model=ProfileOut, responses=_FOUND_ELSEWHERE)
+async def get_profile(
+    profile_id: ProfileIdPath, stores: Stores, settings: SettingsDep, rules: RulesDep
+) -> ProfileOut | Response:
+    """The profile; a merged profile's id redirects to its survivor."""
+    async with stores() as transaction:
+        store, connection = transaction.store, await transaction.connection()
+        stored = await store.profile(connection, profile_id)
+        if stored is None:
+            return await _redirect_or_404(store, connection, profile_id, "")
+        predictions = await _predictions(
+            store, connection, stored.state, settings.profile_churn_horizon_days
         )
+    return _profile_out(stored, rules, predictions)
 
-    @router.delete(
-        "/{profile_id}",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=ErasureAccepted,
-        responses=error_responses(404),
+
+@profile_router.get("", response_model=ProfileList)
+async def find_profiles(
+    identifier: Annotated[
+        str,
+        Query(
+            max_length=512,
+            description="`<type>:<value>`, e.g. `email:a@b.c`, `user_id:u1`.",
+        ),
+    ],
+    stores: Stores,
+    settings: SettingsDep,
+    rules: RulesDep,
+) -> ProfileList:
+    """The profiles an identifier belongs to: none or one."""
+    try:
+        if "\x00" in identifier:
+            raise ValueError("an identifier cannot contain NUL characters")
+        wanted = parse_identifier(identifier, tuple(settings.profile_external_id_kinds))
+    except ValueError as error:
+        raise ApiError(422, "invalid_identifier", str(error), "identifier") from None
+    async with stores() as transaction:
+        store, connection = transaction.store, await transaction.connection()
+        stored = await _profile_by_identifier(store, connection, wanted)
+        if stored is None:
+            return ProfileList(profiles=[])
+        predictions = await _predictions(
+            store, connection, stored.state, settings.profile_churn_horizon_days
+        )
+    return ProfileList(profiles=[_profile_out(stored, rules, predictions)])
+
+
+@profile_router.get(
+    "/{profile_id}/events", response_model=ProfileEventPage, responses=_FOUND_ELSEWHERE
+)
+async def profile_events(
+    profile_id: ProfileIdPath,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="`next_before` of a page.")
+    ] = None,
+    *,
+    stores: Stores,
+) -> ProfileEventPage | Response:
+    """The profile's recent events, newest first, in pages."""
+    async with stores() as transaction:
+        store, connection = transaction.store, await transaction.connection()
+        if await store.profile(connection, profile_id) is None:
+            return await _redirect_or_404(store, connection, profile_id, "/events")
+        events = await store.recent_events(connection, profile_id, limit, before)
+    return ProfileEventPage(
+        events=[ProfileEventOut.model_validate(e, from_attributes=True) for e in events],
+        next_before=events[-1].seq if len(events) == limit else None,
     )
-    async def erase_profile(profile_id: ProfileIdPath) -> ErasureAccepted:
-        """Erase the person (a merged id erases its survivor) and tell every service to."""
-        async with session_transaction(sessions) as session:
-            connection = await store.connection(session)
-            locked = await store.lock(connection, (), [profile_id])
-            target = locked.current.get(profile_id)  # a merged id's survivor
-            if target is None or not await store.erase(connection, target):
-                raise _not_found(profile_id)
-            deleted = _deleted(target)
-            await write_outbox(session, store.schema, [deleted])
-        relay.notify()
-        request_id = deleted.data.erasure_request_id
-        return ErasureAccepted(erasure_request_id=request_id, profile_id=target)
 
-    return router
+
+@profile_router.delete(
+    "/{profile_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ErasureAccepted,
+    responses=error_responses(404),
+)
+async def erase_profile(
+    profile_id: ProfileIdPath, stores: Stores, relay: RelayDep
+) -> ErasureAccepted:
+    """Erase the person (a merged id erases its survivor) and tell every service to."""
+    async with stores() as transaction:
+        store, connection = transaction.store, await transaction.connection()
+        locked = await store.lock(connection, (), [profile_id])
+        target = locked.current.get(profile_id)  # a merged id's survivor
+        if target is None or not await store.erase(connection, target):
+            raise _not_found(profile_id)
+        deleted = _deleted(target)
+        await write_outbox(transaction.session, store.schema, [deleted])
+    relay.notify()
+    request_id = deleted.data.erasure_request_id
+    return ErasureAccepted(erasure_request_id=request_id, profile_id=target)
 
 
 async def _redirect_or_404(
@@ -254,59 +287,59 @@ def _time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-def predictions_router(fits: PredictionFits) -> APIRouter:
-    router = APIRouter(
-        prefix="/predictions",
-        tags=["predictions"],
-        dependencies=[Depends(require_admin)],
-        responses=MANAGEMENT_ERRORS,
+predictions_router = APIRouter(
+    prefix="/predictions",
+    tags=["predictions"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+
+
+@predictions_router.post("/fit", response_model=FitOut)
+async def fit(fits: FitsDep) -> FitOut:
+    """Fit the purchase models over every profile with purchases now, and re-score every
+    such profile before answering (announcing the scores that changed). 422 when there are
+    too few purchase histories to fit."""
+    record = await fits.fit_now()
+    if record.error is not None:
+        raise ApiError(422, "not_enough_purchases", record.error)
+    return _fit_out(record)
+
+
+@predictions_router.get("/model", response_model=PredictionModelOut)
+async def model(fits: FitsDep) -> PredictionModelOut:
+    """The fit whose models score profiles now, and the latest fit (failed or not)."""
+    current, latest = await fits.latest()
+    return PredictionModelOut(
+        current=None if current is None else _fit_out(current),
+        latest=None if latest is None else _fit_out(latest),
+        churn_horizon_days=fits.churn_horizon_days,
     )
 
-    @router.post("/fit", response_model=FitOut)
-    async def fit() -> FitOut:
-        """Fit the purchase models over every profile with purchases now, and re-score every
-        such profile before answering (announcing the scores that changed). 422 when there are
-        too few purchase histories to fit."""
-        record = await fits.fit_now()
-        if record.error is not None:
-            raise ApiError(422, "not_enough_purchases", record.error)
-        return _fit_out(record)
 
-    @router.get("/model", response_model=PredictionModelOut)
-    async def model() -> PredictionModelOut:
-        """The fit whose models score profiles now, and the latest fit (failed or not)."""
-        current, latest = await fits.latest()
-        return PredictionModelOut(
-            current=None if current is None else _fit_out(current),
-            latest=None if latest is None else _fit_out(latest),
-            churn_horizon_days=fits.churn_horizon_days,
+@predictions_router.post("/backtest", response_model=BacktestOut)
+async def backtest(request: BacktestRequest, fits: FitsDep) -> BacktestOut:
+    """Fit on the purchases before `cutoff`, predict the `horizon_days` after it, and
+    compare with the purchases that followed. 422 when the horizon has not passed yet or
+    there are too few purchase histories before the cutoff."""
+    cutoff = request.cutoff if request.cutoff.tzinfo else request.cutoff.replace(tzinfo=UTC)
+    if cutoff > datetime.now(UTC) - timedelta(days=request.horizon_days):
+        raise ApiError(
+            422,
+            "horizon_not_over",
+            "cutoff + horizon_days is in the future: choose an earlier cutoff, or a shorter "
+            "horizon, so that what happened after the cutoff is known.",
+            "cutoff",
         )
-
-    @router.post("/backtest", response_model=BacktestOut)
-    async def backtest(request: BacktestRequest) -> BacktestOut:
-        """Fit on the purchases before `cutoff`, predict the `horizon_days` after it, and
-        compare with the purchases that followed. 422 when the horizon has not passed yet or
-        there are too few purchase histories before the cutoff."""
-        cutoff = request.cutoff if request.cutoff.tzinfo else request.cutoff.replace(tzinfo=UTC)
-        if cutoff > datetime.now(UTC) - timedelta(days=request.horizon_days):
-            raise ApiError(
-                422,
-                "horizon_not_over",
-                "cutoff + horizon_days is in the future: choose an earlier cutoff, or a shorter "
-                "horizon, so that what happened after the cutoff is known.",
-                "cutoff",
-            )
-        try:
-            report = await fits.backtest(
-                cutoff, request.horizon_days, with_outcomes=request.include_profiles
-            )
-        except ValueError as error:
-            raise ApiError(
-                422, "not_enough_purchases", f"before the cutoff: {error}", "cutoff"
-            ) from None
-        return _backtest_out(report, cutoff)
-
-    return router
+    try:
+        report = await fits.backtest(
+            cutoff, request.horizon_days, with_outcomes=request.include_profiles
+        )
+    except ValueError as error:
+        raise ApiError(
+            422, "not_enough_purchases", f"before the cutoff: {error}", "cutoff"
+        ) from None
+    return _backtest_out(report, cutoff)
 
 
 def _fit_out(record: FitRecord) -> FitOut:

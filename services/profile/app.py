@@ -8,7 +8,6 @@ from fastapi import FastAPI
 from libs.common import topics
 from libs.common.app import create_app
 from libs.common.bus import EventConsumer
-from libs.common.db import create_sessions
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
 from services.profile.api import predictions_router, profile_router
@@ -55,10 +54,8 @@ def create(settings: Settings) -> FastAPI:
         title="Profile",
         description="Who each person is, and what they are like: identity graph, traits, "
         "tags, computed features and predictive scores.",
-        routers=[
-            profile_router(settings, create_sessions(parts.engine), parts.relay),
-            predictions_router(fits),
-        ],
+        routers=[profile_router, predictions_router],
         workers=parts.workers(reviews, fits, consumer),
         readiness_checks=parts.readiness_checks(settings),
+        state={**parts.app_state(settings), "feature_rules": rules, "fits": fits},
     )

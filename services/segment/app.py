@@ -10,7 +10,7 @@ from libs.common.app import create_app
 from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.segment.api import segments_router
+from services.segment import api
 from services.segment.handlers import ACCEPTED_TYPES, segment_handler
 from services.segment.settings import SegmentSettings
 from services.segment.timers import WindowTimers
@@ -35,14 +35,12 @@ def create(settings: Settings) -> FastAPI:
         poll_interval_ms=settings.segment_timer_poll_interval_ms,
         batch_size=settings.segment_timer_batch,
     )
-    router = segments_router(
-        parts.engine, parts.relay, settings.schema_name, settings.segment_outbox_chunk
-    )
     return create_app(
         settings,
         title="Segment",
         description="Segments over behaviours and profiles, in real time, on timers and in bulk.",
-        routers=[router],
+        routers=[api.router],
         workers=parts.workers(timers, consumer),
         readiness_checks=parts.readiness_checks(settings),
+        state=parts.app_state(settings),
     )

@@ -10,9 +10,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from libs.common.api import Database
 from libs.common.auth import require_admin
 from libs.common.errors import install_error_handlers
-from services.profile.api import predictions_router, profile_router
+from services.profile.api import fits_from_state, predictions_router, profile_router
+from services.profile.features import FeatureRules
 from services.profile.settings import ProfileSettings
 
 
@@ -24,7 +26,11 @@ def _unreachable(*args: Any) -> Any:
 def client() -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(profile_router(ProfileSettings(), _unreachable, _unreachable))  # type: ignore[arg-type]
+    app.include_router(profile_router)
+    settings = ProfileSettings()
+    app.state.settings = settings
+    app.state.feature_rules = FeatureRules.from_settings(settings)
+    app.state.database = Database(_unreachable, settings.schema_name)  # type: ignore[arg-type]
     app.dependency_overrides[require_admin] = lambda: None
     return TestClient(app)
 
@@ -55,7 +61,8 @@ class _FewPurchases:
 def predictions_client() -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(predictions_router(_FewPurchases()))  # type: ignore[arg-type]
+    app.include_router(predictions_router)
+    app.dependency_overrides[fits_from_state] = _FewPurchases
     app.dependency_overrides[require_admin] = lambda: None
     return TestClient(app)
 
