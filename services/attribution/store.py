@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.db import checked_schema
 from libs.common.events.conversion import AttributionModel
+from libs.common.store import SchemaStore
 from services.attribution.campaigns import CampaignTouch
 from services.attribution.credit import Touch
 from services.attribution.definitions import ConversionDefinition
@@ -103,15 +101,8 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-class AttributionStore:
-    """Queries over one session (the caller's transaction) in the service's schema."""
-
-    def __init__(self, session: AsyncSession, schema: str) -> None:
-        self._session = session
-        self._schema = checked_schema(schema)
-
-    async def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._session.execute(text(sql.replace("{s}", self._schema)), params or {})
+class AttributionStore(SchemaStore):
+    """Attribution's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     # Touchpoints and conversions.
 

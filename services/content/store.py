@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
-from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
+from libs.common.store import SchemaStore
 from services.content.experiments import EvidenceRow, Experiment, Insight, Reward
 from services.content.templates import TemplateVersion
 
@@ -75,27 +75,14 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-@functools.lru_cache(maxsize=256)
-def _statement(sql: str, schema: str) -> TextClause:
-    # The statements are constants: each is built once, not on every call.
-    return text(sql.replace("{s}", schema))
-
-
 _TEMPLATE_COLUMNS = (
     "t.id, t.name, t.channel, t.version, t.created_at, t.updated_at, "
     "v.defaults, v.variants, v.reward, v.holdout_share"
 )
 
 
-class ContentStore:
-    """Queries over one session (the caller's transaction) in the service's schema."""
-
-    def __init__(self, session: AsyncSession, schema: str) -> None:
-        self._session = session
-        self._schema = checked_schema(schema)
-
-    async def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._session.execute(_statement(sql, self._schema), params or {})
+class ContentStore(SchemaStore):
+    """Content's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     # Templates.
 

@@ -8,10 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.db import checked_schema
+from libs.common.store import SchemaStore
 from services.dispatch.policy import Preferences, SendPolicy, parse_policy
 
 # Sends that count towards frequency caps: decided to go, whatever the provider said since.
@@ -115,19 +113,8 @@ def _channel_row(row: Any) -> ChannelRow:
     )
 
 
-class DispatchStore:
-    """Queries over one session (the caller's transaction) in the service's schema."""
-
-    def __init__(self, session: AsyncSession, schema: str) -> None:
-        self.session = session
-        self._schema = checked_schema(schema)
-
-    @property
-    def schema(self) -> str:
-        return self._schema
-
-    async def _execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
-        return await self.session.execute(text(sql.replace("{s}", self._schema)), params or {})
+class DispatchStore(SchemaStore):
+    """Dispatch's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     # The ledger
 

@@ -6,17 +6,16 @@ import dataclasses
 import functools
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.db import checked_schema
 from libs.common.profiles import ProfileCopies, ProfileFacts
+from libs.common.store import SchemaStore
 from services.journey.engagement import EngagementChanges, MessageRecord
 from services.journey.engine import LIVE, ChannelRanking, Decision, Run, Timing, Trigger
 from services.journey.graph import Journey
@@ -81,12 +80,6 @@ def _parsed(journey_id: str, version: int, definition_json: str) -> Journey:
     return Journey.parse(journey_id, version, orjson.loads(definition_json))
 
 
-@functools.lru_cache(maxsize=256)
-def _statement(sql: str, schema: str) -> TextClause:
-    # Built once per statement and schema: text() parses the SQL for its bind parameters.
-    return text(sql.replace("{s}", schema))
-
-
 def _json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
@@ -105,20 +98,12 @@ _RUNS = (
 )
 
 
-class JourneyStore:
-    """Queries over one session (the caller's transaction) in the service's schema."""
+class JourneyStore(SchemaStore):
+    """Journey's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     def __init__(self, session: AsyncSession, schema: str) -> None:
-        self._session = session
-        self._schema = checked_schema(schema)
+        super().__init__(session, schema)
         self._copies = ProfileCopies(session, self._schema, ProfileFacts)
-
-    @property
-    def session(self) -> AsyncSession:
-        return self._session
-
-    async def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._session.execute(_statement(sql, self._schema), params or {})
 
     # Journeys and versions.
 

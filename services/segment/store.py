@@ -10,11 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.db import checked_schema
 from libs.common.profiles import ProfileCopies
+from libs.common.store import SchemaStore
 from services.segment.compiler import SqlCompiler
 from services.segment.rules import (
     EVALUATE_PREFIX,
@@ -70,20 +69,12 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SegmentStore:
-    """Queries over one session (the caller's transaction) in the service's schema."""
+class SegmentStore(SchemaStore):
+    """Segment's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     def __init__(self, session: AsyncSession, schema: str) -> None:
-        self._session = session
-        self._schema = checked_schema(schema)
+        super().__init__(session, schema)
         self._copies = ProfileCopies(session, self._schema, ProfileFacts)
-
-    @property
-    def session(self) -> AsyncSession:
-        return self._session
-
-    async def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._session.execute(text(sql.replace("{s}", self._schema)), params or {})
 
     # Evaluation lock: bulk evaluation must see every profile as of one moment, so it holds the
     # lock alone while batches and timers share it.

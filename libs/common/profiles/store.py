@@ -7,11 +7,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
 from libs.common.profiles.facts import ProfileFacts, StoredColumns
+from libs.common.store import schema_statement
 
 F = TypeVar("F", bound=ProfileFacts)
 
@@ -31,7 +31,7 @@ class ProfileCopies(Generic[F]):
         self._as_read: dict[str, StoredColumns] = {}
 
     async def _execute(self, sql: str, params: Mapping[str, Any]) -> Any:
-        return await self._session.execute(text(sql.replace("{s}", self._schema)), params)
+        return await self._session.execute(schema_statement(sql, self._schema), params)
 
     async def lock(self, profile_ids: Collection[str]) -> dict[str, F]:
         """The profiles' facts (created empty when new), locked until the transaction ends."""
