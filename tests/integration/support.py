@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from libs.common.events import Event, EventDecodeError, decode
 from libs.common.events.behavior import BehaviorOccurred
 from libs.common.settings import Settings
 from libs.devstack.pytest_plugin import SettingsFactory
+from tests.events import behaviour
 
 
 @contextlib.asynccontextmanager
@@ -166,31 +166,7 @@ async def consuming(
         await producer.stop()
 
 
-def a_behaviour(
-    profile_id: str,
-    *,
-    event: str = "product_viewed",
-    event_id: str | None = None,
-    occurred_at: datetime | None = None,
-    properties: dict[str, Any] | None = None,
-    source: str = "closeloop/tests",
-) -> Event[BehaviorOccurred]:
-    """A track behaviour of `profile_id`, keyed by it, received now and happening then (now
-    unless `occurred_at` says); with `event_id`, that is both the event's id and its message id."""
-    now = datetime.now(UTC)
-    data = BehaviorOccurred(
-        profile_id=profile_id,
-        event=event,
-        kind="track",
-        properties=properties or {},
-        occurred_at=occurred_at or now,
-        received_at=now,
-        message_id=event_id or f"m-{uuid.uuid4()}",
-    )
-    return Event(data=data, key=profile_id, source=source, id=event_id)
-
-
 def one_key_behaviours(count: int, profile_id: str) -> list[Event[BehaviorOccurred]]:
     """`count` behaviours of one person: one key, so one partition, and a consumer that joins
     after they were published gets them all in its first batch."""
-    return [a_behaviour(profile_id) for _ in range(count)]
+    return [behaviour(profile_id) for _ in range(count)]

@@ -11,7 +11,8 @@ import pytest_asyncio
 
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.attribution.harness import AttributionHarness, behaviour
+from tests.events import behaviour
+from tests.integration.attribution.harness import AttributionHarness
 from tests.integration.support import wait_for
 
 
@@ -41,7 +42,7 @@ async def _warm_up(harness: AttributionHarness, run: str) -> None:
     """Return once the consumer has joined its group and handles events (the join takes ~5 s)."""
     definition = f"cnv_warm_{run}"
     await harness.define(definition, f"warm_{run}")
-    await harness.publish(behaviour(f"prf_warm_{run}", f"warm_{run}", datetime.now(UTC)))
+    await harness.publish(behaviour(f"prf_warm_{run}", f"warm_{run}", at=datetime.now(UTC)))
 
     async def consuming() -> bool:
         return await harness.conversion_totals(definition) is not None

@@ -10,7 +10,8 @@ import pytest_asyncio
 
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.segment.harness import SegmentHarness, profile_update
+from tests.events import profile_updated
+from tests.integration.segment.harness import SegmentHarness
 from tests.integration.support import wait_for
 
 
@@ -44,7 +45,7 @@ async def _warm_up(harness: SegmentHarness, run: str) -> None:
     segment, profile = f"seg_warm_{run}", f"prf_warm_{run}"
     response = await harness.create(segment, {"tag": f"warm_{run}"})
     response.raise_for_status()
-    await harness.publish(profile_update(profile, tags=[f"warm_{run}"]))
+    await harness.publish(profile_updated(profile, changes={"tags": [f"warm_{run}"]}))
 
     async def consuming() -> bool:
         return await harness.members(segment) == [profile]
