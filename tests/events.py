@@ -3,13 +3,14 @@
 Each builder takes what a test cares about and fills in the rest: ids are fresh, times are
 now, the key is the profile's. `at` is the event time (`occurred_at`, or `requested_at` for an
 erasure). The profile changes a call or update carries are given as `traits` (`plan="premium"`
-becomes `traits.plan`) or `changes` (a field's whole path, `{"scores.rfm": 455}`).
+becomes `traits.plan`) or `changes` (by the field's whole path: `{"scores.rfm": 455}`, or
+pairs `[("traits.plan", "basic"), ("traits.plan", None)]` where a path comes again).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -49,12 +50,17 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
+Changes = Mapping[str, Any] | Iterable[tuple[str, Any]]
+"""Fields' new values by path: a mapping, or pairs where one path may come more than once."""
+
+
 def profile_changes(
-    traits: Mapping[str, Any] | None = None, changes: Mapping[str, Any] | None = None
+    traits: Mapping[str, Any] | None = None, changes: Changes | None = None
 ) -> list[ProfileChange]:
     """The changes setting `traits` (under `traits.`) and then `changes` (by whole path)."""
     found = [ProfileChange(field=f"traits.{name}", after=v) for name, v in (traits or {}).items()]
-    found += [ProfileChange(field=path, after=v) for path, v in (changes or {}).items()]
+    pairs = changes.items() if isinstance(changes, Mapping) else changes or ()
+    found += [ProfileChange(field=path, after=v) for path, v in pairs]
     return found
 
 
@@ -66,7 +72,7 @@ def behaviour(
     properties: Mapping[str, Any] | None = None,
     context: Mapping[str, Any] | None = None,
     traits: Mapping[str, Any] | None = None,
-    changes: Mapping[str, Any] | None = None,
+    changes: Changes | None = None,
     at: datetime | None = None,
     received_at: datetime | None = None,
     message_id: str | None = None,
@@ -96,7 +102,7 @@ def identified(
     event: str = "identify",
     *,
     traits: Mapping[str, Any] | None = None,
-    changes: Mapping[str, Any] | None = None,
+    changes: Changes | None = None,
     at: datetime | None = None,
     message_id: str | None = None,
     source: str = SOURCE,
@@ -120,7 +126,7 @@ def profile_updated(
     profile_id: str,
     *,
     traits: Mapping[str, Any] | None = None,
-    changes: Mapping[str, Any] | None = None,
+    changes: Changes | None = None,
     at: datetime | None = None,
     caused_by: str | None = None,
     source: str = SOURCE,
