@@ -23,7 +23,9 @@ from libs.common.db import Sessions, create_engine, create_sessions, upgrade
 from libs.common.events import Event, EventDecodeError, decode
 from libs.common.events.behavior import BehaviorOccurred
 from libs.common.settings import Settings
-from libs.devstack.pytest_plugin import SettingsFactory
+from libs.devstack.pytest_plugin import ServiceLauncher, SettingsFactory
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
 from tests.events import behaviour
 
 
@@ -42,6 +44,23 @@ async def migrated_service_schema(
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {config.schema_name} CASCADE"))
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def started_service(
+    stack: Stack, logs: Path, service: str, env: dict[str, str]
+) -> AsyncIterator[tuple[ServiceProcess, str]]:
+    """`services.<service>` running as `<service>_<run>` with its schema migrated and `env`,
+    its logs under `logs`: the process and the run's id; stopped afterwards."""
+    launcher = ServiceLauncher(stack, logs)
+    run = uuid.uuid4().hex[:8]
+    try:
+        process = await launcher(
+            f"services.{service}", name=f"{service}_{run}", migrate=True, env=env, ready_timeout=60
+        )
+        yield process, run
+    finally:
+        await launcher.stop_all()
 
 
 async def wait_for(
