@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,10 @@ from libs.common.db import Sessions, create_engine, create_sessions, upgrade
 from libs.common.events import Event, EventDecodeError, decode
 from libs.common.events.behavior import BehaviorOccurred
 from libs.common.settings import Settings
-from libs.devstack.pytest_plugin import SettingsFactory
+from libs.devstack.pytest_plugin import ServiceLauncher, SettingsFactory
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.events import behaviour
 
 
 @contextlib.asynccontextmanager
@@ -42,6 +44,23 @@ async def migrated_service_schema(
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {config.schema_name} CASCADE"))
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def started_service(
+    stack: Stack, logs: Path, service: str, env: dict[str, str]
+) -> AsyncIterator[tuple[ServiceProcess, str]]:
+    """`services.<service>` running as `<service>_<run>` with its schema migrated and `env`,
+    its logs under `logs`: the process and the run's id; stopped afterwards."""
+    launcher = ServiceLauncher(stack, logs)
+    run = uuid.uuid4().hex[:8]
+    try:
+        process = await launcher(
+            f"services.{service}", name=f"{service}_{run}", migrate=True, env=env, ready_timeout=60
+        )
+        yield process, run
+    finally:
+        await launcher.stop_all()
 
 
 async def wait_for(
@@ -166,31 +185,7 @@ async def consuming(
         await producer.stop()
 
 
-def a_behaviour(
-    profile_id: str,
-    *,
-    event: str = "product_viewed",
-    event_id: str | None = None,
-    occurred_at: datetime | None = None,
-    properties: dict[str, Any] | None = None,
-    source: str = "closeloop/tests",
-) -> Event[BehaviorOccurred]:
-    """A track behaviour of `profile_id`, keyed by it, received now and happening then (now
-    unless `occurred_at` says); with `event_id`, that is both the event's id and its message id."""
-    now = datetime.now(UTC)
-    data = BehaviorOccurred(
-        profile_id=profile_id,
-        event=event,
-        kind="track",
-        properties=properties or {},
-        occurred_at=occurred_at or now,
-        received_at=now,
-        message_id=event_id or f"m-{uuid.uuid4()}",
-    )
-    return Event(data=data, key=profile_id, source=source, id=event_id)
-
-
 def one_key_behaviours(count: int, profile_id: str) -> list[Event[BehaviorOccurred]]:
     """`count` behaviours of one person: one key, so one partition, and a consumer that joins
     after they were published gets them all in its first batch."""
-    return [a_behaviour(profile_id) for _ in range(count)]
+    return [behaviour(profile_id) for _ in range(count)]

@@ -16,7 +16,7 @@ from libs.common.db import create_engine, create_sessions
 from libs.common.events import BehaviorOccurred, Event
 from libs.common.settings import Settings
 from libs.devstack.stack import Stack
-from tests.integration.support import a_behaviour
+from tests.events import behaviour
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ async def inbox(stack: Stack) -> AsyncIterator[tuple[AsyncSession, str]]:
 
 
 def _event(event_id: str) -> Event[BehaviorOccurred]:
-    return a_behaviour("prf_1", event="viewed", event_id=event_id)
+    return behaviour("prf_1", "viewed", event_id=event_id)
 
 
 async def test_a_batch_of_new_events_is_all_new_in_order(inbox: tuple[AsyncSession, str]) -> None:

@@ -26,8 +26,9 @@ from libs.common.events import Event
 from libs.common.events.behavior import BehaviorOccurred
 from libs.devstack import free_port
 from libs.devstack.stack import Stack
+from tests.events import behaviour
 from tests.integration.support import ThrowawayBus as Bus
-from tests.integration.support import a_behaviour, consuming, publish, throwaway_bus, wait_for
+from tests.integration.support import consuming, publish, throwaway_bus, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ async def bus(stack: Stack) -> AsyncIterator[Bus]:
 
 
 def _behaviour() -> Event[BehaviorOccurred]:
-    return a_behaviour("prf_fetcher")
+    return behaviour("prf_fetcher")
 
 
 @contextlib.asynccontextmanager

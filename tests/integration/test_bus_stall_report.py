@@ -11,7 +11,8 @@ import pytest
 from libs.common.bus import Batch
 from libs.common.bus import consumer as consumer_module
 from libs.devstack.stack import Stack
-from tests.integration.support import a_behaviour, consuming, publish, throwaway_bus, wait_for
+from tests.events import behaviour
+from tests.integration.support import consuming, publish, throwaway_bus, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ async def test_a_stalled_consumer_logs_where_its_loop_waits(
         throwaway_bus(stack.kafka_bootstrap, stack.database_url, "stall") as bus,
         consuming(bus, handler_that_waits) as consumer,
     ):
-        await publish(stack.kafka_bootstrap, [a_behaviour("prf_stall")], bus.topic)
+        await publish(stack.kafka_bootstrap, [behaviour("prf_stall")], bus.topic)
         await wait_for(_is_set(entered), within=30, what="the handler to be entered")
         with caplog.at_level(logging.ERROR, logger=consumer_module.__name__):
             await wait_for(_stalled(consumer), within=10, what="the consumer to stall")

@@ -21,9 +21,9 @@ from libs.common.bus.driver import raw_driver_connection
 from libs.common.settings import Settings
 from libs.devstack._process import LOOPBACK, free_port
 from libs.devstack.stack import Stack
+from tests.events import behaviour
 from tests.integration.chaos.proxy import TcpProxy
 from tests.integration.support import (
-    a_behaviour,
     consuming,
     publish,
     throwaway_bus,
@@ -130,8 +130,8 @@ async def test_a_batch_on_a_silent_database_is_retried_and_applied_once_it_answe
                 total, distinct = counted.one()
                 return int(total), int(distinct)
 
-        before_silence = [a_behaviour(f"prf_silent_{index}") for index in range(10)]
-        during_silence = [a_behaviour(f"prf_silent_{index}") for index in range(10)]
+        before_silence = [behaviour(f"prf_silent_{index}") for index in range(10)]
+        during_silence = [behaviour(f"prf_silent_{index}") for index in range(10)]
         async with consuming(bus, apply) as consumer:
             await publish(stack.kafka_bootstrap, before_silence, topic=bus.topic)
 

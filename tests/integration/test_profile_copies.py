@@ -19,7 +19,6 @@ import services.segment
 from libs.common.events import (
     BehaviorOccurred,
     EventData,
-    ProfileChange,
     ProfileDeleted,
     ProfileMerged,
     ProfileUpdated,
@@ -34,6 +33,8 @@ from libs.common.profiles import (
 )
 from libs.devstack.pytest_plugin import SettingsFactory
 from services.segment.rules import ProfileFacts as SegmentFacts
+from tests import events as builders
+from tests.events import identified, profile_updated
 from tests.integration.support import migrated_service_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -79,33 +80,19 @@ async def copy(
 
 def behaviour(profile_id: str, **changes: Any) -> BehaviorOccurred:
     """An identify whose call changed these (`traits.plan="premium"` as `**{...}`)."""
-    return BehaviorOccurred(
-        profile_id=profile_id,
-        event="identify",
-        kind="identify",
-        occurred_at=NOW,
-        received_at=NOW,
-        message_id=f"m-{profile_id}",
-        profile_changes=[ProfileChange(field=path, after=v) for path, v in changes.items()],
-    )
+    return identified(profile_id, changes=changes, at=NOW, message_id=f"m-{profile_id}").data
 
 
 def update(profile_id: str, **changes: Any) -> ProfileUpdated:
-    return ProfileUpdated(
-        profile_id=profile_id,
-        changes=[ProfileChange(field=path, after=v) for path, v in changes.items()],
-        occurred_at=NOW,
-    )
+    return profile_updated(profile_id, changes=changes, at=NOW).data
 
 
 def merge(survivor: str, *merged: str) -> ProfileMerged:
-    return ProfileMerged(
-        survivor_id=survivor, merged_ids=list(merged), reason="identify", occurred_at=NOW
-    )
+    return builders.merge(survivor, *merged, at=NOW).data
 
 
 def erasure(profile_id: str) -> ProfileDeleted:
-    return ProfileDeleted(profile_id=profile_id, erasure_request_id="era_1", requested_at=NOW)
+    return builders.erasure(profile_id, at=NOW, erasure_request_id="era_1").data
 
 
 async def _take(copy: Copy, events: Sequence[EventData]) -> None:

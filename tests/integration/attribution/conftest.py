@@ -2,46 +2,37 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
 
-from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.attribution.harness import AttributionHarness, behaviour
-from tests.integration.support import wait_for
+from tests.events import behaviour
+from tests.integration.attribution.harness import AttributionHarness
+from tests.integration.support import started_service, wait_for
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def attribution_service(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[AttributionHarness]:
-    launcher = ServiceLauncher(stack, tmp_path_factory.mktemp("attribution-logs"))
-    run = uuid.uuid4().hex[:8]
-    try:
-        process = await launcher(
-            "services.attribution",
-            name=f"attribution_{run}",
-            migrate=True,
-            env={"CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000"},
-            ready_timeout=60,
-        )
+    logs = tmp_path_factory.mktemp("attribution-logs")
+    async with started_service(
+        stack, logs, "attribution", env={"CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000"}
+    ) as (process, run):
         harness = AttributionHarness(stack, process)
         await _warm_up(harness, run)
         yield harness
         await harness.aclose()
-    finally:
-        await launcher.stop_all()
 
 
 async def _warm_up(harness: AttributionHarness, run: str) -> None:
     """Return once the consumer has joined its group and handles events (the join takes ~5 s)."""
     definition = f"cnv_warm_{run}"
     await harness.define(definition, f"warm_{run}")
-    await harness.publish(behaviour(f"prf_warm_{run}", f"warm_{run}", datetime.now(UTC)))
+    await harness.publish(behaviour(f"prf_warm_{run}", f"warm_{run}", at=datetime.now(UTC)))
 
     async def consuming() -> bool:
         return await harness.conversion_totals(definition) is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,18 +10,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.common import topics
-from libs.common.events import (
-    BehaviorOccurred,
-    ConversionAttributed,
-    Event,
-    JourneyRef,
-    MessageClicked,
-    MessageSent,
-    ProfileDeleted,
-)
+from libs.common.events import ConversionAttributed, Event, JourneyRef
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import a_behaviour, publish, read_events
+from tests import events
+from tests.integration.support import publish, read_events
 
 SOURCE = "closeloop/tests/attribution"
 
@@ -30,70 +22,38 @@ SOURCE = "closeloop/tests/attribution"
 def sent(
     profile_id: str, message_id: str, journey_id: str, occurred_at: datetime, **extra: Any
 ) -> Event[Any]:
-    return Event(
-        data=MessageSent(**_outcome(profile_id, message_id, journey_id, occurred_at), **extra),
-        key=profile_id,
-        source=SOURCE,
-    )
+    return events.sent(profile_id, **_outcome(message_id, journey_id, occurred_at), **extra)
 
 
 def clicked(profile_id: str, message_id: str, journey_id: str, occurred_at: datetime) -> Event[Any]:
-    return Event(
-        data=MessageClicked(
-            **_outcome(profile_id, message_id, journey_id, occurred_at),
-            url="https://shop.example.com/p/tea",
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
+    fields = _outcome(message_id, journey_id, occurred_at)
+    return events.clicked(profile_id, url="https://shop.example.com/p/tea", **fields)
 
 
-def _outcome(
-    profile_id: str, message_id: str, journey_id: str, occurred_at: datetime
-) -> dict[str, Any]:
+def _outcome(message_id: str, journey_id: str, occurred_at: datetime) -> dict[str, Any]:
+    """A message of the journey's one send step, with variant `var_a` of its template."""
     return {
         "message_id": message_id,
-        "request_id": f"req_{message_id}",
-        "profile_id": profile_id,
-        "channel": "email",
         "journey": JourneyRef(journey_id=journey_id, journey_version=1, node_id="node_send"),
         "template_id": f"tpl_{journey_id}",
         "template_version": 1,
         "variant_id": "var_a",
-        "occurred_at": occurred_at,
+        "at": occurred_at,
+        "source": SOURCE,
     }
-
-
-def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
-    return a_behaviour(
-        profile_id, event=event, occurred_at=occurred_at, properties=properties, source=SOURCE
-    )
 
 
 def campaign_visit(
     profile_id: str, occurred_at: datetime, source: str, medium: str, name: str = "spring"
 ) -> Event[Any]:
     """A page view that arrived with UTM tags in Segment's `context.campaign`."""
-    data = BehaviorOccurred(
-        profile_id=profile_id,
-        event="Landing",
+    return events.behaviour(
+        profile_id,
+        "Landing",
         kind="page",
         context={"campaign": {"source": source, "medium": medium, "name": name}},
-        occurred_at=occurred_at,
+        at=occurred_at,
         received_at=datetime.now(UTC),
-        message_id=f"ajs-{uuid.uuid4()}",
-    )
-    return Event(data=data, key=profile_id, source=SOURCE)
-
-
-def erasure(profile_id: str) -> Event[Any]:
-    return Event(
-        data=ProfileDeleted(
-            profile_id=profile_id,
-            erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
-            requested_at=datetime.now(UTC),
-        ),
-        key=profile_id,
         source=SOURCE,
     )
 

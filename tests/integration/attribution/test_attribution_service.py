@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.attribution.harness import (
-    AttributionHarness,
-    behaviour,
-    campaign_visit,
-    clicked,
-    erasure,
-    sent,
-)
+from tests.events import behaviour, erasure
+from tests.integration.attribution.harness import AttributionHarness, campaign_visit, clicked, sent
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -53,7 +47,7 @@ async def test_a_purchase_is_credited_once_to_the_messages_that_touched_it(
     # Outcomes and behaviours travel on different topics: a conversion is credited to the
     # touchpoints attribution holds when it handles the purchase (docs/attribution.md).
     await wait_for(lambda: _touchpoints(service, profile, 5), within=30, what="the touchpoints")
-    order = behaviour(profile, purchase, now, revenue=129.9, currency="CNY")
+    order = behaviour(profile, purchase, at=now, properties={"revenue": 129.9, "currency": "CNY"})
     await service.publish(order)
 
     async def credited() -> bool:
@@ -74,7 +68,7 @@ async def test_a_purchase_is_credited_once_to_the_messages_that_touched_it(
     marker, marker_event = unique("cnv_marker"), unique("marker")
     # Credited to no message (no opens), so the journey's numbers stay the purchase's alone.
     await service.define(marker, marker_event, touch_types=["message.opened"])
-    await service.publish(behaviour(profile, marker_event, now))
+    await service.publish(behaviour(profile, marker_event, at=now))
     await _converted_once(service, profile, marker)
     assert len(await service.credits(profile, definition)) == 2
 
@@ -117,8 +111,8 @@ async def test_a_conversion_without_touchpoints_is_unattributed_and_emits_nothin
     await service.define(definition, signup, filter=[{"property": "plan", "op": "exists"}])
     now = datetime.now(UTC)
     await service.publish(
-        behaviour(profile, signup, now - timedelta(minutes=1)),  # filtered out: no plan
-        behaviour(profile, signup, now, plan="basic"),
+        behaviour(profile, signup, at=now - timedelta(minutes=1)),  # filtered out: no plan
+        behaviour(profile, signup, at=now, properties={"plan": "basic"}),
     )
 
     async def recorded() -> bool:
@@ -140,7 +134,7 @@ async def test_erasure_removes_the_profiles_rows(attribution_service: Attributio
     await service.publish(
         sent(profile, unique("msg"), journey, now - timedelta(hours=1)),
         campaign_visit(profile, now - timedelta(minutes=30), "google", "cpc"),
-        behaviour(profile, event, now),
+        behaviour(profile, event, at=now),
     )
 
     async def stored() -> bool:
@@ -179,10 +173,10 @@ async def test_campaign_visits_compete_with_messages_in_the_credit_report(
         campaign_visit(first, day - timedelta(hours=2, minutes=30), "closeloop", "email"),
         campaign_visit(first, day - timedelta(hours=2), "google", "cpc"),
         campaign_visit(first, day - timedelta(hours=1, minutes=50), "google", "cpc"),
-        behaviour(first, purchase, day, revenue=100),
+        behaviour(first, purchase, at=day, properties={"revenue": 100}),
         campaign_visit(second, day - timedelta(hours=6), "facebook", "social"),
         sent(second, unique("msg"), journey, day - timedelta(hours=5)),
-        behaviour(second, purchase, day, revenue=50),
+        behaviour(second, purchase, at=day, properties={"revenue": 50}),
         campaign_visit(lost, day - timedelta(hours=4), "facebook", "social"),
     )
     scope = {

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.events import rendered
 from tests.integration.closed_loop.harness import ClosedLoop, now, unique
 from tests.integration.closed_loop.services import webhook_journey
-from tests.integration.dispatch.harness import rendered
 from tests.integration.support import publish, wait_for
 
 pytestmark = pytest.mark.integration

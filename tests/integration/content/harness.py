@@ -7,7 +7,6 @@ import threading
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,98 +18,16 @@ from libs.common.bus import dlq
 from libs.common.bus.reader import header
 from libs.common.events import (
     Event,
-    JourneyRef,
     MessageClicked,
     MessageRendered,
-    MessageRequested,
     MessageSent,
-    ProfileChange,
-    ProfileDeleted,
-    ProfileMerged,
-    ProfileSnapshot,
-    ProfileUpdated,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
+from tests import events
 from tests.integration.support import publish, read_events, read_topic
 
 SOURCE = "closeloop/tests/content"
-JOURNEY = JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send")
-
-
-def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
-    """`profile_update(p, **{"traits.email": "li@example.com"})`: what content no longer reads."""
-    return Event(
-        data=ProfileUpdated(
-            profile_id=profile_id,
-            changes=[ProfileChange(field=field, after=after) for field, after in changes.items()],
-            occurred_at=datetime.now(UTC),
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def profile_merge(survivor_id: str, *merged_ids: str) -> Event[Any]:
-    data = ProfileMerged(
-        survivor_id=survivor_id,
-        merged_ids=list(merged_ids),
-        reason="identify",
-        occurred_at=datetime.now(UTC),
-    )
-    return Event(data=data, key=survivor_id, source=SOURCE)
-
-
-def profile_erasure(profile_id: str) -> Event[Any]:
-    data = ProfileDeleted(
-        profile_id=profile_id,
-        erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
-        requested_at=datetime.now(UTC),
-    )
-    return Event(data=data, key=profile_id, source=SOURCE)
-
-
-def facts(
-    *,
-    tags: list[str] | None = None,
-    lifecycle_stage: str | None = None,
-    top_category: str | None = None,
-    **traits: Any,
-) -> ProfileSnapshot:
-    """The profile facts a request carries: `facts(email="li@example.com", first_name="Li")`."""
-    return ProfileSnapshot(
-        traits=traits,
-        tags=tags or [],
-        lifecycle_stage=lifecycle_stage,
-        top_category=top_category,
-    )
-
-
-def message_request(
-    profile_id: str,
-    template_id: str,
-    channel: str = "email",
-    *,
-    profile: ProfileSnapshot | None = None,
-    **variables: Any,
-) -> Event[MessageRequested]:
-    """A request as journey makes it, carrying `profile` (absent: as made before requests
-    carried their profile's facts)."""
-    request_id = f"req_{uuid.uuid4().hex[:16]}"
-    return Event(
-        data=MessageRequested(
-            request_id=request_id,
-            journey=JOURNEY,
-            profile_id=profile_id,
-            channel=channel,
-            template_id=template_id,
-            variables=variables,
-            idempotency_key=f"jrn_test:v1:node_send:{profile_id}:{request_id}",
-            profile=profile,
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
 
 
 def outcome(
@@ -125,20 +42,17 @@ def outcome(
 ) -> Event[Any]:
     """An outcome as dispatch reports it; of a message content rendered when `request_id` and
     `profile_id` are its request's, else of one content never saw."""
-    profile_id = profile_id or f"prf_{uuid.uuid4().hex[:8]}"
-    data = kind(
+    return events.outcome(
+        kind,
+        profile_id or f"prf_{uuid.uuid4().hex[:8]}",
         message_id=message_id,
-        request_id=request_id or f"req_{message_id}",
-        profile_id=profile_id,
-        channel="email",
-        journey=JOURNEY,
+        request_id=request_id,
         template_id=template_id,
         template_version=1,
         variant_id=variant_id,
-        occurred_at=datetime.now(UTC),
+        source=SOURCE,
         **extra,
     )
-    return Event(data=data, key=profile_id, source=SOURCE)
 
 
 def email_template(template_id: str, **overrides: Any) -> dict[str, Any]:

@@ -7,27 +7,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from libs.common.bus import dlq
-from libs.common.events import ConversionAttributed, Event, MessageClicked, MessageSent
+from libs.common.events import MessageClicked, MessageSent
 from libs.common.tracking import verify
 from libs.devstack.pytest_plugin import ServiceLauncher
+from tests.events import conversion, erasure, facts, merge, profile_updated, requested
 from tests.integration.content.harness import (
-    SOURCE,
     ContentHarness,
     FakeChatCompletions,
     email_template,
-    facts,
-    message_request,
     outcome,
-    profile_erasure,
-    profile_merge,
-    profile_update,
 )
 from tests.integration.support import wait_for
 
@@ -51,7 +45,9 @@ async def test_a_request_becomes_a_tracked_message_for_the_profile_it_carries(
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1
     carried = facts(email="li@example.com", first_name="Li", timezone="Asia/Shanghai")
-    request = message_request(profile, template, profile=carried, event={"event": "cart_abandoned"})
+    request = requested(
+        profile, template, profile=carried, variables={"event": {"event": "cart_abandoned"}}
+    )
     await content_service.publish(request)
 
     async def answered() -> bool:
@@ -90,7 +86,7 @@ async def test_every_put_makes_a_new_version_that_messages_name(
     changed["variants"][0]["subject"] = "Version two for {{ profile.traits.first_name }}"
     replaced = await content_service.http.put(f"/templates/{template}", json=changed)
     assert replaced.status_code == 200 and replaced.json()["version"] == 2
-    request = message_request(profile, template, profile=facts(email="v2@example.com"))
+    request = requested(profile, template, profile=facts(email="v2@example.com"))
     await content_service.publish(request)
 
     async def answered() -> bool:
@@ -109,8 +105,8 @@ async def test_a_request_without_an_address_is_answered_at_once_as_undeliverable
     A request made before requests carried their profile has no address either."""
     template, profile = _unique("tpl"), _unique("prf")
     (await content_service.create(email_template(template))).raise_for_status()
-    no_address = message_request(profile, template, profile=facts(first_name="No Mail"))
-    legacy = message_request(profile, template)
+    no_address = requested(profile, template, profile=facts(first_name="No Mail"))
+    legacy = requested(profile, template)
     await content_service.publish(no_address, legacy)
     ids = [no_address.data.request_id, legacy.data.request_id]
 
@@ -139,10 +135,10 @@ async def test_a_webhook_renders_the_profile_the_request_carries(
         "variants": [{"id": "a", "payload": {"name": "{{ profile.traits.first_name }}"}}],
     }
     (await content_service.create(webhook)).raise_for_status()
-    carried = message_request(
+    carried = requested(
         _unique("prf"), template, channel="webhook", profile=facts(first_name="Mei")
     )
-    legacy = message_request(_unique("prf"), template, channel="webhook")
+    legacy = requested(_unique("prf"), template, channel="webhook")
     await content_service.publish(carried, legacy)
     ids = [carried.data.request_id, legacy.data.request_id]
 
@@ -165,7 +161,7 @@ async def test_content_skips_profile_updates_and_decisions_follow_merges_and_era
     template = _unique("tpl")
     merged, survivor = _unique("prf"), _unique("prf")
     (await content_service.create(email_template(template))).raise_for_status()
-    first = message_request(merged, template, profile=facts(email="m@example.com"))
+    first = requested(merged, template, profile=facts(email="m@example.com"))
     await content_service.publish(first)
 
     async def rendered() -> bool:
@@ -176,8 +172,8 @@ async def test_content_skips_profile_updates_and_decisions_follow_merges_and_era
     merges_before = await content_service.consumed("profile.merged")
     # One key, one partition: the merge is handled after the update before it.
     await content_service.publish(
-        profile_update(survivor, **{"traits.email": "s@example.com"}),
-        profile_merge(survivor, merged),
+        profile_updated(survivor, traits={"email": "s@example.com"}),
+        merge(survivor, merged),
     )
 
     async def merge_handled() -> bool:
@@ -185,7 +181,7 @@ async def test_content_skips_profile_updates_and_decisions_follow_merges_and_era
 
     await wait_for(merge_handled, within=60, what="the merge handled")
     assert await content_service.consumed("profile.updated") == updates_before == 0
-    legacy = message_request(survivor, template)  # the update gave content no address
+    legacy = requested(survivor, template)  # the update gave content no address
     await content_service.publish(legacy)
 
     async def both_survivors() -> bool:
@@ -196,7 +192,7 @@ async def test_content_skips_profile_updates_and_decisions_follow_merges_and_era
     await wait_for(both_survivors, within=60, what="the decisions under the survivor")
     decisions = await content_service.decisions([legacy.data.request_id])
     assert decisions[legacy.data.request_id]["outcome"] == "undeliverable"
-    await content_service.publish(profile_erasure(survivor))
+    await content_service.publish(erasure(survivor))
 
     async def erased() -> bool:
         ids = [first.data.request_id, legacy.data.request_id]
@@ -252,23 +248,17 @@ async def test_outcomes_and_conversions_feed_the_bandit(content_service: Content
 
     await wait_for(trial_counted, within=60, what="the send counted as a trial")
     await content_service.publish(
-        Event(
-            data=ConversionAttributed(
-                conversion_id=_unique("cnv"),
-                conversion_name="order_completed",
-                profile_id=_unique("prf"),
-                value=Decimal("12.50"),
-                currency="CNY",
-                message_id=message,
-                template_id=conversions_template,
-                variant_id="a",
-                attribution_model="linear",
-                credit_share=0.5,
-                occurred_at=datetime.now(UTC),
-            ),
+        conversion(
+            _unique("prf"),
+            message,
+            conversion_id=_unique("cnv"),
+            value=Decimal("12.50"),
+            currency="CNY",
+            template_id=conversions_template,
+            variant_id="a",
+            share=0.5,
             key="prf_x",
-            source=SOURCE,
-        ),
+        )
     )
 
     async def converted() -> bool:
@@ -331,8 +321,8 @@ async def test_requests_for_unknown_templates_go_to_the_dlq_at_once_and_the_cons
     address = facts(email="go@example.com")
     # More in a row than the consumer's limit of consecutive failures (5): these are the
     # requests' fault, not an outage, so none of them may stop the consumer.
-    poison = [message_request(profile, _unique("tpl_missing"), profile=address) for _ in range(8)]
-    good = message_request(profile, template, profile=address)
+    poison = [requested(profile, _unique("tpl_missing"), profile=address) for _ in range(8)]
+    good = requested(profile, template, profile=address)
     await content_service.publish(*poison, good)
 
     async def dead_lettered() -> bool:

@@ -13,13 +13,8 @@ import pytest
 from libs.common.events import MessageClicked, MessageRendered, MessageSent, ProfileSnapshot
 from services.content.bandit import HOUR_BANDS
 from services.content.experiments import BANDIT
-from tests.integration.content.harness import (
-    ContentHarness,
-    email_template,
-    facts,
-    message_request,
-    outcome,
-)
+from tests.events import facts, requested
+from tests.integration.content.harness import ContentHarness, email_template, outcome
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,7 +42,7 @@ async def _send(
     """`count` requests for the template, spread over the profiles: the messages content
     rendered for them, in order."""
     requests = [
-        message_request(person, template, profile=_facts(person))
+        requested(person, template, profile=_facts(person))
         for person in (profiles[i % len(profiles)] for i in range(count))
     ]
     await content.publish(*requests)

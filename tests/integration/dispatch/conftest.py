@@ -11,7 +11,8 @@ import pytest_asyncio
 
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.dispatch.harness import DispatchHarness, rendered
+from tests.events import rendered
+from tests.integration.dispatch.harness import DispatchHarness
 from tests.integration.dispatch.providers import Providers, running_providers
 from tests.integration.support import wait_for
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,77 +10,10 @@ import httpx
 from libs.common import topics
 from libs.common.events import (
     Event,
-    JourneyRef,
-    MessageRendered,
-    ProfileChange,
-    ProfileDeleted,
-    ProfileMerged,
-    ProfileUpdated,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.integration.support import publish, read_events
-
-SOURCE = "closeloop/tests/dispatch"
-
-
-def rendered(
-    channel: str,
-    profile_id: str | None = None,
-    *,
-    key: str | None = None,
-    recipient: str | None = None,
-    subject: str | None = "Your oolong is waiting",
-    body: str | None = "Hello from the tests",
-    payload: dict[str, Any] | None = None,
-    time_zone: str | None = None,
-) -> Event[MessageRendered]:
-    profile = profile_id or f"prf_{uuid.uuid4().hex[:12]}"
-    data = MessageRendered(
-        request_id=f"req_{uuid.uuid4().hex[:12]}",
-        profile_id=profile,
-        channel=channel,
-        template_id="tpl_test",
-        template_version=1,
-        subject=subject,
-        body=body,
-        payload=payload or {},
-        recipient=recipient,
-        idempotency_key=key or f"jrn_test:v1:node_send:{profile}:{uuid.uuid4().hex[:8]}",
-        journey=JourneyRef(journey_id="jrn_test", journey_version=1, node_id="node_send"),
-        behavior_at=datetime.now(UTC),
-        time_zone=time_zone,
-    )
-    return Event(data=data, key=profile, source=SOURCE)
-
-
-def timezone_update(profile_id: str, zone: str) -> Event[ProfileUpdated]:
-    """A zone as profile announces it: what dispatch no longer reads."""
-    data = ProfileUpdated(
-        profile_id=profile_id,
-        changes=[ProfileChange(field="traits.timezone", after=zone)],
-        occurred_at=datetime.now(UTC),
-    )
-    return Event(data=data, key=profile_id, source=SOURCE)
-
-
-def profile_merge(survivor_id: str, *merged_ids: str) -> Event[ProfileMerged]:
-    data = ProfileMerged(
-        survivor_id=survivor_id,
-        merged_ids=list(merged_ids),
-        reason="identify",
-        occurred_at=datetime.now(UTC),
-    )
-    return Event(data=data, key=survivor_id, source=SOURCE)
-
-
-def profile_erasure(profile_id: str) -> Event[ProfileDeleted]:
-    data = ProfileDeleted(
-        profile_id=profile_id,
-        erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
-        requested_at=datetime.now(UTC),
-    )
-    return Event(data=data, key=profile_id, source=SOURCE)
 
 
 class DispatchHarness:

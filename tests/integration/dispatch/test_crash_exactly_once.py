@@ -9,8 +9,9 @@ import pytest
 
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
+from tests.events import rendered
 from tests.integration.dispatch.conftest import ALLOW_LOOPBACK, FAST, warm_up
-from tests.integration.dispatch.harness import DispatchHarness, rendered
+from tests.integration.dispatch.harness import DispatchHarness
 from tests.integration.dispatch.providers import running_providers
 from tests.integration.support import wait_for
 

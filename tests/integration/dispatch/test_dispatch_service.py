@@ -16,13 +16,8 @@ from libs.common.bus.dlq import ERROR, ERROR_TYPE
 from libs.common.bus.reader import header
 from libs.common.events import Event, MessageRendered
 from libs.common.tracking import TrackingToken, sign
+from tests.events import erasure, merge, profile_updated, rendered
 from tests.integration.dispatch.conftest import Dispatch
-from tests.integration.dispatch.harness import (
-    profile_erasure,
-    profile_merge,
-    rendered,
-    timezone_update,
-)
 from tests.integration.support import read_topic, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -241,7 +236,7 @@ async def test_dispatch_skips_profile_updates_and_a_message_naming_no_zone_keeps
     merges_before = await dispatch.harness.consumed("profile.merged")
     # One key, one partition: the merge is handled after the update before it.
     await dispatch.harness.publish(
-        timezone_update(profile, "Asia/Tokyo"), profile_merge(profile, merged)
+        profile_updated(profile, traits={"timezone": "Asia/Tokyo"}), merge(profile, merged)
     )
 
     async def merge_handled() -> bool:
@@ -283,7 +278,7 @@ async def test_a_merge_moves_a_pending_send_and_preferences_and_an_erasure_fails
             return await dispatch.harness.ledger_row(key) is not None
 
         await wait_for(in_ledger, within=60, what="the message in the ledger")
-        await dispatch.harness.publish(profile_merge(survivor, merged))
+        await dispatch.harness.publish(merge(survivor, merged))
 
         async def moved() -> bool:
             row = await dispatch.harness.ledger_row(key)
@@ -294,7 +289,7 @@ async def test_a_merge_moves_a_pending_send_and_preferences_and_an_erasure_fails
         assert preferences["consent"] == {"sms": False}
         left = (await dispatch.harness.http.get(f"/preferences/{merged}")).json()
         assert left["consent"] == {}
-        await dispatch.harness.publish(profile_erasure(survivor))
+        await dispatch.harness.publish(erasure(survivor))
         await _until_outcomes(dispatch, message.data.request_id, "message.failed")
     finally:
         await dispatch.harness.http.put("/policies", json={})

@@ -10,7 +10,8 @@ import pytest_asyncio
 
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.journey.harness import JourneyHarness, entered, send, unique
+from tests.events import entered
+from tests.integration.journey.harness import JourneyHarness, send, unique
 from tests.integration.support import wait_for
 
 TIMER_POLL_MS = "200"
@@ -65,7 +66,7 @@ async def warm_up(harness: JourneyHarness) -> None:
         journey,
         {"entry": {"segment": segment}, "start": "hello", "nodes": {"hello": send("hello", "tpl")}},
     )
-    await harness.publish(entered(segment, profile))
+    await harness.publish(entered(profile, segment))
 
     async def consuming() -> bool:
         return len(await harness.requested(journey)) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -13,25 +13,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from libs.common import topics
 from libs.common.bus.reader import header
 from libs.common.events import (
-    BehaviorOccurred,
     Event,
-    EventData,
     JourneyRef,
-    MessageClicked,
-    MessageOpened,
     MessageRequested,
-    MessageSent,
-    MessageSuppressed,
-    ProfileChange,
     ProfileChangeRequested,
-    ProfileDeleted,
-    ProfileMerged,
-    ProfileUpdated,
-    SegmentEntered,
-    SegmentExited,
 )
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
+from tests import events
 from tests.integration.support import publish, read_events, wait_for
 
 SOURCE = "closeloop/tests/journey"
@@ -39,112 +28,6 @@ SOURCE = "closeloop/tests/journey"
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-def entered(segment_id: str, profile_id: str) -> Event[Any]:
-    return Event(
-        data=SegmentEntered(
-            segment_id=segment_id,
-            segment_version=1,
-            profile_id=profile_id,
-            occurred_at=datetime.now(UTC),
-            reason="realtime",
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def exited(segment_id: str, profile_id: str) -> Event[Any]:
-    return Event(
-        data=SegmentExited(
-            segment_id=segment_id,
-            segment_version=1,
-            profile_id=profile_id,
-            occurred_at=datetime.now(UTC),
-            reason="realtime",
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def erasure(profile_id: str) -> Event[Any]:
-    return Event(
-        data=ProfileDeleted(
-            profile_id=profile_id,
-            erasure_request_id=unique("era"),
-            requested_at=datetime.now(UTC),
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def merge(survivor: str, merged: str) -> Event[Any]:
-    return Event(
-        data=ProfileMerged(
-            survivor_id=survivor,
-            merged_ids=[merged],
-            reason="identify",
-            occurred_at=datetime.now(UTC),
-        ),
-        key=survivor,
-        source=SOURCE,
-    )
-
-
-def behaviour(profile_id: str, event: str, **properties: Any) -> Event[Any]:
-    return Event(
-        data=BehaviorOccurred(
-            profile_id=profile_id,
-            event=event,
-            kind="track",
-            properties=properties,
-            occurred_at=datetime.now(UTC),
-            received_at=datetime.now(UTC),
-            message_id=uuid.uuid4().hex,
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def identified(profile_id: str, event: str, **traits: Any) -> Event[Any]:
-    """An identify setting these traits: the changes travel with the behaviour, as profile
-    announces them now, and no profile.updated is sent for them."""
-    return Event(
-        data=BehaviorOccurred(
-            profile_id=profile_id,
-            event=event,
-            kind="identify",
-            occurred_at=datetime.now(UTC),
-            received_at=datetime.now(UTC),
-            message_id=uuid.uuid4().hex,
-            profile_changes=[
-                ProfileChange(field=f"traits.{name}", after=value) for name, value in traits.items()
-            ],
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def clicked(request: MessageRequested) -> Event[Any]:
-    return _outcome(MessageClicked, request, url="https://shop.example.com/p/oolong")
-
-
-def traits(profile_id: str, **values: Any) -> Event[Any]:
-    """profile.updated setting these traits, as profile would announce them."""
-    return Event(
-        data=ProfileUpdated(
-            profile_id=profile_id,
-            changes=[ProfileChange(field=f"traits.{name}", after=v) for name, v in values.items()],
-            occurred_at=datetime.now(UTC),
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
 
 
 # The journey step of messages sent before a test's journey existed.
@@ -159,41 +42,14 @@ def past_message(
     fields: dict[str, Any] = {
         "message_id": unique("msg"),
         "request_id": unique("req"),
-        "profile_id": profile_id,
         "channel": channel,
         "journey": PAST_SEND,
         "template_id": "tpl_past",
     }
-    outcomes: list[EventData] = [MessageSent(**fields, occurred_at=sent_at)]
+    outcomes: list[Event[Any]] = [events.sent(profile_id, **fields, at=sent_at, source=SOURCE)]
     if engaged_at is not None:
-        outcomes.append(MessageOpened(**fields, occurred_at=engaged_at))
-    return [Event(data=data, key=profile_id, source=SOURCE) for data in outcomes]
-
-
-def sent(request: MessageRequested) -> Event[Any]:
-    return _outcome(MessageSent, request)
-
-
-def suppressed(request: MessageRequested, reason: str) -> Event[Any]:
-    return _outcome(MessageSuppressed, request, reason=reason)
-
-
-def _outcome(kind: type[EventData], request: MessageRequested, **extra: Any) -> Event[Any]:
-    """An outcome of the message `request` asked for, as dispatch would announce it now."""
-    return Event(
-        data=kind(
-            message_id=unique("msg"),
-            request_id=request.request_id,
-            profile_id=request.profile_id,
-            channel=request.channel,
-            journey=JourneyRef.model_validate(request.journey.model_dump()),
-            template_id=request.template_id,
-            occurred_at=datetime.now(UTC),
-            **extra,
-        ),
-        key=request.profile_id,
-        source=SOURCE,
-    )
+        outcomes.append(events.opened(profile_id, **fields, at=engaged_at, source=SOURCE))
+    return outcomes
 
 
 def send(node_id: str, template: str, next_node: str | None = None) -> dict[str, Any]:

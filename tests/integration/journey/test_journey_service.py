@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.journey.conftest import create_segment
-from tests.integration.journey.harness import (
-    JourneyHarness,
+from tests.events import (
+    answering,
     behaviour,
     clicked,
     entered,
@@ -18,10 +17,9 @@ from tests.integration.journey.harness import (
     exited,
     identified,
     merge,
-    requests_of,
-    send,
-    unique,
 )
+from tests.integration.journey.conftest import create_segment
+from tests.integration.journey.harness import JourneyHarness, requests_of, send, unique
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -47,7 +45,7 @@ async def test_a_profile_entering_the_segment_is_sent_the_message(
             },
         },
     )
-    event = entered(segment, profile)
+    event = entered(profile, segment)
     await journey_service.publish(event)
 
     [request] = await requests_of(journey_service, journey, profile, 1)
@@ -91,7 +89,7 @@ async def test_an_identify_enters_with_the_traits_it_set_and_its_request_carries
         },
     )
     traits = {"plan": "premium", "email": "li@example.com", "first_name": "Li"}
-    await journey_service.publish(identified(profile, event, **traits))
+    await journey_service.publish(identified(profile, event, traits=traits))
 
     [request] = await requests_of(journey_service, journey, profile, 1)
     assert request.data.template_id == "tpl_premium"
@@ -118,7 +116,9 @@ async def test_a_segment_on_a_trait_an_identify_set_starts_the_journey(
         journey,
         {"entry": {"segment": segment}, "start": "hello", "nodes": {"hello": send("hello", "tpl")}},
     )
-    await journey_service.publish(identified(profile, unique("identify"), plan=plan, email="a@b.c"))
+    await journey_service.publish(
+        identified(profile, unique("identify"), traits={"plan": plan, "email": "a@b.c"})
+    )
 
     # Segment takes the profile in on the trait; journey, entered on the segment, asks for the
     # message with the trait it copied from the same behaviour.
@@ -141,9 +141,9 @@ async def test_reentry_never_does_not_enter_twice(journey_service: JourneyHarnes
                 "nodes": {"hello": send("hello", "tpl_hello")},
             },
         )
-    await journey_service.publish(entered(segment, profile))
+    await journey_service.publish(entered(profile, segment))
     await requests_of(journey_service, always, profile, 1)
-    await journey_service.publish(entered(segment, profile))
+    await journey_service.publish(entered(profile, segment))
 
     # Both journeys see each event in one transaction: once `always` has run twice, `never`
     # has seen the second entry too.
@@ -168,7 +168,7 @@ async def test_a_wait_fires_from_the_durable_timer(journey_service: JourneyHarne
             },
         },
     )
-    await journey_service.publish(entered(segment, profile))
+    await journey_service.publish(entered(profile, segment))
 
     first, second = await requests_of(journey_service, journey, profile, 2)
     assert [first.data.journey.node_id, second.data.journey.node_id] == ["first", "second"]
@@ -206,9 +206,9 @@ async def test_wait_for_a_click_takes_the_matched_or_the_timeout_path(
     clicker, ignorer = unique("prf_clicker"), unique("prf_ignorer")
     await create_segment(journey_service, segment)
     await journey_service.create_and_publish(journey, click_journey(segment))
-    await journey_service.publish(entered(segment, clicker), entered(segment, ignorer))
+    await journey_service.publish(entered(clicker, segment), entered(ignorer, segment))
     [offer] = await requests_of(journey_service, journey, clicker, 1)
-    await journey_service.publish(clicked(offer.data))
+    await journey_service.publish(clicked(**answering(offer.data)))
 
     _, thanks = await requests_of(journey_service, journey, clicker, 2)
     _, nudge = await requests_of(journey_service, journey, ignorer, 2)
@@ -285,7 +285,7 @@ async def test_a_split_records_its_arm_in_stats(journey_service: JourneyHarness)
         },
     )
     profiles = [unique("prf_split") for _ in range(6)]
-    await journey_service.publish(*(entered(segment, p) for p in profiles))
+    await journey_service.publish(*(entered(p, segment) for p in profiles))
 
     async def all_sent() -> bool:
         return len(await journey_service.requested(journey)) == len(profiles)
@@ -340,7 +340,7 @@ async def test_a_paused_journey_holds_its_sends_and_takes_no_one_until_resumed(
         witness,
         {"entry": {"segment": segment}, "start": "w", "nodes": {"w": send("w", "tpl_w")}},
     )
-    await journey_service.publish(entered(segment, inside))
+    await journey_service.publish(entered(inside, segment))
     await requests_of(journey_service, paused, inside, 1)
     response = await journey_service.http.post(f"/journeys/{paused}/pause")
     assert response.json()["status"] == "paused"
@@ -351,7 +351,7 @@ async def test_a_paused_journey_holds_its_sends_and_takes_no_one_until_resumed(
         lambda s: s["nodes"].get("second", {}).get("waiting") == 1,
         "the run to hold at the second send",
     )
-    await journey_service.publish(entered(segment, latecomer))
+    await journey_service.publish(entered(latecomer, segment))
     await requests_of(journey_service, witness, latecomer, 1)  # the entry was handled
 
     response = await journey_service.http.post(f"/journeys/{paused}/resume")
@@ -370,7 +370,7 @@ async def test_a_new_version_is_entered_while_running_profiles_finish_theirs(
     early, late = unique("prf_early"), unique("prf_late")
     await create_segment(journey_service, segment)
     await journey_service.create_and_publish(journey, waiting_journey(segment))
-    await journey_service.publish(entered(segment, early))
+    await journey_service.publish(entered(early, segment))
     await requests_of(journey_service, journey, early, 1)
     graph = waiting_journey(segment)
     graph["nodes"]["second"]["template_id"] = "tpl_second_v2"
@@ -381,7 +381,7 @@ async def test_a_new_version_is_entered_while_running_profiles_finish_theirs(
     published = await journey_service.http.post(f"/journeys/{journey}/publish")
     assert published.json()["published_version"] == 2
     assert [v["version"] for v in published.json()["versions"]] == [1, 2]
-    await journey_service.publish(entered(segment, late))
+    await journey_service.publish(entered(late, segment))
 
     _, early_second = await requests_of(journey_service, journey, early, 2)
     _, late_second = await requests_of(journey_service, journey, late, 2)
@@ -413,7 +413,7 @@ async def test_update_profile_asks_profile_and_the_goal_ends_the_run(
             },
         },
     )
-    await journey_service.publish(behaviour(profile, event, sku="oolong"))
+    await journey_service.publish(behaviour(profile, event, properties={"sku": "oolong"}))
 
     changes: list[Any] = []
 
@@ -428,7 +428,7 @@ async def test_update_profile_asks_profile_and_the_goal_ends_the_run(
     assert (change.set_traits, change.add_tags) == ({"last_journey": journey}, ["nurtured"])
     assert change.journey is not None and change.journey.node_id == "tag"
 
-    await journey_service.publish(behaviour(profile, "order_completed", total=30))
+    await journey_service.publish(behaviour(profile, "order_completed", properties={"total": 30}))
     stats = await wait_for_stats(
         journey_service, journey, lambda s: s["total"]["goal_reached"] == 1, "the goal"
     )
@@ -445,11 +445,11 @@ async def test_leaving_the_entry_segment_exits_and_erasure_forgets_the_run(
     graph = waiting_journey(segment, on_segment_exit=True)
     graph["nodes"]["pause"]["duration"] = "P1D"
     await journey_service.create_and_publish(journey, graph)
-    await journey_service.publish(entered(segment, leaver), entered(segment, erased))
+    await journey_service.publish(entered(leaver, segment), entered(erased, segment))
     await wait_for_stats(
         journey_service, journey, lambda s: s["total"]["in_progress"] == 2, "both waiting"
     )
-    await journey_service.publish(exited(segment, leaver), erasure(erased))
+    await journey_service.publish(exited(leaver, segment), erasure(erased))
 
     stats = await wait_for_stats(
         journey_service, journey, lambda s: s["total"]["in_progress"] == 0, "no one left"
@@ -467,7 +467,7 @@ async def test_a_merged_profiles_run_continues_as_the_survivors(
     graph = waiting_journey(segment)
     graph["nodes"]["pause"]["duration"] = "PT4S"
     await journey_service.create_and_publish(journey, graph)
-    await journey_service.publish(entered(segment, anonymous))
+    await journey_service.publish(entered(anonymous, segment))
     await requests_of(journey_service, journey, anonymous, 1)
     await journey_service.publish(merge(known, anonymous))
 

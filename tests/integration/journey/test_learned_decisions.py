@@ -10,19 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from libs.common.events import Event, MessageSent
+from tests.events import answering, entered, erasure, merge, profile_updated, sent, suppressed
 from tests.integration.journey.conftest import create_segment
-from tests.integration.journey.harness import (
-    JourneyHarness,
-    entered,
-    erasure,
-    merge,
-    past_message,
-    requests_of,
-    sent,
-    suppressed,
-    traits,
-    unique,
-)
+from tests.integration.journey.harness import JourneyHarness, past_message, requests_of, unique
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -97,9 +87,14 @@ async def test_a_journey_waits_for_the_hour_the_person_engages_at(
             },
         },
     )
-    await publish_in_turn(journey_service, profile, traits(profile, timezone="Asia/Tokyo"), history)
+    await publish_in_turn(
+        journey_service,
+        profile,
+        profile_updated(profile, traits={"timezone": "Asia/Tokyo"}),
+        history,
+    )
     before = datetime.now(UTC)
-    await journey_service.publish(entered(segment, profile))
+    await journey_service.publish(entered(profile, segment))
 
     decision = await wait_for_decision(journey_service, journey, profile)
     assert (decision["kind"], decision["node_id"], decision["channel"]) == (
@@ -145,14 +140,19 @@ async def test_a_send_at_a_best_hour_under_way_goes_out_at_once_as_a_targeted_se
             "nodes": {"offer": {**offer, "at_best_time_within": "PT12H"}},
         },
     )
-    await publish_in_turn(journey_service, profile, traits(profile, timezone="Asia/Tokyo"), history)
-    await journey_service.publish(entered(segment, profile))
+    await publish_in_turn(
+        journey_service,
+        profile,
+        profile_updated(profile, traits={"timezone": "Asia/Tokyo"}),
+        history,
+    )
+    await journey_service.publish(entered(profile, segment))
 
     [request] = await requests_of(journey_service, journey, profile, 1)
     assert (await wait_for_decision(journey_service, journey, profile))["hour"] == best
     assert await journey_service.targeted(request.data.request_id) is True
     population = await journey_service.untargeted_sends("email", best)
-    await journey_service.publish(sent(request.data))
+    await journey_service.publish(sent(**answering(request.data)))
 
     async def counted() -> bool:
         return (await journey_service.engagement(profile))[("email", best)][0] == 6
@@ -167,7 +167,9 @@ async def test_a_send_on_several_channels_picks_the_learned_one_and_falls_back(
     journey_service: JourneyHarness,
 ) -> None:
     journey, segment, profile = unique("jrn_chan"), unique("seg_chan"), unique("prf_chan")
-    addresses = traits(profile, email=f"{profile}@example.com", push_token=f"tok_{profile}")
+    addresses = profile_updated(
+        profile, traits={"email": f"{profile}@example.com", "push_token": f"tok_{profile}"}
+    )
     history: list[Event[Any]] = []
     for days_ago in range(1, 5):
         sent_at = datetime.now(UTC) - timedelta(days=days_ago)
@@ -192,7 +194,7 @@ async def test_a_send_on_several_channels_picks_the_learned_one_and_falls_back(
         },
     )
     await publish_in_turn(journey_service, profile, addresses, history)
-    await journey_service.publish(entered(segment, profile))
+    await journey_service.publish(entered(profile, segment))
 
     [first] = await requests_of(journey_service, journey, profile, 1)
     assert (first.data.channel, first.data.template_id) == ("push", "tpl_offer_push")
@@ -201,7 +203,7 @@ async def test_a_send_on_several_channels_picks_the_learned_one_and_falls_back(
     assert decision["ranking"] == ["push", "email"]
     assert decision["request_id"] == first.data.request_id
 
-    await journey_service.publish(suppressed(first.data, "consent"))
+    await journey_service.publish(suppressed(**answering(first.data), reason="consent"))
     _, second = await requests_of(journey_service, journey, profile, 2)
     assert (second.data.channel, second.data.template_id) == ("email", "tpl_offer_email")
     assert second.data.idempotency_key == f"{first.data.idempotency_key}:email"

@@ -9,7 +9,8 @@ import pytest
 from libs.devstack._process import free_port
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
-from tests.integration.journey.harness import JourneyHarness, Requested, behaviour, send, unique
+from tests.events import behaviour
+from tests.integration.journey.harness import JourneyHarness, Requested, send, unique
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -49,7 +50,9 @@ async def test_every_pending_timer_fires_exactly_once_after_a_crash(
             },
         )
         profiles = [unique("prf_crash") for _ in range(PROFILES)]
-        await service.publish(*(behaviour(p, event, sku="oolong") for p in profiles))
+        await service.publish(
+            *(behaviour(p, event, properties={"sku": "oolong"}) for p in profiles)
+        )
         await service.publish(behaviour(unique("prf_nosku"), event))
 
         async def all_waiting() -> bool:

@@ -2,87 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from libs.common import topics
-from libs.common.events import (
-    BehaviorOccurred,
-    Event,
-    ProfileChange,
-    ProfileDeleted,
-    ProfileMerged,
-    ProfileUpdated,
-    SegmentEntered,
-)
+from libs.common.events import Event, SegmentEntered
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.support import a_behaviour, publish, read_events
-
-SOURCE = "closeloop/tests/segment"
-
-
-def behaviour(profile_id: str, event: str, occurred_at: datetime, **properties: Any) -> Event[Any]:
-    return a_behaviour(
-        profile_id, event=event, occurred_at=occurred_at, properties=properties, source=SOURCE
-    )
-
-
-def identified(profile_id: str, event: str, **changes: Any) -> Event[Any]:
-    """A behaviour whose call changed the profile (`identified(p, "identify", **{"traits.plan":
-    "premium"})`): the changes travel with it, and no profile.updated is sent for them."""
-    now = datetime.now(UTC)
-    return Event(
-        data=BehaviorOccurred(
-            profile_id=profile_id,
-            event=event,
-            kind="identify",
-            occurred_at=now,
-            received_at=now,
-            message_id=f"m-{uuid.uuid4()}",
-            profile_changes=[ProfileChange(field=path, after=v) for path, v in changes.items()],
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def profile_update(profile_id: str, **changes: Any) -> Event[Any]:
-    """`profile_update(p, **{"traits.plan": "premium"})`."""
-    return Event(
-        data=ProfileUpdated(
-            profile_id=profile_id,
-            changes=[ProfileChange(field=field, after=after) for field, after in changes.items()],
-            occurred_at=datetime.now(UTC),
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
-
-
-def merge(survivor: str, merged: str, occurred_at: datetime) -> Event[Any]:
-    return Event(
-        data=ProfileMerged(
-            survivor_id=survivor, merged_ids=[merged], reason="identify", occurred_at=occurred_at
-        ),
-        key=survivor,
-        source=SOURCE,
-    )
-
-
-def erasure(profile_id: str, requested_at: datetime) -> Event[Any]:
-    return Event(
-        data=ProfileDeleted(
-            profile_id=profile_id,
-            erasure_request_id=f"era_{uuid.uuid4().hex[:12]}",
-            requested_at=requested_at,
-        ),
-        key=profile_id,
-        source=SOURCE,
-    )
+from tests.integration.support import publish, read_events
 
 
 class SegmentHarness:

@@ -7,14 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.segment.harness import (
-    SegmentHarness,
-    behaviour,
-    erasure,
-    identified,
-    merge,
-    profile_update,
-)
+from tests.events import behaviour, erasure, identified, merge, profile_updated
+from tests.integration.segment.harness import SegmentHarness
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -63,18 +57,18 @@ async def test_member_enters_leaves_regains_and_expires_with_its_window(
     assert created.status_code == 201, created.text
     ordered_at = datetime.now(UTC)
     await segment_service.publish(
-        profile_update(profile, **{"traits.plan": "premium"}),
-        behaviour(profile, "order_completed", ordered_at - timedelta(seconds=1)),
-        behaviour(profile, "order_completed", ordered_at),
+        profile_updated(profile, traits={"plan": "premium"}),
+        behaviour(profile, "order_completed", at=ordered_at - timedelta(seconds=1)),
+        behaviour(profile, "order_completed", at=ordered_at),
     )
     entered = (profile, "entered", "realtime")
     exited = (profile, "exited", "realtime")
     await expect_transitions(segment_service, segment, [entered])
 
-    await segment_service.publish(profile_update(profile, **{"traits.plan": "basic"}))
+    await segment_service.publish(profile_updated(profile, traits={"plan": "basic"}))
     await expect_transitions(segment_service, segment, [entered, exited])
 
-    await segment_service.publish(profile_update(profile, **{"traits.plan": "premium"}))
+    await segment_service.publish(profile_updated(profile, traits={"plan": "premium"}))
     await expect_transitions(segment_service, segment, [entered, exited, entered])
     assert await segment_service.members(segment) == [profile]
 
@@ -91,12 +85,12 @@ async def test_the_profile_changes_a_behaviour_carries_move_memberships(
     segment, profile, plan = unique("seg_call"), unique("prf_call"), unique("premium")
     created = await segment_service.create(segment, {"trait": "plan", "op": "eq", "value": plan})
     assert created.status_code == 201, created.text
-    await segment_service.publish(identified(profile, "identify", **{"traits.plan": plan}))
+    await segment_service.publish(identified(profile, traits={"plan": plan}))
     entered = (profile, "entered", "realtime")
     await expect_transitions(segment_service, segment, [entered])
     assert await segment_service.members(segment) == [profile]
 
-    await segment_service.publish(identified(profile, "identify", **{"traits.plan": None}))
+    await segment_service.publish(identified(profile, traits={"plan": None}))
     await expect_transitions(segment_service, segment, [entered, (profile, "exited", "realtime")])
     assert await segment_service.members(segment) == []
 
@@ -108,9 +102,9 @@ async def test_creating_a_segment_evaluates_existing_profiles_in_bulk(
     buyer, other = unique("prf_buyer"), unique("prf_other")
     now = datetime.now(UTC)
     await segment_service.publish(
-        profile_update(buyer, **{"traits.plan": gold}),
-        behaviour(buyer, "order_completed", now, category="tea", revenue=120),
-        profile_update(other, **{"traits.plan": silver}),
+        profile_updated(buyer, traits={"plan": gold}),
+        behaviour(buyer, "order_completed", at=now, properties={"category": "tea", "revenue": 120}),
+        profile_updated(other, traits={"plan": silver}),
     )
     definition = {
         "all": [
@@ -163,7 +157,7 @@ async def test_creating_a_segment_evaluates_existing_profiles_in_bulk(
 async def test_members_are_paged_by_cursor(segment_service: SegmentHarness) -> None:
     tag = unique("tag")
     profiles = sorted(unique(f"prf_page{i}") for i in range(3))
-    await segment_service.publish(*(profile_update(p, tags=[tag]) for p in profiles))
+    await segment_service.publish(*(profile_updated(p, changes={"tags": [tag]}) for p in profiles))
     segment = unique("seg_page")
     assert (await segment_service.create(segment, {"tag": tag})).status_code == 201
 
@@ -226,9 +220,9 @@ async def test_merged_profiles_are_judged_as_one_and_erased_profiles_leave_no_me
     now = datetime.now(UTC)
     # Each half of the person matches half of the segment: premium here, the second order there.
     await segment_service.publish(
-        profile_update(survivor, **{"traits.plan": "premium"}),
-        behaviour(survivor, ordered, now - timedelta(minutes=5)),
-        behaviour(merged, ordered, now - timedelta(minutes=1)),
+        profile_updated(survivor, traits={"plan": "premium"}),
+        behaviour(survivor, ordered, at=now - timedelta(minutes=5)),
+        behaviour(merged, ordered, at=now - timedelta(minutes=1)),
     )
 
     async def both_orders_seen() -> bool:
@@ -241,11 +235,11 @@ async def test_merged_profiles_are_judged_as_one_and_erased_profiles_leave_no_me
     await wait_for(both_orders_seen, within=30, what="both orders stored")
     assert await segment_service.members(segment) == []
 
-    await segment_service.publish(merge(survivor, merged, now))
+    await segment_service.publish(merge(survivor, merged, at=now))
     await expect_transitions(segment_service, segment, [(survivor, "entered", "realtime")])
     assert await segment_service.members(segment) == [survivor]
 
-    await segment_service.publish(erasure(survivor, now))
+    await segment_service.publish(erasure(survivor, at=now))
 
     async def erased() -> bool:
         return await segment_service.members(segment) == []

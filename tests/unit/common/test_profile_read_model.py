@@ -9,7 +9,6 @@ import pytest
 
 from libs.common.events import (
     BehaviorOccurred,
-    ProfileChange,
     ProfileDeleted,
     ProfileMerged,
     ProfileUpdated,
@@ -26,28 +25,17 @@ from libs.common.profiles import (
     profiles_named,
     snapshot_of,
 )
+from tests.events import identified, profile_updated
 
 NOW = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 
 
 def behaviour(profile_id: str, *changes: tuple[str, Any]) -> BehaviorOccurred:
-    return BehaviorOccurred(
-        profile_id=profile_id,
-        event="identify",
-        kind="identify",
-        occurred_at=NOW,
-        received_at=NOW,
-        message_id="m-1",
-        profile_changes=[ProfileChange(field=path, after=after) for path, after in changes],
-    )
+    return identified(profile_id, changes=changes, at=NOW, message_id="m-1").data
 
 
 def update(profile_id: str, *changes: tuple[str, Any]) -> ProfileUpdated:
-    return ProfileUpdated(
-        profile_id=profile_id,
-        changes=[ProfileChange(field=path, after=after) for path, after in changes],
-        occurred_at=NOW,
-    )
+    return profile_updated(profile_id, changes=changes, at=NOW).data
 
 
 @pytest.mark.parametrize(

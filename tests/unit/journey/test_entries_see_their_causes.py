@@ -12,38 +12,22 @@ from libs.common.bus import Batch
 from libs.common.events import (
     BehaviorOccurred,
     Event,
-    ProfileChange,
     SegmentEntered,
 )
 from libs.common.profiles import ProfileFacts
 from services.journey.handlers import _entries_see_their_causes
+from tests.events import entered, identified
 
 _AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def _behaviour(profile_id: str, **traits: Any) -> Event[BehaviorOccurred]:
-    changes = [ProfileChange(field=f"traits.{k}", after=v) for k, v in traits.items()]
-    data = BehaviorOccurred(
-        profile_id=profile_id,
-        event="identify",
-        kind="identify",
-        occurred_at=_AT,
-        received_at=_AT,
-        message_id=f"msg-{profile_id}-{len(changes)}",
-        profile_changes=changes,
-    )
-    return Event(data=data, key=profile_id, source="test")
+    message_id = f"msg-{profile_id}-{len(traits)}"
+    return identified(profile_id, traits=traits, at=_AT, message_id=message_id)
 
 
 def _entered(profile_id: str) -> Event[SegmentEntered]:
-    data = SegmentEntered(
-        segment_id="seg_plan",
-        segment_version=1,
-        profile_id=profile_id,
-        occurred_at=_AT,
-        reason="realtime",
-    )
-    return Event(data=data, key=profile_id, source="test")
+    return entered(profile_id, "seg_plan", at=_AT)
 
 
 def _batch(*events: Event[Any]) -> Batch:

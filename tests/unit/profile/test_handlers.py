@@ -28,6 +28,7 @@ from services.profile.features import FeatureRules
 from services.profile.handlers import _ProfileWork, _split
 from services.profile.identity import Identifier, IdentityGraph, call_identity
 from services.profile.state import Observation, ProfileState
+from tests import events as builders
 
 RULES = FeatureRules()
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
@@ -71,28 +72,19 @@ def alias(user_id: str, previous_id: str, minutes: float) -> Event[IngestAlias]:
 
 
 def clicked(profile_id: str, minutes: float) -> Event[MessageClicked]:
-    data = MessageClicked(
+    return builders.clicked(
+        profile_id,
         message_id="msg_tests",
         request_id="req_tests",
-        profile_id=profile_id,
-        channel="email",
         journey=JourneyRef(journey_id="jrn_tests", journey_version=1, node_id="send"),
         template_id="tpl_tests",
-        occurred_at=T0 + timedelta(minutes=minutes),
+        at=T0 + timedelta(minutes=minutes),
         url="https://shop.example.com/p",
     )
-    return Event(data=data, key=profile_id, source="tests")
 
 
 def entered(profile_id: str, segment_id: str, minutes: float) -> Event[SegmentEntered]:
-    data = SegmentEntered(
-        segment_id=segment_id,
-        segment_version=1,
-        profile_id=profile_id,
-        occurred_at=T0 + timedelta(minutes=minutes),
-        reason="realtime",
-    )
-    return Event(data=data, key=profile_id, source="tests")
+    return builders.entered(profile_id, segment_id, at=T0 + timedelta(minutes=minutes))
 
 
 def _known(created_at: float, **traits: Any) -> ProfileState:
