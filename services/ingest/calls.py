@@ -24,6 +24,7 @@ from libs.common.events import (
 )
 from libs.common.events.envelope import event_headers, event_value, new_event_id
 from libs.common.events.ingest import SegmentCall
+from libs.common.limits import first_violation
 
 SOURCE: Final = "closeloop/ingest"
 
@@ -112,6 +113,11 @@ def to_message(kind: str, call: object, receipt: Receipt) -> Message:
     _merge_shared(fields, "integrations", receipt.integrations)
     if kind == "identify":
         _lift_context_traits(fields)
+    # What every consumer can decode and store (libs/common/limits.py): refused here, rather
+    # than accepted and then dead-lettered downstream, or a 500 from the encoder.
+    violation = first_violation(fields)
+    if violation is not None:
+        raise CallRejected(violation.path, violation.message)
     timestamp, sent_at = _times(fields, receipt)
     fields |= {
         "sourceId": receipt.source_id,

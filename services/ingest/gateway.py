@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from libs.common.api import StoreTransactions
 from libs.common.bus import EventProducer, Message
 from libs.common.errors import ApiError
+from libs.common.limits import loads
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import (
     Source,
@@ -91,8 +92,9 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON, its integers exact (even those ingest then refuses as too large)."""
     try:
-        return orjson.loads(body)
+        return loads(body)
     except orjson.JSONDecodeError as error:
         raise ApiError(400, "invalid_json", f"The body is not JSON: {error}.") from None
 

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from libs.common.bus import Message
+from libs.common.limits import loads
 from services.ingest.calls import CallRejected, Receipt, call_kind, to_message
 
 ImportFormat = Literal["ndjson", "csv"]
@@ -148,7 +149,7 @@ class NdjsonReader:
         if not line.strip():
             return
         try:
-            call = orjson.loads(line)
+            call = loads(line)
         except orjson.JSONDecodeError as error:
             yield ImportRow(self._number, line, problem=CallRejected(None, f"not JSON: {error}"))
             return
