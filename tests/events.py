@@ -180,9 +180,11 @@ def entered(
     *,
     at: datetime | None = None,
     caused_by: str | None = None,
+    profile: ProfileSnapshot | None = None,
     source: str = SOURCE,
 ) -> Event[SegmentEntered]:
-    """The profile entered version 1 of the segment, in real time."""
+    """The profile entered version 1 of the segment, in real time (with the facts it entered
+    with, if given)."""
     data = SegmentEntered(
         segment_id=segment_id,
         segment_version=1,
@@ -190,6 +192,7 @@ def entered(
         occurred_at=at or datetime.now(UTC),
         reason="realtime",
         caused_by=caused_by,
+        profile=profile,
     )
     return Event(data=data, key=profile_id, source=source)
 

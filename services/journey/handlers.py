@@ -26,6 +26,7 @@ from libs.common.profiles import (
     ProfileFacts,
     apply_changes,
     carried_changes,
+    facts_of,
     merge_facts,
     profiles_named,
 )
@@ -77,7 +78,6 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
         entries = await _entries_of(store, batch)
         await runner.load_messages(_messages_named(batch))
         now = datetime.now(UTC)
-        _entries_see_their_causes(batch, profiles)
         for event in batch.events:
             await _take(runner, entries, profiles, event, now)
             for emitted in runner.take_events(now):
@@ -86,26 +86,6 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
         await runner.save()
 
     return handle
-
-
-def _entries_see_their_causes(batch: Batch, profiles: dict[str, ProfileFacts]) -> None:
-    """Give a segment entry the facts of the behaviour behind it when both are in the batch.
-
-    A `segment.entered` is caused by a behaviour (or change) that journey reads on another
-    topic, with no order between the two: in one batch the entry can come first. Applying the
-    batch's carried changes once before the events are taken in order lets an entry's message
-    carry the traits that made the profile a member. The changes apply again in their turn (a
-    change sets a value, so applying it twice is the same as once): an event taken before a
-    change in the batch may see it early, never a fact older than the batch's.
-    """
-    if not any(isinstance(event.data, SegmentEntered) for event in batch.events):
-        return
-    for event in batch.events:
-        data = event.data
-        if isinstance(data, BehaviorOccurred | ProfileUpdated):
-            facts = profiles.get(data.profile_id)
-            if facts is not None:
-                apply_changes(facts, carried_changes(data))
 
 
 async def _take(
@@ -128,7 +108,7 @@ async def _take(
     elif isinstance(data, SegmentEntered):
         trigger = Trigger(event.id, data.occurred_at)
         for journey in entries.segment(data.segment_id):
-            await runner.enter(journey, facts, trigger, now)
+            await runner.enter(journey, _facts_at_entry(facts, data), trigger, now)
     elif isinstance(data, SegmentExited):
         await _left_segment(runner, facts, data)
     elif isinstance(data, BehaviorOccurred):
@@ -141,6 +121,21 @@ async def _take(
         await _profile_changed(runner, facts, data)
     else:
         await _outcome(runner, facts, event, now)
+
+
+def _facts_at_entry(facts: ProfileFacts, data: SegmentEntered) -> ProfileFacts:
+    """The facts a segment entry enters journeys with: those segment held when the profile
+    entered, when the event carries them, else journey's copy.
+
+    The behaviour behind an entry reaches journey on another topic, with no order between the
+    two: journey's copy may not have its changes yet. The entry's facts are the ones that made
+    the profile a member, so the first steps decide and render with them. Journey's copy is
+    left as it is; it takes the changes from their own events (the entry's facts may also be
+    older than a change the copy already has).
+    """
+    if data.profile is None:
+        return facts
+    return facts_of(facts.profile_id, data.profile)
 
 
 async def _profile_changed(

@@ -13,7 +13,13 @@ from libs.common.events import (
     ProfileMerged,
     ProfileUpdated,
 )
-from libs.common.profiles import apply_changes, carried_changes, merge_facts, profiles_named
+from libs.common.profiles import (
+    apply_changes,
+    carried_changes,
+    merge_facts,
+    profiles_named,
+    snapshot_of,
+)
 from services.segment.membership import membership_event, reevaluate_and_record
 from services.segment.rules import EVERYTHING, ProfileFacts
 from services.segment.store import SegmentStore
@@ -48,9 +54,14 @@ def segment_handler(schema: str) -> BatchHandler:
         for transition in transitions:
             cause = changes.causes[transition.profile_id]
             occurred_at: datetime = cause.data.occurred_at
+            facts = snapshot_of(profiles[transition.profile_id]) if transition.entered else None
             batch.emit(
                 membership_event(
-                    transition, occurred_at=occurred_at, reason="realtime", caused_by=cause.id
+                    transition,
+                    occurred_at=occurred_at,
+                    reason="realtime",
+                    caused_by=cause.id,
+                    facts=facts,
                 ),
                 cause=cause,
             )

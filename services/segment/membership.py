@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from libs.common.events import Event, SegmentEntered, SegmentExited
+from libs.common.events import Event, ProfileSnapshot, SegmentEntered, SegmentExited
 from libs.common.events.segment import MembershipReason
 from services.segment.rules import ProfileFacts, SegmentRule, Transition, event_names, reevaluate
 from services.segment.store import BulkChanges, SegmentStore
@@ -64,16 +64,20 @@ def membership_event(
     occurred_at: datetime,
     reason: MembershipReason,
     caused_by: str | None = None,
+    facts: ProfileSnapshot | None = None,
 ) -> Event[Any]:
-    """`segment.entered` or `segment.exited` for a transition."""
-    model = SegmentEntered if transition.entered else SegmentExited
-    data = model(
-        segment_id=transition.segment_id,
-        segment_version=transition.version,
-        profile_id=transition.profile_id,
-        occurred_at=occurred_at,
-        reason=reason,
-        caused_by=caused_by,
+    """`segment.entered` (with the facts the profile entered with) or `segment.exited` for a
+    transition."""
+    fields: dict[str, Any] = {
+        "segment_id": transition.segment_id,
+        "segment_version": transition.version,
+        "profile_id": transition.profile_id,
+        "occurred_at": occurred_at,
+        "reason": reason,
+        "caused_by": caused_by,
+    }
+    data = (
+        SegmentEntered(**fields, profile=facts) if transition.entered else SegmentExited(**fields)
     )
     return Event(data=data, key=transition.profile_id, source=SOURCE)
 

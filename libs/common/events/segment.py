@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from libs.common import topics
 from libs.common.events.envelope import EventData
 from libs.common.events.fields import EntityId, EventId, EventTime, ProfileId, VersionNumber
+from libs.common.events.message import ProfileSnapshot
 
 MembershipReason = Literal["realtime", "window_expired", "bulk"]
 
@@ -53,13 +54,31 @@ class SegmentEntered(_MembershipChange):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                _example("realtime", caused_by="ajs-next-1f0c7a3e6b2d4c9e8a5f"),
+                _example(
+                    "realtime",
+                    caused_by="ajs-next-1f0c7a3e6b2d4c9e8a5f",
+                    profile={
+                        "traits": {"email": "li@example.com", "plan": "premium"},
+                        "tags": ["vip"],
+                        "lifecycle_stage": "active",
+                        "scores": {"rfm": 555},
+                        "top_category": "tea",
+                    },
+                ),
                 _example("bulk", occurred_at="2025-03-14T10:00:00Z"),
             ]
         }
     )
 
     event_type = "segment.entered"
+
+    profile: ProfileSnapshot | None = Field(
+        default=None,
+        description="The profile's facts as segment held them when it entered: the facts that "
+        "made it a member. Journey enters with them, so the first message carries the traits "
+        "behind the entry even when the behaviour that set them reaches journey later (the two "
+        "travel on different topics). Absent on `bulk` entries.",
+    )
 
 
 class SegmentExited(_MembershipChange):

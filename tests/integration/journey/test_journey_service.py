@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.events import ProfileSnapshot
 from tests.events import (
     answering,
     behaviour,
@@ -125,6 +126,47 @@ async def test_a_segment_on_a_trait_an_identify_set_starts_the_journey(
     [request] = await requests_of(journey_service, journey, profile, 1, within=90)
     assert request.data.profile is not None
     assert request.data.profile.traits == {"plan": plan, "email": "a@b.c"}
+
+
+async def test_an_entry_that_overtakes_its_behaviour_decides_and_renders_with_its_facts(
+    journey_service: JourneyHarness,
+) -> None:
+    """The behaviour behind a segment entry travels on another topic and may reach journey
+    later (or in a later batch): the entry's own facts decide its first steps and travel with
+    its request, and journey's copy is left to the behaviour."""
+    journey, segment, profile = unique("jrn_overtake"), unique("seg_overtake"), unique("prf_ot")
+    await create_segment(journey_service, segment)
+    await journey_service.create_and_publish(
+        journey,
+        {
+            "entry": {"segment": segment},
+            "start": "premium_or_not",
+            "nodes": {
+                "premium_or_not": {
+                    "type": "branch",
+                    "branches": [
+                        {
+                            "condition": {"trait": "plan", "op": "eq", "value": "premium"},
+                            "next": "premium",
+                        }
+                    ],
+                    "default": "basic",
+                },
+                "premium": send("premium", "tpl_premium"),
+                "basic": send("basic", "tpl_basic"),
+            },
+        },
+    )
+    traits = {"plan": "premium", "email": "ot@example.com"}
+    facts = ProfileSnapshot(traits=traits, tags=["vip"], lifecycle_stage="new")
+    await journey_service.publish(entered(profile, segment, profile=facts))
+
+    [request] = await requests_of(journey_service, journey, profile, 1)
+    assert request.data.template_id == "tpl_premium"
+    assert request.data.profile is not None
+    assert request.data.profile.traits == traits
+    assert request.data.profile.tags == ["vip"]
+    assert await journey_service.traits_of(profile) == {}
 
 
 async def test_reentry_never_does_not_enter_twice(journey_service: JourneyHarness) -> None:

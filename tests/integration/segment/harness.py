@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from libs.common import topics
-from libs.common.events import Event, SegmentEntered
+from libs.common.events import Event, ProfileSnapshot, SegmentEntered
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.integration.support import publish, read_events
@@ -46,6 +46,15 @@ class SegmentHarness:
             verb = "entered" if isinstance(event.data, SegmentEntered) else "exited"
             found.append((event.data.profile_id, verb, event.data.reason))
         return found
+
+    async def entry_facts(self, segment_id: str, profile_id: str) -> list[ProfileSnapshot | None]:
+        """The facts each of the profile's entries into the segment carried, in order."""
+        return [
+            event.data.profile
+            for _, event in await read_events(self.stack.kafka_bootstrap, topics.SEGMENT)
+            if isinstance(event.data, SegmentEntered)
+            and (event.data.segment_id, event.data.profile_id) == (segment_id, profile_id)
+        ]
 
     async def aclose(self) -> None:
         await self.http.aclose()

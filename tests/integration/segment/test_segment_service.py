@@ -81,14 +81,18 @@ async def test_member_enters_leaves_regains_and_expires_with_its_window(
 async def test_the_profile_changes_a_behaviour_carries_move_memberships(
     segment_service: SegmentHarness,
 ) -> None:
-    """What a call changed travels with its behaviour, and no profile.updated follows."""
+    """What a call changed travels with its behaviour, and no profile.updated follows; the
+    entry carries the facts it entered with."""
     segment, profile, plan = unique("seg_call"), unique("prf_call"), unique("premium")
     created = await segment_service.create(segment, {"trait": "plan", "op": "eq", "value": plan})
     assert created.status_code == 201, created.text
-    await segment_service.publish(identified(profile, traits={"plan": plan}))
+    traits = {"plan": plan, "email": "call@example.com"}
+    await segment_service.publish(identified(profile, traits=traits))
     entered = (profile, "entered", "realtime")
     await expect_transitions(segment_service, segment, [entered])
     assert await segment_service.members(segment) == [profile]
+    [facts] = await segment_service.entry_facts(segment, profile)
+    assert facts is not None and facts.traits == traits
 
     await segment_service.publish(identified(profile, traits={"plan": None}))
     await expect_transitions(segment_service, segment, [entered, (profile, "exited", "realtime")])
