@@ -75,10 +75,19 @@ async def corpus_run(hostile: Hostile) -> CorpusRun:
     try:
         placed = await _put(bootstrap, messages)
         last_of_topic = {place[0]: place for place in placed}  # sent in order: the last wins
+        # Every group's letter for the last message of each topic, and every letter expected:
+        # letters go to the DLQ's partitions by key, so a reader can see a later, small letter
+        # before an earlier 1 MB one.
         awaited = {
             (last_of_topic[topic], hostile.group(service))
             for topic in TOPIC_TYPES
             for service in hostile.consumers_of(topic)
+        } | {
+            (place, hostile.group(service))
+            for place, message in placed.items()
+            if message.kind not in _TIMESTAMP_KINDS
+            for service in hostile.consumers_of(message.topic)
+            if _expected(message, ACCEPTED[service]) == "dlq"
         }
 
         async def every_group_past_the_corpus() -> bool:
