@@ -92,8 +92,23 @@ class Page:
 
         await wait_for(shown, within=within, what=f"{selector} to read {expected!r}")
 
+    async def wait_for_element(self, selector: str, *, within: float = 30) -> None:
+        """Return once the page has loaded and holds an element matching `selector`."""
+        found = (
+            "document.readyState === 'complete'"
+            f" && !!document.querySelector({json.dumps(selector)})"
+        )
+
+        async def present() -> bool:
+            with contextlib.suppress(RuntimeError):
+                return bool(await self.evaluate(found))
+            return False
+
+        await wait_for(present, within=within, what=f"{selector} on the page")
+
     async def click(self, selector: str) -> None:
         """A real mouse click at the middle of the element."""
+        await self.wait_for_element(selector)
         box = await self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
             " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
@@ -107,6 +122,7 @@ class Page:
 
     async def type(self, selector: str, text: str) -> None:
         """Focus the field and type into it, as a keyboard would (input events fire)."""
+        await self.wait_for_element(selector)
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
         await self.send("Input.insertText", text=text)
 

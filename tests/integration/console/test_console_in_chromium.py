@@ -123,3 +123,4 @@ async def _arrived(page: Page, path: str) -> None:
         return await page.path() == path
 
     await wait_for(there, within=30, what=f"the browser to reach {path}")
+    await page.wait_until_loaded()
