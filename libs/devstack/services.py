@@ -32,9 +32,10 @@ DEFAULT_PORTS: Final[Mapping[str, int]] = {
     "content": 8105,
     "dispatch": 8106,
     "attribution": 8107,
+    "console": 8108,
 }
 # A service not in the table above gets the next port after the known ones.
-_FIRST_EXTRA_PORT = 8108
+_FIRST_EXTRA_PORT = 8109
 # Every process started and not yet stopped, so that `stop_leftovers` can find the ones a caller
 # forgot (a test that failed before its own cleanup) instead of leaving them orphaned.
 _unstopped: set[ServiceProcess] = set()

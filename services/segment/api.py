@@ -178,12 +178,15 @@ async def list_members(
 
 @router.post("/preview")
 async def preview(request: PreviewRequest, stores: Stores) -> PreviewResponse:
-    """How many profiles a definition would have now, without saving it."""
+    """How many profiles a definition would have now, and a sample of them, without saving it."""
     condition = _parsed(request.conditions)
     now = datetime.now(UTC)
+    sample: list[str] = []
     async with stores() as store:
         count = await store.count_matching(condition, now)
-    return PreviewResponse(count=count, evaluated_at=now)
+        if request.sample_size:
+            sample = await store.sample_matching(condition, now, request.sample_size)
+    return PreviewResponse(count=count, sample=sample, evaluated_at=now)
 
 
 def _parsed(conditions: Any) -> Any:

@@ -33,6 +33,9 @@ class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     conditions: Annotated[Any, Storable]
+    sample_size: int = Field(
+        default=0, ge=0, le=100, description="How many matching profile ids to return as well."
+    )
 
 
 class Evaluation(BaseModel):
@@ -74,4 +77,8 @@ class MembersPage(BaseModel):
 
 class PreviewResponse(BaseModel):
     count: int = Field(description="Profiles that match the definition now.")
+    sample: list[str] = Field(
+        default_factory=list,
+        description="Up to `sample_size` of them, in profile id order.",
+    )
     evaluated_at: datetime

@@ -330,6 +330,17 @@ class SegmentStore(SchemaStore):
         )
         return int(result.scalar_one())
 
+    async def sample_matching(self, condition: Condition, now: datetime, limit: int) -> list[str]:
+        """The first `limit` matching profile ids, in id order."""
+        compiler = SqlCompiler(self._schema, now)
+        where = compiler.matches(condition)
+        result = await self._execute(
+            f"SELECT p.profile_id FROM {{s}}.profiles p WHERE {where} "
+            "ORDER BY p.profile_id LIMIT :sample_limit",
+            {**compiler.params, "sample_limit": limit},
+        )
+        return [row.profile_id for row in result]
+
     async def matching_profiles(self, condition: Condition, now: datetime) -> set[str]:
         compiler = SqlCompiler(self._schema, now)
         where = compiler.matches(condition)

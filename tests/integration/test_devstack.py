@@ -126,8 +126,8 @@ def test_discovery_lists_services_in_loop_order_with_their_ports(tmp_path: Path)
     assert specs == [
         ServiceSpec("ingest", "services.ingest", 8101),
         ServiceSpec("dispatch", "services.dispatch", 8106),
-        ServiceSpec("alpha", "services.alpha", 8108),
-        ServiceSpec("zeta", "services.zeta", 8109),
+        ServiceSpec("alpha", "services.alpha", 8109),
+        ServiceSpec("zeta", "services.zeta", 8110),
     ]
 
 

@@ -45,8 +45,9 @@ pytestmark = pytest.mark.integration
 
 _SERVICES_DIR = Path(services.__file__).parent
 
-# Ingest consumes nothing and writes no outbox, so its first revision made no bus tables.
-_WITHOUT_BUS = frozenset({"ingest"})
+# Ingest and the console consume nothing and write no outbox: their first revisions made no bus
+# tables.
+_WITHOUT_BUS = frozenset({"ingest", "console"})
 
 # Tables a later revision drops: the table their rows move to, with the columns that find a
 # row there, or None where the revision lets them go (its docstring says why).

@@ -99,6 +99,39 @@ async def test_the_profile_changes_a_behaviour_carries_move_memberships(
     assert await segment_service.members(segment) == []
 
 
+async def test_preview_names_a_sample_of_the_matching_profiles_in_id_order(
+    segment_service: SegmentHarness,
+) -> None:
+    plan = unique("sampled")
+    first, second, third = sorted(unique("prf_sample") for _ in range(3))
+    await segment_service.publish(
+        *(profile_updated(profile, traits={"plan": plan}) for profile in (third, first, second))
+    )
+    conditions = {"trait": "plan", "value": plan}
+
+    async def stored() -> bool:
+        preview = await segment_service.http.post(
+            "/segments/preview", json={"conditions": conditions}
+        )
+        return bool(preview.json()["count"] == 3)
+
+    await wait_for(stored, within=30, what="the three profiles to be stored")
+    preview = await segment_service.http.post(
+        "/segments/preview", json={"conditions": conditions, "sample_size": 2}
+    )
+    assert preview.json()["count"] == 3
+    assert preview.json()["sample"] == [first, second]
+    unsampled = await segment_service.http.post(
+        "/segments/preview", json={"conditions": conditions}
+    )
+    assert unsampled.json()["sample"] == []
+    too_many = await segment_service.http.post(
+        "/segments/preview", json={"conditions": conditions, "sample_size": 101}
+    )
+    assert too_many.status_code == 422
+    assert too_many.json()["error"]["field"] == "body.sample_size"
+
+
 async def test_creating_a_segment_evaluates_existing_profiles_in_bulk(
     segment_service: SegmentHarness,
 ) -> None:

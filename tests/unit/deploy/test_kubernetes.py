@@ -295,3 +295,20 @@ def test_service_monitor_scrapes_every_service_metrics() -> None:
     }
     assert selected == set(DEFAULT_PORTS)
     assert monitor["endpoints"][0]["path"] == "/metrics"
+
+
+def test_the_console_is_reached_through_ingress_and_reaches_only_management_apis() -> None:
+    policies = of_kind(objects("prod"), "NetworkPolicy")
+    ingress = policies["closeloop-ingress-console"]["spec"]
+    assert ingress["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "console"}
+    egress = policies["closeloop-console-management"]["spec"]["egress"]
+    reached = {
+        rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: rule["ports"][0][
+            "port"
+        ]
+        for rule in egress
+    }
+    assert reached == {name: DEFAULT_PORTS[name] for name in reached}
+    assert set(reached) == {"segment", "journey", "content", "attribution"}
+    admitted = policies["closeloop-management-from-console"]["spec"]["podSelector"]
+    assert set(admitted["matchExpressions"][0]["values"]) == set(reached)

@@ -1,0 +1,69 @@
+"""The console's tables: its users, their sessions, and the audit log of every change."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+ROLES = ("admin", "marketer", "analyst")
+
+
+def users_table(metadata: MetaData) -> Table:
+    """One row per person who may sign in: the email (lower case), argon2 hash and role."""
+    return Table(
+        "users",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("email", Text, nullable=False, unique=True),
+        Column("password_hash", Text, nullable=False),
+        Column("role", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        CheckConstraint("role IN ('admin', 'marketer', 'analyst')", name="users_role"),
+    )
+
+
+def sessions_table(metadata: MetaData) -> Table:
+    """One row per signed-in browser: the SHA-256 of its cookie (never the cookie itself) and
+    the CSRF token its forms must send back."""
+    return Table(
+        "sessions",
+        metadata,
+        Column("token_hash", Text, primary_key=True),
+        Column(
+            "user_id",
+            Text,
+            ForeignKey("users.id", ondelete="CASCADE", name="sessions_user"),
+            nullable=False,
+        ),
+        Column("csrf_token", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index("sessions_expires_at", "expires_at"),
+    )
+
+
+def audit_log_table(metadata: MetaData) -> Table:
+    """Every change made through the console: who, what, and the thing before and after."""
+    return Table(
+        "audit_log",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("actor_id", Text, nullable=False),
+        Column("actor_email", Text, nullable=False),
+        Column("action", Text, nullable=False),
+        Column("target", Text, nullable=False),
+        Column("before", JSONB),
+        Column("after", JSONB),
+    )

@@ -1,0 +1,39 @@
+"""Settings of the console: where the services it manages listen, and how long a session lasts."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.common.settings import Settings
+
+
+class ConsoleSettings(Settings):
+    service_name: str = "console"
+    http_port: int = 8108
+
+    console_segment_url: str = Field(
+        default="http://127.0.0.1:8103",
+        description="The segment service's base URL; the console calls its management API "
+        "with the admin token, which never reaches the browser.",
+    )
+    console_journey_url: str = Field(
+        default="http://127.0.0.1:8104", description="The journey service's base URL."
+    )
+    console_content_url: str = Field(
+        default="http://127.0.0.1:8105", description="The content service's base URL."
+    )
+    console_attribution_url: str = Field(
+        default="http://127.0.0.1:8107", description="The attribution service's base URL."
+    )
+    console_upstream_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long a call to a managed service may take."
+    )
+    console_session_hours: float = Field(
+        default=12.0, gt=0, description="How long a sign-in lasts before the next is needed."
+    )
+    console_secure_cookies: bool = Field(
+        default=True,
+        description="Mark the session cookies `Secure` (sent over HTTPS only; browsers also "
+        "send them to http://localhost). Turn off only to reach a development console over "
+        "plain HTTP on another host name.",
+    )

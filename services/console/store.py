@@ -1,0 +1,130 @@
+"""The console's queries: users, sessions and the audit log. Nothing else touches its tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from libs.common.store import SchemaStore
+from services.console.accounts import Role, Viewer, checked_role
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    password_hash: str
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor_email: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+
+
+class ConsoleStore(SchemaStore):
+    """Queries over one session (the caller's transaction) in the console's schema."""
+
+    async def add_user(self, user_id: str, email: str, password_hash: str, role: Role) -> bool:
+        """False when the email is taken."""
+        result = await self._execute(
+            "INSERT INTO {s}.users (id, email, password_hash, role) "
+            "VALUES (:id, :email, :hash, :role) ON CONFLICT (email) DO NOTHING RETURNING id",
+            {"id": user_id, "email": email, "hash": password_hash, "role": role},
+        )
+        return result.first() is not None
+
+    async def user_by_email(self, email: str) -> User | None:
+        result = await self._execute(
+            "SELECT id, email, password_hash, role, created_at FROM {s}.users WHERE email = :email",
+            {"email": email},
+        )
+        row = result.first()
+        return None if row is None else _user(row)
+
+    async def users(self) -> list[User]:
+        result = await self._execute(
+            "SELECT id, email, password_hash, role, created_at FROM {s}.users ORDER BY email"
+        )
+        return [_user(row) for row in result]
+
+    async def start_session(
+        self, token_hash: str, user_id: str, csrf_token: str, expires_at: datetime
+    ) -> None:
+        await self._execute(
+            "INSERT INTO {s}.sessions (token_hash, user_id, csrf_token, expires_at) "
+            "VALUES (:token_hash, :user_id, :csrf, :expires_at)",
+            {
+                "token_hash": token_hash,
+                "user_id": user_id,
+                "csrf": csrf_token,
+                "expires_at": expires_at,
+            },
+        )
+
+    async def viewer(self, token_hash: str, now: datetime) -> Viewer | None:
+        """Who holds the session, if it exists and has not expired."""
+        result = await self._execute(
+            "SELECT u.id, u.email, u.role, s.csrf_token FROM {s}.sessions s "
+            "JOIN {s}.users u ON u.id = s.user_id "
+            "WHERE s.token_hash = :token_hash AND s.expires_at > :now",
+            {"token_hash": token_hash, "now": now},
+        )
+        row = result.first()
+        if row is None:
+            return None
+        return Viewer(row.id, row.email, checked_role(row.role), row.csrf_token)
+
+    async def end_session(self, token_hash: str) -> None:
+        await self._execute(
+            "DELETE FROM {s}.sessions WHERE token_hash = :token_hash", {"token_hash": token_hash}
+        )
+
+    async def forget_expired_sessions(self, now: datetime) -> None:
+        await self._execute("DELETE FROM {s}.sessions WHERE expires_at <= :now", {"now": now})
+
+    async def record(
+        self, viewer: Viewer, action: str, target: str, before: Any, after: Any
+    ) -> None:
+        """Add a change to the audit log."""
+        await self._execute(
+            "INSERT INTO {s}.audit_log (actor_id, actor_email, action, target, before, after) "
+            "VALUES (:actor_id, :actor_email, :action, :target, "
+            "CAST(:before AS jsonb), CAST(:after AS jsonb))",
+            {
+                "actor_id": viewer.user_id,
+                "actor_email": viewer.email,
+                "action": action,
+                "target": target,
+                "before": None if before is None else json.dumps(before),
+                "after": None if after is None else json.dumps(after),
+            },
+        )
+
+    async def audit_log(self, limit: int, before_id: int | None) -> list[AuditEntry]:
+        """The latest changes first, `limit` of them, older than `before_id` when given."""
+        result = await self._execute(
+            "SELECT id, at, actor_email, action, target, before, after FROM {s}.audit_log "
+            "WHERE (CAST(:before_id AS bigint) IS NULL OR id < :before_id) "
+            "ORDER BY id DESC LIMIT :limit",
+            {"before_id": before_id, "limit": limit},
+        )
+        return [
+            AuditEntry(
+                row.id, row.at, row.actor_email, row.action, row.target, row.before, row.after
+            )
+            for row in result
+        ]
+
+
+def _user(row: Any) -> User:
+    return User(row.id, row.email, row.password_hash, checked_role(row.role), row.created_at)

@@ -1,0 +1,80 @@
+"""A segment service and a console in front of it, with an admin made on the command line and a
+marketer and an analyst the admin added."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+
+from libs.devstack.services import ServiceProcess
+from libs.devstack.stack import Stack
+from tests.integration.console.harness import ConsoleBrowser, Person, console_command
+from tests.integration.segment.harness import SegmentHarness
+from tests.integration.support import started_service
+
+
+@dataclass
+class Console:
+    process: ServiceProcess
+    schema: str
+    segment: SegmentHarness
+    admin: Person
+    marketer: Person
+    analyst: Person
+    command_env: dict[str, str]
+
+    def browser(self) -> ConsoleBrowser:
+        return ConsoleBrowser(self.process.url)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def console(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Console]:
+    logs = tmp_path_factory.mktemp("console-logs")
+    async with started_service(stack, logs, "segment", env={}) as (segment_process, _):
+        segment = SegmentHarness(stack, segment_process)
+        env = {"CLOSELOOP_CONSOLE_SEGMENT_URL": segment_process.url}
+        async with started_service(stack, logs, "console", env=env) as (process, run):
+            command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
+            admin = Person(f"admin-{run}@example.com", "correct horse battery", "admin")
+            code, output = await console_command(
+                command_env, "create-admin", "--email", admin.email, password=admin.password
+            )
+            assert code == 0, output
+            marketer = Person(f"marketer-{run}@example.com", "marketer password 1", "marketer")
+            analyst = Person(f"analyst-{run}@example.com", "analyst password 1", "analyst")
+            browser = ConsoleBrowser(process.url)
+            assert (await browser.sign_in(admin)).status_code == 303
+            for person in (marketer, analyst):
+                fields = {"email": person.email, "role": person.role, "password": person.password}
+                added = await browser.post_form("/users", fields)
+                assert added.status_code == 303, added.text
+            await browser.aclose()
+            yield Console(
+                process,
+                f"console_{run}",
+                segment,
+                admin,
+                marketer,
+                analyst,
+                command_env,
+            )
+        await segment.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def marketer(console: Console) -> AsyncIterator[ConsoleBrowser]:
+    browser = console.browser()
+    assert (await browser.sign_in(console.marketer)).status_code == 303
+    yield browser
+    await browser.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def analyst(console: Console) -> AsyncIterator[ConsoleBrowser]:
+    browser = console.browser()
+    assert (await browser.sign_in(console.analyst)).status_code == 303
+    yield browser
+    await browser.aclose()
