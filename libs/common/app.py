@@ -9,10 +9,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,18 +41,27 @@ def create_app(
     readiness_checks: Sequence[ReadinessCheck] = (),
     description: str = "",
     state: Mapping[str, object] | None = None,
+    security_schemes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> FastAPI:
     """A FastAPI app with the service's routes plus health, readiness, metrics and error handling.
 
     Its lifespan starts `workers` in order and stops them in reverse. `settings` is kept on
     `app.state.settings` for dependencies such as `require_admin`, and each of `state` under its
-    name, for the routes' dependencies (see `libs.common.api`).
+    name, for the routes' dependencies (see `libs.common.api`). `security_schemes` declares in
+    OpenAPI the schemes that routes checking credentials themselves name in their `security`
+    (the admin token's scheme comes with `require_admin`).
+
+    `/docs` and `/redoc` load their scripts and styles from this service (the pinned
+    fastapi-offline package), not from a CDN: they work offline and behind strict egress.
     """
-    app = FastAPI(
+    app = FastAPIOffline(
         title=title,
         description=description,
         lifespan=_lifespan(settings, workers, readiness_checks),
+        # Else Swagger UI asks a public validator for a badge on every page served off loopback.
+        swagger_ui_parameters={"validatorUrl": None},
     )
+    _declare_security_schemes(app, security_schemes or {})
     app.state.settings = settings
     for name, value in (state or {}).items():
         setattr(app.state, name, value)
@@ -64,6 +75,21 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, service=settings.service_name)
     app.add_middleware(FailedRequestLog)
     return app
+
+
+def _declare_security_schemes(app: FastAPI, schemes: Mapping[str, Mapping[str, str]]) -> None:
+    """Adds `schemes` to the OpenAPI document's components, beside those FastAPI derives."""
+    derive = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = derive()  # cached by FastAPI as app.openapi_schema
+            components = document.setdefault("components", {})
+            components.setdefault("securitySchemes", {}).update(schemes)
+            return document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def run(app: FastAPI, settings: Settings) -> None:

@@ -11,7 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from libs.common.errors import ApiError
 from libs.common.settings import Settings
 
-_bearer = HTTPBearer(auto_error=False, description="The admin token, CLOSELOOP_ADMIN_TOKEN.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AdminToken",
+    description="The admin token, CLOSELOOP_ADMIN_TOKEN, as `Authorization: Bearer <token>`.",
+)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 

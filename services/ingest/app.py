@@ -12,7 +12,7 @@ from libs.common.lifecycle import broker_check, database_check
 from libs.common.service import DatabaseEngine
 from libs.common.settings import Settings
 from services.ingest import api, browser, import_api, segment_api
-from services.ingest.gateway import Ingest
+from services.ingest.gateway import WRITE_KEY_SCHEME, Ingest
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import WriteKeyCache
 from services.ingest.store import IngestStore
@@ -38,6 +38,7 @@ def create(settings: Settings) -> FastAPI:
         workers=[DatabaseEngine(engine), producer],
         readiness_checks=[database_check(engine), broker_check(settings.kafka_bootstrap)],
         state={"database": database, "ingest": ingest},
+        security_schemes=WRITE_KEY_SCHEME,
     )
     # Outermost, so that browsers may also read the errors the inner middleware answers.
     app.add_middleware(browser.TrackingCors, origins=settings.ingest_cors_origins)

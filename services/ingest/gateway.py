@@ -26,6 +26,16 @@ from services.ingest.sources import (
 from services.ingest.store import IngestStore
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="closeloop ingest"'}
+# How the tracking and import routes, which check the write key themselves, declare it in OpenAPI.
+WRITE_KEY_SCHEME = {
+    "WriteKey": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "A source's write key as the Basic username, the password empty "
+        "(or the body's `writeKey`, as Segment's SDKs may send it).",
+    }
+}
+WRITE_KEY_SECURITY: dict[str, Any] = {"security": [{"WriteKey": []}]}
 # Decompressed in steps this size, so a small gzip body cannot expand into memory all at once.
 _INFLATE_STEP = 64 * 1024
 _RETRY_AFTER_SECONDS = "5"

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Request
 from libs.common.bus import Message
 from libs.common.errors import ApiError, error_responses
 from services.ingest.calls import CallRejected, Receipt
-from services.ingest.gateway import Ingest, IngestDep, authenticate, body_chunks, publish
+from services.ingest.gateway import (
+    WRITE_KEY_SECURITY,
+    Ingest,
+    IngestDep,
+    authenticate,
+    body_chunks,
+    publish,
+)
 from services.ingest.imports import (
     CsvHeaderInvalid,
     CsvReader,
@@ -25,7 +32,9 @@ from services.ingest.schemas import ImportJobView
 router = APIRouter(prefix="/v1", tags=["import"])
 
 
-@router.post("/import", responses=error_responses(400, 401, 415, 503))
+@router.post(
+    "/import", responses=error_responses(400, 401, 415, 503), openapi_extra=WRITE_KEY_SECURITY
+)
 async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
     """Bulk calls from CRM, order or membership systems: one per NDJSON line or CSV row.
 
@@ -55,7 +64,11 @@ async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
     return ImportJobView.of(job)
 
 
-@router.get("/import/{job_id}", responses=error_responses(401, 404, 422))
+@router.get(
+    "/import/{job_id}",
+    responses=error_responses(401, 404, 422),
+    openapi_extra=WRITE_KEY_SECURITY,
+)
 async def read_import(job_id: str, request: Request, ingest: IngestDep) -> ImportJobView:
     """An import job of the write key's source."""
     source = await authenticate(request, ingest)

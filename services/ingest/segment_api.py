@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from libs.common.errors import ApiError, error_responses
 from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_message
 from services.ingest.gateway import (
+    WRITE_KEY_SECURITY,
     IngestDep,
     authenticate,
     ingest_of,
@@ -40,7 +41,8 @@ def _call_body(kind: str) -> dict[str, Any]:
     properties = {k: v for k, v in schema["properties"].items() if k not in _ASSIGNED}
     required = [k for k in schema.get("required", []) if k not in _ASSIGNED | _DEFAULTED]
     body = {"type": "object", "properties": properties, "required": required}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+    content = {"application/json": {"schema": body}}
+    return {"requestBody": {"required": True, "content": content}, **WRITE_KEY_SECURITY}
 
 
 _BATCH_BODY = {
@@ -131,7 +133,7 @@ for _kind in CALL_MODELS:
         **_CALL_ERRORS,
         400: {"model": BatchRejected, "description": "Every call rejected."},
     },
-    openapi_extra=_BATCH_BODY,
+    openapi_extra={**_BATCH_BODY, **WRITE_KEY_SECURITY},
 )
 @router.post("/b", include_in_schema=False)
 async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
