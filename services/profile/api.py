@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -46,6 +47,8 @@ from services.profile.settings import ProfileSettings
 from services.profile.state import ProfileState
 from services.profile.store import Connection, FitRecord, ProfileStore, StoredProfile
 
+# More trait filters than anyone types, few enough to keep the query small.
+_MAX_TRAIT_FILTERS = 10
 ProfileIdPath = Annotated[
     str,
     Path(
@@ -106,33 +109,78 @@ async def get_profile(
 
 @profile_router.get("", response_model=ProfileList)
 async def find_profiles(
-    identifier: Annotated[
-        str,
-        Query(
-            max_length=512,
-            description="`<type>:<value>`, e.g. `email:a@b.c`, `user_id:u1`.",
-        ),
-    ],
     stores: Stores,
     settings: SettingsDep,
     rules: RulesDep,
+    identifier: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="`<type>:<value>`, e.g. `email:a@b.c`, `user_id:u1`: its profile only.",
+        ),
+    ] = None,
+    trait: Annotated[
+        list[str],
+        Query(
+            max_length=_MAX_TRAIT_FILTERS,
+            description="`<name>:<value>`, e.g. `plan:pro`, repeatable: profiles whose trait "
+            'equals the value as text (`age:42` matches 42 and "42").',
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies a default list; it is never shared)
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    after: Annotated[
+        str | None, Query(max_length=128, description="`next_after` of the previous page.")
+    ] = None,
 ) -> ProfileList:
-    """The profiles an identifier belongs to: none or one."""
+    """Profiles in pages, in id order: all of them, those with the given traits, or the one an
+    identifier belongs to."""
+    wanted = None if identifier is None else _identifier_filter(identifier, settings)
+    traits = [_trait_filter(text) for text in trait]
+    _refuse_nul(after or "", "after")
+    async with stores() as transaction:
+        store, connection = transaction.store, await transaction.connection()
+        owner = None
+        if wanted is not None:
+            owner = await store.owner_of(connection, wanted)
+            if owner is None:
+                return ProfileList(profiles=[], next_after=None)
+        found = await store.profiles_page(
+            connection, after=after, limit=limit, traits=traits, profile_id=owner
+        )
+        latest_fit = await store.last_fit(connection) if _needs_latest_fit(found) else None
+    horizon = settings.profile_churn_horizon_days
+    return ProfileList(
+        profiles=[
+            _profile_out(stored, rules, _predictions_of(stored.state, horizon, latest_fit))
+            for stored in found
+        ],
+        next_after=found[-1].id if len(found) == limit else None,
+    )
+
+
+def _identifier_filter(identifier: str, settings: ProfileSettings) -> Identifier:
     try:
         if "\x00" in identifier:
             raise ValueError("an identifier cannot contain NUL characters")
-        wanted = parse_identifier(identifier, tuple(settings.profile_external_id_kinds))
+        return parse_identifier(identifier, tuple(settings.profile_external_id_kinds))
     except ValueError as error:
         raise ApiError(422, "invalid_identifier", str(error), "identifier") from None
-    async with stores() as transaction:
-        store, connection = transaction.store, await transaction.connection()
-        stored = await _profile_by_identifier(store, connection, wanted)
-        if stored is None:
-            return ProfileList(profiles=[])
-        predictions = await _predictions(
-            store, connection, stored.state, settings.profile_churn_horizon_days
+
+
+def _trait_filter(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name:
+        raise ApiError(
+            422, "invalid_trait", f"{text!r} is not `<name>:<value>`, e.g. `plan:pro`.", "trait"
         )
-    return ProfileList(profiles=[_profile_out(stored, rules, predictions)])
+    _refuse_nul(text, "trait")
+    return name, value
+
+
+def _refuse_nul(text: str, field: str) -> None:
+    # PostgreSQL text cannot hold NUL: refused here, not failed in the database.
+    if "\x00" in text:
+        raise ApiError(422, "invalid_request", f"`{field}` cannot contain NUL characters.", field)
 
 
 @profile_router.get(
@@ -189,13 +237,6 @@ async def _redirect_or_404(
     if survivor is None:
         raise _not_found(profile_id)
     return RedirectResponse(f"/profiles/{survivor}{suffix}", status_code=308)
-
-
-async def _profile_by_identifier(
-    store: ProfileStore, connection: Connection, identifier: Identifier
-) -> StoredProfile | None:
-    owner = await store.owner_of(connection, identifier)
-    return None if owner is None else await store.profile(connection, owner)
 
 
 def _not_found(profile_id: str) -> ApiError:
@@ -258,6 +299,14 @@ async def _predictions(
     store: ProfileStore, connection: Connection, state: ProfileState, horizon_days: float
 ) -> Predictions:
     """The profile's predictive scores, or why it has none."""
+    latest_fit = await store.last_fit(connection) if _unscored_buyer(state) else None
+    return _predictions_of(state, horizon_days, latest_fit)
+
+
+def _predictions_of(
+    state: ProfileState, horizon_days: float, latest_fit: FitRecord | None
+) -> Predictions:
+    """The scores, or why there are none: `latest_fit` says it for an unscored buyer."""
     predicted = state.predicted
     if predicted is not None:
         scores = PredictiveScores(
@@ -269,9 +318,15 @@ async def _predictions(
         return Predictions(scores=scores, unscored_because=None)
     if state.purchases is None:
         return Predictions(scores=None, unscored_because="no purchase yet")
-    return Predictions(
-        scores=None, unscored_because=_why_unscored(await store.last_fit(connection))
-    )
+    return Predictions(scores=None, unscored_because=_why_unscored(latest_fit))
+
+
+def _unscored_buyer(state: ProfileState) -> bool:
+    return state.predicted is None and state.purchases is not None
+
+
+def _needs_latest_fit(found: Sequence[StoredProfile]) -> bool:
+    return any(_unscored_buyer(stored.state) for stored in found)
 
 
 def _why_unscored(latest: FitRecord | None) -> str:

@@ -75,7 +75,10 @@ class ProfileOut(BaseModel):
 
 
 class ProfileList(BaseModel):
-    profiles: list[ProfileOut]
+    profiles: list[ProfileOut] = Field(description="In id order.")
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
+    )
 
 
 class ProfileEventOut(BaseModel):

@@ -516,6 +516,37 @@ class ProfileStore:
         )
         return None if row is None else _stored(row)
 
+    async def profiles_page(
+        self,
+        connection: Connection,
+        *,
+        after: str | None,
+        limit: int,
+        traits: Sequence[tuple[str, str]] = (),
+        profile_id: str | None = None,
+    ) -> list[StoredProfile]:
+        """Profiles in id order after the cursor `after`, each trait equal to its value as text
+        (`42` matches the number and the string), only `profile_id` when given."""
+        arguments: list[object] = [after or "", limit]
+        conditions = ["id > $1"]
+        if profile_id is not None:
+            arguments.append(profile_id)
+            conditions.append(f"id = ${len(arguments)}")
+        for name, value in traits:
+            arguments += [name, value]
+            conditions.append(f"state->'traits'->>${len(arguments) - 1} = ${len(arguments)}")
+        rows = await connection.fetch(
+            "SELECT p.id, p.created_at, p.state::text AS state, "
+            "coalesce(array_agg(i.kind) FILTER (WHERE i.kind IS NOT NULL), '{}') AS kinds, "
+            "coalesce(array_agg(i.value) FILTER (WHERE i.kind IS NOT NULL), '{}') AS ids "
+            f"FROM (SELECT id, created_at, state FROM {self.schema}.profiles "
+            f"WHERE {' AND '.join(conditions)} ORDER BY id LIMIT $2) p "
+            f"LEFT JOIN {self.schema}.identities i ON i.profile_id = p.id "
+            "GROUP BY p.id, p.created_at, p.state::text ORDER BY p.id",
+            *arguments,
+        )
+        return [_stored(row) for row in rows]
+
     async def survivor_of(self, connection: Connection, merged_id: str) -> str | None:
         survivor: str | None = await connection.fetchval(
             f"SELECT survivor_id FROM {self.schema}.merged_profiles WHERE id = $1", merged_id

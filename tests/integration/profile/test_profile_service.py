@@ -194,7 +194,10 @@ async def test_erasure_removes_the_person_and_emits_profile_deleted(
         ("/profiles?identifier=passport:123", 422, "invalid_identifier"),
         ("/profiles?identifier=email:nobody", 422, "invalid_identifier"),
         ("/profiles?identifier=nocolon", 422, "invalid_identifier"),
-        ("/profiles", 422, "invalid_request"),
+        ("/profiles?trait=plan", 422, "invalid_trait"),
+        ("/profiles?trait=:pro", 422, "invalid_trait"),
+        ("/profiles?limit=0", 422, "invalid_request"),
+        ("/profiles?limit=201", 422, "invalid_request"),
         ("/profiles/prf_DOESNOTEXIST/events", 404, "profile_not_found"),
         ("/profiles/prf_X/events?limit=0", 422, "invalid_request"),
         ("/profiles/prf_X/events?before=abc", 422, "invalid_request"),
@@ -215,6 +218,95 @@ async def test_management_needs_the_admin_token(profile_service: ProfileService)
     assert response.status_code == 401
     deletion = await profile_service.client.delete("/profiles/prf_X", headers={"Authorization": ""})
     assert deletion.status_code == 401
+
+
+async def _cohort_of(
+    profile_service: ProfileService, cohort: str, *people: dict[str, Any]
+) -> list[str]:
+    """Identifies each person with `cohort` and their traits; their profile ids once all show."""
+    calls = [identify(unique("user"), 1, cohort=cohort, **traits) for traits in people]
+    await profile_service.publish(*calls)
+    ids: list[str] = []
+
+    async def all_there() -> bool:
+        answer = await profile_service.client.get("/profiles", params={"trait": f"cohort:{cohort}"})
+        assert answer.status_code == 200, answer.text
+        ids[:] = [profile["id"] for profile in answer.json()["profiles"]]
+        return len(ids) == len(people)
+
+    await wait_for(all_there, within=30, what=f"the {len(people)} profiles of {cohort}")
+    return ids
+
+
+async def test_profiles_are_browsed_in_pages_by_trait(profile_service: ProfileService) -> None:
+    cohort = unique("cohort")
+    people: list[dict[str, Any]] = [
+        {"plan": "pro"},
+        {"plan": "free"},
+        {"plan": "pro", "age": 42},
+        {},
+        {"age": "42"},
+    ]
+    ids = await _cohort_of(profile_service, cohort, *people)
+    assert ids == sorted(ids)
+
+    pages: list[list[str]] = []
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {"trait": f"cohort:{cohort}", "limit": 2}
+        if after is not None:
+            params["after"] = after
+        answer = (await profile_service.client.get("/profiles", params=params)).json()
+        pages.append([profile["id"] for profile in answer["profiles"]])
+        after = answer["next_after"]
+        if after is None:
+            break
+    assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+
+    async def matching(*traits: str) -> list[dict[str, Any]]:
+        params = {"trait": [f"cohort:{cohort}", *traits]}
+        answer = await profile_service.client.get("/profiles", params=params)
+        assert answer.status_code == 200, answer.text
+        found: list[dict[str, Any]] = answer.json()["profiles"]
+        return found
+
+    pro = await matching("plan:pro")
+    assert [profile["traits"]["plan"] for profile in pro] == ["pro", "pro"]
+    assert len(await matching("plan:pro", "age:42")) == 1
+    assert {profile["traits"]["age"] for profile in await matching("age:42")} == {42, "42"}
+    assert await matching("plan:enterprise") == []
+
+
+async def test_an_identifier_narrows_the_search_to_its_profile(
+    profile_service: ProfileService,
+) -> None:
+    cohort = unique("cohort")
+    [profile_id] = await _cohort_of(profile_service, cohort, {"plan": "pro"})
+    [identifier] = [
+        found
+        for found in (await profile_service.client.get(f"/profiles/{profile_id}")).json()[
+            "identifiers"
+        ]
+        if found.startswith("user_id:")
+    ]
+
+    async def ids(**params: Any) -> list[str]:
+        answer = (await profile_service.client.get("/profiles", params=params)).json()
+        return [profile["id"] for profile in answer["profiles"]]
+
+    assert await ids(identifier=identifier) == [profile_id]
+    assert await ids(identifier=identifier, trait="plan:pro") == [profile_id]
+    assert await ids(identifier=identifier, trait="plan:free") == []
+
+
+async def test_profiles_without_a_filter_are_every_profile_in_id_order(
+    profile_service: ProfileService,
+) -> None:
+    await _cohort_of(profile_service, unique("cohort"), {}, {})
+    answer = await profile_service.client.get("/profiles", params={"limit": 200})
+    assert answer.status_code == 200
+    ids = [profile["id"] for profile in answer.json()["profiles"]]
+    assert len(ids) >= 2 and ids == sorted(ids)
 
 
 async def test_an_unknown_identifier_finds_no_profile(profile_service: ProfileService) -> None:

@@ -42,6 +42,23 @@ def test_an_identifier_with_a_nul_is_invalid(client: TestClient, identifier: str
     assert response.json()["error"]["field"] == "identifier"
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"trait": "plan:p\x00"}, "trait"),
+        ({"trait": "no-colon"}, "trait"),
+        ({"after": "prf_\x00"}, "after"),
+        ({"trait": [f"t{n}:v" for n in range(11)]}, "query.trait"),
+    ],
+)
+def test_a_profile_search_beyond_what_it_can_hold_is_invalid(
+    client: TestClient, params: dict[str, Any], field: str
+) -> None:
+    response = client.get("/profiles", params=params)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == field
+
+
 def test_a_before_cursor_past_bigint_is_invalid(client: TestClient) -> None:
     response = client.get("/profiles/prf_x/events", params={"before": 2**63})
     assert response.status_code == 422
