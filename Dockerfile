@@ -24,6 +24,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && /opt/venv/bin/pip install --requirement requirements.txt
 COPY libs/ /app/libs/
 COPY services/ /app/services/
+# Beside the source, where GET / reads the version from (libs/common/version.py).
+COPY pyproject.toml /app/pyproject.toml
 COPY deploy/docker/entrypoint.sh /app/entrypoint.sh
 # Compiled now: the root filesystem is read-only at run time.
 RUN /opt/venv/bin/python -m compileall -q /app/libs /app/services

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from libs.common.lifecycle import ClosableCheck, ReadinessCheck, Worker
 from libs.common.logging import FailedRequestLog, access_log_enabled, configure_logging
 from libs.common.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 from libs.common.settings import Settings
+from libs.common.version import version
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _operations_router(
     settings: Settings, workers: Sequence[Worker], readiness_checks: Sequence[ReadinessCheck]
 ) -> APIRouter:
     router = APIRouter(tags=["operations"], include_in_schema=False)
-    about = {"service": settings.service_name, "version": _version(), "links": _LINKS}
+    about = {"service": settings.service_name, "version": version(), "links": _LINKS}
 
     @router.get("/")
     async def root() -> JSONResponse:
@@ -250,15 +250,6 @@ _LINKS = {
     "readyz": "/readyz",
     "metrics": "/metrics",
 }
-
-
-def _version() -> str:
-    """The installed package's version; `unknown` where the source runs without being installed
-    (the container image copies it as files)."""
-    try:
-        return importlib.metadata.version("closeloop")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 async def _run_check(check: ReadinessCheck) -> str:

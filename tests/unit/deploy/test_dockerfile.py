@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 from tests.unit.deploy.deploy_files import REPO_ROOT
@@ -102,3 +105,29 @@ def test_dockerignore_keeps_the_context_to_what_the_image_copies() -> None:
         for match in re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE.read_text(), re.MULTILINE)
     }
     assert copied <= allowed
+
+
+def test_the_image_reports_the_version_of_its_source(tmp_path: Path) -> None:
+    """The image copies the source as files and installs no `closeloop` package: `GET /` must
+    still know the version. The image's /app is laid out here as its COPY lines say, and read
+    by a Python without site-packages, so no installed package can answer instead."""
+    app = tmp_path / "app"
+    for source, target in re.findall(
+        r"^COPY (?!--from)(\S+) /app/(\S*)$", DOCKERFILE.read_text(), re.MULTILINE
+    ):
+        destination = app / target
+        if (REPO_ROOT / source).is_dir():
+            shutil.copytree(REPO_ROOT / source, destination, dirs_exist_ok=True)
+        else:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO_ROOT / source, destination)
+    reported = subprocess.run(
+        [sys.executable, "-S", "-c", "from libs.common.version import version; print(version())"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    with (REPO_ROOT / "pyproject.toml").open("rb") as file:
+        assert reported == tomllib.load(file)["project"]["version"]
