@@ -1,4 +1,5 @@
-"""`python -m libs.devstack up|env`: the whole platform on this machine, for development."""
+"""`python -m libs.devstack up|env|webhook`: the whole platform on this machine, for development,
+and a webhook receiver to send its first messages to."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from libs.devstack._process import port_is_free
 from libs.devstack.services import REPO_ROOT, ServiceProcess, ServiceSpec, discover_services
 from libs.devstack.stack import Stack
+from libs.devstack.webhook import DEFAULT_PORT, serve
 
 STATE_DIR = REPO_ROOT / ".devstack"
 ENV_FILE = STATE_DIR / "stack.env"
@@ -22,6 +24,9 @@ ENV_FILE = STATE_DIR / "stack.env"
 _PREFERRED_BROKER_PORT = 19092
 _PREFERRED_POSTGRES_PORT = 15432
 _WATCH_INTERVAL_S = 1.0
+# On this machine, dispatch's webhooks may reach loopback (`webhook` below, a local app);
+# elsewhere they reach public addresses only (CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS).
+_LOOPBACK_WEBHOOKS = ("CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.0/8"]')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,9 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = commands.add_parser("up", help="run broker, database and every service until Ctrl-C")
     up.add_argument("--fresh", action="store_true", help="start with an empty database")
     commands.add_parser("env", help="print export lines for the stack `up` is running")
+    webhook = commands.add_parser("webhook", help="receive and print dispatch's webhooks")
+    webhook.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)
     if args.command == "env":
         return _print_env()
+    if args.command == "webhook":
+        return serve(args.port)
     return asyncio.run(_up(fresh=args.fresh))
 
 
@@ -47,6 +56,7 @@ def _print_env() -> int:
 async def _up(fresh: bool) -> int:
     specs = discover_services()
     _refuse_busy_service_ports(specs)
+    os.environ.setdefault(*_LOOPBACK_WEBHOOKS)
     generated_token = not os.environ.get("CLOSELOOP_ADMIN_TOKEN")
     stack = Stack(
         STATE_DIR,
