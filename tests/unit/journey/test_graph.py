@@ -160,7 +160,9 @@ def test_values_that_cannot_be_stored_or_sent_are_refused(value: Any) -> None:
 
 def test_the_documented_example_is_a_valid_journey() -> None:
     docs = (Path(__file__).parents[3] / "docs" / "journey.md").read_text()
-    body = json.loads(docs.split("POST /journeys\n", 1)[1].split("```", 1)[0])
+    # The body of the example's `curl …/journeys -d '…'` (which tests/integration/docs runs).
+    command = docs.split("localhost:8104/journeys \\\n", 1)[1]
+    body = json.loads(command.split("-d '", 1)[1].split("'\n", 1)[0])
     graph = {key: value for key, value in body.items() if key in GRAPH_FIELDS}
     journey = Journey.parse(body["id"], 1, graph)
     assert {node.id for node in journey.sends()} == {"send_coupon", "send_thanks", "nudge"}
