@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.closeloop-installed
 # mypy gets only the top-level folders that hold Python files yet.
 MYPY_DIRS := $(foreach dir,libs services tests bench contracts,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 
-.PHONY: install deploy-tools browser-tools up test lint format schemas bench dlq-replay chaos clean
+.PHONY: install test-tools browser-tools up test lint format schemas bench dlq-replay chaos clean
 
 install: $(INSTALLED)
 
@@ -19,9 +19,10 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 
-# Prometheus and promtool (Debian's package) for the deploy tests, installed when missing.
-deploy-tools:
-	deploy/prometheus/ensure-installed.sh
+# Prometheus and promtool for the deploy tests, curl for the docs' examples: Debian's packages,
+# installed when missing.
+test-tools:
+	tests/ensure-tools.sh
 
 # Debian's headless Chromium for the console's browser tests, installed when missing.
 browser-tools:
@@ -35,7 +36,7 @@ up: install
 # short fault-injection run on its own, so that nothing else competes with it for the CPU.
 # `make test ARGS=...` passes ARGS to the first part only. The slowest tests are listed.
 TEST_WORKERS ?= 2
-test: lint deploy-tools browser-tools
+test: lint test-tools browser-tools
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not chaos" --durations=30 $(ARGS)
 	CLOSELOOP_CHAOS_LONG=0 $(BIN)/pytest -m chaos tests/integration/chaos -s
 
