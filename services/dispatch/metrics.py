@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 SENDS = Counter(
     "closeloop_dispatch_sends_total",
-    "Sends by channel and outcome: sent, retry, failed, suppressed, deferred.",
+    "Sends by channel and outcome: sent, retry, failed, suppressed, deferred, taken_over (left "
+    "to the sender that took the row over).",
     ["channel", "outcome"],
 )
 PROVIDER_LATENCY = Histogram(
@@ -23,4 +24,22 @@ SUPPRESSIONS = Counter(
 LEDGER_BACKLOG = Gauge(
     "closeloop_dispatch_ledger_backlog_messages",
     "Ledger rows waiting to be sent or being sent (deferred ones included).",
+)
+MAX_IN_FLIGHT = Gauge(
+    "closeloop_dispatch_max_in_flight_sends",
+    "Provider calls this process may have in flight: the most sends its crash leaves uncertain.",
+)
+IN_FLIGHT = Gauge(
+    "closeloop_dispatch_in_flight_sends",
+    "Provider calls in flight now: attempted, result not yet recorded.",
+)
+TAKEN_OVER = Counter(
+    "closeloop_dispatch_taken_over_sends_total",
+    "Ledger rows claimed from a sender whose heartbeat stopped.",
+)
+UNCERTAIN_SENDS = Counter(
+    "closeloop_dispatch_uncertain_sends_total",
+    "Taken-over sends whose call had started and whose result was never recorded, by channel "
+    "and what the channel's policy did: resend or give_up.",
+    ["channel", "policy"],
 )
