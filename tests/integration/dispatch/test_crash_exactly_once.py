@@ -114,10 +114,22 @@ async def test_sigkill_mid_send_duplicates_at_most_the_sends_in_flight_at_smtp(
             await launcher.stop_all()
 
 
+async def _taken_over(harness: DispatchHarness) -> float:
+    """Rows the process claimed from a sender whose heartbeat had stopped, from its metrics."""
+    response = await harness.http.get("/metrics")
+    response.raise_for_status()
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in response.text.splitlines()
+        if line.startswith("closeloop_dispatch_taken_over_sends_total ")
+    )
+
+
 async def test_a_second_process_takes_over_a_killed_ones_claimed_rows(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The killed process is not restarted: its claimed rows go out from the other one."""
+    """Two processes share the ledger; one is killed and not restarted: the rows it had
+    claimed go out from the other, which finds them by the silence of its heartbeat."""
     run = uuid.uuid4().hex[:8]
     schema = f"dispatch_takeover_{run}"
     async with running_providers() as (providers, base_url, _):
@@ -125,18 +137,18 @@ async def test_a_second_process_takes_over_a_killed_ones_claimed_rows(
         second = ServiceLauncher(stack, tmp_path_factory.mktemp("dispatch-second-logs"))
         try:
             process, harness = await _dispatch(stack, first, schema, base_url, providers)
+            other, other_harness = await _dispatch(stack, second, schema, base_url, providers)
             name = f"takeover_{run}"
-            # Slow enough that the first process holds a whole claimed batch when it dies.
+            # Slow enough that each process holds a claimed batch (500 rows) when one dies.
             await harness.channel(
                 name,
                 "webhook",
                 {"url": f"{base_url}/hook/{name}", "secret": "s"},
-                rate_per_second=200,
+                rate_per_second=100,
             )
             inbox = providers.webhook(name)
             await harness.publish(*(rendered(name) for _ in range(MESSAGES)))
             await _until(lambda: len(inbox.raw) >= 100, within=60, what="a first hundred sends")
-            other, other_harness = await _dispatch(stack, second, schema, base_url, providers)
             await process.kill()
             killed = time.monotonic()
             try:
@@ -152,6 +164,7 @@ async def test_a_second_process_takes_over_a_killed_ones_claimed_rows(
                     f"all in {time.monotonic() - killed:.1f}s after the kill"
                 )
             assert _duplicates(inbox.keys) <= IN_FLIGHT
+            assert await _taken_over(other_harness) > 0
             assert other.running
             await harness.aclose()
             await other_harness.aclose()
