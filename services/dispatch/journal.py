@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -21,10 +22,15 @@ from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter, send_to_dlq
 from libs.common.db import Sessions, session_transaction
 from libs.common.events import Event
+from services.dispatch import metrics
 from services.dispatch.store import DispatchStore, SendUpdate
 
 _log = logging.getLogger(__name__)
 _RETRY_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# Rounds committing at once, each on its own connection: a round's entries wait for the round
+# before them only while this many are in the database (their rows never overlap: a result is
+# queued only once its attempt committed).
+_CONCURRENT_ROUNDS = 3
 
 
 class Attempt(Enum):
@@ -33,6 +39,10 @@ class Attempt(Enum):
     STARTED = "started"  # journalled: call now
     TAKEN_OVER = "taken_over"  # another sender owns the row now: leave it
     NOT_ALIVE = "not_alive"  # this sender's heartbeat is stale: others may be taking over; wait
+
+
+# A result's answer: recorded or not, and the next row's attempt when one rode along.
+_Recorded = tuple[bool, Attempt | None]
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class SendJournal:
         self._group = group
         self._relay = relay
         self._attempts: list[tuple[str, asyncio.Future[Attempt]]] = []
-        self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._outcomes: list[tuple[Outcome, str | None, asyncio.Future[_Recorded]]] = []
         self._queued = asyncio.Event()
 
     async def attempt(self, message_id: str) -> Attempt:
@@ -75,34 +85,50 @@ class SendJournal:
         self._queued.set()
         return await done
 
-    async def record(self, outcome: Outcome) -> bool:
-        """Journal the call's result; False if another sender had taken the row over."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._outcomes.append((outcome, done))
+    async def record(
+        self, outcome: Outcome, then_attempt: str | None = None
+    ) -> tuple[bool, Attempt | None]:
+        """Journal the call's result (False if another sender had taken the row over) and, in
+        the same commit, the attempt of the row the caller calls next, if it names one: the
+        caller then never holds more than one attempted row without a result."""
+        done: asyncio.Future[_Recorded] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((outcome, then_attempt, done))
         self._queued.set()
         return await done
 
     async def run(self) -> None:
         """Write rounds for ever; a round that fails is written again, whole, until it commits
         (nothing can be sent or recorded while the database is away anyway)."""
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            attempts, self._attempts = self._attempts, []
-            outcomes, self._outcomes = self._outcomes, []
-            if attempts or outcomes:
-                await self._write_until_committed(attempts, outcomes)
+        free = asyncio.Semaphore(_CONCURRENT_ROUNDS)
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await free.acquire()
+                await self._queued.wait()
+                self._queued.clear()
+                attempts, self._attempts = self._attempts, []
+                outcomes, self._outcomes = self._outcomes, []
+                task = asyncio.create_task(self._write_until_committed(attempts, outcomes))
+                rounds.add(task)
+                task.add_done_callback(rounds.discard)
+                task.add_done_callback(lambda _: free.release())
+        finally:
+            for task in list(rounds):
+                task.cancel()
 
     async def _write_until_committed(
         self,
         attempts: list[tuple[str, asyncio.Future[Attempt]]],
-        outcomes: list[tuple[Outcome, asyncio.Future[bool]]],
+        outcomes: list[tuple[Outcome, str | None, asyncio.Future[_Recorded]]],
     ) -> None:
         failures = 0
+        began = time.perf_counter()
         while True:
             try:
                 started, recorded = await self._write(
-                    [message_id for message_id, _ in attempts], [o for o, _ in outcomes]
+                    [message_id for message_id, _ in attempts]
+                    + [then for _, then, _ in outcomes if then is not None],
+                    [o for o, _, _ in outcomes],
                 )
                 break
             except Exception:
@@ -110,14 +136,21 @@ class SendJournal:
                 failures += 1
                 _log.exception("send journal write failed; retrying", extra={"owner": self._owner})
                 await asyncio.sleep(delay)
+        metrics.JOURNAL_ROUND_SECONDS.observe(time.perf_counter() - began)
+        metrics.JOURNAL_ROUND_ENTRIES.observe(len(attempts) + len(outcomes))
         if recorded:
             self._relay.notify()
         for message_id, attempt_done in attempts:
             if not attempt_done.done():
                 attempt_done.set_result(_answer(message_id, started))
-        for outcome, record_done in outcomes:
+        for outcome, then, record_done in outcomes:
             if not record_done.done():
-                record_done.set_result(outcome.update.message_id in recorded)
+                record_done.set_result(
+                    (
+                        outcome.update.message_id in recorded,
+                        None if then is None else _answer(then, started),
+                    )
+                )
 
     async def _write(
         self, attempts: list[str], outcomes: list[Outcome]
@@ -126,10 +159,10 @@ class SendJournal:
         alive) and the results recorded."""
         async with session_transaction(self._sessions) as session:
             store = DispatchStore(session, self._schema)
-            started: set[str] | None = None
-            if attempts and await store.is_alive(self._owner, self._takeover):
-                started = set(await store.start_attempts(attempts, self._owner))
-            recorded = set(await store.record_results([o.update for o in outcomes], self._owner))
+            round_ = await store.journal_round(
+                attempts, [o.update for o in outcomes], self._owner, self._takeover
+            )
+            recorded = set(round_.recorded)
             events = [o.event for o in outcomes if o.update.message_id in recorded]
             await write_outbox(session, self._schema, events)
             letters = [
@@ -140,7 +173,7 @@ class SendJournal:
             if letters:
                 # Before the commit: a crash in between dead-letters again, never loses it.
                 await send_to_dlq(self._producer, self._group, letters)
-        return started, recorded
+        return (set(round_.started) if round_.alive else None), recorded
 
 
 def _answer(message_id: str, started: set[str] | None) -> Attempt:

@@ -43,3 +43,13 @@ UNCERTAIN_SENDS = Counter(
     "and what the channel's policy did: resend or give_up.",
     ["channel", "policy"],
 )
+JOURNAL_ROUND_SECONDS = Histogram(
+    "closeloop_dispatch_journal_round_seconds",
+    "Time one send-journal round took to commit (its attempts and results together).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+JOURNAL_ROUND_ENTRIES = Histogram(
+    "closeloop_dispatch_journal_round_entries",
+    "Attempts and results one send-journal round committed.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)

@@ -93,6 +93,10 @@ class _LedgerRecord:
     headers: Sequence[tuple[str, bytes]]
 
 
+# A claimed row and its channel's adapter, its attempt journalled: ready to call.
+_Ready = tuple[LedgerRow, Channel]
+
+
 def sender_owner() -> str:
     """This process's name in the ledger: unique per start, readable in a query."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -384,38 +388,73 @@ class Sender:
         return adapter
 
     async def _call_slot(self) -> None:
-        """One provider call in flight at a time: taken, journalled, called, recorded."""
+        """One provider call in flight at a time: a row taken, its attempt journalled, called,
+        and its result journalled together with the attempt of the slot's next row."""
+        ready: _Ready | None = None
         while True:
-            row, adapter = await self._claimed.get()
-            self._calling += 1
-            try:
-                await self._send(row, adapter)
-            except Exception:
-                # Only a bug gets here (the journal retries its writes): the row stays this
-                # sender's, `sending`, and is taken over when the process restarts.
-                _log.exception("send failed", extra={"message_id": row.message_id})
-            finally:
+            if ready is None:
+                row, adapter = await self._claimed.get()
+                self._calling += 1
+                ready = await self._begin(row, adapter)
+            if ready is not None:
+                ready = await self._send(*ready)
+            if ready is None:
                 self._calling -= 1
                 if not self._calling:
                     self._calls_done.set()
 
-    async def _send(self, row: LedgerRow, adapter: Channel | None) -> None:
-        if adapter is None:
-            # Nothing to call: the result is certain, no attempt to journal.
-            result = SendResult.permanent(f"no channel named {row.channel!r} is configured")
-            await self._record(row, result)
-            return
-        bucket = self._buckets.get(row.channel)
-        if bucket is not None:
-            await bucket.acquire()
-        if not await self._start_attempt(row):
-            return
+    async def _begin(self, row: LedgerRow, adapter: Channel | None) -> _Ready | None:
+        """The row with its adapter once its attempt is journalled; None when it needs no call
+        (no channel: failed at once) or is no longer this sender's."""
+        try:
+            if adapter is None:
+                # Nothing to call: the result is certain, no attempt to journal.
+                result = SendResult.permanent(f"no channel named {row.channel!r} is configured")
+                await self._record(row, result, None)
+                return None
+            bucket = self._buckets.get(row.channel)
+            if bucket is not None:
+                await bucket.acquire()
+            return (row, adapter) if await self._start_attempt(row) else None
+        except Exception:
+            # Only a bug gets here (the journal retries its writes): the row stays this
+            # sender's, `sending`, and is taken over when the process restarts.
+            _log.exception("send failed", extra={"message_id": row.message_id})
+            return None
+
+    async def _send(self, row: LedgerRow, adapter: Channel) -> _Ready | None:
+        """Call, then record the result with the next row's attempt; that row, if started."""
         metrics.IN_FLIGHT.inc()
         try:
             result = await self._call(adapter, row)
-            await self._record(row, result)
+            follower = self._follower()
+            attempt = await self._record(row, result, follower)
+        except Exception:
+            _log.exception("send failed", extra={"message_id": row.message_id})
+            return None
         finally:
             metrics.IN_FLIGHT.dec()
+        if follower is None:
+            return None
+        next_row = follower[0]
+        if attempt is Attempt.STARTED:
+            return follower
+        if attempt is Attempt.NOT_ALIVE and await self._start_attempt(next_row):
+            return follower
+        if attempt is Attempt.TAKEN_OVER:
+            metrics.SENDS.labels(next_row.channel, "taken_over").inc()
+        return None
+
+    def _follower(self) -> _Ready | None:
+        """A claimed row that can ride along with this result: one with a channel and no rate
+        limit to wait for (those take the ordinary way, through `_begin`)."""
+        if self._stopping or self._claimed.empty():
+            return None
+        row, adapter = self._claimed.get_nowait()
+        if adapter is not None and row.channel not in self._buckets:
+            return row, adapter
+        self._claimed.put_nowait((row, adapter))
+        return None
 
     async def _start_attempt(self, row: LedgerRow) -> bool:
         """Whether the row's attempt is journalled and its call may start. While this
@@ -444,16 +483,22 @@ class Sender:
         metrics.PROVIDER_LATENCY.labels(row.channel).observe(time.perf_counter() - started)
         return result
 
-    async def _record(self, row: LedgerRow, result: SendResult) -> None:
+    async def _record(
+        self, row: LedgerRow, result: SendResult, follower: _Ready | None
+    ) -> Attempt | None:
+        """Journal the result (with the follower's attempt); what became of that attempt."""
         now = datetime.now(UTC)
         journalled, counted_as = self._outcome(row, result, now)
-        if not await self._journal.record(journalled):
+        then = follower[0].message_id if follower is not None else None
+        recorded, attempt = await self._journal.record(journalled, then)
+        if not recorded:
             metrics.SENDS.labels(row.channel, "taken_over").inc()
-            return
+            return attempt
         metrics.SENDS.labels(row.channel, counted_as).inc()
         if result.outcome == "sent" and row.behavior_at:
             seconds = (now - row.behavior_at).total_seconds()
             common_metrics.LOOP_LATENCY.labels(row.channel).observe(seconds)
+        return attempt
 
     def _outcome(self, row: LedgerRow, result: SendResult, now: datetime) -> tuple[Outcome, str]:
         """What the result means for the row, and how `closeloop_dispatch_sends_total`

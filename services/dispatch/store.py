@@ -74,6 +74,16 @@ class SendUpdate:
     due_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class JournalRound:
+    """What one round of the send journal changed: whether the sender was alive (else no
+    attempt started), the attempts started and the results recorded."""
+
+    alive: bool
+    started: list[str]
+    recorded: list[str]
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -205,19 +215,6 @@ class DispatchStore(SchemaStore):
                 {"ids": list(message_ids), "owner": owner},
             )
 
-    async def start_attempts(self, message_ids: Sequence[str], owner: str) -> list[str]:
-        """Journal the calls about to start: the ids still `owner`'s (another sender may have
-        taken a row over). Only those may be called."""
-        if not message_ids:
-            return []
-        result = await self._execute(
-            "UPDATE {s}.sends SET attempt_started_at = now(), attempts = attempts + 1 "
-            "WHERE message_id = ANY(CAST(:ids AS text[])) AND status = 'sending' "
-            "AND owner = :owner RETURNING message_id",
-            {"ids": list(message_ids), "owner": owner},
-        )
-        return [row.message_id for row in result]
-
     async def give_up(self, reasons: dict[str, str]) -> None:
         """Fail uncertain sends the channel's policy does not resend."""
         if reasons:
@@ -247,11 +244,17 @@ class DispatchStore(SchemaStore):
                 {"until": _json({key: value.isoformat() for key, value in until.items()})},
             )
 
-    async def record_results(self, updates: Sequence[SendUpdate], owner: str) -> list[str]:
-        """Store the calls' results, only on rows still `sending` and `owner`'s (another
-        sender may have taken a row over); the ids updated."""
-        if not updates:
-            return []
+    async def journal_round(
+        self,
+        attempts: Sequence[str],
+        results: Sequence[SendUpdate],
+        owner: str,
+        takeover: timedelta,
+    ) -> JournalRound:
+        """One statement for a round of the send journal: the attempts about to start are
+        marked on the rows still `owner`'s, if its heartbeat is fresh enough that no other
+        sender can be taking them over; the results are stored on the rows still `sending` and
+        `owner`'s (another sender may have taken a row over)."""
         rows = [
             {
                 "message_id": u.message_id,
@@ -261,10 +264,16 @@ class DispatchStore(SchemaStore):
                 "sent_at": u.sent_at.isoformat() if u.sent_at else None,
                 "due_at": u.due_at.isoformat() if u.due_at else None,
             }
-            for u in updates
+            for u in results
         ]
         result = await self._execute(
-            "UPDATE {s}.sends s SET status = r.status, "
+            "WITH me AS (SELECT EXISTS (SELECT 1 FROM {s}.senders WHERE owner = :owner "
+            "AND heartbeat_at > now() - CAST(:takeover AS interval)) AS alive), "
+            "started AS (UPDATE {s}.sends s SET attempt_started_at = now(), "
+            "attempts = s.attempts + 1 FROM me "
+            "WHERE me.alive AND s.message_id = ANY(CAST(:ids AS text[])) "
+            "AND s.status = 'sending' AND s.owner = :owner RETURNING s.message_id), "
+            "recorded AS (UPDATE {s}.sends s SET status = r.status, "
             "provider_message_id = r.provider_message_id, error = r.error, "
             "sent_at = r.sent_at, due_at = coalesce(r.due_at, s.due_at), lease_until = NULL, "
             "owner = NULL, attempt_started_at = NULL, "
@@ -273,10 +282,19 @@ class DispatchStore(SchemaStore):
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, status text, "
             "provider_message_id text, error text, sent_at timestamptz, due_at timestamptz) "
             "WHERE s.message_id = r.message_id AND s.status = 'sending' AND s.owner = :owner "
-            "RETURNING s.message_id",
-            {"rows": _json(rows), "owner": owner},
+            "RETURNING s.message_id) "
+            "SELECT (SELECT alive FROM me) AS alive, "
+            "ARRAY(SELECT message_id FROM started) AS started, "
+            "ARRAY(SELECT message_id FROM recorded) AS recorded",
+            {
+                "ids": list(attempts),
+                "rows": _json(rows),
+                "owner": owner,
+                "takeover": takeover,
+            },
         )
-        return [row.message_id for row in result]
+        row = result.one()
+        return JournalRound(bool(row.alive), list(row.started), list(row.recorded))
 
     async def send_by_key(self, idempotency_key: str) -> LedgerRow | None:
         result = await self._execute(
@@ -337,15 +355,6 @@ class DispatchStore(SchemaStore):
             {"takeover": takeover},
         )
         return [row.owner for row in result]
-
-    async def is_alive(self, owner: str, takeover: timedelta) -> bool:
-        """Whether `owner` was heard from within `takeover`: no other sender takes its rows."""
-        result = await self._execute(
-            "SELECT 1 FROM {s}.senders "
-            "WHERE owner = :owner AND heartbeat_at > now() - CAST(:takeover AS interval)",
-            {"owner": owner, "takeover": takeover},
-        )
-        return result.first() is not None
 
     async def forget_senders(self, silent_for: timedelta) -> None:
         """Drop senders silent this long; a row they still own is claimable all the same."""
