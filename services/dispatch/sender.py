@@ -143,6 +143,7 @@ class Sender:
         self._adapters: dict[str, tuple[datetime, Channel]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._claimer: asyncio.Task[None] | None = None
         self._slots: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -167,11 +168,12 @@ class Sender:
             extra={"owner": self.owner, "max_in_flight": slots},
         )
         metrics.MAX_IN_FLIGHT.set(slots)
+        self._claimer = asyncio.create_task(self._claim_loop(), name=f"{self.name}:claim")
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name=f"{self.name}:heartbeat"),
             asyncio.create_task(self._journal.run(), name=f"{self.name}:journal"),
-            asyncio.create_task(self._claim_loop(), name=f"{self.name}:claim"),
             asyncio.create_task(self._watch_backlog(), name=f"{self.name}:backlog"),
+            self._claimer,
         ]
         self._slots = [
             asyncio.create_task(self._call_slot(), name=f"{self.name}:slot") for _ in range(slots)
@@ -181,8 +183,8 @@ class Sender:
         """Claim no more, let the calls in flight end and their results commit, then leave the
         ledger: the rows claimed and not called are free for other senders at once."""
         self._stopping = True
-        claimer = self._tasks[2] if self._tasks else None
-        await _cancel([claimer] if claimer is not None else [])
+        if self._claimer is not None:
+            await _cancel([self._claimer])
         while not self._claimed.empty():
             self._claimed.get_nowait()
         if self._calling:
@@ -196,7 +198,7 @@ class Sender:
             async with session_transaction(self._sessions) as session:
                 await DispatchStore(session, self._schema).leave(self.owner)
         await _cancel(self._tasks)
-        self._tasks, self._slots = [], []
+        self._tasks, self._slots, self._claimer = [], [], None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
