@@ -327,7 +327,7 @@ def _profiled(process: ServiceProcess) -> Iterator[None]:
 async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[Rate]:
     run_id = uuid.uuid4().hex[:8]
     settings = DispatchSettings()
-    concurrency = settings.dispatch_sender_concurrency * settings.dispatch_sender_loops
+    concurrency = settings.dispatch_max_in_flight
     receiver = Receiver()
     try:
         http = await raw_http(receiver, "aiohttp", count, concurrency)

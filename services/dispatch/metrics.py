@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 SENDS = Counter(
     "closeloop_dispatch_sends_total",
-    "Sends by channel and outcome: sent, retry, failed, suppressed, deferred.",
+    "Sends by channel and outcome: sent, retry, failed, suppressed, deferred, taken_over (left "
+    "to the sender that took the row over).",
     ["channel", "outcome"],
 )
 PROVIDER_LATENCY = Histogram(
@@ -23,4 +24,32 @@ SUPPRESSIONS = Counter(
 LEDGER_BACKLOG = Gauge(
     "closeloop_dispatch_ledger_backlog_messages",
     "Ledger rows waiting to be sent or being sent (deferred ones included).",
+)
+MAX_IN_FLIGHT = Gauge(
+    "closeloop_dispatch_max_in_flight_sends",
+    "Provider calls this process may have in flight: the most sends its crash leaves uncertain.",
+)
+IN_FLIGHT = Gauge(
+    "closeloop_dispatch_in_flight_sends",
+    "Provider calls in flight now: attempted, result not yet recorded.",
+)
+TAKEN_OVER = Counter(
+    "closeloop_dispatch_taken_over_sends_total",
+    "Ledger rows claimed from a sender whose heartbeat stopped.",
+)
+UNCERTAIN_SENDS = Counter(
+    "closeloop_dispatch_uncertain_sends_total",
+    "Taken-over sends whose call had started and whose result was never recorded, by channel "
+    "and what the channel's policy did: resend or give_up.",
+    ["channel", "policy"],
+)
+JOURNAL_ROUND_SECONDS = Histogram(
+    "closeloop_dispatch_journal_round_seconds",
+    "Time one send-journal round took to commit (its attempts and results together).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+JOURNAL_ROUND_ENTRIES = Histogram(
+    "closeloop_dispatch_journal_round_entries",
+    "Attempts and results one send-journal round committed.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )

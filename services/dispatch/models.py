@@ -1,7 +1,9 @@
 """The dispatch service's tables: channel configs, the send ledger, consent, policies.
 
 Revision 0002 gave each ledger row the time zone its message named (`sends.time_zone`) and
-dropped the per-profile `timezones` copied from `profile.updated`.
+dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003 added the send
+journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
+claimed it (`owner`) and when its provider call started (`attempt_started_at`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def sends_table(metadata: MetaData) -> Table:
         Column("status", Text, nullable=False),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("due_at", DateTime(timezone=True), nullable=False),
+        # Set by the release before the send journal; read only for the rows it left `sending`.
         Column("lease_until", DateTime(timezone=True)),
         Column("decided_at", DateTime(timezone=True)),
         Column("sent_at", DateTime(timezone=True)),
@@ -71,9 +74,25 @@ def sends_table(metadata: MetaData) -> Table:
         Column("error", Text),
         Column("unsubscribed_at", DateTime(timezone=True)),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        # The sender process that claimed the row (`sending`); its heartbeat says if it lives.
+        Column("owner", Text),
+        # Set, durably, right before the provider call; cleared with the call's result. Set on a
+        # row whose owner died: the call may or may not have reached the provider.
+        Column("attempt_started_at", DateTime(timezone=True)),
         Index("sends_due", "due_at", postgresql_where=_ACTIVE),
         Index("sends_profile_decided", "profile_id", "decided_at"),
         Index("sends_provider_message", "channel", "provider_message_id"),
+    )
+
+
+def senders_table(metadata: MetaData) -> Table:
+    """One row per sender process: its owner id and when it last said it was alive."""
+    return Table(
+        "senders",
+        metadata,
+        Column("owner", Text, primary_key=True),
+        Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     )
 
 
@@ -104,6 +123,7 @@ def all_tables(metadata: MetaData) -> list[Table]:
     return [
         channels_table(metadata),
         sends_table(metadata),
+        senders_table(metadata),
         preferences_table(metadata),
         policies_table(metadata),
     ]

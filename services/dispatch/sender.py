@@ -1,10 +1,16 @@
-"""The sender: claims due ledger rows, decides, marks them `sending`, calls providers, records.
+"""The sender: claims due ledger rows, decides, calls providers, journals each send.
 
-Per batch: one transaction claims due rows (`FOR UPDATE SKIP LOCKED`, so replicas share them),
-applies consent, unsubscribes, quiet hours and caps, and commits the survivors as `sending`
-before any provider is called. The calls run concurrently; a second transaction records every
-result and writes the outcome events to the outbox. A crash between the two leaves rows
-`sending`; when their lease runs out they are sent again with the same idempotency key.
+A claim transaction takes due rows (`FOR UPDATE SKIP LOCKED`, so replicas share them), applies
+consent, unsubscribes, quiet hours and caps, and commits the survivors as `sending`, owned by
+this process, before any provider is called. Call slots (`dispatch_max_in_flight`) take the
+claimed rows one by one: each journals its attempt, calls, and journals the result (see
+journal.py), and is free again only once the result is durable. So a crash leaves uncertain
+(attempted, no result) at most the sends in flight at that instant.
+
+Each process writes a heartbeat; the rows of a process silent for `dispatch_takeover_seconds`
+are claimed by the others (or by the process restarted). A taken-over row never attempted is
+sent; one attempted is uncertain, and its channel's policy (`dispatch_uncertain_sends`) resends
+it (at least once; webhooks with the same Idempotency-Key) or gives it up.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common import metrics as common_metrics
 from libs.common import topics
 from libs.common.bus import EventProducer, OutboxRelay, write_outbox
-from libs.common.bus.dlq import DeadLetter, send_to_dlq
+from libs.common.bus.dlq import DeadLetter
 from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
     Event,
@@ -38,6 +47,7 @@ from libs.common.events import (
 from services.dispatch import metrics
 from services.dispatch.addresses import WebhookResolver
 from services.dispatch.channels import Channel, OutgoingMessage, SendResult, build_channel
+from services.dispatch.journal import Attempt, Outcome, SendJournal
 from services.dispatch.outcomes import outcome
 from services.dispatch.policy import Preferences, SendPolicy, decide, profile_zone
 from services.dispatch.ratelimit import TokenBucket
@@ -48,7 +58,13 @@ from services.dispatch.store import ChannelRow, DispatchStore, LedgerRow, SendUp
 _log = logging.getLogger(__name__)
 _RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 _BACKLOG_REFRESH_SECONDS = 5.0
+# A sender silent this long is forgotten (its rows were claimable long before).
+_FORGET_SENDERS_AFTER = timedelta(hours=1)
 DEAD_LETTER_ERROR = "permanent_provider_error"
+UNCERTAIN_GIVEN_UP = (
+    "uncertain: the sender calling the provider stopped before it recorded the answer, and "
+    "this channel's policy is give_up (the message may or may not have been sent)"
+)
 
 
 @dataclass
@@ -57,6 +73,7 @@ class _Plan:
 
     to_send: list[LedgerRow] = field(default_factory=list)
     suppressed: dict[str, str] = field(default_factory=dict)
+    given_up: dict[str, str] = field(default_factory=dict)
     deferred: dict[str, datetime] = field(default_factory=dict)
     events: list[Event[Any]] = field(default_factory=list)
 
@@ -76,8 +93,18 @@ class _LedgerRecord:
     headers: Sequence[tuple[str, bytes]]
 
 
+# A claimed row and its channel's adapter, its attempt journalled: ready to call.
+_Ready = tuple[LedgerRow, Channel]
+
+
+def sender_owner() -> str:
+    """This process's name in the ledger: unique per start, readable in a query."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Sender:
-    """The sender loops of one process, its HTTP client, channel adapters and rate limits."""
+    """One process's sender: its heartbeat, claimer, call slots and journal writer, its HTTP
+    clients, channel adapters and rate limits."""
 
     def __init__(
         self,
@@ -87,47 +114,91 @@ class Sender:
         settings: DispatchSettings,
     ) -> None:
         self.name = f"sender:{settings.schema_name}"
+        self.owner = sender_owner()
         self._sessions = create_sessions(engine)
         self._relay = relay
-        self._producer = producer
         self._settings = settings
         self._schema = settings.schema_name
-        self._group = f"closeloop-{settings.service_name}"
+        self._takeover = timedelta(seconds=settings.dispatch_takeover_seconds)
+        self._journal = SendJournal(
+            self._sessions,
+            self._schema,
+            self.owner,
+            self._takeover,
+            producer,
+            f"closeloop-{settings.service_name}",
+            relay,
+        )
         self._resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
         self._wakeup = asyncio.Event()
+        self._alive = asyncio.Event()
+        self._claimed: asyncio.Queue[tuple[LedgerRow, Channel | None]] = asyncio.Queue(
+            maxsize=settings.dispatch_sender_batch
+        )
+        self._calling = 0
+        self._calls_done = asyncio.Event()
+        self._stopping = False
         self._client: httpx.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._adapters: dict[str, tuple[datetime, Channel]] = {}
         self._buckets: dict[str, TokenBucket] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._claimer: asyncio.Task[None] | None = None
+        self._slots: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        concurrency = self._settings.dispatch_sender_concurrency
+        slots = self._settings.dispatch_max_in_flight
         self._client = httpx.AsyncClient(
             timeout=self._settings.dispatch_provider_timeout_seconds,
-            limits=httpx.Limits(
-                max_connections=concurrency * self._settings.dispatch_sender_loops,
-                max_keepalive_connections=concurrency,
-            ),
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
             follow_redirects=False,
         )
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=concurrency * self._settings.dispatch_sender_loops, limit_per_host=0
-            ),
+            connector=aiohttp.TCPConnector(limit=slots, limit_per_host=0),
             timeout=aiohttp.ClientTimeout(total=self._settings.dispatch_provider_timeout_seconds),
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
         )
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        _log.info(
+            "sender started: a crash of this process leaves at most %d sends uncertain "
+            "(CLOSELOOP_DISPATCH_MAX_IN_FLIGHT); its rows are taken over %.0fs after its last "
+            "heartbeat",
+            slots,
+            self._settings.dispatch_takeover_seconds,
+            extra={"owner": self.owner, "max_in_flight": slots},
+        )
+        metrics.MAX_IN_FLIGHT.set(slots)
+        self._claimer = asyncio.create_task(self._claim_loop(), name=f"{self.name}:claim")
+        self._tasks = [
+            asyncio.create_task(self._heartbeat(), name=f"{self.name}:heartbeat"),
+            asyncio.create_task(self._journal.run(), name=f"{self.name}:journal"),
+            asyncio.create_task(self._watch_backlog(), name=f"{self.name}:backlog"),
+            self._claimer,
+        ]
+        self._slots = [
+            asyncio.create_task(self._call_slot(), name=f"{self.name}:slot") for _ in range(slots)
+        ]
 
     async def stop(self) -> None:
-        # A cancelled claim rolls back; a row already `sending` is resent after its lease.
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Claim no more, let the calls in flight end and their results commit, then leave the
+        ledger: the rows claimed and not called are free for other senders at once."""
+        self._stopping = True
+        if self._claimer is not None:
+            await _cancel([self._claimer])
+        while not self._claimed.empty():
+            self._claimed.get_nowait()
+        if self._calling:
+            self._calls_done.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._calls_done.wait(), self._settings.dispatch_provider_timeout_seconds + 5
+                )
+        await _cancel(self._slots)
+        with contextlib.suppress(Exception):
+            async with session_transaction(self._sessions) as session:
+                await DispatchStore(session, self._schema).leave(self.owner)
+        await _cancel(self._tasks)
+        self._tasks, self._slots, self._claimer = [], [], None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -136,21 +207,34 @@ class Sender:
             self._session = None
 
     def is_alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        tasks = [*self._tasks, *self._slots]
+        return bool(tasks) and not any(task.done() for task in tasks)
 
     def wake(self) -> None:
         """New rows are in the ledger: look now rather than at the next poll."""
         self._wakeup.set()
 
-    async def _run(self) -> None:
-        loops = [self._loop() for _ in range(self._settings.dispatch_sender_loops)]
-        await asyncio.gather(*loops, self._watch_backlog())
+    async def _heartbeat(self) -> None:
+        beats = 0
+        while True:
+            try:
+                async with session_transaction(self._sessions) as session:
+                    store = DispatchStore(session, self._schema)
+                    await store.beat(self.owner)
+                    if beats % 60 == 0:
+                        await store.forget_senders(_FORGET_SENDERS_AFTER)
+                beats += 1
+                self._alive.set()
+            except Exception:
+                _log.warning("sender heartbeat failed", exc_info=True)
+            await asyncio.sleep(self._settings.dispatch_heartbeat_seconds)
 
-    async def _loop(self) -> None:
+    async def _claim_loop(self) -> None:
+        await self._alive.wait()
         failures = 0
         while True:
             try:
-                claimed = await self.send_due()
+                claimed = await self.claim_due()
                 failures = 0
             except Exception:
                 delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS) - 1)]
@@ -178,38 +262,34 @@ class Sender:
                 _log.warning("could not measure the ledger backlog", exc_info=True)
             await asyncio.sleep(_BACKLOG_REFRESH_SECONDS)
 
-    async def send_due(self) -> int:
-        """Claim, decide, send and record one batch; how many rows were claimed."""
+    async def claim_due(self) -> int:
+        """Claim and decide one batch, and hand the rows to send to the call slots (waiting
+        while they are a batch behind); how many rows were claimed."""
         async with session_transaction(self._sessions) as session:
             store = DispatchStore(session, self._schema)
-            claimed = await store.claim_due(self._settings.dispatch_sender_batch)
+            live = await store.live_senders(self._takeover)
+            claimed = await store.claim_due(self._settings.dispatch_sender_batch, live)
             if not claimed:
                 return 0
             plan = await self._plan(store, claimed, datetime.now(UTC))
             await store.mark_suppressed(plan.suppressed)
+            await store.give_up(plan.given_up)
             await store.defer(plan.deferred)
-            await store.mark_sending(
-                [row.message_id for row in plan.to_send],
-                timedelta(seconds=self._settings.dispatch_sending_lease_seconds),
-            )
+            await store.mark_sending([row.message_id for row in plan.to_send], self.owner)
             await write_outbox(session, self._schema, plan.events)
             adapters = await self._adapters_for(store, {row.channel for row in plan.to_send})
         if plan.events:
             self._relay.notify()
-        if plan.to_send:
-            # A call must end before the row's lease does, or another sender could send it too.
-            start_by = time.monotonic() + (
-                self._settings.dispatch_sending_lease_seconds
-                - self._settings.dispatch_provider_timeout_seconds
-            )
-            called = await self._call_providers(plan.to_send, adapters, start_by)
-            await self._record([row for row, _ in called], [result for _, result in called])
+        for row in plan.to_send:
+            await self._claimed.put((row, adapters.get(row.channel)))
         return len(claimed)
 
     async def _plan(self, store: DispatchStore, claimed: list[LedgerRow], now: datetime) -> _Plan:
         plan = _Plan()
-        # A row already `sending` was decided before its sender died: it only needs resending.
-        plan.to_send.extend(row for row in claimed if row.status == "sending")
+        # A row already `sending` was decided before its sender died: it only needs sending.
+        taken_over = [row for row in claimed if row.status == "sending"]
+        if taken_over:
+            await self._take_over(store, taken_over, now, plan)
         fresh = [row for row in claimed if row.status == "pending"]
         profiles = await store.lock_free_profiles({row.profile_id for row in fresh})
         # Rows of a profile another sender holds stay pending for the next claim.
@@ -224,6 +304,30 @@ class Sender:
         for row in fresh:
             self._decide(row, now, plan, policy, preferences, history)
         return plan
+
+    async def _take_over(
+        self, store: DispatchStore, rows: list[LedgerRow], now: datetime, plan: _Plan
+    ) -> None:
+        """A dead sender's rows: never attempted, they are sent; attempted, their call may have
+        reached the provider or not, and the channel kind's policy resends or gives up."""
+        uncertain = [row for row in rows if row.attempt_started_at is not None]
+        plan.to_send.extend(row for row in rows if row.attempt_started_at is None)
+        metrics.TAKEN_OVER.inc(len(rows))
+        if not uncertain:
+            return
+        kinds = {channel.name: channel.kind for channel in await store.channels()}
+        policies = self._settings.dispatch_uncertain_sends
+        for row in uncertain:
+            policy = policies.get(kinds.get(row.channel, ""), "resend")
+            metrics.UNCERTAIN_SENDS.labels(row.channel, policy).inc()
+            if policy == "resend":
+                plan.to_send.append(row)
+                continue
+            plan.given_up[row.message_id] = UNCERTAIN_GIVEN_UP
+            plan.events.append(
+                outcome(MessageFailed, row, now, error=UNCERTAIN_GIVEN_UP, retryable=False)
+            )
+            metrics.SENDS.labels(row.channel, "failed").inc()
 
     def _decide(
         self,
@@ -285,41 +389,87 @@ class Sender:
             self._buckets.pop(row.name, None)
         return adapter
 
-    async def _call_providers(
-        self, rows: list[LedgerRow], adapters: dict[str, Channel], start_by: float
-    ) -> list[tuple[LedgerRow, SendResult]]:
-        """Call the providers; rows whose call could not start by `start_by` (monotonic) are
-        left out: they stay `sending` and are sent again, with their key, after their lease.
+    async def _call_slot(self) -> None:
+        """One provider call in flight at a time: a row taken, its attempt journalled, called,
+        and its result journalled together with the attempt of the slot's next row."""
+        ready: _Ready | None = None
+        while True:
+            if ready is None:
+                row, adapter = await self._claimed.get()
+                self._calling += 1
+                ready = await self._begin(row, adapter)
+            if ready is not None:
+                ready = await self._send(*ready)
+            if ready is None:
+                self._calling -= 1
+                if not self._calling:
+                    self._calls_done.set()
 
-        `dispatch_sender_concurrency` callers take the rows in turn: a task per caller rather
-        than per row, so a batch of 500 does not make 500 tasks wait on a semaphore.
-        """
-        results: list[SendResult | None] = [None] * len(rows)
-        next_rows = iter(enumerate(rows))
-
-        async def caller() -> None:
-            for index, row in next_rows:
-                results[index] = await self._call_row(row, adapters, start_by)
-
-        callers = min(self._settings.dispatch_sender_concurrency, len(rows))
-        await asyncio.gather(*(caller() for _ in range(callers)))
-        return [
-            (row, result) for row, result in zip(rows, results, strict=True) if result is not None
-        ]
-
-    async def _call_row(
-        self, row: LedgerRow, adapters: dict[str, Channel], start_by: float
-    ) -> SendResult | None:
-        adapter = adapters.get(row.channel)
-        if adapter is None:
-            return SendResult.permanent(f"no channel named {row.channel!r} is configured")
-        bucket = self._buckets.get(row.channel)
-        if bucket is not None:
-            await bucket.acquire()
-        if time.monotonic() > start_by:
-            metrics.SENDS.labels(row.channel, "lease_expired").inc()
+    async def _begin(self, row: LedgerRow, adapter: Channel | None) -> _Ready | None:
+        """The row with its adapter once its attempt is journalled; None when it needs no call
+        (no channel: failed at once) or is no longer this sender's."""
+        try:
+            if adapter is None:
+                # Nothing to call: the result is certain, no attempt to journal.
+                result = SendResult.permanent(f"no channel named {row.channel!r} is configured")
+                await self._record(row, result, None)
+                return None
+            bucket = self._buckets.get(row.channel)
+            if bucket is not None:
+                await bucket.acquire()
+            return (row, adapter) if await self._start_attempt(row) else None
+        except Exception:
+            # Only a bug gets here (the journal retries its writes): the row stays this
+            # sender's, `sending`, and is taken over when the process restarts.
+            _log.exception("send failed", extra={"message_id": row.message_id})
             return None
-        return await self._call(adapter, row)
+
+    async def _send(self, row: LedgerRow, adapter: Channel) -> _Ready | None:
+        """Call, then record the result with the next row's attempt; that row, if started."""
+        metrics.IN_FLIGHT.inc()
+        try:
+            result = await self._call(adapter, row)
+            follower = self._follower()
+            attempt = await self._record(row, result, follower)
+        except Exception:
+            _log.exception("send failed", extra={"message_id": row.message_id})
+            return None
+        finally:
+            metrics.IN_FLIGHT.dec()
+        if follower is None:
+            return None
+        next_row = follower[0]
+        if attempt is Attempt.STARTED:
+            return follower
+        if attempt is Attempt.NOT_ALIVE and await self._start_attempt(next_row):
+            return follower
+        if attempt is Attempt.TAKEN_OVER:
+            metrics.SENDS.labels(next_row.channel, "taken_over").inc()
+        return None
+
+    def _follower(self) -> _Ready | None:
+        """A claimed row that can ride along with this result: one with a channel and no rate
+        limit to wait for (those take the ordinary way, through `_begin`)."""
+        if self._stopping or self._claimed.empty():
+            return None
+        row, adapter = self._claimed.get_nowait()
+        if adapter is not None and row.channel not in self._buckets:
+            return row, adapter
+        self._claimed.put_nowait((row, adapter))
+        return None
+
+    async def _start_attempt(self, row: LedgerRow) -> bool:
+        """Whether the row's attempt is journalled and its call may start. While this
+        sender's heartbeat is stale, it waits for a fresh one: its rows may be taken over."""
+        while not self._stopping:
+            attempt = await self._journal.attempt(row.message_id)
+            if attempt is Attempt.STARTED:
+                return True
+            if attempt is Attempt.TAKEN_OVER:
+                metrics.SENDS.labels(row.channel, "taken_over").inc()
+                return False
+            await asyncio.sleep(self._settings.dispatch_heartbeat_seconds)
+        return False
 
     async def _call(self, adapter: Channel, row: LedgerRow) -> SendResult:
         started = time.perf_counter()
@@ -329,45 +479,33 @@ class Sender:
         except TimeoutError:
             result = SendResult.transient("the provider did not answer in time")
         except Exception as error:
-            # An adapter bug must not stop the batch; the row is retried like a provider error.
+            # An adapter bug must not stop the sender; the row is retried like a provider error.
             _log.exception("channel adapter failed", extra={"channel": row.channel})
             result = SendResult.transient(f"adapter error: {type(error).__name__}: {error}")
         metrics.PROVIDER_LATENCY.labels(row.channel).observe(time.perf_counter() - started)
         return result
 
-    async def _record(self, rows: list[LedgerRow], results: list[SendResult]) -> None:
+    async def _record(
+        self, row: LedgerRow, result: SendResult, follower: _Ready | None
+    ) -> Attempt | None:
+        """Journal the result (with the follower's attempt); what became of that attempt."""
         now = datetime.now(UTC)
-        updates: list[SendUpdate] = []
-        events: dict[str, Event[Any]] = {}
-        letters: dict[str, DeadLetter] = {}
-        for row, result in zip(rows, results, strict=True):
-            self._outcome(row, result, now, updates, events, letters)
-        async with session_transaction(self._sessions) as session:
-            store = DispatchStore(session, self._schema)
-            recorded = set(await store.record_results(updates))
-            await write_outbox(
-                session, self._schema, [e for key, e in events.items() if key in recorded]
-            )
-            chosen = [letter for key, letter in letters.items() if key in recorded]
-            if chosen:
-                # Before the commit: a crash in between resends, and dead-letters again.
-                await send_to_dlq(self._producer, self._group, chosen)
-        self._relay.notify()
-        for row, result in zip(rows, results, strict=True):
-            if row.message_id in recorded and result.outcome == "sent" and row.behavior_at:
-                seconds = (now - row.behavior_at).total_seconds()
-                common_metrics.LOOP_LATENCY.labels(row.channel).observe(seconds)
+        journalled, counted_as = self._outcome(row, result, now)
+        then = follower[0].message_id if follower is not None else None
+        recorded, attempt = await self._journal.record(journalled, then)
+        if not recorded:
+            metrics.SENDS.labels(row.channel, "taken_over").inc()
+            return attempt
+        metrics.SENDS.labels(row.channel, counted_as).inc()
+        if result.outcome == "sent" and row.behavior_at:
+            seconds = (now - row.behavior_at).total_seconds()
+            common_metrics.LOOP_LATENCY.labels(row.channel).observe(seconds)
+        return attempt
 
-    def _outcome(
-        self,
-        row: LedgerRow,
-        result: SendResult,
-        now: datetime,
-        updates: list[SendUpdate],
-        events: dict[str, Event[Any]],
-        letters: dict[str, DeadLetter],
-    ) -> None:
-        attempts = row.attempts + 1  # mark_sending counted this attempt
+    def _outcome(self, row: LedgerRow, result: SendResult, now: datetime) -> tuple[Outcome, str]:
+        """What the result means for the row, and how `closeloop_dispatch_sends_total`
+        counts it."""
+        attempts = row.attempts + 1  # start_attempts counted this attempt
         settings = self._settings
         step = next_step(
             result,
@@ -378,27 +516,33 @@ class Sender:
         )
         key = row.message_id
         if step.status == "sent":
-            updates.append(
-                SendUpdate(key, "sent", provider_message_id=result.provider_message_id, sent_at=now)
+            update = SendUpdate(
+                key, "sent", provider_message_id=result.provider_message_id, sent_at=now
             )
-            events[key] = outcome(
-                MessageSent, row, now, provider_message_id=result.provider_message_id
-            )
-            metrics.SENDS.labels(row.channel, "sent").inc()
-            return
+            sent = outcome(MessageSent, row, now, provider_message_id=result.provider_message_id)
+            return Outcome(update, sent), "sent"
         error = result.error or "the provider refused the message"
         if step.status == "pending" and step.retry_in is not None:
-            updates.append(SendUpdate(key, "pending", error=error, due_at=now + step.retry_in))
-            events[key] = outcome(MessageFailed, row, now, error=error, retryable=True)
-            metrics.SENDS.labels(row.channel, "retry").inc()
-            return
+            update = SendUpdate(key, "pending", error=error, due_at=now + step.retry_in)
+            event = outcome(MessageFailed, row, now, error=error, retryable=True)
+            return Outcome(update, event), "retry"
         if not step.dead_letter:
             error = f"{error} (gave up after {attempts} attempts)"
-        updates.append(SendUpdate(key, "failed", error=error))
-        events[key] = outcome(MessageFailed, row, now, error=error[:2000], retryable=False)
-        metrics.SENDS.labels(row.channel, "failed").inc()
-        if step.dead_letter:
-            letters[key] = DeadLetter(_dead_letter_record(row), DEAD_LETTER_ERROR, error)
+        event = outcome(MessageFailed, row, now, error=error[:2000], retryable=False)
+        letter = (
+            DeadLetter(_dead_letter_record(row), DEAD_LETTER_ERROR, error)
+            if step.dead_letter
+            else None
+        )
+        return Outcome(SendUpdate(key, "failed", error=error), event, letter), "failed"
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _outgoing(row: LedgerRow) -> OutgoingMessage:

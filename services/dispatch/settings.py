@@ -1,12 +1,16 @@
-"""Settings of the dispatch service: how the sender claims and sends, consent and SSRF defaults."""
+"""Settings of the dispatch service: how the sender claims, sends and takes over, consent and
+SSRF defaults."""
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, IPvAnyNetwork, model_validator
 
 from libs.common.settings import Settings
+from services.dispatch.channels.config import CONFIGS
+
+UncertainPolicy = Literal["resend", "give_up"]
 
 
 class DispatchSettings(Settings):
@@ -16,26 +20,32 @@ class DispatchSettings(Settings):
     dispatch_sender_batch: int = Field(
         default=500, ge=1, le=10_000, description="Ledger rows one sender claims at once."
     )
-    dispatch_sender_loops: int = Field(
-        default=2,
+    dispatch_max_in_flight: int = Field(
+        default=64,
         ge=1,
-        le=16,
-        description="Sender loops per process: one records results while another sends.",
-    )
-    dispatch_sender_concurrency: int = Field(
-        default=32,
-        ge=1,
-        description="Provider calls in flight at once, per sender loop (each webhook call "
-        "holds one keep-alive connection of the loops' shared pool).",
+        le=4096,
+        description="Provider calls in flight at once in one process: the most sends a crash "
+        "of the process can leave uncertain (attempted, result unknown).",
     )
     dispatch_sender_poll_interval_ms: int = Field(
         default=100, ge=10, description="How often an idle sender looks for due rows."
     )
-    dispatch_sending_lease_seconds: float = Field(
-        default=60.0,
+    dispatch_heartbeat_seconds: float = Field(
+        default=1.0,
         gt=0,
-        description="A row left `sending` this long (its sender crashed) is sent again, with "
-        "the same idempotency key. Longer than the provider timeout.",
+        description="How often a sender process tells the ledger it is alive.",
+    )
+    dispatch_takeover_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A sender not heard from this long is dead: other senders take over the "
+        "rows it claimed. Several heartbeats long.",
+    )
+    dispatch_uncertain_sends: dict[str, UncertainPolicy] = Field(
+        default_factory=dict,
+        description="What a sender taking over a dead one's rows does with a send that was "
+        "attempted and has no result, by channel kind (email, sms, push, wecom, wechat, "
+        "webhook): `resend` (at least once; the default) or `give_up` (failed, not retried).",
     )
     dispatch_provider_timeout_seconds: float = Field(
         default=10.0,
@@ -63,11 +73,21 @@ class DispatchSettings(Settings):
     )
 
     @model_validator(mode="after")
-    def _lease_outlasts_a_call(self) -> Self:
-        # A sender starts a call only while the call can end inside the row's lease.
-        if self.dispatch_sending_lease_seconds <= self.dispatch_provider_timeout_seconds:
+    def _takeover_waits_for_several_heartbeats(self) -> Self:
+        # One late heartbeat (a slow commit, a GC pause) must not hand a live sender's rows over.
+        if self.dispatch_takeover_seconds < 3 * self.dispatch_heartbeat_seconds:
             raise ValueError(
-                "CLOSELOOP_DISPATCH_SENDING_LEASE_SECONDS must be longer than "
-                "CLOSELOOP_DISPATCH_PROVIDER_TIMEOUT_SECONDS"
+                "CLOSELOOP_DISPATCH_TAKEOVER_SECONDS must be at least three "
+                "CLOSELOOP_DISPATCH_HEARTBEAT_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _uncertain_sends_name_channel_kinds(self) -> Self:
+        unknown = sorted(set(self.dispatch_uncertain_sends) - set(CONFIGS))
+        if unknown:
+            raise ValueError(
+                f"CLOSELOOP_DISPATCH_UNCERTAIN_SENDS names no channel kind: {', '.join(unknown)} "
+                f"(kinds: {', '.join(sorted(CONFIGS))})"
             )
         return self

@@ -18,7 +18,7 @@ _LEDGER_COLUMNS = (
     "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
     "CAST(payload AS text) AS payload, recipient, behavior_at, time_zone, status, attempts, "
-    "provider_message_id, unsubscribed_at"
+    "provider_message_id, unsubscribed_at, attempt_started_at"
 )
 
 
@@ -47,6 +47,8 @@ class LedgerRow:
     attempts: int
     provider_message_id: str | None
     unsubscribed_at: datetime | None
+    # Set on a row claimed from a dead sender whose provider call had started: uncertain.
+    attempt_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,16 @@ class SendUpdate:
     error: str | None = None
     sent_at: datetime | None = None
     due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JournalRound:
+    """What one round of the send journal changed: whether the sender was alive (else no
+    attempt started), the attempts started and the results recorded."""
+
+    alive: bool
+    started: list[str]
+    recorded: list[str]
 
 
 def _json(value: Any) -> str:
@@ -98,6 +110,7 @@ def _ledger_row(row: Any) -> LedgerRow:
         attempts=row.attempts,
         provider_message_id=row.provider_message_id,
         unsubscribed_at=row.unsubscribed_at,
+        attempt_started_at=row.attempt_started_at,
     )
 
 
@@ -138,10 +151,12 @@ class DispatchStore(SchemaStore):
         )
         return int(result.rowcount)
 
-    async def claim_due(self, limit: int) -> list[LedgerRow]:
+    async def claim_due(self, limit: int, live_senders: Collection[str]) -> list[LedgerRow]:
         """Due rows, locked for this transaction; replicas skip each other's.
 
-        A row still `sending` after its lease is one whose sender died mid-call.
+        A row `sending` is claimed only when the sender that claimed it is dead: not among
+        `live_senders` (see `live_senders()`), or, for a row the release before the send
+        journal left (no owner), past its lease.
 
         Read through `sends_due` in `due_at` order (an index scan, never a bitmap scan): the
         index keeps an entry for each row version that was once due until vacuum removes it,
@@ -154,9 +169,10 @@ class DispatchStore(SchemaStore):
         result = await self._execute(
             f"SELECT {_LEDGER_COLUMNS} FROM {{s}}.sends "
             "WHERE status IN ('pending', 'sending') AND due_at <= now() "
-            "AND (status = 'pending' OR lease_until < now()) "
+            "AND (status = 'pending' OR owner <> ALL(CAST(:live AS text[])) "
+            "OR (owner IS NULL AND lease_until < now())) "
             "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED",
-            {"limit": limit},
+            {"limit": limit, "live": sorted(live_senders)},
         )
         claimed = [_ledger_row(row) for row in result]
         await self._execute("SET LOCAL enable_bitmapscan = on")
@@ -189,14 +205,25 @@ class DispatchStore(SchemaStore):
             history.setdefault(row.profile_id, []).append((row.channel, row.decided_at))
         return history
 
-    async def mark_sending(self, message_ids: Sequence[str], lease: timedelta) -> None:
-        """Committed before any provider call: a crash after it resends with the same key."""
+    async def mark_sending(self, message_ids: Sequence[str], owner: str) -> None:
+        """Committed before any provider call: the rows are `owner`'s while it lives."""
         if message_ids:
             await self._execute(
-                "UPDATE {s}.sends SET status = 'sending', attempts = attempts + 1, "
-                "decided_at = coalesce(decided_at, now()), lease_until = now() + :lease "
+                "UPDATE {s}.sends SET status = 'sending', owner = :owner, lease_until = NULL, "
+                "decided_at = coalesce(decided_at, now()) "
                 "WHERE message_id = ANY(CAST(:ids AS text[]))",
-                {"ids": list(message_ids), "lease": lease},
+                {"ids": list(message_ids), "owner": owner},
+            )
+
+    async def give_up(self, reasons: dict[str, str]) -> None:
+        """Fail uncertain sends the channel's policy does not resend."""
+        if reasons:
+            await self._execute(
+                "UPDATE {s}.sends s SET status = 'failed', error = r.reason, owner = NULL, "
+                "attempt_started_at = NULL, lease_until = NULL "
+                "FROM jsonb_each_text(CAST(:reasons AS jsonb)) AS r(id, reason) "
+                "WHERE s.message_id = r.id",
+                {"reasons": _json(reasons)},
             )
 
     async def mark_suppressed(self, reasons: dict[str, str]) -> None:
@@ -217,10 +244,17 @@ class DispatchStore(SchemaStore):
                 {"until": _json({key: value.isoformat() for key, value in until.items()})},
             )
 
-    async def record_results(self, updates: Sequence[SendUpdate]) -> list[str]:
-        """Store the calls' results, only on rows still `sending`; the ids updated."""
-        if not updates:
-            return []
+    async def journal_round(
+        self,
+        attempts: Sequence[str],
+        results: Sequence[SendUpdate],
+        owner: str,
+        takeover: timedelta,
+    ) -> JournalRound:
+        """One statement for a round of the send journal: the attempts about to start are
+        marked on the rows still `owner`'s, if its heartbeat is fresh enough that no other
+        sender can be taking them over; the results are stored on the rows still `sending` and
+        `owner`'s (another sender may have taken a row over)."""
         rows = [
             {
                 "message_id": u.message_id,
@@ -230,20 +264,37 @@ class DispatchStore(SchemaStore):
                 "sent_at": u.sent_at.isoformat() if u.sent_at else None,
                 "due_at": u.due_at.isoformat() if u.due_at else None,
             }
-            for u in updates
+            for u in results
         ]
         result = await self._execute(
-            "UPDATE {s}.sends s SET status = r.status, "
+            "WITH me AS (SELECT EXISTS (SELECT 1 FROM {s}.senders WHERE owner = :owner "
+            "AND heartbeat_at > now() - CAST(:takeover AS interval)) AS alive), "
+            "started AS (UPDATE {s}.sends s SET attempt_started_at = now(), "
+            "attempts = s.attempts + 1 FROM me "
+            "WHERE me.alive AND s.message_id = ANY(CAST(:ids AS text[])) "
+            "AND s.status = 'sending' AND s.owner = :owner RETURNING s.message_id), "
+            "recorded AS (UPDATE {s}.sends s SET status = r.status, "
             "provider_message_id = r.provider_message_id, error = r.error, "
             "sent_at = r.sent_at, due_at = coalesce(r.due_at, s.due_at), lease_until = NULL, "
+            "owner = NULL, attempt_started_at = NULL, "
             # A retry is decided again (caps, quiet hours) when it comes due.
             "decided_at = CASE WHEN r.status = 'pending' THEN NULL ELSE s.decided_at END "
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, status text, "
             "provider_message_id text, error text, sent_at timestamptz, due_at timestamptz) "
-            "WHERE s.message_id = r.message_id AND s.status = 'sending' RETURNING s.message_id",
-            {"rows": _json(rows)},
+            "WHERE s.message_id = r.message_id AND s.status = 'sending' AND s.owner = :owner "
+            "RETURNING s.message_id) "
+            "SELECT (SELECT alive FROM me) AS alive, "
+            "ARRAY(SELECT message_id FROM started) AS started, "
+            "ARRAY(SELECT message_id FROM recorded) AS recorded",
+            {
+                "ids": list(attempts),
+                "rows": _json(rows),
+                "owner": owner,
+                "takeover": takeover,
+            },
         )
-        return [row.message_id for row in result]
+        row = result.one()
+        return JournalRound(bool(row.alive), list(row.started), list(row.recorded))
 
     async def send_by_key(self, idempotency_key: str) -> LedgerRow | None:
         result = await self._execute(
@@ -285,6 +336,36 @@ class DispatchStore(SchemaStore):
             "SELECT count(*) FROM {s}.sends WHERE status IN ('pending', 'sending')"
         )
         return int(result.scalar_one())
+
+    # Sender heartbeats
+
+    async def beat(self, owner: str) -> None:
+        """`owner` is alive now."""
+        await self._execute(
+            "INSERT INTO {s}.senders (owner, heartbeat_at) VALUES (:owner, now()) "
+            "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now()",
+            {"owner": owner},
+        )
+
+    async def live_senders(self, takeover: timedelta) -> list[str]:
+        """Senders heard from within `takeover`: the rows they claimed stay theirs."""
+        result = await self._execute(
+            "SELECT owner FROM {s}.senders "
+            "WHERE heartbeat_at > now() - CAST(:takeover AS interval)",
+            {"takeover": takeover},
+        )
+        return [row.owner for row in result]
+
+    async def forget_senders(self, silent_for: timedelta) -> None:
+        """Drop senders silent this long; a row they still own is claimable all the same."""
+        await self._execute(
+            "DELETE FROM {s}.senders WHERE heartbeat_at < now() - CAST(:silent AS interval)",
+            {"silent": silent_for},
+        )
+
+    async def leave(self, owner: str) -> None:
+        """A sender stopping: the rows it claimed and never attempted are free at once."""
+        await self._execute("DELETE FROM {s}.senders WHERE owner = :owner", {"owner": owner})
 
     # Preferences and policies
 

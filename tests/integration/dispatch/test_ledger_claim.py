@@ -56,7 +56,7 @@ async def _claim_watching_the_planner(
     async with sessions() as session, session.begin():
         show = text("SHOW enable_bitmapscan")
         before = (await session.execute(show)).scalar_one()
-        claimed = await DispatchStore(session, schema).claim_due(10)
+        claimed = await DispatchStore(session, schema).claim_due(10, [])
         after = (await session.execute(show)).scalar_one()
     return [row.message_id for row in claimed], before, after
 
