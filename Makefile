@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.closeloop-installed
 # mypy gets only the top-level folders that hold Python files yet.
 MYPY_DIRS := $(foreach dir,libs services tests bench contracts,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 
-.PHONY: install deploy-tools up test lint format schemas bench dlq-replay chaos clean
+.PHONY: install deploy-tools browser-tools up test lint format schemas bench dlq-replay chaos clean
 
 install: $(INSTALLED)
 
@@ -23,6 +23,11 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 deploy-tools:
 	deploy/prometheus/ensure-installed.sh
 
+# Debian's Chromium and the browser SDKs pinned in tests/browser/package.json (npm), for the
+# browser tests, installed when missing.
+browser-tools:
+	tests/browser/ensure-installed.sh
+
 # Broker, database, topics and every service until Ctrl-C. `make up ARGS=--fresh` empties the database.
 up: install
 	$(BIN)/python -m libs.devstack up $(ARGS)
@@ -31,7 +36,7 @@ up: install
 # short fault-injection run on its own, so that nothing else competes with it for the CPU.
 # `make test ARGS=...` passes ARGS to the first part only. The slowest tests are listed.
 TEST_WORKERS ?= 2
-test: lint deploy-tools
+test: lint deploy-tools browser-tools
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not chaos" --durations=30 $(ARGS)
 	CLOSELOOP_CHAOS_LONG=0 $(BIN)/pytest -m chaos tests/integration/chaos -s
 
