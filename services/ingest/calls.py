@@ -64,6 +64,8 @@ class Receipt:
     sent_at: object = None
     context: object = None
     integrations: object = None
+    # The request's span when tracing is on: each call's event continues its trace.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def to_message(kind: str, call: object, receipt: Receipt) -> Message:
         data.topic,
         identity.encode(),
         event_value(data),
-        event_headers(data, fields["messageId"], SOURCE, timestamp),
+        event_headers(data, fields["messageId"], SOURCE, timestamp, receipt.traceparent),
         data.event_type,
     )
 
