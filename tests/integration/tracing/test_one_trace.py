@@ -39,11 +39,10 @@ async def test_a_behaviour_is_one_trace_from_ingest_to_the_provider(
         spans = receiver.trace(trace_id)
         return services_in_trace() >= set(SERVICES) and _provider_call(spans) is not None
 
-    await wait_for(
-        crossed_every_service,
-        within=120,
-        what=f"spans of every service in trace {trace_id} (so far: {services_in_trace()})",
-    )
+    try:
+        await wait_for(crossed_every_service, within=120, what=f"every service in {trace_id}")
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}; the trace has spans of {services_in_trace()}") from None
     spans = receiver.trace(trace_id)
     roots = [span for span in spans if not span.parent_span_id]
     assert [(root.service.split("_")[0], root.name, root.kind) for root in roots] == [
