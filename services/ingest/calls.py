@@ -201,9 +201,11 @@ def _times(fields: Mapping[str, Any], receipt: Receipt) -> tuple[datetime, datet
     received_at = receipt.received_at
     raw_sent_at = fields.get("sentAt", receipt.sent_at)
     sent_at = None if raw_sent_at is None else parse_time(raw_sent_at, "sentAt")
-    if "timestamp" not in fields:
+    # RudderStack's SDKs name the client's time `originalTimestamp`; Segment's `timestamp`.
+    name = "timestamp" if "timestamp" in fields else "originalTimestamp"
+    if name not in fields:
         return received_at, sent_at
-    timestamp = parse_time(fields["timestamp"], "timestamp")
+    timestamp = parse_time(fields[name], name)
     try:
         return corrected_timestamp(timestamp, sent_at, received_at), sent_at
     except OverflowError:

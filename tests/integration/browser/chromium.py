@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,14 +15,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import orjson
 from aiohttp import web
 
 from libs.devstack import free_port
 from libs.devstack._process import LOOPBACK
+from libs.devstack.services import ServiceProcess
 
 # tests/browser: the pages, and the SDKs npm installed beside them (ensure-installed.sh).
 BROWSER_DIR = Path(__file__).resolve().parents[2] / "browser"
+_ANSWERED = "closeloop_http_requests_total"
 _INSTALL_HINT = "run tests/browser/ensure-installed.sh (make test does)"
 # Those that work on a machine with no network but loopback: without the background-networking
 # ones Chromium keeps calling its vendor's hosts, and each refused call is logged.
@@ -88,7 +93,11 @@ async def shop_site() -> AsyncIterator[ShopSite]:
 @contextlib.asynccontextmanager
 async def chromium_on(url: str, log: Path) -> AsyncIterator[None]:
     """Chromium, headless and with a profile of its own, showing `url` until the block ends."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, log.open("wb") as output:
+    with (
+        tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile,
+        log.open("wb") as output,
+    ):
+        # A session of its own: the browser's helper processes end with it, as a group.
         process = await asyncio.create_subprocess_exec(
             chromium_path(),
             *_FLAGS,
@@ -97,16 +106,23 @@ async def chromium_on(url: str, log: Path) -> AsyncIterator[None]:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=output,
             stderr=output,
+            start_new_session=True,
         )
         try:
             yield
         finally:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+            await _end_group(process)
+
+
+async def _end_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 def reported(site: ShopSite) -> Callable[[], Awaitable[bool]]:
@@ -116,3 +132,31 @@ def reported(site: ShopSite) -> Callable[[], Awaitable[bool]]:
         return bool(site.reports)
 
     return has_report
+
+
+async def answered(ingest: ServiceProcess) -> dict[tuple[str, str, str], int]:
+    """Ingest's count of requests answered on `/v1`, by method, route and status."""
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        metrics = (await client.get("/metrics")).text
+    counts: dict[tuple[str, str, str], int] = {}
+    for line in metrics.splitlines():
+        if not line.startswith(_ANSWERED + "{"):
+            continue
+        labels_text, value = line[len(_ANSWERED) + 1 :].rsplit("} ", 1)
+        labels = dict(part.split("=", 1) for part in labels_text.split(","))
+        labels = {name: text.strip('"') for name, text in labels.items()}
+        if labels["route"].startswith("/v1/"):
+            counts[labels["method"], labels["route"], labels["status"]] = int(float(value))
+    return counts
+
+
+async def answered_since(
+    ingest: ServiceProcess, before: dict[tuple[str, str, str], int]
+) -> dict[tuple[str, str, str], int]:
+    """The requests ingest answered on `/v1` since it had answered `before`."""
+    counts = await answered(ingest)
+    return {
+        key: count - before.get(key, 0)
+        for key, count in counts.items()
+        if count != before.get(key, 0)
+    }

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from libs.devstack.services import ServiceProcess
-from tests.integration.browser.chromium import ShopSite, chromium_on, reported, require_sdk
+from tests.integration.browser.chromium import (
+    ShopSite,
+    answered,
+    answered_since,
+    chromium_on,
+    reported,
+    require_sdk,
+)
 from tests.integration.ingest.support import CreatedSource
 from tests.integration.profile.harness import ProfileService, unique
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.integration
-
-_ANSWERED = "closeloop_http_requests_total"
 
 
 async def test_the_bundles_calls_reach_the_profile(
@@ -33,6 +37,9 @@ async def test_the_bundles_calls_reach_the_profile(
         "analytics-next.html", ingest=ingest.url, writeKey=source.write_key, userId=user_id
     )
 
+    before = await answered(ingest)
+
+    site.reports.clear()
     async with chromium_on(page, tmp_path / "chromium.log"):
         await wait_for(reported(site), within=60, what="the page to report its calls sent")
         assert site.reports == [{"ok": True}], site.reports
@@ -47,26 +54,10 @@ async def test_the_bundles_calls_reach_the_profile(
     }
     # Each instance loaded its settings from ingest; the first sent one call a request, to the
     # type's short path, the batching one its two calls in one.
-    assert await _answered(ingest) == {
+    assert await answered_since(ingest, before) == {
         ("GET", "/v1/projects/{write_key}/settings", "200"): 2,
         ("POST", "/v1/i", "200"): 1,
         ("POST", "/v1/t", "200"): 1,
         ("POST", "/v1/p", "200"): 1,
         ("POST", "/v1/b", "200"): 1,
     }
-
-
-async def _answered(ingest: ServiceProcess) -> dict[tuple[str, str, str], int]:
-    """Ingest's count of requests answered on `/v1`, by method, route and status."""
-    async with httpx.AsyncClient(base_url=ingest.url) as client:
-        metrics = (await client.get("/metrics")).text
-    counts: dict[tuple[str, str, str], int] = {}
-    for line in metrics.splitlines():
-        if not line.startswith(_ANSWERED + "{"):
-            continue
-        labels_text, value = line[len(_ANSWERED) + 1 :].rsplit("} ", 1)
-        labels = dict(part.split("=", 1) for part in labels_text.split(","))
-        labels = {name: text.strip('"') for name, text in labels.items()}
-        if labels["route"].startswith("/v1/"):
-            counts[labels["method"], labels["route"], labels["status"]] = int(float(value))
-    return counts
