@@ -24,9 +24,10 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 test-tools:
 	tests/ensure-tools.sh
 
-# Debian's headless Chromium for the console's browser tests, installed when missing.
+# Debian's Chromium and the browser SDKs pinned in tests/browser/package.json (npm), for the
+# browser tests (the SDKs' and the console's), installed when missing.
 browser-tools:
-	tests/integration/console/ensure-chromium.sh
+	tests/browser/ensure-installed.sh
 
 # Broker, database, topics and every service until Ctrl-C. `make up ARGS=--fresh` empties the database.
 up: install

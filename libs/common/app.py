@@ -22,6 +22,7 @@ from libs.common.lifecycle import ClosableCheck, ReadinessCheck, Worker
 from libs.common.logging import FailedRequestLog, access_log_enabled, configure_logging
 from libs.common.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 from libs.common.settings import Settings
+from libs.common.tracing import TracedRequests, start_tracing, stop_tracing
 from libs.common.version import version
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ def create_app(
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(HttpMetricsMiddleware, service=settings.service_name)
     app.add_middleware(FailedRequestLog)
+    if start_tracing(settings.service_name):
+        # Outermost: the span covers the whole answer, and the log line carries its trace id.
+        app.add_middleware(TracedRequests)
     return app
 
 
@@ -173,6 +177,7 @@ def _lifespan(
                 await _stop_workers(workers)
         finally:
             await _close_checks(readiness_checks)
+            stop_tracing()
 
     return lifespan
 

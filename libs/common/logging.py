@@ -15,6 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.settings import Settings
+from libs.common.tracing import current_trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def _with_trace_id(record: logging.LogRecord) -> bool:
 
 class FailedRequestLog:
     """Writes one line for each request answered 400 or above, and gives every request a trace
-    id: its W3C `traceparent`'s, else a fresh one, answered in `X-Trace-Id`.
+    id: its span's when tracing is on (libs/common/tracing.py), else its W3C `traceparent`'s,
+    else a fresh one, answered in `X-Trace-Id`.
 
     Without it a service answering hundreds of 401s logs nothing (the access log is off outside
     DEBUG). The line names the route template rather than the path, keeping ids out, except
@@ -156,6 +158,9 @@ class FailedRequestLog:
 
 
 def _trace_id_of(scope: Scope) -> str:
+    traced = current_trace_id()  # the request's span's, when tracing is on
+    if traced is not None:
+        return traced
     for name, value in scope["headers"]:
         if name == b"traceparent":
             match = _TRACEPARENT.match(value.strip())

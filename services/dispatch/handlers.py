@@ -36,7 +36,7 @@ def dispatch_handler(schema: str, wake_sender: Callable[[], None]) -> BatchHandl
         for event in batch.events:
             data = event.data
             if isinstance(data, MessageRendered):
-                ledger_rows.append(_ledger_row(event.id, data))
+                ledger_rows.append(_ledger_row(event.id, data, batch.traceparent_of(event)))
                 continue
             # In the batch's order: the messages before a merge or an erasure are its profile's.
             await store.insert_sends(ledger_rows)
@@ -61,7 +61,9 @@ def dispatch_handler(schema: str, wake_sender: Callable[[], None]) -> BatchHandl
 _random = random.Random()
 
 
-def _ledger_row(event_id: str, data: MessageRendered) -> dict[str, Any]:
+def _ledger_row(
+    event_id: str, data: MessageRendered, traceparent: str | None = None
+) -> dict[str, Any]:
     return {
         "message_id": f"msg_{_random.getrandbits(128):032x}",
         "idempotency_key": data.idempotency_key,
@@ -80,6 +82,7 @@ def _ledger_row(event_id: str, data: MessageRendered) -> dict[str, Any]:
         "behavior_at": data.behavior_at.isoformat() if data.behavior_at else None,
         # As given: quiet hours judge a zone that does not exist as UTC (policy.profile_zone).
         "time_zone": data.time_zone,
+        "traceparent": traceparent,
     }
 
 

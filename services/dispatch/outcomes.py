@@ -28,4 +28,4 @@ def outcome(
         occurred_at=occurred_at,
         **extra,
     )
-    return Event(data=data, key=row.profile_id, source=SOURCE)
+    return Event(data=data, key=row.profile_id, source=SOURCE, traceparent=row.traceparent)

@@ -562,6 +562,7 @@ def _outgoing(row: LedgerRow) -> OutgoingMessage:
             "template_version": row.template_version,
             "variant_id": row.variant_id,
         },
+        traceparent=row.traceparent,
     )
 
 

@@ -18,7 +18,7 @@ _LEDGER_COLUMNS = (
     "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
     "CAST(payload AS text) AS payload, recipient, behavior_at, time_zone, status, attempts, "
-    "provider_message_id, unsubscribed_at, attempt_started_at"
+    "provider_message_id, unsubscribed_at, attempt_started_at, traceparent"
 )
 
 
@@ -49,6 +49,8 @@ class LedgerRow:
     unsubscribed_at: datetime | None
     # Set on a row claimed from a dead sender whose provider call had started: uncertain.
     attempt_started_at: datetime | None = None
+    # The W3C trace context of the message's trace, if it has one.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def _ledger_row(row: Any) -> LedgerRow:
         provider_message_id=row.provider_message_id,
         unsubscribed_at=row.unsubscribed_at,
         attempt_started_at=row.attempt_started_at,
+        traceparent=row.traceparent,
     )
 
 
@@ -138,15 +141,17 @@ class DispatchStore(SchemaStore):
         result = await self._execute(
             "INSERT INTO {s}.sends (message_id, idempotency_key, event_id, request_id, "
             "profile_id, channel, template_id, template_version, variant_id, journey, subject, "
-            "body, payload, recipient, behavior_at, time_zone, status, due_at) "
+            "body, payload, recipient, behavior_at, time_zone, traceparent, status, due_at) "
             "SELECT r.message_id, r.idempotency_key, r.event_id, r.request_id, r.profile_id, "
             "r.channel, r.template_id, r.template_version, r.variant_id, r.journey, r.subject, "
-            "r.body, r.payload, r.recipient, r.behavior_at, r.time_zone, 'pending', now() "
+            "r.body, r.payload, r.recipient, r.behavior_at, r.time_zone, r.traceparent, "
+            "'pending', now() "
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, "
             "idempotency_key text, event_id text, request_id text, profile_id text, "
             "channel text, template_id text, template_version int, variant_id text, "
             "journey jsonb, subject text, body text, payload jsonb, recipient text, "
-            "behavior_at timestamptz, time_zone text) ON CONFLICT (idempotency_key) DO NOTHING",
+            "behavior_at timestamptz, time_zone text, traceparent text) "
+            "ON CONFLICT (idempotency_key) DO NOTHING",
             {"rows": _json(rows)},
         )
         return int(result.rowcount)

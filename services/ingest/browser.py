@@ -1,5 +1,6 @@
-"""What Segment's browser SDK (analytics-next) needs besides the tracking API: CORS on `/v1`,
-and the settings document it would otherwise fetch from Segment's CDN."""
+"""What the browser SDKs need besides the tracking API: CORS on `/v1`, and the settings they
+would otherwise fetch from their vendor (Segment's CDN for analytics-next, RudderStack's control
+plane for its JavaScript SDK)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,25 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.errors import ApiError, error_responses
 from services.ingest.gateway import IngestDep, source_for_key
+from services.ingest.sources import basic_auth_username
 
 router = APIRouter(prefix="/v1", tags=["browser"])
 
 _TRACKING_PREFIX = "/v1/"
 # analytics-next sends `Content-Type: text/plain` so that it needs no preflight; other browser
-# clients send JSON, or the write key as Basic auth, and those need one.
-_PREFLIGHT_HEADERS = ("Authorization", "Content-Type")
+# clients send JSON, or the write key as Basic auth, and those need one. RudderStack's
+# JavaScript SDK also sends the call's anonymous id and send time, and on a retry how it went so
+# far, as headers of its own (which ingest reads from the body instead, or not at all).
+_PREFLIGHT_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "AnonymousId",
+    "SentAt",
+    "Rsa-Retry-Attempt",
+    "Rsa-Retry-Reason",
+    "Rsa-Since-First-Attempt",
+    "Rsa-Since-Last-Attempt",
+)
 # Browsers cap this themselves (Chrome at 2 hours); 10 minutes spares a preflight per call.
 _PREFLIGHT_MAX_AGE_SECONDS = 600
 
@@ -96,3 +109,37 @@ async def sdk_settings(write_key: str, request: Request, ingest: IngestDep) -> d
     public_url = ingest.settings.ingest_public_url
     protocol, api_host = tracking_endpoint(str(public_url or request.base_url))
     return settings_document(write_key, protocol, api_host)
+
+
+def source_config_document(source_id: str, name: str) -> dict[str, Any]:
+    """What RudderStack's control plane answers at `/sourceConfig`: the source, enabled, with no
+    device-mode destination for the SDK to load into the page."""
+    return {
+        "isHosted": False,
+        "source": {
+            "id": source_id,
+            "name": name,
+            "enabled": True,
+            "workspaceId": "closeloop",
+            "config": {},
+            "destinations": [],
+        },
+    }
+
+
+@router.get(
+    "/sourceConfig",
+    responses=error_responses(404),
+    response_model=dict[str, Any],
+)
+@router.get("/sourceConfig/", include_in_schema=False)
+async def rudderstack_source_config(
+    request: Request, ingest: IngestDep, writeKey: str | None = None
+) -> dict[str, Any]:
+    """The source config RudderStack's JavaScript SDK loads when its `configUrl` is ingest's
+    `/v1`; the write key as the Basic username (as the SDK sends it) or `writeKey`."""
+    key = basic_auth_username(request.headers.get("authorization")) or writeKey
+    source = await source_for_key(ingest, key) if key else None
+    if source is None or not source.enabled:
+        raise ApiError(404, "source_not_found", "No enabled source has this write key.", "writeKey")
+    return source_config_document(source.id, source.name)

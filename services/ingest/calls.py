@@ -64,6 +64,8 @@ class Receipt:
     sent_at: object = None
     context: object = None
     integrations: object = None
+    # The request's span when tracing is on: each call's event continues its trace.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def to_message(kind: str, call: object, receipt: Receipt) -> Message:
         data.topic,
         identity.encode(),
         event_value(data),
-        event_headers(data, fields["messageId"], SOURCE, timestamp),
+        event_headers(data, fields["messageId"], SOURCE, timestamp, receipt.traceparent),
         data.event_type,
     )
 
@@ -199,9 +201,11 @@ def _times(fields: Mapping[str, Any], receipt: Receipt) -> tuple[datetime, datet
     received_at = receipt.received_at
     raw_sent_at = fields.get("sentAt", receipt.sent_at)
     sent_at = None if raw_sent_at is None else parse_time(raw_sent_at, "sentAt")
-    if "timestamp" not in fields:
+    # RudderStack's SDKs name the client's time `originalTimestamp`; Segment's `timestamp`.
+    name = "timestamp" if "timestamp" in fields else "originalTimestamp"
+    if name not in fields:
         return received_at, sent_at
-    timestamp = parse_time(fields["timestamp"], "timestamp")
+    timestamp = parse_time(fields[name], name)
     try:
         return corrected_timestamp(timestamp, sent_at, received_at), sent_at
     except OverflowError:

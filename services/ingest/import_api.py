@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from libs.common.bus import Message
 from libs.common.errors import ApiError, error_responses
+from libs.common.tracing import current_traceparent
 from services.ingest.calls import CallRejected, Receipt
 from services.ingest.gateway import (
     WRITE_KEY_SECURITY,
@@ -53,7 +54,9 @@ async def import_calls(request: Request, ingest: IngestDep) -> ImportJobView:
     async with ingest.stores() as store:
         await store.start_import(job)
     try:
-        await _ImportRun(ingest, job, Receipt(source.id, datetime.now(UTC))).run(request)
+        await _ImportRun(
+            ingest, job, Receipt(source.id, datetime.now(UTC), traceparent=current_traceparent())
+        ).run(request)
     except CsvHeaderInvalid as invalid:
         await _finish(ingest, job, "failed")
         raise ApiError(400, "invalid_csv_header", str(invalid), invalid.column) from None

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from libs.common.errors import ApiError, error_responses
+from libs.common.tracing import current_traceparent
 from services.ingest.calls import CALL_MODELS, CallRejected, Receipt, accept_batch, to_message
 from services.ingest.gateway import (
     WRITE_KEY_SECURITY,
@@ -95,7 +96,7 @@ def _call_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
         call = parse_json(await read_body(request, settings.ingest_max_event_bytes, "The call"))
         source = await authenticate(request, ingest, call)
         try:
-            message = to_message(kind, call, Receipt(source.id, datetime.now(UTC)))
+            message = to_message(kind, call, _receipt(source.id))
         except CallRejected as rejected:
             raise ApiError(400, "invalid_call", rejected.reason, rejected.field) from None
         await publish(ingest, [message])
@@ -147,9 +148,8 @@ async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
     calls = payload.get("batch") if isinstance(payload, dict) else None
     if not isinstance(calls, list):
         raise ApiError(400, "invalid_batch", "A batch is an object with a `batch` list.", "batch")
-    receipt = Receipt(
+    receipt = _receipt(
         source.id,
-        datetime.now(UTC),
         sent_at=payload.get("sentAt"),
         context=payload.get("context"),
         integrations=payload.get("integrations"),
@@ -167,3 +167,12 @@ async def accept_batch_of_calls(request: Request, ingest: IngestDep) -> Any:
         return JSONResponse({"error": error, "rejected": rejected}, status_code=400)
     await publish(ingest, messages)
     return BatchAccepted(accepted=len(messages), rejected=rejected)
+
+
+def _receipt(
+    source_id: str, *, sent_at: object = None, context: object = None, integrations: object = None
+) -> Receipt:
+    """How this request arrived: now, from the source, in the request's trace if traced."""
+    now = datetime.now(UTC)
+    traceparent = current_traceparent()
+    return Receipt(source_id, now, sent_at, context, integrations, traceparent)

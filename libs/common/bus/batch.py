@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,6 +38,8 @@ class Batch:
     events: list[Event[Any]]
     session: AsyncSession
     emitted: list[Event[Any]] = field(default_factory=list)
+    # Each incoming `traceparent`'s continuation by this consumer's span (tracing on only).
+    traces: Mapping[str, str] = field(default_factory=dict)
 
     def of_type(self, model: type[D]) -> list[Event[D]]:
         return [event for event in self.events if isinstance(event.data, model)]
@@ -45,8 +47,15 @@ class Batch:
     def emit(self, event: Event[Any], *, cause: Event[Any] | None = None) -> None:
         """Publish an event when, and only if, this batch's transaction commits."""
         if cause is not None and event.traceparent is None and cause.traceparent:
-            event = dataclasses.replace(event, traceparent=cause.traceparent)
+            event = dataclasses.replace(event, traceparent=self.traceparent_of(cause))
         self.emitted.append(event)
+
+    def traceparent_of(self, event: Event[Any]) -> str | None:
+        """The trace context for what `event` causes: this batch's span in its trace when
+        tracing is on, else the event's own `traceparent`."""
+        if event.traceparent is None:
+            return None
+        return self.traces.get(event.traceparent, event.traceparent)
 
 
 BatchHandler = Callable[[Batch], Awaitable[None]]

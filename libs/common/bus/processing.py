@@ -20,6 +20,7 @@ from libs.common.bus.record import KafkaRecord
 from libs.common.db import checked_schema, is_transaction_conflict, session_transaction
 from libs.common.events import Event
 from libs.common.settings import Settings
+from libs.common.tracing import batch_spans
 
 # The consumer's log lines keep the logger name they have always had.
 _log = logging.getLogger("libs.common.bus.consumer")
@@ -74,13 +75,14 @@ class BatchTransaction:
 
     async def _transact(self, decoded: Sequence[tuple[KafkaRecord, Event[Any]]]) -> None:
         events = [event for _, event in decoded]
-        async with session_transaction(self._sessions) as session:
-            # Claim: the events this consumer has not handled before.
-            fresh = await claim_new_events(session, self._schema, self._group, events)
-            batch = Batch(fresh, session)
-            if fresh:
-                await self._handler(batch)  # handle
-                await write_outbox(session, self._schema, batch.emitted)  # emit, on commit
+        with batch_spans(self._group, events) as traces:
+            async with session_transaction(self._sessions) as session:
+                # Claim: the events this consumer has not handled before.
+                fresh = await claim_new_events(session, self._schema, self._group, events)
+                batch = Batch(fresh, session, traces=traces)
+                if fresh:
+                    await self._handler(batch)  # handle
+                    await write_outbox(session, self._schema, batch.emitted)  # emit, on commit
         if batch.emitted and self._relay is not None:
             self._relay.notify()
         count_consumed(self._group, decoded, fresh)

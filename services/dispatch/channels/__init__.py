@@ -6,7 +6,10 @@ from typing import Any
 
 import aiohttp
 import httpx
+from opentelemetry.trace import Status, StatusCode
+from pydantic import BaseModel
 
+from libs.common.tracing import provider_call, tracing_on
 from services.dispatch.addresses import WebhookResolver
 from services.dispatch.channels.base import Channel, OutgoingMessage, SendResult
 from services.dispatch.channels.config import (
@@ -40,7 +43,36 @@ def build_channel(
 
     Webhooks use the aiohttp `session`; the other HTTP providers the httpx `client`.
     """
-    config = parse_config(kind, values)
+    adapter = _adapter(kind, parse_config(kind, values), client, session, resolver, timeout)
+    return TracedChannel(adapter, kind) if tracing_on() else adapter
+
+
+class TracedChannel:
+    """An adapter whose every provider call is a span in the trace of the message it sends."""
+
+    def __init__(self, adapter: Channel, kind: str) -> None:
+        self._adapter = adapter
+        self._kind = kind
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        with provider_call(self._kind, message.traceparent) as span:
+            result = await self._adapter.send(message)
+            if span is not None:
+                span.set_attribute("closeloop.message_id", message.message_id)
+                span.set_attribute("closeloop.send_outcome", result.outcome)
+                if result.outcome != "sent":
+                    span.set_status(Status(StatusCode.ERROR, result.error))
+            return result
+
+
+def _adapter(
+    kind: str,
+    config: BaseModel,
+    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
+    resolver: WebhookResolver,
+    timeout: float,
+) -> Channel:
     if isinstance(config, EmailConfig):
         return EmailChannel(config, timeout)
     if isinstance(config, WebhookConfig):

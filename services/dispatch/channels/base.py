@@ -21,6 +21,8 @@ class OutgoingMessage:
     body: str | None
     payload: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    # The W3C trace context of the message's trace: the provider call is a span in it.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

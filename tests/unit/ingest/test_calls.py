@@ -71,6 +71,25 @@ def test_track_call_becomes_an_event_keyed_by_user_with_message_id_as_event_id()
     assert event.data.properties == {"revenue": 129.9}
 
 
+def test_rudderstacks_original_timestamp_is_the_calls_time_skew_corrected() -> None:
+    call = {
+        "userId": "u_1",
+        "event": "order_completed",
+        "originalTimestamp": "2025-03-14T09:16:50Z",
+        "sentAt": "2025-03-14T09:16:54Z",
+        "channel": "web",
+    }
+    event = to_event("track", call, RECEIPT)
+    assert event.data.timestamp == RECEIVED - timedelta(seconds=4)
+
+
+def test_a_call_in_a_trace_carries_its_traceparent() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    receipt = Receipt("src_web", RECEIVED, traceparent=traceparent)
+    assert to_event("track", {"userId": "u_1", "event": "x"}, receipt).traceparent == traceparent
+    assert to_event("track", {"userId": "u_1", "event": "x"}, RECEIPT).traceparent is None
+
+
 def test_anonymous_call_is_keyed_by_anonymous_id_and_gets_a_message_id() -> None:
     event = to_event("identify", {"anonymousId": "anon_1", "traits": {"plan": "pro"}}, RECEIPT)
     assert isinstance(event.data, IngestIdentify)
