@@ -233,6 +233,12 @@ def enter(journey: Journey, profile_id: str, number: int, trigger: Trigger, step
     return run
 
 
+def hold_until(run: Run, due_at: datetime) -> None:
+    """A current member's new run waits at the start, held, for its turn: the timer worker
+    resumes it then, as after a pause (so a paused journey holds it at its first send)."""
+    run.status, run.due_at = "held", due_at
+
+
 def entry_matches(journey: Journey, event: str, properties: dict[str, Any]) -> bool:
     entry = journey.entry
     return entry.event == event and filters_hold(entry.where, properties)
