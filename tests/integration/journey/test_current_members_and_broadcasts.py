@@ -165,7 +165,7 @@ async def test_a_broadcast_at_a_fixed_time_requests_one_message_per_member(
     assert found[members[0]].data.behavior_at == at
 
     async def done() -> bool:
-        return (await _progress(journey_service, broadcast))["status"] == "done"
+        return bool((await _progress(journey_service, broadcast))["status"] == "done")
 
     await wait_for(done, within=30, what="the broadcast to be done")
     progress = await _progress(journey_service, broadcast)
