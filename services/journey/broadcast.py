@@ -9,16 +9,16 @@ Pure: the broadcasts API builds it from the request and stores what it says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.values import DurationRules, parse_duration
 from services.journey.conditions import InvalidDefinition
 from services.journey.enrolment import (
+    LATEST_OFFSET,
     Enrolment,
     Repeat,
     first_local_instant,
-    last_local_instant,
     occurrence_time,
 )
 
@@ -34,6 +34,7 @@ _EVERY = DurationRules(
     error=InvalidDefinition,
 )
 _SHORTEST_EVERY = timedelta(minutes=1)
+_FURTHEST = timedelta(days=3660)
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,20 @@ class Broadcast:
         }
 
     def check_times(self, now: datetime) -> None:
-        """Refuse a time that has passed: `at` (beyond a minute's skew), `local_time` once it
-        has passed on every clock."""
-        if self.at is not None and self.at < now - _SKEW:
-            raise InvalidDefinition("at", "that time has passed; give a later one, or none for now")
-        if self.local_time is not None and last_local_instant(self.local_time) < now:
-            raise InvalidDefinition("at_local_time", "that wall time has passed everywhere")
+        """Refuse a time that has passed (`at` beyond a minute's skew, `local_time` once it has
+        passed on every clock) or is more than ten years ahead."""
+        if self.at is not None:
+            if self.at < now - _SKEW:
+                raise InvalidDefinition("at", "that time has passed; give a later one or none")
+            if self.at > now + _FURTHEST:
+                raise InvalidDefinition("at", "at most ten years ahead")
+        if self.local_time is not None:
+            # Compared as wall times first: an extreme one must not overflow the arithmetic.
+            wall_now = now.astimezone(UTC).replace(tzinfo=None)
+            if self.local_time > wall_now + _FURTHEST:
+                raise InvalidDefinition("at_local_time", "at most ten years ahead")
+            if self.local_time < wall_now - LATEST_OFFSET:
+                raise InvalidDefinition("at_local_time", "that wall time has passed everywhere")
 
     def enrolments(self, broadcast_id: str, now: datetime) -> list[Enrolment]:
         """One entry of the segment's current members per occurrence, each taken when it comes

@@ -134,7 +134,7 @@ def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
         template_id=request.template_id,
         per_minute=request.per_minute or settings.journey_entry_per_minute,
         variables=request.variables,
-        at=request.at.astimezone(UTC) if request.at is not None else None,
+        at=request.at,
         local_time=request.at_local_time,
         repeat=repeat,
     )

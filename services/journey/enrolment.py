@@ -32,11 +32,6 @@ def first_local_instant(wall: datetime) -> datetime:
     return wall.replace(tzinfo=UTC) - EARLIEST_OFFSET
 
 
-def last_local_instant(wall: datetime) -> datetime:
-    """When the wall time comes last anywhere: on the UTC-12 clocks."""
-    return wall.replace(tzinfo=UTC) + LATEST_OFFSET
-
-
 def spacing(per_minute: int) -> timedelta:
     """The time between two entries the throttle lets through."""
     return _MINUTE / per_minute
