@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.events import entered, exited, identified
+from tests.events import entered, erasure, exited, identified, merge
 from tests.integration.journey.conftest import create_segment
 from tests.integration.journey.harness import (
     JourneyHarness,
@@ -112,6 +112,19 @@ async def test_publishing_with_current_members_enters_exactly_the_members_once(
     await wait_for(second_done, within=30, what="the second version's entry of current members")
     again = await _requested_by_profile(journey_service, journey, [*members, newcomer])
     assert again[newcomer].data.idempotency_key == f"{journey}:v1:hello:{newcomer}:1"
+
+
+async def test_memberships_follow_merges_and_erasures(journey_service: JourneyHarness) -> None:
+    kept, merged, erased = unique("prf_kept"), unique("prf_merged"), unique("prf_erased")
+    survivor = unique("prf_survivor")
+    segment = await _segment_with(journey_service, [kept, merged, erased], left=[])
+    # On profile.v1 after the entries on segment.v1: handled once the memberships are known.
+    await journey_service.publish(merge(survivor, merged), erasure(erased))
+
+    async def followed() -> bool:
+        return await journey_service.members(segment) == {kept, survivor}
+
+    await wait_for(followed, within=30, what="the memberships to follow the merge and erasure")
 
 
 async def test_the_throttle_spreads_current_members_by_their_due_times(
