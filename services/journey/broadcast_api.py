@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 
 from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
@@ -117,6 +117,15 @@ async def cancel_broadcast(broadcast_id: BroadcastIdPath, stores: Stores) -> Bro
         await store.set_status(broadcast_id, "paused")
         await store.exit_live_runs(broadcast_id, "cancelled")
     return await _answer(stores, broadcast_id)
+
+
+@router.delete("/{broadcast_id}", status_code=204, responses=error_responses(404))
+async def delete_broadcast(broadcast_id: BroadcastIdPath, stores: Stores) -> Response:
+    """Delete the broadcast with its runs, timers, occurrences and stats; nothing more is sent."""
+    async with stores() as store:
+        await _locked(store, broadcast_id)
+        await store.delete_journey(broadcast_id)
+    return Response(status_code=204)
 
 
 def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:

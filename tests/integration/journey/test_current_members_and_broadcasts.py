@@ -254,6 +254,10 @@ async def test_cancelling_a_broadcast_stops_the_rest(journey_service: JourneyHar
     assert [r.data.profile_id for r in await journey_service.requested(broadcast)] == [members[0]]
     paused = await journey_service.http.post(f"/broadcasts/{broadcast}/pause")
     assert paused.status_code == 409, paused.text
+    deleted = await journey_service.http.delete(f"/broadcasts/{broadcast}")
+    assert deleted.status_code == 204, deleted.text
+    assert (await journey_service.http.get(f"/broadcasts/{broadcast}")).status_code == 404
+    assert await journey_service.enrolments(broadcast) == []
 
 
 async def test_a_paused_broadcast_holds_its_sends_until_resumed_then_spreads_them(
