@@ -15,7 +15,7 @@ from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.api import validated
 from services.journey.broadcast import SEND_NODE, Broadcast, broadcast_field, parse_repeat
 from services.journey.conditions import InvalidDefinition
-from services.journey.engine import JOURNEY
+from services.journey.engine import JOURNEY, OUTCOME_COUNTER
 from services.journey.enrolment import Enrolment
 from services.journey.graph import Journey
 from services.journey.references import References
@@ -79,7 +79,8 @@ async def list_broadcasts(stores: Stores) -> BroadcastList:
 
 @router.get("/{broadcast_id}", responses=error_responses(404))
 async def get_broadcast(broadcast_id: BroadcastIdPath, stores: Stores) -> BroadcastResponse:
-    """The broadcast with its progress: planned, entered, requested, waiting, exited."""
+    """The broadcast with its progress: planned, entered, requested, sent, suppressed, failed,
+    waiting, exited."""
     return await _answer(stores, broadcast_id)
 
 
@@ -240,6 +241,9 @@ def _progress(counters: list[StatRow], waiting: list[StatRow]) -> BroadcastProgr
         planned=total(JOURNEY, "entered"),
         entered=total(SEND_NODE, "entered"),
         requested=total(SEND_NODE, "completed"),
+        sent=total(SEND_NODE, f"{OUTCOME_COUNTER}sent"),
+        suppressed=total(SEND_NODE, f"{OUTCOME_COUNTER}suppressed"),
+        failed=total(SEND_NODE, f"{OUTCOME_COUNTER}failed"),
         waiting=sum(r.value for r in waiting),
         exited=total(JOURNEY, "exited"),
     )

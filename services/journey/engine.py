@@ -35,6 +35,8 @@ LIVE = ("active", "waiting", "held")
 JOURNEY = ""
 """The node id under which journey-wide counters are kept (entered, completed, exited, goal)."""
 DecisionKind = Literal["send_time", "channel"]
+OUTCOME_COUNTER = "outcome:"
+"""The prefix of a send node's counters of its messages' outcomes (`outcome:sent`...)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,10 @@ class Steps:
 
     def count(self, run: Run, node_id: str, counter: str) -> None:
         self.counters[(run.journey_id, run.version, node_id, counter)] += 1
+
+    def count_outcome(self, journey_id: str, version: int, node_id: str, outcome: str) -> None:
+        """An outcome dispatch reported for a message a send node asked for (whatever run)."""
+        self.counters[(journey_id, version, node_id, f"{OUTCOME_COUNTER}{outcome}")] += 1
 
 
 def idempotency_key(journey_id: str, version: int, node_id: str, profile_id: str, run: int) -> str:

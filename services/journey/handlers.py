@@ -190,13 +190,15 @@ async def _behaved(
 
 
 async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: datetime) -> None:
-    """An outcome counts as engagement evidence; an undeliverable message then asks for the
-    next channel of its send (it is then no longer the node's message, so a wait_for on its
-    outcome waits for the next channel's); then the outcome answers wait_for nodes."""
+    """An outcome counts as engagement evidence and in its send node's stats; an undeliverable
+    message then asks for the next channel of its send (it is then no longer the node's
+    message, so a wait_for on its outcome waits for the next channel's); then the outcome
+    answers wait_for nodes."""
     data = event.data
     outcome = event.type.partition(".")[2]
     runner.count_engagement(facts, outcome, data.request_id, data.channel, data.occurred_at)
     ref = data.journey
+    runner.steps.count_outcome(ref.journey_id, ref.journey_version, ref.node_id, outcome)
     reason = data.reason if isinstance(data, MessageSuppressed) else None
     retryable = data.retryable if isinstance(data, MessageFailed) else None
     if undeliverable(outcome, reason=reason, retryable=retryable):

@@ -111,6 +111,11 @@ class NodeStats(BaseModel):
         "was requested).",
     )
     arms: dict[str, int] = Field(default_factory=dict, description="split: runs per arm.")
+    outcomes: dict[str, int] = Field(
+        default_factory=dict,
+        description="send: the outcomes dispatch reported for its messages, by kind (`sent`, "
+        "`delivered`, `opened`, `clicked`, `failed`, `suppressed`, `unsubscribed`).",
+    )
 
 
 class Totals(BaseModel):
@@ -210,6 +215,9 @@ class BroadcastProgress(BaseModel):
     planned: int = Field(description="Members entered, each due at their turn.")
     entered: int = Field(description="Members whose turn came and who reached the send.")
     requested: int = Field(description="Messages requested (content renders, dispatch sends).")
+    sent: int = Field(description="Messages dispatch reported sent.")
+    suppressed: int = Field(description="Messages dispatch held back: consent, caps, quiet hours.")
+    failed: int = Field(description="Messages dispatch could not send.")
     waiting: int = Field(description="Members still to be sent to (or held while paused).")
     exited: int = Field(description="Members not sent to: cancelled, or left the segment.")
 

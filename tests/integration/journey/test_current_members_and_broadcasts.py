@@ -9,7 +9,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.events import entered, erasure, exited, identified, merge
+from tests.events import (
+    answering,
+    entered,
+    erasure,
+    exited,
+    identified,
+    merge,
+    sent,
+    suppressed,
+)
 from tests.integration.journey.conftest import create_segment
 from tests.integration.journey.harness import (
     JourneyHarness,
@@ -177,20 +186,31 @@ async def test_a_broadcast_at_a_fixed_time_requests_one_message_per_member(
         assert data.variables["issue"] == 12
     assert found[members[0]].data.behavior_at == at
 
-    async def done() -> bool:
-        return bool((await _progress(journey_service, broadcast))["status"] == "done")
+    # Dispatch's answers: two sent, one suppressed (as consent or a cap would).
+    first, second, third = (answering(found[p].data) for p in members)
+    await journey_service.publish(
+        sent(**first), sent(**second), suppressed(reason="frequency_cap", **third)
+    )
 
-    await wait_for(done, within=30, what="the broadcast to be done")
+    async def done() -> bool:
+        progress = await _progress(journey_service, broadcast)
+        return bool(progress["status"] == "done" and progress["progress"]["sent"] == 2)
+
+    await wait_for(done, within=30, what="the broadcast to be done and its sends counted")
     progress = await _progress(journey_service, broadcast)
     assert progress["progress"] == {
         "planned": 3,
         "entered": 3,
         "requested": 3,
+        "sent": 2,
+        "suppressed": 1,
+        "failed": 0,
         "waiting": 0,
         "exited": 0,
     }
     stats = await journey_service.stats(broadcast)
     assert stats["nodes"]["send"]["completed"] == 3
+    assert stats["nodes"]["send"]["outcomes"] == {"sent": 2, "suppressed": 1}
 
 
 async def test_a_broadcast_at_local_time_is_due_at_each_persons_clock(
@@ -246,6 +266,9 @@ async def test_cancelling_a_broadcast_stops_the_rest(journey_service: JourneyHar
         "planned": 3,
         "entered": 1,
         "requested": 1,
+        "sent": 0,
+        "suppressed": 0,
+        "failed": 0,
         "waiting": 0,
         "exited": 2,
     }
