@@ -3,6 +3,7 @@ a time, each run held at the start until its turn (a durable timer)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,37 +47,42 @@ class MemberEnrolments(DueWorkLoop):
         self._policy = policy
 
     async def work_due(self) -> int:
-        """Take one batch of one enrolment. Having claimed one, it says the batch was full, so
-        the loop looks again at once: for the rest of it, or for another enrolment due."""
+        """Take one batch of one enrolment; how many members it took (a full batch: the loop
+        looks again at once, for the rest of it or another enrolment due)."""
         async with session_transaction(self._sessions) as session:
             store = JourneyStore(session, self._schema)
             enrolment = await store.claim_enrolment()
             if enrolment is None:
                 return 0
             now = datetime.now(UTC)
-            await self._take_members(store, enrolment, now)
+            taken = await self._take_members(store, enrolment, now)
             await store.save_enrolment(enrolment)
-        return self.batch_size
+        return taken
 
-    async def _take_members(self, store: JourneyStore, enrolment: Enrolment, now: datetime) -> None:
+    async def _take_members(self, store: JourneyStore, enrolment: Enrolment, now: datetime) -> int:
         enrolment.start(now, self._lookahead)
         room = enrolment.room(now, self._lookahead, self.batch_size)
         if room == 0:
             enrolment.taken([], room, now, self._lookahead)
-            return
+            return 0
         found = await store.journey_versions([(enrolment.journey_id, enrolment.version)])
         version = found.get((enrolment.journey_id, enrolment.version))
         if version is None:  # the journey is gone (its enrolments go with it)
             enrolment.status = "cancelled"
-            return
+            return 0
         journey = version[0]
         members = await store.members_after(enrolment.segment_id, enrolment.cursor, room)
-        profiles = await store.lock_profiles(members)
+        # A member a consumer batch holds right now ends this batch, not waited for: waiting
+        # while holding the enrolment's row could deadlock with that batch (an erasure moves
+        # the cursor). The cursor stops before them; the next look takes them.
+        profiles = await store.lock_profiles_if_free(members)
+        free = list(itertools.takewhile(lambda member: member in profiles, members))
         runner = Runner(store, step_limit=self._step_limit, policy=self._policy)
-        await runner.load_runs(members, None)
-        for profile_id in members:
+        await runner.load_runs(free, None)
+        for profile_id in free:
             instant = enrolment.instant_for(profiles[profile_id].timezone)
             if runner.may_enter(journey, profile_id, instant):
                 runner.schedule(journey, profile_id, enrolment.take_slot(instant))
         await runner.save()
-        enrolment.taken(members, room, now, self._lookahead)
+        enrolment.taken(free, room if free == members else len(free), now, self._lookahead)
+        return len(free)

@@ -292,11 +292,13 @@ class JourneyStore(SchemaStore):
             )
 
     async def members_after(self, segment_id: str, cursor: str | None, limit: int) -> list[str]:
-        """The segment's members after `cursor`, in profile id order."""
+        """The segment's members after `cursor`, in profile id order (those with a copy of
+        their profile, as every member handled by the consumer has)."""
         result = await self._execute(
-            "SELECT profile_id FROM {s}.memberships WHERE segment_id = :segment "
-            "AND (CAST(:cursor AS text) IS NULL OR profile_id > :cursor) "
-            "ORDER BY profile_id LIMIT :limit",
+            "SELECT m.profile_id FROM {s}.memberships m JOIN {s}.profiles p "
+            "ON p.profile_id = m.profile_id WHERE m.segment_id = :segment "
+            "AND (CAST(:cursor AS text) IS NULL OR m.profile_id > :cursor) "
+            "ORDER BY m.profile_id LIMIT :limit",
             {"segment": segment_id, "cursor": cursor, "limit": limit},
         )
         return [row.profile_id for row in result]
@@ -493,6 +495,13 @@ class JourneyStore(SchemaStore):
             await self._execute(
                 f"DELETE FROM {{s}}.{table} WHERE profile_id = :p", {"p": profile_id}
             )
+        # An enrolment's cursor names the last member it took: the one before them instead.
+        await self._execute(
+            "UPDATE {s}.enrolments e SET cursor = (SELECT max(m.profile_id) FROM "
+            "{s}.memberships m WHERE m.segment_id = e.segment_id AND m.profile_id < :p) "
+            "WHERE e.cursor = :p",
+            {"p": profile_id},
+        )
         await self._copies.delete([profile_id])
 
     # Runs and timers.
