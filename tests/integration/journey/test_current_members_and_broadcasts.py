@@ -213,6 +213,25 @@ async def test_a_broadcast_at_a_fixed_time_requests_one_message_per_member(
     assert stats["nodes"]["send"]["outcomes"] == {"sent": 2, "suppressed": 1}
 
 
+async def test_a_recurring_broadcast_schedules_each_occurrence(
+    journey_service: JourneyHarness,
+) -> None:
+    segment = await _segment_with(journey_service, [unique("prf_weekly")], left=[])
+    at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    created = await _broadcast(
+        journey_service, segment=segment, at=at.isoformat(), repeat={"every": "P7D", "times": 3}
+    )
+    assert created["status"] == "scheduled"
+    assert created["repeat"] == {"every": timedelta(days=7).total_seconds(), "times": 3}
+    occurrences = [
+        (o["occurrence"], datetime.fromisoformat(o["at"]), o["status"])
+        for o in created["occurrences"]
+    ]
+    assert occurrences == [(n, at + timedelta(days=7 * (n - 1)), "pending") for n in (1, 2, 3)]
+    listed = await journey_service.http.get("/broadcasts")
+    assert created["id"] in {b["id"] for b in listed.json()["broadcasts"]}
+
+
 async def test_a_broadcast_at_local_time_is_due_at_each_persons_clock(
     journey_service: JourneyHarness,
 ) -> None:
