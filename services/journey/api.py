@@ -4,6 +4,7 @@ learned decisions."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -13,6 +14,7 @@ from libs.common.auth import require_admin
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition, known_stages_only
 from services.journey.engine import Decision
+from services.journey.enrolment import Enrolment
 from services.journey.graph import Journey
 from services.journey.references import References, ReferenceUnavailable, check_references
 from services.journey.schemas import (
@@ -25,6 +27,7 @@ from services.journey.schemas import (
     StatsResponse,
     VersionResponse,
 )
+from services.journey.settings import JourneySettings
 from services.journey.stats import journey_stats
 from services.journey.store import JourneyRow, JourneyStore, VersionRow
 
@@ -42,9 +45,10 @@ router = APIRouter(
 )
 Stores = Annotated[StoreTransactions[JourneyStore], Depends(transactions_of(JourneyStore))]
 ReferencesDep = Annotated[References, Depends(from_state("references", References))]
+SettingsDep = Annotated[JourneySettings, Depends(from_state("settings", JourneySettings))]
 
 
-async def _validated(references: References, journey_id: str, version: int, graph: Any) -> Journey:
+async def validated(references: References, journey_id: str, version: int, graph: Any) -> Journey:
     """The parsed graph, its templates and segment known to exist; else a 422 or 503."""
     try:
         with known_stages_only():
@@ -63,7 +67,7 @@ async def create_journey(
 ) -> JourneyResponse:
     """Create a journey as a draft; it is validated now and again when published."""
     journey_id = request.id or f"jrn_{uuid.uuid4().hex[:20]}"
-    await _validated(references, journey_id, 1, request.graph())
+    await validated(references, journey_id, 1, request.graph())
     async with stores() as store:
         row = await store.insert_journey(
             journey_id, request.name, request.description, request.graph()
@@ -99,8 +103,9 @@ async def replace_journey(
     """Replace the draft; published versions and the runs in them are untouched."""
     if request.id is not None and request.id != journey_id:
         raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
-    await _validated(references, journey_id, 1, request.graph())
+    await validated(references, journey_id, 1, request.graph())
     async with stores() as store:
+        _journey_only(await store.get_journey(journey_id), journey_id)
         updated = await store.update_draft(
             journey_id, request.name, request.description, request.graph()
         )
@@ -111,34 +116,53 @@ async def replace_journey(
 async def delete_journey(journey_id: JourneyIdPath, stores: Stores) -> Response:
     """Delete the journey with its versions, runs, timers and stats; nothing more is sent."""
     async with stores() as store:
-        if not await store.delete_journey(journey_id):
-            _found(None, journey_id)
+        _journey_only(await store.get_journey(journey_id), journey_id)
+        await store.delete_journey(journey_id)
     return Response(status_code=204)
 
 
 @router.post("/{journey_id}/publish", responses=error_responses(404, 409, 503))
 async def publish(
-    journey_id: JourneyIdPath, stores: Stores, references: ReferencesDep
+    journey_id: JourneyIdPath, stores: Stores, references: ReferencesDep, settings: SettingsDep
 ) -> JourneyResponse:
-    """Freeze the draft as the next version: new profiles enter it, runs finish their own."""
+    """Freeze the draft as the next version: new profiles enter it, runs finish their own.
+    With `entry.current_members`, the segment's members now enter it too, throttled; an
+    earlier version's entry of current members stops."""
     async with stores() as store:
-        checked = _found(await store.get_journey(journey_id), journey_id)
-    await _validated(references, journey_id, (checked.published_version or 0) + 1, checked.draft)
+        checked = _journey_only(await store.get_journey(journey_id), journey_id)
+    await validated(references, journey_id, (checked.published_version or 0) + 1, checked.draft)
     async with stores() as store:
-        row = _found(await store.get_journey(journey_id, lock=True), journey_id)
+        row = _journey_only(await store.get_journey(journey_id, lock=True), journey_id)
         if row.draft != checked.draft or row.published_version != checked.published_version:
             raise ApiError(409, "journey_changed", "The journey changed while publishing.")
         version = (row.published_version or 0) + 1
-        row = await store.publish(row, Journey.parse(journey_id, version, row.draft))
+        journey = Journey.parse(journey_id, version, row.draft)
+        row = await store.publish(row, journey)
+        await store.cancel_enrolments(journey_id)
+        if journey.entry.current_members:
+            await store.add_enrolment(_current_members(journey, settings, datetime.now(UTC)))
         versions = await store.versions(journey_id)
     return _response(row, versions)
+
+
+def _current_members(journey: Journey, settings: JourneySettings, now: datetime) -> Enrolment:
+    assert journey.entry.segment is not None
+    return Enrolment(
+        id=f"{journey.id}:v{journey.version}",
+        journey_id=journey.id,
+        version=journey.version,
+        segment_id=journey.entry.segment,
+        per_minute=journey.entry.per_minute or settings.journey_entry_per_minute,
+        due_at=now,
+        at=now,
+    )
 
 
 @router.post("/{journey_id}/pause", responses=_NOT_FOUND_OR_UNPUBLISHED)
 async def pause(journey_id: JourneyIdPath, stores: Stores) -> JourneyResponse:
     """No new entries and no sends: runs reaching a send node hold there until resumed."""
     async with stores() as store:
-        _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
+        _published(_journey_only(await store.get_journey(journey_id, lock=True), journey_id))
         row = await store.set_status(journey_id, "paused")
     return _response(_found(row, journey_id))
 
@@ -147,7 +171,7 @@ async def pause(journey_id: JourneyIdPath, stores: Stores) -> JourneyResponse:
 async def resume(journey_id: JourneyIdPath, stores: Stores) -> JourneyResponse:
     """Entries start again; held runs send and go on (the timer worker picks them up)."""
     async with stores() as store:
-        _published(_found(await store.get_journey(journey_id, lock=True), journey_id))
+        _published(_journey_only(await store.get_journey(journey_id, lock=True), journey_id))
         row = await store.set_status(journey_id, "active")
         await store.release_held_runs(journey_id)
     return _response(_found(row, journey_id))
@@ -201,6 +225,13 @@ def _found(value: _T | None, journey_id: str) -> _T:
     if value is None:
         raise ApiError(404, "journey_not_found", f"There is no journey {journey_id!r}.")
     return value
+
+
+def _journey_only(row: JourneyRow | None, journey_id: str) -> JourneyRow:
+    """A journey the journeys API manages: a broadcast is managed through /broadcasts."""
+    if row is None or row.kind != "journey":
+        raise ApiError(404, "journey_not_found", f"There is no journey {journey_id!r}.")
+    return row
 
 
 def _published(row: JourneyRow) -> None:

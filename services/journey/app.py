@@ -1,6 +1,6 @@
 """The journey service's app: the consumer of segment moves, behaviours, outcomes and profile
-changes, the durable timers, the upkeep of engagement evidence, the outbox relay and the journeys
-API."""
+changes, the durable timers, the entry of current members, the upkeep of engagement evidence,
+the outbox relay, and the journeys and broadcasts APIs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from libs.common.app import create_app
 from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.journey import api
+from services.journey import api, broadcast_api
+from services.journey.enrolments import MemberEnrolments
 from services.journey.handlers import ACCEPTED_TYPES, journey_handler
 from services.journey.learning import Policy
 from services.journey.references import HttpReferences
@@ -44,6 +45,15 @@ def create(settings: Settings) -> FastAPI:
         step_limit=settings.journey_step_limit,
         policy=policy,
     )
+    enrolments = MemberEnrolments(
+        parts.engine,
+        settings.schema_name,
+        poll_interval_ms=settings.journey_timer_poll_interval_ms,
+        batch_size=settings.journey_enrolment_batch,
+        lookahead_seconds=settings.journey_enrolment_lookahead_s,
+        step_limit=settings.journey_step_limit,
+        policy=policy,
+    )
     upkeep = EvidenceUpkeep(
         parts.engine,
         settings.schema_name,
@@ -62,8 +72,8 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Journey",
         description="Journeys as graphs: who enters, what they are sent, when, and what next.",
-        routers=[api.router],
-        workers=parts.workers(upkeep, timers, consumer),
+        routers=[api.router, broadcast_api.router],
+        workers=parts.workers(upkeep, timers, enrolments, consumer),
         readiness_checks=parts.readiness_checks(settings),
         state={**parts.app_state(settings), "references": references},
     )

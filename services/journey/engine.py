@@ -35,6 +35,8 @@ LIVE = ("active", "waiting", "held")
 JOURNEY = ""
 """The node id under which journey-wide counters are kept (entered, completed, exited, goal)."""
 DecisionKind = Literal["send_time", "channel"]
+OUTCOME_COUNTER = "outcome:"
+"""The prefix of a send node's counters of its messages' outcomes (`outcome:sent`...)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,10 @@ class Steps:
     def count(self, run: Run, node_id: str, counter: str) -> None:
         self.counters[(run.journey_id, run.version, node_id, counter)] += 1
 
+    def count_outcome(self, journey_id: str, version: int, node_id: str, outcome: str) -> None:
+        """An outcome dispatch reported for a message a send node asked for (whatever run)."""
+        self.counters[(journey_id, version, node_id, f"{OUTCOME_COUNTER}{outcome}")] += 1
+
 
 def idempotency_key(journey_id: str, version: int, node_id: str, profile_id: str, run: int) -> str:
     """`<journey_id>:v<version>:<node_id>:<profile_id>:<run>` (decision 0009)."""
@@ -231,6 +237,12 @@ def enter(journey: Journey, profile_id: str, number: int, trigger: Trigger, step
     )
     steps.count(run, JOURNEY, "entered")
     return run
+
+
+def hold_until(run: Run, due_at: datetime) -> None:
+    """A current member's new run waits at the start, held, for its turn: the timer worker
+    resumes it then, as after a pause (so a paused journey holds it at its first send)."""
+    run.status, run.due_at = "held", due_at
 
 
 def entry_matches(journey: Journey, event: str, properties: dict[str, Any]) -> bool:

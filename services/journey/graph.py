@@ -38,16 +38,22 @@ _DURATIONS = DurationRules(
 # The send-time model looks 48 hours ahead at most (timing.best_time_within).
 _LONGEST_BEST_TIME_WINDOW = timedelta(hours=48)
 _MAX_CHANNELS = 8
+MAX_PER_MINUTE = 1_000_000
 _MAX_JSON_DEPTH = 40
 
 
 @dataclass(frozen=True)
 class Entry:
-    """How a profile enters: a segment's `segment.entered`, or a behaviour passing the filters."""
+    """How a profile enters: a segment's `segment.entered`, or a behaviour passing the filters.
+
+    With `current_members`, publishing the version also enters everyone already in the segment,
+    `per_minute` of them a minute at most (None: the service's setting)."""
 
     segment: str | None = None
     event: str | None = None
     where: tuple[tuple[str, ValueTest], ...] = ()
+    current_members: bool = False
+    per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -496,13 +502,30 @@ def _parse_entry(raw: Any) -> Entry:
     if not isinstance(raw, dict) or ("segment" in raw) == ("event" in raw):
         raise InvalidDefinition("entry", "give `segment` (an id) or `event` (a behaviour name)")
     if "segment" in raw:
-        _only(raw, {"segment"}, "entry")
-        return Entry(segment=_entity_id(raw["segment"], "entry.segment"))
+        _only(raw, {"segment", "current_members", "per_minute"}, "entry")
+        current_members = raw.get("current_members", False)
+        if not isinstance(current_members, bool):
+            raise InvalidDefinition("entry.current_members", "true or false")
+        per_minute = raw.get("per_minute")
+        if per_minute is not None and not current_members:
+            raise InvalidDefinition("entry.per_minute", "only with `current_members: true`")
+        return Entry(
+            segment=_entity_id(raw["segment"], "entry.segment"),
+            current_members=current_members,
+            per_minute=None if per_minute is None else per_minute_rate(per_minute, "entry"),
+        )
     _only(raw, {"event", "where"}, "entry")
     return Entry(
         event=_name(raw["event"], "entry.event"),
         where=parse_filters(raw.get("where"), "entry.where"),
     )
+
+
+def per_minute_rate(value: Any, path: str) -> int:
+    """A throttle: a whole number of entries (or sends) a minute."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_MINUTE:
+        raise InvalidDefinition(f"{path}.per_minute", f"a whole number from 1 to {MAX_PER_MINUTE}")
+    return value
 
 
 def _parse_reentry(raw: Any) -> Reentry:

@@ -1,4 +1,5 @@
-"""The journey handler: segment moves, behaviours, outcomes and profile changes move runs."""
+"""The journey handler: segment moves, behaviours, outcomes and profile changes move runs; the
+segment moves are also kept as memberships, for entering a segment's current members."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from services.journey.engine import (
 )
 from services.journey.learning import Policy
 from services.journey.runner import Runner
-from services.journey.store import Entries, JourneyStore
+from services.journey.store import Entries, JourneyStore, MembershipChange
 
 OUTCOME_TYPES: tuple[type[Any], ...] = (
     MessageSent,
@@ -78,10 +79,16 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
         entries = await _entries_of(store, batch)
         await runner.load_messages(_messages_named(batch))
         now = datetime.now(UTC)
+        memberships: list[MembershipChange] = []
         for event in batch.events:
-            await _take(runner, entries, profiles, event, now)
+            if isinstance(event.data, ProfileMerged | ProfileDeleted):
+                # The database moves or erases the profile's memberships: it holds them first.
+                await store.save_memberships(memberships)
+                memberships.clear()
+            await _take(runner, entries, profiles, memberships, event, now)
             for emitted in runner.take_events(now):
                 batch.emit(emitted, cause=event)
+        await store.save_memberships(memberships)
         await store.save_profiles(profiles.values())
         await runner.save()
 
@@ -92,6 +99,7 @@ async def _take(
     runner: Runner,
     entries: Entries,
     profiles: dict[str, ProfileFacts],
+    memberships: list[MembershipChange],
     event: Event[Any],
     now: datetime,
 ) -> None:
@@ -106,10 +114,12 @@ async def _take(
         await runner.erase(data.profile_id)
         del profiles[data.profile_id]
     elif isinstance(data, SegmentEntered):
+        memberships.append(MembershipChange(data.segment_id, data.profile_id, data.occurred_at))
         trigger = Trigger(event.id, data.occurred_at)
         for journey in entries.segment(data.segment_id):
             await runner.enter(journey, _facts_at_entry(facts, data), trigger, now)
     elif isinstance(data, SegmentExited):
+        memberships.append(MembershipChange(data.segment_id, data.profile_id, None))
         await _left_segment(runner, facts, data)
     elif isinstance(data, BehaviorOccurred):
         # What the call changed about the profile first: the runs the behaviour moves, and the
@@ -180,13 +190,15 @@ async def _behaved(
 
 
 async def _outcome(runner: Runner, facts: ProfileFacts, event: Event[Any], now: datetime) -> None:
-    """An outcome counts as engagement evidence; an undeliverable message then asks for the
-    next channel of its send (it is then no longer the node's message, so a wait_for on its
-    outcome waits for the next channel's); then the outcome answers wait_for nodes."""
+    """An outcome counts as engagement evidence and in its send node's stats; an undeliverable
+    message then asks for the next channel of its send (it is then no longer the node's
+    message, so a wait_for on its outcome waits for the next channel's); then the outcome
+    answers wait_for nodes."""
     data = event.data
     outcome = event.type.partition(".")[2]
     runner.count_engagement(facts, outcome, data.request_id, data.channel, data.occurred_at)
     ref = data.journey
+    runner.steps.count_outcome(ref.journey_id, ref.journey_version, ref.node_id, outcome)
     reason = data.reason if isinstance(data, MessageSuppressed) else None
     retryable = data.retryable if isinstance(data, MessageFailed) else None
     if undeliverable(outcome, reason=reason, retryable=retryable):

@@ -19,6 +19,7 @@ from services.journey.engine import (
     enter,
     exit_run,
     fall_back,
+    hold_until,
     leave_wait,
     may_enter,
     reach_goal,
@@ -137,6 +138,23 @@ class Runner:
         self._entries[journey.id] += 1
         self._versions[(journey.id, journey.version)] = (journey, False)
         await self._advance(journey, run, facts, now, paused=False)
+        return run
+
+    def may_enter(self, journey: Journey, profile_id: str, at: datetime) -> bool:
+        """Whether the re-entry rule lets the profile in at `at`."""
+        return may_enter(journey, self.runs.latest(journey.id, profile_id), at)
+
+    def schedule(self, journey: Journey, profile_id: str, due_at: datetime) -> Run | None:
+        """Enter a current member, the run held at the start until `due_at` (its turn), if the
+        re-entry rule lets the profile in then."""
+        if not self.may_enter(journey, profile_id, due_at):
+            return None
+        previous = self.runs.latest(journey.id, profile_id)
+        number = previous.number + 1 if previous else 1
+        run = enter(journey, profile_id, number, Trigger(None, due_at), self.steps)
+        hold_until(run, due_at)
+        self._entries[journey.id] += 1
+        self.runs.save(run, journey)
         return run
 
     async def move_on(

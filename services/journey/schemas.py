@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    StringConstraints,
+)
 
 from services.journey.conditions import InvalidDefinition
-from services.journey.graph import check_json
+from services.journey.graph import MAX_PER_MINUTE, check_json
 
 JOURNEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 JourneyId = Annotated[str, StringConstraints(pattern=JOURNEY_ID_PATTERN)]
@@ -103,6 +111,11 @@ class NodeStats(BaseModel):
         "was requested).",
     )
     arms: dict[str, int] = Field(default_factory=dict, description="split: runs per arm.")
+    outcomes: dict[str, int] = Field(
+        default_factory=dict,
+        description="send: the outcomes dispatch reported for its messages, by kind (`sent`, "
+        "`delivered`, `opened`, `clicked`, `failed`, `suppressed`, `unsubscribed`).",
+    )
 
 
 class Totals(BaseModel):
@@ -150,3 +163,92 @@ class DecisionResponse(BaseModel):
 
 class DecisionList(BaseModel):
     decisions: list[DecisionResponse] = Field(description="Newest first.")
+
+
+ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class RepeatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    every: str = Field(description="ISO 8601 duration between occurrences: `P1D`, `PT12H`.")
+    times: int = Field(ge=2, le=1000, description="How many occurrences, the first included.")
+
+
+class BroadcastRequest(BaseModel):
+    """A send of one template on one channel to a segment's members, taken at send time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: JourneyId | None = Field(
+        default=None, description="Chosen by the caller; generated when absent."
+    )
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+    description: Annotated[Text, StringConstraints(max_length=10_000)] = ""
+    segment: EntityId = Field(description="The segment whose members are sent to.")
+    channel: Channel
+    template_id: EntityId
+    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="When to send, with its UTC offset; absent (and no `at_local_time`): now.",
+    )
+    at_local_time: NaiveDatetime | None = Field(
+        default=None,
+        description="A wall time without offset (`2026-03-14T10:00:00`): each person is sent "
+        "to when their own clock shows it (`traits.timezone`; UTC when absent or unknown).",
+    )
+    per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PER_MINUTE,
+        description="Sends a minute at most (CLOSELOOP_JOURNEY_ENTRY_PER_MINUTE when absent).",
+    )
+    repeat: RepeatRequest | None = Field(
+        default=None, description="A recurring broadcast: every `every`, `times` occurrences."
+    )
+
+
+class BroadcastProgress(BaseModel):
+    planned: int = Field(description="Members entered, each due at their turn.")
+    entered: int = Field(description="Members whose turn came and who reached the send.")
+    requested: int = Field(description="Messages requested (content renders, dispatch sends).")
+    sent: int = Field(description="Messages dispatch reported sent.")
+    suppressed: int = Field(description="Messages dispatch held back: consent, caps, quiet hours.")
+    failed: int = Field(description="Messages dispatch could not send.")
+    waiting: int = Field(description="Members still to be sent to (or held while paused).")
+    exited: int = Field(description="Members not sent to: cancelled, or left the segment.")
+
+
+class OccurrenceResponse(BaseModel):
+    occurrence: int
+    at: datetime | None = Field(description="The instant, for a send at a fixed time.")
+    at_local_time: datetime | None = Field(description="The wall time, at each person's clock.")
+    status: str = Field(description="`pending` (members still to take), `done` or `cancelled`.")
+    started_at: datetime | None = Field(description="When its members were first taken.")
+    planned: int = Field(description="Members it entered.")
+
+
+class BroadcastResponse(BaseModel):
+    id: str
+    name: str
+    description: str
+    status: str = Field(description="`scheduled`, `sending`, `done`, `paused` or `cancelled`.")
+    segment: str
+    channel: str
+    template_id: str
+    variables: dict[str, Any]
+    at: datetime | None
+    at_local_time: datetime | None
+    per_minute: int
+    repeat: dict[str, Any] | None = Field(description="`every` (seconds) and `times`.")
+    progress: BroadcastProgress
+    occurrences: list[OccurrenceResponse]
+    created_at: datetime
+    updated_at: datetime
+
+
+class BroadcastList(BaseModel):
+    broadcasts: list[BroadcastResponse]

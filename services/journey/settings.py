@@ -32,6 +32,22 @@ class JourneySettings(Settings):
     journey_timer_batch: int = Field(
         default=200, ge=1, description="Due timers claimed and advanced in one transaction."
     )
+    journey_entry_per_minute: int = Field(
+        default=600,
+        ge=1,
+        le=1_000_000,
+        description="How many current members a minute enter a journey published with "
+        "`entry.current_members` (or a broadcast sends to) when it gives no `per_minute`.",
+    )
+    journey_enrolment_batch: int = Field(
+        default=500, ge=1, description="Current members entered in one transaction."
+    )
+    journey_enrolment_lookahead_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="How far ahead of their turn current members are taken and their runs "
+        "scheduled (at a fixed time; at local times all are taken at the first).",
+    )
     journey_step_limit: int = Field(
         default=100,
         ge=1,

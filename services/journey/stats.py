@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.journey.engine import JOURNEY
+from services.journey.engine import JOURNEY, OUTCOME_COUNTER
 from services.journey.schemas import NodeStats, StatsResponse, Totals, VersionStats
 from services.journey.store import StatRow
 
@@ -54,5 +54,8 @@ def _add_node(node: NodeStats, row: StatRow) -> None:
     if row.counter.startswith("arm:"):
         arm = row.counter[len("arm:") :]
         node.arms[arm] = node.arms.get(arm, 0) + row.value
+    elif row.counter.startswith(OUTCOME_COUNTER):
+        outcome = row.counter.removeprefix(OUTCOME_COUNTER)
+        node.outcomes[outcome] = node.outcomes.get(outcome, 0) + row.value
     elif row.counter in _NODE_COUNTERS:
         setattr(node, row.counter, getattr(node, row.counter) + row.value)

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.profiles import ProfileCopies, ProfileFacts
 from libs.common.store import SchemaStore
 from services.journey.engagement import EngagementChanges, MessageRecord
-from services.journey.engine import LIVE, ChannelRanking, Decision, Run, Timing, Trigger
+from services.journey.engine import JOURNEY, LIVE, ChannelRanking, Decision, Run, Timing, Trigger
+from services.journey.enrolment import Enrolment
 from services.journey.graph import Journey
 from services.journey.learning import CountRow, PopulationRow
 from services.journey.runs import RunKey, SavedRun
@@ -33,6 +34,25 @@ class JourneyRow:
     published_version: int | None
     created_at: datetime
     updated_at: datetime
+    kind: str = "journey"
+
+
+@dataclass(frozen=True)
+class BroadcastRow:
+    id: str
+    spec: Any
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """A profile entered (`entered_at`) or left (None) a segment."""
+
+    segment_id: str
+    profile_id: str
+    entered_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -108,25 +128,35 @@ class JourneyStore(SchemaStore):
     # Journeys and versions.
 
     async def insert_journey(
-        self, journey_id: str, name: str, description: str, draft: Any
+        self, journey_id: str, name: str, description: str, draft: Any, kind: str = "journey"
     ) -> JourneyRow | None:
         result = await self._execute(
-            "INSERT INTO {s}.journeys (id, name, description, draft) "
-            "VALUES (:id, :name, :description, CAST(:draft AS jsonb)) "
+            "INSERT INTO {s}.journeys (id, name, description, draft, kind) "
+            "VALUES (:id, :name, :description, CAST(:draft AS jsonb), :kind) "
             "ON CONFLICT (id) DO NOTHING RETURNING *",
-            {"id": journey_id, "name": name, "description": description, "draft": _json(draft)},
+            {
+                "id": journey_id,
+                "name": name,
+                "description": description,
+                "draft": _json(draft),
+                "kind": kind,
+            },
         )
         return _journey(result.first())
 
     async def get_journey(self, journey_id: str, *, lock: bool = False) -> JourneyRow | None:
-        locking = " FOR UPDATE" if lock else ""
+        """The journey; with `lock`, held against other changes of it until the transaction
+        ends (NO KEY UPDATE: runs and enrolments still refer to it meanwhile)."""
+        locking = " FOR NO KEY UPDATE" if lock else ""
         result = await self._execute(
             "SELECT * FROM {s}.journeys WHERE id = :id" + locking, {"id": journey_id}
         )
         return _journey(result.first())
 
     async def list_journeys(self) -> list[JourneyRow]:
-        result = await self._execute("SELECT * FROM {s}.journeys ORDER BY id")
+        result = await self._execute(
+            "SELECT * FROM {s}.journeys WHERE kind = 'journey' ORDER BY id"
+        )
         return [row for row in map(_journey, result) if row is not None]
 
     async def update_draft(
@@ -154,7 +184,8 @@ class JourneyStore(SchemaStore):
         return [VersionRow(row.version, row.definition, row.published_at) for row in result]
 
     async def publish(self, row: JourneyRow, journey: Journey) -> JourneyRow:
-        """Store the draft as the next version and make it the one new profiles enter."""
+        """Store the draft as the next version and make it the one new profiles enter (a
+        broadcast's version enters no one on segment.entered: only its enrolments enter)."""
         version = (row.published_version or 0) + 1
         await self._execute(
             "INSERT INTO {s}.journey_versions (journey_id, version, definition) "
@@ -169,7 +200,7 @@ class JourneyStore(SchemaStore):
             {
                 "id": row.id,
                 "version": version,
-                "segment": journey.entry.segment,
+                "segment": journey.entry.segment if row.kind == "journey" else None,
                 "event": journey.entry.event,
             },
         )
@@ -185,15 +216,177 @@ class JourneyStore(SchemaStore):
         )
         return _journey(result.first())
 
-    async def release_held_runs(self, journey_id: str) -> int:
-        """Resume: every run held at a send node gets a timer due now."""
+    async def release_held_runs(self, journey_id: str, per_minute: int | None = None) -> int:
+        """Resume: every run held without a timer (at a send node) gets one, due now, or with
+        `per_minute`, one after another that many a minute (in profile id order). A run held
+        for its turn keeps its timer."""
+        gap = 60.0 / per_minute if per_minute else 0.0
         result = await self._execute(
             "INSERT INTO {s}.timers (journey_id, profile_id, run, node_id, due_at) "
-            "SELECT journey_id, profile_id, run, node_id, now() FROM {s}.runs "
-            "WHERE journey_id = :id AND status = 'held' ON CONFLICT DO NOTHING",
-            {"id": journey_id},
+            "SELECT r.journey_id, r.profile_id, r.run, r.node_id, now() + make_interval(secs => "
+            "CAST(:gap AS float8) * (row_number() OVER (ORDER BY r.profile_id, r.run) - 1)) "
+            "FROM {s}.runs r "
+            "WHERE r.journey_id = :id AND r.status = 'held' AND NOT EXISTS (SELECT 1 FROM "
+            "{s}.timers t WHERE t.journey_id = r.journey_id AND t.profile_id = r.profile_id "
+            "AND t.run = r.run) ON CONFLICT DO NOTHING",
+            {"id": journey_id, "gap": gap},
         )
         return int(result.rowcount or 0)
+
+    async def exit_live_runs(self, journey_id: str, reason: str) -> None:
+        """End every live run of the journey (timers follow), counted as exits where each was;
+        the runs are locked in key order first, as the timer worker locks them."""
+        result = await self._execute(
+            "WITH locked AS (SELECT journey_id, profile_id, run FROM {s}.runs "
+            "WHERE journey_id = :id AND status = ANY(CAST(:live AS text[])) "
+            "ORDER BY journey_id, profile_id, run FOR UPDATE), "
+            "ended AS (UPDATE {s}.runs r SET status = 'exited', exit_reason = :reason, "
+            "updated_at = now() FROM locked l WHERE r.journey_id = l.journey_id "
+            "AND r.profile_id = l.profile_id AND r.run = l.run "
+            "AND r.status = ANY(CAST(:live AS text[])) RETURNING r.version, r.node_id) "
+            "SELECT version, node_id, count(*) AS n FROM ended GROUP BY version, node_id",
+            {"id": journey_id, "live": list(LIVE), "reason": reason},
+        )
+        counters: Counter[tuple[str, int, str, str]] = Counter()
+        for row in result:
+            counters[(journey_id, row.version, JOURNEY, "exited")] += row.n
+            if row.node_id is not None:
+                counters[(journey_id, row.version, row.node_id, "exited")] += row.n
+        await self._execute(
+            "DELETE FROM {s}.timers t USING {s}.runs r WHERE t.journey_id = :id "
+            "AND r.journey_id = t.journey_id AND r.profile_id = t.profile_id AND r.run = t.run "
+            "AND r.status = 'exited'",
+            {"id": journey_id},
+        )
+        await self.add_counters(counters)
+
+    # Memberships and enrolments.
+
+    async def save_memberships(self, changes: Sequence[MembershipChange]) -> None:
+        """Write the batch's segment entries and exits (the last change of each pair wins)."""
+        last = {(c.segment_id, c.profile_id): c for c in changes}
+        entered = [
+            {"segment_id": c.segment_id, "profile_id": c.profile_id, "at": c.entered_at.isoformat()}
+            for key, c in sorted(last.items())
+            if c.entered_at is not None
+        ]
+        left = [
+            {"segment_id": c.segment_id, "profile_id": c.profile_id}
+            for key, c in sorted(last.items())
+            if c.entered_at is None
+        ]
+        if entered:
+            await self._execute(
+                "INSERT INTO {s}.memberships (segment_id, profile_id, entered_at) "
+                "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+                "AS r(segment_id text, profile_id text, at timestamptz) "
+                "ON CONFLICT (segment_id, profile_id) DO NOTHING",
+                {"rows": _json(entered)},
+            )
+        if left:
+            await self._execute(
+                "DELETE FROM {s}.memberships m USING jsonb_to_recordset(CAST(:rows AS jsonb)) "
+                "AS r(segment_id text, profile_id text) "
+                "WHERE m.segment_id = r.segment_id AND m.profile_id = r.profile_id",
+                {"rows": _json(left)},
+            )
+
+    async def members_after(self, segment_id: str, cursor: str | None, limit: int) -> list[str]:
+        """The segment's members after `cursor`, in profile id order (those with a copy of
+        their profile, as every member handled by the consumer has)."""
+        result = await self._execute(
+            "SELECT m.profile_id FROM {s}.memberships m JOIN {s}.profiles p "
+            "ON p.profile_id = m.profile_id WHERE m.segment_id = :segment "
+            "AND (CAST(:cursor AS text) IS NULL OR m.profile_id > :cursor) "
+            "ORDER BY m.profile_id LIMIT :limit",
+            {"segment": segment_id, "cursor": cursor, "limit": limit},
+        )
+        return [row.profile_id for row in result]
+
+    async def add_enrolment(self, enrolment: Enrolment) -> None:
+        await self._execute(
+            "INSERT INTO {s}.enrolments (id, journey_id, version, occurrence, segment_id, "
+            "per_minute, at, local_time, due_at) VALUES (:id, :journey_id, :version, "
+            ":occurrence, :segment_id, :per_minute, :at, :local_time, :due_at) "
+            "ON CONFLICT (id) DO NOTHING",
+            {
+                "id": enrolment.id,
+                "journey_id": enrolment.journey_id,
+                "version": enrolment.version,
+                "occurrence": enrolment.occurrence,
+                "segment_id": enrolment.segment_id,
+                "per_minute": enrolment.per_minute,
+                "at": enrolment.at,
+                "local_time": _iso(enrolment.local_time),
+                "due_at": enrolment.due_at,
+            },
+        )
+
+    async def claim_enrolment(self) -> Enrolment | None:
+        """The pending enrolment due first, locked; replicas skip each other's."""
+        result = await self._execute(
+            "SELECT * FROM {s}.enrolments WHERE status = 'pending' AND due_at <= now() "
+            "ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+        )
+        row = result.first()
+        return _enrolment(row) if row is not None else None
+
+    async def save_enrolment(self, enrolment: Enrolment) -> None:
+        await self._execute(
+            "UPDATE {s}.enrolments SET status = :status, started_at = :started_at, "
+            "cursor = :cursor, scheduled = :scheduled, slots = CAST(:slots AS jsonb), "
+            "due_at = :due_at, updated_at = now() WHERE id = :id",
+            {
+                "id": enrolment.id,
+                "status": enrolment.status,
+                "started_at": enrolment.started_at,
+                "cursor": enrolment.cursor,
+                "scheduled": enrolment.scheduled,
+                "slots": _json(enrolment.slots),
+                "due_at": enrolment.due_at,
+            },
+        )
+
+    async def enrolments_of(self, journey_id: str) -> list[Enrolment]:
+        result = await self._execute(
+            "SELECT * FROM {s}.enrolments WHERE journey_id = :id ORDER BY version, occurrence",
+            {"id": journey_id},
+        )
+        return [_enrolment(row) for row in result]
+
+    async def cancel_enrolments(self, journey_id: str) -> None:
+        """No more members are taken (a running tick finishes first: its rows are locked)."""
+        await self._execute(
+            "UPDATE {s}.enrolments SET status = 'cancelled', updated_at = now() "
+            "WHERE journey_id = :id AND status = 'pending'",
+            {"id": journey_id},
+        )
+
+    # Broadcasts.
+
+    async def insert_broadcast(self, broadcast_id: str, spec: Any) -> None:
+        await self._execute(
+            "INSERT INTO {s}.broadcasts (id, spec) VALUES (:id, CAST(:spec AS jsonb))",
+            {"id": broadcast_id, "spec": _json(spec)},
+        )
+
+    async def get_broadcast(self, broadcast_id: str, *, lock: bool = False) -> BroadcastRow | None:
+        locking = " FOR UPDATE" if lock else ""
+        result = await self._execute(
+            "SELECT * FROM {s}.broadcasts WHERE id = :id" + locking, {"id": broadcast_id}
+        )
+        row = result.first()
+        return _broadcast(row) if row is not None else None
+
+    async def list_broadcasts(self) -> list[BroadcastRow]:
+        result = await self._execute("SELECT * FROM {s}.broadcasts ORDER BY created_at, id")
+        return [_broadcast(row) for row in result]
+
+    async def set_broadcast_status(self, broadcast_id: str, status: str) -> None:
+        await self._execute(
+            "UPDATE {s}.broadcasts SET status = :status, updated_at = now() WHERE id = :id",
+            {"id": broadcast_id, "status": status},
+        )
 
     async def journeys_entered_on(
         self, *, segments: Collection[str], events: Collection[str]
@@ -285,15 +478,30 @@ class JourneyStore(SchemaStore):
         await self._execute(
             "UPDATE {s}.messages SET profile_id = :survivor WHERE profile_id = :merged", names
         )
+        await self._execute(
+            "WITH moved AS (DELETE FROM {s}.memberships WHERE profile_id = :merged "
+            "RETURNING segment_id, entered_at) "
+            "INSERT INTO {s}.memberships (segment_id, profile_id, entered_at) "
+            "SELECT segment_id, :survivor, entered_at FROM moved ORDER BY segment_id "
+            "ON CONFLICT (segment_id, profile_id) DO NOTHING",
+            names,
+        )
         await self._copies.delete([merged])
 
     async def erase_profile(self, profile_id: str) -> None:
         """Every row about the person (timers follow their runs); counters, and the
         population's untargeted engagement, hold no one."""
-        for table in ("runs", "decisions", "engagement", "messages"):
+        for table in ("runs", "decisions", "engagement", "messages", "memberships"):
             await self._execute(
                 f"DELETE FROM {{s}}.{table} WHERE profile_id = :p", {"p": profile_id}
             )
+        # An enrolment's cursor names the last member it took: the one before them instead.
+        await self._execute(
+            "UPDATE {s}.enrolments e SET cursor = (SELECT max(m.profile_id) FROM "
+            "{s}.memberships m WHERE m.segment_id = e.segment_id AND m.profile_id < :p) "
+            "WHERE e.cursor = :p",
+            {"p": profile_id},
+        )
         await self._copies.delete([profile_id])
 
     # Runs and timers.
@@ -585,6 +793,31 @@ def _journey(row: Any) -> JourneyRow | None:
         row.published_version,
         row.created_at,
         row.updated_at,
+        row.kind,
+    )
+
+
+def _broadcast(row: Any) -> BroadcastRow:
+    return BroadcastRow(row.id, row.spec, row.status, row.created_at, row.updated_at)
+
+
+def _enrolment(row: Any) -> Enrolment:
+    local_time = datetime.fromisoformat(row.local_time) if row.local_time else None
+    return Enrolment(
+        id=row.id,
+        journey_id=row.journey_id,
+        version=row.version,
+        segment_id=row.segment_id,
+        per_minute=row.per_minute,
+        due_at=row.due_at,
+        at=row.at,
+        local_time=local_time,
+        occurrence=row.occurrence,
+        status=row.status,
+        started_at=row.started_at,
+        cursor=row.cursor,
+        scheduled=row.scheduled,
+        slots=dict(row.slots),
     )
 
 

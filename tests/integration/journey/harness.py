@@ -144,6 +144,36 @@ class JourneyHarness:
             )
         return due
 
+    async def members(self, segment_id: str) -> set[str]:
+        """The segment's members as journey heard them (its memberships table)."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                text(f"SELECT profile_id FROM {self.schema}.memberships WHERE segment_id = :s"),
+                {"s": segment_id},
+            )
+        return {row.profile_id for row in rows}
+
+    async def enrolments(self, journey_id: str) -> list[str]:
+        """The statuses of the journey's entries of current members (one per version or
+        occurrence)."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    f"SELECT status FROM {self.schema}.enrolments WHERE journey_id = :j "
+                    "ORDER BY version, occurrence"
+                ),
+                {"j": journey_id},
+            )
+        return [row.status for row in rows]
+
+    async def timers_of(self, journey_id: str) -> int:
+        async with self._engine.connect() as connection:
+            count: int = await connection.scalar(
+                text(f"SELECT count(*) FROM {self.schema}.timers WHERE journey_id = :j"),
+                {"j": journey_id},
+            )
+        return count
+
     async def engagement(self, profile_id: str) -> dict[tuple[str, int], tuple[int, int]]:
         """The profile's (sends, engaged) by (channel, local hour), and how many messages."""
         async with self._engine.connect() as connection:

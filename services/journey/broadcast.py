@@ -1,0 +1,159 @@
+"""A broadcast as a journey: one send node, entered by the segment's members at the time of each
+occurrence (at a fixed time, or at each person's local time), throttled.
+
+Being a journey version, a broadcast's send goes through content and dispatch as any journey
+send does: consent, caps, quiet hours, exactly-once, stats and attribution are the journey's.
+Pure: the broadcasts API builds it from the request and stores what it says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from libs.common.values import DurationRules, parse_duration
+from services.journey.conditions import InvalidDefinition
+from services.journey.enrolment import (
+    LATEST_OFFSET,
+    Enrolment,
+    Repeat,
+    first_local_instant,
+    occurrence_time,
+)
+
+SEND_NODE = "send"
+"""The id of a broadcast's one node: its stats are under `nodes.send`."""
+# A fixed time this far in the past is taken as meant for now (clocks differ a little).
+_SKEW = timedelta(minutes=1)
+_EVERY = DurationRules(
+    longest=timedelta(days=366),
+    malformed="not an ISO 8601 duration (such as P1D, P1W or PT12H)",
+    not_positive="a repeat must be longer than zero",
+    too_long="a repeat is at most a year",
+    error=InvalidDefinition,
+)
+_SHORTEST_EVERY = timedelta(minutes=1)
+_FURTHEST = timedelta(days=3660)
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """What to send to whom and when: `at` (an instant) or `local_time` (a wall time on each
+    person's clock), or neither (now); `per_minute` sends a minute at most; `repeat`."""
+
+    segment: str
+    channel: str
+    template_id: str
+    per_minute: int
+    variables: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    local_time: datetime | None = None
+    repeat: Repeat | None = None
+
+    def graph(self) -> dict[str, Any]:
+        """The journey version it runs: everyone leaving the segment before their turn is not
+        sent to; a repeating broadcast re-enters those whose previous send is over."""
+        send = {
+            "type": "send",
+            "channel": self.channel,
+            "template_id": self.template_id,
+            "variables": self.variables,
+        }
+        return {
+            "entry": {"segment": self.segment},
+            "reentry": {"rule": "always" if self.repeat is not None else "never"},
+            "exit": {"on_segment_exit": True},
+            "start": SEND_NODE,
+            "nodes": {SEND_NODE: send},
+        }
+
+    def check_times(self, now: datetime) -> None:
+        """Refuse a time that has passed (`at` beyond a minute's skew, `local_time` once it has
+        passed on every clock) or is more than ten years ahead."""
+        if self.at is not None:
+            if self.at < now - _SKEW:
+                raise InvalidDefinition("at", "that time has passed; give a later one or none")
+            if self.at > now + _FURTHEST:
+                raise InvalidDefinition("at", "at most ten years ahead")
+        if self.local_time is not None:
+            # Compared as wall times first: an extreme one must not overflow the arithmetic.
+            wall_now = now.astimezone(UTC).replace(tzinfo=None)
+            if self.local_time > wall_now + _FURTHEST:
+                raise InvalidDefinition("at_local_time", "at most ten years ahead")
+            if self.local_time < wall_now - LATEST_OFFSET:
+                raise InvalidDefinition("at_local_time", "that wall time has passed everywhere")
+
+    def enrolments(self, broadcast_id: str, now: datetime) -> list[Enrolment]:
+        """One entry of the segment's current members per occurrence, each taken when it comes
+        (at local times: when the first clock reaches it)."""
+        times = self.repeat.times if self.repeat is not None else 1
+        return [self._enrolment(broadcast_id, n, now) for n in range(1, times + 1)]
+
+    def _enrolment(self, broadcast_id: str, occurrence: int, now: datetime) -> Enrolment:
+        local_time = at = None
+        if self.local_time is not None:
+            local_time = occurrence_time(self.local_time, self.repeat, occurrence)
+            due_at = max(now, first_local_instant(local_time))
+        else:
+            at = occurrence_time(self.at or now, self.repeat, occurrence)
+            due_at = max(now, at)
+        return Enrolment(
+            id=f"{broadcast_id}:{occurrence}",
+            journey_id=broadcast_id,
+            version=1,
+            segment_id=self.segment,
+            per_minute=self.per_minute,
+            due_at=due_at,
+            at=at,
+            local_time=local_time,
+            occurrence=occurrence,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment,
+            "channel": self.channel,
+            "template_id": self.template_id,
+            "variables": self.variables,
+            "per_minute": self.per_minute,
+            "at": self.at.isoformat() if self.at is not None else None,
+            "at_local_time": self.local_time.isoformat() if self.local_time is not None else None,
+            "repeat": None
+            if self.repeat is None
+            else {"every": self.repeat.every.total_seconds(), "times": self.repeat.times},
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Broadcast:
+        at, local_time, repeat = raw.get("at"), raw.get("at_local_time"), raw.get("repeat")
+        return cls(
+            segment=raw["segment"],
+            channel=raw["channel"],
+            template_id=raw["template_id"],
+            per_minute=raw["per_minute"],
+            variables=raw.get("variables") or {},
+            at=datetime.fromisoformat(at) if at else None,
+            local_time=datetime.fromisoformat(local_time) if local_time else None,
+            repeat=None
+            if repeat is None
+            else Repeat(timedelta(seconds=repeat["every"]), repeat["times"]),
+        )
+
+
+def parse_repeat(every: str, times: int) -> Repeat:
+    """`every` an ISO 8601 duration of a minute to a year; InvalidDefinition names it."""
+    interval = parse_duration(every, "repeat.every", rules=_EVERY)
+    if interval < _SHORTEST_EVERY:
+        raise InvalidDefinition("repeat.every", "a repeat is at least a minute (PT1M)")
+    return Repeat(interval, times)
+
+
+def broadcast_field(path: str) -> str:
+    """The request field behind a path of the journey a broadcast builds."""
+    if path == "entry.segment":
+        return "segment"
+    prefix = f"nodes.{SEND_NODE}."
+    if path.startswith(prefix):
+        return path.removeprefix(prefix)
+    return "variables" if path == "nodes" else path
