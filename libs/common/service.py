@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.api import database_state
 from libs.common.app import run
 from libs.common.bus import EventProducer, OutboxRelay
-from libs.common.bus.inbox import InboxRetention
+from libs.common.bus.inbox import inbox_retained
 from libs.common.db import create_engine, upgrade
 from libs.common.lifecycle import ReadinessCheck, Worker, broker_check, database_check
+from libs.common.retention import Retention
 from libs.common.settings import Settings
 
 
@@ -39,12 +40,13 @@ class DatabaseEngine:
 
 @dataclass(frozen=True)
 class BusParts:
-    """What every service with a database and events has: its engine, producer and relay."""
+    """What every service with a database and events has: its engine, producer, relay and the
+    retention of its inbox (to which the service adds its own kinds: `retention.keep`)."""
 
     database: DatabaseEngine
     producer: EventProducer
     relay: OutboxRelay
-    inbox_retention: InboxRetention
+    retention: Retention
 
     @property
     def engine(self) -> AsyncEngine:
@@ -52,7 +54,7 @@ class BusParts:
 
     def workers(self, *consumers: Worker) -> list[Worker]:
         """Started in this order, stopped in reverse: consumers stop first, the database last."""
-        return [self.database, self.producer, self.relay, self.inbox_retention, *consumers]
+        return [self.database, self.producer, self.relay, self.retention, *consumers]
 
     def app_state(self, settings: Settings) -> dict[str, object]:
         """What the routes read from `app.state`: the `database` their stores open
@@ -73,8 +75,12 @@ def bus_parts(settings: Settings) -> BusParts:
         batch_size=settings.outbox_batch_rows,
         poll_interval_ms=settings.outbox_poll_interval_ms,
     )
-    retention = InboxRetention(
-        engine, settings.schema_name, keep_hours=settings.inbox_retention_hours
+    retention = Retention(
+        engine,
+        settings.schema_name,
+        [inbox_retained(settings.schema_name, settings.inbox_retention_hours)],
+        every_seconds=settings.retention_interval_s,
+        batch_rows=settings.retention_batch_rows,
     )
     return BusParts(DatabaseEngine(engine), producer, relay, retention)
 

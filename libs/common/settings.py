@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -105,10 +107,29 @@ class Settings(BaseSettings):
         description="This many events failing one after another (across batches) means the "
         "dependency is down: retry instead of dead-lettering.",
     )
-    inbox_retention_hours: int = Field(
+    topic_retention_hours: float = Field(
+        default=24 * 7,
+        gt=0,
+        description="How long the broker keeps events on the loop's topics (their retention.ms; "
+        "7 days in deploy/k8s and by Kafka's default): how long a handled event can come back.",
+    )
+    inbox_retention_hours: float = Field(
         default=24 * 8,
+        gt=0,
+        description="How long handled event ids are kept: longer than topic_retention_hours "
+        "(refused otherwise), so an event the broker can still redeliver is still skipped.",
+    )
+    retention_interval_s: float = Field(
+        default=600,
+        gt=0,
+        description="How often each process deletes what has outlived its retention (the inbox "
+        "and the service's own kinds: docs/operations.md, Retention).",
+    )
+    retention_batch_rows: int = Field(
+        default=5_000,
         ge=1,
-        description="How long handled event ids are kept: longer than the topics' retention.",
+        description="Rows one retention transaction deletes at most: a backlog goes in many "
+        "short transactions rather than one long one.",
     )
     outbox_batch_rows: int = Field(
         default=20,
@@ -119,6 +140,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _inbox_outlives_topics(self) -> Self:
+        if self.inbox_retention_hours <= self.topic_retention_hours:
+            raise ValueError(
+                f"inbox_retention_hours ({self.inbox_retention_hours:g}) must be longer than "
+                f"topic_retention_hours ({self.topic_retention_hours:g}): an event the broker "
+                "can still redeliver must still be in the inbox, or it is handled twice"
+            )
+        return self
 
     @property
     def schema_name(self) -> str:

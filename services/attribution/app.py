@@ -17,11 +17,15 @@ from libs.common.settings import Settings
 from services.attribution.api import conversions_router, reports_router
 from services.attribution.handlers import ACCEPTED_TYPES, attribution_handler
 from services.attribution.settings import AttributionSettings
+from services.attribution.store import touches_retained
 
 
 def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, AttributionSettings)
     parts = bus_parts(settings)
+    parts.retention.keep(
+        touches_retained(settings.schema_name, settings.attribution_touch_retention_days)
+    )
     consumer = EventConsumer(
         settings,
         topics=[topics.OUTCOMES, topics.BEHAVIOR, topics.PROFILE],

@@ -36,3 +36,10 @@ class AttributionSettings(Settings):
         description="Touchpoints (message outcomes and campaign calls) one credit report reads "
         "at most; a range holding more is refused.",
     )
+    attribution_touch_retention_days: float = Field(
+        default=400,
+        gt=0,
+        description="How long touchpoints (message outcomes) and campaign touches are kept; then "
+        "they are deleted. A conversion credits only touches of this period, whatever its "
+        "definition's window; conversions and KPI rollups are kept.",
+    )

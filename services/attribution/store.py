@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from libs.common.events.conversion import AttributionModel
+from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
 from services.attribution.campaigns import CampaignTouch
 from services.attribution.credit import Touch
@@ -32,6 +33,8 @@ DIMENSION_COLUMNS: dict[Dimension, tuple[str, ...]] = {
 _NOT_TOUCHES = ["message.suppressed", "message.failed"]
 # The tables whose rows name a person: merges move them, erasure deletes them.
 _PERSONAL_TABLES = ("touchpoints", "campaign_touches", "conversions")
+_FORGET_TOUCHPOINTS = batched_delete("touchpoints", older_than("occurred_at"))
+_FORGET_CAMPAIGN_TOUCHES = batched_delete("campaign_touches", older_than("occurred_at"))
 _COUNTS = (
     "sent",
     "delivered",
@@ -105,6 +108,17 @@ class AttributionStore(SchemaStore):
     """Attribution's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     # Touchpoints and conversions.
+
+    async def forget_touches(self, keep_days: float, limit: int) -> int:
+        """Touchpoints, then campaign touches, that happened more than `keep_days` ago: at most
+        `limit` in all."""
+        params = {"seconds": keep_days * 86_400, "limit": limit}
+        touchpoints = int((await self._execute(_FORGET_TOUCHPOINTS, params)).rowcount or 0)
+        if touchpoints == limit:
+            return touchpoints
+        params["limit"] = limit - touchpoints
+        campaign = await self._execute(_FORGET_CAMPAIGN_TOUCHES, params)
+        return touchpoints + int(campaign.rowcount or 0)
 
     async def record_outcomes(self, outcomes: Sequence[OutcomeRow]) -> list[OutcomeRow]:
         """Store each message's outcomes once; the ones not seen before, to count them."""
@@ -527,4 +541,12 @@ def _definition(row: Any) -> DefinitionRow:
         ConversionDefinition.model_validate(row.definition),
         row.created_at,
         row.updated_at,
+    )
+
+
+def touches_retained(schema: str, keep_days: float) -> Retained:
+    """Touchpoints and campaign touches kept `keep_days` after they happened."""
+    return Retained(
+        "touches",
+        lambda session, limit: AttributionStore(session, schema).forget_touches(keep_days, limit),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ from services.dispatch.channels.config import (
     parse_config,
     split_secrets,
 )
-from services.dispatch.policy import InvalidPolicy, Preferences, parse_policy
+from services.dispatch.policy import InvalidPolicy, Preferences, check_caps_kept, parse_policy
 from services.dispatch.schemas import (
     CHANNEL_PATTERN,
     PROFILE_PATTERN,
@@ -120,11 +121,13 @@ async def get_policies(stores: Stores) -> dict[str, Any]:
 
 
 @router.put("/policies", tags=["policies"])
-async def replace_policies(document: PolicyDocument, stores: Stores) -> dict[str, Any]:
+async def replace_policies(
+    document: PolicyDocument, stores: Stores, settings: SettingsDep
+) -> dict[str, Any]:
     """Replace the frequency caps and quiet hours; applied to every send decided after."""
     stored = document.model_dump(exclude_none=True)
     try:
-        parse_policy(stored)
+        check_caps_kept(parse_policy(stored), timedelta(days=settings.dispatch_send_retention_days))
     except InvalidPolicy as error:
         raise ApiError(422, "invalid_policy", str(error), error.path) from None
     async with stores() as store:

@@ -14,11 +14,15 @@ from services.dispatch.addresses import WebhookResolver
 from services.dispatch.handlers import ACCEPTED_TYPES, dispatch_handler
 from services.dispatch.sender import Sender
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.store import finished_sends_retained
 
 
 def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, DispatchSettings)
     parts = bus_parts(settings)
+    parts.retention.keep(
+        finished_sends_retained(settings.schema_name, settings.dispatch_send_retention_days)
+    )
     sender = Sender(parts.engine, parts.relay, parts.producer, settings)
     consumer = EventConsumer(
         settings,

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 _ACTIVE = text("status IN ('pending', 'sending')")
+_FINISHED = text("status NOT IN ('pending', 'sending')")
 
 
 def channels_table(metadata: MetaData) -> Table:
@@ -82,6 +83,7 @@ def sends_table(metadata: MetaData) -> Table:
         Index("sends_due", "due_at", postgresql_where=_ACTIVE),
         Index("sends_profile_decided", "profile_id", "decided_at"),
         Index("sends_provider_message", "channel", "provider_message_id"),
+        Index("sends_finished_created_at", "created_at", postgresql_where=_FINISHED),
     )
 
 

@@ -192,6 +192,18 @@ def parse_policy(document: Any) -> SendPolicy:
     return SendPolicy(caps, quiet)
 
 
+def check_caps_kept(policy: SendPolicy, ledger_kept: timedelta) -> None:
+    """A cap counts the ledger's sends in its window: a window longer than the ledger keeps its
+    finished sends would count only part of it. InvalidPolicy names the first such cap."""
+    for index, cap in enumerate(policy.caps):
+        if cap.window > ledger_kept:
+            raise InvalidPolicy(
+                f"caps[{index}].window",
+                f"longer than the send ledger is kept ({ledger_kept.days} days: "
+                "CLOSELOOP_DISPATCH_SEND_RETENTION_DAYS)",
+            )
+
+
 def _parse_cap(item: Any, path: str) -> Cap:
     if not isinstance(item, dict) or set(item) - {"channel", "max", "window"}:
         raise InvalidPolicy(path, "a cap is {channel, max, window}")

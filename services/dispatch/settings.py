@@ -72,6 +72,24 @@ class DispatchSettings(Settings):
         "private…), as a JSON list of CIDRs. Empty: only public addresses.",
     )
 
+    dispatch_send_retention_days: float = Field(
+        default=400,
+        gt=0,
+        description="How long a finished send (sent, delivered, failed, suppressed…) stays in the "
+        "ledger after it was created; then it is deleted. Longer than the topics' retention "
+        "(a redelivered request must still find its send; refused otherwise) and than every "
+        "frequency cap's window (PUT /policies refuses a longer one).",
+    )
+
+    @model_validator(mode="after")
+    def _ledger_outlives_topics(self) -> Self:
+        if self.dispatch_send_retention_days * 24 <= self.topic_retention_hours:
+            raise ValueError(
+                "CLOSELOOP_DISPATCH_SEND_RETENTION_DAYS must be longer than "
+                "CLOSELOOP_TOPIC_RETENTION_HOURS: a redelivered request must still find its send"
+            )
+        return self
+
     @model_validator(mode="after")
     def _takeover_waits_for_several_heartbeats(self) -> Self:
         # One late heartbeat (a slow commit, a GC pause) must not hand a live sender's rows over.

@@ -9,11 +9,16 @@ from typing import Any
 
 import orjson
 
+from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
 from services.dispatch.policy import Preferences, SendPolicy, parse_policy
 
 # Sends that count towards frequency caps: decided to go, whatever the provider said since.
 _COUNTED = "('sending', 'sent', 'delivered')"
+# Sends no longer pending or being sent, created longer ago than the ledger keeps them.
+_FORGET_FINISHED_SENDS = batched_delete(
+    "sends", "t.status NOT IN ('pending', 'sending') AND " + older_than("created_at")
+)
 _LEDGER_COLUMNS = (
     "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
@@ -133,6 +138,13 @@ class DispatchStore(SchemaStore):
     """Dispatch's queries (SchemaStore: the caller's transaction, the service's schema)."""
 
     # The ledger
+
+    async def forget_finished_sends(self, keep_days: float, limit: int) -> int:
+        """Finished sends created more than `keep_days` ago, at most `limit` of them."""
+        result = await self._execute(
+            _FORGET_FINISHED_SENDS, {"seconds": keep_days * 86_400, "limit": limit}
+        )
+        return int(result.rowcount or 0)
 
     async def insert_sends(self, rows: Sequence[dict[str, Any]]) -> int:
         """Add rendered messages; a key already in the ledger is skipped. How many were new."""
@@ -539,3 +551,13 @@ class DispatchStore(SchemaStore):
             "DELETE FROM {s}.channels WHERE name = :name RETURNING name", {"name": name}
         )
         return result.first() is not None
+
+
+def finished_sends_retained(schema: str, keep_days: float) -> Retained:
+    """Finished sends kept `keep_days` after they were created."""
+    return Retained(
+        "finished sends",
+        lambda session, limit: DispatchStore(session, schema).forget_finished_sends(
+            keep_days, limit
+        ),
+    )

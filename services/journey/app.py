@@ -17,6 +17,7 @@ from services.journey.handlers import ACCEPTED_TYPES, journey_handler
 from services.journey.learning import Policy
 from services.journey.references import HttpReferences
 from services.journey.settings import JourneySettings
+from services.journey.store import finished_runs_retained
 from services.journey.timers import JourneyTimers
 from services.journey.upkeep import EvidenceUpkeep
 
@@ -24,6 +25,9 @@ from services.journey.upkeep import EvidenceUpkeep
 def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, JourneySettings)
     parts = bus_parts(settings)
+    parts.retention.keep(
+        finished_runs_retained(settings.schema_name, settings.journey_run_retention_days)
+    )
     policy = Policy(settings.journey_explore_share)
     consumer = EventConsumer(
         settings,

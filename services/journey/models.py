@@ -63,6 +63,10 @@ def versions_table(metadata: MetaData) -> Table:
     )
 
 
+# Runs past their end, which retention deletes (journey_run_retention_days).
+_FINISHED = text("status NOT IN ('active', 'waiting', 'held')")
+
+
 def runs_table(metadata: MetaData) -> Table:
     """Each profile's runs through each journey; `run` counts the profile's entries."""
     return Table(
@@ -86,6 +90,7 @@ def runs_table(metadata: MetaData) -> Table:
         PrimaryKeyConstraint("journey_id", "profile_id", "run", name="runs_pkey"),
         Index("runs_profile", "profile_id"),
         Index("runs_journey_node", "journey_id", "version", "node_id", "status"),
+        Index("runs_finished_updated_at", "updated_at", postgresql_where=_FINISHED),
     )
 
 

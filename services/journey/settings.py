@@ -75,3 +75,10 @@ class JourneySettings(Settings):
     journey_decision_retention_days: int = Field(
         default=180, ge=1, description="How long learned decisions are kept for evaluation."
     )
+    journey_run_retention_days: float = Field(
+        default=90,
+        gt=0,
+        description="How long a finished run is kept after its last change (and after its goal's "
+        "window) before it is deleted; each person's latest run of a journey is kept whatever "
+        "its age, for the re-entry rule and the numbering of their next run.",
+    )

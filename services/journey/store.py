@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.profiles import ProfileCopies, ProfileFacts
+from libs.common.retention import Retained, batched_delete
 from libs.common.store import SchemaStore
 from services.journey.engagement import EngagementChanges, MessageRecord
 from services.journey.engine import JOURNEY, LIVE, ChannelRanking, Decision, Run, Timing, Trigger
@@ -109,6 +110,16 @@ def _json(value: Any) -> str:
 
 
 # A run with its timer's due time, if it has one.
+# A finished run past its period and its goal's window, unless it is the person's latest of
+# the journey: re-entry and the next run's number read that one.
+_FORGET_RUNS = batched_delete(
+    "runs",
+    "t.status NOT IN ('active', 'waiting', 'held') "
+    "AND t.updated_at < now() - make_interval(secs => :seconds) "
+    "AND coalesce(t.goal_until, t.updated_at) < now() - make_interval(secs => :seconds) "
+    "AND EXISTS (SELECT 1 FROM {s}.runs l WHERE l.journey_id = t.journey_id "
+    "AND l.profile_id = t.profile_id AND l.run > t.run)",
+)
 _RUNS = (
     "SELECT r.journey_id, r.profile_id, r.run, r.version, r.node_id, r.status, r.entered_at, "
     "r.trigger, r.arms, r.requests, r.exit_reason, r.goal_until, r.goal_reached_at, r.timing, "
@@ -727,6 +738,11 @@ class JourneyStore(SchemaStore):
         )
         return [_decision(row) for row in result]
 
+    async def forget_runs(self, keep_days: float, limit: int) -> int:
+        """Finished runs past `keep_days` (see `_FORGET_RUNS`), at most `limit` of them."""
+        result = await self._execute(_FORGET_RUNS, {"seconds": keep_days * 86_400, "limit": limit})
+        return int(result.rowcount or 0)
+
     async def forget_messages(self, days: int) -> int:
         """Messages untouched for `days`: a late open of one no longer counts."""
         result = await self._execute(
@@ -904,3 +920,11 @@ def _decision(row: Any) -> Decision:
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
+
+
+def finished_runs_retained(schema: str, keep_days: float) -> Retained:
+    """Finished runs kept `keep_days` after their last change (see `_FORGET_RUNS`)."""
+    return Retained(
+        "finished runs",
+        lambda session, limit: JourneyStore(session, schema).forget_runs(keep_days, limit),
+    )

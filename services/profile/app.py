@@ -16,12 +16,16 @@ from services.profile.fits import PredictionFits
 from services.profile.handlers import ACCEPTED_TYPES, profile_handler
 from services.profile.review import ProfileReviews
 from services.profile.settings import ProfileSettings
+from services.profile.store import history_retained
 
 
 def create(settings: Settings) -> FastAPI:
     if not isinstance(settings, ProfileSettings):
         raise TypeError("the profile service needs ProfileSettings")
     parts = bus_parts(settings)
+    parts.retention.keep(
+        history_retained(settings.schema_name, settings.profile_event_retention_days)
+    )
     consumer = EventConsumer(
         settings,
         topics=[topics.INGEST, topics.SEGMENT, topics.OUTCOMES, topics.ATTRIBUTION],

@@ -81,6 +81,7 @@ def profile_events_table(metadata: MetaData) -> Table:
         Column("occurred_at", DateTime(timezone=True), nullable=False),
         Column("properties", JSONB, nullable=False),
         Index("profile_events_profile_seq", "profile_id", "seq"),
+        Index("profile_events_occurred_at", "occurred_at"),
     )
 
 

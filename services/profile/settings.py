@@ -23,6 +23,12 @@ class ProfileSettings(Settings):
     profile_event_history: int = Field(
         default=200, ge=1, description="Recent events kept per profile for GET /events."
     )
+    profile_event_retention_days: float = Field(
+        default=400,
+        gt=0,
+        description="How long an event stays in a profile's history (GET /events), whatever "
+        "profile_event_history; then it is deleted.",
+    )
     profile_revenue_events: list[str] = Field(
         default=["Order Completed", "order_completed", "purchase", "checkout_completed"],
         description="Track events whose properties.revenue (else properties.total) is an order "

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
+from libs.common.retention import Retained, batched_delete
 from services.profile.identity import Identifier
 from services.profile.predictions import BgNbdParams, GammaGammaParams
 from services.profile.purchases import PurchaseDays
@@ -126,6 +127,9 @@ class ProfileStore:
 
     def __init__(self, schema: str) -> None:
         self.schema = checked_schema(schema)
+        self._forget_history = batched_delete(
+            "profile_events", "t.occurred_at < now() - make_interval(secs => $1)", limit="$2"
+        ).replace("{s}", self.schema)
 
     async def connection(self, session: AsyncSession) -> Connection:
         connection: Connection = await driver_connection(session)
@@ -490,6 +494,11 @@ class ProfileStore:
             [orjson.dumps(row.properties).decode() for row in rows],
         )
 
+    async def forget_history(self, connection: Connection, keep_days: float, limit: int) -> int:
+        """Events of any profile that happened more than `keep_days` ago, at most `limit`."""
+        status = await connection.execute(self._forget_history, keep_days * 86_400, limit)
+        return int(status.split()[-1])
+
     async def trim_history(self, connection: Connection, profile_ids: list[str], keep: int) -> None:
         """Keep only the newest `keep` events of each of these profiles."""
         if not profile_ids:
@@ -647,3 +656,13 @@ def _stored(row: asyncpg.Record) -> StoredProfile:
             Identifier(kind, value) for kind, value in zip(row["kinds"], row["ids"], strict=True)
         ),
     )
+
+
+def history_retained(schema: str, keep_days: float) -> Retained:
+    """Events of profiles' histories kept `keep_days` after they happened."""
+    store = ProfileStore(schema)
+
+    async def forget(session: AsyncSession, limit: int) -> int:
+        return await store.forget_history(await store.connection(session), keep_days, limit)
+
+    return Retained("profile events", forget)

@@ -13,12 +13,16 @@ from libs.common.settings import Settings
 from services.segment import api
 from services.segment.handlers import ACCEPTED_TYPES, segment_handler
 from services.segment.settings import SegmentSettings
+from services.segment.store import behaviours_retained
 from services.segment.timers import WindowTimers
 
 
 def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, SegmentSettings)
     parts = bus_parts(settings)
+    parts.retention.keep(
+        behaviours_retained(settings.schema_name, settings.segment_behaviour_retention_days)
+    )
     consumer = EventConsumer(
         settings,
         topics=[topics.BEHAVIOR, topics.PROFILE],

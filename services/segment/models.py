@@ -47,6 +47,7 @@ def behaviours_table(metadata: MetaData) -> Table:
         Column("occurred_at", DateTime(timezone=True), nullable=False),
         Column("properties", JSONB, nullable=False),
         Index("behaviours_profile_event_time", "profile_id", "event", "occurred_at"),
+        Index("behaviours_occurred_at", "occurred_at"),
     )
 
 

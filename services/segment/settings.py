@@ -29,3 +29,9 @@ class SegmentSettings(Settings):
         "other services': creating a segment evaluates it over every profile in one statement "
         "(about 20 s for 1,000,000 profiles on the 2-core development machine).",
     )
+    segment_behaviour_retention_days: float = Field(
+        default=400,
+        gt=0,
+        description="How long a behaviour is kept for event conditions (then deleted): a "
+        "window longer than this, or none, counts only the behaviours of this period.",
+    )

@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.profiles import ProfileCopies
+from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
 from services.segment.compiler import SqlCompiler
 from services.segment.rules import (
@@ -24,6 +25,8 @@ from services.segment.rules import (
     SegmentRule,
     Transition,
 )
+
+_FORGET_BEHAVIOURS = batched_delete("behaviours", older_than("occurred_at"))
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,13 @@ class SegmentStore(SchemaStore):
     async def save_profiles(self, profiles: Iterable[ProfileFacts]) -> None:
         """Write the profiles' facts, except those still as this store read them."""
         await self._copies.save(profiles)
+
+    async def forget_behaviours(self, keep_days: float, limit: int) -> int:
+        """Behaviours that happened more than `keep_days` ago, at most `limit` of them."""
+        result = await self._execute(
+            _FORGET_BEHAVIOURS, {"seconds": keep_days * 86_400, "limit": limit}
+        )
+        return int(result.rowcount or 0)
 
     async def record_behaviours(self, rows: Sequence[tuple[str, str, datetime, Any]]) -> None:
         """Store (profile, event, occurred_at, properties) rows."""
@@ -405,4 +415,12 @@ def _segment(row: Any) -> SegmentRow:
         row.conditions,
         row.created_at,
         row.updated_at,
+    )
+
+
+def behaviours_retained(schema: str, keep_days: float) -> Retained:
+    """Behaviours kept `keep_days` after they happened."""
+    return Retained(
+        "behaviours",
+        lambda session, limit: SegmentStore(session, schema).forget_behaviours(keep_days, limit),
     )

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from libs.common.events import Event
-from libs.common.lifecycle import BackgroundLoop
-
-_log = logging.getLogger(__name__)
+from libs.common.retention import Retained
+from libs.common.store import schema_statement
 
 
 async def claim_new_events(
@@ -45,39 +42,23 @@ async def claim_new_events(
     return fresh
 
 
-class InboxRetention(BackgroundLoop):
-    """Forgets handled event ids once no redelivery can bring them back.
+def inbox_retained(schema: str, keep_hours: float) -> Retained:
+    """Handled event ids kept `keep_hours`, then forgotten.
 
     Kafka redelivers only what is still on a topic, so ids older than the topics' retention
-    (7 days by default) can never come back; keeping them longer only grows the table.
+    can never come back; keeping them longer only grows the table. `Settings` refuses a
+    period not longer than `topic_retention_hours`.
     """
+    statement = schema_statement(
+        "DELETE FROM {s}.inbox i WHERE i.ctid = ANY(ARRAY("
+        "SELECT i.ctid FROM {s}.inbox i "
+        "WHERE i.handled_at < now() - make_interval(secs => :seconds) LIMIT :limit)) "
+        "AND i.handled_at < now() - make_interval(secs => :seconds)",
+        checked_schema(schema),
+    )
 
-    def __init__(
-        self, engine: AsyncEngine, schema: str, *, keep_hours: int, every_seconds: float = 600.0
-    ) -> None:
-        self.name = f"inbox-retention:{schema}"
-        self._engine = engine
-        self._schema = checked_schema(schema)
-        self._keep_hours = keep_hours
-        self._every_seconds = every_seconds
+    async def forget(session: AsyncSession, limit: int) -> int:
+        result = await session.execute(statement, {"seconds": keep_hours * 3600, "limit": limit})
+        return int(cast("CursorResult[Any]", result).rowcount or 0)
 
-    async def forget_expired(self) -> int:
-        async with self._engine.begin() as connection:
-            result = await connection.execute(
-                text(
-                    f"DELETE FROM {self._schema}.inbox "
-                    "WHERE handled_at < now() - make_interval(hours => :hours)"
-                ),
-                {"hours": self._keep_hours},
-            )
-        return int(result.rowcount)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                forgotten = await self.forget_expired()
-                if forgotten:
-                    _log.info("inbox ids forgotten", extra={"count": forgotten})
-            except Exception:
-                _log.exception("inbox retention failed; will try again")
-            await asyncio.sleep(self._every_seconds)
+    return Retained("inbox", forget)

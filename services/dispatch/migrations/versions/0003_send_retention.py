@@ -1,0 +1,28 @@
+"""Finished sends by when they were created, for the ledger's retention
+(`dispatch_send_retention_days`).
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from alembic import op
+from sqlalchemy import text
+
+from libs.common.migrations import service_schema
+
+revision = "0003"
+down_revision = "0002"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "sends_finished_created_at",
+        "sends",
+        ["created_at"],
+        schema=service_schema(),
+        postgresql_where=text("status NOT IN ('pending', 'sending')"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("sends_finished_created_at", "sends", schema=service_schema())

@@ -1,0 +1,28 @@
+"""Finished runs by their last change, for their retention's deletes
+(`journey_run_retention_days`).
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from alembic import op
+from sqlalchemy import text
+
+from libs.common.migrations import service_schema
+
+revision = "0004"
+down_revision = "0003"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "runs_finished_updated_at",
+        "runs",
+        ["updated_at"],
+        schema=service_schema(),
+        postgresql_where=text("status NOT IN ('active', 'waiting', 'held')"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("runs_finished_updated_at", "runs", schema=service_schema())
