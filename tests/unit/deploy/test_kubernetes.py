@@ -15,6 +15,7 @@ import yaml
 
 from libs.common import topics
 from libs.common.events.catalog import TOPICS
+from libs.common.settings import Settings
 from libs.devstack.services import DEFAULT_PORTS
 from tests.unit.deploy.deploy_files import DEPLOY, OVERLAYS, SCHEMAS, of_kind, render
 
@@ -208,6 +209,18 @@ def test_every_topic_is_a_kafka_topic_with_the_platform_partitions(overlay: str)
         assert topic["spec"]["partitions"] == PARTITIONS
         assert int(topic["spec"]["config"]["retention.ms"]) > 0
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "closeloop"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_topics_keep_events_no_longer_than_the_inbox_assumes(overlay: str) -> None:
+    """Inboxes outlive topic_retention_hours (Settings refuses less): the loop's topics must not
+    keep events longer, or an event redelivered after its id was forgotten is handled twice.
+    The DLQ is longer on purpose: replays from it are by hand (docs/operations.md)."""
+    kafka_topics = of_kind(objects(overlay), "KafkaTopic")
+    kept_ms = Settings().topic_retention_hours * 3_600_000
+    for topic in kafka_topics.values():
+        if topic["spec"]["topicName"] != topics.DLQ:
+            assert int(topic["spec"]["config"]["retention.ms"]) <= kept_ms
 
 
 def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from services.dispatch.policy import (
     Preferences,
     QuietHours,
     SendPolicy,
+    check_caps_kept,
     decide,
     merged_preferences,
     parse_policy,
@@ -142,3 +143,18 @@ def test_merged_preferences_keep_the_survivors_answers_and_every_unsubscribe() -
     result = merged_preferences(survivor, merged)
     assert result.consent == {"email": True, "sms": True}
     assert result.unsubscribed == frozenset({"push"})
+
+
+def test_a_cap_window_longer_than_the_ledger_keeps_sends_is_refused_by_path() -> None:
+    policy = parse_policy(
+        {
+            "caps": [
+                {"channel": "email", "max": 3, "window": "P7D"},
+                {"channel": "*", "max": 10, "window": "P60D"},
+            ]
+        }
+    )
+    with pytest.raises(InvalidPolicy) as refused:
+        check_caps_kept(policy, timedelta(days=30))
+    assert refused.value.path == "caps[1].window"
+    check_caps_kept(policy, timedelta(days=60))
