@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.closeloop-installed
 # mypy gets only the top-level folders that hold Python files yet.
 MYPY_DIRS := $(foreach dir,libs services tests bench contracts,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 
-.PHONY: install test-tools browser-tools up test lint format schemas bench dlq-replay chaos clean
+.PHONY: install test-tools browser-tools up test lint format schemas bench soak dlq-replay chaos clean
 
 install: $(INSTALLED)
 
@@ -63,6 +63,12 @@ schemas: install
 # `make bench ARGS="ingest --events 20000"`. See docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m bench $(ARGS)
+
+# The whole loop at a constant load (default 30 min at 100 behaviours/s), not part of `make test`:
+# are table sizes, RSS and consumer lag flat after the warm-up? e.g. `make soak ARGS="--minutes 3"`.
+# CSV and plot in bench/results/; see docs/fault-injection.md.
+soak: install
+	$(BIN)/python -m bench.soak $(ARGS)
 
 dlq-replay: install
 	$(BIN)/python -m libs.common.bus.dlq replay $(ARGS)

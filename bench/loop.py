@@ -219,7 +219,7 @@ async def _measure(bootstrap: str, database_url: str, dsn: str, count: int) -> l
     own = StackProcesses(bootstrap, dsn)
     measured: list[tuple[LoopLatency, dict[str, float]]] = []
     try:
-        async with _loop_services(bootstrap, database_url) as services:
+        async with loop_services(bootstrap, database_url) as services:
             write_key = await _define(services, receiver.url)
             ingest = services["ingest"].url
             await _warm_up(ingest, write_key, receiver)
@@ -332,8 +332,11 @@ async def _counters(
 
 
 @contextlib.asynccontextmanager
-async def _loop_services(bootstrap: str, database_url: str) -> AsyncIterator[dict[str, Any]]:
-    """The seven services, started together, stopped after."""
+async def loop_services(
+    bootstrap: str, database_url: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The seven services, started together (with `env` over the loop's settings), stopped
+    after."""
     run_id = uuid.uuid4().hex[:6]
     logs = Path(tempfile.mkdtemp(prefix="closeloop-bench-loop-"))
     ports = {name: free_port() for name in ("ingest", *_CONSUMERS)}
@@ -350,6 +353,7 @@ async def _loop_services(bootstrap: str, database_url: str) -> AsyncIterator[dic
         "CLOSELOOP_DISPATCH_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
         "CLOSELOOP_JOURNEY_CONTENT_URL": urls["content"],
         "CLOSELOOP_JOURNEY_SEGMENT_URL": urls["segment"],
+        **(env or {}),
     }
     processes = {
         name: ServiceProcess(

@@ -149,18 +149,25 @@ class StackProcesses:
         """User + system CPU seconds so far of the broker (tansu) and of PostgreSQL (its
         postmaster and every process it started, exited ones included)."""
         used = {"broker": 0.0, "PostgreSQL": 0.0}
+        for name, pid in self.pids():
+            used[name] += tree_cpu_seconds(pid)
+        return used
+
+    def pids(self) -> list[tuple[str, int]]:
+        """("broker", pid) of the broker and ("PostgreSQL", pid) of the postmaster."""
+        found = []
         for process in psutil.process_iter(["name", "ppid", "cmdline"]):
             name = process.info["name"] or ""
             arguments = process.info["cmdline"] or []
             if name.startswith("tansu") and any(self._broker_address in a for a in arguments):
-                used["broker"] += tree_cpu_seconds(process.pid)
+                found.append(("broker", process.pid))
             elif (
                 name == "postgres"
                 and _process_name(process.info["ppid"]) != "postgres"  # a postmaster
                 and option(arguments, "-p") == self._postgres_port
             ):
-                used["PostgreSQL"] += tree_cpu_seconds(process.pid)
-        return used
+                found.append(("PostgreSQL", process.pid))
+        return found
 
 
 def option(arguments: Sequence[str], flag: str) -> str | None:

@@ -2,7 +2,8 @@
 
 Later revisions write theirs out: 0002 adds the engagement evidence (`engagement`,
 `untargeted_engagement`, `messages`), the learned `decisions`, and `runs.timing` and
-`runs.channels`; 0003 adds `profiles.top_category`. The profiles table is the shared read
+`runs.channels`; 0003 adds `profiles.top_category`; 0004 indexes finished runs by `updated_at`
+for their retention. The profiles table is the shared read
 model's (libs.common.profiles), as it is now.
 """
 
@@ -63,10 +64,6 @@ def versions_table(metadata: MetaData) -> Table:
     )
 
 
-# Runs past their end, which retention deletes (journey_run_retention_days).
-_FINISHED = text("status NOT IN ('active', 'waiting', 'held')")
-
-
 def runs_table(metadata: MetaData) -> Table:
     """Each profile's runs through each journey; `run` counts the profile's entries."""
     return Table(
@@ -90,7 +87,6 @@ def runs_table(metadata: MetaData) -> Table:
         PrimaryKeyConstraint("journey_id", "profile_id", "run", name="runs_pkey"),
         Index("runs_profile", "profile_id"),
         Index("runs_journey_node", "journey_id", "version", "node_id", "status"),
-        Index("runs_finished_updated_at", "updated_at", postgresql_where=_FINISHED),
     )
 
 

@@ -66,14 +66,14 @@ class JourneySettings(Settings):
         description="How often the population's priors are refitted from the engagement "
         "evidence (and messages and decisions past their retention deleted).",
     )
-    journey_message_retention_days: int = Field(
+    journey_message_retention_days: float = Field(
         default=30,
-        ge=1,
+        gt=0,
         description="How long a message is remembered after its last outcome: an open or click "
         "later than that no longer counts.",
     )
-    journey_decision_retention_days: int = Field(
-        default=180, ge=1, description="How long learned decisions are kept for evaluation."
+    journey_decision_retention_days: float = Field(
+        default=180, gt=0, description="How long learned decisions are kept for evaluation."
     )
     journey_run_retention_days: float = Field(
         default=90,

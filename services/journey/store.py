@@ -743,18 +743,18 @@ class JourneyStore(SchemaStore):
         result = await self._execute(_FORGET_RUNS, {"seconds": keep_days * 86_400, "limit": limit})
         return int(result.rowcount or 0)
 
-    async def forget_messages(self, days: int) -> int:
+    async def forget_messages(self, days: float) -> int:
         """Messages untouched for `days`: a late open of one no longer counts."""
         result = await self._execute(
-            "DELETE FROM {s}.messages WHERE updated_at < now() - make_interval(days => :days)",
-            {"days": days},
+            "DELETE FROM {s}.messages WHERE updated_at < now() - make_interval(secs => :seconds)",
+            {"seconds": days * 86_400},
         )
         return int(result.rowcount or 0)
 
-    async def forget_decisions(self, days: int) -> int:
+    async def forget_decisions(self, days: float) -> int:
         result = await self._execute(
-            "DELETE FROM {s}.decisions WHERE decided_at < now() - make_interval(days => :days)",
-            {"days": days},
+            "DELETE FROM {s}.decisions WHERE decided_at < now() - make_interval(secs => :seconds)",
+            {"seconds": days * 86_400},
         )
         return int(result.rowcount or 0)
 

@@ -35,8 +35,8 @@ class EvidenceUpkeep(BackgroundLoop):
         policy: Policy,
         *,
         every_seconds: float,
-        message_days: int,
-        decision_days: int,
+        message_days: float,
+        decision_days: float,
     ) -> None:
         self.name = f"journey-evidence:{schema}"
         self._sessions = create_sessions(engine)
