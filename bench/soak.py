@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import csv
 import time
@@ -36,12 +37,13 @@ import asyncpg
 import httpx
 import numpy as np
 import psutil
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.loop import loop_services
 from bench.receiver import Receiver
 from bench.report import RESULTS_DIR, StackProcesses, process_tree
+from libs.common import topics
 from libs.devstack import ServiceProcess
 from libs.devstack.scratch import scratch_stack
 
@@ -160,12 +162,12 @@ async def _constant_load(
     ingest: str, write_key: str, rate: int, people: int, seconds: float
 ) -> None:
     """`rate` tracks a second, the people in turn, on a fixed schedule, for `seconds`."""
-    auth = aiohttp.BasicAuth(write_key, "")
+    headers = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
     limit = asyncio.Semaphore(_CONCURRENCY)
     loop = asyncio.get_running_loop()
     start = loop.time()
     async with (
-        aiohttp.ClientSession(base_url=ingest, auth=auth) as session,
+        aiohttp.ClientSession(base_url=ingest, headers=headers) as session,
         asyncio.TaskGroup() as tasks,
     ):
         for number in range(int(rate * seconds)):
@@ -240,17 +242,23 @@ def _tree_rss(pid: int | None) -> int:
 
 
 async def _lags(bootstrap: str) -> list[tuple[str, int]]:
-    """Each consumer group's lag: its topics' end offsets minus its committed offsets."""
+    """Each consumer group's lag: end offsets minus its committed offsets, over the partitions
+    it has committed on (the embedded broker needs the partitions named)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
     await ends.start()
     try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics.ALL
+            for partition in ends.partitions_for_topic(topic) or ()
+        ]
+        latest = await ends.end_offsets(partitions)
         lags = []
         for group, *_ in await admin.list_consumer_groups():
-            committed = await admin.list_consumer_group_offsets(group)
-            latest = await ends.end_offsets(list(committed))
-            lag = sum(max(0, latest[tp] - at.offset) for tp, at in committed.items())
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            lag = sum(latest[tp] - at.offset for tp, at in committed.items() if at.offset >= 0)
             lags.append((group.removeprefix("closeloop-").split("_loop_")[0], lag))
         return lags
     finally:

@@ -19,11 +19,15 @@ from services.content.handlers import ACCEPTED_TYPES, content_handler
 from services.content.rendering import RequestRenderer
 from services.content.sandbox import Limits, RenderSandbox
 from services.content.settings import ContentSettings
+from services.content.store import decisions_retained
 
 
 def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, ContentSettings)
     parts = bus_parts(settings)
+    parts.retention.keep(
+        decisions_retained(settings.schema_name, settings.content_decision_retention_days)
+    )
     sandbox = RenderSandbox(_limits(settings), settings.content_render_workers)
     half_life_days = settings.content_evidence_half_life_days
     # Shared by the renderer, which keeps each template's fitted policy a while, and the

@@ -3,7 +3,9 @@ the copy generator."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from libs.common.settings import Settings
 
@@ -56,3 +58,21 @@ class ContentSettings(Settings):
     content_llm_model: str = Field(default="gpt-4o-mini", description="The model to ask.")
     content_llm_api_key: SecretStr = Field(default=SecretStr(""), description="Its bearer key.")
     content_llm_timeout_ms: int = Field(default=20_000, ge=100)
+    content_decision_retention_days: float = Field(
+        default=400,
+        gt=0,
+        description="How long the decision taken for a request, and which messages already "
+        "counted as a trial, click or conversion, are kept; then they are deleted. Longer than "
+        "the topics' retention (a redelivered request or outcome must still find them; refused "
+        "otherwise). A click on a message older than this no longer teaches the bandit.",
+    )
+
+    @model_validator(mode="after")
+    def _decisions_outlive_topics(self) -> Self:
+        if self.content_decision_retention_days * 24 <= self.topic_retention_hours:
+            raise ValueError(
+                "CLOSELOOP_CONTENT_DECISION_RETENTION_DAYS must be longer than "
+                "CLOSELOOP_TOPIC_RETENTION_HOURS: a redelivered request must still find its "
+                "decision"
+            )
+        return self

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
+from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
 from services.content.experiments import EvidenceRow, Experiment, Insight, Reward
 from services.content.templates import TemplateVersion
@@ -81,8 +82,22 @@ _TEMPLATE_COLUMNS = (
 )
 
 
+_FORGET_DECISIONS = batched_delete("decisions", older_than("decided_at"))
+_FORGET_REWARDS = batched_delete("rewards", older_than("counted_at"))
+
+
 class ContentStore(SchemaStore):
     """Content's queries (SchemaStore: the caller's transaction, the service's schema)."""
+
+    async def forget_decisions(self, keep_days: float, limit: int) -> int:
+        """Decisions, then counted rewards, older than `keep_days`: at most `limit` in all."""
+        params = {"seconds": keep_days * 86_400, "limit": limit}
+        decisions = int((await self._execute(_FORGET_DECISIONS, params)).rowcount or 0)
+        if decisions == limit:
+            return decisions
+        params["limit"] = limit - decisions
+        rewards = await self._execute(_FORGET_REWARDS, params)
+        return decisions + int(rewards.rowcount or 0)
 
     # Templates.
 
@@ -557,4 +572,12 @@ def _template_version(
         orjson.loads(variants_json),
         reward,
         holdout_share,
+    )
+
+
+def decisions_retained(schema: str, keep_days: float) -> Retained:
+    """Decisions and counted rewards kept `keep_days`."""
+    return Retained(
+        "decisions",
+        lambda session, limit: ContentStore(session, schema).forget_decisions(keep_days, limit),
     )

@@ -20,6 +20,7 @@ from libs.common.db import Sessions, create_engine
 from libs.common.retention import Retained, Retention
 from libs.devstack.pytest_plugin import SettingsFactory
 from services.attribution.store import touches_retained
+from services.content.store import decisions_retained
 from services.dispatch.store import finished_sends_retained
 from services.journey.store import finished_runs_retained
 from services.profile.store import history_retained
@@ -82,6 +83,20 @@ def _send(name: str, status: str, at: str) -> str:
         "channel, template_id, template_version, journey, status, due_at, created_at) "
         f"VALUES ('{name}', 'key-{name}', 'e', 'r', 'p', 'email', 't', 1, '{{}}', '{status}', "
         f"{at}, {at})"
+    )
+
+
+def _decision(name: str, at: str) -> str:
+    return (
+        "INSERT INTO {s}.decisions (idempotency_key, request_id, profile_id, template_id, "
+        f"template_version, outcome, decided_at) VALUES ('{name}', 'r', 'p', 't', 1, 'rendered', "
+        f"{at})"
+    )
+
+
+def _reward(name: str, at: str) -> str:
+    return (
+        f"INSERT INTO {{s}}.rewards (message_id, kind, counted_at) VALUES ('{name}', 'trial', {at})"
     )
 
 
@@ -170,6 +185,17 @@ KINDS = {
         "SELECT message_id FROM {s}.sends",
         {"old-sent", "old-delivered", "old-failed", "old-suppressed"},
         {"old-pending", "old-sending", "recent-sent"},
+    ),
+    "decisions": Kind(
+        "content",
+        lambda schema: decisions_retained(schema, KEEP_DAYS),
+        [_decision(f"old{i}", OLD) for i in range(3)]
+        + [_decision("recent", RECENT)]
+        + [_reward(f"old-reward{i}", OLD) for i in range(2)]
+        + [_reward("recent-reward", RECENT)],
+        "SELECT idempotency_key FROM {s}.decisions UNION ALL SELECT message_id FROM {s}.rewards",
+        {"old0", "old1", "old2", "old-reward0", "old-reward1"},
+        {"recent", "recent-reward"},
     ),
     "touches": Kind(
         "attribution",

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from libs.common.settings import Settings
+from services.content.settings import ContentSettings
 from services.dispatch.settings import DispatchSettings
 
 
@@ -27,3 +28,8 @@ def test_default_inbox_outlives_the_default_topics() -> None:
 def test_send_ledger_that_forgets_before_the_topics_do_is_refused() -> None:
     with pytest.raises(ValidationError, match="DISPATCH_SEND_RETENTION_DAYS"):
         DispatchSettings(dispatch_send_retention_days=7)
+
+
+def test_content_decisions_that_go_before_the_topics_do_are_refused() -> None:
+    with pytest.raises(ValidationError, match="CONTENT_DECISION_RETENTION_DAYS"):
+        ContentSettings(content_decision_retention_days=1)
