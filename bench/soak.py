@@ -16,7 +16,9 @@ and soak.png. The first half of the run is the warm-up; over the second half a l
 line is fitted to each series, and a series is flat when the growth that line predicts over
 the second half is at most `FLAT_SHARE` of the series' mean, or under its kind's floor
 (`FLAT_FLOORS`: noise no one would call growth). The verdict is printed per kind; the exit code
-is 1 when any series is not flat.
+is 1 when any series is not flat, but for those `EXPECTED_GROWTH` explains (the embedded
+broker's memory). PostgreSQL's RSS is its postmaster's and every backend's added up: each
+counts the shared buffers it has touched, so it climbs while backends warm up.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ SAMPLE_SECONDS = 10.0
 MIN_KEEP_SECONDS = 30.0
 FLAT_SHARE = 0.10
 FLAT_FLOORS = {"table_bytes": 1024 * 1024, "rss_bytes": 20 * 1024 * 1024, "lag_events": 1_000}
+# Series expected to grow, and why: printed, not held against the verdict.
+EXPECTED_GROWTH = {
+    ("rss_bytes", "broker"): "the embedded broker keeps every message in memory and enforces no "
+    "retention (a topic made with retention.ms=5000 still serves its first records 15 s on); "
+    "a Kafka broker deletes old segments",
+}
 _ADMIN_TOKEN = "bench"
 _EVENT = "soak_visit"
 _CONCURRENCY = 16
@@ -161,19 +169,26 @@ async def _define(services: Mapping[str, ServiceProcess], receiver_url: str) -> 
 async def _constant_load(
     ingest: str, write_key: str, rate: int, people: int, seconds: float
 ) -> None:
-    """`rate` tracks a second, the people in turn, on a fixed schedule, for `seconds`."""
+    """`rate` tracks a second, the people in turn, on a fixed schedule, for `seconds`; a track
+    still not sent when the time is up is not sent (the achieved rate is printed)."""
     headers = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
     limit = asyncio.Semaphore(_CONCURRENCY)
     loop = asyncio.get_running_loop()
     start = loop.time()
+    sent = 0
     async with (
         aiohttp.ClientSession(base_url=ingest, headers=headers) as session,
         asyncio.TaskGroup() as tasks,
     ):
-        for number in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, start + number / rate - loop.time()))
+        while (due := start + sent / rate) < start + seconds:
+            await asyncio.sleep(max(0.0, due - loop.time()))
             await limit.acquire()
-            tasks.create_task(_track(session, limit, f"soak_{number % people}", number))
+            if loop.time() >= start + seconds:
+                limit.release()
+                break
+            tasks.create_task(_track(session, limit, f"soak_{sent % people}", sent))
+            sent += 1
+    print(f"soak: {sent:,} tracks sent, {sent / seconds:,.1f}/s of {rate}/s asked", flush=True)
 
 
 async def _track(
@@ -254,13 +269,20 @@ async def _lags(bootstrap: str) -> list[tuple[str, int]]:
             for topic in topics.ALL
             for partition in ends.partitions_for_topic(topic) or ()
         ]
+        # Committed offsets first, end offsets after: read the other way round, commits made
+        # in between would pass the ends read before them.
+        committed = {
+            group: await admin.list_consumer_group_offsets(group, partitions=partitions)
+            for group, *_ in await admin.list_consumer_groups()
+        }
         latest = await ends.end_offsets(partitions)
-        lags = []
-        for group, *_ in await admin.list_consumer_groups():
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            lag = sum(latest[tp] - at.offset for tp, at in committed.items() if at.offset >= 0)
-            lags.append((group.removeprefix("closeloop-").split("_loop_")[0], lag))
-        return lags
+        return [
+            (
+                group.removeprefix("closeloop-").split("_loop_")[0],
+                sum(latest[tp] - at.offset for tp, at in offsets.items() if at.offset >= 0),
+            )
+            for group, offsets in committed.items()
+        ]
     finally:
         await ends.stop()
         await admin.close()
@@ -333,10 +355,12 @@ def verdict(found: Sequence[Trend]) -> bool:
         growing = [trend for trend in mine if not trend.flat]
         print(f"  {kind}: {len(mine) - len(growing)} of {len(mine)} flat")
         for trend in growing:
+            why = EXPECTED_GROWTH.get((trend.kind, trend.name))
             print(
-                f"    growing: {trend.name}: +{trend.growth:,.0f} over a mean of {trend.mean:,.0f}"
+                f"    growing: {trend.name}: +{trend.growth:,.0f}, mean {trend.mean:,.0f}"
+                + (f" (expected: {why})" if why else "")
             )
-    return all(trend.flat for trend in found)
+    return all(trend.flat or (trend.kind, trend.name) in EXPECTED_GROWTH for trend in found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
