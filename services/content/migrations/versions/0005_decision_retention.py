@@ -15,8 +15,22 @@ down_revision = "0004"
 
 def upgrade() -> None:
     schema = service_schema()
-    op.create_index("decisions_decided_at", "decisions", ["decided_at"], schema=schema)
-    op.create_index("rewards_counted_at", "rewards", ["counted_at"], schema=schema)
+    # Built without locking out writes (a big table takes a while); outside a transaction.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "decisions_decided_at",
+            "decisions",
+            ["decided_at"],
+            schema=schema,
+            postgresql_concurrently=True,
+        )
+        op.create_index(
+            "rewards_counted_at",
+            "rewards",
+            ["counted_at"],
+            schema=schema,
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:

@@ -15,13 +15,16 @@ down_revision = "0002"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "sends_finished_created_at",
-        "sends",
-        ["created_at"],
-        schema=service_schema(),
-        postgresql_where=text("status NOT IN ('pending', 'sending')"),
-    )
+    # Built without locking out writes (a big table takes a while); outside a transaction.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "sends_finished_created_at",
+            "sends",
+            ["created_at"],
+            schema=service_schema(),
+            postgresql_where=text("status NOT IN ('pending', 'sending')"),
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:

@@ -15,13 +15,16 @@ down_revision = "0003"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "runs_finished_updated_at",
-        "runs",
-        ["updated_at"],
-        schema=service_schema(),
-        postgresql_where=text("status NOT IN ('active', 'waiting', 'held')"),
-    )
+    # Built without locking out writes (a big table takes a while); outside a transaction.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "runs_finished_updated_at",
+            "runs",
+            ["updated_at"],
+            schema=service_schema(),
+            postgresql_where=text("status NOT IN ('active', 'waiting', 'held')"),
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:

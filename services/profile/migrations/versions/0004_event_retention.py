@@ -14,9 +14,15 @@ down_revision = "0003"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "profile_events_occurred_at", "profile_events", ["occurred_at"], schema=service_schema()
-    )
+    # Built without locking out writes (a big table takes a while); outside a transaction.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "profile_events_occurred_at",
+            "profile_events",
+            ["occurred_at"],
+            schema=service_schema(),
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:

@@ -14,9 +14,15 @@ down_revision = "0002"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "behaviours_occurred_at", "behaviours", ["occurred_at"], schema=service_schema()
-    )
+    # Built without locking out writes (a big table takes a while); outside a transaction.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "behaviours_occurred_at",
+            "behaviours",
+            ["occurred_at"],
+            schema=service_schema(),
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:
