@@ -6,7 +6,8 @@ their own. A fixed population of `--people` is tracked at `--rate` behaviours a 
 robin, for `--minutes`; each behaviour enters a journey (re-entry always) that sends a webhook to
 the bench receiver, so every stage of the loop writes rows: behaviours, profile events, runs,
 sends, touches, inbox ids. Every retention period is shortened to a sixth of the run (at
-least `MIN_KEEP_SECONDS`), so what is deleted catches up with what is written well within it.
+least `MIN_KEEP_SECONDS`; `--keep-seconds` to choose), so what is deleted catches up with what
+is written well within it.
 
 Every `SAMPLE_SECONDS` it records the size of every table (`pg_total_relation_size`: heap,
 indexes, TOAST), the RSS of every process (each service with its workers, the broker,
@@ -109,8 +110,7 @@ def short_retention(keep_seconds: float) -> dict[str, str]:
     }
 
 
-async def soak(minutes: float, rate: int, people: int) -> list[Point]:
-    keep = max(MIN_KEEP_SECONDS, minutes * 60 / 6)
+async def soak(minutes: float, rate: int, people: int, keep: float) -> list[Point]:
     print(
         f"soak: {rate}/s over {people:,} people for {minutes:g} min; every period {keep:.0f} s, "
         f"a sample every {SAMPLE_SECONDS:.0f} s",
@@ -376,8 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=int, default=100, help="behaviours a second")
     parser.add_argument("--people", type=int, default=2_000)
+    parser.add_argument(
+        "--keep-seconds",
+        type=float,
+        help="every retention period (default: a sixth of the run, at least 30 s); longer than "
+        "the run to see the tables grow without retention",
+    )
     arguments = parser.parse_args(argv)
-    points = asyncio.run(soak(arguments.minutes, arguments.rate, arguments.people))
+    keep = arguments.keep_seconds or max(MIN_KEEP_SECONDS, arguments.minutes * 60 / 6)
+    points = asyncio.run(soak(arguments.minutes, arguments.rate, arguments.people, keep))
     write_csv(points, RESULTS_DIR / "soak.csv")
     plot(points, RESULTS_DIR / "soak.png")
     print(f"soak: {RESULTS_DIR / 'soak.csv'} and {RESULTS_DIR / 'soak.png'}")
