@@ -314,7 +314,7 @@ def trends(points: Sequence[Point]) -> list[Trend]:
     for (kind, name), values in sorted(series.items()):
         x, y = np.array(values).T
         slope = float(np.polyfit(x, y, 1)[0]) if len(values) > 1 else 0.0
-        found.append(Trend(kind, name, float(y.mean()), slope * (x.max() - x.min())))
+        found.append(Trend(kind, name, float(y.mean()), slope * float(x.max() - x.min())))
     return found
 
 

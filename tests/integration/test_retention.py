@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import services
 from libs.common.bus.inbox import inbox_retained
-from libs.common.db import Sessions, create_engine
+from libs.common.db import Sessions, create_engine, session_transaction
 from libs.common.retention import Retained, Retention
 from libs.devstack.pytest_plugin import SettingsFactory
 from services.attribution.store import touches_retained
 from services.content.store import decisions_retained
 from services.dispatch.store import finished_sends_retained
-from services.journey.store import finished_runs_retained
+from services.journey.store import JourneyStore, finished_runs_retained
 from services.profile.store import history_retained
 from services.segment.store import behaviours_retained
 from tests.integration.support import migrated_service_schema
@@ -263,3 +263,44 @@ async def test_rows_past_their_period_go_and_newer_stay(
     assert await _names(schema, kind.names) == kind.kept
     assert sum(forgotten.values()) == len(kind.expired)
     assert await retention.forget_expired() == {kind.retained(schema.name).kind: 0}
+
+
+async def test_journey_evidence_periods_take_fractions_of_a_day(
+    settings_factory: SettingsFactory,
+) -> None:
+    """The evidence upkeep's periods are days with fractions: half a day keeps eleven hours'
+    messages and decisions, not thirteen hours'."""
+    migrations = _SERVICES / "journey" / "migrations"
+    async with migrated_service_schema(settings_factory, "journey_kept", migrations) as (
+        sessions,
+        schema,
+    ):
+        async with session_transaction(sessions) as session:
+            await session.execute(
+                text(f"INSERT INTO {schema}.journeys (id, name, draft) VALUES ('j', 'j', '{{}}')")
+            )
+            for name, hours in (("old", 13), ("recent", 11)):
+                at = f"now() - interval '{hours} hours'"
+                await session.execute(
+                    text(
+                        f"INSERT INTO {schema}.messages (request_id, profile_id, channel, "
+                        f"targeted, engaged, updated_at) VALUES ('{name}', 'p', 'email', true, "
+                        f"false, {at})"
+                    )
+                )
+                await session.execute(
+                    text(
+                        f"INSERT INTO {schema}.decisions (journey_id, version, node_id, "
+                        "profile_id, run, kind, decided_at, explored, probability) "
+                        f"VALUES ('j', 1, '{name}', 'p', 1, 'channel', {at}, false, 1)"
+                    )
+                )
+        async with session_transaction(sessions) as session:
+            store = JourneyStore(session, schema)
+            assert await store.forget_messages(0.5) == 1
+            assert await store.forget_decisions(0.5) == 1
+        async with session_transaction(sessions) as session:
+            messages = await session.execute(text(f"SELECT request_id FROM {schema}.messages"))
+            decisions = await session.execute(text(f"SELECT node_id FROM {schema}.decisions"))
+            assert [row[0] for row in messages] == ["recent"]
+            assert [row[0] for row in decisions] == ["recent"]
