@@ -93,11 +93,14 @@ class Retention(BackgroundLoop):
 
 def batched_delete(table: str, expired: str, *, limit: str = ":limit") -> str:
     """A store's statement deleting at most `limit` (a bind parameter) rows of `{s}.<table>` for
-    which `expired` (SQL over the table as `t`) holds. The condition is repeated outside the
-    subquery, so a row changed since the subquery read it goes only if it still has expired."""
+    which `expired` (SQL over the table as `t`) holds. Rows another transaction holds (a
+    handler's, or another replica's retention) are skipped, not waited for: they go next time.
+    The condition is repeated outside the subquery, so a row changed since the subquery read it
+    goes only if it still has expired."""
     return (
         f"DELETE FROM {{s}}.{table} t WHERE t.ctid = ANY(ARRAY("
-        f"SELECT t.ctid FROM {{s}}.{table} t WHERE {expired} LIMIT {limit})) AND {expired}"
+        f"SELECT t.ctid FROM {{s}}.{table} t WHERE {expired} LIMIT {limit} "
+        f"FOR UPDATE SKIP LOCKED)) AND {expired}"
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.bus.driver import driver_connection
 from libs.common.db import checked_schema
 from libs.common.events import Event
-from libs.common.retention import Retained
+from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import schema_statement
 
 
@@ -50,11 +50,7 @@ def inbox_retained(schema: str, keep_hours: float) -> Retained:
     period not longer than `topic_retention_hours`.
     """
     statement = schema_statement(
-        "DELETE FROM {s}.inbox i WHERE i.ctid = ANY(ARRAY("
-        "SELECT i.ctid FROM {s}.inbox i "
-        "WHERE i.handled_at < now() - make_interval(secs => :seconds) LIMIT :limit)) "
-        "AND i.handled_at < now() - make_interval(secs => :seconds)",
-        checked_schema(schema),
+        batched_delete("inbox", older_than("handled_at")), checked_schema(schema)
     )
 
     async def forget(session: AsyncSession, limit: int) -> int:
