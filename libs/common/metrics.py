@@ -67,6 +67,16 @@ OUTBOX_BACKLOG = Gauge(
     "Events written to the outbox and not yet published.",
     ["service"],
 )
+RETENTION_DELETED = Counter(
+    "closeloop_retention_deleted_rows_total",
+    "Rows deleted because they outlived their retention period, by kind (inbox, behaviours...).",
+    ["service", "kind"],
+)
+RETENTION_FAILURES = Counter(
+    "closeloop_retention_failures_total",
+    "Retention passes over a kind that failed (tried again at the next pass).",
+    ["service", "kind"],
+)
 CONSUMER_RESTARTS = Counter(
     "closeloop_consumer_restarts_total",
     "Kafka consumers replaced because their background fetching died.",

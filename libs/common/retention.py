@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from libs.common import metrics
 from libs.common.db import create_sessions, session_transaction
 from libs.common.lifecycle import BackgroundLoop
 
@@ -49,13 +50,19 @@ class Retention(BackgroundLoop):
         batch_rows: int,
     ) -> None:
         self.name = f"retention:{schema}"
+        self._schema = schema
         self._sessions = create_sessions(engine)
-        self._kinds = list(kinds)
+        self._kinds: list[Retained] = []
         self._every_seconds = every_seconds
         self._batch_rows = batch_rows
+        self.keep(*kinds)
 
     def keep(self, *kinds: Retained) -> None:
         """Add kinds of row (before start): a service adds its own to the bus's inbox."""
+        for kind in kinds:
+            # Exported at zero from the start, so an alert on them has data before any failure.
+            metrics.RETENTION_DELETED.labels(self._schema, kind.kind)
+            metrics.RETENTION_FAILURES.labels(self._schema, kind.kind)
         self._kinds.extend(kinds)
 
     @property
@@ -69,6 +76,7 @@ class Retention(BackgroundLoop):
             try:
                 forgotten[kind.kind] = await self._forget_all(kind)
             except Exception:
+                metrics.RETENTION_FAILURES.labels(self._schema, kind.kind).inc()
                 _log.exception("retention failed; will try again", extra={"kind": kind.kind})
         return forgotten
 
@@ -78,6 +86,7 @@ class Retention(BackgroundLoop):
             async with session_transaction(self._sessions) as session:
                 deleted = await kind.forget(session, self._batch_rows)
             total += deleted
+            metrics.RETENTION_DELETED.labels(self._schema, kind.kind).inc(deleted)
             if deleted < self._batch_rows:
                 return total
 
