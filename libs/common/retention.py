@@ -65,10 +65,6 @@ class Retention(BackgroundLoop):
             metrics.RETENTION_FAILURES.labels(self._schema, kind.kind)
         self._kinds.extend(kinds)
 
-    @property
-    def kinds(self) -> list[str]:
-        return [kind.kind for kind in self._kinds]
-
     async def forget_expired(self) -> dict[str, int]:
         """One pass: every kind's expired rows deleted; how many of each."""
         forgotten: dict[str, int] = {}
