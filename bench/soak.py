@@ -338,8 +338,11 @@ def plot(points: Sequence[Point], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("table_bytes", "table size, MB", _MB), ("rss_bytes", "RSS, MB", _MB)]
-    panels.append(("lag_events", "consumer lag, events", 1))
+    panels = [
+        ("table_bytes", "table size, MB", _MB),
+        ("rss_bytes", "RSS (PostgreSQL: PSS), MB", _MB),
+        ("lag_events", "consumer lag, events", 1),
+    ]
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 13), sharex=True)
     half = max(p.seconds for p in points) / 2 / 60
     for axis, (kind, label, unit) in zip(axes, panels, strict=True):
