@@ -3,7 +3,8 @@
 Revision 0002 gave each ledger row the time zone its message named (`sends.time_zone`) and
 dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003 added the send
 journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
-claimed it (`owner`) and when its provider call started (`attempt_started_at`).
+claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
+revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 _ACTIVE = text("status IN ('pending', 'sending')")
-_FINISHED = text("status NOT IN ('pending', 'sending')")
 
 
 def channels_table(metadata: MetaData) -> Table:
@@ -83,7 +83,6 @@ def sends_table(metadata: MetaData) -> Table:
         Index("sends_due", "due_at", postgresql_where=_ACTIVE),
         Index("sends_profile_decided", "profile_id", "decided_at"),
         Index("sends_provider_message", "channel", "provider_message_id"),
-        Index("sends_finished_created_at", "created_at", postgresql_where=_FINISHED),
     )
 
 

@@ -2,7 +2,7 @@
 
 Later revisions write theirs out: 0002 adds the engagement evidence (`engagement`,
 `untargeted_engagement`, `messages`), the learned `decisions`, and `runs.timing` and
-`runs.channels`; 0003 adds `profiles.top_category`; 0004 indexes finished runs by `updated_at`
+`runs.channels`; 0003 adds `profiles.top_category`; 0005 indexes finished runs by `updated_at`
 for their retention. The profiles table is the shared read
 model's (libs.common.profiles), as it is now.
 """

@@ -1,8 +1,8 @@
 """Finished sends by when they were created, for the ledger's retention
 (`dispatch_send_retention_days`).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 
 from alembic import op
@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from libs.common.migrations import service_schema
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:

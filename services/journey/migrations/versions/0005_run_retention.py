@@ -1,8 +1,8 @@
 """Finished runs by their last change, for their retention's deletes
 (`journey_run_retention_days`).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from alembic import op
@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from libs.common.migrations import service_schema
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:
