@@ -24,7 +24,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -120,7 +120,11 @@ class Providers:
         return JSONResponse({"id": f"wh_{len(inbox.by_key)}"})
 
     async def _twilio(self, request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode()))  # no python-multipart here
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # dispatch gave up before it sent the whole request
+            return Response(status_code=499)
+        form = dict(parse_qsl(body.decode()))  # no python-multipart here
         key = request.headers.get("idempotency-key", "")
         refused = self._storm_answer("sms", key)
         if refused is not None:
