@@ -139,7 +139,8 @@ class Load:
         for task in self._running:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        remaining = max(1.0, within - (time.monotonic() - started))
+        # At least the time one call may take (httpx's 10 s), even past the drain's deadline.
+        remaining = max(15.0, within - (time.monotonic() - started))
 
         async def answered() -> bool:
             return not self._calls

@@ -346,10 +346,12 @@ def _copies(deliveries: list[Delivery], seen: Observed) -> str:
     first: dict[tuple[str, str], float] = {}
     for delivery in deliveries:
         first.setdefault((delivery.channel, delivery.key), delivery.at)
-    gaps = sorted(
-        f"{copy.channel} +{copy.at - first[(copy.channel, copy.key)]:.1f}s" for copy in seen.copies
-    )
-    return f"copies after the first of a message: {len(gaps)}{_examples(gaps, 12)}"
+    gaps = sorted((copy.at - first[(copy.channel, copy.key)], copy.channel) for copy in seen.copies)
+    if not gaps:
+        return "copies after the first of a message: 0"
+    quartiles = [gaps[int(q * (len(gaps) - 1))] for q in (0, 0.25, 0.5, 0.75, 1)]
+    spread = ", ".join(f"{channel} +{gap:.1f}s" for gap, channel in quartiles)
+    return f"copies after the first of a message: {len(gaps)} (min, quartiles, max: {spread})"
 
 
 def _logged(chaos: Chaos, text: str) -> int:
