@@ -117,13 +117,24 @@ async def _silence_database(run: Run) -> None:
 
 async def _provider_storm(run: Run) -> None:
     """Every provider answers 1 request in 20 with a server error and 1 in 20 with a 429 and
-    `Retry-After: 1` (the mail server: 451 and 450) while the storm lasts."""
+    `Retry-After: 1` (the mail server: 451 and 450) while the storm lasts: `SIZE.storm`
+    seconds, and on until each has refused at least one of each (the loop may be slow to send
+    again after the fault before)."""
     providers = run.chaos.loop.providers
-    for channel in CHANNELS:
-        storm = providers.storms[channel] = run.storms.setdefault(channel, Storm())
-        storm.not_before.clear()
+    storms = {channel: run.storms.setdefault(channel, Storm()) for channel in CHANNELS}
+    refused_before = {channel: (s.errors, s.throttled) for channel, s in storms.items()}
+    providers.storms.update(storms)
+
+    async def each_refused_some() -> bool:
+        return all(
+            storm.errors > refused_before[channel][0]
+            and storm.throttled > refused_before[channel][1]
+            for channel, storm in storms.items()
+        )
+
     try:
         await asyncio.sleep(SIZE.storm)  # holds the fault; not synchronisation
+        await wait_for(each_refused_some, within=_RECOVERY_S, what="every provider to refuse")
     finally:
         for channel in CHANNELS:
             providers.storms.pop(channel, None)
