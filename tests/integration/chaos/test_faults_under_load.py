@@ -16,6 +16,7 @@ handles its type. See docs/fault-injection.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from tests.integration.chaos.conftest import (
@@ -298,8 +300,8 @@ async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
         f"raw duplicates (`dup hook|mail|sms`) are charged to the last fault injected before the "
         f"copy arrived; a kill of dispatch may resend what it had in flight, at most "
         f"{DISPATCH_IN_FLIGHT} ({DISPATCH_IN_FLIGHT_SETTING})\n"
-        f"{_copies(loop.providers.deliveries, seen)}; dispatch's log: "
-        f"{_logged(chaos, 'sender failed; retrying')} batches whose results were not recorded\n"
+        f"{_copies(loop.providers.deliveries, seen)}\n"
+        f"batches whose results dispatch could not record: {_unrecorded_batches(chaos)}\n"
         f"ledger of the journey's messages: {_counts(seen.ledger)}"
         f"{_examples(seen.ledger_problems)}; deliveries of no message of it: "
         f"{_counts(seen.strays) or 0}\n"
@@ -365,11 +367,19 @@ def _copies(deliveries: list[Delivery], seen: Observed) -> str:
     return f"copies after the first of a message: {len(gaps)} (min, quartiles, max: {spread})"
 
 
-def _logged(chaos: Chaos, text: str) -> int:
-    """How many lines of dispatch's log (all its lives) say `text`."""
-    log = chaos.loop.processes["dispatch"].log_path
-    with log.open(errors="replace") as lines:
-        return sum(text in line for line in lines)
+def _unrecorded_batches(chaos: Chaos) -> str:
+    """When dispatch's sender failed a batch (its results dropped; its rows are sent again after
+    their lease), and why, from its log (all its lives)."""
+    failures = []
+    with chaos.loop.processes["dispatch"].log_path.open(errors="replace") as lines:
+        for line in lines:
+            if "sender failed; retrying" not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = orjson.loads(line)
+                error = str(entry.get("exception", "")).strip().splitlines()[-1:] or ["?"]
+                failures.append(f"{str(entry.get('time', '?'))[11:19]} {error[0][:120]}")
+    return f"{len(failures)}{_examples(failures, 5)}"
 
 
 def _storms(storms: dict[str, Storm]) -> str:
@@ -410,6 +420,7 @@ async def _scenario(
             await asyncio.sleep(SIZE.before)  # paces the scenario: the load runs meanwhile
             injected = time.monotonic()
             run.injected.append((injected, phase))
+            print(f"{phase}: injected at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
             await inject(run)
             await chaos.all_ready(within=_RECOVERY_S, what=f"every service ready after {phase}")
             back = time.monotonic() - injected
