@@ -14,8 +14,9 @@ The receivers count every message they accept, raw: none of them deduplicates. F
 expected is *lost*, more is *duplicated*. A call ingest never accepted (the load gave
 up on it) expects nothing, but it may still have landed: more than one effect is a duplicate.
 
-A duplicate message is also charged to the fault that caused it: the last fault injected before
-its second copy arrived (`raw_duplicates`), which is what the table's per-channel columns show.
+A duplicate message is also charged to the fault that caused it (`raw_duplicates`): the one in
+effect when its first copy arrived, or a kill injected just after that; the table's per-channel
+columns show these.
 And every ledger row of the journey must end either sent and delivered exactly once, or failed
 with a reason and delivered never (`ledger_problems`).
 """
@@ -35,12 +36,21 @@ from libs.common import topics
 from libs.common.bus.reader import header
 from services.dispatch.channels.email import message_id_header
 from tests.integration.chaos.load import Person
-from tests.integration.dispatch.providers import Delivery, Providers
+from tests.integration.dispatch.providers import Providers
 from tests.integration.support import read_topic
 
 CHANNELS = ("webhook", "email", "sms")
 KINDS = ("profile", *CHANNELS, "credit", "conversion", "profile_credit")
 BEFORE_ANY_FAULT = "(before any fault)"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A message delivered again: its channel, and when its first copy and this one arrived."""
+
+    channel: str
+    first_at: float
+    at: float
 
 
 @dataclass
@@ -54,7 +64,7 @@ class Observed:
     delivered: dict[str, Counter[str]] = field(
         default_factory=lambda: {channel: Counter() for channel in CHANNELS}
     )
-    copies: list[Delivery] = field(default_factory=list)
+    copies: list[Copy] = field(default_factory=list)
     # Deliveries of no ledger row of the journey (should be none).
     strays: Counter[str] = field(default_factory=Counter)
     ledger: Counter[str] = field(default_factory=Counter)
@@ -166,6 +176,7 @@ def _count_deliveries(
         wire_key = message_id_header(key, email_from) if row["channel"] == "email" else key
         rows[(row["channel"], wire_key)] = row
     copies: Counter[tuple[str, str]] = Counter()
+    first_at: dict[tuple[str, str], float] = {}
     for delivery in providers.deliveries:
         found = rows.get((delivery.channel, delivery.key))
         if found is None:
@@ -174,8 +185,9 @@ def _count_deliveries(
                 seen.strays[delivery.channel] += 1
             continue
         copies[(delivery.channel, delivery.key)] += 1
+        first = first_at.setdefault((delivery.channel, delivery.key), delivery.at)
         if copies[(delivery.channel, delivery.key)] > 1:
-            seen.copies.append(delivery)
+            seen.copies.append(Copy(delivery.channel, first, delivery.at))
         user = user_of.get(found["profile_id"], f"?{found['profile_id']}")
         seen.delivered[delivery.channel][user] += 1
     for (channel, wire_key), row in rows.items():
@@ -196,15 +208,28 @@ def _judge_ledger_row(seen: Observed, row: asyncpg.Record, delivered: int) -> No
         seen.ledger_problems.append(f"{key}: {status}, delivered {delivered}x ({row['error']})")
 
 
+# A kill cuts short the record of the calls that had just ended: their first copies arrived at
+# most this long before it.
+_CUT_SHORT_S = 3.0
+
+
 def raw_duplicates(
-    copies: Iterable[Delivery], injected: Sequence[tuple[float, str]]
+    copies: Iterable[Copy], injected: Sequence[tuple[float, str]]
 ) -> dict[str, Counter[str]]:
-    """Per fault, per channel: the copies beyond the first that arrived after it was injected
-    and before the next one was (`injected` is (monotonic time, fault) in order)."""
+    """Per fault, per channel: the copies it caused. A copy is charged to the fault in effect
+    when the message's first copy arrived (the last injected before it), or to one injected
+    within `_CUT_SHORT_S` after it and before the copy (a kill of dispatch, which lost the
+    record of a call it had made). Not to the fault in effect when the copy arrived: a result
+    that could not be recorded is sent again a lease later, which may be after the next fault.
+    `injected` is (monotonic time, fault), in order."""
     times = [at for at, _ in injected]
     found: dict[str, Counter[str]] = defaultdict(Counter)
     for copy in copies:
-        index = bisect.bisect_right(times, copy.at) - 1
+        after = bisect.bisect_right(times, copy.first_at)
+        if after < len(times) and times[after] <= min(copy.first_at + _CUT_SHORT_S, copy.at):
+            index = after
+        else:
+            index = after - 1
         fault = injected[index][1] if index >= 0 else BEFORE_ANY_FAULT
         found[fault][copy.channel] += 1
     return found

@@ -46,7 +46,7 @@ from tests.integration.chaos.reconcile import (
     trail,
 )
 from tests.integration.closed_loop.harness import ClosedLoop
-from tests.integration.dispatch.providers import Delivery, Storm
+from tests.integration.dispatch.providers import Storm
 from tests.integration.support import wait_for
 
 # pytest-timeout's alarm only fails whichever task it lands in on an asyncio loop; the test's own
@@ -297,10 +297,11 @@ async def test_nothing_is_lost_or_duplicated_when_every_part_fails_under_load(
         f"failed attempts the load retried: {failures or 'none'}; "
         f"proxy: {proxy.accepted} connections, {proxy.dropped} reset by cuts\n"
         f"{table}\n"
-        f"raw duplicates (`dup hook|mail|sms`) are charged to the last fault injected before the "
-        f"copy arrived; a kill of dispatch may resend what it had in flight, at most "
+        f"raw duplicates (`dup hook|mail|sms`) are charged to the fault in effect when the "
+        f"message first arrived (or a kill just after); a kill of dispatch may resend what it "
+        f"had in flight, at most "
         f"{DISPATCH_IN_FLIGHT} ({DISPATCH_IN_FLIGHT_SETTING})\n"
-        f"{_copies(loop.providers.deliveries, seen)}\n"
+        f"{_copies(seen)}\n"
         f"batches whose results dispatch could not record: {_unrecorded_batches(chaos)}\n"
         f"ledger of the journey's messages: {_counts(seen.ledger)}"
         f"{_examples(seen.ledger_problems)}; deliveries of no message of it: "
@@ -354,12 +355,9 @@ def _assert_storms_weathered(storms: dict[str, Storm]) -> None:
     assert set(storms) == set(CHANNELS), f"storms on {sorted(storms)}, not on every channel"
 
 
-def _copies(deliveries: list[Delivery], seen: Observed) -> str:
+def _copies(seen: Observed) -> str:
     """When each copy beyond the first came, after the first copy of the same message."""
-    first: dict[tuple[str, str], float] = {}
-    for delivery in deliveries:
-        first.setdefault((delivery.channel, delivery.key), delivery.at)
-    gaps = sorted((copy.at - first[(copy.channel, copy.key)], copy.channel) for copy in seen.copies)
+    gaps = sorted((copy.at - copy.first_at, copy.channel) for copy in seen.copies)
     if not gaps:
         return "copies after the first of a message: 0"
     quartiles = [gaps[int(q * (len(gaps) - 1))] for q in (0, 0.25, 0.5, 0.75, 1)]
