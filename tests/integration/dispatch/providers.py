@@ -56,7 +56,9 @@ class Storm:
     not_before: dict[str, float] = field(default_factory=dict)
     early: list[str] = field(default_factory=list)
 
-    def answer(self, key: str) -> Literal["ok", "error", "throttle"]:
+    def answer(self, key: str, *, says_when: bool = True) -> Literal["ok", "error", "throttle"]:
+        """How to answer this request; `says_when` is False where a throttle cannot name its
+        delay (SMTP), so a retry cannot come back early."""
         now = time.monotonic()
         due = self.not_before.pop(key, None)
         if due is not None and now < due:
@@ -68,7 +70,8 @@ class Storm:
             return "error"
         if slot == self.every // 2 + 1:
             self.throttled += 1
-            self.not_before[key] = now + self.retry_after_s
+            if says_when:
+                self.not_before[key] = now + self.retry_after_s
             return "throttle"
         return "ok"
 
@@ -209,7 +212,7 @@ class _MailHandler:
         mail = message_from_bytes(content)
         key = str(mail["Message-ID"] or "")
         storm = self._providers.storms.get("email")
-        answer = storm.answer(key) if storm is not None else "ok"
+        answer = storm.answer(key, says_when=False) if storm is not None else "ok"
         if answer == "error":
             return "451 4.3.0 temporary server error, try again later"
         if answer == "throttle":
