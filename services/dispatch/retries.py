@@ -32,11 +32,16 @@ def next_step(
     max_seconds: float,
 ) -> NextStep:
     """After `attempts` calls: a transient error is retried until `max_attempts`, a permanent
-    one is final at once and goes to the dead-letter topic."""
+    one is final at once and goes to the dead-letter topic. A retry waits at least as long as
+    the provider's `Retry-After` asked (a throttled provider counts a call made sooner against
+    us), even beyond `max_seconds`."""
     if result.outcome == "sent":
         return NextStep("sent")
     if result.outcome == "permanent":
         return NextStep("failed", dead_letter=True)
     if attempts >= max_attempts:
         return NextStep("failed")
-    return NextStep("pending", retry_in=retry_delay(attempts, base_seconds, max_seconds))
+    delay = retry_delay(attempts, base_seconds, max_seconds)
+    if result.retry_after is not None:
+        delay = max(delay, timedelta(seconds=result.retry_after))
+    return NextStep("pending", retry_in=delay)

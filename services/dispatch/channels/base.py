@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -27,19 +29,21 @@ class OutgoingMessage:
 
 @dataclass(frozen=True)
 class SendResult:
-    """`sent` (with the provider's id), or a `transient` / `permanent` failure with the error."""
+    """`sent` (with the provider's id), or a `transient` / `permanent` failure with the error;
+    a transient one may say how long the provider asked us to wait (`Retry-After`)."""
 
     outcome: Literal["sent", "transient", "permanent"]
     provider_message_id: str | None = None
     error: str | None = None
+    retry_after: float | None = None
 
     @classmethod
     def sent(cls, provider_message_id: str | None) -> SendResult:
         return cls("sent", provider_message_id=provider_message_id)
 
     @classmethod
-    def transient(cls, error: str) -> SendResult:
-        return cls("transient", error=error[:2000])
+    def transient(cls, error: str, retry_after: float | None = None) -> SendResult:
+        return cls("transient", error=error[:2000], retry_after=retry_after)
 
     @classmethod
     def permanent(cls, error: str) -> SendResult:
@@ -52,14 +56,38 @@ class Channel(Protocol):
     async def send(self, message: OutgoingMessage) -> SendResult: ...
 
 
-def classify_http(status: int, detail: str) -> SendResult | None:
-    """None for a 2xx; 408, 429 and 5xx are transient; any other status is permanent."""
+def classify_http(status: int, detail: str, retry_after: str | None = None) -> SendResult | None:
+    """None for a 2xx; 408, 429 and 5xx are transient, with the wait the answer's `Retry-After`
+    header asks for (if any); any other status is permanent."""
     if 200 <= status < 300:
         return None
     error = f"HTTP {status}: {detail[:500]}"
     if status in (408, 425, 429) or status >= 500:
-        return SendResult.transient(error)
+        return SendResult.transient(error, retry_after_seconds(retry_after))
     return SendResult.permanent(error)
+
+
+# A provider asking for more than a day is not taken at its word: our own backoff applies.
+_LONGEST_RETRY_AFTER_SECONDS = 86_400.0
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """The seconds a `Retry-After` header asks for (RFC 9110: delay-seconds or an HTTP-date),
+    or None when there is none, it cannot be read, or it asks for more than a day."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return seconds if seconds <= _LONGEST_RETRY_AFTER_SECONDS else None
 
 
 def transport_failure(error: Exception) -> SendResult:

@@ -53,7 +53,9 @@ class PushChannel:
             )
         except httpx.HTTPError as error:
             return transport_failure(error)
-        failure = classify_http(response.status_code, response.text)
+        failure = classify_http(
+            response.status_code, response.text, response.headers.get("Retry-After")
+        )
         if failure is not None:
             return failure
         name = json_or_empty(response).get("name")

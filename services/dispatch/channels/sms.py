@@ -38,7 +38,9 @@ class SmsChannel:
             )
         except httpx.HTTPError as error:
             return transport_failure(error)
-        failure = classify_http(response.status_code, response.text)
+        failure = classify_http(
+            response.status_code, response.text, response.headers.get("Retry-After")
+        )
         if failure is not None:
             return failure
         sid = json_or_empty(response).get("sid")

@@ -100,10 +100,11 @@ class WebhookChannel:
                 server_hostname=self._server_hostname,
             ) as response:
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
                 content = await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
             return transport_failure(error)
-        failure = classify_http(status, content.decode(errors="replace"))
+        failure = classify_http(status, content.decode(errors="replace"), retry_after)
         if failure is not None:
             return failure
         provider_id = _provider_id(content)

@@ -76,7 +76,9 @@ async def _call_json(
         response = await client.request(method, url, **kwargs)
     except httpx.HTTPError as error:
         raise _ProviderError(transport_failure(error)) from None
-    failure = classify_http(response.status_code, response.text)
+    failure = classify_http(
+        response.status_code, response.text, response.headers.get("Retry-After")
+    )
     if failure is not None:
         raise _ProviderError(failure)
     return json_or_empty(response)

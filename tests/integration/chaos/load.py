@@ -1,9 +1,10 @@
 """Steady load through the whole loop: new people at a fixed rate, a purchase for some of them.
 
-Each person is one Segment `identify` that puts them in the run's segment; the journey sends them
-one webhook. Every `purchase_every`-th person later buys: the purchase is posted once attribution
-has recorded the webhook's `message.sent` touch, so the conversion definition deterministically
-credits that message. Every call carries a fixed messageId and is retried until ingest answers
+Each person is one Segment `identify` that puts them in the run's segment, with an email address
+and a phone number; the journey sends them a webhook, an email and an SMS. Every
+`purchase_every`-th person later buys: the purchase is posted once attribution has recorded a
+`message.sent` touch of the journey, so the conversion definition deterministically credits one
+of its messages. Every call carries a fixed messageId and is retried until ingest answers
 200 (as Segment's libraries do), so a call that ingest took but whose answer was lost is a
 duplicate the platform must recognise, not a second event.
 """
@@ -138,7 +139,8 @@ class Load:
         for task in self._running:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        remaining = max(1.0, within - (time.monotonic() - started))
+        # At least the time one call may take (httpx's 10 s), even past the drain's deadline.
+        remaining = max(15.0, within - (time.monotonic() - started))
 
         async def answered() -> bool:
             return not self._calls
@@ -182,13 +184,18 @@ class Load:
         body = {
             "userId": user,
             "messageId": person.identify.message_id,
-            "traits": {"chaos_run": self.run, "chaos_user": user},
+            "traits": {
+                "chaos_run": self.run,
+                "chaos_user": user,
+                "email": f"{user}@chaos.test",
+                "phone": f"+1555{index:07d}",
+            },
             "timestamp": _now(),
         }
         self._spawn(person.identify, "/v1/identify", body)
 
     async def _purchases(self) -> None:
-        """Post each buyer's purchase once attribution knows the webhook that reached them."""
+        """Post each buyer's purchase once attribution knows a message that reached them."""
         connection: asyncpg.Connection | None = None
         query = (
             f"SELECT DISTINCT i.value FROM {self._attribution}.touchpoints t "

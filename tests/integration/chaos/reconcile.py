@@ -5,21 +5,27 @@ Each accepted call expects exactly one effect of each kind:
 | kind | expected for | observed in |
 |---|---|---|
 | `profile` | each accepted identify and purchase | profile's `counters` for the person |
-| `send` | each accepted identify (the one step) | distinct Idempotency-Keys per key's profile |
+| `webhook`, `email`, `sms` | each accepted identify (the three sends) | messages accepted, raw |
 | `credit` | each accepted purchase | distinct `conversion.attributed` events (ce_id) |
 | `conversion` | each accepted purchase | attribution's `conversions` row, `attributed` |
 | `profile_credit` | each accepted purchase | profile's `attributed_conversions` (1.0) |
 
-Fewer than expected is *lost*, more is *duplicated*. A call ingest never accepted (the load gave
+The receivers count every message they accept, raw: none of them deduplicates. Fewer than
+expected is *lost*, more is *duplicated*. A call ingest never accepted (the load gave
 up on it) expects nothing, but it may still have landed: more than one effect is a duplicate.
-A retransmission of a send with a key the receiver already has is allowed (the receiver
-deduplicates it, as providers do) and counted apart.
+
+A duplicate message is also charged to the fault that caused it (`raw_duplicates`): the one in
+effect when its first copy arrived, or a kill injected just after that; the table's per-channel
+columns show these.
+And every ledger row of the journey must end either sent and delivered exactly once, or failed
+with a reason and delivered never (`ledger_problems`).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +34,23 @@ import orjson
 
 from libs.common import topics
 from libs.common.bus.reader import header
+from services.dispatch.channels.email import message_id_header
 from tests.integration.chaos.load import Person
-from tests.integration.dispatch.providers import WebhookInbox
+from tests.integration.dispatch.providers import Providers
 from tests.integration.support import read_topic
 
-KINDS = ("profile", "send", "credit", "conversion", "profile_credit")
+CHANNELS = ("webhook", "email", "sms")
+KINDS = ("profile", *CHANNELS, "credit", "conversion", "profile_credit")
+BEFORE_ANY_FAULT = "(before any fault)"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A message delivered again: its channel, and when its first copy and this one arrived."""
+
+    channel: str
+    first_at: float
+    at: float
 
 
 @dataclass
@@ -42,8 +60,15 @@ class Observed:
     identify_counts: dict[str, int] = field(default_factory=dict)
     order_counts: dict[str, int] = field(default_factory=dict)
     profile_credits: dict[str, float] = field(default_factory=dict)
-    keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    raw_sends: Counter[str] = field(default_factory=Counter)
+    # Messages delivered per channel and user, raw; each copy after a key's first, with when.
+    delivered: dict[str, Counter[str]] = field(
+        default_factory=lambda: {channel: Counter() for channel in CHANNELS}
+    )
+    copies: list[Copy] = field(default_factory=list)
+    # Deliveries of no ledger row of the journey (should be none).
+    strays: Counter[str] = field(default_factory=Counter)
+    ledger: Counter[str] = field(default_factory=Counter)
+    ledger_problems: list[str] = field(default_factory=list)
     credits: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     conversions: Counter[str] = field(default_factory=Counter)
     unattributed: Counter[str] = field(default_factory=Counter)
@@ -59,7 +84,6 @@ class Tally:
     effects: int = 0
     sends: int = 0
     credits: int = 0
-    retransmissions: int = 0
     duplicates: Counter[str] = field(default_factory=Counter)
     lost: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
@@ -72,7 +96,6 @@ class Tally:
         self.effects += other.effects
         self.sends += other.sends
         self.credits += other.credits
-        self.retransmissions += other.retransmissions
         self.duplicates.update(other.duplicates)
         self.lost.update(other.lost)
         self.examples.extend(other.examples[: max(0, 10 - len(self.examples))])
@@ -86,9 +109,11 @@ async def observe(
     run: str,
     profile_schema: str,
     attribution_schema: str,
+    dispatch_schema: str,
     conversion_definition: str,
     journey_id: str,
-    inbox: WebhookInbox,
+    providers: Providers,
+    email_from: str,
 ) -> Observed:
     seen = Observed()
     connection = await asyncpg.connect(dsn, timeout=10)
@@ -112,21 +137,20 @@ async def observe(
             "WHERE definition_id = $1",
             conversion_definition,
         )
+        ledger = await connection.fetch(
+            f"SELECT idempotency_key, profile_id, channel, status, error "
+            f"FROM {dispatch_schema}.sends WHERE idempotency_key LIKE $1",
+            f"{journey_id}:%",
+        )
     finally:
         await connection.close()
     for row in conversions:
         user = user_of.get(row["profile_id"], f"?{row['profile_id']}")
         (seen.conversions if row["attributed"] else seen.unattributed)[user] += 1
-    for key, message in inbox.by_key.items():
-        if key.startswith(f"{journey_id}:"):
-            user = _key_user(key, user_of)
-            seen.keys[user].add(key)
-            if _webhook_user(message) != user:
-                seen.stale_renders.append(key)
-    for message in inbox.raw:
-        key = message["headers"].get("idempotency-key", "")
-        if key.startswith(f"{journey_id}:"):
-            seen.raw_sends[_key_user(key, user_of)] += 1
+    _count_deliveries(seen, providers, ledger, user_of, email_from)
+    for key, message in providers.webhook("webhook").by_key.items():
+        if key.startswith(f"{journey_id}:") and _webhook_user(message) != _key_user(key, user_of):
+            seen.stale_renders.append(key)
     for record in await read_topic(bootstrap, topics.ATTRIBUTION):
         if header(record, "ce_type") != "conversion.attributed" or record.value is None:
             continue
@@ -135,6 +159,80 @@ async def observe(
             user = user_of.get(data["profile_id"], f"?{data['profile_id']}")
             seen.credits[user].add(header(record, "ce_id"))
     return seen
+
+
+def _count_deliveries(
+    seen: Observed,
+    providers: Providers,
+    ledger: Sequence[asyncpg.Record],
+    user_of: dict[str, str],
+    email_from: str,
+) -> None:
+    """Each delivery to the ledger row it is a copy of (an email by its Message-ID, the others
+    by their Idempotency-Key); then each row's end against its deliveries."""
+    rows: dict[tuple[str, str], asyncpg.Record] = {}
+    for row in ledger:
+        key = row["idempotency_key"]
+        wire_key = message_id_header(key, email_from) if row["channel"] == "email" else key
+        rows[(row["channel"], wire_key)] = row
+    copies: Counter[tuple[str, str]] = Counter()
+    first_at: dict[tuple[str, str], float] = {}
+    for delivery in providers.deliveries:
+        found = rows.get((delivery.channel, delivery.key))
+        if found is None:
+            # The warm-up's webhooks are not the journey's; anything else would be a stray.
+            if delivery.channel != "webhook":
+                seen.strays[delivery.channel] += 1
+            continue
+        copies[(delivery.channel, delivery.key)] += 1
+        first = first_at.setdefault((delivery.channel, delivery.key), delivery.at)
+        if copies[(delivery.channel, delivery.key)] > 1:
+            seen.copies.append(Copy(delivery.channel, first, delivery.at))
+        user = user_of.get(found["profile_id"], f"?{found['profile_id']}")
+        seen.delivered[delivery.channel][user] += 1
+    for (channel, wire_key), row in rows.items():
+        _judge_ledger_row(seen, row, copies[(channel, wire_key)])
+
+
+def _judge_ledger_row(seen: Observed, row: asyncpg.Record, delivered: int) -> None:
+    """Sent and delivered exactly once, or failed with a reason and never delivered."""
+    status, key = row["status"], row["idempotency_key"]
+    if status == "sent" and delivered == 1:
+        seen.ledger["sent once"] += 1
+    elif status == "failed" and delivered == 0 and row["error"]:
+        seen.ledger["failed with a reason"] += 1
+    elif status == "suppressed" and delivered == 0:
+        seen.ledger["suppressed"] += 1
+    else:
+        seen.ledger["neither or both"] += 1
+        seen.ledger_problems.append(f"{key}: {status}, delivered {delivered}x ({row['error']})")
+
+
+# A kill cuts short the record of the calls that had just ended: their first copies arrived at
+# most this long before it.
+_CUT_SHORT_S = 3.0
+
+
+def raw_duplicates(
+    copies: Iterable[Copy], injected: Sequence[tuple[float, str]]
+) -> dict[str, Counter[str]]:
+    """Per fault, per channel: the copies it caused. A copy is charged to the fault in effect
+    when the message's first copy arrived (the last injected before it), or to one injected
+    within `_CUT_SHORT_S` after it and before the copy (a kill of dispatch, which lost the
+    record of a call it had made). Not to the fault in effect when the copy arrived: a result
+    that could not be recorded is sent again a lease later, which may be after the next fault.
+    `injected` is (monotonic time, fault), in order."""
+    times = [at for at, _ in injected]
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    for copy in copies:
+        after = bisect.bisect_right(times, copy.first_at)
+        if after < len(times) and times[after] <= min(copy.first_at + _CUT_SHORT_S, copy.at):
+            index = after
+        else:
+            index = after - 1
+        fault = injected[index][1] if index >= 0 else BEFORE_ANY_FAULT
+        found[fault][copy.channel] += 1
+    return found
 
 
 def _key_user(key: str, user_of: dict[str, str]) -> str:
@@ -155,45 +253,50 @@ def reconcile(people: Iterable[Person], seen: Observed) -> dict[str, Tally]:
     for person in people:
         tally = tallies.setdefault(person.phase, Tally())
         tally.people += 1
-        user = person.user
-        tally.retransmissions += seen.raw_sends[user] - len(seen.keys.get(user, ()))
-        identify = seen.identify_counts.get(user, 0)
-        sends = len(seen.keys.get(user, ()))
-        tally.effects += identify
-        tally.sends += sends
-        if person.identify.accepted:
-            tally.accepted += 1
-            _expect(tally, user, "profile", identify)
-            _expect(tally, user, "send", sends)
-        else:
-            tally.unaccepted += 1
-            _at_most_one(tally, user, "profile", identify)
-            _at_most_one(tally, user, "send", sends)
-        purchase = person.purchase
-        orders = seen.order_counts.get(user, 0)
-        credits = len(seen.credits.get(user, ()))
-        conversions = seen.conversions[user]
-        profile_credit = seen.profile_credits.get(user, 0.0)
-        tally.effects += orders
-        tally.credits += credits
-        if purchase is not None and purchase.accepted:
-            tally.accepted += 1
-            _expect(tally, user, "profile", orders)
-            _expect(tally, user, "credit", credits)
-            _expect(tally, user, "conversion", conversions)
-            _expect(tally, user, "profile_credit", round(profile_credit))
-            if seen.unattributed[user]:
-                _example(tally, f"{user}: conversion recorded without credit")
-        else:
-            if purchase is not None:
-                tally.unaccepted += 1
-            for kind, count in (
-                ("profile", orders),
-                ("credit", credits),
-                ("conversion", conversions),
-            ):
-                (_at_most_one if purchase is not None else _none)(tally, user, kind, count)
+        _tally_identify(tally, person, seen)
+        _tally_purchase(tally, person, seen)
     return tallies
+
+
+def _tally_identify(tally: Tally, person: Person, seen: Observed) -> None:
+    user = person.user
+    identify = seen.identify_counts.get(user, 0)
+    tally.effects += identify
+    sends = {channel: seen.delivered[channel][user] for channel in CHANNELS}
+    tally.sends += sum(sends.values())
+    if person.identify.accepted:
+        tally.accepted += 1
+        _expect(tally, user, "profile", identify)
+        for channel, count in sends.items():
+            _expect(tally, user, channel, count)
+    else:
+        tally.unaccepted += 1
+        _at_most_one(tally, user, "profile", identify)
+        for channel, count in sends.items():
+            _at_most_one(tally, user, channel, count)
+
+
+def _tally_purchase(tally: Tally, person: Person, seen: Observed) -> None:
+    user, purchase = person.user, person.purchase
+    orders = seen.order_counts.get(user, 0)
+    credits = len(seen.credits.get(user, ()))
+    conversions = seen.conversions[user]
+    profile_credit = seen.profile_credits.get(user, 0.0)
+    tally.effects += orders
+    tally.credits += credits
+    if purchase is not None and purchase.accepted:
+        tally.accepted += 1
+        _expect(tally, user, "profile", orders)
+        _expect(tally, user, "credit", credits)
+        _expect(tally, user, "conversion", conversions)
+        _expect(tally, user, "profile_credit", round(profile_credit))
+        if seen.unattributed[user]:
+            _example(tally, f"{user}: conversion recorded without credit")
+        return
+    if purchase is not None:
+        tally.unaccepted += 1
+    for kind, count in (("profile", orders), ("credit", credits), ("conversion", conversions)):
+        (_at_most_one if purchase is not None else _none)(tally, user, kind, count)
 
 
 def _expect(tally: Tally, user: str, kind: str, count: int) -> None:
@@ -223,20 +326,26 @@ def _example(tally: Tally, text: str) -> None:
         tally.examples.append(text)
 
 
-def report(tallies: dict[str, Tally], order: Iterable[str]) -> tuple[str, Tally]:
-    """The table of counts per fault and in total, and the total."""
+def report(
+    tallies: dict[str, Tally], order: Iterable[str], raw: dict[str, Counter[str]]
+) -> tuple[str, Tally]:
+    """The table of counts per fault and in total, and the total. `dup <channel>` is the raw
+    duplicates the fault caused (by when the copy arrived); `dup` the other kinds' duplicates
+    and `lost` everything lost, of the people who arrived in the fault's window."""
     total = Tally()
     lines = [
-        f"{'fault':<22}{'people':>8}{'accepted':>10}{'unacc.':>8}{'effects':>9}{'sends':>8}"
-        f"{'credits':>9}{'retrans.':>10}{'dup':>6}{'lost':>6}"
+        f"{'fault':<24}{'people':>7}{'accepted':>9}{'unacc.':>7}{'effects':>8}{'sends':>7}"
+        f"{'credits':>8}{'dup hook':>9}{'dup mail':>9}{'dup sms':>8}{'dup':>5}{'lost':>5}"
     ]
-    for phase in order:
-        tally = tallies.get(phase)
-        if tally is None:
-            continue
+    raw_total: Counter[str] = Counter()
+    phases = [*order, *(phase for phase in raw if phase not in order)]
+    for phase in phases:
+        tally = tallies.get(phase, Tally())
         total.add(tally)
-        lines.append(_line(phase, tally))
-    lines.append(_line("total", total))
+        raw_total.update(raw.get(phase, Counter()))
+        if phase in tallies or phase in raw:
+            lines.append(_line(phase, tally, raw.get(phase, Counter())))
+    lines.append(_line("total", total, raw_total))
     for kind in KINDS:
         if total.duplicates[kind] or total.lost[kind]:
             lines.append(f"  {kind}: duplicated {total.duplicates[kind]}, lost {total.lost[kind]}")
@@ -244,11 +353,12 @@ def report(tallies: dict[str, Tally], order: Iterable[str]) -> tuple[str, Tally]
     return "\n".join(lines), total
 
 
-def _line(name: str, tally: Tally) -> str:
+def _line(name: str, tally: Tally, raw: Counter[str]) -> str:
+    others = sum(count for kind, count in tally.duplicates.items() if kind not in CHANNELS)
     return (
-        f"{name:<22}{tally.people:>8}{tally.accepted:>10}{tally.unaccepted:>8}"
-        f"{tally.effects:>9}{tally.sends:>8}{tally.credits:>9}{tally.retransmissions:>10}"
-        f"{sum(tally.duplicates.values()):>6}{sum(tally.lost.values()):>6}"
+        f"{name:<24}{tally.people:>7}{tally.accepted:>9}{tally.unaccepted:>7}"
+        f"{tally.effects:>8}{tally.sends:>7}{tally.credits:>8}{raw['webhook']:>9}"
+        f"{raw['email']:>9}{raw['sms']:>8}{others:>5}{sum(tally.lost.values()):>5}"
     )
 
 

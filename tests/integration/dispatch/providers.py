@@ -1,7 +1,10 @@
 """Local stand-ins for the outside world, speaking each provider's real API shape.
 
 One HTTP server (uvicorn + starlette, in the test's event loop) plays the webhook receiver,
-Twilio, FCM, WeCom and WeChat; an aiosmtpd server plays the mail server.
+Twilio, FCM, WeCom and WeChat; an aiosmtpd server plays the mail server. Every message the
+webhook receiver, Twilio and the mail server accept is also counted raw, as a `Delivery`: none of
+them deduplicates there, as SMTP servers and most SMS gateways do not. A test can put any of the
+three in a `Storm` (server errors and throttling) per channel.
 """
 
 from __future__ import annotations
@@ -9,22 +12,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.integration.support import wait_for
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message a provider accepted, raw: `key` is the webhook's or the SMS's Idempotency-Key,
+    an email's Message-ID; `at` is when it arrived (monotonic)."""
+
+    channel: Literal["webhook", "sms", "email"]
+    key: str
+    at: float
+
+
+@dataclass
+class Storm:
+    """A provider having a bad time: of every `every` requests, one answers a server error and
+    one is throttled (HTTP 429 with `Retry-After: retry_after_s`; SMTP 450, which names no
+    delay). Deterministic, so a run's counts do not depend on luck. A key that comes back
+    before its Retry-After has passed is noted in `early`."""
+
+    every: int = 20
+    retry_after_s: int = 1
+    answered: int = 0
+    errors: int = 0
+    throttled: int = 0
+    not_before: dict[str, float] = field(default_factory=dict)
+    early: list[str] = field(default_factory=list)
+
+    def answer(self, key: str, *, says_when: bool = True) -> Literal["ok", "error", "throttle"]:
+        """How to answer this request; `says_when` is False where a throttle cannot name its
+        delay (SMTP), so a retry cannot come back early."""
+        now = time.monotonic()
+        due = self.not_before.pop(key, None)
+        if due is not None and now < due:
+            self.early.append(key)
+        self.answered += 1
+        slot = self.answered % self.every
+        if slot == 1:
+            self.errors += 1
+            return "error"
+        if slot == self.every // 2 + 1:
+            self.throttled += 1
+            if says_when:
+                self.not_before[key] = now + self.retry_after_s
+            return "throttle"
+        return "ok"
+
+
+_THROTTLED = {"error": "too many requests", "code": 20429}
 
 
 @dataclass
@@ -47,6 +99,8 @@ class Providers:
     wechat_tokens_issued: int = 0
     wechat_expire_next: bool = False
     mail: list[Message] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    storms: dict[str, Storm] = field(default_factory=dict)
 
     def webhook(self, name: str) -> WebhookInbox:
         return self.webhooks.setdefault(name, WebhookInbox())
@@ -60,15 +114,40 @@ class Providers:
         inbox.keys[key] += 1
         if inbox.status != 200:
             return JSONResponse({"error": "refused"}, status_code=inbox.status)
+        refused = self._storm_answer("webhook", key)
+        if refused is not None:
+            return refused
+        self.deliveries.append(Delivery("webhook", key, time.monotonic()))
         # Honours Idempotency-Key: a key seen before is acknowledged, not stored again.
         inbox.by_key.setdefault(key, seen)
         return JSONResponse({"id": f"wh_{len(inbox.by_key)}"})
 
     async def _twilio(self, request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode()))  # no python-multipart here
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # dispatch gave up before it sent the whole request
+            return Response(status_code=499)
+        form = dict(parse_qsl(body.decode()))  # no python-multipart here
+        key = request.headers.get("idempotency-key", "")
+        refused = self._storm_answer("sms", key)
+        if refused is not None:
+            return refused
+        self.deliveries.append(Delivery("sms", key, time.monotonic()))
         sid = f"SM{len(self.sms):032d}"
         self.sms.append({**form, "sid": sid, "auth": request.headers.get("authorization")})
         return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+
+    def _storm_answer(self, channel: str, key: str) -> Response | None:
+        """A storm's refusal of this request, or None to accept it."""
+        storm = self.storms.get(channel)
+        answer = storm.answer(key) if storm is not None else "ok"
+        if answer == "error":
+            return JSONResponse({"error": "internal error"}, status_code=503)
+        if answer == "throttle":
+            assert storm is not None
+            headers = {"Retry-After": str(storm.retry_after_s)}
+            return JSONResponse(_THROTTLED, status_code=429, headers=headers)
+        return None
 
     async def _fcm(self, request: Request) -> Response:
         body = await request.json()
@@ -130,7 +209,16 @@ class _MailHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        self._providers.mail.append(message_from_bytes(content))
+        mail = message_from_bytes(content)
+        key = str(mail["Message-ID"] or "")
+        storm = self._providers.storms.get("email")
+        answer = storm.answer(key, says_when=False) if storm is not None else "ok"
+        if answer == "error":
+            return "451 4.3.0 temporary server error, try again later"
+        if answer == "throttle":
+            return "450 4.7.1 too many messages, try again later"
+        self._providers.mail.append(mail)
+        self._providers.deliveries.append(Delivery("email", key, time.monotonic()))
         return "250 Message accepted"
 
 

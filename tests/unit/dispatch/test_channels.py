@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from services.dispatch.channels.base import OutgoingMessage, SendResult, classify_http
+from services.dispatch.channels.base import (
+    OutgoingMessage,
+    SendResult,
+    classify_http,
+    retry_after_seconds,
+)
 from services.dispatch.channels.email import classify_smtp, message_id_header
 from services.dispatch.channels.push import fcm_message
 from services.dispatch.channels.webhook import signature, webhook_body
@@ -55,6 +60,32 @@ def test_http_answers_are_classified() -> None:
     for status in (400, 401, 403, 404, 410, 422):
         result = classify_http(status, "x")
         assert result is not None and result.outcome == "permanent", status
+
+
+def test_a_throttled_answer_carries_the_wait_its_retry_after_asks_for() -> None:
+    throttled = classify_http(429, "slow down", "7")
+    assert throttled is not None and throttled.retry_after == 7.0
+    busy = classify_http(503, "busy", None)
+    assert busy is not None and busy.retry_after is None
+    now = datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("Mon, 07 Dec 2026 10:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("Mon, 07 Dec 2026 09:00:00 GMT", now) == 0.0
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds("999999", now) is None  # more than a day: our own backoff
+
+
+def test_a_retry_waits_at_least_what_the_provider_asked() -> None:
+    limits: dict[str, Any] = {"max_attempts": 5, "base_seconds": 0.2, "max_seconds": 5.0}
+    throttled = SendResult.transient("HTTP 429", retry_after=3.0)
+    assert next_step(throttled, 1, **limits).retry_in == timedelta(seconds=3)
+    # Beyond our own longest delay too: the provider said so.
+    assert next_step(
+        SendResult.transient("HTTP 429", retry_after=60.0), 1, **limits
+    ).retry_in == timedelta(seconds=60)
+    # A shorter Retry-After than our backoff does not shorten it.
+    assert next_step(
+        SendResult.transient("HTTP 503", retry_after=0.0), 3, **limits
+    ).retry_in == timedelta(seconds=0.8)
 
 
 def test_smtp_4xx_is_transient_and_5xx_permanent() -> None:
