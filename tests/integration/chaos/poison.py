@@ -86,7 +86,7 @@ class Poison:
                 )
                 self.injected[topic] += 1
                 for group in handling_groups(topic, event_type):
-                    self.expected[(topic, f"closeloop-{group}")] += 1
+                    self.expected[(topic, f"closeloop-{group}_{self.run}")] += 1
             await producer.wait_all(acknowledgements)
         finally:
             await producer.stop()
