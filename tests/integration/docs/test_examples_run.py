@@ -61,6 +61,16 @@ async def _run(shell: Shell, block: Block, text: str) -> None:
         try:
             await wait_for(succeeded, within=_LOOP_WITHIN_S, what=str(block), every=0.5)
         except AssertionError:
-            pytest.fail(f"{block} never succeeded; last output:\n{last.output}")
+            unfiltered = await shell.run(_before_its_filter(text))
+            pytest.fail(
+                f"{block} never succeeded; last output:\n{last.output}\n"
+                f"its command without the final filter answered:\n{unfiltered.output}"
+            )
     else:
         assert await succeeded(), f"{block} failed ({last.returncode}):\n{text}\n{last.output}"
+
+
+def _before_its_filter(text: str) -> str:
+    """A retried example's command without its last `| grep …`, to show what it answered."""
+    command, pipe, _ = text.rpartition("| grep")
+    return command if pipe else text
