@@ -55,9 +55,13 @@ class DeadlockingHandler:
         self.applied.update(event.id for event in batch.events)
 
     async def _deadlock(self, connection: asyncpg.Connection) -> None:
-        """Row 1 here, row 2 there; then each asks for the other's. This side waits first, so
-        PostgreSQL's deadlock check (after deadlock_timeout) fails this side."""
+        """Row 1 here, row 2 there; then each asks for the other's. PostgreSQL checks for a
+        deadlock once per wait, `deadlock_timeout` after it began, and fails the side whose check
+        finds the cycle: this side checks after 5 s, by when the other waits too, and the other
+        side only after a minute, so this side is the one failed however slow the machine is."""
+        await connection.execute("SET LOCAL deadlock_timeout = '5s'")
         other = await asyncpg.connect(self.dsn)
+        await other.execute("SET deadlock_timeout = '60s'")
         transaction = other.transaction()
         await transaction.start()
         await other.execute(f"SELECT FROM {self.table} WHERE id = 2 FOR UPDATE")
