@@ -12,6 +12,7 @@ from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
 from libs.common.contact_policy import InvalidPolicy, Preferences, check_caps_kept, parse_policy
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
+from libs.common.storable import StorableText
 from services.dispatch.addresses import RefusedAddress, WebhookResolver
 from services.dispatch.channels.config import (
     SECRET_FIELDS,
@@ -140,7 +141,7 @@ async def replace_policies(
 async def list_preferences(
     stores: Stores,
     settings: SettingsDep,
-    after: Annotated[str | None, Query(max_length=256)] = None,
+    after: Annotated[StorableText | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> PreferencesPage:
     """Every profile's stored answers, a page at a time (journey's dry run reads them all)."""

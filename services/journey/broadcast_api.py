@@ -4,7 +4,7 @@ at send time), see its progress, pause, resume and cancel it."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
@@ -44,6 +44,7 @@ SettingsDep = Annotated[JourneySettings, Depends(from_state("settings", JourneyS
 BroadcastIdPath = Annotated[str, Path(pattern=JOURNEY_ID_PATTERN)]
 _NOT_FOUND_OR_CANCELLED = error_responses(404, 409)
 DRY_RUN_ID = "brd_dry_run"
+_DRY_RUN_REACH = timedelta(days=366)
 """The id a broadcast's dry run replays it under (it is never stored)."""
 
 
@@ -84,7 +85,10 @@ async def dry_run_broadcast(
 ) -> DryRunResponse:
     """Judge the broadcast as if sent at `at` (absent: now) to the segment's members today, by
     dispatch's policy; nothing is stored or sent."""
-    at = request.at or datetime.now(UTC)
+    now = datetime.now(UTC)
+    at = request.at or now
+    if not now - _DRY_RUN_REACH <= at <= now + _DRY_RUN_REACH:
+        raise _invalid("at", "within a year of now")
     broadcast = Broadcast(
         segment=request.segment,
         channel=request.channel,

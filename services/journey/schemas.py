@@ -278,7 +278,9 @@ class BroadcastDryRunRequest(BaseModel):
     template_id: EntityId
     variables: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
     at: AwareDatetime | None = Field(
-        default=None, description="When it would be sent, with its UTC offset; absent: now."
+        default=None,
+        description="When it would be sent, with its UTC offset, within a year of now; "
+        "absent: now.",
     )
 
 

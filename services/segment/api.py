@@ -28,6 +28,7 @@ from services.segment.schemas import (
     SEGMENT_ID_PATTERN,
     BehavioursPage,
     Evaluation,
+    EventName,
     MemberResponse,
     MembersPage,
     PreviewRequest,
@@ -198,7 +199,7 @@ async def preview(request: PreviewRequest, stores: Stores) -> PreviewResponse:
 
 @behaviours_router.get("", responses={200: {"model": BehavioursPage}})
 async def list_behaviours(
-    event: Annotated[list[str], Query(min_length=1, max_length=50)],
+    event: Annotated[list[EventName], Query(min_length=1, max_length=50)],
     since: datetime,
     limit: Annotated[int, Query(ge=1, le=2_000_000)] = 1_000_000,
     *,
@@ -207,7 +208,9 @@ async def list_behaviours(
     """The behaviours of the named events from `since` on, oldest first: what journey's dry run
     replays (segment keeps every behaviour for its windows; journey keeps none)."""
     if since.tzinfo is None:
-        raise ApiError(422, "invalid_since", "since: give an offset, such as Z", "since")
+        raise ApiError(
+            422, "invalid_request", "query.since: give an offset, such as Z", "query.since"
+        )
     async with stores() as store:
         rows, truncated = await store.behaviours_since(event, since, limit)
     body = f'{{"behaviours": {rows}, "truncated": {"true" if truncated else "false"}}}'

@@ -75,6 +75,9 @@ class MembersPage(BaseModel):
     )
 
 
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=255), Storable]
+
+
 class BehaviourRow(BaseModel):
     profile_id: str
     event: str
