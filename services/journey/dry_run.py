@@ -4,24 +4,32 @@ The engine's own steps move each person (`engine.advance`, `leave_wait`, `fall_b
 times the behaviours happened and the timers would fire; each message it asks for is judged by
 the contact policy dispatch applies (`libs.common.contact_policy.decide`), against that person's
 messages of the replay. Pure: nothing is stored, requested or sent.
+
+People without a behaviour of the replayed days who look the same to every step (their zone,
+what each condition says of them, which channels reach them, their consent, their split arms)
+move the same way: one of them is replayed for all (a cohort), so 100,000 members take
+seconds. Learned steps decide by the population's prior without exploring, so that they too
+are the same for a cohort.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from libs.common.contact_policy import Preferences, SendPolicy, decide, profile_zone
 from libs.common.profiles import ProfileFacts
+from services.journey.conditions import Condition, Context, Group, Leaf, holds
 from services.journey.engine import (
     JOURNEY,
     Run,
     SendStep,
     Steps,
     Trigger,
+    choose_arm,
     enter,
     entry_matches,
     fall_back,
@@ -35,12 +43,14 @@ from services.journey.engine import (
     waits_for_outcome,
 )
 from services.journey.engine import advance as advance_run
-from services.journey.graph import Journey, WaitFor
+from services.journey.graph import Branch, Journey, Send, Split, WaitFor
+from services.journey.learning import Learning, Priors
 
 TOP_PATHS = 10
 # A message deferred by quiet hours is judged again when they end; a policy whose quiet hours
 # cover the whole day for a channel would defer it for ever.
 _MAX_DEFERRALS = 3
+_PRIOR_ONLY = Learning(Priors(), {}, explore_share=0.0)
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,21 @@ class DryRunReport:
     def top_paths(self, limit: int = TOP_PATHS) -> list[tuple[tuple[str, ...], int]]:
         return sorted(self.paths.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
+    def add(self, other: DryRunReport, times: int) -> None:
+        """Count `other` (a cohort's one replay) `times` over."""
+        self.people += other.people * times
+        self.entries += other.entries * times
+        self.in_progress += other.in_progress * times
+        _add(self.messages, other.messages, times)
+        _add(self.policy, other.policy, times)
+        _add(self.paths, other.paths, times)
+        _add(self.counters, other.counters, times)
+
+
+def _add(mine: Counter[Any], theirs: Counter[Any], times: int) -> None:
+    for key, count in theirs.items():
+        mine[key] += count * times
+
 
 @dataclass
 class _Walk(Steps):
@@ -113,16 +138,105 @@ def dry_run(
     until: datetime,
     *,
     step_limit: int,
+    cohorts: bool = True,
 ) -> DryRunReport:
-    """Replay every person through the journey up to `until`."""
+    """Replay every person through the journey up to `until` (without `cohorts`, each alone)."""
     report = DryRunReport()
     walk = _Walk()
+    reads = _Reads.of(journey)
+    alike: dict[Hashable, tuple[Person, int]] = {}
     for person in people:
-        report.people += 1
-        _Replay(journey, person.facts, rules, report, walk, step_limit).replay(person, until)
+        key = reads.cohort(journey, person, rules) if cohorts else None
+        if key is None:
+            _Replay(journey, person, rules, report, walk, step_limit).replay(until)
+        else:
+            first, size = alike.get(key, (person, 0))
+            alike[key] = (first, size + 1)
+    _fold(walk, report)
+    for first, size in alike.values():
+        one, its_walk = DryRunReport(), _Walk()
+        _Replay(journey, first, rules, one, its_walk, step_limit).replay(until)
+        _fold(its_walk, one)
+        report.add(one, size)
+    return report
+
+
+def _fold(walk: _Walk, report: DryRunReport) -> None:
     for (_, _, node_id, counter), count in walk.counters.items():
         report.counters[(node_id, counter)] += count
-    return report
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What of a person the journey's steps read, besides their behaviours: the leaves of its
+    conditions (branches, exit), the channels of its sends on several channels (reached or
+    not), its splits (the arm a person's first run draws)."""
+
+    leaves: tuple[Leaf, ...]
+    channels: tuple[str, ...]
+    splits: tuple[Split, ...]
+
+    @classmethod
+    def of(cls, journey: Journey) -> _Reads:
+        conditions = [
+            path.condition
+            for node in journey.nodes.values()
+            if isinstance(node, Branch)
+            for path in node.paths
+        ]
+        if journey.exit.condition is not None:
+            conditions.append(journey.exit.condition)
+        channels = {
+            channel
+            for node in journey.nodes.values()
+            if isinstance(node, Send) and node.chooses_channel
+            for channel in node.channels
+        }
+        return cls(
+            tuple(leaf for condition in conditions for leaf in _leaves(condition)),
+            tuple(sorted(channels)),
+            tuple(node for node in journey.nodes.values() if isinstance(node, Split)),
+        )
+
+    def cohort(self, journey: Journey, person: Person, rules: ContactRules) -> Hashable | None:
+        """What the person looks like to every step; None when they must be replayed alone
+        (they have behaviours, or enter only by one)."""
+        if person.behaviours or person.joined_at is None:
+            return None
+        facts = person.facts
+        context = Context(facts, {})
+        preferences = rules.preferences.get(facts.profile_id)
+        first_run = Run(
+            journey.id,
+            journey.version,
+            facts.profile_id,
+            1,
+            None,
+            "active",
+            person.joined_at,
+            Trigger(None, person.joined_at),
+        )
+        return (
+            person.joined_at,
+            facts.timezone,
+            tuple(holds(leaf, context) for leaf in self.leaves),
+            tuple(facts.can_reach(channel) for channel in self.channels),
+            None
+            if preferences is None
+            else (
+                tuple(sorted(preferences.consent.items())),
+                tuple(sorted(preferences.unsubscribed)),
+            ),
+            tuple(choose_arm(split, first_run).name for split in self.splits),
+        )
+
+
+def _leaves(condition: Condition) -> Iterator[Leaf]:
+    if isinstance(condition, Group):
+        for child in condition.children:
+            yield from _leaves(child)
+    else:
+        yield condition
 
 
 class _Replay:
@@ -131,14 +245,15 @@ class _Replay:
     def __init__(
         self,
         journey: Journey,
-        facts: ProfileFacts,
+        person: Person,
         rules: ContactRules,
         report: DryRunReport,
         walk: _Walk,
         step_limit: int,
     ) -> None:
         self._journey = journey
-        self._facts = facts
+        self._person = person
+        self._facts = person.facts
         self._rules = rules
         self._report = report
         self._walk = walk
@@ -147,9 +262,10 @@ class _Replay:
         self._sent: list[tuple[str, datetime]] = []
         self._outcomes: dict[str, tuple[str, datetime]] = {}
 
-    def replay(self, person: Person, until: datetime) -> None:
-        joined_at = person.joined_at
-        for behaviour in person.behaviours:
+    def replay(self, until: datetime) -> None:
+        self._report.people += 1
+        joined_at = self._person.joined_at
+        for behaviour in self._person.behaviours:
             if joined_at is not None and joined_at <= behaviour.occurred_at:
                 self._enter(Trigger(None, joined_at))
                 joined_at = None
@@ -212,6 +328,7 @@ class _Replay:
             self._walk,
             paused=False,
             step_limit=self._step_limit,
+            learning=_PRIOR_ONLY,
         )
         answered_at = self._judge_sends(at)
         self._walk.updates.clear()  # profile changes are not applied: today's facts stand

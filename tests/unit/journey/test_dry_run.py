@@ -126,3 +126,75 @@ def test_behaviour_entry_follows_the_reentry_rule() -> None:
 
     assert report.entries == 2  # day 1 is within the cooldown of day 0's entry
     assert report.messages == {("hello", "email", "sent"): 2}
+
+
+def test_cohorts_report_what_replaying_everyone_alone_reports() -> None:
+    definition = {
+        "entry": {"segment": "seg_dry"},
+        "exit": {"condition": {"trait": "plan", "op": "eq", "value": "cancelled"}},
+        "start": "ab",
+        "nodes": {
+            "ab": {
+                "type": "split",
+                "arms": [
+                    {"name": "a", "weight": 50, "next": "evening"},
+                    {"name": "b", "weight": 50, "next": "either"},
+                ],
+            },
+            "evening": {
+                "type": "wait",
+                "best_time": {"channel": "email", "within": "PT24H"},
+                "next": "mail",
+            },
+            "mail": {"type": "send", "channel": "email", "template_id": "tpl_m", "next": "vip"},
+            "either": {
+                "type": "send",
+                "channels": [
+                    {"channel": "push", "template_id": "tpl_p"},
+                    {"channel": "sms", "template_id": "tpl_s"},
+                ],
+                "next": "vip",
+            },
+            "vip": {
+                "type": "branch",
+                "branches": [
+                    {"condition": {"score": "rfm", "op": "gte", "value": 400}, "next": "morning"}
+                ],
+                "default": None,
+            },
+            "morning": {"type": "wait", "until": "09:00", "next": "again"},
+            "again": {"type": "send", "channel": "email", "template_id": "tpl_a"},
+        },
+    }
+    journey = Journey.parse("jrn_alike", 1, definition)
+    zones = ("UTC", "Asia/Shanghai", "America/New_York", "Nowhere/Unknown")
+    people = [
+        Person(
+            ProfileFacts(
+                f"prf_{i}",
+                {
+                    "timezone": zones[i % 4],
+                    "plan": "cancelled" if i % 17 == 0 else "basic",
+                    **({"phone": "+15550100"} if i % 3 else {}),
+                    **({"push_token": "tok"} if i % 5 else {}),
+                },
+                [],
+                scores={"rfm": 100 * (i % 7)},
+            ),
+            SINCE,
+            [Behaviour(f"prf_{i}", "order_completed", SINCE + timedelta(hours=i), {})]
+            if i % 11 == 0
+            else [],
+        )
+        for i in range(400)
+    ]
+    consent = {f"prf_{i}": Preferences({"push": False}) for i in range(1, 400, 4)}
+    rules = ContactRules(parse_policy(POLICY), consent, default_consent=True)
+
+    together = dry_run(journey, people, rules, NOW, step_limit=100)
+    alone = dry_run(journey, people, rules, NOW, step_limit=100, cohorts=False)
+
+    assert together == alone
+    assert together.counters[("ab", "arm:a")] and together.counters[("ab", "arm:b")]
+    assert together.counters[("either", "fallbacks")]
+    assert together.policy["quiet_hours"]
