@@ -11,6 +11,7 @@ segment, the policy and consent of dispatch, the members read from journey's cop
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,7 +23,7 @@ import httpx
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.replicas import replicas
-from bench.report import Rate, print_table, save
+from bench.report import Rate, print_table, save, tree_cpu_seconds
 from bench.summary import Figure, Target
 from libs.devstack.services import ServiceProcess
 
@@ -73,18 +74,30 @@ async def run(bootstrap: str, database_url: str, dsn: str, count: int) -> list[R
             PROGRESS.note(f"planting {count:,} profiles, members, orders and consent")
             generated = await _plant(dsn, segment.name, dispatch.name, journey.name, count)
             PROGRESS.note(f"dry run over {count:,} profiles")
+            services = {"journey": journey, "segment": segment, "dispatch": dispatch}
+            cpu_before = {name: tree_cpu_seconds(p.pid) for name, p in services.items()}
             started = time.perf_counter()
             answer = await http.post(
                 f"{journey.url}/journeys/{_JOURNEY}/dry-run", json={"days": _DAYS}
             )
             seconds = time.perf_counter() - started
+            cpu = {n: tree_cpu_seconds(p.pid) - cpu_before[n] for n, p in services.items()}
     answer.raise_for_status()
     report = answer.json()
     print(
         f"dry run: {report['people']:,} people, {report['entries']:,} entries, "
         f"{report['behaviours']:,} behaviours, sends {report['sends']}, policy {report['policy']}"
     )
-    return [generated, Rate("profiles replayed by the dry run", report["people"], seconds)]
+    print(
+        "CPU seconds the request took, by service (apart from the machine's load): "
+        + ", ".join(f"{name} {used:.2f}" for name, used in cpu.items())
+        + f"; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    )
+    return [
+        generated,
+        Rate("profiles replayed by the dry run", report["people"], seconds),
+        Rate("profiles replayed per journey CPU second", report["people"], cpu["journey"]),
+    ]
 
 
 @asynccontextmanager
@@ -171,7 +184,7 @@ def report(rates: list[Rate]) -> None:
 
 
 def figures(rates: list[Rate], ceilings: Ceilings) -> list[Figure]:
-    generated, replayed = rates
+    generated, replayed, journey_cpu = rates
     scenario = f"journey dry run ({replayed.count:,} profiles)"
     return [
         Figure(scenario, "profiles planted", generated.per_second, "/s"),
@@ -182,4 +195,5 @@ def figures(rates: list[Rate], ceilings: Ceilings) -> list[Figure]:
             "s",
             targets=(Target(TARGET_SECONDS, at_most=True),),
         ),
+        Figure(scenario, "journey CPU for the dry run", journey_cpu.seconds, "s"),
     ]
