@@ -27,6 +27,7 @@ from bench import (
     bulk_import,
     bus,
     dispatch,
+    dryrun,
     ingest,
     journey,
     loop,
@@ -41,7 +42,7 @@ from bench.report import Rate
 from libs.devstack.scratch import scratch_stack
 
 Run = Callable[[str, str, str, int], Awaitable[list[Rate]]]
-Size = Literal["events", "profiles", "timers", "customers"]
+Size = Literal["events", "profiles", "timers", "customers", "dry_run_profiles"]
 
 # The defaults keep `make bench` near 20 minutes on the 2-core development machine.
 DEFAULT_SIZES: Mapping[Size, int] = {
@@ -49,6 +50,7 @@ DEFAULT_SIZES: Mapping[Size, int] = {
     "profiles": 1_000_000,
     "timers": 100_000,
     "customers": bulk_import.count_from_env(),
+    "dry_run_profiles": 100_000,
 }
 
 
@@ -78,6 +80,7 @@ SCENARIOS: Mapping[str, Scenario] = {
     "segment": Scenario(segment.run, segment.report, segment.figures, "profiles"),
     "journey": Scenario(journey.run, journey.report, journey.figures, "timers"),
     "dispatch": Scenario(dispatch.run, dispatch.report, dispatch.figures),
+    "dryrun": Scenario(dryrun.run, dryrun.report, dryrun.figures, "dry_run_profiles"),
     "import": Scenario(
         bulk_import.run, bulk_import.report, bulk_import.figures, "customers", own_stack=True
     ),
@@ -190,6 +193,12 @@ def _bench(arguments: list[str]) -> int:
         help="due waits for the journey timers (default %(default)s)",
     )
     parser.add_argument(
+        "--dry-run-profiles",
+        type=int,
+        default=DEFAULT_SIZES["dry_run_profiles"],
+        help="profiles the journey dry run replays (default %(default)s)",
+    )
+    parser.add_argument(
         "--import-count",
         type=int,
         default=DEFAULT_SIZES["customers"],
@@ -212,6 +221,7 @@ def _bench(arguments: list[str]) -> int:
         "profiles": parsed.profiles,
         "timers": parsed.timers,
         "customers": parsed.import_count,
+        "dry_run_profiles": parsed.dry_run_profiles,
     }
     started = time.monotonic()
     code = asyncio.run(main(chosen, sizes))

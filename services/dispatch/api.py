@@ -6,11 +6,13 @@ from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
+from libs.common.contact_policy import InvalidPolicy, Preferences, check_caps_kept, parse_policy
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
+from libs.common.storable import StorableText
 from services.dispatch.addresses import RefusedAddress, WebhookResolver
 from services.dispatch.channels.config import (
     SECRET_FIELDS,
@@ -19,7 +21,6 @@ from services.dispatch.channels.config import (
     parse_config,
     split_secrets,
 )
-from services.dispatch.policy import InvalidPolicy, Preferences, check_caps_kept, parse_policy
 from services.dispatch.schemas import (
     CHANNEL_PATTERN,
     PROFILE_PATTERN,
@@ -27,6 +28,7 @@ from services.dispatch.schemas import (
     ChannelRequest,
     ChannelResponse,
     PolicyDocument,
+    PreferencesPage,
     PreferencesRequest,
     PreferencesResponse,
 )
@@ -133,6 +135,24 @@ async def replace_policies(
     async with stores() as store:
         await store.save_policy(stored)
     return stored
+
+
+@router.get("/preferences", tags=["preferences"])
+async def list_preferences(
+    stores: Stores,
+    settings: SettingsDep,
+    after: Annotated[StorableText | None, Query(max_length=256)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> PreferencesPage:
+    """Every profile's stored answers, a page at a time (journey's dry run reads them all)."""
+    async with stores() as store:
+        rows = await store.preferences_after(after, limit)
+    default = settings.dispatch_default_consent
+    return PreferencesPage(
+        preferences=[_preferences(profile, answers, default) for profile, answers in rows],
+        default_consent=default,
+        next=rows[-1][0] if len(rows) == limit else None,
+    )
 
 
 @router.get("/preferences/{profile_id}", tags=["preferences"])

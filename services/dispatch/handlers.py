@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.bus import Batch, BatchHandler
+from libs.common.contact_policy import merged_preferences
 from libs.common.events import MessageFailed, MessageRendered, ProfileDeleted, ProfileMerged
 from services.dispatch.outcomes import outcome
-from services.dispatch.policy import merged_preferences
 from services.dispatch.store import DispatchStore
 
 ACCEPTED_TYPES = frozenset(

@@ -64,6 +64,14 @@ class PreferencesResponse(BaseModel):
     default_consent: bool = Field(description="Consent assumed for a channel not in `consent`.")
 
 
+class PreferencesPage(BaseModel):
+    preferences: list[PreferencesResponse] = Field(
+        description="Stored answers, in profile id order; a profile not listed has none."
+    )
+    default_consent: bool = Field(description="Consent assumed for a channel not in `consent`.")
+    next: str | None = Field(description="The `after` of the next page; null on the last.")
+
+
 class PolicyDocument(BaseModel):
     """Frequency caps and quiet hours; validated as a whole (see docs/dispatch.md)."""
 

@@ -35,6 +35,7 @@ from libs.common import metrics as common_metrics
 from libs.common import topics
 from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter
+from libs.common.contact_policy import Preferences, SendPolicy, decide, profile_zone
 from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
     Event,
@@ -49,7 +50,6 @@ from services.dispatch.addresses import WebhookResolver
 from services.dispatch.channels import Channel, OutgoingMessage, SendResult, build_channel
 from services.dispatch.journal import Attempt, Outcome, SendJournal
 from services.dispatch.outcomes import outcome
-from services.dispatch.policy import Preferences, SendPolicy, decide, profile_zone
 from services.dispatch.ratelimit import TokenBucket
 from services.dispatch.retries import next_step
 from services.dispatch.settings import DispatchSettings

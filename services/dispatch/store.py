@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
+from libs.common.contact_policy import Preferences, SendPolicy, parse_policy
 from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
-from services.dispatch.policy import Preferences, SendPolicy, parse_policy
 
 # Sends that count towards frequency caps: decided to go, whatever the provider said since.
 _COUNTED = "('sending', 'sent', 'delivered')"
@@ -401,6 +401,25 @@ class DispatchStore(SchemaStore):
             )
             for row in result
         }
+
+    async def preferences_after(
+        self, cursor: str | None, limit: int
+    ) -> list[tuple[str, Preferences]]:
+        """Every stored answer after `cursor`, in profile id order, `limit` at most."""
+        result = await self._execute(
+            "SELECT profile_id, CAST(consent AS text) AS consent, "
+            "CAST(unsubscribed AS text) AS unsubscribed FROM {s}.preferences "
+            "WHERE CAST(:cursor AS text) IS NULL OR profile_id > :cursor "
+            "ORDER BY profile_id LIMIT :limit",
+            {"cursor": cursor, "limit": limit},
+        )
+        return [
+            (
+                row.profile_id,
+                Preferences(orjson.loads(row.consent), frozenset(orjson.loads(row.unsubscribed))),
+            )
+            for row in result
+        ]
 
     async def save_preferences(self, profile_id: str, preferences: Preferences) -> None:
         await self._execute(

@@ -12,6 +12,7 @@ from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
 from services.journey import api, broadcast_api
+from services.journey.dry_run_sources import HttpDryRunSources
 from services.journey.enrolments import MemberEnrolments
 from services.journey.handlers import ACCEPTED_TYPES, journey_handler
 from services.journey.learning import Policy
@@ -72,6 +73,13 @@ def create(settings: Settings) -> FastAPI:
         admin_token=settings.admin_token.get_secret_value(),
         timeout_seconds=settings.journey_reference_timeout_ms / 1000,
     )
+    dry_run_sources = HttpDryRunSources(
+        segment_url=settings.journey_segment_url,
+        dispatch_url=settings.journey_dispatch_url,
+        admin_token=settings.admin_token.get_secret_value(),
+        timeout_seconds=settings.journey_dry_run_timeout_ms / 1000,
+        behaviour_limit=settings.journey_dry_run_behaviour_limit,
+    )
     return create_app(
         settings,
         title="Journey",
@@ -79,5 +87,9 @@ def create(settings: Settings) -> FastAPI:
         routers=[api.router, broadcast_api.router],
         workers=parts.workers(upkeep, timers, enrolments, consumer),
         readiness_checks=parts.readiness_checks(settings),
-        state={**parts.app_state(settings), "references": references},
+        state={
+            **parts.app_state(settings),
+            "references": references,
+            "dry_run_sources": dry_run_sources,
+        },
     )

@@ -4,7 +4,7 @@ at send time), see its progress, pause, resume and cancel it."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
-from services.journey.api import validated
+from services.journey.api import SourcesDep, rehearse, validated
 from services.journey.broadcast import SEND_NODE, Broadcast, broadcast_field, parse_repeat
 from services.journey.conditions import InvalidDefinition
 from services.journey.engine import JOURNEY, OUTCOME_COUNTER
@@ -21,10 +21,12 @@ from services.journey.graph import Journey
 from services.journey.references import References
 from services.journey.schemas import (
     JOURNEY_ID_PATTERN,
+    BroadcastDryRunRequest,
     BroadcastList,
     BroadcastProgress,
     BroadcastRequest,
     BroadcastResponse,
+    DryRunResponse,
     OccurrenceResponse,
 )
 from services.journey.settings import JourneySettings
@@ -41,6 +43,9 @@ ReferencesDep = Annotated[References, Depends(from_state("references", Reference
 SettingsDep = Annotated[JourneySettings, Depends(from_state("settings", JourneySettings))]
 BroadcastIdPath = Annotated[str, Path(pattern=JOURNEY_ID_PATTERN)]
 _NOT_FOUND_OR_CANCELLED = error_responses(404, 409)
+DRY_RUN_ID = "brd_dry_run"
+_DRY_RUN_REACH = timedelta(days=366)
+"""The id a broadcast's dry run replays it under (it is never stored)."""
 
 
 @router.post("", status_code=201, responses=error_responses(409, 503))
@@ -68,6 +73,31 @@ async def create_broadcast(
         for enrolment in broadcast.enrolments(broadcast_id, now):
             await store.add_enrolment(enrolment)
     return await _answer(stores, broadcast_id)
+
+
+@router.post("/dry-run", responses=error_responses(503))
+async def dry_run_broadcast(
+    request: BroadcastDryRunRequest,
+    stores: Stores,
+    references: ReferencesDep,
+    sources: SourcesDep,
+    settings: SettingsDep,
+) -> DryRunResponse:
+    """Judge the broadcast as if sent at `at` (absent: now) to the segment's members today, by
+    dispatch's policy; nothing is stored or sent."""
+    now = datetime.now(UTC)
+    at = request.at or now
+    if not now - _DRY_RUN_REACH <= at <= now + _DRY_RUN_REACH:
+        raise _invalid("at", "within a year of now")
+    broadcast = Broadcast(
+        segment=request.segment,
+        channel=request.channel,
+        template_id=request.template_id,
+        per_minute=settings.journey_entry_per_minute,
+        variables=request.variables,
+    )
+    journey = await _validated(references, DRY_RUN_ID, broadcast)
+    return await rehearse(journey, at, at, stores, sources, settings)
 
 
 @router.get("")

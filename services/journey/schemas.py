@@ -252,3 +252,75 @@ class BroadcastResponse(BaseModel):
 
 class BroadcastList(BaseModel):
     broadcasts: list[BroadcastResponse]
+
+
+DryRunDays = Annotated[
+    int, Field(ge=1, le=365, description="How many days of behaviour to replay, up to now.")
+]
+
+
+class DryRunRequest(BaseModel):
+    """A journey's draft replayed over the last `days` of behaviour and today's profiles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: DryRunDays
+
+
+class BroadcastDryRunRequest(BaseModel):
+    """A broadcast judged as if sent at `at` (absent: now) to its segment's members today (it
+    has no node that waits for behaviour, so no days are replayed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment: EntityId = Field(description="The segment whose members would be sent to.")
+    channel: Channel
+    template_id: EntityId
+    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="When it would be sent, with its UTC offset, within a year of now; "
+        "absent: now.",
+    )
+
+
+class DryRunMessages(BaseModel):
+    sent: int = Field(description="Messages dispatch's policy would let through.")
+    suppressed: int = Field(description="Messages it would hold back: consent, unsubscribed, caps.")
+
+
+class DryRunPath(BaseModel):
+    nodes: list[str] = Field(description="The nodes a run reached, in order.")
+    runs: int
+
+
+class DryRunResponse(BaseModel):
+    journey_id: str
+    version: int = Field(description="The version the draft would be published as.")
+    since: datetime = Field(description="The start of the replayed days.")
+    until: datetime = Field(description="Where the replay stops (now, or a broadcast's time).")
+    people: int = Field(
+        description="Profiles replayed: the entry segment's members today, or "
+        "everyone with a behaviour of the replayed days (event entry)."
+    )
+    behaviours: int = Field(description="Behaviours replayed.")
+    behaviours_truncated: bool = Field(
+        description="Segment had more behaviours than CLOSELOOP_JOURNEY_DRY_RUN_BEHAVIOUR_LIMIT."
+    )
+    entries: int = Field(description="Runs started.")
+    sends: dict[str, dict[str, DryRunMessages]] = Field(
+        description="Messages asked for, by send node and channel."
+    )
+    policy: dict[str, int] = Field(
+        description="Messages held back, by reason: `consent`, `unsubscribed`, `frequency_cap` "
+        "(suppressed), `quiet_hours` (deferred until they end, then judged again)."
+    )
+    total: dict[str, int] = Field(
+        description="The runs' counters as the journey's stats count them: `entered`, "
+        "`completed`, `exited`, `goal_reached`; and `in_progress`, still waiting at the end."
+    )
+    nodes: dict[str, dict[str, int]] = Field(
+        description="Counters per node as the journey's stats count them (`entered`, "
+        "`completed`, `exited`, `matched`, `timed_out`, `arm:<name>`, `fallbacks`...)."
+    )
+    paths: list[DryRunPath] = Field(description="The most common paths, most runs first.")

@@ -109,6 +109,25 @@ def _json(value: Any) -> str:
         return json.dumps(value)
 
 
+# The profiles `p` as one JSON array of their facts.
+_FACTS_ARRAY = (
+    "coalesce(json_agg(json_build_object('profile_id', p.profile_id, 'traits', p.traits, "
+    "'tags', p.tags, 'lifecycle_stage', p.lifecycle_stage, 'scores', p.scores, "
+    "'top_category', p.top_category) ORDER BY p.profile_id), '[]')::text"
+)
+
+
+def _facts_of(item: dict[str, Any]) -> ProfileFacts:
+    return ProfileFacts(
+        item["profile_id"],
+        item["traits"],
+        item["tags"],
+        item["lifecycle_stage"],
+        item["scores"],
+        item["top_category"],
+    )
+
+
 # A run with its timer's due time, if it has one.
 # A finished run past its period and its goal's window, unless it is the person's latest of
 # the journey: re-entry and the next run's number read that one.
@@ -270,6 +289,27 @@ class JourneyStore(SchemaStore):
             {"id": journey_id},
         )
         await self.add_counters(counters)
+
+    # What a dry run replays.
+
+    async def members_with_facts(self, segment_id: str) -> list[ProfileFacts]:
+        """Today's members of the segment, with journey's copy of their facts; one JSON array
+        built by PostgreSQL (a dry run reads 100,000 at once)."""
+        result = await self._execute(
+            f"SELECT {_FACTS_ARRAY} FROM {{s}}.memberships m JOIN {{s}}.profiles p "
+            "ON p.profile_id = m.profile_id WHERE m.segment_id = :segment",
+            {"segment": segment_id},
+        )
+        return [_facts_of(item) for item in orjson.loads(result.scalar_one())]
+
+    async def facts_of(self, profile_ids: Collection[str]) -> list[ProfileFacts]:
+        """Journey's copy of the profiles' facts (those it has), read without locking them."""
+        result = await self._execute(
+            f"SELECT {_FACTS_ARRAY} FROM {{s}}.profiles p "
+            "WHERE p.profile_id = ANY(CAST(:ids AS text[]))",
+            {"ids": sorted(profile_ids)},
+        )
+        return [_facts_of(item) for item in orjson.loads(result.scalar_one())]
 
     # Memberships and enrolments.
 

@@ -50,6 +50,7 @@ async def start_loop_services(
     references = {
         "CLOSELOOP_JOURNEY_CONTENT_URL": first["content"].url,
         "CLOSELOOP_JOURNEY_SEGMENT_URL": first["segment"].url,
+        "CLOSELOOP_JOURNEY_DISPATCH_URL": dispatch_url,
     }
     journey = await _start_together(
         launcher, run, {"journey": {**CONSUMER, **FAST_TIMERS, **references, **every}}

@@ -1,6 +1,7 @@
 """Whether a message may go now: consent, unsubscribes, quiet hours and frequency caps.
 
-Pure functions over what the sender loaded for a batch; no I/O, unit-tested on their own.
+Pure functions: dispatch applies them to what its sender loaded for a batch, and journey's dry
+run to the policy and preferences it asked dispatch for. No I/O, unit-tested on their own.
 """
 
 from __future__ import annotations
