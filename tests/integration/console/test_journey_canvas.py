@@ -58,14 +58,14 @@ async def canvas(
         yield running
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def marketer(canvas: JourneyConsole) -> AsyncIterator[ConsoleBrowser]:
     browser = await canvas.browser(canvas.marketer)
     yield browser
     await browser.aclose()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def analyst(canvas: JourneyConsole) -> AsyncIterator[ConsoleBrowser]:
     browser = await canvas.browser(canvas.analyst)
     yield browser
