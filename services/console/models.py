@@ -67,3 +67,15 @@ def audit_log_table(metadata: MetaData) -> Table:
         Column("before", JSONB),
         Column("after", JSONB),
     )
+
+
+def journey_layouts_table(metadata: MetaData) -> Table:
+    """Where the journey canvas draws each node of a journey: `{"entry": {"x", "y"}, "nodes":
+    {node id: {"x", "y"}}}`. The console's own: the journey service keeps the graph alone."""
+    return Table(
+        "journey_layouts",
+        metadata,
+        Column("journey_id", Text, primary_key=True),
+        Column("positions", JSONB, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )

@@ -125,6 +125,22 @@ class ConsoleStore(SchemaStore):
             for row in result
         ]
 
+    async def journey_layout(self, journey_id: str) -> Any:
+        """Where the canvas last drew the journey's nodes; None if it never did."""
+        result = await self._execute(
+            "SELECT positions FROM {s}.journey_layouts WHERE journey_id = :id", {"id": journey_id}
+        )
+        row = result.first()
+        return None if row is None else row.positions
+
+    async def keep_journey_layout(self, journey_id: str, positions: Any) -> None:
+        await self._execute(
+            "INSERT INTO {s}.journey_layouts (journey_id, positions) "
+            "VALUES (:id, CAST(:positions AS jsonb)) ON CONFLICT (journey_id) DO UPDATE "
+            "SET positions = EXCLUDED.positions, updated_at = now()",
+            {"id": journey_id, "positions": json.dumps(positions)},
+        )
+
 
 def _user(row: Any) -> User:
     return User(row.id, row.email, row.password_hash, checked_role(row.role), row.created_at)

@@ -28,6 +28,8 @@ from services.journey.schemas import (
     DryRunPath,
     DryRunRequest,
     DryRunResponse,
+    GraphCheck,
+    JourneyGraph,
     JourneyList,
     JourneyRequest,
     JourneyResponse,
@@ -83,6 +85,15 @@ async def create_journey(
     if row is None:
         raise ApiError(409, "journey_exists", f"Journey {journey_id!r} already exists.", "id")
     return _response(row)
+
+
+@router.post("/validate", responses=error_responses(503))
+async def validate(request: JourneyGraph, references: ReferencesDep) -> GraphCheck:
+    """Check a graph as create, change and publish would, storing nothing: a 422 names the
+    first place that is wrong (`nodes.<id>.<field>`), as theirs would. For editors that check
+    as a person builds."""
+    journey = await validated(references, "validate", 1, request.graph())
+    return GraphCheck(valid=True, nodes=len(journey.nodes))
 
 
 @router.get("")

@@ -34,16 +34,11 @@ def _storable(value: str) -> str:
 Text = Annotated[str, AfterValidator(_storable)]
 
 
-class JourneyRequest(BaseModel):
-    """A journey to create (POST) or its new draft (PUT): metadata plus the graph."""
+class JourneyGraph(BaseModel):
+    """A journey's graph alone: what `POST /journeys/validate` checks without storing it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: JourneyId | None = Field(
-        default=None, description="Chosen by the caller on create; generated when absent."
-    )
-    name: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
-    description: Annotated[Text, StringConstraints(max_length=10_000)] = ""
     entry: Any = Field(
         default=None,
         description='`{"segment": "<segment id>"}` or `{"event": "<name>", "where": [filters]}`.',
@@ -66,6 +61,21 @@ class JourneyRequest(BaseModel):
         return {
             name: getattr(self, name) for name in GRAPH_FIELDS if getattr(self, name) is not None
         }
+
+
+class JourneyRequest(JourneyGraph):
+    """A journey to create (POST) or its new draft (PUT): metadata plus the graph."""
+
+    id: JourneyId | None = Field(
+        default=None, description="Chosen by the caller on create; generated when absent."
+    )
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+    description: Annotated[Text, StringConstraints(max_length=10_000)] = ""
+
+
+class GraphCheck(BaseModel):
+    valid: bool = Field(description="Always true: a graph that is not valid is a 422.")
+    nodes: int = Field(description="How many nodes the graph has.")
 
 
 class VersionResponse(BaseModel):

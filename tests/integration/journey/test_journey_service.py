@@ -305,6 +305,30 @@ async def test_an_unknown_segment_is_refused(journey_service: JourneyHarness) ->
     assert response.json()["error"]["field"] == "entry.segment"
 
 
+async def test_validate_checks_a_graph_as_create_would_and_stores_nothing(
+    journey_service: JourneyHarness,
+) -> None:
+    segment = unique("seg_check")
+    await create_segment(journey_service, segment)
+    graph = click_journey(segment)
+    checked = await journey_service.http.post("/journeys/validate", json=graph)
+    assert checked.status_code == 200, checked.text
+    assert checked.json() == {"valid": True, "nodes": len(graph["nodes"])}
+
+    del graph["nodes"]["thanks"]["template_id"]
+    refused = await journey_service.http.post("/journeys/validate", json=graph)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_journey"
+    assert refused.json()["error"]["field"] == "nodes.thanks.template_id"
+    unknown = await journey_service.http.post(
+        "/journeys/validate", json={**click_journey(segment), "name": "not a graph field"}
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["field"] == "body.name"
+    listed = (await journey_service.http.get("/journeys")).json()["journeys"]
+    assert "validate" not in [journey["id"] for journey in listed]
+
+
 async def test_a_split_records_its_arm_in_stats(journey_service: JourneyHarness) -> None:
     journey, segment = unique("jrn_split"), unique("seg_split")
     await create_segment(journey_service, segment)
