@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -50,6 +50,11 @@ AppId = Annotated[
 # 400 unreadable, 401 not WeChat's, 404 no such account, 413 too large, 415 neither plain nor
 # gzip, 422 an app id that cannot be one, 503 Kafka down.
 _CALLBACK_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 503)
+# Answered in plain text, as WeChat reads it; errors in the one JSON format.
+_CALLBACK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    **_CALLBACK_ERRORS,
+}
 _SUCCESS = "success"  # what WeChat expects of a push it should not retry
 
 
@@ -84,7 +89,7 @@ async def delete_account(app_id: AppId, stores: Stores) -> Response:
     return Response(status_code=204)
 
 
-@callbacks.get("/{app_id}/callback", response_class=PlainTextResponse, responses=_CALLBACK_ERRORS)
+@callbacks.get("/{app_id}/callback", responses=_CALLBACK_ANSWERS)
 async def verify_server(
     app_id: AppId,
     stores: Stores,
@@ -104,7 +109,7 @@ async def verify_server(
     return PlainTextResponse(echostr)
 
 
-@callbacks.post("/{app_id}/callback", response_class=PlainTextResponse, responses=_CALLBACK_ERRORS)
+@callbacks.post("/{app_id}/callback", responses=_CALLBACK_ANSWERS)
 async def receive_push(
     app_id: AppId,
     request: Request,
