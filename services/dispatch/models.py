@@ -4,7 +4,8 @@ Revision 0002 gave each ledger row the time zone its message named (`sends.time_
 dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003 added the send
 journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
 claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
-revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention).
+revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention;
+0006: the access tokens every replica shares, `access_tokens`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,21 @@ def policies_table(metadata: MetaData) -> Table:
     )
 
 
+def access_tokens_table(metadata: MetaData) -> Table:
+    """One row per provider credential (WeChat app, WeCom secret): the access token every
+    replica uses, when it expires, and which replica holds the lease to refresh it."""
+    return Table(
+        "access_tokens",
+        metadata,
+        Column("credential", Text, primary_key=True),
+        Column("access_token", Text),
+        Column("expires_at", DateTime(timezone=True)),
+        Column("refreshing_by", Text),
+        Column("refreshing_until", DateTime(timezone=True)),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
 def all_tables(metadata: MetaData) -> list[Table]:
     return [
         channels_table(metadata),
@@ -127,4 +143,5 @@ def all_tables(metadata: MetaData) -> list[Table]:
         senders_table(metadata),
         preferences_table(metadata),
         policies_table(metadata),
+        access_tokens_table(metadata),
     ]

@@ -22,7 +22,10 @@ class ChannelRequest(BaseModel):
     name: ChannelName | None = Field(
         default=None, description="The name messages use as their `channel`; required on POST."
     )
-    kind: Kind = Field(description="The adapter: email, webhook, sms, push, wecom or wechat.")
+    kind: Kind = Field(
+        description="The adapter: email, webhook, sms, push, wecom, wecom_contact, wechat or "
+        "wechat_miniprogram."
+    )
     config: dict[str, Any] = Field(
         description="The kind's settings and secrets (see docs/dispatch.md). Secrets are never "
         "returned; on PUT, a secret left out keeps its stored value."

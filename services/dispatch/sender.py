@@ -54,6 +54,7 @@ from services.dispatch.ratelimit import TokenBucket
 from services.dispatch.retries import next_step
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import ChannelRow, DispatchStore, LedgerRow, SendUpdate
+from services.dispatch.tokens import AccessTokens
 
 _log = logging.getLogger(__name__)
 _RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
@@ -130,6 +131,7 @@ class Sender:
             relay,
         )
         self._resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
+        self._tokens = AccessTokens(self._sessions, self._schema, self.owner)
         self._wakeup = asyncio.Event()
         self._alive = asyncio.Event()
         self._claimed: asyncio.Queue[tuple[LedgerRow, Channel | None]] = asyncio.Queue(
@@ -379,6 +381,7 @@ class Sender:
             session=self._session,
             resolver=self._resolver,
             timeout=self._settings.dispatch_provider_timeout_seconds,
+            tokens=self._tokens,
         )
         self._adapters[row.name] = (row.updated_at, adapter)
         if row.rate_per_second:
@@ -522,6 +525,11 @@ class Sender:
             sent = outcome(MessageSent, row, now, provider_message_id=result.provider_message_id)
             return Outcome(update, sent), "sent"
         error = result.error or "the provider refused the message"
+        if step.status == "suppressed":
+            # The provider says the person takes no messages here: consent, as dispatch's own.
+            suppressed = outcome(MessageSuppressed, row, now, reason="consent")
+            metrics.SUPPRESSIONS.labels("consent").inc()
+            return Outcome(SendUpdate(key, "suppressed", error=error), suppressed), "suppressed"
         if step.status == "pending" and step.retry_in is not None:
             update = SendUpdate(key, "pending", error=error, due_at=now + step.retry_in)
             event = outcome(MessageFailed, row, now, error=error, retryable=True)

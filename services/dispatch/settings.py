@@ -44,8 +44,9 @@ class DispatchSettings(Settings):
     dispatch_uncertain_sends: dict[str, UncertainPolicy] = Field(
         default_factory=dict,
         description="What a sender taking over a dead one's rows does with a send that was "
-        "attempted and has no result, by channel kind (email, sms, push, wecom, wechat, "
-        "webhook): `resend` (at least once; the default) or `give_up` (failed, not retried).",
+        "attempted and has no result, by channel kind (email, sms, push, wecom, wecom_contact, "
+        "wechat, wechat_miniprogram, webhook): `resend` (at least once; the default) or "
+        "`give_up` (failed, not retried).",
     )
     dispatch_provider_timeout_seconds: float = Field(
         default=10.0,

@@ -82,6 +82,32 @@ class SendUpdate:
 
 
 @dataclass(frozen=True)
+class StoredToken:
+    """A credential's shared access token as the database has it, with the database's clock
+    (`now`), so every replica judges expiry and leases by the same one."""
+
+    access_token: str | None
+    expires_at: datetime | None
+    refreshing_by: str | None
+    refreshing_until: datetime | None
+    now: datetime
+
+    def good_for(self, margin: timedelta) -> float:
+        """Seconds the token may still be used before it is due a refresh (0: refresh now)."""
+        if self.access_token is None or self.expires_at is None:
+            return 0.0
+        return max(0.0, (self.expires_at - margin - self.now).total_seconds())
+
+    def still_valid(self) -> bool:
+        """Whether the provider still takes the token, due a refresh or not."""
+        return (
+            self.access_token is not None
+            and self.expires_at is not None
+            and self.expires_at > self.now
+        )
+
+
+@dataclass(frozen=True)
 class JournalRound:
     """What one round of the send journal changed: whether the sender was alive (else no
     attempt started), the attempts started and the results recorded."""
@@ -570,6 +596,68 @@ class DispatchStore(SchemaStore):
             "DELETE FROM {s}.channels WHERE name = :name RETURNING name", {"name": name}
         )
         return result.first() is not None
+
+    # Shared access tokens
+
+    async def access_token(self, credential: str) -> StoredToken | None:
+        result = await self._execute(
+            "SELECT access_token, expires_at, refreshing_by, refreshing_until, now() AS now "
+            "FROM {s}.access_tokens WHERE credential = :credential",
+            {"credential": credential},
+        )
+        row = result.first()
+        if row is None:
+            return None
+        return StoredToken(
+            row.access_token, row.expires_at, row.refreshing_by, row.refreshing_until, row.now
+        )
+
+    async def take_token_lease(
+        self, credential: str, owner: str, lease: timedelta, margin: timedelta
+    ) -> bool:
+        """Whether `owner` now holds the lease to refresh the credential's token: only when
+        the token is missing or due (within `margin` of its expiry) and no live lease is held,
+        so a replica that read the row before another refreshed it does not refresh again."""
+        result = await self._execute(
+            "INSERT INTO {s}.access_tokens AS t (credential, refreshing_by, refreshing_until) "
+            "VALUES (:credential, :owner, now() + CAST(:lease AS interval)) "
+            "ON CONFLICT (credential) DO UPDATE SET refreshing_by = :owner, "
+            "refreshing_until = now() + CAST(:lease AS interval), updated_at = now() "
+            "WHERE (t.refreshing_until IS NULL OR t.refreshing_until < now()) "
+            "AND (t.access_token IS NULL OR t.expires_at IS NULL "
+            "OR t.expires_at < now() + CAST(:margin AS interval)) "
+            "RETURNING t.credential",
+            {"credential": credential, "owner": owner, "lease": lease, "margin": margin},
+        )
+        return result.first() is not None
+
+    async def save_token(
+        self, credential: str, owner: str, access_token: str, lifetime: timedelta
+    ) -> None:
+        """The token `owner` fetched under its lease, for every replica; the lease ends."""
+        await self._execute(
+            "UPDATE {s}.access_tokens SET access_token = :token, "
+            "expires_at = now() + CAST(:lifetime AS interval), refreshing_by = NULL, "
+            "refreshing_until = NULL, updated_at = now() "
+            "WHERE credential = :credential AND refreshing_by = :owner",
+            {"credential": credential, "owner": owner, "token": access_token, "lifetime": lifetime},
+        )
+
+    async def release_token_lease(self, credential: str, owner: str) -> None:
+        """The refresh failed: another replica may try at once."""
+        await self._execute(
+            "UPDATE {s}.access_tokens SET refreshing_by = NULL, refreshing_until = NULL "
+            "WHERE credential = :credential AND refreshing_by = :owner",
+            {"credential": credential, "owner": owner},
+        )
+
+    async def invalidate_token(self, credential: str, access_token: str) -> None:
+        """The provider refused this token: forget it, unless a replica has replaced it."""
+        await self._execute(
+            "UPDATE {s}.access_tokens SET access_token = NULL, expires_at = NULL, "
+            "updated_at = now() WHERE credential = :credential AND access_token = :token",
+            {"credential": credential, "token": access_token},
+        )
 
 
 def finished_sends_retained(schema: str, keep_days: float) -> Retained:

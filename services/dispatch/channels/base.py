@@ -30,9 +30,11 @@ class OutgoingMessage:
 @dataclass(frozen=True)
 class SendResult:
     """`sent` (with the provider's id), or a `transient` / `permanent` failure with the error;
-    a transient one may say how long the provider asked us to wait (`Retry-After`)."""
+    a transient one may say how long the provider asked us to wait (`Retry-After`). `refused`:
+    the person does not take messages on this channel (a WeChat user who unsubscribed or
+    unfollowed), which is a consent suppression, never retried."""
 
-    outcome: Literal["sent", "transient", "permanent"]
+    outcome: Literal["sent", "transient", "permanent", "refused"]
     provider_message_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
@@ -48,6 +50,10 @@ class SendResult:
     @classmethod
     def permanent(cls, error: str) -> SendResult:
         return cls("permanent", error=error[:2000])
+
+    @classmethod
+    def refused(cls, error: str) -> SendResult:
+        return cls("refused", error=error[:2000])
 
 
 class Channel(Protocol):

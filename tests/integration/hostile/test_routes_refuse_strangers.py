@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 _METHODS = ("get", "post", "put", "patch", "delete")
 _OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"})
 _PUBLIC_PREFIXES: dict[str, tuple[str, ...]] = {
-    "ingest": ("/v1/",),  # Segment routes: a source's write key, not the admin token
+    # Segment routes: a source's write key, not the admin token; WeChat's callbacks: its
+    # signature with the account's token.
+    "ingest": ("/v1/", "/wechat/{app_id}/"),
     "dispatch": ("/c/", "/o/", "/u/", "/receipts/"),  # what recipients and providers call
 }
 _PRIVATE_WEBHOOKS = (
