@@ -7,7 +7,8 @@ trees alternately on this machine and prints each figure's min and median per si
 ratio (bench/alternate.py). `python -m bench loop --quick` keeps the loop's warm-up and phases
 short (20 s and 15 s per rate).
 `python -m bench decisions` runs the decision-quality simulator instead (no stack; see
-bench/decisions).
+bench/decisions). `python -m bench broadcast [--profiles N]` sends a broadcast to a million
+profiles (N) through journey, content and dispatch; `all` leaves it out.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench import (
+    broadcast,
     bulk_import,
     bus,
     dispatch,
@@ -59,7 +61,8 @@ class Scenario:
     """A benchmark module's three functions, and which size parameter is its `count`.
 
     One that starts a broker and database of its own (`own_stack`) ignores the run's and is not
-    compared with the raw ceilings: run alone, or with others like it, neither is started.
+    compared with the raw ceilings: run alone, or with others like it, neither is started. One
+    that is not `in_all` runs only when named (it alone takes longer than the combined run).
     """
 
     run: Run
@@ -67,6 +70,7 @@ class Scenario:
     figures: Callable[[list[Rate], Ceilings], list[summary.Figure]]
     size: Size = "events"
     own_stack: bool = False
+    in_all: bool = True
 
 
 SCENARIOS: Mapping[str, Scenario] = {
@@ -85,6 +89,14 @@ SCENARIOS: Mapping[str, Scenario] = {
         bulk_import.run, bulk_import.report, bulk_import.figures, "customers", own_stack=True
     ),
     "loop": Scenario(loop.run, loop.report, loop.figures, own_stack=True),
+    "broadcast": Scenario(
+        broadcast.run,
+        broadcast.report,
+        broadcast.figures,
+        "profiles",
+        own_stack=True,
+        in_all=False,
+    ),
 }
 
 
@@ -184,7 +196,7 @@ def _bench(arguments: list[str]) -> int:
         "--profiles",
         type=int,
         default=DEFAULT_SIZES["profiles"],
-        help="profiles for the bulk segment evaluation (default %(default)s)",
+        help="profiles for the bulk segment evaluation and the broadcast (default %(default)s)",
     )
     parser.add_argument(
         "--timers",
@@ -215,7 +227,10 @@ def _bench(arguments: list[str]) -> int:
     parsed = parser.parse_args(arguments)
     if parsed.quick:
         loop.quick()
-    chosen = list(SCENARIOS) if parsed.scenario == "all" else [parsed.scenario]
+    if parsed.scenario == "all":
+        chosen = [name for name, scenario in SCENARIOS.items() if scenario.in_all]
+    else:
+        chosen = [parsed.scenario]
     sizes: dict[Size, int] = {
         "events": parsed.events,
         "profiles": parsed.profiles,

@@ -13,7 +13,13 @@ from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.api import SourcesDep, rehearse, validated
-from services.journey.broadcast import SEND_NODE, Broadcast, broadcast_field, parse_repeat
+from services.journey.broadcast import (
+    SEND_NODE,
+    Broadcast,
+    broadcast_field,
+    parse_best_time_within,
+    parse_repeat,
+)
 from services.journey.conditions import InvalidDefinition
 from services.journey.engine import JOURNEY, OUTCOME_COUNTER
 from services.journey.enrolment import Enrolment
@@ -162,12 +168,14 @@ async def delete_broadcast(broadcast_id: BroadcastIdPath, stores: Stores) -> Res
 def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
     if request.at is not None and request.at_local_time is not None:
         raise _invalid("at", "give `at` or `at_local_time`, not both")
-    repeat = None
-    if request.repeat is not None:
-        try:
-            repeat = parse_repeat(request.repeat.every, request.repeat.times)
-        except InvalidDefinition as error:
-            raise _invalid(error.path, error.message) from None
+    if request.at_best_time is not None and request.at_local_time is not None:
+        raise _invalid("at_best_time", "give `at_local_time` or `at_best_time`, not both")
+    best_time, given = request.at_best_time, request.repeat
+    try:
+        within = parse_best_time_within(best_time.within) if best_time is not None else None
+        repeat = parse_repeat(given.every, given.cron, given.times) if given is not None else None
+    except InvalidDefinition as error:
+        raise _invalid(error.path, error.message) from None
     return Broadcast(
         segment=request.segment,
         channel=request.channel,
@@ -176,6 +184,7 @@ def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
         variables=request.variables,
         at=request.at,
         local_time=request.at_local_time,
+        best_time_within=within,
         repeat=repeat,
     )
 
@@ -244,6 +253,7 @@ def _response(
         variables=broadcast.variables,
         at=broadcast.at,
         at_local_time=broadcast.local_time,
+        at_best_time=row.spec.get("at_best_time"),
         per_minute=broadcast.per_minute,
         repeat=row.spec.get("repeat"),
         progress=progress,

@@ -323,7 +323,7 @@ def _send(node_id: str, body: dict[str, Any], path: str) -> Send:
             raise InvalidDefinition(
                 where, "only a send on one channel; put a `wait` with `best_time` before this one"
             )
-        within = _best_time_window(body["at_best_time_within"], where)
+        within = best_time_window(body["at_best_time_within"], where)
         best_time = BestTime(options[0].channel, within)
     return Send(node_id, options, variables, _next(body, "next", path), best_time)
 
@@ -377,10 +377,12 @@ def _best_time(raw: Any, path: str) -> BestTime:
         raise InvalidDefinition(path, 'an object such as {"channel": "email", "within": "PT24H"}')
     _only(raw, {"channel", "within"}, path)
     channel = _channel(raw.get("channel"), f"{path}.channel")
-    return BestTime(channel, _best_time_window(raw.get("within"), f"{path}.within"))
+    return BestTime(channel, best_time_window(raw.get("within"), f"{path}.within"))
 
 
-def _best_time_window(raw: Any, path: str) -> timedelta:
+def best_time_window(raw: Any, path: str) -> timedelta:
+    """A best-time window: an ISO 8601 duration of at most PT48H; InvalidDefinition names
+    `path`."""
     within = parse_duration(raw, path, rules=_DURATIONS)
     if within > _LONGEST_BEST_TIME_WINDOW:
         raise InvalidDefinition(path, "at most PT48H: every hour of the day comes round by then")

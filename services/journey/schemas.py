@@ -183,8 +183,25 @@ Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 class RepeatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    every: str = Field(description="ISO 8601 duration between occurrences: `P1D`, `PT12H`.")
+    every: str | None = Field(
+        default=None, description="ISO 8601 duration between occurrences: `P1D`, `PT12H`."
+    )
+    cron: str | None = Field(
+        default=None,
+        description="Instead of `every`: five cron fields, minute hour day-of-month month "
+        "day-of-week (`0 10 * * MON`), matched from the start on: on each person's clock with "
+        "`at_local_time`, else on the UTC clock.",
+    )
     times: int = Field(ge=2, le=1000, description="How many occurrences, the first included.")
+
+
+class BestTimeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    within: str = Field(
+        description="ISO 8601 duration of at most PT48H: each person is sent to at their best "
+        "hour on the channel within this window from the occurrence's time."
+    )
 
 
 class BroadcastRequest(BaseModel):
@@ -210,6 +227,11 @@ class BroadcastRequest(BaseModel):
         description="A wall time without offset (`2026-03-14T10:00:00`): each person is sent "
         "to when their own clock shows it (`traits.timezone`; UTC when absent or unknown).",
     )
+    at_best_time: BestTimeRequest | None = Field(
+        default=None,
+        description="Each person at their best hour (the send-time model's) within `within` "
+        "of `at` (or now); not with `at_local_time`.",
+    )
     per_minute: int | None = Field(
         default=None,
         ge=1,
@@ -217,7 +239,9 @@ class BroadcastRequest(BaseModel):
         description="Sends a minute at most (CLOSELOOP_JOURNEY_ENTRY_PER_MINUTE when absent).",
     )
     repeat: RepeatRequest | None = Field(
-        default=None, description="A recurring broadcast: every `every`, `times` occurrences."
+        default=None,
+        description="A recurring broadcast: every `every` or at each `cron` time, `times` "
+        "occurrences.",
     )
 
 
@@ -252,8 +276,11 @@ class BroadcastResponse(BaseModel):
     variables: dict[str, Any]
     at: datetime | None
     at_local_time: datetime | None
+    at_best_time: dict[str, Any] | None = Field(description="`within`, an ISO 8601 duration.")
     per_minute: int
-    repeat: dict[str, Any] | None = Field(description="`every` (seconds) and `times`.")
+    repeat: dict[str, Any] | None = Field(
+        description="`every` (seconds) or `cron` (the expression), and `times`."
+    )
     progress: BroadcastProgress
     occurrences: list[OccurrenceResponse]
     created_at: datetime

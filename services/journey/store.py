@@ -357,9 +357,9 @@ class JourneyStore(SchemaStore):
     async def add_enrolment(self, enrolment: Enrolment) -> None:
         await self._execute(
             "INSERT INTO {s}.enrolments (id, journey_id, version, occurrence, segment_id, "
-            "per_minute, at, local_time, due_at) VALUES (:id, :journey_id, :version, "
-            ":occurrence, :segment_id, :per_minute, :at, :local_time, :due_at) "
-            "ON CONFLICT (id) DO NOTHING",
+            "per_minute, at, local_time, best_time_within, due_at) VALUES (:id, :journey_id, "
+            ":version, :occurrence, :segment_id, :per_minute, :at, :local_time, "
+            ":best_time_within, :due_at) ON CONFLICT (id) DO NOTHING",
             {
                 "id": enrolment.id,
                 "journey_id": enrolment.journey_id,
@@ -369,6 +369,7 @@ class JourneyStore(SchemaStore):
                 "per_minute": enrolment.per_minute,
                 "at": enrolment.at,
                 "local_time": _iso(enrolment.local_time),
+                "best_time_within": enrolment.best_time_within,
                 "due_at": enrolment.due_at,
             },
         )
@@ -868,6 +869,7 @@ def _enrolment(row: Any) -> Enrolment:
         due_at=row.due_at,
         at=row.at,
         local_time=local_time,
+        best_time_within=row.best_time_within,
         occurrence=row.occurrence,
         status=row.status,
         started_at=row.started_at,
