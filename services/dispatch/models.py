@@ -4,12 +4,15 @@ Revision 0002 gave each ledger row the time zone its message named (`sends.time_
 dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003 added the send
 journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
 claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
-revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention).
+revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention;
+0006: `preferences.topics`, `sends.subscription_topic` and `sends.consent`). `topics` is as 0006
+made it.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -120,6 +123,21 @@ def policies_table(metadata: MetaData) -> Table:
     )
 
 
+def topics_table(metadata: MetaData) -> Table:
+    """The subscription topics messages may belong to, and the channels each is offered on."""
+    return Table(
+        "topics",
+        metadata,
+        Column("topic_id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("description", Text, nullable=False, server_default=text("''")),
+        Column("channels", JSONB, nullable=False),
+        Column("default_subscribed", Boolean, nullable=False, server_default=text("true")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
 def all_tables(metadata: MetaData) -> list[Table]:
     return [
         channels_table(metadata),
@@ -127,4 +145,5 @@ def all_tables(metadata: MetaData) -> list[Table]:
         senders_table(metadata),
         preferences_table(metadata),
         policies_table(metadata),
+        topics_table(metadata),
     ]
