@@ -50,16 +50,19 @@ class Broadcast:
     at: datetime | None = None
     local_time: datetime | None = None
     repeat: Repeat | None = None
+    topic: str | None = None
 
     def graph(self) -> dict[str, Any]:
         """The journey version it runs: everyone leaving the segment before their turn is not
         sent to; a repeating broadcast re-enters those whose previous send is over."""
-        send = {
+        send: dict[str, Any] = {
             "type": "send",
             "channel": self.channel,
             "template_id": self.template_id,
             "variables": self.variables,
         }
+        if self.topic is not None:
+            send["topic"] = self.topic
         return {
             "entry": {"segment": self.segment},
             "reentry": {"rule": "always" if self.repeat is not None else "never"},
@@ -122,6 +125,7 @@ class Broadcast:
             "repeat": None
             if self.repeat is None
             else {"every": self.repeat.every.total_seconds(), "times": self.repeat.times},
+            "topic": self.topic,
         }
 
     @classmethod
@@ -138,6 +142,7 @@ class Broadcast:
             repeat=None
             if repeat is None
             else Repeat(timedelta(seconds=repeat["every"]), repeat["times"]),
+            topic=raw.get("topic"),
         )
 
 

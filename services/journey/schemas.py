@@ -209,6 +209,11 @@ class BroadcastRequest(BaseModel):
     repeat: RepeatRequest | None = Field(
         default=None, description="A recurring broadcast: every `every`, `times` occurrences."
     )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic it belongs to (dispatch's `/topics`): people "
+        "unsubscribed from it on the channel are not sent to.",
+    )
 
 
 class BroadcastProgress(BaseModel):
@@ -244,6 +249,7 @@ class BroadcastResponse(BaseModel):
     at_local_time: datetime | None
     per_minute: int
     repeat: dict[str, Any] | None = Field(description="`every` (seconds) and `times`.")
+    topic: str | None = Field(default=None, description="Its subscription topic, if any.")
     progress: BroadcastProgress
     occurrences: list[OccurrenceResponse]
     created_at: datetime

@@ -23,6 +23,11 @@ class JourneySettings(Settings):
         description="The segment service, asked whether an entry segment exists; "
         "empty skips the check.",
     )
+    journey_dispatch_url: str = Field(
+        default="http://127.0.0.1:8106",
+        description="The dispatch service, asked whether a send's subscription topic exists; "
+        "empty skips the check.",
+    )
     journey_reference_timeout_ms: int = Field(
         default=3000, ge=1, description="How long a reference check may take before a 503."
     )
