@@ -26,7 +26,8 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 _OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"})
 _PUBLIC_PREFIXES: dict[str, tuple[str, ...]] = {
     "ingest": ("/v1/",),  # Segment routes: a source's write key, not the admin token
-    "dispatch": ("/c/", "/o/", "/u/", "/receipts/"),  # what recipients and providers call
+    # What recipients and providers call: links and receipts.
+    "dispatch": ("/c/", "/o/", "/u/", "/p/", "/receipts/"),
 }
 _PRIVATE_WEBHOOKS = (
     "http://10.0.0.1/hook",
