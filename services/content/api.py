@@ -50,6 +50,7 @@ from services.content.schemas import (
 )
 from services.content.settings import ContentSettings
 from services.content.store import ContentStore, StoredInsight, TemplateContent, TemplateRow
+from services.content.subscription_topics import DispatchTopics, TopicsUnavailable
 from services.content.templates import assemble, field_problems, liquid_sources
 
 _T = TypeVar("_T")
@@ -78,6 +79,7 @@ copy_router = APIRouter(
 Stores = Annotated[StoreTransactions[ContentStore], Depends(transactions_of(ContentStore))]
 SettingsDep = Annotated[ContentSettings, Depends(from_state("settings", ContentSettings))]
 SandboxDep = Annotated[RenderSandbox, Depends(from_state("sandbox", RenderSandbox))]
+TopicsDep = Annotated[DispatchTopics, Depends(from_state("topics", DispatchTopics))]
 EvaluationsDep = Annotated[
     ExperimentEvaluations, Depends(from_state("evaluations", ExperimentEvaluations))
 ]
@@ -94,11 +96,12 @@ CopywriterDep = Annotated[LlmCopywriter | None, Depends(_copywriter)]
 
 @templates_router.post("", status_code=201, responses=error_responses(409))
 async def create_template(
-    request: TemplateRequest, stores: Stores, sandbox: SandboxDep
+    request: TemplateRequest, stores: Stores, sandbox: SandboxDep, topics: TopicsDep
 ) -> TemplateResponse:
     """Create a template at version 1."""
     template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
     content = await _checked(request, sandbox)
+    await _check_topic(request.topic, topics)
     async with stores() as store:
         row = await store.insert_template(template_id, content)
     if row is None:
@@ -122,12 +125,17 @@ async def get_template(template_id: TemplateIdPath, stores: Stores) -> TemplateR
 
 @templates_router.put("/{template_id}", responses=_NOT_FOUND)
 async def replace_template(
-    template_id: TemplateIdPath, request: TemplateRequest, stores: Stores, sandbox: SandboxDep
+    template_id: TemplateIdPath,
+    request: TemplateRequest,
+    stores: Stores,
+    sandbox: SandboxDep,
+    topics: TopicsDep,
 ) -> TemplateResponse:
     """Save the template as its next version; messages name the version they came from."""
     if request.id is not None and request.id != template_id:
         raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
     content = await _checked(request, sandbox)
+    await _check_topic(request.topic, topics)
     async with stores() as store:
         row = await store.add_version(template_id, content)
     return _response(_found(row, template_id))
@@ -315,7 +323,25 @@ async def _checked(request: TemplateRequest, sandbox: RenderSandbox) -> Template
         variants,
         request.reward,
         request.holdout_share,
+        request.topic,
     )
+
+
+async def _check_topic(topic: str | None, topics: DispatchTopics) -> None:
+    """A 422 naming `topic` when dispatch has no such topic; a 503 when it cannot say."""
+    if topic is None:
+        return
+    try:
+        exists = await topics.exists(topic)
+    except TopicsUnavailable as error:
+        raise ApiError(
+            503,
+            "dependency_unavailable",
+            f"the dispatch service is unavailable: {error}",
+            "dispatch",
+        ) from None
+    if not exists:
+        raise ApiError(422, "topic_not_found", f"topic: there is no topic {topic!r}", "topic")
 
 
 def _invalid_variant(index: int, pointer: str, problem: str) -> ApiError:
@@ -400,6 +426,7 @@ def _response(row: TemplateRow) -> TemplateResponse:
             "variants": row.variants,
             "reward": row.reward,
             "holdout_share": row.holdout_share,
+            "topic": row.topic,
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         }

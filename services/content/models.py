@@ -5,7 +5,8 @@ Later changes are written out in their own migration revisions (0003: the contex
 `variant_evidence` in place of `variant_stats`, `experiments`, `insights`, and the context and
 propensity of each decision). Content kept a copy of profiles (0001) and the requests awaiting
 an address (0002) until requests carried their profile's facts; 0004 drops both. 0005 indexes
-decisions and rewards by time, for their retention.
+decisions and rewards by time, for their retention. 0006 gives each template version the
+subscription topic its messages belong to (`template_versions.topic`).
 """
 
 from __future__ import annotations

@@ -66,6 +66,11 @@ class TemplateRequest(BaseModel):
     holdout_share: float = Field(
         default=0.0, ge=0.0, le=0.9, description="Share of requests answered with no message."
     )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic its messages belong to (dispatch's `/topics`) when "
+        "the send names none; unknown: 422.",
+    )
 
 
 class TemplateResponse(BaseModel):
@@ -77,6 +82,7 @@ class TemplateResponse(BaseModel):
     variants: list[Variant]
     reward: str
     holdout_share: float
+    topic: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -37,6 +37,8 @@ class TemplateVersion:
     variants: list[dict[str, Any]]
     reward: str
     holdout_share: float
+    # The subscription topic its messages belong to (dispatch's `/topics`), if any.
+    topic: str | None = None
 
     def variant(self, variant_id: str) -> dict[str, Any] | None:
         return next((v for v in self.variants if v["id"] == variant_id), None)

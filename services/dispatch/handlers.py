@@ -83,6 +83,8 @@ def _ledger_row(
         # As given: quiet hours judge a zone that does not exist as UTC (policy.profile_zone).
         "time_zone": data.time_zone,
         "traceparent": traceparent,
+        "subscription_topic": data.subscription_topic,
+        "consent": data.consent.model_dump() if data.consent is not None else None,
     }
 
 

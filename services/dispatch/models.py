@@ -5,12 +5,14 @@ dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003
 journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
 claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
 revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention;
-0006: the access tokens every replica shares, `access_tokens`).
+0006: the access tokens every replica shares, `access_tokens`; 0007: `preferences.topics`,
+`sends.subscription_topic` and `sends.consent`). `topics` is as 0007 made it.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -136,6 +138,21 @@ def access_tokens_table(metadata: MetaData) -> Table:
     )
 
 
+def topics_table(metadata: MetaData) -> Table:
+    """The subscription topics messages may belong to, and the channels each is offered on."""
+    return Table(
+        "topics",
+        metadata,
+        Column("topic_id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("description", Text, nullable=False, server_default=text("''")),
+        Column("channels", JSONB, nullable=False),
+        Column("default_subscribed", Boolean, nullable=False, server_default=text("true")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
 def all_tables(metadata: MetaData) -> list[Table]:
     return [
         channels_table(metadata),
@@ -144,4 +161,5 @@ def all_tables(metadata: MetaData) -> list[Table]:
         preferences_table(metadata),
         policies_table(metadata),
         access_tokens_table(metadata),
+        topics_table(metadata),
     ]

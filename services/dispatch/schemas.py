@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.dispatch.channels.config import Kind
 
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+TOPIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 PROFILE_PATTERN = r"^[^\x00]{1,128}$"
 ChannelName = Annotated[str, StringConstraints(pattern=CHANNEL_PATTERN)]
+TopicId = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
+_Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 
 
 class ChannelRequest(BaseModel):
@@ -58,12 +61,20 @@ class PreferencesRequest(BaseModel):
     unsubscribed: list[ChannelName] = Field(
         default_factory=list, max_length=100, description="Channels the profile unsubscribed from."
     )
+    topics: dict[TopicId, dict[ChannelName, bool]] = Field(
+        default_factory=dict,
+        description="Subscribed (true) or not (false) per topic and channel; a topic or channel "
+        "left out takes the topic's default. Each topic must exist.",
+    )
 
 
 class PreferencesResponse(BaseModel):
     profile_id: str
     consent: dict[str, bool]
     unsubscribed: list[str]
+    topics: dict[str, dict[str, bool]] = Field(
+        description="The profile's recorded answers per topic and channel."
+    )
     default_consent: bool = Field(description="Consent assumed for a channel not in `consent`.")
 
 
@@ -73,6 +84,48 @@ class PreferencesPage(BaseModel):
     )
     default_consent: bool = Field(description="Consent assumed for a channel not in `consent`.")
     next: str | None = Field(description="The `after` of the next page; null on the last.")
+
+
+class PreferenceLink(BaseModel):
+    url: str = Field(description="The person's preference page, signed; send it to them.")
+    expires_at: datetime
+
+
+class TopicRequest(BaseModel):
+    """A subscription topic to create (POST, with `topic_id`) or its new definition (PUT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic_id: TopicId | None = Field(
+        default=None, description="The id sends name as their `topic`; required on POST."
+    )
+    name: Annotated[_Text, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="What people see on their preference page."
+    )
+    description: Annotated[_Text, StringConstraints(max_length=2000)] = ""
+    channels: list[ChannelName] = Field(
+        min_length=1,
+        max_length=32,
+        description="The channels the topic is offered on (a box each on the preference page).",
+    )
+    default_subscribed: bool = Field(
+        default=True,
+        description="true: subscribed until they say no (opt-out); false: only after a yes.",
+    )
+
+
+class TopicResponse(BaseModel):
+    topic_id: str
+    name: str
+    description: str
+    channels: list[str]
+    default_subscribed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class TopicList(BaseModel):
+    topics: list[TopicResponse]
 
 
 class PolicyDocument(BaseModel):

@@ -35,9 +35,18 @@ from libs.common import metrics as common_metrics
 from libs.common import topics
 from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter
-from libs.common.contact_policy import Preferences, SendPolicy, decide, profile_zone
+from libs.common.contact_policy import (
+    NO_TRAIT_ANSWERS,
+    Preferences,
+    SendPolicy,
+    TopicRule,
+    TraitAnswers,
+    decide,
+    profile_zone,
+)
 from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
+    CarriedConsent,
     Event,
     JourneyRef,
     MessageFailed,
@@ -45,6 +54,7 @@ from libs.common.events import (
     MessageSent,
     MessageSuppressed,
 )
+from libs.common.tracking import TrackingToken, tracking_url
 from services.dispatch import metrics
 from services.dispatch.addresses import WebhookResolver
 from services.dispatch.channels import Channel, OutgoingMessage, SendResult, build_channel
@@ -66,6 +76,16 @@ UNCERTAIN_GIVEN_UP = (
     "uncertain: the sender calling the provider stopped before it recorded the answer, and "
     "this channel's policy is give_up (the message may or may not have been sent)"
 )
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What a claim decides a batch's rows by, loaded once for the batch."""
+
+    policy: SendPolicy
+    preferences: dict[str, Preferences]
+    history: dict[str, list[tuple[str, datetime]]]
+    topics: dict[str, TopicRule]
 
 
 @dataclass
@@ -299,12 +319,14 @@ class Sender:
         if not fresh:
             return plan
         policy = await store.policy()
-        preferences = await store.preferences(profiles)
-        history = (
-            await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {}
+        rules = _Rules(
+            policy,
+            await store.preferences(profiles),
+            await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {},
+            await store.topic_rules() if any(row.subscription_topic for row in fresh) else {},
         )
         for row in fresh:
-            self._decide(row, now, plan, policy, preferences, history)
+            self._decide(row, now, plan, rules)
         return plan
 
     async def _take_over(
@@ -331,25 +353,21 @@ class Sender:
             )
             metrics.SENDS.labels(row.channel, "failed").inc()
 
-    def _decide(
-        self,
-        row: LedgerRow,
-        now: datetime,
-        plan: _Plan,
-        policy: SendPolicy,
-        preferences: dict[str, Preferences],
-        history: dict[str, list[tuple[str, datetime]]],
-    ) -> None:
-        sent = history.setdefault(row.profile_id, [])
+    def _decide(self, row: LedgerRow, now: datetime, plan: _Plan, rules: _Rules) -> None:
+        sent = rules.history.setdefault(row.profile_id, [])
+        topic_id = row.subscription_topic
         decision = decide(
             row.channel,
             now,
-            preferences=preferences.get(row.profile_id, Preferences()),
-            policy=policy,
+            preferences=rules.preferences.get(row.profile_id, Preferences()),
+            policy=rules.policy,
             sent=sent,
             # The zone the message named; only quiet hours read it.
-            zone=profile_zone(row.time_zone if policy.quiet_hours else None),
+            zone=profile_zone(row.time_zone if rules.policy.quiet_hours else None),
             default_consent=self._settings.dispatch_default_consent,
+            traits=_trait_answers(row.consent),
+            # A topic deleted since the message was requested: its recorded answers still hold.
+            topic=rules.topics.get(topic_id, TopicRule(topic_id)) if topic_id else None,
         )
         if decision.action == "send":
             plan.to_send.append(row)
@@ -359,7 +377,14 @@ class Sender:
             metrics.SENDS.labels(row.channel, "deferred").inc()
         elif decision.reason is not None:
             plan.suppressed[row.message_id] = decision.reason
-            plan.events.append(outcome(MessageSuppressed, row, now, reason=decision.reason))
+            suppressed = outcome(
+                MessageSuppressed,
+                row,
+                now,
+                reason=decision.reason,
+                subscription_topic=decision.topic,
+            )
+            plan.events.append(suppressed)
             metrics.SENDS.labels(row.channel, "suppressed").inc()
             metrics.SUPPRESSIONS.labels(decision.reason).inc()
 
@@ -478,7 +503,7 @@ class Sender:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.dispatch_provider_timeout_seconds):
-                result = await adapter.send(_outgoing(row))
+                result = await adapter.send(_outgoing(row, self._unsubscribe_url(row)))
         except TimeoutError:
             result = SendResult.transient("the provider did not answer in time")
         except Exception as error:
@@ -487,6 +512,14 @@ class Sender:
             result = SendResult.transient(f"adapter error: {type(error).__name__}: {error}")
         metrics.PROVIDER_LATENCY.labels(row.channel).observe(time.perf_counter() - started)
         return result
+
+    def _unsubscribe_url(self, row: LedgerRow) -> str | None:
+        """The one-click unsubscribe URL of a message of a subscription topic (RFC 8058)."""
+        secret = self._settings.tracking_secret.get_secret_value()
+        if row.subscription_topic is None or not secret:
+            return None
+        token = TrackingToken(row.idempotency_key, "unsubscribe")
+        return tracking_url(self._settings.tracking_base_url, token, secret)
 
     async def _record(
         self, row: LedgerRow, result: SendResult, follower: _Ready | None
@@ -553,7 +586,14 @@ async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
             await task
 
 
-def _outgoing(row: LedgerRow) -> OutgoingMessage:
+def _trait_answers(carried: dict[str, Any] | None) -> TraitAnswers:
+    """The consent the message's traits carried (`message.rendered` `consent`), as stored."""
+    if not carried:
+        return NO_TRAIT_ANSWERS
+    return TraitAnswers(carried.get("channels") or {}, carried.get("subscriptions") or {})
+
+
+def _outgoing(row: LedgerRow, unsubscribe_url: str | None = None) -> OutgoingMessage:
     return OutgoingMessage(
         message_id=row.message_id,
         idempotency_key=row.idempotency_key,
@@ -571,6 +611,7 @@ def _outgoing(row: LedgerRow) -> OutgoingMessage:
             "variant_id": row.variant_id,
         },
         traceparent=row.traceparent,
+        unsubscribe_url=unsubscribe_url,
     )
 
 
@@ -590,6 +631,8 @@ def _dead_letter_record(row: LedgerRow) -> _LedgerRecord:
         journey=JourneyRef.model_validate(row.journey),
         behavior_at=row.behavior_at,
         time_zone=row.time_zone,
+        subscription_topic=row.subscription_topic,
+        consent=CarriedConsent.model_validate(row.consent) if row.consent else None,
     )
     event = Event(data=rendered, key=row.profile_id, source="closeloop/dispatch", id=row.event_id)
     return _LedgerRecord(

@@ -73,6 +73,14 @@ class DispatchSettings(Settings):
         "private…), as a JSON list of CIDRs. Empty: only public addresses.",
     )
 
+    dispatch_preference_link_days: float = Field(
+        default=30,
+        gt=0,
+        le=400,
+        description="How long a preference page link (`POST /preferences/{profile}/link`) "
+        "works after it was made.",
+    )
+
     dispatch_send_retention_days: float = Field(
         default=400,
         gt=0,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from libs.common.contact_policy import Preferences, SendPolicy, parse_policy
+from libs.common.contact_policy import Preferences, SendPolicy, TopicRule, parse_policy
 from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
+from services.dispatch.subscriptions import SubscriptionTopic
 
 # Sends that count towards frequency caps: decided to go, whatever the provider said since.
 _COUNTED = "('sending', 'sent', 'delivered')"
@@ -23,7 +24,8 @@ _LEDGER_COLUMNS = (
     "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
     "CAST(payload AS text) AS payload, recipient, behavior_at, time_zone, status, attempts, "
-    "provider_message_id, unsubscribed_at, attempt_started_at, traceparent"
+    "provider_message_id, unsubscribed_at, attempt_started_at, traceparent, subscription_topic, "
+    "CAST(consent AS text) AS consent"
 )
 
 
@@ -56,6 +58,10 @@ class LedgerRow:
     attempt_started_at: datetime | None = None
     # The W3C trace context of the message's trace, if it has one.
     traceparent: str | None = None
+    # The subscription topic the message belongs to, if any.
+    subscription_topic: str | None = None
+    # What the profile's traits said about consent when the message was requested, if anything.
+    consent: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,43 @@ def _ledger_row(row: Any) -> LedgerRow:
         unsubscribed_at=row.unsubscribed_at,
         attempt_started_at=row.attempt_started_at,
         traceparent=row.traceparent,
+        subscription_topic=row.subscription_topic,
+        consent=orjson.loads(row.consent) if row.consent is not None else None,
     )
+
+
+_TOPIC_COLUMNS = (
+    "topic_id, name, description, CAST(channels AS text) AS channels, default_subscribed, "
+    "created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class TopicRow:
+    topic: SubscriptionTopic
+    created_at: datetime
+    updated_at: datetime
+
+
+def _topic_row(row: Any) -> TopicRow:
+    topic = SubscriptionTopic(
+        row.topic_id,
+        row.name,
+        row.description,
+        tuple(orjson.loads(row.channels)),
+        row.default_subscribed,
+    )
+    return TopicRow(topic, row.created_at, row.updated_at)
+
+
+def _topic_params(topic: SubscriptionTopic) -> dict[str, Any]:
+    return {
+        "id": topic.topic_id,
+        "name": topic.name,
+        "description": topic.description,
+        "channels": _json(list(topic.channels)),
+        "default": topic.default_subscribed,
+    }
 
 
 def _channel_row(row: Any) -> ChannelRow:
@@ -179,16 +221,18 @@ class DispatchStore(SchemaStore):
         result = await self._execute(
             "INSERT INTO {s}.sends (message_id, idempotency_key, event_id, request_id, "
             "profile_id, channel, template_id, template_version, variant_id, journey, subject, "
-            "body, payload, recipient, behavior_at, time_zone, traceparent, status, due_at) "
+            "body, payload, recipient, behavior_at, time_zone, traceparent, subscription_topic, "
+            "consent, status, due_at) "
             "SELECT r.message_id, r.idempotency_key, r.event_id, r.request_id, r.profile_id, "
             "r.channel, r.template_id, r.template_version, r.variant_id, r.journey, r.subject, "
             "r.body, r.payload, r.recipient, r.behavior_at, r.time_zone, r.traceparent, "
-            "'pending', now() "
+            "r.subscription_topic, r.consent, 'pending', now() "
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, "
             "idempotency_key text, event_id text, request_id text, profile_id text, "
             "channel text, template_id text, template_version int, variant_id text, "
             "journey jsonb, subject text, body text, payload jsonb, recipient text, "
-            "behavior_at timestamptz, time_zone text, traceparent text) "
+            "behavior_at timestamptz, time_zone text, traceparent text, "
+            "subscription_topic text, consent jsonb) "
             "ON CONFLICT (idempotency_key) DO NOTHING",
             {"rows": _json(rows)},
         )
@@ -417,13 +461,15 @@ class DispatchStore(SchemaStore):
             return {}
         result = await self._execute(
             "SELECT profile_id, CAST(consent AS text) AS consent, "
-            "CAST(unsubscribed AS text) AS unsubscribed FROM {s}.preferences "
-            "WHERE profile_id = ANY(CAST(:ids AS text[]))",
+            "CAST(unsubscribed AS text) AS unsubscribed, CAST(topics AS text) AS topics "
+            "FROM {s}.preferences WHERE profile_id = ANY(CAST(:ids AS text[]))",
             {"ids": list(profile_ids)},
         )
         return {
             row.profile_id: Preferences(
-                orjson.loads(row.consent), frozenset(orjson.loads(row.unsubscribed))
+                orjson.loads(row.consent),
+                frozenset(orjson.loads(row.unsubscribed)),
+                orjson.loads(row.topics),
             )
             for row in result
         }
@@ -449,15 +495,32 @@ class DispatchStore(SchemaStore):
 
     async def save_preferences(self, profile_id: str, preferences: Preferences) -> None:
         await self._execute(
-            "INSERT INTO {s}.preferences (profile_id, consent, unsubscribed, updated_at) "
-            "VALUES (:id, CAST(:consent AS jsonb), CAST(:unsubscribed AS jsonb), now()) "
+            "INSERT INTO {s}.preferences (profile_id, consent, unsubscribed, topics, updated_at) "
+            "VALUES (:id, CAST(:consent AS jsonb), CAST(:unsubscribed AS jsonb), "
+            "CAST(:topics AS jsonb), now()) "
             "ON CONFLICT (profile_id) DO UPDATE SET consent = excluded.consent, "
-            "unsubscribed = excluded.unsubscribed, updated_at = now()",
+            "unsubscribed = excluded.unsubscribed, topics = excluded.topics, updated_at = now()",
             {
                 "id": profile_id,
                 "consent": _json(dict(preferences.consent)),
                 "unsubscribed": _json(sorted(preferences.unsubscribed)),
+                "topics": _json({t: dict(answers) for t, answers in preferences.topics.items()}),
             },
+        )
+
+    async def save_topic_answers(
+        self, profile_id: str, answers: Mapping[str, Mapping[str, bool]]
+    ) -> None:
+        """Set the profile's answers for these topics and channels, keeping its others, in one
+        statement (a one-click unsubscribe and a preference page may answer at once)."""
+        await self._execute(
+            "INSERT INTO {s}.preferences (profile_id, topics) "
+            "VALUES (:id, CAST(:answers AS jsonb)) "
+            "ON CONFLICT (profile_id) DO UPDATE SET updated_at = now(), "
+            "topics = {s}.preferences.topics || coalesce((SELECT jsonb_object_agg(a.key, "
+            "coalesce({s}.preferences.topics -> a.key, '{}'::jsonb) || a.value) "
+            "FROM jsonb_each(CAST(:answers AS jsonb)) AS a), '{}'::jsonb)",
+            {"id": profile_id, "answers": _json({t: dict(a) for t, a in answers.items()})},
         )
 
     async def add_unsubscribe(self, profile_id: str, channel: str) -> None:
@@ -488,6 +551,50 @@ class DispatchStore(SchemaStore):
             "DO UPDATE SET document = excluded.document, updated_at = now()",
             {"document": _json(document)},
         )
+
+    # Subscription topics
+
+    async def topics(self) -> list[TopicRow]:
+        result = await self._execute(f"SELECT {_TOPIC_COLUMNS} FROM {{s}}.topics ORDER BY topic_id")
+        return [_topic_row(row) for row in result]
+
+    async def topic(self, topic_id: str) -> TopicRow | None:
+        result = await self._execute(
+            f"SELECT {_TOPIC_COLUMNS} FROM {{s}}.topics WHERE topic_id = :id", {"id": topic_id}
+        )
+        row = result.first()
+        return None if row is None else _topic_row(row)
+
+    async def topic_rules(self) -> dict[str, TopicRule]:
+        """Whether each topic is opt-in, for the sender's decisions."""
+        result = await self._execute("SELECT topic_id, default_subscribed FROM {s}.topics")
+        return {row.topic_id: TopicRule(row.topic_id, row.default_subscribed) for row in result}
+
+    async def insert_topic(self, topic: SubscriptionTopic) -> bool:
+        """False when the id is taken."""
+        result = await self._execute(
+            "INSERT INTO {s}.topics (topic_id, name, description, channels, default_subscribed) "
+            "VALUES (:id, :name, :description, CAST(:channels AS jsonb), :default) "
+            "ON CONFLICT (topic_id) DO NOTHING RETURNING topic_id",
+            _topic_params(topic),
+        )
+        return result.first() is not None
+
+    async def update_topic(self, topic: SubscriptionTopic) -> bool:
+        """False when there is no such topic."""
+        result = await self._execute(
+            "UPDATE {s}.topics SET name = :name, description = :description, "
+            "channels = CAST(:channels AS jsonb), default_subscribed = :default, "
+            "updated_at = now() WHERE topic_id = :id RETURNING topic_id",
+            _topic_params(topic),
+        )
+        return result.first() is not None
+
+    async def delete_topic(self, topic_id: str) -> bool:
+        result = await self._execute(
+            "DELETE FROM {s}.topics WHERE topic_id = :id RETURNING topic_id", {"id": topic_id}
+        )
+        return result.first() is not None
 
     # Merges and erasure
 
@@ -522,7 +629,7 @@ class DispatchStore(SchemaStore):
         rows = [_ledger_row(row) for row in cancelled]
         await self._execute(
             "UPDATE {s}.sends SET recipient = NULL, subject = NULL, body = NULL, "
-            "payload = '{}'::jsonb, time_zone = NULL WHERE profile_id = :id",
+            "payload = '{}'::jsonb, time_zone = NULL, consent = NULL WHERE profile_id = :id",
             params,
         )
         return rows

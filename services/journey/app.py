@@ -70,6 +70,7 @@ def create(settings: Settings) -> FastAPI:
     references = HttpReferences(
         content_url=settings.journey_content_url,
         segment_url=settings.journey_segment_url,
+        dispatch_url=settings.journey_dispatch_url,
         admin_token=settings.admin_token.get_secret_value(),
         timeout_seconds=settings.journey_reference_timeout_ms / 1000,
     )

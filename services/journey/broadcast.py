@@ -50,16 +50,19 @@ class Broadcast:
     local_time: datetime | None = None
     best_time_within: timedelta | None = None
     repeat: Repeat | None = None
+    topic: str | None = None
 
     def graph(self) -> dict[str, Any]:
         """The journey version it runs: everyone leaving the segment before their turn is not
         sent to; a repeating broadcast re-enters those whose previous send is over."""
-        send = {
+        send: dict[str, Any] = {
             "type": "send",
             "channel": self.channel,
             "template_id": self.template_id,
             "variables": self.variables,
         }
+        if self.topic is not None:
+            send["topic"] = self.topic
         return {
             "entry": {"segment": self.segment},
             "reentry": {"rule": "always" if self.repeat is not None else "never"},
@@ -139,6 +142,7 @@ class Broadcast:
             if self.best_time_within is None
             else {"within": iso_duration(self.best_time_within)},
             "repeat": None if self.repeat is None else _repeat_json(self.repeat),
+            "topic": self.topic,
         }
 
     @classmethod
@@ -157,6 +161,7 @@ class Broadcast:
             if best_time is None
             else parse_best_time_within(best_time["within"]),
             repeat=None if repeat is None else _repeat_from_json(repeat),
+            topic=raw.get("topic"),
         )
 
 

@@ -186,12 +186,13 @@ def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
         local_time=request.at_local_time,
         best_time_within=within,
         repeat=repeat,
+        topic=request.topic,
     )
 
 
 async def _validated(references: References, broadcast_id: str, broadcast: Broadcast) -> Journey:
-    """The journey it runs; a 422 names the broadcast's field (an unknown segment or
-    template: `segment`, `template_id`), a 503 the service that could not say."""
+    """The journey it runs; a 422 names the broadcast's field (an unknown segment, template or
+    topic: `segment`, `template_id`, `topic`), a 503 the service that could not say."""
     try:
         return await validated(references, broadcast_id, 1, broadcast.graph())
     except ApiError as error:
@@ -256,6 +257,7 @@ def _response(
         at_best_time=row.spec.get("at_best_time"),
         per_minute=broadcast.per_minute,
         repeat=row.spec.get("repeat"),
+        topic=broadcast.topic,
         progress=progress,
         occurrences=[
             OccurrenceResponse(

@@ -26,6 +26,7 @@ OUTCOMES = frozenset(
     {"sent", "failed", "suppressed", "delivered", "opened", "clicked", "unsubscribed"}
 )
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TOPIC = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TIME_OF_DAY = re.compile(r"^(?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$")
 _DURATIONS = DurationRules(
@@ -104,6 +105,8 @@ class Send:
     variables: Mapping[str, Any]
     next: str | None
     best_time: BestTime | None = None
+    # The subscription topic its messages belong to (defined in dispatch), if any.
+    topic: str | None = None
 
     @property
     def chooses_channel(self) -> bool:
@@ -311,7 +314,7 @@ def _parse_node(node_id: str, body: dict[str, Any], path: str) -> Node:
 
 def _send(node_id: str, body: dict[str, Any], path: str) -> Send:
     allowed = {"type", "channel", "template_id", "channels", "variables", "at_best_time_within"}
-    _only(body, allowed | {"next"}, path)
+    _only(body, allowed | {"next", "topic"}, path)
     options = _send_options(body, path)
     variables = body.get("variables", {})
     if not isinstance(variables, dict):
@@ -325,7 +328,14 @@ def _send(node_id: str, body: dict[str, Any], path: str) -> Send:
             )
         within = best_time_window(body["at_best_time_within"], where)
         best_time = BestTime(options[0].channel, within)
-    return Send(node_id, options, variables, _next(body, "next", path), best_time)
+    topic = _topic(body["topic"], f"{path}.topic") if "topic" in body else None
+    return Send(node_id, options, variables, _next(body, "next", path), best_time, topic)
+
+
+def _topic(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _TOPIC.match(value):
+        raise InvalidDefinition(path, "a topic id: lowercase letters, digits and `_`")
+    return value
 
 
 def _send_options(body: dict[str, Any], path: str) -> tuple[SendOption, ...]:

@@ -314,6 +314,7 @@ class Runner:
                         triggered_by=run.trigger.event_id,
                         behavior_at=run.trigger.occurred_at,
                         profile=send.profile,
+                        subscription_topic=send.node.topic,
                     ),
                     key=run.profile_id,
                     source=SOURCE,

@@ -243,6 +243,11 @@ class BroadcastRequest(BaseModel):
         description="A recurring broadcast: every `every` or at each `cron` time, `times` "
         "occurrences.",
     )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic it belongs to (dispatch's `/topics`): people "
+        "unsubscribed from it on the channel are not sent to.",
+    )
 
 
 class BroadcastProgress(BaseModel):
@@ -281,6 +286,7 @@ class BroadcastResponse(BaseModel):
     repeat: dict[str, Any] | None = Field(
         description="`every` (seconds) or `cron` (the expression), and `times`."
     )
+    topic: str | None = Field(default=None, description="Its subscription topic, if any.")
     progress: BroadcastProgress
     occurrences: list[OccurrenceResponse]
     created_at: datetime

@@ -25,8 +25,9 @@ class JourneySettings(Settings):
     )
     journey_dispatch_url: str = Field(
         default="http://127.0.0.1:8106",
-        description="The dispatch service, asked for its policy and consent answers by a dry "
-        "run; empty replays without them (no caps or quiet hours, everyone consenting).",
+        description="The dispatch service: asked whether a send's subscription topic exists "
+        "(empty skips the check), and for its policy and consent answers by a dry run (empty "
+        "replays without them: no caps or quiet hours, everyone consenting).",
     )
     journey_dry_run_timeout_ms: int = Field(
         default=60_000, ge=1, description="How long a dry run may wait for segment or dispatch."

@@ -19,6 +19,7 @@ from libs.common.events.ingest import (
     IngestTrack,
 )
 from libs.common.events.message import (
+    CarriedConsent,
     JourneyRef,
     MessageClicked,
     MessageDelivered,
@@ -42,6 +43,7 @@ from libs.common.events.segment import SegmentEntered, SegmentExited
 
 __all__ = [
     "BehaviorOccurred",
+    "CarriedConsent",
     "ConversionAttributed",
     "Event",
     "EventData",

@@ -22,6 +22,7 @@ from libs.common.events.fields import (
     EventTime,
     ProfileId,
     Properties,
+    Topic,
     VersionNumber,
 )
 
@@ -65,6 +66,23 @@ class ProfileSnapshot(BaseModel):
     )
     top_category: str | None = Field(
         default=None, description="The first of the profile's top categories."
+    )
+
+
+class CarriedConsent(BaseModel):
+    """What the profile's traits say about consent and subscriptions, by the documented mapping
+    (`libs/common/consent.py`): dispatch honours it beside the answers it records itself."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    channels: dict[Channel, bool] = Field(
+        default_factory=dict,
+        description="Consent per channel, from `<channel>_opt_in` traits: false withdraws it.",
+    )
+    subscriptions: dict[Topic, dict[str, bool]] = Field(
+        default_factory=dict,
+        description="Subscribed or not, per topic and channel (`*`: every channel), from the "
+        "`subscriptions` trait: false unsubscribes.",
     )
 
 
@@ -129,6 +147,11 @@ class MessageRequested(EventData):
         default=None,
         description="The profile's facts as journey knew them: content renders with them and "
         "sends to the address in them. Absent only in requests made before this field existed.",
+    )
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The subscription topic the send names (newsletter, promotions…); absent "
+        "for a message that belongs to none.",
     )
 
 
@@ -207,6 +230,17 @@ class MessageRendered(EventData):
         default=None,
         description="The profile's IANA time zone (`traits.timezone`) as the request carried "
         "it: dispatch judges quiet hours by it (UTC when absent or unknown).",
+    )
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The subscription topic of the message: dispatch suppresses it for a "
+        "profile unsubscribed from the topic on the channel, and gives email a one-click "
+        "unsubscribe from it (RFC 8058). Absent for a message that belongs to no topic.",
+    )
+    consent: CarriedConsent | None = Field(
+        default=None,
+        description="What the profile's traits said about consent and subscriptions when the "
+        "request was made; absent when they said nothing.",
     )
 
 
@@ -297,7 +331,12 @@ class MessageSuppressed(_MessageOutcome):
     reason: SuppressionReason = Field(
         description="`consent`: no consent for the channel; `frequency_cap`: the profile had "
         "enough messages in the window; `quiet_hours`: it could not wait out the profile's quiet "
-        "hours; `unsubscribed`: the profile unsubscribed."
+        "hours; `unsubscribed`: the profile unsubscribed (from the channel, or from `topic`)."
+    )
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The message's subscription topic, when the reason concerns it: "
+        "`unsubscribed` from it, or `consent` never given to an opt-in topic.",
     )
 
 
@@ -348,3 +387,8 @@ class MessageUnsubscribed(_MessageOutcome):
     )
 
     event_type = "message.unsubscribed"
+
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The topic the recipient unsubscribed from; absent: from the whole channel.",
+    )

@@ -25,6 +25,9 @@ class OutgoingMessage:
     lineage: dict[str, Any] = field(default_factory=dict)
     # The W3C trace context of the message's trace: the provider call is a span in it.
     traceparent: str | None = None
+    # The signed one-click unsubscribe URL of a message that belongs to a subscription topic
+    # (email carries it as RFC 8058's List-Unsubscribe); None for any other message.
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ Kind = Literal[
 ]
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00]*$")]
 _Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
+# A mailto: address, with none of the characters a mailto: URI would need to escape.
+_Mailbox = Annotated[
+    str, StringConstraints(max_length=320, pattern=r"^[^@\s<>?&%\x00]+@[^@\s<>?&%\x00]+$")
+]
 
 
 class EmailConfig(BaseModel):
@@ -26,6 +30,9 @@ class EmailConfig(BaseModel):
     from_address: Annotated[
         str, StringConstraints(max_length=320, pattern=r"^[^@\s<>\x00]+@[^@\s<>\x00]+$")
     ]
+    # Where mail clients may send an unsubscribe request (RFC 2369 `mailto:`); whoever reads
+    # that mailbox acts on it. Without it, List-Unsubscribe names only the one-click URL.
+    unsubscribe_mailto: _Mailbox | None = None
 
 
 class WebhookConfig(BaseModel):

@@ -28,7 +28,8 @@ _PUBLIC_PREFIXES: dict[str, tuple[str, ...]] = {
     # Segment routes: a source's write key, not the admin token; WeChat's callbacks: its
     # signature with the account's token.
     "ingest": ("/v1/", "/wechat/{app_id}/"),
-    "dispatch": ("/c/", "/o/", "/u/", "/receipts/"),  # what recipients and providers call
+    # What recipients and providers call: links, preference pages and receipts.
+    "dispatch": ("/c/", "/o/", "/u/", "/p/", "/receipts/"),
 }
 _PRIVATE_WEBHOOKS = (
     "http://10.0.0.1/hook",

@@ -100,6 +100,15 @@ def test_a_broadcast_is_a_one_send_journey_left_on_segment_exit() -> None:
     assert Journey.parse("brd", 1, repeating.graph()).reentry.rule == "always"
 
 
+def test_a_broadcast_of_a_topic_sends_under_it_and_keeps_it() -> None:
+    broadcast = _broadcast(per_minute=60, topic="newsletter")
+    journey = Journey.parse("brd", 1, broadcast.graph())
+    assert [send.topic for send in journey.sends()] == ["newsletter"]
+    assert Broadcast.from_json(broadcast.to_json()).topic == "newsletter"
+    assert broadcast_field("nodes.send.topic") == "topic"
+    assert Broadcast.from_json(_broadcast(per_minute=60).to_json()).topic is None
+
+
 def test_each_occurrence_is_an_enrolment_of_its_own() -> None:
     broadcast = _broadcast(
         per_minute=60, at=NOW + timedelta(hours=1), repeat=Repeat(timedelta(days=1), 3)
