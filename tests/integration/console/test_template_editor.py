@@ -449,9 +449,27 @@ async def test_a_marketer_previews_a_template_in_the_browser_and_sees_the_split(
         assert "12.0" in rates and "5.0" in rates and "41.7 %" in rates
         await _viewport(page, 1280, 1800)
         await page.screenshot(SCREENSHOTS / "console-template-editor.png")
+        await _suggestion_used_in_a_new_variant(page)
         await _viewport(page, 768, 1024)  # a tablet: nothing wider than the screen
         assert await page.evaluate("document.documentElement.scrollWidth") <= 768
         await page.screenshot(SCREENSHOTS / "console-template-editor-tablet.png")
+
+
+async def _suggestion_used_in_a_new_variant(page: Page) -> None:
+    """The model's suggestion, asked for on the page, fills a new variant column (`c`), whose
+    inputs are named for the content service and whose sources are highlighted."""
+    await page.type("#suggest-brief", "win back tea buyers")
+    await page.click("#suggest-button")
+    await page.wait_for_element("#suggestions .use-suggestion")
+    assert _SUGGESTION["subject"] in await page.text("#suggestions")
+    await page.click("#suggestions .use-suggestion")
+    column = "#variants .variant:last-child"
+    await page.wait_for_element(f"{column} .liquid.highlighted")
+    assert await page.evaluate(f"document.querySelector('{column} .variant-id').value") == "c"
+    subject = f"document.querySelector('{column} textarea[data-field=subject]')"
+    assert await page.evaluate(f"{subject}.name") == "variants.2.subject"
+    assert await page.evaluate(f"{subject}.value") == _SUGGESTION["subject"]
+    assert await page.evaluate("document.activeElement.classList.contains('variant-id')")
 
 
 async def _viewport(page: Page, width: int, height: int) -> None:
