@@ -14,7 +14,7 @@ from libs.common.db import create_engine
 from libs.common.lifecycle import database_check
 from libs.common.service import DatabaseEngine
 from libs.common.settings import Settings
-from services.console import api, journey_pages, segment_pages
+from services.console import api, journey_pages, segment_pages, template_pages
 from services.console.access import SignInRequired, answer_sign_in_required
 from services.console.settings import ConsoleSettings
 from services.console.upstream import Upstream
@@ -32,7 +32,7 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Closeloop console",
         description="Sign-in, roles and an audit log over the platform's management APIs.",
-        routers=[api.router, segment_pages.router, journey_pages.router],
+        routers=[api.router, segment_pages.router, journey_pages.router, template_pages.router],
         workers=[DatabaseEngine(engine), upstream],
         readiness_checks=[database_check(engine)],
         state={**database_state(engine, settings.schema_name), "upstream": upstream},

@@ -22,6 +22,10 @@ class ConsoleSettings(Settings):
     console_content_url: str = Field(
         default="http://127.0.0.1:8105", description="The content service's base URL."
     )
+    console_profile_url: str = Field(
+        default="http://127.0.0.1:8102",
+        description="The profile service's base URL (profiles looked up for previews).",
+    )
     console_attribution_url: str = Field(
         default="http://127.0.0.1:8107", description="The attribution service's base URL."
     )

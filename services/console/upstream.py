@@ -42,6 +42,7 @@ class ManagedService:
             base_url=base_url,
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=timeout,
+            follow_redirects=True,  # a merged profile's id answers 308 to its survivor
         )
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -140,13 +141,15 @@ class Upstream:
         self.segments = SegmentApi(self._segment)
         self._journey = ManagedService("journey", settings.console_journey_url, token, timeout)
         self.journeys = JourneyApi(self._journey)
+        self.content = ManagedService("content", settings.console_content_url, token, timeout)
+        self.profile = ManagedService("profile", settings.console_profile_url, token, timeout)
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        await self._segment.aclose()
-        await self._journey.aclose()
+        for service in (self._segment, self._journey, self.content, self.profile):
+            await service.aclose()
 
     def is_alive(self) -> bool:
         return True

@@ -3,6 +3,7 @@ experiment (the bandit's view of the variants, evaluations, insights), and copy 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,13 @@ from services.content.copywriting import (
     recombine,
 )
 from services.content.evaluations import ExperimentEvaluations, NothingToEvaluate
-from services.content.experiments import Experiment, template_variants, variant_evidence
+from services.content.experiments import (
+    Experiment,
+    current_split,
+    template_variants,
+    variant_evidence,
+    variant_rates,
+)
 from services.content.messages import template_variables
 from services.content.profiles import profile_variable
 from services.content.sandbox import (
@@ -191,15 +198,19 @@ async def preview(
 async def variants(
     template_id: TemplateIdPath, stores: Stores, evaluations: EvaluationsDep
 ) -> VariantsResponse:
-    """Each variant's evidence and posterior mean as of now, and the experiment as last
-    evaluated: the promotion, the value remaining, each variant's probability of being best."""
+    """Each variant's evidence and posterior mean as of now, its sends, clicks and conversions,
+    the share of requests the policy gives it now, and the experiment as last evaluated: the
+    promotion, the value remaining, each variant's probability of being best."""
     async with stores() as store:
         row = _found(await store.get_template(template_id), template_id)
         evidence = (await store.evidence([row.id])).get(row.id, [])
         experiment = await store.experiment(row.id)
         decisions = await store.outcome_counts(row.id)
-    template = row.current()
-    found = variant_evidence(template, evidence, datetime.now(UTC), evaluations.half_life_days)
+    template, now = row.current(), datetime.now(UTC)
+    half_life = evaluations.half_life_days
+    found = variant_evidence(template, evidence, now, half_life)
+    rates = variant_rates(template, evidence, now, half_life)
+    split = await asyncio.to_thread(current_split, template, evidence, experiment, now, half_life)
     best = experiment.probability_best if experiment is not None else {}
     return VariantsResponse(
         template_id=row.id,
@@ -214,8 +225,12 @@ async def variants(
                 successes=summary.successes,
                 posterior_mean=summary.posterior_mean,
                 probability_best=best.get(summary.variant_id),
+                sends=rate.sends,
+                clicks=rate.clicks,
+                conversions=rate.conversions,
+                split=split[summary.variant_id],
             )
-            for variant, summary in zip(row.variants, found, strict=True)
+            for variant, summary, rate in zip(row.variants, found, rates, strict=True)
         ],
         experiment=(
             _experiment(experiment, template_variants(template)) if experiment is not None else None

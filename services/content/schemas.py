@@ -136,6 +136,20 @@ class VariantStatsResponse(BaseModel):
         description="At the last evaluation, the traffic-weighted probability that it is the "
         "best variant; null before the first."
     )
+    sends: float | None = Field(
+        default=None, description="Messages sent with this variant, discounted with age."
+    )
+    clicks: float | None = Field(
+        default=None, description="Its clicked messages (each once), discounted with age."
+    )
+    conversions: float | None = Field(
+        default=None, description="Conversions credited to it (credit shares), discounted."
+    )
+    split: float | None = Field(
+        default=None,
+        description="The share of the template's requests the policy gives it now (of those "
+        "not held out): each context's choice probability weighted by the context's sends.",
+    )
 
 
 class ExperimentResponse(BaseModel):
