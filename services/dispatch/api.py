@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
@@ -29,6 +29,8 @@ from services.dispatch.schemas import (
     PolicyDocument,
     PreferencesRequest,
     PreferencesResponse,
+    ProfileMessage,
+    ProfileMessages,
 )
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import ChannelRow, DispatchStore
@@ -153,6 +155,20 @@ async def replace_preferences(
     async with stores() as store:
         await store.save_preferences(profile_id, preferences)
     return _preferences(profile_id, preferences, settings.dispatch_default_consent)
+
+
+@router.get("/profiles/{profile_id}/messages", tags=["messages"])
+async def profile_messages(
+    profile_id: ProfilePath,
+    stores: Stores,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ProfileMessages:
+    """The messages the ledger holds for a person, newest first, with where each stands."""
+    async with stores() as store:
+        rows = await store.messages_of(profile_id, limit)
+    return ProfileMessages(
+        profile_id=profile_id, messages=[ProfileMessage.model_validate(row) for row in rows]
+    )
 
 
 async def _check_webhook_url(resolver: WebhookResolver, url: str) -> None:

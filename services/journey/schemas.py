@@ -252,3 +252,23 @@ class BroadcastResponse(BaseModel):
 
 class BroadcastList(BaseModel):
     broadcasts: list[BroadcastResponse]
+
+
+class ProfileRun(BaseModel):
+    """One run of a person through a journey."""
+
+    journey_id: str
+    journey_name: str
+    run: int = Field(description="1 for the person's first entry into the journey, and so on.")
+    version: int = Field(description="The journey version the run follows.")
+    node_id: str | None = Field(description="Where the run is, or where it ended.")
+    status: str = Field(description="waiting, held, completed or exited.")
+    entered_at: datetime
+    updated_at: datetime
+    exit_reason: str | None
+    goal_reached_at: datetime | None
+
+
+class ProfileRuns(BaseModel):
+    profile_id: str
+    runs: list[ProfileRun] = Field(description="The latest entry first.")
