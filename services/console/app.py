@@ -14,8 +14,9 @@ from libs.common.db import create_engine
 from libs.common.lifecycle import database_check
 from libs.common.service import DatabaseEngine
 from libs.common.settings import Settings
-from services.console import api, profile_pages, report_pages, segment_pages
+from services.console import api, oidc_pages, profile_pages, report_pages, segment_pages
 from services.console.access import SignInRequired, answer_sign_in_required
+from services.console.oidc import OidcProvider
 from services.console.settings import ConsoleSettings
 from services.console.sources import Sources
 from services.console.upstream import Upstream
@@ -30,6 +31,7 @@ def create(settings: Settings) -> FastAPI:
     engine = create_engine(settings)
     upstream = Upstream(settings)
     sources = Sources(settings)
+    oidc = OidcProvider(settings)
     app = create_app(
         settings,
         title="Closeloop console",
@@ -39,13 +41,15 @@ def create(settings: Settings) -> FastAPI:
             segment_pages.router,
             profile_pages.router,
             report_pages.router,
+            oidc_pages.router,
         ],
-        workers=[DatabaseEngine(engine), upstream, sources],
+        workers=[DatabaseEngine(engine), upstream, sources, oidc],
         readiness_checks=[database_check(engine)],
         state={
             **database_state(engine, settings.schema_name),
             "upstream": upstream,
             "sources": sources,
+            "oidc": oidc,
         },
     )
     app.add_exception_handler(SignInRequired, answer_sign_in_required)
