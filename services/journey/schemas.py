@@ -261,7 +261,7 @@ class ProfileRun(BaseModel):
     journey_name: str
     run: int = Field(description="1 for the person's first entry into the journey, and so on.")
     version: int = Field(description="The journey version the run follows.")
-    node_id: str | None = Field(description="Where the run is, or where it ended.")
+    node_id: str | None = Field(description="Where the run is or left; null once completed.")
     status: str = Field(description="waiting, held, completed or exited.")
     entered_at: datetime
     updated_at: datetime
