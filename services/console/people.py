@@ -15,6 +15,8 @@ MAX_QUERY: Final = 512
 _PROFILE_ID = re.compile(PROFILE_ID_PATTERN)
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
 _DETAIL_LENGTH: Final = 240
+# A message's outcomes its line in dispatch's ledger already tells.
+_TOLD_BY_DISPATCH: Final = frozenset({"message.sent", "message.failed", "message.suppressed"})
 
 LookupKind = Literal["all", "profile", "identifier", "trait"]
 EntryKind = Literal["behaviour", "message", "outcome", "conversion"]
@@ -81,7 +83,8 @@ def timeline(
 ) -> list[Entry]:
     """Behaviour (profile), messages (dispatch), what became of them and the conversions
     credited to them (attribution), newest first. A message dispatch still holds is shown
-    once, as dispatch tells it; attribution's `sent` stands in for one it has forgotten."""
+    once, as dispatch tells it (sent, failed or suppressed), with what came of it after; for
+    one dispatch has forgotten, attribution's outcomes tell it all."""
     held = {message["message_id"] for message in messages}
     entries = [
         *(_behaviour(event) for event in events),
@@ -89,7 +92,7 @@ def timeline(
         *(
             _outcome(touch)
             for touch in touches
-            if not (touch["outcome"] == "message.sent" and touch["message_id"] in held)
+            if not (touch["outcome"] in _TOLD_BY_DISPATCH and touch["message_id"] in held)
         ),
         *(_conversion(conversion) for conversion in conversions),
     ]
@@ -98,7 +101,7 @@ def timeline(
 
 def _behaviour(event: dict[str, Any]) -> Entry:
     kind, name = event["kind"], event["event"]
-    title = name if kind == "track" else f"{kind}: {name}" if name else kind
+    title = name if kind == "track" or name == kind else f"{kind}: {name}" if name else kind
     return Entry(_when(event["occurred_at"]), "behaviour", title, _compact(event["properties"]))
 
 
@@ -164,6 +167,13 @@ def _compact(properties: Any) -> str:
         return ""
     text = json.dumps(properties, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= _DETAIL_LENGTH else text[: _DETAIL_LENGTH - 1] + "…"
+
+
+def readable_time(text: str | None) -> str | None:
+    """An ISO 8601 time from a service as people read it, in UTC to the minute."""
+    if not text:
+        return None
+    return _when(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _when(text: str) -> datetime:

@@ -24,6 +24,7 @@ from services.console.people import (
     PROFILE_ID_PATTERN,
     Lookup,
     lookups_for,
+    readable_time,
     timeline,
     unique_profiles,
 )
@@ -67,7 +68,7 @@ async def profiles_page(
             raise _unavailable(unavailable) from None
         answers.append(profiles)
         next_after = more if lookup.kind == "all" else None
-    found = unique_profiles(answers)
+    found = [{**p, **_readable(p, "last_seen")} for p in unique_profiles(answers)]
     note = refusals[0] if refusals and not answers else None
     return page(
         "profiles.html", viewer=viewer, q=q, profiles=found, next_after=next_after, note=note
@@ -103,12 +104,12 @@ async def profile_page(
     return page(
         "profile.html",
         viewer=viewer,
-        profile=profile,
+        profile={**profile, **_readable(profile, "first_seen", "last_seen")},
         segments=[
             {"id": segment_id, "name": names.get(segment_id), "version": version}
             for segment_id, version in sorted(profile["segments"].items())
         ],
-        runs=runs,
+        runs=[{**run, **_readable(run, "entered_at")} for run in runs],
         entries=timeline(events, messages, attribution["touches"], attribution["conversions"]),
         notes=notes,
     )
@@ -146,6 +147,11 @@ async def _part(call: Awaitable[_T], missing: _T, what: str, notes: list[str]) -
     except (UpstreamRefused, UpstreamUnavailable, UpstreamMoved) as failed:
         notes.append(f"The {what} could not be read: {failed}.")
         return missing
+
+
+def _readable(item: dict[str, Any], *keys: str) -> dict[str, str | None]:
+    """The item's times as people read them (`2026-12-01 09:30 UTC`), to the minute."""
+    return {key: readable_time(item.get(key)) for key in keys}
 
 
 def _to_survivor(moved: UpstreamMoved, profile_id: str) -> Response:

@@ -8,6 +8,7 @@ table of the same numbers.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -34,6 +35,7 @@ _DEFAULT_DAYS: Final = 30
 _MAX_DAYS: Final = 366
 # The rows a funnel chart draws (the most sent first); the table beside it has them all.
 _CHART_ROWS: Final = 8
+_JOURNEY_ID: Final = re.compile(SEGMENT_ID_PATTERN)
 _DIMENSIONS: Final = {"journey": "Journeys", "channel": "Channels", "variant": "Variants"}
 
 
@@ -57,11 +59,15 @@ class Revenue:
 async def reports_page(
     viewer: SignedIn,
     sources: SourcesDep,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
-    journey_id: Annotated[str | None, Query(pattern=SEGMENT_ID_PATTERN)] = None,
+    start: Annotated[str, Query(alias="from", max_length=32)] = "",
+    end: Annotated[str, Query(alias="to", max_length=32)] = "",
+    journey_id: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
-    first, last = _days(start, end)
+    """The reports over the days asked (the last 30 by default), of one journey if named; an
+    empty field of the form is the default."""
+    if journey_id and not _JOURNEY_ID.match(journey_id):
+        raise ApiError(422, "invalid_request", "journey_id: not a journey id", "journey_id")
+    first, last = _days(_day(start, "from"), _day(end, "to"))
     span = Span(_midnight(first), _midnight(last + timedelta(days=1)), journey_id or None)
     attribution = sources.attribution
     notes: list[str] = []
@@ -105,6 +111,15 @@ async def reports_page(
         insights=insights,
         notes=notes,
     )
+
+
+def _day(text: str, field: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{field}: not a day (YYYY-MM-DD)", field) from None
 
 
 def _days(start: date | None, end: date | None) -> tuple[date, date]:

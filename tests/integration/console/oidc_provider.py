@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jwt
 import uvicorn
@@ -96,8 +96,8 @@ class FakeOidcProvider:
         return RedirectResponse(f"{asked['redirect_uri']}?{back}", status_code=302)
 
     async def _token(self, request: Request) -> Response:
-        form = await request.form()
-        grant = self._grants.pop(str(form.get("code")), None)
+        form = dict(parse_qsl((await request.body()).decode()))
+        grant = self._grants.pop(form.get("code", ""), None)
         expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return self._refuse("invalid_client")
@@ -105,7 +105,7 @@ class FakeOidcProvider:
             grant is None
             or form.get("grant_type") != "authorization_code"
             or form.get("redirect_uri") != grant.redirect_uri
-            or _challenge(str(form.get("code_verifier", ""))) != grant.challenge
+            or _challenge(form.get("code_verifier", "")) != grant.challenge
         ):
             return self._refuse("invalid_grant")
         return JSONResponse(

@@ -6,6 +6,7 @@ and bought, credited to that message."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from libs.common.events import Event, IngestIdentify, IngestTrack, JourneyRef
+from libs.devstack import free_port
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
@@ -24,6 +26,8 @@ from tests.events import clicked, delivered, opened, rendered, sent
 from tests.integration.console.harness import ConsoleBrowser, Person, console_command
 from tests.integration.support import publish, wait_for
 
+# The services the profile and report pages read.
+_READ = ("segment", "profile", "dispatch", "journey", "attribution")
 SCRIPT_TRAIT = "<script>alert(1)</script>"
 SCRIPT_VALUE = "<img src=x onerror=alert(2)>"
 
@@ -67,50 +71,48 @@ async def running_loop_console(
     admin = httpx.AsyncClient(
         headers={"Authorization": f"Bearer {stack.admin_token}"}, timeout=30.0
     )
+    # Every port chosen first, so that the services can start side by side.
+    ports = {name: free_port() for name in (*_READ, "console")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    env = {name: consumer for name in _READ} | {
+        "journey": {
+            **consumer,
+            "CLOSELOOP_JOURNEY_SEGMENT_URL": urls["segment"],
+            "CLOSELOOP_JOURNEY_CONTENT_URL": "",
+        },
+        "console": {f"CLOSELOOP_CONSOLE_{name.upper()}_URL": urls[name] for name in _READ},
+    }
     try:
-        services: dict[str, ServiceProcess] = {}
-        for name in ("segment", "profile", "dispatch", "attribution"):
-            services[name] = await launcher(
-                f"services.{name}",
-                name=f"{name}_c{run}",
-                migrate=True,
-                env=consumer,
-                ready_timeout=60,
+        started = await asyncio.gather(
+            *(
+                launcher(
+                    f"services.{name}",
+                    name=f"{name}_{run}" if name == "console" else f"{name}_c{run}",
+                    port=ports[name],
+                    migrate=True,
+                    env=env[name],
+                    ready_timeout=90,
+                )
+                for name in ports
             )
-        services["journey"] = await launcher(
-            "services.journey",
-            name=f"journey_c{run}",
-            migrate=True,
-            env={
-                **consumer,
-                "CLOSELOOP_JOURNEY_SEGMENT_URL": services["segment"].url,
-                "CLOSELOOP_JOURNEY_CONTENT_URL": "",
-            },
-            ready_timeout=60,
         )
-        console = await launcher(
-            "services.console",
-            name=f"console_{run}",
-            migrate=True,
-            env={
-                f"CLOSELOOP_CONSOLE_{name.upper()}_URL": process.url
-                for name, process in services.items()
-            },
-            ready_timeout=60,
-        )
+        services = dict(zip(ports, started, strict=True))
+        console = services.pop("console")
         analyst = Person(f"analyst-{run}@example.com", "analyst password 1", "analyst")
         command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
-        code, output = await console_command(
-            command_env,
-            "create-user",
-            "--email",
-            analyst.email,
-            "--role",
-            "analyst",
-            password=analyst.password,
+        added, shopper = await asyncio.gather(
+            console_command(
+                command_env,
+                "create-user",
+                "--email",
+                analyst.email,
+                "--role",
+                "analyst",
+                password=analyst.password,
+            ),
+            _tell_the_story(stack, admin, services, run),
         )
-        assert code == 0, output
-        shopper = await _tell_the_story(stack, admin, services, run)
+        assert added[0] == 0, added[1]
         yield LoopConsole(console.url, services, admin, analyst, shopper)
     finally:
         await admin.aclose()

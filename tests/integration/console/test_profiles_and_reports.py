@@ -77,7 +77,7 @@ async def test_a_persons_page_escapes_their_traits_and_tells_their_story(
     assert SCRIPT_TRAIT not in page and SCRIPT_VALUE not in page
     assert html.escape(SCRIPT_TRAIT) in page
     assert "Oolong fans" in page and f'href="/segments/{shopper.segment_id}"' in page
-    assert "Tea welcome" in page and "completed at hello" in page
+    assert "Tea welcome" in page and ">completed<" in page
     timeline = page[page.index('id="timeline"') :]
     for told in (
         f"conversion {shopper.conversion_id}",
@@ -128,9 +128,14 @@ async def test_the_reports_show_the_journeys_funnel_revenue_models_and_insights(
     backwards = await analyst.get("/reports?from=2026-12-02&to=2026-12-01")
     assert backwards.status_code == 422
     assert backwards.json()["error"]["field"] == "from"
-    not_a_day = await analyst.get("/reports?from=yesterday")
+    not_a_day = await analyst.get("/reports?from=yesterday&journey_id=")
     assert not_a_day.status_code == 422
-    assert not_a_day.json()["error"]["field"] == "query.from"
+    assert not_a_day.json()["error"]["field"] == "from"
+    not_a_journey = await analyst.get("/reports?journey_id=%3Cscript%3E")
+    assert not_a_journey.status_code == 422
+    assert not_a_journey.json()["error"]["field"] == "journey_id"
+    blank = await analyst.get("/reports?from=&to=&journey_id=")
+    assert blank.status_code == 200
 
 
 async def test_an_analyst_in_the_browser_searches_opens_a_timeline_and_the_reports(
@@ -156,12 +161,19 @@ async def test_an_analyst_in_the_browser_searches_opens_a_timeline_and_the_repor
         traits = await page.text("#traits")
         assert SCRIPT_TRAIT in traits and SCRIPT_VALUE in traits
         assert await page.evaluate("document.querySelectorAll('#traits script, img').length") == 0
-        await page.screenshot(SCREENSHOTS / "console-profile.png")
+        await _whole_page(page, SCREENSHOTS / "console-profile.png")
 
         await page.click("nav a[href='/reports']")
         await _arrived(page, "/reports")
         await page.type("input[name=journey_id]", shopper.journey_id)
         await page.click("form.range button[type=submit]")
+
+        async def filtered() -> bool:
+            search = str(await page.evaluate("location.search"))
+            return f"journey_id={shopper.journey_id}" in search
+
+        await wait_for(filtered, within=30, what="the reports of the journey")
+        await page.wait_until_loaded()
         await page.wait_for_element("#chart-funnel-journey rect.bar")
         drawn = await page.evaluate(
             "[...document.querySelectorAll('svg.chart')].filter(s => {"
@@ -173,7 +185,7 @@ async def test_an_analyst_in_the_browser_searches_opens_a_timeline_and_the_repor
             ".map(r => r.getBoundingClientRect().width))"
         )
         assert widest > 100
-        await page.screenshot(SCREENSHOTS / "console-reports.png")
+        await _whole_page(page, SCREENSHOTS / "console-reports.png")
         await page.send(
             "Emulation.setDeviceMetricsOverride",
             width=768,
@@ -194,6 +206,20 @@ async def test_an_analyst_in_the_browser_searches_opens_a_timeline_and_the_repor
         assert status == 403
     segments = await loop_console.admin.get(f"{loop_console.services['segment'].url}/segments")
     assert "x" not in [segment["name"] for segment in segments.json()["segments"]]
+
+
+async def _whole_page(page: Page, path: Path) -> None:
+    """A screenshot of the page from top to bottom, at the laptop width."""
+    height = int(await page.evaluate("document.documentElement.scrollHeight"))
+    await page.send(
+        "Emulation.setDeviceMetricsOverride",
+        width=1280,
+        height=min(height, 4000),
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    await page.screenshot(path)
+    await page.send("Emulation.clearDeviceMetricsOverride")
 
 
 async def _arrived(page: Page, path: str) -> None:

@@ -77,6 +77,12 @@ def test_the_timeline_is_newest_first_and_tells_each_message_once() -> None:
             "occurred_at": _at(8),
         },
         {"message_id": "msg_0", "outcome": "message.sent", "channel": "sms", "occurred_at": _at(5)},
+        {
+            "message_id": "msg_1",
+            "outcome": "message.failed",
+            "channel": "email",
+            "occurred_at": _at(7),
+        },
     ]
     conversions = [
         {
@@ -100,3 +106,11 @@ def test_the_timeline_is_newest_first_and_tells_each_message_once() -> None:
     assert entries[1].detail == '{"revenue": 42}'
     assert "“Your oolong”" in entries[3].detail
     assert "journey jrn_w at send" in entries[3].detail
+
+
+def test_a_call_other_than_a_track_is_named_by_its_kind_and_its_name() -> None:
+    events = [
+        {"kind": "identify", "event": "identify", "occurred_at": _at(1), "properties": {}},
+        {"kind": "page", "event": "Home", "occurred_at": _at(2), "properties": {}},
+    ]
+    assert [e.title for e in timeline(events, [], [], [])] == ["page: Home", "identify"]
