@@ -4,6 +4,9 @@ wrong nonce, a bad signature, a wrong PKCE verifier or an unknown email signs no
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -11,6 +14,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.devstack.stack import Stack
 from tests.integration.console.harness import ConsoleBrowser, console_command
@@ -30,9 +35,12 @@ class SingleSignOn:
     url: str
     provider: FakeOidcProvider
     analyst: str
+    # A second console, which lets the provider's people in as new analysts.
+    welcoming_url: str
+    welcoming_schema: str
 
-    def browser(self) -> ConsoleBrowser:
-        return ConsoleBrowser(self.url)
+    def browser(self, url: str | None = None) -> ConsoleBrowser:
+        return ConsoleBrowser(url or self.url)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -40,26 +48,32 @@ async def sso(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[SingleSignOn]:
     logs = tmp_path_factory.mktemp("console-oidc-logs")
-    async with running_oidc_provider() as provider:
+    async with running_oidc_provider() as provider, contextlib.AsyncExitStack() as running:
         env = {
             "CLOSELOOP_CONSOLE_OIDC_ISSUER": provider.base_url,
             "CLOSELOOP_CONSOLE_OIDC_CLIENT_ID": CLIENT_ID,
             "CLOSELOOP_CONSOLE_OIDC_CLIENT_SECRET": CLIENT_SECRET,
         }
-        async with started_service(stack, logs, "console", env=env) as (process, run):
-            command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
-            analyst = f"Ana.Lyst-{run}@Example.com"
-            code, output = await console_command(
-                command_env,
-                "create-user",
-                "--email",
-                analyst,
-                "--role",
-                "analyst",
-                password="a password nobody types",
-            )
-            assert code == 0, output
-            yield SingleSignOn(process.url, provider, analyst.lower())
+        welcoming = {**env, "CLOSELOOP_CONSOLE_OIDC_CREATES_ANALYSTS": "true"}
+        (process, run), (other, other_run) = await asyncio.gather(
+            running.enter_async_context(started_service(stack, logs, "console", env=env)),
+            running.enter_async_context(started_service(stack, logs, "console", env=welcoming)),
+        )
+        command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
+        analyst = f"Ana.Lyst-{run}@Example.com"
+        code, output = await console_command(
+            command_env,
+            "create-user",
+            "--email",
+            analyst,
+            "--role",
+            "analyst",
+            password="a password nobody types",
+        )
+        assert code == 0, output
+        yield SingleSignOn(
+            process.url, provider, analyst.lower(), other.url, f"console_{other_run}"
+        )
 
 
 async def _sign_in(
@@ -177,3 +191,34 @@ async def test_an_email_no_console_user_has_is_refused(sso: SingleSignOn) -> Non
     assert "someone.else@example.com" in answer.text
     assert not _signed_in(browser)
     await browser.aclose()
+
+
+async def test_a_console_that_welcomes_the_providers_people_adds_them_as_analysts(
+    sso: SingleSignOn, stack: Stack
+) -> None:
+    newcomer = f"new.person.{uuid.uuid4().hex[:8]}@example.com"
+    browser = sso.browser(sso.welcoming_url)
+    sso.provider.tamper, sso.provider.signs_in = None, newcomer
+    answer = await _sign_in(browser)
+    assert answer.status_code == 200, answer.text
+    assert _signed_in(browser)
+    audit = await browser.get("/audit")
+    assert f"{newcomer} (analyst)" in audit.text
+    assert "user.added" in audit.text and "oidc" in audit.text
+    refused = await browser.post_form("/segments", {"name": "x", "conditions": "{}"})
+    assert refused.status_code == 403
+    # Signing in again finds the same person, not a second one.
+    await browser.aclose()
+    again = sso.browser(sso.welcoming_url)
+    assert (await _sign_in(again)).status_code == 200
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.connect() as connection:
+            people = await connection.execute(
+                text(f"SELECT role FROM {sso.welcoming_schema}.users WHERE email = :e"),
+                {"e": newcomer},
+            )
+            assert [row.role for row in people] == ["analyst"]
+    finally:
+        await engine.dispose()
+    await again.aclose()
