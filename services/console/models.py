@@ -1,4 +1,5 @@
-"""The console's tables: its users, their sessions, and the audit log of every change."""
+"""The console's tables: its users, their sessions, and the audit log of every change (revision
+0001); the single sign-ons under way (0002)."""
 
 from __future__ import annotations
 
@@ -78,4 +79,21 @@ def journey_layouts_table(metadata: MetaData) -> Table:
         Column("journey_id", Text, primary_key=True),
         Column("positions", JSONB, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+def oidc_sign_ins_table(metadata: MetaData) -> Table:
+    """One row per sign-in sent to the OIDC provider and not yet back: what the callback must
+    find again (the state, by its SHA-256; the browser that started it, by its cookie's
+    SHA-256; the nonce and the PKCE verifier). Used once, then deleted."""
+    return Table(
+        "oidc_sign_ins",
+        metadata,
+        Column("state_hash", Text, primary_key=True),
+        Column("browser_hash", Text, nullable=False),
+        Column("nonce", Text, nullable=False),
+        Column("code_verifier", Text, nullable=False),
+        Column("next", Text, nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index("oidc_sign_ins_expires_at", "expires_at"),
     )

@@ -25,6 +25,14 @@ class UpstreamRefused(Exception):
         self.field = field
 
 
+class UpstreamMoved(Exception):
+    """The service answered that the thing lives elsewhere now (3xx): `location` says where."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
 class UpstreamUnavailable(Exception):
     """The service could not be reached or failed (5xx)."""
 
@@ -55,6 +63,8 @@ class ManagedService:
             raise UpstreamUnavailable(self.name, f"answered {response.status_code}")
         if response.status_code >= 400:
             raise _refusal(response)
+        if response.status_code >= 300:
+            raise UpstreamMoved(response.headers.get("location", ""))
         return None if response.status_code == 204 else response.json()
 
     async def aclose(self) -> None:

@@ -33,6 +33,8 @@ from services.dispatch.schemas import (
     PreferencesPage,
     PreferencesRequest,
     PreferencesResponse,
+    ProfileMessage,
+    ProfileMessages,
     TopicList,
     TopicRequest,
     TopicResponse,
@@ -250,6 +252,20 @@ async def delete_topic(topic_id: TopicPath, stores: Stores) -> Response:
         if not await store.delete_topic(topic_id):
             raise _topic_not_found(topic_id)
     return Response(status_code=204)
+
+
+@router.get("/profiles/{profile_id}/messages", tags=["messages"])
+async def profile_messages(
+    profile_id: ProfilePath,
+    stores: Stores,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ProfileMessages:
+    """The messages the ledger holds for a person, newest first, with where each stands."""
+    async with stores() as store:
+        rows = await store.messages_of(profile_id, limit)
+    return ProfileMessages(
+        profile_id=profile_id, messages=[ProfileMessage.model_validate(row) for row in rows]
+    )
 
 
 async def _check_webhook_url(resolver: WebhookResolver, url: str) -> None:

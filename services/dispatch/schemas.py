@@ -128,6 +128,28 @@ class TopicList(BaseModel):
     topics: list[TopicResponse]
 
 
+class ProfileMessage(BaseModel):
+    """One message sent (or meant) to a person, from the send ledger."""
+
+    message_id: str
+    channel: str
+    template_id: str
+    template_version: int
+    variant_id: str | None
+    journey: dict[str, Any] = Field(description="The journey, version and node that asked.")
+    subject: str | None
+    status: str = Field(description="pending, sending, sent, delivered, failed or suppressed.")
+    error: str | None = Field(description="Why it failed or was suppressed.")
+    created_at: datetime = Field(description="When dispatch received the rendered message.")
+    sent_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+class ProfileMessages(BaseModel):
+    profile_id: str
+    messages: list[ProfileMessage] = Field(description="Newest first.")
+
+
 class PolicyDocument(BaseModel):
     """Frequency caps and quiet hours; validated as a whole (see docs/dispatch.md)."""
 

@@ -454,6 +454,17 @@ class DispatchStore(SchemaStore):
         """A sender stopping: the rows it claimed and never attempted are free at once."""
         await self._execute("DELETE FROM {s}.senders WHERE owner = :owner", {"owner": owner})
 
+    async def messages_of(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        """The person's messages in the ledger, newest first, at most `limit`."""
+        result = await self._execute(
+            "SELECT message_id, channel, template_id, template_version, variant_id, "
+            "CAST(journey AS text) AS journey, subject, status, error, created_at, sent_at, "
+            "unsubscribed_at FROM {s}.sends WHERE profile_id = :profile_id "
+            "ORDER BY created_at DESC, message_id LIMIT :limit",
+            {"profile_id": profile_id, "limit": limit},
+        )
+        return [{**row._asdict(), "journey": orjson.loads(row.journey)} for row in result]
+
     # Preferences and policies
 
     async def preferences(self, profile_ids: Collection[str]) -> dict[str, Preferences]:

@@ -33,6 +33,8 @@ from services.journey.schemas import (
     JourneyList,
     JourneyRequest,
     JourneyResponse,
+    ProfileRun,
+    ProfileRuns,
     StatsResponse,
     VersionResponse,
 )
@@ -52,6 +54,13 @@ router = APIRouter(
     dependencies=[Depends(require_admin)],
     responses=MANAGEMENT_ERRORS,
 )
+profiles_router = APIRouter(
+    prefix="/profiles",
+    tags=["profiles"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+ProfileIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
 Stores = Annotated[StoreTransactions[JourneyStore], Depends(transactions_of(JourneyStore))]
 ReferencesDep = Annotated[References, Depends(from_state("references", References))]
 SettingsDep = Annotated[JourneySettings, Depends(from_state("settings", JourneySettings))]
@@ -219,6 +228,18 @@ async def decisions(
         _found(await store.get_journey(journey_id), journey_id)
         found = await store.decisions(journey_id, profile_id, limit)
     return DecisionList(decisions=[_decision(decision) for decision in found])
+
+
+@profiles_router.get("/{profile_id}/runs")
+async def profile_runs(
+    profile_id: ProfileIdPath,
+    stores: Stores,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ProfileRuns:
+    """The journeys a person is in or went through: each run, where it stands, latest first."""
+    async with stores() as store:
+        rows = await store.runs_of_profile(profile_id, limit)
+    return ProfileRuns(profile_id=profile_id, runs=[ProfileRun.model_validate(r) for r in rows])
 
 
 def _decision(decision: Decision) -> DecisionResponse:

@@ -85,7 +85,7 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Journey",
         description="Journeys as graphs: who enters, what they are sent, when, and what next.",
-        routers=[api.router, broadcast_api.router],
+        routers=[api.router, api.profiles_router, broadcast_api.router],
         workers=parts.workers(upkeep, timers, enrolments, consumer),
         readiness_checks=parts.readiness_checks(settings),
         state={

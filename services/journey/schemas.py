@@ -367,3 +367,23 @@ class DryRunResponse(BaseModel):
         "`completed`, `exited`, `matched`, `timed_out`, `arm:<name>`, `fallbacks`...)."
     )
     paths: list[DryRunPath] = Field(description="The most common paths, most runs first.")
+
+
+class ProfileRun(BaseModel):
+    """One run of a person through a journey."""
+
+    journey_id: str
+    journey_name: str
+    run: int = Field(description="1 for the person's first entry into the journey, and so on.")
+    version: int = Field(description="The journey version the run follows.")
+    node_id: str | None = Field(description="Where the run is or left; null once completed.")
+    status: str = Field(description="waiting, held, completed or exited.")
+    entered_at: datetime
+    updated_at: datetime
+    exit_reason: str | None
+    goal_reached_at: datetime | None
+
+
+class ProfileRuns(BaseModel):
+    profile_id: str
+    runs: list[ProfileRun] = Field(description="The latest entry first.")

@@ -579,6 +579,17 @@ class JourneyStore(SchemaStore):
         )
         return [SavedRun(_run(row), row.goal_until) for row in result]
 
+    async def runs_of_profile(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        """The person's runs through any journey, with the journey's name, the latest first."""
+        result = await self._execute(
+            "SELECT r.journey_id, j.name AS journey_name, r.run, r.version, r.node_id, r.status, "
+            "r.entered_at, r.updated_at, r.exit_reason, r.goal_reached_at FROM {s}.runs r "
+            "JOIN {s}.journeys j ON j.id = r.journey_id WHERE r.profile_id = :profile_id "
+            "ORDER BY r.entered_at DESC, r.journey_id, r.run DESC LIMIT :limit",
+            {"profile_id": profile_id, "limit": limit},
+        )
+        return [row._asdict() for row in result]
+
     async def lock_runs(self, keys: Collection[RunKey]) -> dict[RunKey, SavedRun]:
         """These runs (those that still exist), locked in key order."""
         if not keys:

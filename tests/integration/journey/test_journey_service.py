@@ -539,3 +539,32 @@ async def test_a_merged_profiles_run_continues_as_the_survivors(
 
     [second] = await requests_of(journey_service, journey, known, 1)
     assert second.data.idempotency_key == f"{journey}:v1:second:{known}:1"
+
+
+async def test_a_persons_runs_are_read_with_their_journeys_names_latest_first(
+    journey_service: JourneyHarness,
+) -> None:
+    event, profile = unique("ordered"), unique("prf_runs")
+    first, second = unique("jrn_runs_a"), unique("jrn_runs_b")
+    for journey in (first, second):
+        await journey_service.create_and_publish(
+            journey,
+            {"entry": {"event": event}, "start": "hello", "nodes": {"hello": send("hello", "tpl")}},
+        )
+    await journey_service.publish(behaviour(profile, event))
+    await requests_of(journey_service, first, profile, 1)
+    await requests_of(journey_service, second, profile, 1)
+
+    response = await journey_service.http.get(f"/profiles/{profile}/runs")
+    assert response.status_code == 200, response.text
+    runs = response.json()["runs"]
+    assert sorted((r["journey_id"], r["journey_name"], r["run"], r["version"]) for r in runs) == [
+        (first, first, 1, 1),
+        (second, second, 1, 1),
+    ]
+    assert {(r["node_id"], r["status"]) for r in runs} == {(None, "completed")}
+    elsewhere = await journey_service.http.get(f"/profiles/{unique('prf_nobody')}/runs")
+    assert elsewhere.json()["runs"] == []
+    refused = await journey_service.http.get(f"/profiles/{profile}/runs?limit=501")
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "query.limit"
