@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -43,12 +44,17 @@ class JourneyConsole:
         return browser
 
     async def track(self, user_id: str, event: str, **properties: Any) -> None:
-        """A Segment track call to ingest with the source's write key, as curl would send it."""
-        body = {"userId": user_id, "event": event, "properties": properties}
-        response = await self.ingest.post(
-            "/v1/track", json=body, auth=httpx.BasicAuth(self.write_key, "")
-        )
-        assert response.status_code == 200, response.text
+        """A Segment track call to ingest with the source's write key, sent by curl."""
+        body = json.dumps({"userId": user_id, "event": event, "properties": properties})
+        curl = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "--fail-with-body", "--max-time", "30",
+            "-u", f"{self.write_key}:", "-H", "Content-Type: application/json",
+            "-d", body, str(self.ingest.base_url.join("/v1/track")),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        answer, error = await curl.communicate()
+        assert curl.returncode == 0, (answer, error)
+        assert json.loads(answer) == {"success": True}, answer
 
 
 async def signed_in(browser: ConsoleBrowser, person: Person) -> None:
