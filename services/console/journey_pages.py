@@ -9,23 +9,19 @@ log with the journey as it was before and after.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 
-from libs.common.api import from_state
-from libs.common.errors import ApiError
 from services.console.access import Editor, Posting, SignedIn, Stores
 from services.console.accounts import Viewer
 from services.console.pages import page
 from services.console.schemas import JOURNEY_ID_PATTERN, JourneyCheck, JourneyDraft
-from services.console.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
+from services.console.upstream import Upstream, UpstreamDep, UpstreamRefused, answered
 
 _T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
-UpstreamDep = Annotated[Upstream, Depends(from_state("upstream", Upstream))]
 JourneyIdPath = Annotated[str, Path(pattern=JOURNEY_ID_PATTERN)]
 Action = Literal["publish", "pause", "resume"]
 _AUDITED: Final[dict[str, str]] = {
@@ -42,7 +38,7 @@ _NEW_JOURNEY: Final[dict[str, Any]] = {
 @router.get("/journeys")
 async def journeys_page(viewer: SignedIn, upstream: UpstreamDep) -> HTMLResponse:
     """Every journey with its status, version and how many entered, are in it and completed."""
-    journeys = await _answered(upstream.journeys.list())
+    journeys = await answered(upstream.journeys.list())
     totals = await asyncio.gather(
         *(_totals(upstream, journey["id"]) for journey in journeys),
     )
@@ -61,14 +57,14 @@ async def validate_journey(
 ) -> dict[str, Any]:
     """The journey service's verdict on the graph as it stands; nothing is saved. A wrong graph
     is the service's 422, its `field` naming the node (`nodes.<id>.<field>`)."""
-    return await _answered(upstream.journeys.validate(check.definition.graph()))
+    return await answered(upstream.journeys.validate(check.definition.graph()))
 
 
 @router.post("/journeys", status_code=201)
 async def create_journey(
     draft: JourneyDraft, viewer: Editor, stores: Stores, upstream: UpstreamDep
 ) -> dict[str, Any]:
-    created = await _answered(
+    created = await answered(
         upstream.journeys.create(None, draft.name, draft.description, draft.definition.graph())
     )
     async with stores() as store:
@@ -81,7 +77,7 @@ async def create_journey(
 async def journey_page(
     journey_id: JourneyIdPath, viewer: SignedIn, stores: Stores, upstream: UpstreamDep
 ) -> HTMLResponse:
-    journey = await _answered(upstream.journeys.get(journey_id))
+    journey = await answered(upstream.journeys.get(journey_id))
     async with stores() as store:
         layout = await store.journey_layout(journey_id)
     return _canvas(viewer, journey, layout)
@@ -96,8 +92,8 @@ async def change_journey(
     upstream: UpstreamDep,
 ) -> dict[str, Any]:
     """Replace the draft (published versions and their runs are untouched) and the layout."""
-    before = await _answered(upstream.journeys.get(journey_id))
-    changed = await _answered(
+    before = await answered(upstream.journeys.get(journey_id))
+    changed = await answered(
         upstream.journeys.replace(
             journey_id, draft.name, draft.description, draft.definition.graph()
         )
@@ -119,8 +115,8 @@ async def act_on_journey(
     upstream: UpstreamDep,
 ) -> dict[str, Any]:
     """Publish the draft as the next version, pause the journey, or resume it."""
-    before = await _answered(upstream.journeys.get(journey_id))
-    after = await _answered(upstream.journeys.act(journey_id, action))
+    before = await answered(upstream.journeys.get(journey_id))
+    after = await answered(upstream.journeys.act(journey_id, action))
     async with stores() as store:
         await store.record(
             viewer, _AUDITED[action], journey_id, _definition(before), _definition(after)
@@ -133,7 +129,7 @@ async def journey_stats(
     journey_id: JourneyIdPath, viewer: SignedIn, upstream: UpstreamDep
 ) -> dict[str, Any]:
     """The journey service's counts, per node and in total, for the canvas to show."""
-    return await _answered(upstream.journeys.stats(journey_id))
+    return await answered(upstream.journeys.stats(journey_id))
 
 
 async def _totals(upstream: Upstream, journey_id: str) -> dict[str, Any] | None:
@@ -143,19 +139,6 @@ async def _totals(upstream: Upstream, journey_id: str) -> dict[str, Any] | None:
     except UpstreamRefused:
         return None
     return dict(stats["total"])
-
-
-async def _answered(call: Awaitable[_T]) -> _T:
-    """The journey service's answer; its refusal as the console's (same status, code, field);
-    502 when it cannot be reached."""
-    try:
-        return await call
-    except UpstreamRefused as refused:
-        raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
-    except UpstreamUnavailable as unavailable:
-        raise ApiError(
-            502, "upstream_unavailable", f"The {unavailable.service} service did not answer."
-        ) from None
 
 
 def _canvas(viewer: Viewer, journey: dict[str, Any] | None, layout: Any) -> HTMLResponse:

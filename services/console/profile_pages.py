@@ -30,16 +30,16 @@ from services.console.people import (
 )
 from services.console.sources import Sources
 from services.console.upstream import (
-    Upstream,
+    UpstreamDep,
     UpstreamMoved,
     UpstreamRefused,
     UpstreamUnavailable,
+    unavailable_error,
 )
 
 _T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
 SourcesDep = Annotated[Sources, Depends(from_state("sources", Sources))]
-UpstreamDep = Annotated[Upstream, Depends(from_state("upstream", Upstream))]
 ProfileIdPath = Annotated[str, Path(pattern=PROFILE_ID_PATTERN)]
 # How much of each source one page shows.
 _TIMELINE_PART: Final = 100
@@ -65,7 +65,7 @@ async def profiles_page(
             refusals.append(refused.message)
             continue
         except UpstreamUnavailable as unavailable:
-            raise _unavailable(unavailable) from None
+            raise unavailable_error(unavailable) from None
         answers.append(profiles)
         next_after = more if lookup.kind == "all" else None
     found = [{**p, **_readable(p, "last_seen")} for p in unique_profiles(answers)]
@@ -86,7 +86,7 @@ async def profile_page(
     except UpstreamRefused as refused:
         raise ApiError(refused.status, refused.code, refused.message, "profile_id") from None
     except UpstreamUnavailable as unavailable:
-        raise _unavailable(unavailable) from None
+        raise unavailable_error(unavailable) from None
     notes: list[str] = []
     events, messages, runs, attribution, segments = await asyncio.gather(
         _part(sources.profiles.events(profile_id, _TIMELINE_PART), [], "behaviour", notes),
@@ -159,9 +159,3 @@ def _to_survivor(moved: UpstreamMoved, profile_id: str) -> Response:
     if survivor is None:
         raise ApiError(502, "upstream_unavailable", f"{profile_id} moved somewhere unknown.")
     return RedirectResponse(f"/profiles/{survivor.group(1)}", status_code=303)
-
-
-def _unavailable(unavailable: UpstreamUnavailable) -> ApiError:
-    return ApiError(
-        502, "upstream_unavailable", f"The {unavailable.service} service did not answer."
-    )

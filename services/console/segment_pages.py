@@ -7,13 +7,11 @@ with the segment as it was before and after.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from libs.common.api import from_state
 from libs.common.errors import ApiError
 from services.console.access import Editor, Posting, SignedIn, Stores, form_fields
 from services.console.accounts import Viewer
@@ -25,18 +23,17 @@ from services.console.schemas import (
     PreviewRequest,
     SegmentForm,
 )
-from services.console.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
+from services.console.upstream import UpstreamDep, answered
 
 _T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
-UpstreamDep = Annotated[Upstream, Depends(from_state("upstream", Upstream))]
 SegmentIdPath = Annotated[str, Path(pattern=SEGMENT_ID_PATTERN)]
 _EMPTY_RULE: dict[str, Any] = {"all": []}
 
 
 @router.get("/segments")
 async def segments_page(viewer: SignedIn, upstream: UpstreamDep) -> HTMLResponse:
-    segments = await _upstream(upstream.segments.list())
+    segments = await answered(upstream.segments.list())
     return page("segments.html", viewer=viewer, segments=segments)
 
 
@@ -50,7 +47,7 @@ async def preview_segment(
     preview: PreviewRequest, viewer: Posting, upstream: UpstreamDep
 ) -> PreviewAnswer:
     """How many profiles the rule matches now and some of them; nothing is saved."""
-    answer = await _upstream(upstream.segments.preview(preview.conditions, PREVIEW_SAMPLE_SIZE))
+    answer = await answered(upstream.segments.preview(preview.conditions, PREVIEW_SAMPLE_SIZE))
     return PreviewAnswer.model_validate(answer)
 
 
@@ -61,7 +58,7 @@ async def create_segment(
     form = SegmentForm.of(await form_fields(request))
     try:
         name, description, conditions = form.checked()
-        created = await _upstream(upstream.segments.create(name, description, conditions))
+        created = await answered(upstream.segments.create(name, description, conditions))
     except ApiError as refused:
         return _builder(viewer, None, form, _rule_of(form), refused)
     after = _definition(created)
@@ -74,7 +71,7 @@ async def create_segment(
 async def segment_page(
     segment_id: SegmentIdPath, viewer: SignedIn, upstream: UpstreamDep
 ) -> HTMLResponse:
-    segment = await _upstream(upstream.segments.get(segment_id))
+    segment = await answered(upstream.segments.get(segment_id))
     form = SegmentForm(segment["name"], segment["description"], "")
     return _builder(viewer, segment, form, segment["conditions"])
 
@@ -88,10 +85,10 @@ async def change_segment(
     upstream: UpstreamDep,
 ) -> Response:
     form = SegmentForm.of(await form_fields(request))
-    before = await _upstream(upstream.segments.get(segment_id))
+    before = await answered(upstream.segments.get(segment_id))
     try:
         name, description, conditions = form.checked()
-        changed = await _upstream(
+        changed = await answered(
             upstream.segments.replace(segment_id, name, description, conditions)
         )
     except ApiError as refused:
@@ -107,24 +104,11 @@ async def change_segment(
 async def delete_segment(
     segment_id: SegmentIdPath, viewer: Editor, stores: Stores, upstream: UpstreamDep
 ) -> Response:
-    before = await _upstream(upstream.segments.get(segment_id))
-    await _upstream(upstream.segments.delete(segment_id))
+    before = await answered(upstream.segments.get(segment_id))
+    await answered(upstream.segments.delete(segment_id))
     async with stores() as store:
         await store.record(viewer, "segment.deleted", segment_id, _definition(before), None)
     return RedirectResponse("/segments", status_code=303)
-
-
-async def _upstream(call: Awaitable[_T]) -> _T:
-    """The managed service's answer; its refusal as the console's (same status, code, field);
-    502 when it cannot be reached."""
-    try:
-        return await call
-    except UpstreamRefused as refused:
-        raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
-    except UpstreamUnavailable as unavailable:
-        raise ApiError(
-            502, "upstream_unavailable", f"The {unavailable.service} service did not answer."
-        ) from None
 
 
 def _builder(

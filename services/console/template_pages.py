@@ -8,13 +8,11 @@ version), and into the audit log with the template as it was before and after.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from libs.common.api import from_state
 from libs.common.errors import ApiError
 from services.console.access import Editor, Posting, SignedIn, Stores, form_fields
 from services.console.accounts import Viewer
@@ -44,11 +42,17 @@ from services.console.template_schemas import (
     TemplatePreviewRequest,
 )
 from services.console.template_upstream import ProfileApi, TemplateApi
-from services.console.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
+from services.console.upstream import (
+    Upstream,
+    UpstreamDep,
+    UpstreamRefused,
+    UpstreamUnavailable,
+    answered,
+    unavailable_error,
+)
 
 _T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
-UpstreamDep = Annotated[Upstream, Depends(from_state("upstream", Upstream))]
 TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
 ChannelQuery = Annotated[str, Query(pattern="^(" + "|".join(CHANNEL_FIELDS) + ")$")]
 
@@ -72,7 +76,7 @@ def _templates(upstream: Upstream) -> TemplateApi:
 
 @router.get("/templates")
 async def templates_page(viewer: SignedIn, upstream: UpstreamDep) -> HTMLResponse:
-    templates = await _answered(_templates(upstream).list())
+    templates = await answered(_templates(upstream).list())
     return page(
         "template_list.html", viewer=viewer, templates=templates, channels=list(CHANNEL_FIELDS)
     )
@@ -91,7 +95,7 @@ async def create_template(
     channel = fields.get("channel", "")
     draft = TemplateDraft.of_form(fields, template_id=fields.get("id", "").strip(), channel=channel)
     try:
-        created = await _answered(_templates(upstream).create(draft.body()))
+        created = await answered(_templates(upstream).create(draft.body()))
     except ApiError as refused:
         return _editor(viewer, None, draft, refused=refused)
     async with stores() as store:
@@ -105,7 +109,7 @@ async def suggest_copy(
 ) -> SuggestionAnswer:
     """Copy for a brief from the content service (its model, or the best variants recombined);
     nothing is saved."""
-    answer = await _answered(
+    answer = await answered(
         _templates(upstream).suggestions(asked.channel, asked.brief, asked.count)
     )
     return SuggestionAnswer.model_validate(answer)
@@ -116,8 +120,8 @@ async def template_page(
     template_id: TemplateIdPath, viewer: SignedIn, upstream: UpstreamDep
 ) -> HTMLResponse:
     templates = _templates(upstream)
-    template = await _answered(templates.get(template_id))
-    standing = await _answered(templates.variants(template_id))
+    template = await answered(templates.get(template_id))
+    standing = await answered(templates.variants(template_id))
     return _editor(viewer, template, TemplateDraft.of_template(template), standing)
 
 
@@ -130,13 +134,13 @@ async def change_template(
     upstream: UpstreamDep,
 ) -> Response:
     templates = _templates(upstream)
-    before = await _answered(templates.get(template_id))
+    before = await answered(templates.get(template_id))
     fields = await form_fields(request)
     draft = TemplateDraft.of_form(fields, template_id=template_id, channel=before["channel"])
     try:
-        changed = await _answered(templates.replace(template_id, draft.body()))
+        changed = await answered(templates.replace(template_id, draft.body()))
     except ApiError as refused:
-        standing = await _answered(templates.variants(template_id))
+        standing = await answered(templates.variants(template_id))
         return _editor(viewer, before, draft, standing, refused)
     async with stores() as store:
         await store.record(
@@ -150,8 +154,8 @@ async def delete_template(
     template_id: TemplateIdPath, viewer: Editor, stores: Stores, upstream: UpstreamDep
 ) -> Response:
     templates = _templates(upstream)
-    before = await _answered(templates.get(template_id))
-    await _answered(templates.delete(template_id))
+    before = await answered(templates.get(template_id))
+    await answered(templates.delete(template_id))
     async with stores() as store:
         await store.record(viewer, "template.deleted", template_id, definition(before), None)
     return RedirectResponse("/templates", status_code=303)
@@ -167,7 +171,7 @@ async def preview_template(
     """The saved template's variant rendered for the person's facts, as a send would render it
     (without tracking links); nothing is saved or sent."""
     templates = _templates(upstream)
-    template = await _answered(templates.get(template_id))
+    template = await answered(templates.get(template_id))
     profile = await _person(ProfileApi(upstream.profile), asked.profile)
     try:
         rendered = await templates.preview(
@@ -176,7 +180,7 @@ async def preview_template(
     except UpstreamRefused as refused:
         raise _preview_refusal(refused) from None
     except UpstreamUnavailable as unavailable:
-        raise _unavailable(unavailable) from None
+        raise unavailable_error(unavailable) from None
     sms = None
     if template["channel"] == "sms":
         length = sms_length(str(rendered["fields"].get("text", "")))
@@ -205,7 +209,7 @@ async def _person(profiles: ProfileApi, who: str) -> dict[str, Any]:
             raise _no_profile(who) from None
         raise ApiError(refused.status, refused.code, refused.message, "profile") from None
     except UpstreamUnavailable as unavailable:
-        raise _unavailable(unavailable) from None
+        raise unavailable_error(unavailable) from None
     if found is None:
         raise _no_profile(who)
     return found
@@ -224,23 +228,6 @@ def _preview_refusal(refused: UpstreamRefused) -> ApiError:
     elif refused.code == "variant_not_found":
         field = "variant_id"
     return ApiError(refused.status, refused.code, refused.message, field)
-
-
-async def _answered(call: Awaitable[_T]) -> _T:
-    """The managed service's answer; its refusal as the console's (same status, code, field);
-    502 when it cannot be reached."""
-    try:
-        return await call
-    except UpstreamRefused as refused:
-        raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
-    except UpstreamUnavailable as unavailable:
-        raise _unavailable(unavailable) from None
-
-
-def _unavailable(unavailable: UpstreamUnavailable) -> ApiError:
-    return ApiError(
-        502, "upstream_unavailable", f"The {unavailable.service} service did not answer."
-    )
 
 
 def _editor(

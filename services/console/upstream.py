@@ -7,10 +7,14 @@ One `ManagedService` per service base URL; a call answers the service's JSON, or
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 import httpx
+from fastapi import Depends
 
+from libs.common.api import from_state
+from libs.common.errors import ApiError
 from services.console.settings import ConsoleSettings
 
 
@@ -175,3 +179,24 @@ def _refusal(response: httpx.Response) -> UpstreamRefused:
         return UpstreamRefused(
             response.status_code, "refused", f"answered {response.status_code}", None
         )
+
+
+_T = TypeVar("_T")
+UpstreamDep = Annotated[Upstream, Depends(from_state("upstream", Upstream))]
+
+
+async def answered(call: Awaitable[_T]) -> _T:
+    """A managed service's answer; its refusal as the console's (same status, code, field);
+    502 when it cannot be reached."""
+    try:
+        return await call
+    except UpstreamRefused as refused:
+        raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
+    except UpstreamUnavailable as unavailable:
+        raise unavailable_error(unavailable) from None
+
+
+def unavailable_error(unavailable: UpstreamUnavailable) -> ApiError:
+    return ApiError(
+        502, "upstream_unavailable", f"The {unavailable.service} service did not answer."
+    )
