@@ -19,6 +19,8 @@ from libs.common.events.ingest import (
     IngestTrack,
 )
 from libs.common.events.message import (
+    ArbitrationWinner,
+    ContactRule,
     JourneyRef,
     MessageClicked,
     MessageDelivered,
@@ -41,7 +43,9 @@ from libs.common.events.profile import (
 from libs.common.events.segment import SegmentEntered, SegmentExited
 
 __all__ = [
+    "ArbitrationWinner",
     "BehaviorOccurred",
+    "ContactRule",
     "ConversionAttributed",
     "Event",
     "EventData",
