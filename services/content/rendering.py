@@ -299,6 +299,7 @@ class RequestRenderer:
             journey=request.journey,
             behavior_at=request.behavior_at,
             time_zone=_time_zone(send.profile),
+            contact=request.contact,
         )
 
 

@@ -50,6 +50,7 @@ class Broadcast:
     at: datetime | None = None
     local_time: datetime | None = None
     repeat: Repeat | None = None
+    contact: dict[str, Any] | None = None
 
     def graph(self) -> dict[str, Any]:
         """The journey version it runs: everyone leaving the segment before their turn is not
@@ -60,13 +61,16 @@ class Broadcast:
             "template_id": self.template_id,
             "variables": self.variables,
         }
-        return {
+        graph: dict[str, Any] = {
             "entry": {"segment": self.segment},
             "reentry": {"rule": "always" if self.repeat is not None else "never"},
             "exit": {"on_segment_exit": True},
             "start": SEND_NODE,
             "nodes": {SEND_NODE: send},
         }
+        if self.contact is not None:
+            graph["contact"] = self.contact
+        return graph
 
     def check_times(self, now: datetime) -> None:
         """Refuse a time that has passed (`at` beyond a minute's skew, `local_time` once it has
@@ -122,6 +126,7 @@ class Broadcast:
             "repeat": None
             if self.repeat is None
             else {"every": self.repeat.every.total_seconds(), "times": self.repeat.times},
+            "contact": self.contact,
         }
 
     @classmethod
@@ -138,6 +143,7 @@ class Broadcast:
             repeat=None
             if repeat is None
             else Repeat(timedelta(seconds=repeat["every"]), repeat["times"]),
+            contact=raw.get("contact"),
         )
 
 

@@ -147,6 +147,7 @@ def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
         at=request.at,
         local_time=request.at_local_time,
         repeat=repeat,
+        contact=request.contact,
     )
 
 
@@ -216,6 +217,7 @@ def _response(
         at_local_time=broadcast.local_time,
         per_minute=broadcast.per_minute,
         repeat=row.spec.get("repeat"),
+        contact=broadcast.contact,
         progress=progress,
         occurrences=[
             OccurrenceResponse(
