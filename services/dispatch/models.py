@@ -4,12 +4,14 @@ Revision 0002 gave each ledger row the time zone its message named (`sends.time_
 dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003 added the send
 journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
 claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
-revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention).
+revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention;
+0006: each row's contact rule and arbitration hold).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -80,6 +82,13 @@ def sends_table(metadata: MetaData) -> Table:
         # Set, durably, right before the provider call; cleared with the call's result. Set on a
         # row whose owner died: the call may or may not have reached the provider.
         Column("attempt_started_at", DateTime(timezone=True)),
+        # The message's contact rule: its rank against the person's other marketing messages,
+        # what it does when it loses, and whether it is transactional (never capped).
+        Column("priority", Integer, nullable=False, server_default=text("50")),
+        Column("on_conflict", Text, nullable=False, server_default=text("'drop'")),
+        Column("transactional", Boolean, nullable=False, server_default=text("false")),
+        # The end of the arbitration window the row is held in with its person's other messages.
+        Column("held_until", DateTime(timezone=True)),
         Index("sends_due", "due_at", postgresql_where=_ACTIVE),
         Index("sends_profile_decided", "profile_id", "decided_at"),
         Index("sends_provider_message", "channel", "provider_message_id"),

@@ -37,6 +37,7 @@ from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter
 from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
+    ArbitrationWinner,
     Event,
     JourneyRef,
     MessageFailed,
@@ -49,7 +50,14 @@ from services.dispatch.addresses import WebhookResolver
 from services.dispatch.channels import Channel, OutgoingMessage, SendResult, build_channel
 from services.dispatch.journal import Attempt, Outcome, SendJournal
 from services.dispatch.outcomes import outcome
-from services.dispatch.policy import Preferences, SendPolicy, decide, profile_zone
+from services.dispatch.policy import (
+    Contender,
+    Preferences,
+    SendPolicy,
+    Verdict,
+    arbitrate,
+    profile_zone,
+)
 from services.dispatch.ratelimit import TokenBucket
 from services.dispatch.retries import next_step
 from services.dispatch.settings import DispatchSettings
@@ -292,17 +300,34 @@ class Sender:
             await self._take_over(store, taken_over, now, plan)
         fresh = [row for row in claimed if row.status == "pending"]
         profiles = await store.lock_free_profiles({row.profile_id for row in fresh})
-        # Rows of a profile another sender holds stay pending for the next claim.
-        fresh = [row for row in fresh if row.profile_id in profiles]
-        if not fresh:
+        contenders, busy = await store.contenders(profiles, [row.message_id for row in fresh])
+        # Rows of a profile another sender holds stay pending for the next claim, and so do
+        # those of a profile with a due row in another sender's claim: a person's due messages
+        # are arbitrated together.
+        profiles -= busy
+        due = [row for row in [*fresh, *contenders] if row.profile_id in profiles]
+        if not due:
             return plan
         policy = await store.policy()
         preferences = await store.preferences(profiles)
         history = (
             await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {}
         )
-        for row in fresh:
-            self._decide(row, now, plan, policy, preferences, history)
+        by_profile: dict[str, list[LedgerRow]] = {}
+        for row in due:
+            by_profile.setdefault(row.profile_id, []).append(row)
+        for profile_id, rows in by_profile.items():
+            verdicts = arbitrate(
+                [_contender(row, policy) for row in rows],
+                now,
+                preferences=preferences.get(profile_id, Preferences()),
+                policy=policy,
+                sent=history.get(profile_id, []),
+                default_consent=self._settings.dispatch_default_consent,
+            )
+            by_id = {row.message_id: row for row in rows}
+            for message_id, verdict in verdicts.items():
+                self._apply(by_id[message_id], verdict, by_id, now, plan)
         return plan
 
     async def _take_over(
@@ -329,37 +354,38 @@ class Sender:
             )
             metrics.SENDS.labels(row.channel, "failed").inc()
 
-    def _decide(
+    def _apply(
         self,
         row: LedgerRow,
+        verdict: Verdict,
+        rows: dict[str, LedgerRow],
         now: datetime,
         plan: _Plan,
-        policy: SendPolicy,
-        preferences: dict[str, Preferences],
-        history: dict[str, list[tuple[str, datetime]]],
     ) -> None:
-        sent = history.setdefault(row.profile_id, [])
-        decision = decide(
-            row.channel,
-            now,
-            preferences=preferences.get(row.profile_id, Preferences()),
-            policy=policy,
-            sent=sent,
-            # The zone the message named; only quiet hours read it.
-            zone=profile_zone(row.time_zone if policy.quiet_hours else None),
-            default_consent=self._settings.dispatch_default_consent,
-        )
+        decision = verdict.decision
         if decision.action == "send":
             plan.to_send.append(row)
-            sent.append((row.channel, now))  # later rows of this batch count this one
         elif decision.action == "defer" and decision.until is not None:
             plan.deferred[row.message_id] = decision.until
             metrics.SENDS.labels(row.channel, "deferred").inc()
+            if verdict.won_by is not None:
+                metrics.ARBITRATIONS.labels("deferred").inc()
         elif decision.reason is not None:
+            winner = None if verdict.won_by is None else rows[verdict.won_by.message_id]
             plan.suppressed[row.message_id] = decision.reason
-            plan.events.append(outcome(MessageSuppressed, row, now, reason=decision.reason))
+            plan.events.append(
+                outcome(
+                    MessageSuppressed,
+                    row,
+                    now,
+                    reason=decision.reason,
+                    won_by=None if winner is None else _winner(winner),
+                )
+            )
             metrics.SENDS.labels(row.channel, "suppressed").inc()
             metrics.SUPPRESSIONS.labels(decision.reason).inc()
+            if winner is not None:
+                metrics.ARBITRATIONS.labels("dropped").inc()
 
     async def _adapters_for(self, store: DispatchStore, names: set[str]) -> dict[str, Channel]:
         if not names:
@@ -543,6 +569,27 @@ async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _contender(row: LedgerRow, policy: SendPolicy) -> Contender:
+    return Contender(
+        message_id=row.message_id,
+        channel=row.channel,
+        requested_at=row.created_at or datetime.now(UTC),
+        priority=row.priority,
+        on_conflict="defer" if row.on_conflict == "defer" else "drop",
+        transactional=row.transactional,
+        # The zone the message named; only quiet hours read it.
+        zone=profile_zone(row.time_zone if policy.quiet_hours else None),
+    )
+
+
+def _winner(row: LedgerRow) -> ArbitrationWinner:
+    return ArbitrationWinner(
+        message_id=row.message_id,
+        journey=JourneyRef.model_validate(row.journey),
+        priority=row.priority,
+    )
 
 
 def _outgoing(row: LedgerRow) -> OutgoingMessage:
