@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from libs.common.events import (
     BehaviorOccurred,
+    ContactRule,
     ConversionAttributed,
     Event,
     JourneyRef,
@@ -240,6 +241,7 @@ def requested(
     profile: ProfileSnapshot | None = None,
     variables: Mapping[str, Any] | None = None,
     source: str = SOURCE,
+    contact: ContactRule | None = None,
 ) -> Event[MessageRequested]:
     """A request as journey makes it, carrying `profile` (absent: as made before requests
     carried their profile's facts)."""
@@ -254,6 +256,7 @@ def requested(
         idempotency_key=f"{journey.journey_id}:v{journey.journey_version}:"
         f"{journey.node_id}:{profile_id}:{request_id}",
         profile=profile,
+        contact=contact,
     )
     return Event(data=data, key=profile_id, source=source)
 
@@ -269,6 +272,7 @@ def rendered(
     payload: dict[str, Any] | None = None,
     time_zone: str | None = None,
     source: str = SOURCE,
+    contact: ContactRule | None = None,
 ) -> Event[MessageRendered]:
     """A message content rendered for `profile_id` (a fresh one), with idempotency key `key`
     (a fresh one), for dispatch to send."""
@@ -287,6 +291,7 @@ def rendered(
         journey=JOURNEY,
         behavior_at=datetime.now(UTC),
         time_zone=time_zone,
+        contact=contact,
     )
     return Event(data=data, key=profile, source=source)
 

@@ -315,6 +315,7 @@ async def _checked(request: TemplateRequest, sandbox: RenderSandbox) -> Template
         variants,
         request.reward,
         request.holdout_share,
+        request.transactional,
     )
 
 
@@ -400,6 +401,7 @@ def _response(row: TemplateRow) -> TemplateResponse:
             "variants": row.variants,
             "reward": row.reward,
             "holdout_share": row.holdout_share,
+            "transactional": row.transactional,
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         }

@@ -5,13 +5,15 @@ Later changes are written out in their own migration revisions (0003: the contex
 `variant_evidence` in place of `variant_stats`, `experiments`, `insights`, and the context and
 propensity of each decision). Content kept a copy of profiles (0001) and the requests awaiting
 an address (0002) until requests carried their profile's facts; 0004 drops both. 0005 indexes
-decisions and rewards by time, for their retention.
+decisions and rewards by time, for their retention; 0006 marks template versions
+transactional.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -54,6 +56,8 @@ def template_versions_table(metadata: MetaData) -> Table:
         # `clicks` or `conversions`: what counts as a success for the bandit.
         Column("reward", Text, nullable=False),
         Column("holdout_share", Float, nullable=False),
+        # Its messages are transactional (revision 0006): never capped or arbitrated.
+        Column("transactional", Boolean, nullable=False, server_default=text("false")),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         PrimaryKeyConstraint("template_id", "version", name="template_versions_pkey"),
         ForeignKeyConstraint(["template_id"], ["templates.id"], ondelete="CASCADE"),

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.bus import UnprocessableEvent
-from libs.common.events import MessageRendered, MessageRequested
+from libs.common.events import ContactRule, MessageRendered, MessageRequested
 from libs.common.profiles import ProfileFacts, facts_of
 from services.content import metrics
 from services.content.bandit import Choice, Context, held_out
@@ -299,8 +299,11 @@ class RequestRenderer:
             journey=request.journey,
             behavior_at=request.behavior_at,
             time_zone=_time_zone(send.profile),
-            contact=request.contact,
+            contact=_TRANSACTIONAL if template.transactional else request.contact,
         )
+
+
+_TRANSACTIONAL = ContactRule(transactional=True)
 
 
 def _time_zone(profile: ProfileFacts) -> str | None:

@@ -66,6 +66,11 @@ class TemplateRequest(BaseModel):
     holdout_share: float = Field(
         default=0.0, ge=0.0, le=0.9, description="Share of requests answered with no message."
     )
+    transactional: bool = Field(
+        default=False,
+        description="Its messages are transactional (receipts, password resets): dispatch never "
+        "caps, arbitrates or holds them, whatever the journey's contact rule says.",
+    )
 
 
 class TemplateResponse(BaseModel):
@@ -77,6 +82,7 @@ class TemplateResponse(BaseModel):
     variants: list[Variant]
     reward: str
     holdout_share: float
+    transactional: bool = False
     created_at: datetime
     updated_at: datetime
 

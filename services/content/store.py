@@ -38,6 +38,7 @@ class TemplateRow:
     holdout_share: float
     created_at: datetime
     updated_at: datetime
+    transactional: bool = False
 
     def current(self) -> TemplateVersion:
         return TemplateVersion(
@@ -48,6 +49,7 @@ class TemplateRow:
             self.variants,
             self.reward,
             self.holdout_share,
+            self.transactional,
         )
 
 
@@ -61,6 +63,7 @@ class TemplateContent:
     variants: list[dict[str, Any]]
     reward: str
     holdout_share: float
+    transactional: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def _json(value: Any) -> str:
 
 _TEMPLATE_COLUMNS = (
     "t.id, t.name, t.channel, t.version, t.created_at, t.updated_at, "
-    "v.defaults, v.variants, v.reward, v.holdout_share"
+    "v.defaults, v.variants, v.reward, v.holdout_share, v.transactional"
 )
 
 
@@ -133,9 +136,9 @@ class ContentStore(SchemaStore):
     ) -> None:
         await self._execute(
             "INSERT INTO {s}.template_versions "
-            "(template_id, version, defaults, variants, reward, holdout_share) VALUES "
-            "(:id, :version, CAST(:defaults AS jsonb), CAST(:variants AS jsonb), :reward, "
-            ":holdout_share)",
+            "(template_id, version, defaults, variants, reward, holdout_share, transactional) "
+            "VALUES (:id, :version, CAST(:defaults AS jsonb), CAST(:variants AS jsonb), :reward, "
+            ":holdout_share, :transactional)",
             {
                 "id": template_id,
                 "version": version,
@@ -143,6 +146,7 @@ class ContentStore(SchemaStore):
                 "variants": _json(content.variants),
                 "reward": content.reward,
                 "holdout_share": content.holdout_share,
+                "transactional": content.transactional,
             },
         )
 
@@ -327,6 +331,7 @@ def _template(row: Any) -> TemplateRow:
         float(row.holdout_share),
         row.created_at,
         row.updated_at,
+        row.transactional,
     )
 
 
@@ -405,7 +410,7 @@ class BatchStore:
         )
         self._templates = (
             "SELECT t.id, t.version, t.channel, v.defaults::text AS defaults, "
-            "v.variants::text AS variants, v.reward, v.holdout_share "
+            "v.variants::text AS variants, v.reward, v.holdout_share, v.transactional "
             f"FROM {s}.templates t JOIN {s}.template_versions v "
             "ON v.template_id = t.id AND v.version = t.version WHERE t.id = ANY($1::text[])"
         )
@@ -527,6 +532,7 @@ class BatchStore:
                 row["variants"],
                 row["reward"],
                 float(row["holdout_share"]),
+                row["transactional"],
             )
             for row in rows
         }
@@ -562,6 +568,7 @@ def _template_version(
     variants_json: str,
     reward: str,
     holdout_share: float,
+    transactional: bool,
 ) -> TemplateVersion:
     # Keyed by the content too: a template deleted and created again restarts at version 1.
     return TemplateVersion(
@@ -572,6 +579,7 @@ def _template_version(
         orjson.loads(variants_json),
         reward,
         holdout_share,
+        transactional,
     )
 
 

@@ -37,6 +37,8 @@ class TemplateVersion:
     variants: list[dict[str, Any]]
     reward: str
     holdout_share: float
+    # Its messages go as transactional (message.rendered `contact`), never capped or arbitrated.
+    transactional: bool = False
 
     def variant(self, variant_id: str) -> dict[str, Any] | None:
         return next((v for v in self.variants if v["id"] == variant_id), None)
