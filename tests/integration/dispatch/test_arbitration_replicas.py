@@ -4,6 +4,7 @@ transactional one; counted raw at the webhook receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 
@@ -11,7 +12,9 @@ import orjson
 import pytest
 
 from libs.common.events import ContactRule
+from libs.devstack import free_port
 from libs.devstack.pytest_plugin import ServiceLauncher
+from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.events import rendered
 from tests.integration.dispatch.conftest import ALLOW_LOOPBACK, FAST, warm_up
@@ -25,6 +28,7 @@ PEOPLE = 200
 # Small claims, so that one person's messages are often split between the two processes' claims.
 REPLICA = {**ALLOW_LOOPBACK, **FAST, "CLOSELOOP_DISPATCH_SENDER_BATCH": "7"}
 PRIORITIES = (30, 90, 60)
+MODULE = "services.dispatch"
 
 
 async def test_replicas_send_one_marketing_message_each_the_highest_and_every_receipt(
@@ -33,15 +37,20 @@ async def test_replicas_send_one_marketing_message_each_the_highest_and_every_re
     run = uuid.uuid4().hex[:8]
     schema = f"dispatch_replicas_{run}"
     async with running_providers() as (providers, base_url, _):
+        logs = tmp_path_factory.mktemp("dispatch-migrate-logs")
         first = ServiceLauncher(stack, tmp_path_factory.mktemp("dispatch-replica-1-logs"))
         second = ServiceLauncher(stack, tmp_path_factory.mktemp("dispatch-replica-2-logs"))
         try:
-            harnesses = []
-            for launcher in (first, second):
-                process = await launcher(
-                    "services.dispatch", name=schema, migrate=True, env=REPLICA, ready_timeout=60
+            env = {**stack.env(), **REPLICA}
+            await ServiceProcess(schema, MODULE, env, free_port(), log_dir=logs).migrate()
+            # Migrated once, then started together.
+            processes = await asyncio.gather(
+                *(
+                    launcher(MODULE, name=schema, env=REPLICA, ready_timeout=60)
+                    for launcher in (first, second)
                 )
-                harnesses.append(DispatchHarness(stack, process))
+            )
+            harnesses = [DispatchHarness(stack, process) for process in processes]
             harness = harnesses[0]
             await warm_up(harness, providers, base_url, run)
             name = f"contend_{run}"
