@@ -171,16 +171,22 @@ async def test_two_journeys_and_a_broadcast_competing_send_one_each_the_highest_
     await loop.call("dispatch", "PUT", "/policies", json={"caps": ONE_A_DAY})
     journeys = {dropping, deferring, winner}
 
+    async def losses() -> tuple[float, float]:
+        return (
+            await _metric(loop, "closeloop_dispatch_arbitration_losses_total", "dropped") - dropped,
+            await _metric(loop, "closeloop_dispatch_arbitration_losses_total", "deferred")
+            - deferred,
+        )
+
     async def all_decided() -> bool:
-        losses = await _metric(loop, "closeloop_dispatch_arbitration_losses_total", "dropped")
-        waits = await _metric(loop, "closeloop_dispatch_arbitration_losses_total", "deferred")
         sends = sum(_received(loop, journeys).values())
-        return (losses - dropped, waits - deferred, sends) == (PEOPLE, PEOPLE, PEOPLE)
+        return sum(await losses()) >= 2 * PEOPLE and sends >= PEOPLE
 
     await wait_for(all_decided, within=120, what="every message decided", every=0.25)
     received = _received(loop, journeys)
-    assert {journey for journey, _ in received} == {winner}
-    assert len(received) == PEOPLE and set(received.values()) == {1}
+    assert Counter(journey for journey, _ in received) == {winner: PEOPLE}
+    assert set(received.values()) == {1}, "one message each, counted raw"
+    assert await losses() == (PEOPLE, PEOPLE), "the first journey's dropped, the second's deferred"
 
     async def suppressions_counted() -> bool:
         stats = await loop.call("journey", "GET", f"/journeys/{dropping}/stats")
