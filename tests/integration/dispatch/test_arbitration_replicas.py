@@ -82,10 +82,10 @@ async def test_replicas_send_one_marketing_message_each_the_highest_and_every_re
             assert response.status_code == 200, response.text
             inbox = providers.webhook(name)
 
+            suppressed = f'closeloop_dispatch_sends_total{{channel="{name}",outcome="suppressed"}}'
+
             async def all_decided() -> bool:
-                dropped = await _total(
-                    harnesses, 'closeloop_dispatch_arbitration_losses_total{outcome="dropped"}'
-                )
+                dropped = await _total(harnesses, suppressed)
                 return dropped >= (len(PRIORITIES) - 1) * PEOPLE and len(inbox.raw) >= 2 * PEOPLE
 
             await wait_for(all_decided, within=60, what="every message decided")
@@ -96,6 +96,8 @@ async def test_replicas_send_one_marketing_message_each_the_highest_and_every_re
             assert received == Counter(
                 {(person, priority): 1 for person in people for priority in (90, -1)}
             )
+            lost = 'closeloop_dispatch_arbitration_losses_total{outcome="dropped"}'
+            assert await _total(harnesses, lost) == (len(PRIORITIES) - 1) * PEOPLE
             for other in harnesses:
                 await other.aclose()
         finally:
