@@ -82,6 +82,8 @@ def sends_table(metadata: MetaData) -> Table:
         # Set, durably, right before the provider call; cleared with the call's result. Set on a
         # row whose owner died: the call may or may not have reached the provider.
         Column("attempt_started_at", DateTime(timezone=True)),
+        # The W3C trace context of the message's trace (revision 0004).
+        Column("traceparent", Text),
         # The message's contact rule: its rank against the person's other marketing messages,
         # what it does when it loses, and whether it is transactional (never capped).
         Column("priority", Integer, nullable=False, server_default=text("50")),
@@ -92,6 +94,12 @@ def sends_table(metadata: MetaData) -> Table:
         Index("sends_due", "due_at", postgresql_where=_ACTIVE),
         Index("sends_profile_decided", "profile_id", "decided_at"),
         Index("sends_provider_message", "channel", "provider_message_id"),
+        # Finished sends by age, for their retention (revision 0005).
+        Index(
+            "sends_finished_created_at",
+            "created_at",
+            postgresql_where=text("status NOT IN ('pending', 'sending')"),
+        ),
     )
 
 
