@@ -7,7 +7,8 @@ trees alternately on this machine and prints each figure's min and median per si
 ratio (bench/alternate.py). `python -m bench loop --quick` keeps the loop's warm-up and phases
 short (20 s and 15 s per rate).
 `python -m bench decisions` runs the decision-quality simulator instead (no stack; see
-bench/decisions).
+bench/decisions). `python -m bench broadcast [--profiles N]` sends a broadcast to a million
+profiles (N) through journey, content and dispatch; `all` leaves it out.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from pathlib import Path
 from typing import Literal
 
 from bench import (
+    broadcast,
     bulk_import,
     bus,
     dispatch,
+    dryrun,
     ingest,
     journey,
     loop,
@@ -41,7 +44,7 @@ from bench.report import Rate
 from libs.devstack.scratch import scratch_stack
 
 Run = Callable[[str, str, str, int], Awaitable[list[Rate]]]
-Size = Literal["events", "profiles", "timers", "customers"]
+Size = Literal["events", "profiles", "timers", "customers", "dry_run_profiles"]
 
 # The defaults keep `make bench` near 20 minutes on the 2-core development machine.
 DEFAULT_SIZES: Mapping[Size, int] = {
@@ -49,6 +52,7 @@ DEFAULT_SIZES: Mapping[Size, int] = {
     "profiles": 1_000_000,
     "timers": 100_000,
     "customers": bulk_import.count_from_env(),
+    "dry_run_profiles": 100_000,
 }
 
 
@@ -57,7 +61,8 @@ class Scenario:
     """A benchmark module's three functions, and which size parameter is its `count`.
 
     One that starts a broker and database of its own (`own_stack`) ignores the run's and is not
-    compared with the raw ceilings: run alone, or with others like it, neither is started.
+    compared with the raw ceilings: run alone, or with others like it, neither is started. One
+    that is not `in_all` runs only when named (it alone takes longer than the combined run).
     """
 
     run: Run
@@ -65,6 +70,7 @@ class Scenario:
     figures: Callable[[list[Rate], Ceilings], list[summary.Figure]]
     size: Size = "events"
     own_stack: bool = False
+    in_all: bool = True
 
 
 SCENARIOS: Mapping[str, Scenario] = {
@@ -78,10 +84,19 @@ SCENARIOS: Mapping[str, Scenario] = {
     "segment": Scenario(segment.run, segment.report, segment.figures, "profiles"),
     "journey": Scenario(journey.run, journey.report, journey.figures, "timers"),
     "dispatch": Scenario(dispatch.run, dispatch.report, dispatch.figures),
+    "dryrun": Scenario(dryrun.run, dryrun.report, dryrun.figures, "dry_run_profiles"),
     "import": Scenario(
         bulk_import.run, bulk_import.report, bulk_import.figures, "customers", own_stack=True
     ),
     "loop": Scenario(loop.run, loop.report, loop.figures, own_stack=True),
+    "broadcast": Scenario(
+        broadcast.run,
+        broadcast.report,
+        broadcast.figures,
+        "profiles",
+        own_stack=True,
+        in_all=False,
+    ),
 }
 
 
@@ -181,13 +196,19 @@ def _bench(arguments: list[str]) -> int:
         "--profiles",
         type=int,
         default=DEFAULT_SIZES["profiles"],
-        help="profiles for the bulk segment evaluation (default %(default)s)",
+        help="profiles for the bulk segment evaluation and the broadcast (default %(default)s)",
     )
     parser.add_argument(
         "--timers",
         type=int,
         default=DEFAULT_SIZES["timers"],
         help="due waits for the journey timers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run-profiles",
+        type=int,
+        default=DEFAULT_SIZES["dry_run_profiles"],
+        help="profiles the journey dry run replays (default %(default)s)",
     )
     parser.add_argument(
         "--import-count",
@@ -206,12 +227,16 @@ def _bench(arguments: list[str]) -> int:
     parsed = parser.parse_args(arguments)
     if parsed.quick:
         loop.quick()
-    chosen = list(SCENARIOS) if parsed.scenario == "all" else [parsed.scenario]
+    if parsed.scenario == "all":
+        chosen = [name for name, scenario in SCENARIOS.items() if scenario.in_all]
+    else:
+        chosen = [parsed.scenario]
     sizes: dict[Size, int] = {
         "events": parsed.events,
         "profiles": parsed.profiles,
         "timers": parsed.timers,
         "customers": parsed.import_count,
+        "dry_run_profiles": parsed.dry_run_profiles,
     }
     started = time.monotonic()
     code = asyncio.run(main(chosen, sizes))

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from libs.common.events import (
     BehaviorOccurred,
+    CarriedConsent,
     ContactRule,
     ConversionAttributed,
     Event,
@@ -240,6 +241,7 @@ def requested(
     journey: JourneyRef = JOURNEY,
     profile: ProfileSnapshot | None = None,
     variables: Mapping[str, Any] | None = None,
+    subscription_topic: str | None = None,
     source: str = SOURCE,
     contact: ContactRule | None = None,
 ) -> Event[MessageRequested]:
@@ -256,6 +258,7 @@ def requested(
         idempotency_key=f"{journey.journey_id}:v{journey.journey_version}:"
         f"{journey.node_id}:{profile_id}:{request_id}",
         profile=profile,
+        subscription_topic=subscription_topic,
         contact=contact,
     )
     return Event(data=data, key=profile_id, source=source)
@@ -271,11 +274,14 @@ def rendered(
     body: str | None = "Hello from the tests",
     payload: dict[str, Any] | None = None,
     time_zone: str | None = None,
+    subscription_topic: str | None = None,
+    consent: CarriedConsent | None = None,
     source: str = SOURCE,
     contact: ContactRule | None = None,
 ) -> Event[MessageRendered]:
     """A message content rendered for `profile_id` (a fresh one), with idempotency key `key`
-    (a fresh one), for dispatch to send."""
+    (a fresh one), for dispatch to send; of `subscription_topic`, with the `consent` its
+    profile's traits carried."""
     profile = profile_id or unique("prf")
     data = MessageRendered(
         request_id=unique("req"),
@@ -291,6 +297,8 @@ def rendered(
         journey=JOURNEY,
         behavior_at=datetime.now(UTC),
         time_zone=time_zone,
+        subscription_topic=subscription_topic,
+        consent=consent,
         contact=contact,
     )
     return Event(data=data, key=profile, source=source)

@@ -26,16 +26,28 @@ from services.attribution.schemas import (
     ConversionResponse,
     ConversionTotalsResponse,
     CreditReportResponse,
+    CreditResponse,
     CreditRowResponse,
+    DailyReport,
+    DayResponse,
     Dimension,
     InsightResponse,
     InsightsResponse,
+    ProfileConversionResponse,
+    ProfileTouchesResponse,
     Rates,
     Report,
     ReportRow,
+    TouchResponse,
 )
 from services.attribution.settings import AttributionSettings
-from services.attribution.store import AttributionStore, DefinitionRow, TimeRange
+from services.attribution.store import (
+    AttributionStore,
+    DayTotals,
+    DefinitionRow,
+    RecordedConversion,
+    TimeRange,
+)
 from services.attribution.store import ReportRow as StoredRow
 
 _T = TypeVar("_T")
@@ -55,6 +67,13 @@ conversions_router = APIRouter(
 reports_router = APIRouter(
     tags=["reports"], dependencies=[Depends(require_admin)], responses=MANAGEMENT_ERRORS
 )
+profiles_router = APIRouter(
+    prefix="/profiles",
+    tags=["profiles"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+ProfileIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
 Stores = Annotated[StoreTransactions[AttributionStore], Depends(transactions_of(AttributionStore))]
 SettingsDep = Annotated[AttributionSettings, Depends(from_state("settings", AttributionSettings))]
 
@@ -142,6 +161,24 @@ async def report_credit(
     return _credit_response(report, span, conversion_id)
 
 
+@reports_router.get("/reports/daily")
+async def report_daily(
+    journey_id: _Text | None = None,
+    start: From = None,
+    to: To = None,
+    *,
+    stores: Stores,
+) -> DailyReport:
+    """Sends, outcomes, credited conversions and revenue per UTC day, summed from the hourly
+    rollups: the report's figures over time."""
+    scope = _scope(start, to, journey_id)
+    async with stores() as store:
+        days = await store.daily(scope)
+    return DailyReport(
+        journey_id=journey_id, from_=start, to=to, days=[_day_response(day) for day in days]
+    )
+
+
 @reports_router.get("/reports/{dimension}")
 async def report(
     dimension: Dimension,
@@ -218,6 +255,45 @@ async def list_insights(
             )
             for i in found
         ]
+    )
+
+
+@profiles_router.get("/{profile_id}/touches")
+async def profile_touches(
+    profile_id: ProfileIdPath,
+    stores: Stores,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ProfileTouchesResponse:
+    """The person's touches (each outcome of each message, the first time) and conversions
+    with the credit each message earned, newest first, at most `limit` of each."""
+    async with stores() as store:
+        touches = await store.touches_of(profile_id, limit)
+        conversions = await store.conversions_of(profile_id, limit)
+    return ProfileTouchesResponse(
+        profile_id=profile_id,
+        touches=[TouchResponse.model_validate(touch, from_attributes=True) for touch in touches],
+        conversions=[_profile_conversion(conversion) for conversion in conversions],
+    )
+
+
+def _profile_conversion(conversion: RecordedConversion) -> ProfileConversionResponse:
+    return ProfileConversionResponse(
+        conversion_id=conversion.conversion_id,
+        definition_id=conversion.definition_id,
+        occurred_at=conversion.occurred_at,
+        value=None if conversion.value is None else _decimal(conversion.value),
+        currency=conversion.currency,
+        attribution_model=conversion.attribution_model,
+        credits=[CreditResponse.model_validate(credit) for credit in conversion.credits],
+    )
+
+
+def _day_response(day: DayTotals) -> DayResponse:
+    return DayResponse(
+        day=day.day,
+        **day.counts,
+        converted=float(day.converted),
+        revenue={currency: _decimal(amount) for currency, amount in day.revenue.items()},
     )
 
 

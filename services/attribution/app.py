@@ -14,7 +14,7 @@ from libs.common.app import create_app
 from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
-from services.attribution.api import conversions_router, reports_router
+from services.attribution.api import conversions_router, profiles_router, reports_router
 from services.attribution.handlers import ACCEPTED_TYPES, attribution_handler
 from services.attribution.settings import AttributionSettings
 from services.attribution.store import touches_retained
@@ -39,7 +39,7 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Attribution",
         description="Conversions credited to the messages that earned them; KPIs and insights.",
-        routers=[conversions_router, reports_router],
+        routers=[conversions_router, reports_router, profiles_router],
         workers=parts.workers(consumer),
         readiness_checks=parts.readiness_checks(settings),
         state=parts.app_state(settings),

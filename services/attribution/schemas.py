@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -143,3 +143,60 @@ class InsightResponse(BaseModel):
 
 class InsightsResponse(BaseModel):
     insights: list[InsightResponse]
+
+
+class TouchResponse(BaseModel):
+    """One outcome of a message sent to the person, the first time it happened."""
+
+    message_id: str
+    outcome: str = Field(description="message.sent, message.delivered, message.clicked, ...")
+    channel: str
+    journey_id: str | None
+    node_id: str | None
+    template_id: str | None
+    variant_id: str | None
+    occurred_at: datetime
+
+
+class CreditResponse(BaseModel):
+    message_id: str
+    share: float = Field(description="The part of the conversion the message earned.")
+
+
+class ProfileConversionResponse(BaseModel):
+    conversion_id: str
+    definition_id: str
+    occurred_at: datetime
+    value: str | None = Field(description="A decimal string; null when the behaviour had none.")
+    currency: str | None
+    attribution_model: str
+    credits: list[CreditResponse] = Field(description="Empty: no touch was in its window.")
+
+
+class ProfileTouchesResponse(BaseModel):
+    """What attribution knows of one person: their touches and their conversions' credits."""
+
+    profile_id: str
+    touches: list[TouchResponse] = Field(description="Newest first.")
+    conversions: list[ProfileConversionResponse] = Field(description="Newest first.")
+
+
+class DayResponse(BaseModel):
+    """One UTC day of the rollups."""
+
+    day: date
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    converted: float
+    revenue: dict[str, str] = Field(description="Credited revenue per currency, decimal strings.")
+
+
+class DailyReport(BaseModel):
+    journey_id: str | None
+    from_: datetime | None = Field(alias="from")
+    to: datetime | None
+    days: list[DayResponse] = Field(description="Days with anything sent or credited, in order.")
+
+    model_config = ConfigDict(populate_by_name=True)

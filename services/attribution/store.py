@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -45,6 +45,9 @@ _COUNTS = (
     "failed",
 )
 
+# The counts of a day: the funnel, not the suppressions and failures.
+_DAILY_COUNTS = ("sent", "delivered", "opened", "clicked")
+
 
 @dataclass(frozen=True)
 class DefinitionRow:
@@ -80,6 +83,14 @@ class RecordedConversion:
 @dataclass(frozen=True)
 class ReportRow:
     key: dict[str, str]
+    counts: dict[str, int]
+    converted: Decimal
+    revenue: dict[str, Decimal]
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    day: date
     counts: dict[str, int]
     converted: Decimal
     revenue: dict[str, Decimal]
@@ -391,6 +402,79 @@ class AttributionStore(SchemaStore):
                 seen.value,
             )
         return list(totals.values())
+
+    async def daily(self, scope: TimeRange) -> list[DayTotals]:
+        """The rollups summed per UTC day over the scope's hours, days in order."""
+        where, params = _scope(scope)
+        counts = await self._execute(
+            "SELECT (bucket AT TIME ZONE 'UTC')::date AS day, "
+            + ", ".join(f"sum({c})::bigint AS {c}" for c in _DAILY_COUNTS)
+            + f", sum(converted) AS converted FROM {{s}}.kpi_rollups WHERE {where} "
+            "GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        revenue = await self._execute(
+            "SELECT (bucket AT TIME ZONE 'UTC')::date AS day, currency, sum(revenue) AS revenue "
+            f"FROM {{s}}.revenue_rollups WHERE {where} GROUP BY 1, 2",
+            params,
+        )
+        earned: dict[date, dict[str, Decimal]] = {}
+        for row in revenue:
+            earned.setdefault(row.day, {})[row.currency] = row.revenue
+        return [
+            DayTotals(
+                day=row.day,
+                counts={c: int(getattr(row, c)) for c in _DAILY_COUNTS},
+                converted=row.converted,
+                revenue=earned.get(row.day, {}),
+            )
+            for row in counts
+        ]
+
+    async def touches_of(self, profile_id: str, limit: int) -> list[Touchpoint]:
+        """The person's touchpoints, every outcome included, newest first, at most `limit`."""
+        result = await self._execute(
+            "SELECT message_id, occurred_at, outcome, channel, journey_id, node_id, template_id, "
+            "variant_id FROM {s}.touchpoints WHERE profile_id = :profile_id "
+            "ORDER BY occurred_at DESC, message_id, outcome LIMIT :limit",
+            {"profile_id": profile_id, "limit": limit},
+        )
+        return [
+            Touchpoint(
+                row.message_id,
+                row.occurred_at,
+                row.outcome,
+                row.channel,
+                row.journey_id,
+                row.node_id,
+                row.template_id,
+                row.variant_id,
+            )
+            for row in result
+        ]
+
+    async def conversions_of(self, profile_id: str, limit: int) -> list[RecordedConversion]:
+        """The person's conversions, with their credits, newest first, at most `limit`."""
+        result = await self._execute(
+            "SELECT conversion_id, definition_id, profile_id, occurred_at, value, currency, "
+            "attribution_model, CAST(credits AS text) AS credits FROM {s}.conversions "
+            "WHERE profile_id = :profile_id ORDER BY occurred_at DESC, conversion_id "
+            "LIMIT :limit",
+            {"profile_id": profile_id, "limit": limit},
+        )
+        return [
+            RecordedConversion(
+                row.conversion_id,
+                row.definition_id,
+                row.profile_id,
+                row.occurred_at,
+                row.value,
+                row.currency,
+                row.attribution_model,
+                orjson.loads(row.credits),
+            )
+            for row in result
+        ]
 
     async def credit_touches(
         self, since: datetime, until: datetime, limit: int

@@ -47,7 +47,13 @@ async def sign_in_page(settings: SettingsDep, next: str = _HOME) -> HTMLResponse
     """The sign-in form, with a CSRF token tied to a short-lived cookie (double submit): a form
     another site posts cannot sign the browser in as someone else."""
     token = new_token()
-    response = page("sign_in.html", csrf_token=token, next=_local(next), error=None)
+    response = page(
+        "sign_in.html",
+        csrf_token=token,
+        next=_local(next),
+        error=None,
+        oidc=bool(settings.console_oidc_issuer),
+    )
     _set_cookie(response, settings, SIGN_IN_COOKIE, token, max_age=3600)
     return response
 
@@ -58,27 +64,36 @@ async def sign_in(request: Request, stores: Stores, settings: SettingsDep) -> Re
     target = _local(fields.get("next", _HOME))
     token = request.cookies.get(SIGN_IN_COOKIE, "")
     if not token or not same_token(fields.get(CSRF_FIELD), token):
-        return _sign_in_refused(settings, target, "The form expired; sign in again.", 403)
+        return sign_in_refused(settings, target, "The form expired; sign in again.", 403)
     try:
         email = normal_email(fields.get("email", ""))
     except InvalidAccount:
-        return _sign_in_refused(settings, target, "Wrong email or password.", 401)
+        return sign_in_refused(settings, target, "Wrong email or password.", 401)
     async with stores() as store:
         user = await store.user_by_email(email)
     password = fields.get("password", "")
     hashed = None if user is None else user.password_hash
     if user is None or not await asyncio.to_thread(password_matches, hashed, password):
-        return _sign_in_refused(settings, target, "Wrong email or password.", 401)
+        return sign_in_refused(settings, target, "Wrong email or password.", 401)
+    response = await start_session(stores, settings, user.id, target)
+    response.delete_cookie(SIGN_IN_COOKIE, path="/")
+    return response
+
+
+async def start_session(
+    stores: Stores, settings: ConsoleSettings, user_id: str, target: str
+) -> Response:
+    """Sign the person in (a new server-side session, its cookie) and send them to `target`:
+    the one way in, for a password and for the OIDC provider alike."""
     session, csrf = new_token(), new_token()
     now = datetime.now(UTC)
     async with stores() as store:
         await store.forget_expired_sessions(now)
         expires = now + timedelta(hours=settings.console_session_hours)
-        await store.start_session(token_hash(session), user.id, csrf, expires)
-    response = RedirectResponse(target, status_code=303)
+        await store.start_session(token_hash(session), user_id, csrf, expires)
+    response = RedirectResponse(_local(target), status_code=303)
     max_age = int(settings.console_session_hours * 3600)
     _set_cookie(response, settings, SESSION_COOKIE, session, max_age=max_age)
-    response.delete_cookie(SIGN_IN_COOKIE, path="/")
     return response
 
 
@@ -141,12 +156,18 @@ async def _users_refused(
     return page("users.html", status_code=422, viewer=viewer, users=users, roles=ROLES, error=error)
 
 
-def _sign_in_refused(
+def sign_in_refused(
     settings: ConsoleSettings, target: str, message: str, status: int
 ) -> HTMLResponse:
+    """The sign-in page again, saying why, with a fresh form."""
     token = new_token()
     response = page(
-        "sign_in.html", status_code=status, csrf_token=token, next=target, error=message
+        "sign_in.html",
+        status_code=status,
+        csrf_token=token,
+        next=target,
+        error=message,
+        oidc=bool(settings.console_oidc_issuer),
     )
     _set_cookie(response, settings, SIGN_IN_COOKIE, token, max_age=3600)
     return response

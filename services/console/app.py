@@ -14,9 +14,19 @@ from libs.common.db import create_engine
 from libs.common.lifecycle import database_check
 from libs.common.service import DatabaseEngine
 from libs.common.settings import Settings
-from services.console import api, segment_pages
+from services.console import (
+    api,
+    journey_pages,
+    oidc_pages,
+    profile_pages,
+    report_pages,
+    segment_pages,
+    template_pages,
+)
 from services.console.access import SignInRequired, answer_sign_in_required
+from services.console.oidc import OidcProvider
 from services.console.settings import ConsoleSettings
+from services.console.sources import Sources
 from services.console.upstream import Upstream
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -28,14 +38,29 @@ def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, ConsoleSettings)
     engine = create_engine(settings)
     upstream = Upstream(settings)
+    sources = Sources(settings)
+    oidc = OidcProvider(settings)
     app = create_app(
         settings,
         title="Closeloop console",
         description="Sign-in, roles and an audit log over the platform's management APIs.",
-        routers=[api.router, segment_pages.router],
-        workers=[DatabaseEngine(engine), upstream],
+        routers=[
+            api.router,
+            segment_pages.router,
+            journey_pages.router,
+            template_pages.router,
+            profile_pages.router,
+            report_pages.router,
+            oidc_pages.router,
+        ],
+        workers=[DatabaseEngine(engine), upstream, sources, oidc],
         readiness_checks=[database_check(engine)],
-        state={**database_state(engine, settings.schema_name), "upstream": upstream},
+        state={
+            **database_state(engine, settings.schema_name),
+            "upstream": upstream,
+            "sources": sources,
+            "oidc": oidc,
+        },
     )
     app.add_exception_handler(SignInRequired, answer_sign_in_required)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,4 +1,5 @@
-"""The console's tables: its users, their sessions, and the audit log of every change."""
+"""The console's tables: its users, their sessions, and the audit log of every change (revision
+0001); the single sign-ons under way (0002)."""
 
 from __future__ import annotations
 
@@ -66,4 +67,33 @@ def audit_log_table(metadata: MetaData) -> Table:
         Column("target", Text, nullable=False),
         Column("before", JSONB),
         Column("after", JSONB),
+    )
+
+
+def journey_layouts_table(metadata: MetaData) -> Table:
+    """Where the journey canvas draws each node of a journey: `{"entry": {"x", "y"}, "nodes":
+    {node id: {"x", "y"}}}`. The console's own: the journey service keeps the graph alone."""
+    return Table(
+        "journey_layouts",
+        metadata,
+        Column("journey_id", Text, primary_key=True),
+        Column("positions", JSONB, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+def oidc_sign_ins_table(metadata: MetaData) -> Table:
+    """One row per sign-in sent to the OIDC provider and not yet back: what the callback must
+    find again (the state, by its SHA-256; the browser that started it, by its cookie's
+    SHA-256; the nonce and the PKCE verifier). Used once, then deleted."""
+    return Table(
+        "oidc_sign_ins",
+        metadata,
+        Column("state_hash", Text, primary_key=True),
+        Column("browser_hash", Text, nullable=False),
+        Column("nonce", Text, nullable=False),
+        Column("code_verifier", Text, nullable=False),
+        Column("next", Text, nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index("oidc_sign_ins_expires_at", "expires_at"),
     )

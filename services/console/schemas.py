@@ -68,3 +68,63 @@ class SegmentForm:
                 422, "invalid_request", "conditions: not a rule (JSON expected)", "conditions"
             ) from None
         return self.name, self.description, conditions
+
+
+JOURNEY_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_NODE_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_MAX_NODES: Final = 500
+_FARTHEST: Final = 1_000_000.0
+
+
+class JourneyDefinition(BaseModel):
+    """The journey's graph as the canvas made it; the journey service judges it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry: Any = None
+    reentry: Any = None
+    exit: Any = None
+    goal: Any = None
+    start: Any = None
+    nodes: Any = None
+
+    def graph(self) -> dict[str, Any]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class Position(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = Field(ge=-_FARTHEST, le=_FARTHEST, allow_inf_nan=False)
+    y: float = Field(ge=-_FARTHEST, le=_FARTHEST, allow_inf_nan=False)
+
+
+class JourneyLayout(BaseModel):
+    """Where the canvas draws the entry and each node (decision 0028: the console keeps it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry: Position | None = None
+    nodes: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=_NODE_ID_PATTERN)], Position],
+        Field(max_length=_MAX_NODES),
+    ] = Field(default_factory=dict)
+
+
+class JourneyDraft(BaseModel):
+    """What the canvas saves: the journey's name and description, its graph, its layout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    description: Annotated[str, StringConstraints(max_length=_MAX_DESCRIPTION)] = ""
+    definition: JourneyDefinition
+    layout: JourneyLayout = Field(default_factory=JourneyLayout)
+
+
+class JourneyCheck(BaseModel):
+    """The graph as the canvas has it now, to validate without saving."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definition: JourneyDefinition

@@ -21,6 +21,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class PendingSignIn:
+    """A single sign-on sent to the provider: what its callback must match."""
+
+    browser_hash: str
+    nonce: str
+    code_verifier: str
+    next: str
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     at: datetime
@@ -92,6 +102,37 @@ class ConsoleStore(SchemaStore):
     async def forget_expired_sessions(self, now: datetime) -> None:
         await self._execute("DELETE FROM {s}.sessions WHERE expires_at <= :now", {"now": now})
 
+    async def begin_oidc_sign_in(
+        self, state_hash: str, pending: PendingSignIn, expires_at: datetime
+    ) -> None:
+        await self._execute(
+            "INSERT INTO {s}.oidc_sign_ins "
+            "(state_hash, browser_hash, nonce, code_verifier, next, expires_at) "
+            "VALUES (:state_hash, :browser_hash, :nonce, :code_verifier, :next, :expires_at)",
+            {
+                "state_hash": state_hash,
+                "browser_hash": pending.browser_hash,
+                "nonce": pending.nonce,
+                "code_verifier": pending.code_verifier,
+                "next": pending.next,
+                "expires_at": expires_at,
+            },
+        )
+
+    async def take_oidc_sign_in(self, state_hash: str, now: datetime) -> PendingSignIn | None:
+        """The sign-in the state names, if it has not expired; gone afterwards either way (a
+        state is good once)."""
+        await self._execute("DELETE FROM {s}.oidc_sign_ins WHERE expires_at <= :now", {"now": now})
+        result = await self._execute(
+            "DELETE FROM {s}.oidc_sign_ins WHERE state_hash = :state_hash "
+            "RETURNING browser_hash, nonce, code_verifier, next",
+            {"state_hash": state_hash},
+        )
+        row = result.first()
+        if row is None:
+            return None
+        return PendingSignIn(row.browser_hash, row.nonce, row.code_verifier, row.next)
+
     async def record(
         self, viewer: Viewer, action: str, target: str, before: Any, after: Any
     ) -> None:
@@ -124,6 +165,22 @@ class ConsoleStore(SchemaStore):
             )
             for row in result
         ]
+
+    async def journey_layout(self, journey_id: str) -> Any:
+        """Where the canvas last drew the journey's nodes; None if it never did."""
+        result = await self._execute(
+            "SELECT positions FROM {s}.journey_layouts WHERE journey_id = :id", {"id": journey_id}
+        )
+        row = result.first()
+        return None if row is None else row.positions
+
+    async def keep_journey_layout(self, journey_id: str, positions: Any) -> None:
+        await self._execute(
+            "INSERT INTO {s}.journey_layouts (journey_id, positions) "
+            "VALUES (:id, CAST(:positions AS jsonb)) ON CONFLICT (journey_id) DO UPDATE "
+            "SET positions = EXCLUDED.positions, updated_at = now()",
+            {"id": journey_id, "positions": json.dumps(positions)},
+        )
 
 
 def _user(row: Any) -> User:

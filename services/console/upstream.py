@@ -25,6 +25,14 @@ class UpstreamRefused(Exception):
         self.field = field
 
 
+class UpstreamMoved(Exception):
+    """The service answered that the thing lives elsewhere now (3xx): `location` says where."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
 class UpstreamUnavailable(Exception):
     """The service could not be reached or failed (5xx)."""
 
@@ -42,6 +50,7 @@ class ManagedService:
             base_url=base_url,
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=timeout,
+            follow_redirects=True,  # a merged profile's id answers 308 to its survivor
         )
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -54,6 +63,8 @@ class ManagedService:
             raise UpstreamUnavailable(self.name, f"answered {response.status_code}")
         if response.status_code >= 400:
             raise _refusal(response)
+        if response.status_code >= 300:
+            raise UpstreamMoved(response.headers.get("location", ""))
         return None if response.status_code == 204 else response.json()
 
     async def aclose(self) -> None:
@@ -91,6 +102,42 @@ class SegmentApi:
         return dict(await self._service.call("POST", "/segments/preview", body))
 
 
+class JourneyApi:
+    """The journey service's journeys: drafts, validation, publishing, pausing and stats."""
+
+    def __init__(self, service: ManagedService) -> None:
+        self._service = service
+
+    async def list(self) -> list[dict[str, Any]]:
+        answer = await self._service.call("GET", "/journeys")
+        return list(answer["journeys"])
+
+    async def get(self, journey_id: str) -> dict[str, Any]:
+        return dict(await self._service.call("GET", f"/journeys/{journey_id}"))
+
+    async def create(
+        self, journey_id: str | None, name: str, description: str, graph: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {**graph, "id": journey_id, "name": name, "description": description}
+        return dict(await self._service.call("POST", "/journeys", body))
+
+    async def replace(
+        self, journey_id: str, name: str, description: str, graph: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {**graph, "name": name, "description": description}
+        return dict(await self._service.call("PUT", f"/journeys/{journey_id}", body))
+
+    async def validate(self, graph: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._service.call("POST", "/journeys/validate", graph))
+
+    async def act(self, journey_id: str, action: str) -> dict[str, Any]:
+        """`publish`, `pause` or `resume`."""
+        return dict(await self._service.call("POST", f"/journeys/{journey_id}/{action}"))
+
+    async def stats(self, journey_id: str) -> dict[str, Any]:
+        return dict(await self._service.call("GET", f"/journeys/{journey_id}/stats"))
+
+
 class Upstream:
     """Every managed service the console calls, kept on `app.state.upstream`; a worker only so
     that its connections are closed at shutdown."""
@@ -102,12 +149,17 @@ class Upstream:
         timeout = settings.console_upstream_timeout_seconds
         self._segment = ManagedService("segment", settings.console_segment_url, token, timeout)
         self.segments = SegmentApi(self._segment)
+        self._journey = ManagedService("journey", settings.console_journey_url, token, timeout)
+        self.journeys = JourneyApi(self._journey)
+        self.content = ManagedService("content", settings.console_content_url, token, timeout)
+        self.profile = ManagedService("profile", settings.console_profile_url, token, timeout)
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        await self._segment.aclose()
+        for service in (self._segment, self._journey, self.content, self.profile):
+            await service.aclose()
 
     def is_alive(self) -> bool:
         return True

@@ -3,6 +3,7 @@ experiment (the bandit's view of the variants, evaluations, insights), and copy 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,13 @@ from services.content.copywriting import (
     recombine,
 )
 from services.content.evaluations import ExperimentEvaluations, NothingToEvaluate
-from services.content.experiments import Experiment, template_variants, variant_evidence
+from services.content.experiments import (
+    Experiment,
+    current_split,
+    template_variants,
+    variant_evidence,
+    variant_rates,
+)
 from services.content.messages import template_variables
 from services.content.profiles import profile_variable
 from services.content.sandbox import (
@@ -50,6 +57,7 @@ from services.content.schemas import (
 )
 from services.content.settings import ContentSettings
 from services.content.store import ContentStore, StoredInsight, TemplateContent, TemplateRow
+from services.content.subscription_topics import DispatchTopics, TopicsUnavailable
 from services.content.templates import assemble, field_problems, liquid_sources
 
 _T = TypeVar("_T")
@@ -78,6 +86,7 @@ copy_router = APIRouter(
 Stores = Annotated[StoreTransactions[ContentStore], Depends(transactions_of(ContentStore))]
 SettingsDep = Annotated[ContentSettings, Depends(from_state("settings", ContentSettings))]
 SandboxDep = Annotated[RenderSandbox, Depends(from_state("sandbox", RenderSandbox))]
+TopicsDep = Annotated[DispatchTopics, Depends(from_state("topics", DispatchTopics))]
 EvaluationsDep = Annotated[
     ExperimentEvaluations, Depends(from_state("evaluations", ExperimentEvaluations))
 ]
@@ -94,11 +103,12 @@ CopywriterDep = Annotated[LlmCopywriter | None, Depends(_copywriter)]
 
 @templates_router.post("", status_code=201, responses=error_responses(409))
 async def create_template(
-    request: TemplateRequest, stores: Stores, sandbox: SandboxDep
+    request: TemplateRequest, stores: Stores, sandbox: SandboxDep, topics: TopicsDep
 ) -> TemplateResponse:
     """Create a template at version 1."""
     template_id = request.id or f"tpl_{uuid.uuid4().hex[:20]}"
     content = await _checked(request, sandbox)
+    await _check_topic(request.topic, topics)
     async with stores() as store:
         row = await store.insert_template(template_id, content)
     if row is None:
@@ -122,12 +132,17 @@ async def get_template(template_id: TemplateIdPath, stores: Stores) -> TemplateR
 
 @templates_router.put("/{template_id}", responses=_NOT_FOUND)
 async def replace_template(
-    template_id: TemplateIdPath, request: TemplateRequest, stores: Stores, sandbox: SandboxDep
+    template_id: TemplateIdPath,
+    request: TemplateRequest,
+    stores: Stores,
+    sandbox: SandboxDep,
+    topics: TopicsDep,
 ) -> TemplateResponse:
     """Save the template as its next version; messages name the version they came from."""
     if request.id is not None and request.id != template_id:
         raise ApiError(422, "id_mismatch", "The body's id differs from the path's.", "id")
     content = await _checked(request, sandbox)
+    await _check_topic(request.topic, topics)
     async with stores() as store:
         row = await store.add_version(template_id, content)
     return _response(_found(row, template_id))
@@ -183,15 +198,19 @@ async def preview(
 async def variants(
     template_id: TemplateIdPath, stores: Stores, evaluations: EvaluationsDep
 ) -> VariantsResponse:
-    """Each variant's evidence and posterior mean as of now, and the experiment as last
-    evaluated: the promotion, the value remaining, each variant's probability of being best."""
+    """Each variant's evidence and posterior mean as of now, its sends, clicks and conversions,
+    the share of requests the policy gives it now, and the experiment as last evaluated: the
+    promotion, the value remaining, each variant's probability of being best."""
     async with stores() as store:
         row = _found(await store.get_template(template_id), template_id)
         evidence = (await store.evidence([row.id])).get(row.id, [])
         experiment = await store.experiment(row.id)
         decisions = await store.outcome_counts(row.id)
-    template = row.current()
-    found = variant_evidence(template, evidence, datetime.now(UTC), evaluations.half_life_days)
+    template, now = row.current(), datetime.now(UTC)
+    half_life = evaluations.half_life_days
+    found = variant_evidence(template, evidence, now, half_life)
+    rates = variant_rates(template, evidence, now, half_life)
+    split = await asyncio.to_thread(current_split, template, evidence, experiment, now, half_life)
     best = experiment.probability_best if experiment is not None else {}
     return VariantsResponse(
         template_id=row.id,
@@ -206,8 +225,12 @@ async def variants(
                 successes=summary.successes,
                 posterior_mean=summary.posterior_mean,
                 probability_best=best.get(summary.variant_id),
+                sends=rate.sends,
+                clicks=rate.clicks,
+                conversions=rate.conversions,
+                split=split[summary.variant_id],
             )
-            for variant, summary in zip(row.variants, found, strict=True)
+            for variant, summary, rate in zip(row.variants, found, rates, strict=True)
         ],
         experiment=(
             _experiment(experiment, template_variants(template)) if experiment is not None else None
@@ -315,8 +338,26 @@ async def _checked(request: TemplateRequest, sandbox: RenderSandbox) -> Template
         variants,
         request.reward,
         request.holdout_share,
+        request.topic,
         request.transactional,
     )
+
+
+async def _check_topic(topic: str | None, topics: DispatchTopics) -> None:
+    """A 422 naming `topic` when dispatch has no such topic; a 503 when it cannot say."""
+    if topic is None:
+        return
+    try:
+        exists = await topics.exists(topic)
+    except TopicsUnavailable as error:
+        raise ApiError(
+            503,
+            "dependency_unavailable",
+            f"the dispatch service is unavailable: {error}",
+            "dispatch",
+        ) from None
+    if not exists:
+        raise ApiError(422, "topic_not_found", f"topic: there is no topic {topic!r}", "topic")
 
 
 def _invalid_variant(index: int, pointer: str, problem: str) -> ApiError:
@@ -401,6 +442,7 @@ def _response(row: TemplateRow) -> TemplateResponse:
             "variants": row.variants,
             "reward": row.reward,
             "holdout_share": row.holdout_share,
+            "topic": row.topic,
             "transactional": row.transactional,
             "created_at": row.created_at,
             "updated_at": row.updated_at,

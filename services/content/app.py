@@ -20,6 +20,7 @@ from services.content.rendering import RequestRenderer
 from services.content.sandbox import Limits, RenderSandbox
 from services.content.settings import ContentSettings
 from services.content.store import decisions_retained
+from services.content.subscription_topics import DispatchTopics
 
 
 def create(settings: Settings) -> FastAPI:
@@ -74,6 +75,11 @@ def create(settings: Settings) -> FastAPI:
             "sandbox": sandbox,
             "evaluations": evaluations,
             "copywriter": _copywriter(settings, sandbox),
+            "topics": DispatchTopics(
+                settings.content_dispatch_url,
+                settings.admin_token.get_secret_value(),
+                settings.content_topic_check_timeout_ms / 1000,
+            ),
         },
     )
 

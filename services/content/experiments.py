@@ -185,6 +185,34 @@ def variant_evidence(
     return [VariantEvidence(v, trials[v], successes[v]) for v in trials]
 
 
+@dataclass(frozen=True)
+class VariantRates:
+    """One variant's sends, clicks and credited conversions over all contexts, discounted to now
+    (both counts, whatever the template's reward)."""
+
+    variant_id: str
+    sends: float
+    clicks: float
+    conversions: float
+
+
+def variant_rates(
+    template: TemplateVersion, rows: Sequence[EvidenceRow], now: datetime, half_life_days: float
+) -> list[VariantRates]:
+    """Each current variant's sends, clicks and conversions, in template order."""
+    counts = {variant_id: [0.0, 0.0, 0.0] for variant_id in template_variants(template)}
+    for row in rows:
+        found = counts.get(row.variant_id)
+        if found is None:
+            continue
+        days = max((now - row.updated_at).total_seconds(), 0.0) / _SECONDS_PER_DAY
+        factor = decay_factor(days, half_life_days)
+        found[0] += row.trials * factor
+        found[1] += row.clicks * factor
+        found[2] += row.conversions * factor
+    return [VariantRates(variant_id, *found) for variant_id, found in counts.items()]
+
+
 def template_variants(template: TemplateVersion) -> tuple[str, ...]:
     return tuple(variant["id"] for variant in template.variants)
 
@@ -211,14 +239,32 @@ class VariantPolicy:
     def choose(self, context: Context, rng: random.Random) -> Choice:
         """Thompson sampling in the context (or, once promoted, its leader but for the floor),
         with one uniform draw of `rng`."""
-        found = self._in_context.get(context.key)
-        if found is None:
-            found = self._in_context[context.key] = self._estimate(context)
+        found = self._choice_in(context)
         # As numpy's `Generator.choice` draws with probabilities: the cumulative share, ending
         # at exactly 1, searched for a uniform draw in [0, 1).
         chosen = bisect.bisect_right(found.cumulative, rng.random())
         variant_id = self.model.variants[chosen]
         return Choice(variant_id, found.probabilities[variant_id], dict(found.probabilities))
+
+    def split(self, channel: str) -> dict[str, float]:
+        """The share of requests each variant gets now: each context's choice probabilities
+        weighted by the context's sends; before any send, those of a request on `channel` with
+        no facts (every context chooses alike then)."""
+        sent = {key: trials for key, trials in self.model.traffic.items() if trials > 0}
+        if not sent:
+            return dict(self._choice_in(unknown_context(channel)).probabilities)
+        total = sum(sent.values())
+        split = dict.fromkeys(self.model.variants, 0.0)
+        for key, trials in sent.items():
+            for variant_id, share in self._choice_in(Context.from_key(key)).probabilities.items():
+                split[variant_id] += share * trials / total
+        return split
+
+    def _choice_in(self, context: Context) -> _ContextChoice:
+        found = self._in_context.get(context.key)
+        if found is None:
+            found = self._in_context[context.key] = self._estimate(context)
+        return found
 
     def _estimate(self, context: Context) -> _ContextChoice:
         # Seeded by the context: the same model estimates the same probabilities in every
@@ -256,6 +302,19 @@ def fitted_policy(
     model = fit(evidence_as_of(rows, template.reward, now, half_life_days), variants, BANDIT)
     promoted = experiment is not None and experiment.promoted_for(variants)
     return VariantPolicy(template.template_id, model, promoted)
+
+
+def current_split(
+    template: TemplateVersion,
+    rows: Sequence[EvidenceRow],
+    experiment: Experiment | None,
+    now: datetime,
+    half_life_days: float,
+) -> dict[str, float]:
+    """The share of requests each variant gets from the template's policy as of now (fitted as
+    the handler fits it; about a millisecond per context with sends)."""
+    policy = fitted_policy(template, rows, experiment, now, half_life_days)
+    return policy.split(template.channel)
 
 
 class PolicyCache:

@@ -1,9 +1,10 @@
 """Answering requests: the holdout, the variant, the recipient, the render, the tracked message.
 
 Everything about the person comes from the facts the request carries (`profile`, as journey
-knew them when it asked): the `profile` variable, the address, the bandit's context and the time
-zone passed on to dispatch. A request made before requests carried them has none, and is
-rendered with an empty profile: on a channel that needs an address it is `undeliverable`.
+knew them when it asked): the `profile` variable, the address, the bandit's context, and the
+time zone and the consent its traits state (libs/common/consent.py) passed on to dispatch. A
+request made before requests carried them has none, and is rendered with an empty profile: on a
+channel that needs an address it is `undeliverable`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.bus import UnprocessableEvent
+from libs.common.consent import consent_from_traits
 from libs.common.events import ContactRule, MessageRendered, MessageRequested
 from libs.common.profiles import ProfileFacts, facts_of
 from services.content import metrics
@@ -299,6 +301,9 @@ class RequestRenderer:
             journey=request.journey,
             behavior_at=request.behavior_at,
             time_zone=_time_zone(send.profile),
+            # The send's topic, else the template's.
+            subscription_topic=request.subscription_topic or template.topic,
+            consent=consent_from_traits(send.profile.traits),
             contact=_TRANSACTIONAL if template.transactional else request.contact,
         )
 

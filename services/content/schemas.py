@@ -66,6 +66,11 @@ class TemplateRequest(BaseModel):
     holdout_share: float = Field(
         default=0.0, ge=0.0, le=0.9, description="Share of requests answered with no message."
     )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic its messages belong to (dispatch's `/topics`) when "
+        "the send names none; unknown: 422.",
+    )
     transactional: bool = Field(
         default=False,
         description="Its messages are transactional (receipts, password resets): dispatch never "
@@ -82,6 +87,7 @@ class TemplateResponse(BaseModel):
     variants: list[Variant]
     reward: str
     holdout_share: float
+    topic: str | None = None
     transactional: bool = False
     created_at: datetime
     updated_at: datetime
@@ -135,6 +141,20 @@ class VariantStatsResponse(BaseModel):
     probability_best: float | None = Field(
         description="At the last evaluation, the traffic-weighted probability that it is the "
         "best variant; null before the first."
+    )
+    sends: float | None = Field(
+        default=None, description="Messages sent with this variant, discounted with age."
+    )
+    clicks: float | None = Field(
+        default=None, description="Its clicked messages (each once), discounted with age."
+    )
+    conversions: float | None = Field(
+        default=None, description="Conversions credited to it (credit shares), discounted."
+    )
+    split: float | None = Field(
+        default=None,
+        description="The share of the template's requests the policy gives it now (of those "
+        "not held out): each context's choice probability weighted by the context's sends.",
     )
 
 

@@ -58,6 +58,14 @@ class ContentSettings(Settings):
     content_llm_model: str = Field(default="gpt-4o-mini", description="The model to ask.")
     content_llm_api_key: SecretStr = Field(default=SecretStr(""), description="Its bearer key.")
     content_llm_timeout_ms: int = Field(default=20_000, ge=100)
+    content_dispatch_url: str = Field(
+        default="http://127.0.0.1:8106",
+        description="The dispatch service, asked whether the subscription topic a template "
+        "names exists; empty skips the check.",
+    )
+    content_topic_check_timeout_ms: int = Field(
+        default=3000, ge=1, description="How long a topic check may take before a 503."
+    )
     content_decision_retention_days: float = Field(
         default=400,
         gt=0,

@@ -38,6 +38,7 @@ class TemplateRow:
     holdout_share: float
     created_at: datetime
     updated_at: datetime
+    topic: str | None = None
     transactional: bool = False
 
     def current(self) -> TemplateVersion:
@@ -49,6 +50,7 @@ class TemplateRow:
             self.variants,
             self.reward,
             self.holdout_share,
+            self.topic,
             self.transactional,
         )
 
@@ -63,6 +65,7 @@ class TemplateContent:
     variants: list[dict[str, Any]]
     reward: str
     holdout_share: float
+    topic: str | None = None
     transactional: bool = False
 
 
@@ -81,7 +84,7 @@ def _json(value: Any) -> str:
 
 _TEMPLATE_COLUMNS = (
     "t.id, t.name, t.channel, t.version, t.created_at, t.updated_at, "
-    "v.defaults, v.variants, v.reward, v.holdout_share, v.transactional"
+    "v.defaults, v.variants, v.reward, v.holdout_share, v.topic, v.transactional"
 )
 
 
@@ -136,9 +139,9 @@ class ContentStore(SchemaStore):
     ) -> None:
         await self._execute(
             "INSERT INTO {s}.template_versions "
-            "(template_id, version, defaults, variants, reward, holdout_share, transactional) "
-            "VALUES (:id, :version, CAST(:defaults AS jsonb), CAST(:variants AS jsonb), :reward, "
-            ":holdout_share, :transactional)",
+            "(template_id, version, defaults, variants, reward, holdout_share, topic, "
+            "transactional) VALUES (:id, :version, CAST(:defaults AS jsonb), "
+            "CAST(:variants AS jsonb), :reward, :holdout_share, :topic, :transactional)",
             {
                 "id": template_id,
                 "version": version,
@@ -146,6 +149,7 @@ class ContentStore(SchemaStore):
                 "variants": _json(content.variants),
                 "reward": content.reward,
                 "holdout_share": content.holdout_share,
+                "topic": content.topic,
                 "transactional": content.transactional,
             },
         )
@@ -331,6 +335,7 @@ def _template(row: Any) -> TemplateRow:
         float(row.holdout_share),
         row.created_at,
         row.updated_at,
+        row.topic,
         row.transactional,
     )
 
@@ -410,7 +415,7 @@ class BatchStore:
         )
         self._templates = (
             "SELECT t.id, t.version, t.channel, v.defaults::text AS defaults, "
-            "v.variants::text AS variants, v.reward, v.holdout_share, v.transactional "
+            "v.variants::text AS variants, v.reward, v.holdout_share, v.topic, v.transactional "
             f"FROM {s}.templates t JOIN {s}.template_versions v "
             "ON v.template_id = t.id AND v.version = t.version WHERE t.id = ANY($1::text[])"
         )
@@ -532,6 +537,7 @@ class BatchStore:
                 row["variants"],
                 row["reward"],
                 float(row["holdout_share"]),
+                row["topic"],
                 row["transactional"],
             )
             for row in rows
@@ -568,6 +574,7 @@ def _template_version(
     variants_json: str,
     reward: str,
     holdout_share: float,
+    topic: str | None,
     transactional: bool,
 ) -> TemplateVersion:
     # Keyed by the content too: a template deleted and created again restarts at version 1.
@@ -579,6 +586,7 @@ def _template_version(
         orjson.loads(variants_json),
         reward,
         holdout_share,
+        topic,
         transactional,
     )
 

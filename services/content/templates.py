@@ -37,6 +37,8 @@ class TemplateVersion:
     variants: list[dict[str, Any]]
     reward: str
     holdout_share: float
+    # The subscription topic its messages belong to (dispatch's `/topics`), if any.
+    topic: str | None = None
     # Its messages go as transactional (message.rendered `contact`), never capped or arbitrated.
     transactional: bool = False
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.bus import Batch, BatchHandler
+from libs.common.contact_policy import merged_preferences
 from libs.common.events import (
     ContactRule,
     MessageFailed,
@@ -24,7 +25,6 @@ from libs.common.events import (
 )
 from services.dispatch import metrics
 from services.dispatch.outcomes import outcome
-from services.dispatch.policy import merged_preferences
 from services.dispatch.store import DispatchStore
 
 ACCEPTED_TYPES = frozenset(
@@ -101,6 +101,8 @@ def _ledger_row(
         # As given: quiet hours judge a zone that does not exist as UTC (policy.profile_zone).
         "time_zone": data.time_zone,
         "traceparent": traceparent,
+        "subscription_topic": data.subscription_topic,
+        "consent": data.consent.model_dump() if data.consent is not None else None,
         "priority": contact.priority,
         "on_conflict": contact.on_conflict,
         "transactional": contact.transactional,

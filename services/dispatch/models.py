@@ -5,7 +5,9 @@ dropped the per-profile `timezones` copied from `profile.updated`. Revision 0003
 journal: the sender processes' heartbeats (`senders`) and, on each ledger row, the process that
 claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
 revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention;
-0006: each row's contact rule and arbitration hold).
+0006: the access tokens every replica shares, `access_tokens`; 0007: `preferences.topics`,
+`sends.subscription_topic` and `sends.consent`; 0008: each ledger row's contact rule and
+arbitration hold). `topics` is as 0007 made it, `sends` as 0008 leaves it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def sends_table(metadata: MetaData) -> Table:
         Column("attempt_started_at", DateTime(timezone=True)),
         # The W3C trace context of the message's trace (revision 0004).
         Column("traceparent", Text),
+        # The subscription topic the message belongs to, and the consent its traits carried
+        # (revision 0007).
+        Column("subscription_topic", Text),
+        Column("consent", JSONB),
         # The message's contact rule: its rank against the person's other marketing messages,
         # what it does when it loses, and whether it is transactional (never capped).
         Column("priority", Integer, nullable=False, server_default=text("50")),
@@ -137,6 +143,36 @@ def policies_table(metadata: MetaData) -> Table:
     )
 
 
+def access_tokens_table(metadata: MetaData) -> Table:
+    """One row per provider credential (WeChat app, WeCom secret): the access token every
+    replica uses, when it expires, and which replica holds the lease to refresh it."""
+    return Table(
+        "access_tokens",
+        metadata,
+        Column("credential", Text, primary_key=True),
+        Column("access_token", Text),
+        Column("expires_at", DateTime(timezone=True)),
+        Column("refreshing_by", Text),
+        Column("refreshing_until", DateTime(timezone=True)),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+def topics_table(metadata: MetaData) -> Table:
+    """The subscription topics messages may belong to, and the channels each is offered on."""
+    return Table(
+        "topics",
+        metadata,
+        Column("topic_id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("description", Text, nullable=False, server_default=text("''")),
+        Column("channels", JSONB, nullable=False),
+        Column("default_subscribed", Boolean, nullable=False, server_default=text("true")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
 def all_tables(metadata: MetaData) -> list[Table]:
     return [
         channels_table(metadata),
@@ -144,4 +180,6 @@ def all_tables(metadata: MetaData) -> list[Table]:
         senders_table(metadata),
         preferences_table(metadata),
         policies_table(metadata),
+        access_tokens_table(metadata),
+        topics_table(metadata),
     ]

@@ -13,7 +13,7 @@ from services.dispatch.channels.base import SendResult
 class NextStep:
     """The row's new status; for `pending`, when to try again; whether the failure is final."""
 
-    status: Literal["sent", "pending", "failed"]
+    status: Literal["sent", "pending", "failed", "suppressed"]
     retry_in: timedelta | None = None
     dead_letter: bool = False
 
@@ -32,13 +32,16 @@ def next_step(
     max_seconds: float,
 ) -> NextStep:
     """After `attempts` calls: a transient error is retried until `max_attempts`, a permanent
-    one is final at once and goes to the dead-letter topic. A retry waits at least as long as
+    one is final at once and goes to the dead-letter topic; a refusal by the person (consent)
+    is final at once and suppresses the message. A retry waits at least as long as
     the provider's `Retry-After` asked (a throttled provider counts a call made sooner against
     us), even beyond `max_seconds`."""
     if result.outcome == "sent":
         return NextStep("sent")
     if result.outcome == "permanent":
         return NextStep("failed", dead_letter=True)
+    if result.outcome == "refused":
+        return NextStep("suppressed")
     if attempts >= max_attempts:
         return NextStep("failed")
     delay = retry_delay(attempts, base_seconds, max_seconds)

@@ -35,9 +35,21 @@ from libs.common import metrics as common_metrics
 from libs.common import topics
 from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter
+from libs.common.contact_policy import (
+    NO_TRAIT_ANSWERS,
+    Contender,
+    Preferences,
+    SendPolicy,
+    TopicRule,
+    TraitAnswers,
+    Verdict,
+    arbitrate,
+    profile_zone,
+)
 from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
     ArbitrationWinner,
+    CarriedConsent,
     Event,
     JourneyRef,
     MessageFailed,
@@ -45,23 +57,17 @@ from libs.common.events import (
     MessageSent,
     MessageSuppressed,
 )
+from libs.common.tracking import TrackingToken, tracking_url
 from services.dispatch import metrics
 from services.dispatch.addresses import WebhookResolver
 from services.dispatch.channels import Channel, OutgoingMessage, SendResult, build_channel
 from services.dispatch.journal import Attempt, Outcome, SendJournal
 from services.dispatch.outcomes import outcome
-from services.dispatch.policy import (
-    Contender,
-    Preferences,
-    SendPolicy,
-    Verdict,
-    arbitrate,
-    profile_zone,
-)
 from services.dispatch.ratelimit import TokenBucket
 from services.dispatch.retries import next_step
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import ChannelRow, DispatchStore, LedgerRow, SendUpdate
+from services.dispatch.tokens import AccessTokens
 
 _log = logging.getLogger(__name__)
 _RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
@@ -73,6 +79,16 @@ UNCERTAIN_GIVEN_UP = (
     "uncertain: the sender calling the provider stopped before it recorded the answer, and "
     "this channel's policy is give_up (the message may or may not have been sent)"
 )
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What a claim decides a batch's rows by, loaded once for the batch."""
+
+    policy: SendPolicy
+    preferences: dict[str, Preferences]
+    history: dict[str, list[tuple[str, datetime]]]
+    topics: dict[str, TopicRule]
 
 
 @dataclass
@@ -138,6 +154,7 @@ class Sender:
             relay,
         )
         self._resolver = WebhookResolver(settings.dispatch_webhook_allowed_networks)
+        self._tokens = AccessTokens(self._sessions, self._schema, self.owner)
         self._wakeup = asyncio.Event()
         self._alive = asyncio.Event()
         self._claimed: asyncio.Queue[tuple[LedgerRow, Channel | None]] = asyncio.Queue(
@@ -309,25 +326,17 @@ class Sender:
         if not due:
             return plan
         policy = await store.policy()
-        preferences = await store.preferences(profiles)
-        history = (
-            await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {}
+        rules = _Rules(
+            policy,
+            await store.preferences(profiles),
+            await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {},
+            await store.topic_rules() if any(row.subscription_topic for row in due) else {},
         )
         by_profile: dict[str, list[LedgerRow]] = {}
         for row in due:
             by_profile.setdefault(row.profile_id, []).append(row)
         for profile_id, rows in by_profile.items():
-            verdicts = arbitrate(
-                [_contender(row, policy) for row in rows],
-                now,
-                preferences=preferences.get(profile_id, Preferences()),
-                policy=policy,
-                sent=history.get(profile_id, []),
-                default_consent=self._settings.dispatch_default_consent,
-            )
-            by_id = {row.message_id: row for row in rows}
-            for message_id, verdict in verdicts.items():
-                self._apply(by_id[message_id], verdict, by_id, now, plan)
+            self._arbitrate(profile_id, rows, now, plan, rules)
         return plan
 
     async def _take_over(
@@ -354,6 +363,22 @@ class Sender:
             )
             metrics.SENDS.labels(row.channel, "failed").inc()
 
+    def _arbitrate(
+        self, profile_id: str, rows: list[LedgerRow], now: datetime, plan: _Plan, rules: _Rules
+    ) -> None:
+        """One person's due rows, decided together (libs/common/contact_policy.py)."""
+        verdicts = arbitrate(
+            [_contender(row, rules) for row in rows],
+            now,
+            preferences=rules.preferences.get(profile_id, Preferences()),
+            policy=rules.policy,
+            sent=rules.history.get(profile_id, []),
+            default_consent=self._settings.dispatch_default_consent,
+        )
+        by_id = {row.message_id: row for row in rows}
+        for message_id, verdict in verdicts.items():
+            self._apply(by_id[message_id], verdict, by_id, now, plan)
+
     def _apply(
         self,
         row: LedgerRow,
@@ -373,15 +398,15 @@ class Sender:
         elif decision.reason is not None:
             winner = None if verdict.won_by is None else rows[verdict.won_by.message_id]
             plan.suppressed[row.message_id] = decision.reason
-            plan.events.append(
-                outcome(
-                    MessageSuppressed,
-                    row,
-                    now,
-                    reason=decision.reason,
-                    won_by=None if winner is None else _winner(winner),
-                )
+            suppressed = outcome(
+                MessageSuppressed,
+                row,
+                now,
+                reason=decision.reason,
+                subscription_topic=decision.topic,
+                won_by=None if winner is None else _winner(winner),
             )
+            plan.events.append(suppressed)
             metrics.SENDS.labels(row.channel, "suppressed").inc()
             metrics.SUPPRESSIONS.labels(decision.reason).inc()
             if winner is not None:
@@ -405,6 +430,7 @@ class Sender:
             session=self._session,
             resolver=self._resolver,
             timeout=self._settings.dispatch_provider_timeout_seconds,
+            tokens=self._tokens,
         )
         self._adapters[row.name] = (row.updated_at, adapter)
         if row.rate_per_second:
@@ -501,7 +527,7 @@ class Sender:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.dispatch_provider_timeout_seconds):
-                result = await adapter.send(_outgoing(row))
+                result = await adapter.send(_outgoing(row, self._unsubscribe_url(row)))
         except TimeoutError:
             result = SendResult.transient("the provider did not answer in time")
         except Exception as error:
@@ -510,6 +536,15 @@ class Sender:
             result = SendResult.transient(f"adapter error: {type(error).__name__}: {error}")
         metrics.PROVIDER_LATENCY.labels(row.channel).observe(time.perf_counter() - started)
         return result
+
+    def _unsubscribe_url(self, row: LedgerRow) -> str | None:
+        """The one-click unsubscribe URL of a marketing message of a subscription topic (RFC
+        8058); a transactional one carries none."""
+        secret = self._settings.tracking_secret.get_secret_value()
+        if row.subscription_topic is None or row.transactional or not secret:
+            return None
+        token = TrackingToken(row.idempotency_key, "unsubscribe")
+        return tracking_url(self._settings.tracking_base_url, token, secret)
 
     async def _record(
         self, row: LedgerRow, result: SendResult, follower: _Ready | None
@@ -548,6 +583,11 @@ class Sender:
             sent = outcome(MessageSent, row, now, provider_message_id=result.provider_message_id)
             return Outcome(update, sent), "sent"
         error = result.error or "the provider refused the message"
+        if step.status == "suppressed":
+            # The provider says the person takes no messages here: consent, as dispatch's own.
+            suppressed = outcome(MessageSuppressed, row, now, reason="consent")
+            metrics.SUPPRESSIONS.labels("consent").inc()
+            return Outcome(SendUpdate(key, "suppressed", error=error), suppressed), "suppressed"
         if step.status == "pending" and step.retry_in is not None:
             update = SendUpdate(key, "pending", error=error, due_at=now + step.retry_in)
             event = outcome(MessageFailed, row, now, error=error, retryable=True)
@@ -571,7 +611,8 @@ async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
             await task
 
 
-def _contender(row: LedgerRow, policy: SendPolicy) -> Contender:
+def _contender(row: LedgerRow, rules: _Rules) -> Contender:
+    topic_id = row.subscription_topic
     return Contender(
         message_id=row.message_id,
         channel=row.channel,
@@ -580,7 +621,10 @@ def _contender(row: LedgerRow, policy: SendPolicy) -> Contender:
         on_conflict="defer" if row.on_conflict == "defer" else "drop",
         transactional=row.transactional,
         # The zone the message named; only quiet hours read it.
-        zone=profile_zone(row.time_zone if policy.quiet_hours else None),
+        zone=profile_zone(row.time_zone if rules.policy.quiet_hours else None),
+        traits=_trait_answers(row.consent),
+        # A topic deleted since the message was requested: its recorded answers still hold.
+        topic=rules.topics.get(topic_id, TopicRule(topic_id)) if topic_id else None,
     )
 
 
@@ -592,7 +636,14 @@ def _winner(row: LedgerRow) -> ArbitrationWinner:
     )
 
 
-def _outgoing(row: LedgerRow) -> OutgoingMessage:
+def _trait_answers(carried: dict[str, Any] | None) -> TraitAnswers:
+    """The consent the message's traits carried (`message.rendered` `consent`), as stored."""
+    if not carried:
+        return NO_TRAIT_ANSWERS
+    return TraitAnswers(carried.get("channels") or {}, carried.get("subscriptions") or {})
+
+
+def _outgoing(row: LedgerRow, unsubscribe_url: str | None = None) -> OutgoingMessage:
     return OutgoingMessage(
         message_id=row.message_id,
         idempotency_key=row.idempotency_key,
@@ -610,6 +661,7 @@ def _outgoing(row: LedgerRow) -> OutgoingMessage:
             "variant_id": row.variant_id,
         },
         traceparent=row.traceparent,
+        unsubscribe_url=unsubscribe_url,
     )
 
 
@@ -629,6 +681,8 @@ def _dead_letter_record(row: LedgerRow) -> _LedgerRecord:
         journey=JourneyRef.model_validate(row.journey),
         behavior_at=row.behavior_at,
         time_zone=row.time_zone,
+        subscription_topic=row.subscription_topic,
+        consent=CarriedConsent.model_validate(row.consent) if row.consent else None,
     )
     event = Event(data=rendered, key=row.profile_id, source="closeloop/dispatch", id=row.event_id)
     return _LedgerRecord(

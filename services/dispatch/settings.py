@@ -44,8 +44,9 @@ class DispatchSettings(Settings):
     dispatch_uncertain_sends: dict[str, UncertainPolicy] = Field(
         default_factory=dict,
         description="What a sender taking over a dead one's rows does with a send that was "
-        "attempted and has no result, by channel kind (email, sms, push, wecom, wechat, "
-        "webhook): `resend` (at least once; the default) or `give_up` (failed, not retried).",
+        "attempted and has no result, by channel kind (email, sms, push, wecom, wecom_contact, "
+        "wechat, wechat_miniprogram, webhook): `resend` (at least once; the default) or "
+        "`give_up` (failed, not retried).",
     )
     dispatch_provider_timeout_seconds: float = Field(
         default=10.0,
@@ -70,6 +71,14 @@ class DispatchSettings(Settings):
         default_factory=list,
         description="Networks a webhook may reach although they are not public (loopback, "
         "private…), as a JSON list of CIDRs. Empty: only public addresses.",
+    )
+
+    dispatch_preference_link_days: float = Field(
+        default=30,
+        gt=0,
+        le=400,
+        description="How long a preference page link (`POST /preferences/{profile}/link`) "
+        "works after it was made.",
     )
 
     dispatch_send_retention_days: float = Field(

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
+from libs.common.contact_policy import Preferences, SendPolicy, TopicRule, parse_policy
 from libs.common.events.message import DEFAULT_PRIORITY
 from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
-from services.dispatch.policy import Preferences, SendPolicy, parse_policy
+from services.dispatch.subscriptions import SubscriptionTopic
 
 # Sends that count towards frequency caps: decided to go, whatever the provider said since.
 _COUNTED = "('sending', 'sent', 'delivered')"
@@ -24,8 +25,8 @@ _LEDGER_COLUMNS = (
     "message_id, idempotency_key, event_id, request_id, profile_id, channel, template_id, "
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
     "CAST(payload AS text) AS payload, recipient, behavior_at, time_zone, status, attempts, "
-    "provider_message_id, unsubscribed_at, attempt_started_at, traceparent, priority, "
-    "on_conflict, transactional, created_at"
+    "provider_message_id, unsubscribed_at, attempt_started_at, traceparent, subscription_topic, "
+    "CAST(consent AS text) AS consent, priority, on_conflict, transactional, created_at"
 )
 
 
@@ -58,6 +59,10 @@ class LedgerRow:
     attempt_started_at: datetime | None = None
     # The W3C trace context of the message's trace, if it has one.
     traceparent: str | None = None
+    # The subscription topic the message belongs to, if any.
+    subscription_topic: str | None = None
+    # What the profile's traits said about consent when the message was requested, if anything.
+    consent: dict[str, Any] | None = None
     # The message's contact rule (message.rendered `contact`), and when it reached the ledger.
     priority: int = DEFAULT_PRIORITY
     on_conflict: str = "drop"
@@ -94,6 +99,32 @@ class Inserted:
 
     added: int
     held: int
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A credential's shared access token as the database has it, with the database's clock
+    (`now`), so every replica judges expiry and leases by the same one."""
+
+    access_token: str | None
+    expires_at: datetime | None
+    refreshing_by: str | None
+    refreshing_until: datetime | None
+    now: datetime
+
+    def good_for(self, margin: timedelta) -> float:
+        """Seconds the token may still be used before it is due a refresh (0: refresh now)."""
+        if self.access_token is None or self.expires_at is None:
+            return 0.0
+        return max(0.0, (self.expires_at - margin - self.now).total_seconds())
+
+    def still_valid(self) -> bool:
+        """Whether the provider still takes the token, due a refresh or not."""
+        return (
+            self.access_token is not None
+            and self.expires_at is not None
+            and self.expires_at > self.now
+        )
 
 
 @dataclass(frozen=True)
@@ -134,11 +165,47 @@ def _ledger_row(row: Any) -> LedgerRow:
         unsubscribed_at=row.unsubscribed_at,
         attempt_started_at=row.attempt_started_at,
         traceparent=row.traceparent,
+        subscription_topic=row.subscription_topic,
+        consent=orjson.loads(row.consent) if row.consent is not None else None,
         priority=row.priority,
         on_conflict=row.on_conflict,
         transactional=row.transactional,
         created_at=row.created_at,
     )
+
+
+_TOPIC_COLUMNS = (
+    "topic_id, name, description, CAST(channels AS text) AS channels, default_subscribed, "
+    "created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class TopicRow:
+    topic: SubscriptionTopic
+    created_at: datetime
+    updated_at: datetime
+
+
+def _topic_row(row: Any) -> TopicRow:
+    topic = SubscriptionTopic(
+        row.topic_id,
+        row.name,
+        row.description,
+        tuple(orjson.loads(row.channels)),
+        row.default_subscribed,
+    )
+    return TopicRow(topic, row.created_at, row.updated_at)
+
+
+def _topic_params(topic: SubscriptionTopic) -> dict[str, Any]:
+    return {
+        "id": topic.topic_id,
+        "name": topic.name,
+        "description": topic.description,
+        "channels": _json(list(topic.channels)),
+        "default": topic.default_subscribed,
+    }
 
 
 def _channel_row(row: Any) -> ChannelRow:
@@ -179,20 +246,22 @@ class DispatchStore(SchemaStore):
         result = await self._execute(
             "WITH inserted AS (INSERT INTO {s}.sends (message_id, idempotency_key, event_id, "
             "request_id, profile_id, channel, template_id, template_version, variant_id, journey, "
-            "subject, body, payload, recipient, behavior_at, time_zone, traceparent, priority, "
-            "on_conflict, transactional, held_until, status, due_at) "
+            "subject, body, payload, recipient, behavior_at, time_zone, traceparent, "
+            "subscription_topic, consent, priority, on_conflict, transactional, held_until, "
+            "status, due_at) "
             "SELECT r.message_id, r.idempotency_key, r.event_id, r.request_id, r.profile_id, "
             "r.channel, r.template_id, r.template_version, r.variant_id, r.journey, r.subject, "
             "r.body, r.payload, r.recipient, r.behavior_at, r.time_zone, r.traceparent, "
-            "coalesce(r.priority, 50), coalesce(r.on_conflict, 'drop'), "
-            "coalesce(r.transactional, false), h.until, 'pending', "
-            "coalesce(h.until, now()) "
+            "r.subscription_topic, r.consent, coalesce(r.priority, 50), "
+            "coalesce(r.on_conflict, 'drop'), coalesce(r.transactional, false), h.until, "
+            "'pending', coalesce(h.until, now()) "
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, "
             "idempotency_key text, event_id text, request_id text, profile_id text, "
             "channel text, template_id text, template_version int, variant_id text, "
             "journey jsonb, subject text, body text, payload jsonb, recipient text, "
-            "behavior_at timestamptz, time_zone text, traceparent text, priority int, "
-            "on_conflict text, transactional boolean) "
+            "behavior_at timestamptz, time_zone text, traceparent text, "
+            "subscription_topic text, consent jsonb, priority int, on_conflict text, "
+            "transactional boolean) "
             "CROSS JOIN LATERAL (SELECT CASE WHEN coalesce(r.transactional, false) "
             "OR CAST(:hold AS interval) IS NULL THEN NULL "
             "ELSE coalesce((SELECT min(held.held_until) FROM {s}.sends held "
@@ -463,6 +532,17 @@ class DispatchStore(SchemaStore):
         """A sender stopping: the rows it claimed and never attempted are free at once."""
         await self._execute("DELETE FROM {s}.senders WHERE owner = :owner", {"owner": owner})
 
+    async def messages_of(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        """The person's messages in the ledger, newest first, at most `limit`."""
+        result = await self._execute(
+            "SELECT message_id, channel, template_id, template_version, variant_id, "
+            "CAST(journey AS text) AS journey, subject, status, error, created_at, sent_at, "
+            "unsubscribed_at FROM {s}.sends WHERE profile_id = :profile_id "
+            "ORDER BY created_at DESC, message_id LIMIT :limit",
+            {"profile_id": profile_id, "limit": limit},
+        )
+        return [{**row._asdict(), "journey": orjson.loads(row.journey)} for row in result]
+
     # Preferences and policies
 
     async def preferences(self, profile_ids: Collection[str]) -> dict[str, Preferences]:
@@ -470,28 +550,66 @@ class DispatchStore(SchemaStore):
             return {}
         result = await self._execute(
             "SELECT profile_id, CAST(consent AS text) AS consent, "
-            "CAST(unsubscribed AS text) AS unsubscribed FROM {s}.preferences "
-            "WHERE profile_id = ANY(CAST(:ids AS text[]))",
+            "CAST(unsubscribed AS text) AS unsubscribed, CAST(topics AS text) AS topics "
+            "FROM {s}.preferences WHERE profile_id = ANY(CAST(:ids AS text[]))",
             {"ids": list(profile_ids)},
         )
         return {
             row.profile_id: Preferences(
-                orjson.loads(row.consent), frozenset(orjson.loads(row.unsubscribed))
+                orjson.loads(row.consent),
+                frozenset(orjson.loads(row.unsubscribed)),
+                orjson.loads(row.topics),
             )
             for row in result
         }
 
+    async def preferences_after(
+        self, cursor: str | None, limit: int
+    ) -> list[tuple[str, Preferences]]:
+        """Every stored answer after `cursor`, in profile id order, `limit` at most."""
+        result = await self._execute(
+            "SELECT profile_id, CAST(consent AS text) AS consent, "
+            "CAST(unsubscribed AS text) AS unsubscribed FROM {s}.preferences "
+            "WHERE CAST(:cursor AS text) IS NULL OR profile_id > :cursor "
+            "ORDER BY profile_id LIMIT :limit",
+            {"cursor": cursor, "limit": limit},
+        )
+        return [
+            (
+                row.profile_id,
+                Preferences(orjson.loads(row.consent), frozenset(orjson.loads(row.unsubscribed))),
+            )
+            for row in result
+        ]
+
     async def save_preferences(self, profile_id: str, preferences: Preferences) -> None:
         await self._execute(
-            "INSERT INTO {s}.preferences (profile_id, consent, unsubscribed, updated_at) "
-            "VALUES (:id, CAST(:consent AS jsonb), CAST(:unsubscribed AS jsonb), now()) "
+            "INSERT INTO {s}.preferences (profile_id, consent, unsubscribed, topics, updated_at) "
+            "VALUES (:id, CAST(:consent AS jsonb), CAST(:unsubscribed AS jsonb), "
+            "CAST(:topics AS jsonb), now()) "
             "ON CONFLICT (profile_id) DO UPDATE SET consent = excluded.consent, "
-            "unsubscribed = excluded.unsubscribed, updated_at = now()",
+            "unsubscribed = excluded.unsubscribed, topics = excluded.topics, updated_at = now()",
             {
                 "id": profile_id,
                 "consent": _json(dict(preferences.consent)),
                 "unsubscribed": _json(sorted(preferences.unsubscribed)),
+                "topics": _json({t: dict(answers) for t, answers in preferences.topics.items()}),
             },
+        )
+
+    async def save_topic_answers(
+        self, profile_id: str, answers: Mapping[str, Mapping[str, bool]]
+    ) -> None:
+        """Set the profile's answers for these topics and channels, keeping its others, in one
+        statement (a one-click unsubscribe and a preference page may answer at once)."""
+        await self._execute(
+            "INSERT INTO {s}.preferences (profile_id, topics) "
+            "VALUES (:id, CAST(:answers AS jsonb)) "
+            "ON CONFLICT (profile_id) DO UPDATE SET updated_at = now(), "
+            "topics = {s}.preferences.topics || coalesce((SELECT jsonb_object_agg(a.key, "
+            "coalesce({s}.preferences.topics -> a.key, '{}'::jsonb) || a.value) "
+            "FROM jsonb_each(CAST(:answers AS jsonb)) AS a), '{}'::jsonb)",
+            {"id": profile_id, "answers": _json({t: dict(a) for t, a in answers.items()})},
         )
 
     async def add_unsubscribe(self, profile_id: str, channel: str) -> None:
@@ -522,6 +640,50 @@ class DispatchStore(SchemaStore):
             "DO UPDATE SET document = excluded.document, updated_at = now()",
             {"document": _json(document)},
         )
+
+    # Subscription topics
+
+    async def topics(self) -> list[TopicRow]:
+        result = await self._execute(f"SELECT {_TOPIC_COLUMNS} FROM {{s}}.topics ORDER BY topic_id")
+        return [_topic_row(row) for row in result]
+
+    async def topic(self, topic_id: str) -> TopicRow | None:
+        result = await self._execute(
+            f"SELECT {_TOPIC_COLUMNS} FROM {{s}}.topics WHERE topic_id = :id", {"id": topic_id}
+        )
+        row = result.first()
+        return None if row is None else _topic_row(row)
+
+    async def topic_rules(self) -> dict[str, TopicRule]:
+        """Whether each topic is opt-in, for the sender's decisions."""
+        result = await self._execute("SELECT topic_id, default_subscribed FROM {s}.topics")
+        return {row.topic_id: TopicRule(row.topic_id, row.default_subscribed) for row in result}
+
+    async def insert_topic(self, topic: SubscriptionTopic) -> bool:
+        """False when the id is taken."""
+        result = await self._execute(
+            "INSERT INTO {s}.topics (topic_id, name, description, channels, default_subscribed) "
+            "VALUES (:id, :name, :description, CAST(:channels AS jsonb), :default) "
+            "ON CONFLICT (topic_id) DO NOTHING RETURNING topic_id",
+            _topic_params(topic),
+        )
+        return result.first() is not None
+
+    async def update_topic(self, topic: SubscriptionTopic) -> bool:
+        """False when there is no such topic."""
+        result = await self._execute(
+            "UPDATE {s}.topics SET name = :name, description = :description, "
+            "channels = CAST(:channels AS jsonb), default_subscribed = :default, "
+            "updated_at = now() WHERE topic_id = :id RETURNING topic_id",
+            _topic_params(topic),
+        )
+        return result.first() is not None
+
+    async def delete_topic(self, topic_id: str) -> bool:
+        result = await self._execute(
+            "DELETE FROM {s}.topics WHERE topic_id = :id RETURNING topic_id", {"id": topic_id}
+        )
+        return result.first() is not None
 
     # Merges and erasure
 
@@ -556,7 +718,7 @@ class DispatchStore(SchemaStore):
         rows = [_ledger_row(row) for row in cancelled]
         await self._execute(
             "UPDATE {s}.sends SET recipient = NULL, subject = NULL, body = NULL, "
-            "payload = '{}'::jsonb, time_zone = NULL WHERE profile_id = :id",
+            "payload = '{}'::jsonb, time_zone = NULL, consent = NULL WHERE profile_id = :id",
             params,
         )
         return rows
@@ -630,6 +792,68 @@ class DispatchStore(SchemaStore):
             "DELETE FROM {s}.channels WHERE name = :name RETURNING name", {"name": name}
         )
         return result.first() is not None
+
+    # Shared access tokens
+
+    async def access_token(self, credential: str) -> StoredToken | None:
+        result = await self._execute(
+            "SELECT access_token, expires_at, refreshing_by, refreshing_until, now() AS now "
+            "FROM {s}.access_tokens WHERE credential = :credential",
+            {"credential": credential},
+        )
+        row = result.first()
+        if row is None:
+            return None
+        return StoredToken(
+            row.access_token, row.expires_at, row.refreshing_by, row.refreshing_until, row.now
+        )
+
+    async def take_token_lease(
+        self, credential: str, owner: str, lease: timedelta, margin: timedelta
+    ) -> bool:
+        """Whether `owner` now holds the lease to refresh the credential's token: only when
+        the token is missing or due (within `margin` of its expiry) and no live lease is held,
+        so a replica that read the row before another refreshed it does not refresh again."""
+        result = await self._execute(
+            "INSERT INTO {s}.access_tokens AS t (credential, refreshing_by, refreshing_until) "
+            "VALUES (:credential, :owner, now() + CAST(:lease AS interval)) "
+            "ON CONFLICT (credential) DO UPDATE SET refreshing_by = :owner, "
+            "refreshing_until = now() + CAST(:lease AS interval), updated_at = now() "
+            "WHERE (t.refreshing_until IS NULL OR t.refreshing_until < now()) "
+            "AND (t.access_token IS NULL OR t.expires_at IS NULL "
+            "OR t.expires_at < now() + CAST(:margin AS interval)) "
+            "RETURNING t.credential",
+            {"credential": credential, "owner": owner, "lease": lease, "margin": margin},
+        )
+        return result.first() is not None
+
+    async def save_token(
+        self, credential: str, owner: str, access_token: str, lifetime: timedelta
+    ) -> None:
+        """The token `owner` fetched under its lease, for every replica; the lease ends."""
+        await self._execute(
+            "UPDATE {s}.access_tokens SET access_token = :token, "
+            "expires_at = now() + CAST(:lifetime AS interval), refreshing_by = NULL, "
+            "refreshing_until = NULL, updated_at = now() "
+            "WHERE credential = :credential AND refreshing_by = :owner",
+            {"credential": credential, "owner": owner, "token": access_token, "lifetime": lifetime},
+        )
+
+    async def release_token_lease(self, credential: str, owner: str) -> None:
+        """The refresh failed: another replica may try at once."""
+        await self._execute(
+            "UPDATE {s}.access_tokens SET refreshing_by = NULL, refreshing_until = NULL "
+            "WHERE credential = :credential AND refreshing_by = :owner",
+            {"credential": credential, "owner": owner},
+        )
+
+    async def invalidate_token(self, credential: str, access_token: str) -> None:
+        """The provider refused this token: forget it, unless a replica has replaced it."""
+        await self._execute(
+            "UPDATE {s}.access_tokens SET access_token = NULL, expires_at = NULL, "
+            "updated_at = now() WHERE credential = :credential AND access_token = :token",
+            {"credential": credential, "token": access_token},
+        )
 
 
 def finished_sends_retained(schema: str, keep_days: float) -> Retained:

@@ -1,4 +1,5 @@
-"""The public endpoints recipients and providers reach: clicks, opens, unsubscribes, receipts.
+"""The public endpoints recipients and providers reach: clicks, opens, unsubscribes, the
+preference page, receipts.
 
 No admin token: each acts only on a token dispatch can verify or a provider id it knows.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,16 +33,36 @@ from services.dispatch.outcomes import outcome
 from services.dispatch.schemas import CHANNEL_PATTERN
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.store import DispatchStore, LedgerRow
+from services.dispatch.subscriptions import (
+    InvalidAnswers,
+    InvalidPreferenceLink,
+    answers_from_form,
+    preference_page,
+    sign_preference_link,
+    verify_preference_link,
+)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _MAX_RECEIPT_BYTES = 65_536
 _DELIVERED = frozenset({"delivered", "read"})
 _FAILED = frozenset({"failed", "undelivered", "bounced", "rejected"})
+_MAX_FORM_BYTES = 65_536
 ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
 TokenPath = Annotated[str, Path(max_length=8192)]
 # Declared by hand: as a response_class, HTMLResponse would declare the JSON errors as HTML too.
 _UNSUBSCRIBED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "Done."}
+}
+_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The page."},
+    **error_responses(403, 413),
+}
+# The page changes subscriptions: nobody may frame it, it loads nothing, it leaks no link.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
 }
 
 
@@ -111,13 +132,49 @@ async def _unsubscribe(
     settings: DispatchSettings,
     relay: OutboxRelay,
 ) -> HTMLResponse:
+    """A message of a subscription topic unsubscribes from that topic on its channel; any other
+    message, from its channel."""
     async with stores() as store:
         _, row = await _tracked(store, settings, token, "unsubscribe")
-        await store.add_unsubscribe(row.profile_id, row.channel)
+        topic_id = row.subscription_topic
+        if topic_id is not None:
+            await store.save_topic_answers(row.profile_id, {topic_id: {row.channel: False}})
+        else:
+            await store.add_unsubscribe(row.profile_id, row.channel)
         if await store.mark_unsubscribed(row.message_id):
-            await _emit(store, outcome(MessageUnsubscribed, row, datetime.now(UTC)))
+            unsubscribed = outcome(
+                MessageUnsubscribed, row, datetime.now(UTC), subscription_topic=topic_id
+            )
+            await _emit(store, unsubscribed)
+        topic = await store.topic(topic_id) if topic_id is not None else None
     relay.notify()
-    return HTMLResponse(_UNSUBSCRIBED_PAGE.format(channel=html.escape(row.channel)))
+    what = f"{row.channel} messages"
+    if topic_id is not None:
+        what = f"{topic.topic.name if topic else topic_id} messages by {row.channel}"
+    return HTMLResponse(
+        _UNSUBSCRIBED_PAGE.format(
+            what=html.escape(what), manage=_manage_link(settings, row.profile_id)
+        ),
+        headers={"Referrer-Policy": "no-referrer"},
+    )
+
+
+def _manage_link(settings: DispatchSettings, profile_id: str) -> str:
+    """A link to the person's preference page, for the confirmation page."""
+    expires_at = datetime.now(UTC) + timedelta(days=settings.dispatch_preference_link_days)
+    link = preference_url(settings, profile_id, expires_at)
+    if link is None:
+        return ""
+    return f'<p><a href="{html.escape(link, quote=True)}">Choose what you receive</a></p>'
+
+
+def preference_url(settings: DispatchSettings, profile_id: str, expires_at: datetime) -> str | None:
+    """The signed link to the person's preference page; None without a tracking secret."""
+    secret = settings.tracking_secret.get_secret_value()
+    if not secret:
+        return None
+    token = sign_preference_link(profile_id, expires_at, secret)
+    return f"{settings.tracking_base_url.rstrip('/')}/p/{token}"
 
 
 @router.get("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
@@ -136,13 +193,72 @@ async def unsubscribe_post(
     return await _unsubscribe(token, stores, settings, relay)
 
 
+@router.get("/p/{token}", response_class=Response, responses=_PAGE)
+async def preference_page_shown(
+    token: TokenPath, stores: Stores, settings: SettingsDep
+) -> HTMLResponse:
+    """The person's preference page: their topics per channel, ticked where subscribed."""
+    profile_id = _preference_profile(token, settings)
+    async with stores() as store:
+        topics = [row.topic for row in await store.topics()]
+        answers = await _topic_answers(store, profile_id)
+    return HTMLResponse(preference_page(topics, answers), headers=_PAGE_HEADERS)
+
+
+@router.post("/p/{token}", response_class=Response, responses=_PAGE)
+async def preference_page_saved(
+    token: TokenPath, request: Request, stores: Stores, settings: SettingsDep
+) -> HTMLResponse:
+    """The page's form: each topic it showed, subscribed on the channels ticked, not on the
+    others. A bad or expired link is 403 and changes nothing."""
+    profile_id = _preference_profile(token, settings)
+    fields = parse_qsl(
+        _form_text(await _body(request, _MAX_FORM_BYTES, "form")), keep_blank_values=True
+    )
+    async with stores() as store:
+        topics = [row.topic for row in await store.topics()]
+        try:
+            answers = answers_from_form(fields, topics)
+        except InvalidAnswers as error:
+            raise ApiError(422, "invalid_answers", str(error), error.field) from None
+        await store.save_topic_answers(profile_id, answers)
+        recorded = await _topic_answers(store, profile_id)
+    return HTMLResponse(preference_page(topics, recorded, saved=True), headers=_PAGE_HEADERS)
+
+
+def _preference_profile(token: str, settings: DispatchSettings) -> str:
+    try:
+        return verify_preference_link(
+            token, settings.tracking_secret.get_secret_value(), datetime.now(UTC)
+        )
+    except (InvalidPreferenceLink, ValueError) as error:
+        code = error.code if isinstance(error, InvalidPreferenceLink) else "invalid_link"
+        raise ApiError(
+            403, code, str(error) if code == "link_expired" else "This link is not valid."
+        ) from None
+
+
+async def _topic_answers(store: DispatchStore, profile_id: str) -> dict[str, dict[str, bool]]:
+    preferences = (await store.preferences([profile_id])).get(profile_id)
+    return {} if preferences is None else {t: dict(a) for t, a in preferences.topics.items()}
+
+
+def _form_text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, "invalid_answers", "The form is not UTF-8.") from None
+
+
 @router.post("/receipts/{channel}", responses=error_responses(413))
 async def receipt(
     channel: ChannelPath, request: Request, stores: Stores, relay: RelayDep
 ) -> dict[str, str]:
     """A provider's delivery receipt: Twilio's status callback form, or JSON
     `{"provider_message_id", "status", "error"?}`; delivered or failed become outcomes."""
-    provider_id, status, error = _receipt(await _body(request), request)
+    provider_id, status, error = _receipt(
+        await _body(request, _MAX_RECEIPT_BYTES, "receipt"), request
+    )
     delivered = status in _DELIVERED
     if not delivered and status not in _FAILED:
         return {"status": "ignored"}
@@ -176,12 +292,12 @@ def _verified(token: str, action: TrackingAction, secret: str) -> TrackingToken:
     return parsed
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int, what: str) -> bytes:
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > _MAX_RECEIPT_BYTES:
-            raise ApiError(413, "receipt_too_large", "A receipt is at most 64 KiB.")
+        if len(body) > limit:
+            raise ApiError(413, f"{what}_too_large", f"A {what} is at most {limit // 1024} KiB.")
     return body
 
 
@@ -218,5 +334,5 @@ def _receipt(body: bytes, request: Request) -> tuple[str, str, str | None]:
 _UNSUBSCRIBED_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Unsubscribed</title></head>
 <body><h1>You are unsubscribed</h1>
-<p>You will not receive these {channel} messages any more.</p></body></html>
+<p>You will not receive these {what} any more.</p>{manage}</body></html>
 """

@@ -12,6 +12,7 @@ from libs.common.storable import StorableText
 from services.ingest.calls import Rejection
 from services.ingest.imports import ImportJob
 from services.ingest.sources import Source
+from services.ingest.wechat import AES_KEY_PATTERN, TOKEN_PATTERN, WechatAccount
 
 
 class SourceCreate(BaseModel):
@@ -101,4 +102,43 @@ class ImportJobView(BaseModel):
                 "created_at": job.created_at,
                 "finished_at": job.finished_at,
             }
+        )
+
+
+class WechatAccountRequest(BaseModel):
+    """An official account's callback settings, as its WeChat console shows them."""
+
+    source_id: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The source its calls carry (`src_…`)."
+    )
+    token: str = Field(
+        pattern=TOKEN_PATTERN,
+        description="The Token set in the account's server configuration (3 to 32 letters and "
+        "digits): checks every callback's signature.",
+    )
+    encoding_aes_key: str | None = Field(
+        default=None,
+        pattern=AES_KEY_PATTERN,
+        description="The EncodingAESKey (43 letters and digits), for the encrypted mode; "
+        "without it, only plaintext callbacks are accepted.",
+    )
+
+
+class WechatAccountView(BaseModel):
+    app_id: str
+    source_id: str
+    encrypted: bool = Field(description="Whether an EncodingAESKey is set (never shown).")
+    callback_path: str = Field(description="The URL path to give WeChat, under ingest's URL.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, account: WechatAccount) -> WechatAccountView:
+        return cls(
+            app_id=account.app_id,
+            source_id=account.source_id,
+            encrypted=account.encoding_aes_key is not None,
+            callback_path=f"/wechat/{account.app_id}/callback",
+            created_at=account.created_at,
+            updated_at=account.updated_at,
         )

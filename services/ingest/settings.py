@@ -48,3 +48,10 @@ class IngestSettings(Settings):
         "SDK settings document gives analytics-next; by default the request's own scheme and "
         "host, which is wrong behind a proxy that terminates TLS.",
     )
+    ingest_wechat_replay_window_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A WeChat callback whose timestamp is further than this from now is "
+        "refused (401), and one whose (timestamp, nonce) was seen within it is a replay, "
+        "refused too.",
+    )

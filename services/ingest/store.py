@@ -1,4 +1,5 @@
-"""Ingest's queries: sources, write-key lookups and import jobs. Nothing else touches its tables."""
+"""Ingest's queries: sources, write-key lookups, import jobs, WeChat accounts and the callback
+nonces they have seen. Nothing else touches its tables."""
 
 from __future__ import annotations
 
@@ -6,12 +7,23 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import MetaData, Row, Table, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import checked_schema
+from libs.common.retention import Retained, batched_delete, older_than
+from libs.common.store import schema_statement
 from services.ingest.imports import ImportJob
-from services.ingest.models import import_jobs_table, sources_table
+from services.ingest.models import (
+    import_jobs_table,
+    sources_table,
+    wechat_accounts_table,
+    wechat_nonces_table,
+)
 from services.ingest.sources import NewWriteKey, Source
+from services.ingest.wechat import WechatAccount
+
+_FORGET_NONCES = batched_delete("wechat_nonces", older_than("seen_at"))
 
 
 class IngestStore:
@@ -19,7 +31,8 @@ class IngestStore:
 
     def __init__(self, session: AsyncSession, schema: str) -> None:
         self._session = session
-        self._sources, self._jobs = _tables(schema)
+        self._schema = checked_schema(schema)
+        self._sources, self._jobs, self._accounts, self._nonces = _tables(schema)
 
     async def add_source(self, source_id: str, name: str, key: NewWriteKey) -> Source:
         statement = (
@@ -100,17 +113,95 @@ class IngestStore:
             finished_at=row.finished_at,
         )
 
+    async def source_exists(self, source_id: str) -> bool:
+        statement = select(self._sources.c.id).where(self._sources.c.id == source_id)
+        return (await self._session.execute(statement)).first() is not None
+
+    async def save_wechat_account(
+        self, app_id: str, source_id: str, token: str, encoding_aes_key: str | None
+    ) -> WechatAccount:
+        values = {"source_id": source_id, "token": token, "encoding_aes_key": encoding_aes_key}
+        statement = (
+            upsert(self._accounts)
+            .values(app_id=app_id, **values)
+            .on_conflict_do_update(
+                index_elements=[self._accounts.c.app_id], set_={**values, "updated_at": func.now()}
+            )
+            .returning(*self._accounts.c)
+        )
+        return _account((await self._session.execute(statement)).one())
+
+    async def wechat_account(self, app_id: str) -> WechatAccount | None:
+        statement = select(self._accounts).where(self._accounts.c.app_id == app_id)
+        row = (await self._session.execute(statement)).one_or_none()
+        return None if row is None else _account(row)
+
+    async def wechat_accounts(self) -> list[WechatAccount]:
+        statement = select(self._accounts).order_by(self._accounts.c.app_id)
+        return [_account(row) for row in await self._session.execute(statement)]
+
+    async def delete_wechat_account(self, app_id: str) -> bool:
+        statement = (
+            delete(self._accounts)
+            .where(self._accounts.c.app_id == app_id)
+            .returning(self._accounts.c.app_id)
+        )
+        return (await self._session.execute(statement)).first() is not None
+
+    async def first_sight_of_nonce(self, app_id: str, timestamp: int, nonce: str) -> bool:
+        """Whether this callback's (timestamp, nonce) is new: False for a replay (on any
+        replica: the row is shared; a concurrent copy waits for this transaction)."""
+        statement = (
+            upsert(self._nonces)
+            .values(app_id=app_id, timestamp=timestamp, nonce=nonce)
+            .on_conflict_do_nothing()
+            .returning(self._nonces.c.nonce)
+        )
+        return (await self._session.execute(statement)).first() is not None
+
+    async def forget_nonces(self, older_than_seconds: float, limit: int) -> int:
+        result: Any = await self._session.execute(
+            schema_statement(_FORGET_NONCES, self._schema),
+            {"seconds": older_than_seconds, "limit": limit},
+        )
+        return int(result.rowcount or 0)
+
     def _source_columns(self) -> list[Any]:
         c = self._sources.c
         return [c.id, c.name, c.key_prefix, c.enabled, c.created_at]
 
 
 @cache
-def _tables(schema: str) -> tuple[Table, Table]:
-    """The sources and import jobs tables in `schema`, made once: SQLAlchemy caches each
-    statement's compiled form by the tables it names."""
+def _tables(schema: str) -> tuple[Table, Table, Table, Table]:
+    """The sources, import jobs, WeChat accounts and nonces tables in `schema`, made once:
+    SQLAlchemy caches each statement's compiled form by the tables it names."""
     metadata = MetaData(schema=checked_schema(schema))
-    return sources_table(metadata), import_jobs_table(metadata)
+    return (
+        sources_table(metadata),
+        import_jobs_table(metadata),
+        wechat_accounts_table(metadata),
+        wechat_nonces_table(metadata),
+    )
+
+
+def _account(row: Row[Any]) -> WechatAccount:
+    return WechatAccount(
+        app_id=row.app_id,
+        source_id=row.source_id,
+        token=row.token,
+        encoding_aes_key=row.encoding_aes_key,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def wechat_nonces_retained(schema: str, keep_seconds: float) -> Retained:
+    """Callback nonces kept `keep_seconds` after they were seen: past the replay window, a
+    replayed callback is refused by its timestamp."""
+    return Retained(
+        "wechat nonces",
+        lambda session, limit: IngestStore(session, schema).forget_nonces(keep_seconds, limit),
+    )
 
 
 def _source(row: Row[Any]) -> Source:

@@ -3,8 +3,9 @@ learned decisions."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -13,7 +14,9 @@ from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition, known_stages_only
-from services.journey.engine import Decision
+from services.journey.dry_run import DryRunReport, dry_run
+from services.journey.dry_run_sources import DryRunSources, Replayed, events_heard, people
+from services.journey.engine import JOURNEY, Decision
 from services.journey.enrolment import Enrolment
 from services.journey.graph import Journey
 from services.journey.references import References, ReferenceUnavailable, check_references
@@ -21,9 +24,17 @@ from services.journey.schemas import (
     JOURNEY_ID_PATTERN,
     DecisionList,
     DecisionResponse,
+    DryRunMessages,
+    DryRunPath,
+    DryRunRequest,
+    DryRunResponse,
+    GraphCheck,
+    JourneyGraph,
     JourneyList,
     JourneyRequest,
     JourneyResponse,
+    ProfileRun,
+    ProfileRuns,
     StatsResponse,
     VersionResponse,
 )
@@ -43,9 +54,17 @@ router = APIRouter(
     dependencies=[Depends(require_admin)],
     responses=MANAGEMENT_ERRORS,
 )
+profiles_router = APIRouter(
+    prefix="/profiles",
+    tags=["profiles"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+ProfileIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00]*$")]
 Stores = Annotated[StoreTransactions[JourneyStore], Depends(transactions_of(JourneyStore))]
 ReferencesDep = Annotated[References, Depends(from_state("references", References))]
 SettingsDep = Annotated[JourneySettings, Depends(from_state("settings", JourneySettings))]
+SourcesDep = Annotated[DryRunSources, Depends(from_state("dry_run_sources", DryRunSources))]
 
 
 async def validated(references: References, journey_id: str, version: int, graph: Any) -> Journey:
@@ -75,6 +94,15 @@ async def create_journey(
     if row is None:
         raise ApiError(409, "journey_exists", f"Journey {journey_id!r} already exists.", "id")
     return _response(row)
+
+
+@router.post("/validate", responses=error_responses(503))
+async def validate(request: JourneyGraph, references: ReferencesDep) -> GraphCheck:
+    """Check a graph as create, change and publish would, storing nothing: a 422 names the
+    first place that is wrong (`nodes.<id>.<field>`), as theirs would. For editors that check
+    as a person builds."""
+    journey = await validated(references, "validate", 1, request.graph())
+    return GraphCheck(valid=True, nodes=len(journey.nodes))
 
 
 @router.get("")
@@ -202,6 +230,18 @@ async def decisions(
     return DecisionList(decisions=[_decision(decision) for decision in found])
 
 
+@profiles_router.get("/{profile_id}/runs")
+async def profile_runs(
+    profile_id: ProfileIdPath,
+    stores: Stores,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ProfileRuns:
+    """The journeys a person is in or went through: each run, where it stands, latest first."""
+    async with stores() as store:
+        rows = await store.runs_of_profile(profile_id, limit)
+    return ProfileRuns(profile_id=profile_id, runs=[ProfileRun.model_validate(r) for r in rows])
+
+
 def _decision(decision: Decision) -> DecisionResponse:
     return DecisionResponse(
         kind=decision.kind,
@@ -218,6 +258,80 @@ def _decision(decision: Decision) -> DecisionResponse:
         ranking=list(decision.ranking),
         probabilities=decision.probabilities,
         request_id=decision.request_id,
+    )
+
+
+@router.post("/{journey_id}/dry-run", responses=error_responses(404, 503))
+async def dry_run_journey(
+    journey_id: JourneyIdPath,
+    request: DryRunRequest,
+    stores: Stores,
+    sources: SourcesDep,
+    settings: SettingsDep,
+) -> DryRunResponse:
+    """Replay the draft over the last `days` of behaviour and today's profiles, judging each
+    message by dispatch's policy; nothing is stored or sent."""
+    async with stores() as store:
+        row = _journey_only(await store.get_journey(journey_id), journey_id)
+    try:
+        with known_stages_only():
+            journey = Journey.parse(journey_id, (row.published_version or 0) + 1, row.draft)
+    except InvalidDefinition as error:
+        raise ApiError(422, "invalid_journey", str(error), error.path) from None
+    until = datetime.now(UTC)
+    return await rehearse(
+        journey, until - timedelta(days=request.days), until, stores, sources, settings
+    )
+
+
+async def rehearse(
+    journey: Journey,
+    since: datetime,
+    until: datetime,
+    stores: StoreTransactions[JourneyStore],
+    sources: DryRunSources,
+    settings: JourneySettings,
+) -> DryRunResponse:
+    """The dry run of a parsed journey from `since` to `until`; a 503 names the service whose
+    data it could not have."""
+    try:
+        replayed = await sources.behaviours(events_heard(journey), since)
+        rules = await sources.contact_rules()
+    except ReferenceUnavailable as error:
+        raise ApiError(503, "dependency_unavailable", str(error), error.service) from None
+    async with stores() as store:
+        replayed_people = await people(journey, store, replayed, since)
+    report = await asyncio.to_thread(
+        dry_run, journey, replayed_people, rules, until, step_limit=settings.journey_step_limit
+    )
+    return _dry_run_response(journey, report, since, until, replayed)
+
+
+def _dry_run_response(
+    journey: Journey, report: DryRunReport, since: datetime, until: datetime, replayed: Replayed
+) -> DryRunResponse:
+    sends: dict[str, dict[str, DryRunMessages]] = {}
+    for (node_id, channel, outcome), count in sorted(report.messages.items()):
+        by_channel = sends.setdefault(node_id, {})
+        messages = by_channel.setdefault(channel, DryRunMessages(sent=0, suppressed=0))
+        setattr(messages, outcome, count)
+    nodes: dict[str, dict[str, int]] = {}
+    for (node_id, counter), count in sorted(report.counters.items()):
+        nodes.setdefault(node_id, {})[counter] = count
+    return DryRunResponse(
+        journey_id=journey.id,
+        version=journey.version,
+        since=since,
+        until=until,
+        people=report.people,
+        behaviours=len(replayed.behaviours),
+        behaviours_truncated=replayed.truncated,
+        entries=report.entries,
+        sends=sends,
+        policy=dict(sorted(report.policy.items())),
+        total={**nodes.pop(JOURNEY, {}), "in_progress": report.in_progress},
+        nodes=nodes,
+        paths=[DryRunPath(nodes=list(path), runs=runs) for path, runs in report.top_paths()],
     )
 
 

@@ -12,6 +12,7 @@ from libs.common.bus import EventConsumer
 from libs.common.service import bus_parts
 from libs.common.settings import Settings
 from services.journey import api, broadcast_api
+from services.journey.dry_run_sources import HttpDryRunSources
 from services.journey.enrolments import MemberEnrolments
 from services.journey.handlers import ACCEPTED_TYPES, journey_handler
 from services.journey.learning import Policy
@@ -69,15 +70,27 @@ def create(settings: Settings) -> FastAPI:
     references = HttpReferences(
         content_url=settings.journey_content_url,
         segment_url=settings.journey_segment_url,
+        dispatch_url=settings.journey_dispatch_url,
         admin_token=settings.admin_token.get_secret_value(),
         timeout_seconds=settings.journey_reference_timeout_ms / 1000,
+    )
+    dry_run_sources = HttpDryRunSources(
+        segment_url=settings.journey_segment_url,
+        dispatch_url=settings.journey_dispatch_url,
+        admin_token=settings.admin_token.get_secret_value(),
+        timeout_seconds=settings.journey_dry_run_timeout_ms / 1000,
+        behaviour_limit=settings.journey_dry_run_behaviour_limit,
     )
     return create_app(
         settings,
         title="Journey",
         description="Journeys as graphs: who enters, what they are sent, when, and what next.",
-        routers=[api.router, broadcast_api.router],
+        routers=[api.router, api.profiles_router, broadcast_api.router],
         workers=parts.workers(upkeep, timers, enrolments, consumer),
         readiness_checks=parts.readiness_checks(settings),
-        state={**parts.app_state(settings), "references": references},
+        state={
+            **parts.app_state(settings),
+            "references": references,
+            "dry_run_sources": dry_run_sources,
+        },
     )

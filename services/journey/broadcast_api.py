@@ -4,7 +4,7 @@ at send time), see its progress, pause, resume and cancel it."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
@@ -12,8 +12,14 @@ from fastapi import APIRouter, Depends, Path, Response
 from libs.common.api import StoreTransactions, from_state, transactions_of
 from libs.common.auth import require_admin
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
-from services.journey.api import validated
-from services.journey.broadcast import SEND_NODE, Broadcast, broadcast_field, parse_repeat
+from services.journey.api import SourcesDep, rehearse, validated
+from services.journey.broadcast import (
+    SEND_NODE,
+    Broadcast,
+    broadcast_field,
+    parse_best_time_within,
+    parse_repeat,
+)
 from services.journey.conditions import InvalidDefinition
 from services.journey.engine import JOURNEY, OUTCOME_COUNTER
 from services.journey.enrolment import Enrolment
@@ -21,10 +27,12 @@ from services.journey.graph import Journey
 from services.journey.references import References
 from services.journey.schemas import (
     JOURNEY_ID_PATTERN,
+    BroadcastDryRunRequest,
     BroadcastList,
     BroadcastProgress,
     BroadcastRequest,
     BroadcastResponse,
+    DryRunResponse,
     OccurrenceResponse,
 )
 from services.journey.settings import JourneySettings
@@ -41,6 +49,9 @@ ReferencesDep = Annotated[References, Depends(from_state("references", Reference
 SettingsDep = Annotated[JourneySettings, Depends(from_state("settings", JourneySettings))]
 BroadcastIdPath = Annotated[str, Path(pattern=JOURNEY_ID_PATTERN)]
 _NOT_FOUND_OR_CANCELLED = error_responses(404, 409)
+DRY_RUN_ID = "brd_dry_run"
+_DRY_RUN_REACH = timedelta(days=366)
+"""The id a broadcast's dry run replays it under (it is never stored)."""
 
 
 @router.post("", status_code=201, responses=error_responses(409, 503))
@@ -68,6 +79,31 @@ async def create_broadcast(
         for enrolment in broadcast.enrolments(broadcast_id, now):
             await store.add_enrolment(enrolment)
     return await _answer(stores, broadcast_id)
+
+
+@router.post("/dry-run", responses=error_responses(503))
+async def dry_run_broadcast(
+    request: BroadcastDryRunRequest,
+    stores: Stores,
+    references: ReferencesDep,
+    sources: SourcesDep,
+    settings: SettingsDep,
+) -> DryRunResponse:
+    """Judge the broadcast as if sent at `at` (absent: now) to the segment's members today, by
+    dispatch's policy; nothing is stored or sent."""
+    now = datetime.now(UTC)
+    at = request.at or now
+    if not now - _DRY_RUN_REACH <= at <= now + _DRY_RUN_REACH:
+        raise _invalid("at", "within a year of now")
+    broadcast = Broadcast(
+        segment=request.segment,
+        channel=request.channel,
+        template_id=request.template_id,
+        per_minute=settings.journey_entry_per_minute,
+        variables=request.variables,
+    )
+    journey = await _validated(references, DRY_RUN_ID, broadcast)
+    return await rehearse(journey, at, at, stores, sources, settings)
 
 
 @router.get("")
@@ -132,12 +168,14 @@ async def delete_broadcast(broadcast_id: BroadcastIdPath, stores: Stores) -> Res
 def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
     if request.at is not None and request.at_local_time is not None:
         raise _invalid("at", "give `at` or `at_local_time`, not both")
-    repeat = None
-    if request.repeat is not None:
-        try:
-            repeat = parse_repeat(request.repeat.every, request.repeat.times)
-        except InvalidDefinition as error:
-            raise _invalid(error.path, error.message) from None
+    if request.at_best_time is not None and request.at_local_time is not None:
+        raise _invalid("at_best_time", "give `at_local_time` or `at_best_time`, not both")
+    best_time, given = request.at_best_time, request.repeat
+    try:
+        within = parse_best_time_within(best_time.within) if best_time is not None else None
+        repeat = parse_repeat(given.every, given.cron, given.times) if given is not None else None
+    except InvalidDefinition as error:
+        raise _invalid(error.path, error.message) from None
     return Broadcast(
         segment=request.segment,
         channel=request.channel,
@@ -146,14 +184,16 @@ def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
         variables=request.variables,
         at=request.at,
         local_time=request.at_local_time,
+        best_time_within=within,
         repeat=repeat,
+        topic=request.topic,
         contact=request.contact,
     )
 
 
 async def _validated(references: References, broadcast_id: str, broadcast: Broadcast) -> Journey:
-    """The journey it runs; a 422 names the broadcast's field (an unknown segment or
-    template: `segment`, `template_id`), a 503 the service that could not say."""
+    """The journey it runs; a 422 names the broadcast's field (an unknown segment, template or
+    topic: `segment`, `template_id`, `topic`), a 503 the service that could not say."""
     try:
         return await validated(references, broadcast_id, 1, broadcast.graph())
     except ApiError as error:
@@ -215,8 +255,10 @@ def _response(
         variables=broadcast.variables,
         at=broadcast.at,
         at_local_time=broadcast.local_time,
+        at_best_time=row.spec.get("at_best_time"),
         per_minute=broadcast.per_minute,
         repeat=row.spec.get("repeat"),
+        topic=broadcast.topic,
         contact=broadcast.contact,
         progress=progress,
         occurrences=[

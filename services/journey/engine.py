@@ -491,15 +491,25 @@ def _wait_for_best_time(
     steps: Steps,
     learning: Learning,
 ) -> None:
+    wake_at = choose_send_time(run, node_id, best_time, facts.timezone, now, steps, learning)
+    run.status, run.due_at = "waiting", wake_at
+
+
+def choose_send_time(
+    run: Run,
+    node_id: str,
+    best_time: BestTime,
+    zone: str | None,
+    now: datetime,
+    steps: Steps,
+    learning: Learning,
+) -> datetime:
+    """When the run's send at `node_id` goes: the person's best hour on the channel within the
+    window from `now`. The decision is logged with its probability, and the send it leads to is
+    targeted unless it explored."""
     chosen = learning.send_time(
-        run.profile_id,
-        best_time.channel,
-        _seed(run, node_id),
-        now,
-        facts.timezone,
-        best_time.within,
+        run.profile_id, best_time.channel, _seed(run, node_id), now, zone, best_time.within
     )
-    run.status, run.due_at = "waiting", chosen.wake_at
     run.timing = Timing(node_id, targeted=not chosen.explored)
     steps.decisions.append(
         Decision(
@@ -517,6 +527,7 @@ def _wait_for_best_time(
             wake_at=chosen.wake_at,
         )
     )
+    return chosen.wake_at
 
 
 def _send(

@@ -1,5 +1,6 @@
-"""Entering a segment's current members: when each one is due (at a fixed time or at their own
-local time, spread by the throttle) and how far the scheduling may run ahead.
+"""Entering a segment's current members: when each one is due (at a fixed time, at their own
+local time or at their best hour, spread by the throttle) and how far the scheduling may run
+ahead.
 
 Pure: the enrolment worker loads an `Enrolment`, asks it, and stores what it became.
 """
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from services.journey.cron import Cron
 from services.journey.profiles import zone_named
 
 EnrolmentStatus = Literal["pending", "done", "cancelled"]
@@ -55,6 +57,7 @@ class Enrolment:
     due_at: datetime
     at: datetime | None = None
     local_time: datetime | None = None
+    best_time_within: timedelta | None = None
     occurrence: int = 1
     status: EnrolmentStatus = "pending"
     started_at: datetime | None = None
@@ -69,11 +72,17 @@ class Enrolment:
         if self.started_at is None:
             self.started_at = self.due_at if now - self.due_at <= lookahead else now
 
+    @property
+    def takes_all_at_start(self) -> bool:
+        """At local times or best hours, members' instants are hours apart: all are taken at
+        the start, each due at their own."""
+        return self.local_time is not None or self.best_time_within is not None
+
     def room(self, now: datetime, lookahead: timedelta, batch: int) -> int:
         """How many members to take now: at a fixed time, those whose slot comes within the
         lookahead (members are taken close to their turn, and timers do not pile up); at local
-        times, a batch (their instants are hours apart, so all are taken at the first)."""
-        if self.local_time is not None:
+        times or best hours, a batch."""
+        if self.takes_all_at_start:
             return batch
         assert self.started_at is not None
         ahead = now + lookahead - self.started_at
@@ -106,7 +115,7 @@ class Enrolment:
         if len(members) < room:
             self.status = "done"
             return
-        if self.local_time is not None:
+        if self.takes_all_at_start:
             self.due_at = now
             return
         assert self.started_at is not None
@@ -116,14 +125,17 @@ class Enrolment:
 
 @dataclass(frozen=True)
 class Repeat:
-    """A recurring broadcast: every `every`, `times` occurrences in all."""
+    """A recurring broadcast, `times` occurrences in all: every `every` from the first, or at
+    the times a `cron` expression matches from the start on."""
 
-    every: timedelta
+    every: timedelta | None
     times: int
+    cron: Cron | None = None
 
-
-def occurrence_time(first: datetime, repeat: Repeat | None, occurrence: int) -> datetime:
-    """When occurrence `occurrence` (1, 2, ...) is: the first, then every `repeat.every`."""
-    if repeat is None or occurrence == 1:
-        return first
-    return first + (occurrence - 1) * repeat.every
+    def occurrences(self, start: datetime) -> list[datetime]:
+        """Each occurrence's time: instants from an instant (a cron on the UTC clock), wall
+        times from a wall time. A cron may find fewer than `times` within ten years."""
+        if self.cron is not None:
+            return self.cron.times(start, self.times)
+        assert self.every is not None
+        return [start + n * self.every for n in range(self.times)]

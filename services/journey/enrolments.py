@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.common.db import create_sessions, session_transaction
 from libs.common.lifecycle import DueWorkLoop
 from services.journey.enrolment import Enrolment
+from services.journey.graph import BestTime, Journey, Send
 from services.journey.learning import Policy
 from services.journey.runner import Runner
 from services.journey.store import JourneyStore
@@ -79,10 +80,27 @@ class MemberEnrolments(DueWorkLoop):
         free = list(itertools.takewhile(lambda member: member in profiles, members))
         runner = Runner(store, step_limit=self._step_limit, policy=self._policy)
         await runner.load_runs(free, None)
+        best_time = _best_time(journey, enrolment)
         for profile_id in free:
-            instant = enrolment.instant_for(profiles[profile_id].timezone)
+            zone = profiles[profile_id].timezone
+            if best_time is not None:
+                assert enrolment.started_at is not None
+                await runner.schedule_at_best_time(
+                    journey, profile_id, zone, best_time, enrolment.started_at, enrolment.take_slot
+                )
+                continue
+            instant = enrolment.instant_for(zone)
             if runner.may_enter(journey, profile_id, instant):
                 runner.schedule(journey, profile_id, enrolment.take_slot(instant))
         await runner.save()
         enrolment.taken(free, room if free == members else len(free), now, self._lookahead)
         return len(free)
+
+
+def _best_time(journey: Journey, enrolment: Enrolment) -> BestTime | None:
+    """At best hours: on the channel of the journey's first send (a broadcast's only one)."""
+    if enrolment.best_time_within is None:
+        return None
+    start = journey.nodes[journey.start]
+    assert isinstance(start, Send)
+    return BestTime(start.options[0].channel, enrolment.best_time_within)

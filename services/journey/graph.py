@@ -28,6 +28,7 @@ OUTCOMES = frozenset(
     {"sent", "failed", "suppressed", "delivered", "opened", "clicked", "unsubscribed"}
 )
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TOPIC = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TIME_OF_DAY = re.compile(r"^(?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$")
 _DURATIONS = DurationRules(
@@ -106,6 +107,8 @@ class Send:
     variables: Mapping[str, Any]
     next: str | None
     best_time: BestTime | None = None
+    # The subscription topic its messages belong to (defined in dispatch), if any.
+    topic: str | None = None
 
     @property
     def chooses_channel(self) -> bool:
@@ -315,7 +318,7 @@ def _parse_node(node_id: str, body: dict[str, Any], path: str) -> Node:
 
 def _send(node_id: str, body: dict[str, Any], path: str) -> Send:
     allowed = {"type", "channel", "template_id", "channels", "variables", "at_best_time_within"}
-    _only(body, allowed | {"next"}, path)
+    _only(body, allowed | {"next", "topic"}, path)
     options = _send_options(body, path)
     variables = body.get("variables", {})
     if not isinstance(variables, dict):
@@ -327,9 +330,16 @@ def _send(node_id: str, body: dict[str, Any], path: str) -> Send:
             raise InvalidDefinition(
                 where, "only a send on one channel; put a `wait` with `best_time` before this one"
             )
-        within = _best_time_window(body["at_best_time_within"], where)
+        within = best_time_window(body["at_best_time_within"], where)
         best_time = BestTime(options[0].channel, within)
-    return Send(node_id, options, variables, _next(body, "next", path), best_time)
+    topic = _topic(body["topic"], f"{path}.topic") if "topic" in body else None
+    return Send(node_id, options, variables, _next(body, "next", path), best_time, topic)
+
+
+def _topic(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _TOPIC.match(value):
+        raise InvalidDefinition(path, "a topic id: lowercase letters, digits and `_`")
+    return value
 
 
 def _send_options(body: dict[str, Any], path: str) -> tuple[SendOption, ...]:
@@ -381,10 +391,12 @@ def _best_time(raw: Any, path: str) -> BestTime:
         raise InvalidDefinition(path, 'an object such as {"channel": "email", "within": "PT24H"}')
     _only(raw, {"channel", "within"}, path)
     channel = _channel(raw.get("channel"), f"{path}.channel")
-    return BestTime(channel, _best_time_window(raw.get("within"), f"{path}.within"))
+    return BestTime(channel, best_time_window(raw.get("within"), f"{path}.within"))
 
 
-def _best_time_window(raw: Any, path: str) -> timedelta:
+def best_time_window(raw: Any, path: str) -> timedelta:
+    """A best-time window: an ISO 8601 duration of at most PT48H; InvalidDefinition names
+    `path`."""
     within = parse_duration(raw, path, rules=_DURATIONS)
     if within > _LONGEST_BEST_TIME_WINDOW:
         raise InvalidDefinition(path, "at most PT48H: every hour of the day comes round by then")

@@ -1,4 +1,5 @@
-"""Whether the templates and segments a journey names exist: asked of content and segment.
+"""Whether the templates, segments and subscription topics a journey names exist: asked of
+content, segment and dispatch.
 
 Management path only (create, change, publish); the hot path never calls another service.
 """
@@ -31,6 +32,9 @@ class References(Protocol):
     async def segment_exists(self, segment_id: str) -> bool:
         """True if segment has the segment; raises ReferenceUnavailable when it cannot say."""
 
+    async def topic_exists(self, topic_id: str) -> bool:
+        """True if dispatch has the topic; raises ReferenceUnavailable when it cannot say."""
+
 
 async def check_references(journey: Journey, references: References) -> None:
     """Raise InvalidDefinition naming the first node (or the entry) whose reference is unknown."""
@@ -47,19 +51,39 @@ async def check_references(journey: Journey, references: References) -> None:
                 f"nodes.{node_id}.{option.template_field}",
                 f"there is no template {option.template_id!r}",
             )
+    await _check_topics(journey, references)
+
+
+async def _check_topics(journey: Journey, references: References) -> None:
+    """Only a journey that names topics asks dispatch."""
+    sends = [(node.id, node.topic) for node in journey.sends() if node.topic is not None]
+    topics = sorted({topic for _, topic in sends})
+    found = await asyncio.gather(*(references.topic_exists(t) for t in topics))
+    known = dict(zip(topics, found, strict=True))
+    for node_id, topic in sends:
+        if not known[topic]:
+            raise InvalidDefinition(f"nodes.{node_id}.topic", f"there is no topic {topic!r}")
 
 
 class HttpReferences:
-    """Asks `GET {content}/templates/{id}` and `GET {segment}/segments/{id}`: 200 or 404.
+    """Asks `GET {content}/templates/{id}`, `GET {segment}/segments/{id}` and
+    `GET {dispatch}/topics/{id}`: 200 or 404.
 
     An empty base URL skips that check (every reference of that kind counts as existing).
     """
 
     def __init__(
-        self, *, content_url: str, segment_url: str, admin_token: str, timeout_seconds: float
+        self,
+        *,
+        content_url: str,
+        segment_url: str,
+        dispatch_url: str,
+        admin_token: str,
+        timeout_seconds: float,
     ) -> None:
         self._content_url = content_url.rstrip("/")
         self._segment_url = segment_url.rstrip("/")
+        self._dispatch_url = dispatch_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {admin_token}"}
         self._timeout = timeout_seconds
 
@@ -68,6 +92,9 @@ class HttpReferences:
 
     async def segment_exists(self, segment_id: str) -> bool:
         return await self._exists("segment", self._segment_url, "segments", segment_id)
+
+    async def topic_exists(self, topic_id: str) -> bool:
+        return await self._exists("dispatch", self._dispatch_url, "topics", topic_id)
 
     async def _exists(self, service: str, base_url: str, collection: str, item: str) -> bool:
         if not base_url:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from services.journey.engine import (
     Steps,
     Trigger,
     advance,
+    choose_send_time,
     enter,
     exit_run,
     fall_back,
@@ -30,7 +31,7 @@ from services.journey.engine import (
     may_enter,
     reach_goal,
 )
-from services.journey.graph import Journey
+from services.journey.graph import BestTime, Journey
 from services.journey.learning import PersonCounts, Policy, people_counts
 from services.journey.profiles import zone_named
 from services.journey.runs import RunBook, SavedRun
@@ -161,6 +162,28 @@ class Runner:
         hold_until(run, due_at)
         self._entries[journey.id] += 1
         self.runs.save(run, journey)
+        return run
+
+    async def schedule_at_best_time(
+        self,
+        journey: Journey,
+        profile_id: str,
+        zone: str | None,
+        best_time: BestTime,
+        start: datetime,
+        turn: Callable[[datetime], datetime],
+    ) -> Run | None:
+        """Enter a current member at `start`, held until their best hour: the send-time model
+        picks it within the window from `start` (the decision logged, the send targeted unless
+        it explored) and `turn` gives the due time from that instant (the throttle)."""
+        run = self.schedule(journey, profile_id, start)
+        if run is None:
+            return None
+        await self._load_counts(profile_id)
+        chosen = choose_send_time(
+            run, journey.start, best_time, zone, start, self.steps, self._learning
+        )
+        hold_until(run, turn(chosen))
         return run
 
     async def move_on(
@@ -302,6 +325,7 @@ class Runner:
                         triggered_by=run.trigger.event_id,
                         behavior_at=run.trigger.occurred_at,
                         profile=send.profile,
+                        subscription_topic=send.node.topic,
                         contact=self._contact_of(run),
                     ),
                     key=run.profile_id,

@@ -34,16 +34,11 @@ def _storable(value: str) -> str:
 Text = Annotated[str, AfterValidator(_storable)]
 
 
-class JourneyRequest(BaseModel):
-    """A journey to create (POST) or its new draft (PUT): metadata plus the graph."""
+class JourneyGraph(BaseModel):
+    """A journey's graph alone: what `POST /journeys/validate` checks without storing it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: JourneyId | None = Field(
-        default=None, description="Chosen by the caller on create; generated when absent."
-    )
-    name: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
-    description: Annotated[Text, StringConstraints(max_length=10_000)] = ""
     entry: Any = Field(
         default=None,
         description='`{"segment": "<segment id>"}` or `{"event": "<name>", "where": [filters]}`.',
@@ -71,6 +66,21 @@ class JourneyRequest(BaseModel):
         return {
             name: getattr(self, name) for name in GRAPH_FIELDS if getattr(self, name) is not None
         }
+
+
+class JourneyRequest(JourneyGraph):
+    """A journey to create (POST) or its new draft (PUT): metadata plus the graph."""
+
+    id: JourneyId | None = Field(
+        default=None, description="Chosen by the caller on create; generated when absent."
+    )
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+    description: Annotated[Text, StringConstraints(max_length=10_000)] = ""
+
+
+class GraphCheck(BaseModel):
+    valid: bool = Field(description="Always true: a graph that is not valid is a 422.")
+    nodes: int = Field(description="How many nodes the graph has.")
 
 
 class VersionResponse(BaseModel):
@@ -178,8 +188,25 @@ Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 class RepeatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    every: str = Field(description="ISO 8601 duration between occurrences: `P1D`, `PT12H`.")
+    every: str | None = Field(
+        default=None, description="ISO 8601 duration between occurrences: `P1D`, `PT12H`."
+    )
+    cron: str | None = Field(
+        default=None,
+        description="Instead of `every`: five cron fields, minute hour day-of-month month "
+        "day-of-week (`0 10 * * MON`), matched from the start on: on each person's clock with "
+        "`at_local_time`, else on the UTC clock.",
+    )
     times: int = Field(ge=2, le=1000, description="How many occurrences, the first included.")
+
+
+class BestTimeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    within: str = Field(
+        description="ISO 8601 duration of at most PT48H: each person is sent to at their best "
+        "hour on the channel within this window from the occurrence's time."
+    )
 
 
 class BroadcastRequest(BaseModel):
@@ -205,6 +232,11 @@ class BroadcastRequest(BaseModel):
         description="A wall time without offset (`2026-03-14T10:00:00`): each person is sent "
         "to when their own clock shows it (`traits.timezone`; UTC when absent or unknown).",
     )
+    at_best_time: BestTimeRequest | None = Field(
+        default=None,
+        description="Each person at their best hour (the send-time model's) within `within` "
+        "of `at` (or now); not with `at_local_time`.",
+    )
     per_minute: int | None = Field(
         default=None,
         ge=1,
@@ -212,7 +244,14 @@ class BroadcastRequest(BaseModel):
         description="Sends a minute at most (CLOSELOOP_JOURNEY_ENTRY_PER_MINUTE when absent).",
     )
     repeat: RepeatRequest | None = Field(
-        default=None, description="A recurring broadcast: every `every`, `times` occurrences."
+        default=None,
+        description="A recurring broadcast: every `every` or at each `cron` time, `times` "
+        "occurrences.",
+    )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic it belongs to (dispatch's `/topics`): people "
+        "unsubscribed from it on the channel are not sent to.",
     )
     contact: dict[str, Any] | None = Field(
         default=None,
@@ -252,8 +291,12 @@ class BroadcastResponse(BaseModel):
     variables: dict[str, Any]
     at: datetime | None
     at_local_time: datetime | None
+    at_best_time: dict[str, Any] | None = Field(description="`within`, an ISO 8601 duration.")
     per_minute: int
-    repeat: dict[str, Any] | None = Field(description="`every` (seconds) and `times`.")
+    repeat: dict[str, Any] | None = Field(
+        description="`every` (seconds) or `cron` (the expression), and `times`."
+    )
+    topic: str | None = Field(default=None, description="Its subscription topic, if any.")
     contact: dict[str, Any] | None = Field(
         default=None, description="The contact rule its messages carry, as given."
     )
@@ -265,3 +308,95 @@ class BroadcastResponse(BaseModel):
 
 class BroadcastList(BaseModel):
     broadcasts: list[BroadcastResponse]
+
+
+DryRunDays = Annotated[
+    int, Field(ge=1, le=365, description="How many days of behaviour to replay, up to now.")
+]
+
+
+class DryRunRequest(BaseModel):
+    """A journey's draft replayed over the last `days` of behaviour and today's profiles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: DryRunDays
+
+
+class BroadcastDryRunRequest(BaseModel):
+    """A broadcast judged as if sent at `at` (absent: now) to its segment's members today (it
+    has no node that waits for behaviour, so no days are replayed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment: EntityId = Field(description="The segment whose members would be sent to.")
+    channel: Channel
+    template_id: EntityId
+    variables: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="When it would be sent, with its UTC offset, within a year of now; "
+        "absent: now.",
+    )
+
+
+class DryRunMessages(BaseModel):
+    sent: int = Field(description="Messages dispatch's policy would let through.")
+    suppressed: int = Field(description="Messages it would hold back: consent, unsubscribed, caps.")
+
+
+class DryRunPath(BaseModel):
+    nodes: list[str] = Field(description="The nodes a run reached, in order.")
+    runs: int
+
+
+class DryRunResponse(BaseModel):
+    journey_id: str
+    version: int = Field(description="The version the draft would be published as.")
+    since: datetime = Field(description="The start of the replayed days.")
+    until: datetime = Field(description="Where the replay stops (now, or a broadcast's time).")
+    people: int = Field(
+        description="Profiles replayed: the entry segment's members today, or "
+        "everyone with a behaviour of the replayed days (event entry)."
+    )
+    behaviours: int = Field(description="Behaviours replayed.")
+    behaviours_truncated: bool = Field(
+        description="Segment had more behaviours than CLOSELOOP_JOURNEY_DRY_RUN_BEHAVIOUR_LIMIT."
+    )
+    entries: int = Field(description="Runs started.")
+    sends: dict[str, dict[str, DryRunMessages]] = Field(
+        description="Messages asked for, by send node and channel."
+    )
+    policy: dict[str, int] = Field(
+        description="Messages held back, by reason: `consent`, `unsubscribed`, `frequency_cap` "
+        "(suppressed), `quiet_hours` (deferred until they end, then judged again)."
+    )
+    total: dict[str, int] = Field(
+        description="The runs' counters as the journey's stats count them: `entered`, "
+        "`completed`, `exited`, `goal_reached`; and `in_progress`, still waiting at the end."
+    )
+    nodes: dict[str, dict[str, int]] = Field(
+        description="Counters per node as the journey's stats count them (`entered`, "
+        "`completed`, `exited`, `matched`, `timed_out`, `arm:<name>`, `fallbacks`...)."
+    )
+    paths: list[DryRunPath] = Field(description="The most common paths, most runs first.")
+
+
+class ProfileRun(BaseModel):
+    """One run of a person through a journey."""
+
+    journey_id: str
+    journey_name: str
+    run: int = Field(description="1 for the person's first entry into the journey, and so on.")
+    version: int = Field(description="The journey version the run follows.")
+    node_id: str | None = Field(description="Where the run is or left; null once completed.")
+    status: str = Field(description="waiting, held, completed or exited.")
+    entered_at: datetime
+    updated_at: datetime
+    exit_reason: str | None
+    goal_reached_at: datetime | None
+
+
+class ProfileRuns(BaseModel):
+    profile_id: str
+    runs: list[ProfileRun] = Field(description="The latest entry first.")

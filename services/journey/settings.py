@@ -23,6 +23,22 @@ class JourneySettings(Settings):
         description="The segment service, asked whether an entry segment exists; "
         "empty skips the check.",
     )
+    journey_dispatch_url: str = Field(
+        default="http://127.0.0.1:8106",
+        description="The dispatch service: asked whether a send's subscription topic exists "
+        "(empty skips the check), and for its policy and consent answers by a dry run (empty "
+        "replays without them: no caps or quiet hours, everyone consenting).",
+    )
+    journey_dry_run_timeout_ms: int = Field(
+        default=60_000, ge=1, description="How long a dry run may wait for segment or dispatch."
+    )
+    journey_dry_run_behaviour_limit: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=2_000_000,
+        description="The most behaviours a dry run replays (the oldest first); it says when "
+        "there were more.",
+    )
     journey_reference_timeout_ms: int = Field(
         default=3000, ge=1, description="How long a reference check may take before a 503."
     )

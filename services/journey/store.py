@@ -109,6 +109,25 @@ def _json(value: Any) -> str:
         return json.dumps(value)
 
 
+# The profiles `p` as one JSON array of their facts.
+_FACTS_ARRAY = (
+    "coalesce(json_agg(json_build_object('profile_id', p.profile_id, 'traits', p.traits, "
+    "'tags', p.tags, 'lifecycle_stage', p.lifecycle_stage, 'scores', p.scores, "
+    "'top_category', p.top_category) ORDER BY p.profile_id), '[]')::text"
+)
+
+
+def _facts_of(item: dict[str, Any]) -> ProfileFacts:
+    return ProfileFacts(
+        item["profile_id"],
+        item["traits"],
+        item["tags"],
+        item["lifecycle_stage"],
+        item["scores"],
+        item["top_category"],
+    )
+
+
 # A run with its timer's due time, if it has one.
 # A finished run past its period and its goal's window, unless it is the person's latest of
 # the journey: re-entry and the next run's number read that one.
@@ -271,6 +290,27 @@ class JourneyStore(SchemaStore):
         )
         await self.add_counters(counters)
 
+    # What a dry run replays.
+
+    async def members_with_facts(self, segment_id: str) -> list[ProfileFacts]:
+        """Today's members of the segment, with journey's copy of their facts; one JSON array
+        built by PostgreSQL (a dry run reads 100,000 at once)."""
+        result = await self._execute(
+            f"SELECT {_FACTS_ARRAY} FROM {{s}}.memberships m JOIN {{s}}.profiles p "
+            "ON p.profile_id = m.profile_id WHERE m.segment_id = :segment",
+            {"segment": segment_id},
+        )
+        return [_facts_of(item) for item in orjson.loads(result.scalar_one())]
+
+    async def facts_of(self, profile_ids: Collection[str]) -> list[ProfileFacts]:
+        """Journey's copy of the profiles' facts (those it has), read without locking them."""
+        result = await self._execute(
+            f"SELECT {_FACTS_ARRAY} FROM {{s}}.profiles p "
+            "WHERE p.profile_id = ANY(CAST(:ids AS text[]))",
+            {"ids": sorted(profile_ids)},
+        )
+        return [_facts_of(item) for item in orjson.loads(result.scalar_one())]
+
     # Memberships and enrolments.
 
     async def save_memberships(self, changes: Sequence[MembershipChange]) -> None:
@@ -317,9 +357,9 @@ class JourneyStore(SchemaStore):
     async def add_enrolment(self, enrolment: Enrolment) -> None:
         await self._execute(
             "INSERT INTO {s}.enrolments (id, journey_id, version, occurrence, segment_id, "
-            "per_minute, at, local_time, due_at) VALUES (:id, :journey_id, :version, "
-            ":occurrence, :segment_id, :per_minute, :at, :local_time, :due_at) "
-            "ON CONFLICT (id) DO NOTHING",
+            "per_minute, at, local_time, best_time_within, due_at) VALUES (:id, :journey_id, "
+            ":version, :occurrence, :segment_id, :per_minute, :at, :local_time, "
+            ":best_time_within, :due_at) ON CONFLICT (id) DO NOTHING",
             {
                 "id": enrolment.id,
                 "journey_id": enrolment.journey_id,
@@ -329,6 +369,7 @@ class JourneyStore(SchemaStore):
                 "per_minute": enrolment.per_minute,
                 "at": enrolment.at,
                 "local_time": _iso(enrolment.local_time),
+                "best_time_within": enrolment.best_time_within,
                 "due_at": enrolment.due_at,
             },
         )
@@ -537,6 +578,17 @@ class JourneyStore(SchemaStore):
             },
         )
         return [SavedRun(_run(row), row.goal_until) for row in result]
+
+    async def runs_of_profile(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        """The person's runs through any journey, with the journey's name, the latest first."""
+        result = await self._execute(
+            "SELECT r.journey_id, j.name AS journey_name, r.run, r.version, r.node_id, r.status, "
+            "r.entered_at, r.updated_at, r.exit_reason, r.goal_reached_at FROM {s}.runs r "
+            "JOIN {s}.journeys j ON j.id = r.journey_id WHERE r.profile_id = :profile_id "
+            "ORDER BY r.entered_at DESC, r.journey_id, r.run DESC LIMIT :limit",
+            {"profile_id": profile_id, "limit": limit},
+        )
+        return [row._asdict() for row in result]
 
     async def lock_runs(self, keys: Collection[RunKey]) -> dict[RunKey, SavedRun]:
         """These runs (those that still exist), locked in key order."""
@@ -828,6 +880,7 @@ def _enrolment(row: Any) -> Enrolment:
         due_at=row.due_at,
         at=row.at,
         local_time=local_time,
+        best_time_within=row.best_time_within,
         occurrence=row.occurrence,
         status=row.status,
         started_at=row.started_at,

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar  # type: ignore[import-untyped, unused-ignore]
 from scipy.special import betaln  # type: ignore[import-untyped, unused-ignore]
 
-from services.dispatch.policy import profile_zone
+from libs.common.contact_policy import profile_zone
 
 HOURS = 24
 EXPLORE_SHARE = 0.05

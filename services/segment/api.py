@@ -26,7 +26,9 @@ from services.segment.rules import (
 )
 from services.segment.schemas import (
     SEGMENT_ID_PATTERN,
+    BehavioursPage,
     Evaluation,
+    EventName,
     MemberResponse,
     MembersPage,
     PreviewRequest,
@@ -46,6 +48,12 @@ _NOT_FOUND = error_responses(404)
 router = APIRouter(
     prefix="/segments",
     tags=["segments"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
+behaviours_router = APIRouter(
+    prefix="/behaviours",
+    tags=["behaviours"],
     dependencies=[Depends(require_admin)],
     responses=MANAGEMENT_ERRORS,
 )
@@ -187,6 +195,26 @@ async def preview(request: PreviewRequest, stores: Stores) -> PreviewResponse:
         if request.sample_size:
             sample = await store.sample_matching(condition, now, request.sample_size)
     return PreviewResponse(count=count, sample=sample, evaluated_at=now)
+
+
+@behaviours_router.get("", responses={200: {"model": BehavioursPage}})
+async def list_behaviours(
+    event: Annotated[list[EventName], Query(min_length=1, max_length=50)],
+    since: datetime,
+    limit: Annotated[int, Query(ge=1, le=2_000_000)] = 1_000_000,
+    *,
+    stores: Stores,
+) -> Response:
+    """The behaviours of the named events from `since` on, oldest first: what journey's dry run
+    replays (segment keeps every behaviour for its windows; journey keeps none)."""
+    if since.tzinfo is None:
+        raise ApiError(
+            422, "invalid_request", "query.since: give an offset, such as Z", "query.since"
+        )
+    async with stores() as store:
+        rows, truncated = await store.behaviours_since(event, since, limit)
+    body = f'{{"behaviours": {rows}, "truncated": {"true" if truncated else "false"}}}'
+    return Response(body, media_type="application/json")
 
 
 def _parsed(conditions: Any) -> Any:

@@ -43,7 +43,7 @@ def create(settings: Settings) -> FastAPI:
         settings,
         title="Segment",
         description="Segments over behaviours and profiles, in real time, on timers and in bulk.",
-        routers=[api.router],
+        routers=[api.router, api.behaviours_router],
         workers=parts.workers(timers, consumer),
         readiness_checks=parts.readiness_checks(settings),
         state=parts.app_state(settings),

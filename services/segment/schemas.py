@@ -75,6 +75,21 @@ class MembersPage(BaseModel):
     )
 
 
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=255), Storable]
+
+
+class BehaviourRow(BaseModel):
+    profile_id: str
+    event: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+
+class BehavioursPage(BaseModel):
+    behaviours: list[BehaviourRow] = Field(description="Oldest first.")
+    truncated: bool = Field(description="More behaviours matched than `limit`.")
+
+
 class PreviewResponse(BaseModel):
     count: int = Field(description="Profiles that match the definition now.")
     sample: list[str] = Field(

@@ -128,6 +128,28 @@ class SegmentStore(SchemaStore):
             },
         )
 
+    async def behaviours_since(
+        self, events: Sequence[str], since: datetime, limit: int
+    ) -> tuple[str, bool]:
+        """The named behaviours from `since` on, oldest first, `limit` at most, as one JSON array
+        built by PostgreSQL (a dry run reads hundreds of thousands); and whether more were left."""
+        params = {"events": list(events), "since": since, "limit": limit}
+        rows = await self._execute(
+            "SELECT coalesce(json_agg(json_build_object('profile_id', b.profile_id, "
+            "'event', b.event, 'occurred_at', b.occurred_at, 'properties', b.properties) "
+            "ORDER BY b.occurred_at, b.profile_id), '[]')::text FROM (SELECT * FROM {s}.behaviours "
+            "WHERE event = ANY(CAST(:events AS text[])) AND occurred_at >= :since "
+            "ORDER BY occurred_at, profile_id LIMIT :limit) b",
+            params,
+        )
+        more = await self._execute(
+            "SELECT EXISTS (SELECT 1 FROM {s}.behaviours "
+            "WHERE event = ANY(CAST(:events AS text[])) AND occurred_at >= :since "
+            "ORDER BY occurred_at, profile_id OFFSET :limit)",
+            params,
+        )
+        return str(rows.scalar_one()), bool(more.scalar_one())
+
     async def load_memberships(self, profiles: Mapping[str, ProfileFacts]) -> None:
         result = await self._execute(
             "SELECT profile_id, segment_id FROM {s}.memberships "

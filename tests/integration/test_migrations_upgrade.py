@@ -334,6 +334,9 @@ _VALUES = {
     "cidr": "127.0.0.0/8",
 }
 
+# Columns a CHECK constraint holds to values of its own: (table, column) -> a value it allows.
+_CHECKED_VALUES = {("users", "role"): "admin"}
+
 
 @dataclass
 class _Column:
@@ -348,6 +351,8 @@ class _Column:
 
     def value(self, table: str) -> str:
         """A literal of the column's type."""
+        if (table, self.name) in _CHECKED_VALUES:
+            return _CHECKED_VALUES[(table, self.name)]
         if self.typtype == "e" and self.label is not None:
             return self.label
         if self.element is not None:

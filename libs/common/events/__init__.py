@@ -20,6 +20,7 @@ from libs.common.events.ingest import (
 )
 from libs.common.events.message import (
     ArbitrationWinner,
+    CarriedConsent,
     ContactRule,
     JourneyRef,
     MessageClicked,
@@ -45,6 +46,7 @@ from libs.common.events.segment import SegmentEntered, SegmentExited
 __all__ = [
     "ArbitrationWinner",
     "BehaviorOccurred",
+    "CarriedConsent",
     "ContactRule",
     "ConversionAttributed",
     "Event",

@@ -28,6 +28,9 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """A channel adapter's name: email, sms, push, webhook, wecom, wechat, or one added later."""
 
+Topic = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+"""A subscription topic's id, defined in dispatch (`POST /topics`): newsletter, promotions…"""
+
 VersionNumber = Annotated[int, Field(ge=1)]
 """A published version of a segment, journey or template: 1, 2, 3…"""
 

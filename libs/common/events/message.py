@@ -22,6 +22,7 @@ from libs.common.events.fields import (
     EventTime,
     ProfileId,
     Properties,
+    Topic,
     VersionNumber,
 )
 
@@ -105,6 +106,23 @@ class ProfileSnapshot(BaseModel):
     )
 
 
+class CarriedConsent(BaseModel):
+    """What the profile's traits say about consent and subscriptions, by the documented mapping
+    (`libs/common/consent.py`): dispatch honours it beside the answers it records itself."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    channels: dict[Channel, bool] = Field(
+        default_factory=dict,
+        description="Consent per channel, from `<channel>_opt_in` traits: false withdraws it.",
+    )
+    subscriptions: dict[Topic, dict[str, bool]] = Field(
+        default_factory=dict,
+        description="Subscribed or not, per topic and channel (`*`: every channel), from the "
+        "`subscriptions` trait: false unsubscribes.",
+    )
+
+
 class MessageRequested(EventData):
     """A journey reached a `send` node for a profile: content is asked to render a message."""
 
@@ -167,6 +185,11 @@ class MessageRequested(EventData):
         default=None,
         description="The profile's facts as journey knew them: content renders with them and "
         "sends to the address in them. Absent only in requests made before this field existed.",
+    )
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The subscription topic the send names (newsletter, promotions…); absent "
+        "for a message that belongs to none.",
     )
     contact: ContactRule | None = Field(
         default=None,
@@ -251,6 +274,17 @@ class MessageRendered(EventData):
         default=None,
         description="The profile's IANA time zone (`traits.timezone`) as the request carried "
         "it: dispatch judges quiet hours by it (UTC when absent or unknown).",
+    )
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The subscription topic of the message: dispatch suppresses it for a "
+        "profile unsubscribed from the topic on the channel, and gives email a one-click "
+        "unsubscribe from it (RFC 8058). Absent for a message that belongs to no topic.",
+    )
+    consent: CarriedConsent | None = Field(
+        default=None,
+        description="What the profile's traits said about consent and subscriptions when the "
+        "request was made; absent when they said nothing.",
     )
     contact: ContactRule | None = Field(
         default=None,
@@ -360,7 +394,12 @@ class MessageSuppressed(_MessageOutcome):
     reason: SuppressionReason = Field(
         description="`consent`: no consent for the channel; `frequency_cap`: the profile had "
         "enough messages in the window; `quiet_hours`: it could not wait out the profile's quiet "
-        "hours; `unsubscribed`: the profile unsubscribed."
+        "hours; `unsubscribed`: the profile unsubscribed (from the channel, or from `topic`)."
+    )
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The message's subscription topic, when the reason concerns it: "
+        "`unsubscribed` from it, or `consent` never given to an opt-in topic.",
     )
     won_by: ArbitrationWinner | None = Field(
         default=None,
@@ -416,3 +455,8 @@ class MessageUnsubscribed(_MessageOutcome):
     )
 
     event_type = "message.unsubscribed"
+
+    subscription_topic: Topic | None = Field(
+        default=None,
+        description="The topic the recipient unsubscribed from; absent: from the whole channel.",
+    )

@@ -18,14 +18,22 @@ from services.dispatch.channels.config import (
     SmsConfig,
     WebhookConfig,
     WechatConfig,
+    WechatMiniProgramConfig,
     WecomConfig,
+    WecomContactConfig,
     parse_config,
 )
 from services.dispatch.channels.email import EmailChannel
 from services.dispatch.channels.push import PushChannel
 from services.dispatch.channels.sms import SmsChannel
 from services.dispatch.channels.webhook import WebhookChannel
-from services.dispatch.channels.weixin import WechatChannel, WecomChannel
+from services.dispatch.channels.weixin import (
+    WechatChannel,
+    WechatMiniProgramChannel,
+    WecomChannel,
+    WecomContactChannel,
+)
+from services.dispatch.tokens import AccessTokens
 
 __all__ = ["Channel", "OutgoingMessage", "SendResult", "build_channel"]
 
@@ -38,12 +46,15 @@ def build_channel(
     session: aiohttp.ClientSession,
     resolver: WebhookResolver,
     timeout: float,
+    tokens: AccessTokens,
 ) -> Channel:
     """The adapter for a stored channel (its config and secrets merged into `values`).
 
-    Webhooks use the aiohttp `session`; the other HTTP providers the httpx `client`.
+    Webhooks use the aiohttp `session`; the other HTTP providers the httpx `client`; WeChat and
+    WeCom the access tokens the replicas share (`tokens`).
     """
-    adapter = _adapter(kind, parse_config(kind, values), client, session, resolver, timeout)
+    config = parse_config(kind, values)
+    adapter = _adapter(kind, config, client, session, resolver, timeout, tokens)
     return TracedChannel(adapter, kind) if tracing_on() else adapter
 
 
@@ -72,6 +83,7 @@ def _adapter(
     session: aiohttp.ClientSession,
     resolver: WebhookResolver,
     timeout: float,
+    tokens: AccessTokens,
 ) -> Channel:
     if isinstance(config, EmailConfig):
         return EmailChannel(config, timeout)
@@ -82,7 +94,11 @@ def _adapter(
     if isinstance(config, PushConfig):
         return PushChannel(config, client)
     if isinstance(config, WecomConfig):
-        return WecomChannel(config, client)
+        return WecomChannel(config, client, tokens)
+    if isinstance(config, WecomContactConfig):
+        return WecomContactChannel(config, client, tokens)
     if isinstance(config, WechatConfig):
-        return WechatChannel(config, client)
+        return WechatChannel(config, client, tokens)
+    if isinstance(config, WechatMiniProgramConfig):
+        return WechatMiniProgramChannel(config, client, tokens)
     raise ValueError(f"no adapter for channel kind {kind!r}")

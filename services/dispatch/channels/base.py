@@ -25,14 +25,19 @@ class OutgoingMessage:
     lineage: dict[str, Any] = field(default_factory=dict)
     # The W3C trace context of the message's trace: the provider call is a span in it.
     traceparent: str | None = None
+    # The signed one-click unsubscribe URL of a message that belongs to a subscription topic
+    # (email carries it as RFC 8058's List-Unsubscribe); None for any other message.
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)
 class SendResult:
     """`sent` (with the provider's id), or a `transient` / `permanent` failure with the error;
-    a transient one may say how long the provider asked us to wait (`Retry-After`)."""
+    a transient one may say how long the provider asked us to wait (`Retry-After`). `refused`:
+    the person does not take messages on this channel (a WeChat user who unsubscribed or
+    unfollowed), which is a consent suppression, never retried."""
 
-    outcome: Literal["sent", "transient", "permanent"]
+    outcome: Literal["sent", "transient", "permanent", "refused"]
     provider_message_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
@@ -48,6 +53,10 @@ class SendResult:
     @classmethod
     def permanent(cls, error: str) -> SendResult:
         return cls("permanent", error=error[:2000])
+
+    @classmethod
+    def refused(cls, error: str) -> SendResult:
+        return cls("refused", error=error[:2000])
 
 
 class Channel(Protocol):

@@ -6,9 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-Kind = Literal["email", "webhook", "sms", "push", "wecom", "wechat"]
+Kind = Literal[
+    "email", "webhook", "sms", "push", "wecom", "wecom_contact", "wechat", "wechat_miniprogram"
+]
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00]*$")]
 _Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
+# A mailto: address, with none of the characters a mailto: URI would need to escape.
+_Mailbox = Annotated[
+    str, StringConstraints(max_length=320, pattern=r"^[^@\s<>?&%\x00]+@[^@\s<>?&%\x00]+$")
+]
 
 
 class EmailConfig(BaseModel):
@@ -24,6 +30,9 @@ class EmailConfig(BaseModel):
     from_address: Annotated[
         str, StringConstraints(max_length=320, pattern=r"^[^@\s<>\x00]+@[^@\s<>\x00]+$")
     ]
+    # Where mail clients may send an unsubscribe request (RFC 2369 `mailto:`); whoever reads
+    # that mailbox acts on it. Without it, List-Unsubscribe names only the one-click URL.
+    unsubscribe_mailto: _Mailbox | None = None
 
 
 class WebhookConfig(BaseModel):
@@ -68,6 +77,18 @@ class WecomConfig(BaseModel):
     agent_id: int = Field(ge=0, le=2**31 - 1)
 
 
+class WecomContactConfig(BaseModel):
+    """WeCom customer-contact messages (`externalcontact/add_msg_template`): the corp, the
+    secret of its customer-contact app, and the member who sends (WeCom picks when absent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: _Url = "https://qyapi.weixin.qq.com"
+    corp_id: _Text
+    corp_secret: _Text
+    sender: _Text | None = None
+
+
 class WechatConfig(BaseModel):
     """WeChat official-account template messages; `template_id` unless the payload names one."""
 
@@ -79,13 +100,30 @@ class WechatConfig(BaseModel):
     template_id: _Text | None = None
 
 
+class WechatMiniProgramConfig(BaseModel):
+    """Mini-program subscribe messages; `template_id` and `page` unless the message names them;
+    `miniprogram_state` the version a tap opens (`formal`, `trial` or `developer`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: _Url = "https://api.weixin.qq.com"
+    app_id: _Text
+    app_secret: _Text
+    template_id: _Text | None = None
+    page: _Text | None = None
+    miniprogram_state: Literal["formal", "trial", "developer"] = "formal"
+    lang: Literal["zh_CN", "en_US", "zh_HK", "zh_TW"] = "zh_CN"
+
+
 CONFIGS: dict[str, type[BaseModel]] = {
     "email": EmailConfig,
     "webhook": WebhookConfig,
     "sms": SmsConfig,
     "push": PushConfig,
     "wecom": WecomConfig,
+    "wecom_contact": WecomContactConfig,
     "wechat": WechatConfig,
+    "wechat_miniprogram": WechatMiniProgramConfig,
 }
 SECRET_FIELDS: dict[str, frozenset[str]] = {
     "email": frozenset({"password"}),
@@ -93,7 +131,9 @@ SECRET_FIELDS: dict[str, frozenset[str]] = {
     "sms": frozenset({"auth_token"}),
     "push": frozenset({"access_token"}),
     "wecom": frozenset({"corp_secret"}),
+    "wecom_contact": frozenset({"corp_secret"}),
     "wechat": frozenset({"app_secret"}),
+    "wechat_miniprogram": frozenset({"app_secret"}),
 }
 
 

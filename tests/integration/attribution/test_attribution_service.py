@@ -298,3 +298,68 @@ async def test_bad_definitions_and_requests_are_refused(
 
 async def _touchpoints(service: AttributionHarness, profile_id: str, expected: int) -> bool:
     return await service.touchpoints_of(profile_id) == expected
+
+
+async def test_a_persons_touches_and_credits_and_the_days_of_a_journey_are_read(
+    attribution_service: AttributionHarness,
+) -> None:
+    service = attribution_service
+    profile, journey, purchase = unique("prf_reader"), unique("jrn"), unique("purchase")
+    definition = unique("cnv_read")
+    await service.define(
+        definition,
+        purchase,
+        value_property="revenue",
+        currency_property="currency",
+        attribution_model="linear",
+        window="P7D",
+    )
+    now = datetime.now(UTC)
+    early, late = unique("msg"), unique("msg")
+    await service.publish(
+        sent(profile, early, journey, now - timedelta(days=2)),
+        sent(profile, late, journey, now - timedelta(hours=2)),
+        clicked(profile, late, journey, now - timedelta(hours=1)),
+    )
+    await wait_for(lambda: _touchpoints(service, profile, 3), within=30, what="the touchpoints")
+    await service.publish(
+        behaviour(profile, purchase, at=now, properties={"revenue": 80, "currency": "EUR"})
+    )
+
+    async def converted() -> bool:
+        answer = (await service.http.get(f"/profiles/{profile}/touches")).json()
+        return len(answer["conversions"]) == 1
+
+    await wait_for(converted, within=30, what="the person's conversion")
+    answer = (await service.http.get(f"/profiles/{profile}/touches")).json()
+    assert [(t["message_id"], t["outcome"]) for t in answer["touches"]] == [
+        (late, "message.clicked"),
+        (late, "message.sent"),
+        (early, "message.sent"),
+    ]
+    (conversion,) = answer["conversions"]
+    assert (conversion["definition_id"], conversion["value"], conversion["currency"]) == (
+        definition,
+        "80",
+        "EUR",
+    )
+    assert sorted((c["message_id"], c["share"]) for c in conversion["credits"]) == sorted(
+        [(early, 0.5), (late, 0.5)]
+    )
+    limited = (await service.http.get(f"/profiles/{profile}/touches?limit=1")).json()
+    assert [t["outcome"] for t in limited["touches"]] == ["message.clicked"]
+
+    daily = await service.http.get("/reports/daily", params={"journey_id": journey})
+    assert daily.status_code == 200, daily.text
+    days = daily.json()["days"]
+    listed = [day["day"] for day in days]
+    assert listed == sorted(set(listed))
+    sent_days = {(now - timedelta(days=2)).date(), (now - timedelta(hours=2)).date()}
+    assert {d.isoformat() for d in sent_days} <= set(listed)
+    assert sum(day["sent"] for day in days) == 2
+    assert sum(day["clicked"] for day in days) == 1
+    assert sum(Decimal(day["revenue"].get("EUR", "0")) for day in days) == Decimal("80")
+    assert sum(day["converted"] for day in days) == pytest.approx(1.0)
+    refused = await service.http.get("/reports/daily", params={"from": "yesterday"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "query.from"

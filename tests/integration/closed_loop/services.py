@@ -29,7 +29,8 @@ async def start_loop_services(
     every_env: Mapping[str, str] | None = None,
 ) -> dict[str, ServiceProcess]:
     """All seven, each in a schema and consumer group named `<service>_<run>`; journey last,
-    since it checks templates and segments against content's and segment's APIs. `every_env`
+    since it checks templates, segments and topics against content's, segment's and
+    dispatch's APIs. `every_env`
     goes to all seven, `dispatch_env` to dispatch alone."""
     dispatch_port = free_port()
     dispatch_url = f"http://127.0.0.1:{dispatch_port}"
@@ -41,8 +42,19 @@ async def start_loop_services(
             "ingest": every,
             "profile": {**CONSUMER, **every},
             "segment": {**CONSUMER, **FAST_TIMERS, **every},
-            "content": {**CONSUMER, "CLOSELOOP_TRACKING_BASE_URL": dispatch_url, **every},
-            "dispatch": {**CONSUMER, **ALLOW_LOOPBACK, **dispatch_env, **every},
+            "content": {
+                **CONSUMER,
+                "CLOSELOOP_TRACKING_BASE_URL": dispatch_url,
+                "CLOSELOOP_CONTENT_DISPATCH_URL": dispatch_url,
+                **every,
+            },
+            "dispatch": {
+                **CONSUMER,
+                **ALLOW_LOOPBACK,
+                "CLOSELOOP_TRACKING_BASE_URL": dispatch_url,
+                **dispatch_env,
+                **every,
+            },
             "attribution": {**CONSUMER, **every},
         },
         ports={"dispatch": dispatch_port},
@@ -50,6 +62,7 @@ async def start_loop_services(
     references = {
         "CLOSELOOP_JOURNEY_CONTENT_URL": first["content"].url,
         "CLOSELOOP_JOURNEY_SEGMENT_URL": first["segment"].url,
+        "CLOSELOOP_JOURNEY_DISPATCH_URL": dispatch_url,
     }
     journey = await _start_together(
         launcher, run, {"journey": {**CONSUMER, **FAST_TIMERS, **references, **every}}

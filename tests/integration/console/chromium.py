@@ -43,13 +43,23 @@ class Page:
     def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         self._socket = socket
         self._ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []  # what arrived while waiting for an answer
 
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """Call a DevTools method and return its result (events in between are ignored)."""
+    async def send(
+        self, method: str, *, session_id: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Call a DevTools method and return its result (events in between are kept in
+        `events`); in the session of a target attached with `flatten` (an out-of-process frame)
+        when given."""
         call_id = next(self._ids)
-        await self._socket.send_json({"id": call_id, "method": method, "params": params})
+        call: dict[str, Any] = {"id": call_id, "method": method, "params": params}
+        if session_id is not None:
+            call["sessionId"] = session_id
+        await self._socket.send_json(call)
         while True:
             message = await self._socket.receive_json(timeout=30)
+            if "id" not in message:
+                self.events.append(message)
             if message.get("id") != call_id:
                 continue
             if "error" in message:

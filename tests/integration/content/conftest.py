@@ -29,6 +29,8 @@ async def content_service(
         env={
             "CLOSELOOP_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "CLOSELOOP_HANDLER_RETRY_BACKOFF_MS": "20",
+            # No dispatch here: a template's topic is taken as it is.
+            "CLOSELOOP_CONTENT_DISPATCH_URL": "",
         },
     ) as (process, run):
         harness = ContentHarness(stack, process)

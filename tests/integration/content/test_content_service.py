@@ -255,6 +255,12 @@ async def test_outcomes_and_conversions_feed_the_bandit(content_service: Content
     assert stats["a"]["successes"] == pytest.approx(1, rel=1e-4) and stats["b"]["successes"] == 0
     assert stats["a"]["posterior_mean"] == pytest.approx(2 / 5, rel=1e-4)
     assert stats["a"]["probability_best"] is None  # not evaluated yet
+    assert (stats["a"]["sends"], stats["a"]["clicks"]) == pytest.approx((3, 1), rel=1e-4)
+    assert (stats["b"]["sends"], stats["b"]["clicks"]) == pytest.approx((1, 0), rel=1e-4)
+    assert stats["a"]["conversions"] == 0
+    # The policy's split now: each variant's share of the requests to come.
+    assert stats["a"]["split"] + stats["b"]["split"] == pytest.approx(1)
+    assert 0 < stats["a"]["split"] < 1 and 0 < stats["b"]["split"] < 1
     evaluated = await content_service.http.post(f"/templates/{template}/evaluate")
     best = evaluated.json()["experiment"]["probability_best"]
     assert set(best) == {"a", "b"} and sum(best.values()) == pytest.approx(1)
@@ -294,6 +300,10 @@ async def test_outcomes_and_conversions_feed_the_bandit(content_service: Content
         return bool(round(variant["trials"], 3) == 1 and round(variant["successes"], 3) == 0.5)
 
     await wait_for(converted, within=60, what="the conversion credited to the variant")
+    response = await content_service.http.get(f"/templates/{conversions_template}/variants")
+    [variant] = response.json()["variants"]
+    assert variant["conversions"] == pytest.approx(0.5, rel=1e-4) and variant["clicks"] == 0
+    assert variant["split"] == 1.0
 
 
 async def test_preview_is_strict_and_names_the_missing_variable(

@@ -1,16 +1,19 @@
 """Local stand-ins for the outside world, speaking each provider's real API shape.
 
 One HTTP server (uvicorn + starlette, in the test's event loop) plays the webhook receiver,
-Twilio, FCM, WeCom and WeChat; an aiosmtpd server plays the mail server. Every message the
-webhook receiver, Twilio and the mail server accept is also counted raw, as a `Delivery`: none of
-them deduplicates there, as SMTP servers and most SMS gateways do not. A test can put any of the
-three in a `Storm` (server errors and throttling) per channel.
+Twilio, FCM, WeCom (application and customer-contact messages) and WeChat (official-account
+template messages, mini-program subscribe messages), with their errcodes; an aiosmtpd server
+plays the mail server. Every message the webhook receiver, Twilio and the mail server accept is
+also counted raw, as a `Delivery`: none of them deduplicates there, as SMTP servers and most SMS
+gateways do not. A test can put any of the three in a `Storm` (server errors and throttling) per
+channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections import Counter
@@ -77,6 +80,19 @@ class Storm:
 
 
 _THROTTLED = {"error": "too many requests", "code": 20429}
+# An OpenID as WeChat hands them out: 28 characters starting with `o`; shorter ones pass here.
+_OPENID = re.compile(r"^o[A-Za-z0-9_-]{5,40}$")
+
+
+def _empty_subscribe_value(data: object) -> str | None:
+    """The key of a subscribe message's data whose `value` is missing or empty ("" when the
+    data itself is not a non-empty object), or None when every key has one."""
+    if not isinstance(data, dict) or not data:
+        return ""
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or not str(entry.get("value", "")).strip():
+            return str(key)
+    return None
 
 
 @dataclass
@@ -95,9 +111,20 @@ class Providers:
     sms: list[dict[str, Any]] = field(default_factory=list)
     push: list[dict[str, Any]] = field(default_factory=list)
     wecom: list[dict[str, Any]] = field(default_factory=list)
+    wecom_contact: list[dict[str, Any]] = field(default_factory=list)
+    # Customers who are no one's contact: named in add_msg_template's fail_list.
+    wecom_strangers: set[str] = field(default_factory=set)
     wechat: list[dict[str, Any]] = field(default_factory=list)
-    wechat_tokens_issued: int = 0
+    subscribe: list[dict[str, Any]] = field(default_factory=list)
+    # Tokens fetched per WeChat app id; only an app's last token is valid, as a new one
+    # retires the one before (WeChat's overlap of a few minutes left out: stricter).
+    wechat_tokens: Counter[str] = field(default_factory=Counter)
+    wechat_current: dict[str, str] = field(default_factory=dict)
     wechat_expire_next: bool = False
+    # Openids that refused: 43004 (not following) to template, 43101 to subscribe messages.
+    wechat_refusing: set[str] = field(default_factory=set)
+    # Calls answered 45009 (API quota reached) before the next is taken.
+    wechat_over_quota: int = 0
     mail: list[Message] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     storms: dict[str, Storm] = field(default_factory=dict)
@@ -157,8 +184,12 @@ class Providers:
         name = f"projects/{request.path_params['project']}/messages/{len(self.push)}"
         return JSONResponse({"name": name})
 
+    @property
+    def wechat_tokens_issued(self) -> int:
+        return sum(self.wechat_tokens.values())
+
     async def _wecom_token(self, request: Request) -> Response:
-        if request.query_params.get("corpsecret") != "wecom-secret":
+        if request.query_params.get("corpsecret") not in ("wecom-secret", "contact-secret"):
             return JSONResponse({"errcode": 40001, "errmsg": "invalid credential"})
         return JSONResponse({"errcode": 0, "access_token": "wecom-token", "expires_in": 7200})
 
@@ -168,18 +199,70 @@ class Providers:
         self.wecom.append(await request.json())
         return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": f"wc{len(self.wecom)}"})
 
+    async def _wecom_add_msg_template(self, request: Request) -> Response:
+        if request.query_params.get("access_token") != "wecom-token":
+            return JSONResponse({"errcode": 40014, "errmsg": "invalid access_token"})
+        body = await request.json()
+        customers = body.get("external_userid") or []
+        if not body.get("text") and not body.get("attachments"):
+            return JSONResponse({"errcode": 41048, "errmsg": "text and attachments are empty"})
+        if any(not str(c).startswith("wm") for c in customers):
+            return JSONResponse({"errcode": 40096, "errmsg": "invalid external userid"})
+        failed = [c for c in customers if c in self.wecom_strangers]
+        self.wecom_contact.append(body)
+        msgid = f"msg{len(self.wecom_contact):08d}"
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "fail_list": failed, "msgid": msgid})
+
     async def _wechat_token(self, request: Request) -> Response:
-        self.wechat_tokens_issued += 1
-        token = f"wechat-token-{self.wechat_tokens_issued}"
+        app_id = request.query_params.get("appid", "")
+        if request.query_params.get("grant_type") != "client_credential":
+            return JSONResponse({"errcode": 40002, "errmsg": "invalid grant_type"})
+        if not app_id.startswith("wx"):
+            return JSONResponse({"errcode": 40013, "errmsg": "invalid appid"})
+        self.wechat_tokens[app_id] += 1
+        token = f"{app_id}-token-{self.wechat_tokens[app_id]}"
+        self.wechat_current[app_id] = token
         return JSONResponse({"access_token": token, "expires_in": 7200})
 
-    async def _wechat_send(self, request: Request) -> Response:
-        current = f"wechat-token-{self.wechat_tokens_issued}"
-        if self.wechat_expire_next or request.query_params.get("access_token") != current:
+    def _wechat_refusal(self, request: Request, body: dict[str, Any]) -> Response | None:
+        """The errcode answer a WeChat send gets before its own checks, or None."""
+        token = request.query_params.get("access_token", "")
+        if self.wechat_expire_next or token not in self.wechat_current.values():
             self.wechat_expire_next = False
             return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
-        self.wechat.append(await request.json())
+        if self.wechat_over_quota > 0:
+            self.wechat_over_quota -= 1
+            return JSONResponse({"errcode": 45009, "errmsg": "reach max api daily quota limit"})
+        if not _OPENID.match(str(body.get("touser", ""))):
+            return JSONResponse({"errcode": 40003, "errmsg": "invalid openid"})
+        return None
+
+    async def _wechat_send(self, request: Request) -> Response:
+        body = await request.json()
+        refused = self._wechat_refusal(request, body)
+        if refused is not None:
+            return refused
+        if body["touser"] in self.wechat_refusing:
+            return JSONResponse({"errcode": 43004, "errmsg": "require subscribe"})
+        self.wechat.append(body)
         return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": 1000 + len(self.wechat)})
+
+    async def _wechat_subscribe_send(self, request: Request) -> Response:
+        body = await request.json()
+        refused = self._wechat_refusal(request, body)
+        if refused is not None:
+            return refused
+        data = body.get("data")
+        empty = _empty_subscribe_value(data)
+        if empty is not None:
+            message = f"argument invalid! data.{empty}.value is empty"
+            return JSONResponse({"errcode": 47003, "errmsg": message})
+        if body["touser"] in self.wechat_refusing:
+            return JSONResponse({"errcode": 43101, "errmsg": "user refuse to accept the msg"})
+        if body.get("miniprogram_state", "formal") not in ("formal", "trial", "developer"):
+            return JSONResponse({"errcode": 47003, "errmsg": "argument invalid! miniprogram_state"})
+        self.subscribe.append(body)
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": 3000 + len(self.subscribe)})
 
     def app(self) -> Starlette:
         return Starlette(
@@ -191,6 +274,16 @@ class Providers:
                 Route("/cgi-bin/message/send", self._wecom_send, methods=["POST"]),
                 Route("/cgi-bin/token", self._wechat_token),
                 Route("/cgi-bin/message/template/send", self._wechat_send, methods=["POST"]),
+                Route(
+                    "/cgi-bin/message/subscribe/send",
+                    self._wechat_subscribe_send,
+                    methods=["POST"],
+                ),
+                Route(
+                    "/cgi-bin/externalcontact/add_msg_template",
+                    self._wecom_add_msg_template,
+                    methods=["POST"],
+                ),
             ]
         )
 

@@ -477,3 +477,33 @@ async def test_channel_secrets_are_never_returned(dispatch: Dispatch) -> None:
     assert replaced.json()["secrets_set"] == ["secret"]
     listed = (await dispatch.harness.http.get("/channels")).text
     assert f"secret-{name}" not in listed
+
+
+async def test_a_persons_messages_are_read_newest_first_with_where_each_stands(
+    dispatch: Dispatch,
+) -> None:
+    name = await _webhook(dispatch, "history")
+    profile = f"prf_{uuid.uuid4().hex[:10]}"
+    first, second = rendered(name, profile), rendered(name, profile, body="second")
+    for message in (first, second):  # one at a time, so the order is known
+        await dispatch.harness.publish(message)
+        await _until_outcomes(dispatch, message.data.request_id, "message.sent")
+    await dispatch.harness.publish(rendered(name, f"prf_{uuid.uuid4().hex[:10]}"))
+    first_id, second_id = [
+        (await dispatch.harness.outcomes(m.data.request_id))[0].message_id for m in (first, second)
+    ]
+
+    response = await dispatch.harness.http.get(f"/profiles/{profile}/messages")
+    assert response.status_code == 200, response.text
+    messages = response.json()["messages"]
+    assert [m["message_id"] for m in messages] == [second_id, first_id]
+    assert {m["status"] for m in messages} == {"sent"}
+    assert messages[0]["subject"] == "Your oolong is waiting"
+    assert messages[0]["channel"] == name
+    assert messages[0]["journey"]["node_id"] == "node_send"
+    assert messages[0]["sent_at"] is not None
+    one = await dispatch.harness.http.get(f"/profiles/{profile}/messages?limit=1")
+    assert [m["message_id"] for m in one.json()["messages"]] == [second_id]
+    refused = await dispatch.harness.http.get(f"/profiles/{profile}/messages?limit=0")
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "query.limit"

@@ -25,8 +25,11 @@ pytestmark = pytest.mark.integration
 _METHODS = ("get", "post", "put", "patch", "delete")
 _OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"})
 _PUBLIC_PREFIXES: dict[str, tuple[str, ...]] = {
-    "ingest": ("/v1/",),  # Segment routes: a source's write key, not the admin token
-    "dispatch": ("/c/", "/o/", "/u/", "/receipts/"),  # what recipients and providers call
+    # Segment routes: a source's write key, not the admin token; WeChat's callbacks: its
+    # signature with the account's token.
+    "ingest": ("/v1/", "/wechat/{app_id}/"),
+    # What recipients and providers call: links, preference pages and receipts.
+    "dispatch": ("/c/", "/o/", "/u/", "/p/", "/receipts/"),
 }
 _PRIVATE_WEBHOOKS = (
     "http://10.0.0.1/hook",

@@ -16,6 +16,7 @@ from libs.common.events import (
     Event,
     JourneyRef,
     MessageRequested,
+    MessageSent,
     ProfileChangeRequested,
 )
 from libs.devstack.services import ServiceProcess
@@ -144,6 +145,20 @@ class JourneyHarness:
             )
         return due
 
+    async def run_of(self, journey_id: str, profile_id: str) -> dict[str, Any]:
+        """The profile's first run of the journey: its status, trigger and timing, as stored."""
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(
+                        f"SELECT status, trigger, timing FROM {self.schema}.runs "
+                        "WHERE journey_id = :j AND profile_id = :p AND run = 1"
+                    ),
+                    {"j": journey_id, "p": profile_id},
+                )
+            ).one()
+        return {"status": row.status, "trigger": row.trigger, "timing": row.timing}
+
     async def members(self, segment_id: str) -> set[str]:
         """The segment's members as journey heard them (its memberships table)."""
         async with self._engine.connect() as connection:
@@ -243,3 +258,23 @@ async def requests_of(
     await wait_for(arrived, within=within, what=f"{count} requests of {journey} for {profile}")
     assert len(found) == count, [r.data.idempotency_key for r in found]
     return found
+
+
+async def publish_in_turn(
+    service: JourneyHarness, profile: str, traits_event: Event[Any], history: list[Event[Any]]
+) -> None:
+    """The profile's traits, then its history: each on its own topic, so each is awaited."""
+    await service.publish(traits_event)
+
+    async def known() -> bool:
+        return bool(await service.traits_of(profile))
+
+    await wait_for(known, within=30, what=f"journey to know the traits of {profile}")
+    await service.publish(*history)
+    sends = sum(isinstance(event.data, MessageSent) for event in history)
+
+    async def counted() -> bool:
+        engagement = await service.engagement(profile)
+        return sum(sent for sent, _ in engagement.values()) == sends
+
+    await wait_for(counted, within=30, what=f"journey to count the history of {profile}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from libs.common.events import Event
 from tests.events import (
     answering,
     entered,
@@ -16,6 +17,7 @@ from tests.events import (
     exited,
     identified,
     merge,
+    profile_updated,
     sent,
     suppressed,
 )
@@ -23,6 +25,8 @@ from tests.integration.journey.conftest import create_segment
 from tests.integration.journey.harness import (
     JourneyHarness,
     Requested,
+    past_message,
+    publish_in_turn,
     requests_of,
     send,
     unique,
@@ -268,6 +272,145 @@ async def test_a_broadcast_at_local_time_is_due_at_each_persons_clock(
     assert progress["progress"]["waiting"] == 3
 
 
+async def _with_zones(service: JourneyHarness, zones: dict[str, str]) -> None:
+    """Journey's copy of each profile knows its time zone."""
+    await service.publish(*(identified(p, traits={"timezone": z}) for p, z in zones.items()))
+
+    async def known() -> bool:
+        found = {p: (await service.traits_of(p)).get("timezone") for p in zones}
+        return found == zones
+
+    await wait_for(known, within=30, what="journey to hear the members' time zones")
+
+
+async def test_a_broadcast_at_ten_local_time_is_due_at_ten_on_each_of_three_clocks(
+    journey_service: JourneyHarness,
+) -> None:
+    # 10:00 has come on the first clocks (UTC+14) already, so the broadcast starts at once; on
+    # these three (UTC-10 to UTC-12) it is still to come, whatever the time of day.
+    zones = {
+        unique("prf_hawaii"): "Pacific/Honolulu",
+        unique("prf_samoa"): "Pacific/Pago_Pago",
+        unique("prf_baker"): "Etc/GMT+12",
+    }
+    await _with_zones(journey_service, zones)
+    segment = await _segment_with(journey_service, list(zones), left=[])
+    first_clock = datetime.now(UTC) + timedelta(hours=14)
+    day = first_clock.date() - timedelta(days=0 if first_clock.hour >= 10 else 1)
+    ten = datetime.combine(day, time(10, 0))
+    created = await _broadcast(
+        journey_service, segment=segment, at_local_time=ten.isoformat(), per_minute=6000
+    )
+    broadcast = created["id"]
+    assert [o["at_local_time"] for o in created["occurrences"]] == [ten.isoformat()]
+
+    async def all_planned() -> bool:
+        return bool((await _progress(journey_service, broadcast))["progress"]["planned"] == 3)
+
+    await wait_for(all_planned, within=30, what="every member's turn to be planned")
+    for profile, zone in zones.items():
+        # The turn, whether still to come (held) or come already (requested).
+        turn = (await journey_service.run_of(broadcast, profile))["trigger"]["occurred_at"]
+        due = datetime.fromisoformat(turn)
+        assert due == ten.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC), zone
+        assert due.astimezone(ZoneInfo(zone)).time() == time(10, 0)
+
+
+def _next_local_hour(zone: ZoneInfo, hour: int, after: datetime) -> datetime:
+    """The first time after `after` that the clock of `zone` shows hour:00."""
+    local = after.astimezone(zone)
+    at = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return (at if at > local else at + timedelta(days=1)).astimezone(UTC)
+
+
+def _engaged_at(profile: str, zone: ZoneInfo, best: int) -> list[Event[Any]]:
+    """Five days of email to the profile at three hours of its clock, opened only at `best`."""
+    history: list[Event[Any]] = []
+    for days_ago in range(1, 6):
+        day = datetime.now(zone).date() - timedelta(days=days_ago)
+        for hour in (best, (best + 8) % 24, (best + 16) % 24):
+            sent_at = datetime.combine(day, time(hour, 5), zone).astimezone(UTC)
+            opened_at = sent_at + timedelta(minutes=20) if hour == best else None
+            history += past_message(profile, "email", sent_at, engaged_at=opened_at)
+    return history
+
+
+async def test_a_broadcast_at_best_time_is_due_at_each_members_best_hour(
+    journey_service: JourneyHarness,
+) -> None:
+    tokyo, new_york = ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York")
+    # Hours that are not under way and come round within the window.
+    tokyo_best = (datetime.now(tokyo).hour + 5) % 24
+    new_york_best = (datetime.now(new_york).hour + 9) % 24
+    first, second = sorted(unique("prf_tokyo") for _ in range(2))
+    third = unique("prf_new_york")
+    best = {
+        first: (tokyo, tokyo_best),
+        second: (tokyo, tokyo_best),
+        third: (new_york, new_york_best),
+    }
+    for profile, (zone, hour) in best.items():
+        traits = profile_updated(profile, traits={"timezone": zone.key})
+        await publish_in_turn(journey_service, profile, traits, _engaged_at(profile, zone, hour))
+    segment = await _segment_with(journey_service, list(best), left=[])
+    before = datetime.now(UTC)
+    created = await _broadcast(
+        journey_service, segment=segment, at_best_time={"within": "PT24H"}, per_minute=60
+    )
+    broadcast = created["id"]
+    assert created["at_best_time"] == {"within": "PT24H"}
+
+    async def all_planned() -> bool:
+        return bool((await _progress(journey_service, broadcast))["progress"]["planned"] == 3)
+
+    await wait_for(all_planned, within=30, what="every member's best hour to be chosen")
+    for profile, (zone, hour) in best.items():
+        best_hour_at = _next_local_hour(zone, hour, before)
+        [decision] = await journey_service.decisions(broadcast, profile)
+        assert (decision["kind"], decision["node_id"], decision["channel"]) == (
+            "send_time",
+            "send",
+            "email",
+        )
+        assert (decision["hour"], decision["explored"]) == (hour, False)
+        assert datetime.fromisoformat(decision["wake_at"]) == best_hour_at
+        # The same best hour as the first: a turn later (the throttle, 60 a minute).
+        turn = timedelta(seconds=1 if profile == second else 0)
+        assert await journey_service.timer_due(broadcast, profile) == best_hour_at + turn
+        run = await journey_service.run_of(broadcast, profile)
+        # Held for its turn; its send will count as one the model timed.
+        assert (run["status"], run["timing"]["targeted"]) == ("held", True)
+    progress = await _progress(journey_service, broadcast)
+    assert (progress["status"], progress["progress"]["waiting"]) == ("sending", 3)
+    assert await journey_service.requested(broadcast) == []
+
+
+async def test_a_cron_broadcast_has_an_occurrence_each_time_it_matches(
+    journey_service: JourneyHarness,
+) -> None:
+    segment = await _segment_with(journey_service, [unique("prf_monday")], left=[])
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None, microsecond=0)
+    created = await _broadcast(
+        journey_service,
+        segment=segment,
+        at_local_time=start.isoformat(),
+        repeat={"cron": "0 10 * * MON", "times": 3},
+    )
+    assert created["repeat"] == {"cron": "0 10 * * MON", "times": 3}
+    walls = [datetime.fromisoformat(o["at_local_time"]) for o in created["occurrences"]]
+    assert [(w.weekday(), w.time()) for w in walls] == [(0, time(10, 0))] * 3
+    assert start <= walls[0] < start + timedelta(days=7)
+    assert [b - a for a, b in itertools.pairwise(walls)] == [timedelta(days=7)] * 2
+    # Without a local time: on the UTC clock, from now (or `at`).
+    fixed = await _broadcast(
+        journey_service, segment=segment, repeat={"cron": "30 9 1 * *", "times": 2}
+    )
+    instants = [datetime.fromisoformat(o["at"]) for o in fixed["occurrences"]]
+    assert [(i.day, i.time(), i.utcoffset()) for i in instants] == [
+        (1, time(9, 30), timedelta(0))
+    ] * 2
+
+
 async def test_cancelling_a_broadcast_stops_the_rest(journey_service: JourneyHarness) -> None:
     members = sorted(unique("prf_cancel") for _ in range(4))
     segment = await _segment_with(journey_service, members, left=[])
@@ -349,6 +492,23 @@ async def test_bad_broadcasts_are_refused_naming_the_field(
         ({"segment": segment, "channel": "E-mail"}, "channel"),
         ({"segment": segment, "repeat": {"every": "P1M", "times": 3}}, "repeat.every"),
         ({"segment": segment, "repeat": {"every": "P1D", "times": 1}}, "repeat.times"),
+        ({"segment": segment, "repeat": {"times": 3}}, "repeat.every"),
+        ({"segment": segment, "repeat": {"cron": "0 25 * * *", "times": 3}}, "repeat.cron"),
+        (
+            {"segment": segment, "repeat": {"cron": "0 10 * * 1", "every": "P7D", "times": 3}},
+            "repeat.cron",
+        ),
+        ({"segment": segment, "repeat": {"cron": "0 0 30 2 *", "times": 2}}, "repeat.cron"),
+        ({"segment": segment, "at_best_time": {"within": "PT72H"}}, "at_best_time.within"),
+        ({"segment": segment, "at_best_time": {}}, "at_best_time.within"),
+        (
+            {
+                "segment": segment,
+                "at_local_time": "2030-01-01T10:00:00",
+                "at_best_time": {"within": "PT24H"},
+            },
+            "at_best_time",
+        ),
     ]
     for fields, field in cases:
         body = {"name": "bad", "channel": "email", "template_id": "tpl", **fields}

@@ -305,6 +305,30 @@ async def test_an_unknown_segment_is_refused(journey_service: JourneyHarness) ->
     assert response.json()["error"]["field"] == "entry.segment"
 
 
+async def test_validate_checks_a_graph_as_create_would_and_stores_nothing(
+    journey_service: JourneyHarness,
+) -> None:
+    segment = unique("seg_check")
+    await create_segment(journey_service, segment)
+    graph = click_journey(segment)
+    checked = await journey_service.http.post("/journeys/validate", json=graph)
+    assert checked.status_code == 200, checked.text
+    assert checked.json() == {"valid": True, "nodes": len(graph["nodes"])}
+
+    del graph["nodes"]["thanks"]["template_id"]
+    refused = await journey_service.http.post("/journeys/validate", json=graph)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_journey"
+    assert refused.json()["error"]["field"] == "nodes.thanks.template_id"
+    unknown = await journey_service.http.post(
+        "/journeys/validate", json={**click_journey(segment), "name": "not a graph field"}
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["field"] == "body.name"
+    listed = (await journey_service.http.get("/journeys")).json()["journeys"]
+    assert "validate" not in [journey["id"] for journey in listed]
+
+
 async def test_a_split_records_its_arm_in_stats(journey_service: JourneyHarness) -> None:
     journey, segment = unique("jrn_split"), unique("seg_split")
     await create_segment(journey_service, segment)
@@ -515,3 +539,32 @@ async def test_a_merged_profiles_run_continues_as_the_survivors(
 
     [second] = await requests_of(journey_service, journey, known, 1)
     assert second.data.idempotency_key == f"{journey}:v1:second:{known}:1"
+
+
+async def test_a_persons_runs_are_read_with_their_journeys_names_latest_first(
+    journey_service: JourneyHarness,
+) -> None:
+    event, profile = unique("ordered"), unique("prf_runs")
+    first, second = unique("jrn_runs_a"), unique("jrn_runs_b")
+    for journey in (first, second):
+        await journey_service.create_and_publish(
+            journey,
+            {"entry": {"event": event}, "start": "hello", "nodes": {"hello": send("hello", "tpl")}},
+        )
+    await journey_service.publish(behaviour(profile, event))
+    await requests_of(journey_service, first, profile, 1)
+    await requests_of(journey_service, second, profile, 1)
+
+    response = await journey_service.http.get(f"/profiles/{profile}/runs")
+    assert response.status_code == 200, response.text
+    runs = response.json()["runs"]
+    assert sorted((r["journey_id"], r["journey_name"], r["run"], r["version"]) for r in runs) == [
+        (first, first, 1, 1),
+        (second, second, 1, 1),
+    ]
+    assert {(r["node_id"], r["status"]) for r in runs} == {(None, "completed")}
+    elsewhere = await journey_service.http.get(f"/profiles/{unique('prf_nobody')}/runs")
+    assert elsewhere.json()["runs"] == []
+    refused = await journey_service.http.get(f"/profiles/{profile}/runs?limit=501")
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "query.limit"

@@ -9,10 +9,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from libs.common.events import Event, MessageSent
+from libs.common.events import Event
 from tests.events import answering, entered, erasure, merge, profile_updated, sent, suppressed
 from tests.integration.journey.conftest import create_segment
-from tests.integration.journey.harness import JourneyHarness, past_message, requests_of, unique
+from tests.integration.journey.harness import (
+    JourneyHarness,
+    past_message,
+    publish_in_turn,
+    requests_of,
+    unique,
+)
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -24,26 +30,6 @@ def at_local_hour(days_ago: int, hour: int) -> datetime:
     """Five past `hour` in Tokyo, `days_ago` days back, in UTC."""
     day = datetime.now(TOKYO).date() - timedelta(days=days_ago)
     return datetime(day.year, day.month, day.day, hour, 5, tzinfo=TOKYO).astimezone(UTC)
-
-
-async def publish_in_turn(
-    service: JourneyHarness, profile: str, traits_event: Event[Any], history: list[Event[Any]]
-) -> None:
-    """The profile's traits, then its history: each on its own topic, so each is awaited."""
-    await service.publish(traits_event)
-
-    async def known() -> bool:
-        return bool(await service.traits_of(profile))
-
-    await wait_for(known, within=30, what=f"journey to know the traits of {profile}")
-    await service.publish(*history)
-    sends = sum(isinstance(event.data, MessageSent) for event in history)
-
-    async def counted() -> bool:
-        engagement = await service.engagement(profile)
-        return sum(sent for sent, _ in engagement.values()) == sends
-
-    await wait_for(counted, within=30, what=f"journey to count the history of {profile}")
 
 
 async def wait_for_decision(service: JourneyHarness, journey: str, profile: str) -> dict[str, Any]:

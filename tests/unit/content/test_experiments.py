@@ -18,6 +18,7 @@ from services.content.experiments import (
     Experiment,
     PolicyCache,
     VariantPolicy,
+    current_split,
     evaluate_experiment,
     evidence_as_of,
     fitted_policy,
@@ -26,6 +27,7 @@ from services.content.experiments import (
     send_context,
     unknown_context,
     variant_evidence,
+    variant_rates,
 )
 from services.content.templates import TemplateVersion
 
@@ -161,6 +163,19 @@ def test_a_variants_evidence_is_summed_over_contexts_for_its_current_variants() 
     assert (b.variant_id, b.trials, b.successes, b.posterior_mean) == ("b", 0.0, 0.0, 0.5)
 
 
+def test_a_variants_sends_clicks_and_conversions_are_summed_and_decayed() -> None:
+    month_ago = NOW - timedelta(days=30)
+    rows = [
+        EvidenceRow(ACTIVE_TEA.key, "a", 10.0, 4.0, 1.5, NOW),
+        EvidenceRow(unknown_context("email").key, "a", 8.0, 2.0, 0.5, month_ago),
+        EvidenceRow(ACTIVE_TEA.key, "removed", 50.0, 40.0, 3.0, NOW),
+    ]
+    a, b = variant_rates(_template("a", "b"), rows, NOW, 30)
+    assert a.variant_id == "a"
+    assert (a.sends, a.clicks, a.conversions) == pytest.approx((14.0, 5.0, 1.75))
+    assert (b.variant_id, b.sends, b.clicks, b.conversions) == ("b", 0.0, 0.0, 0.0)
+
+
 # The choice.
 
 
@@ -283,3 +298,27 @@ def test_a_clear_winner_ends_the_experiment_and_a_tie_does_not() -> None:
     assert clear.probability_best["a"] > 0.95
     tie, nothing = evaluate_experiment(_template("a", "b"), _rows((60, 6), (60, 6)), None, NOW, 30)
     assert tie.promoted_at is None and nothing is None
+
+
+def test_the_split_is_the_policys_choice_in_each_context_weighted_by_its_sends() -> None:
+    rows = _rows((400, 80), (400, 20))
+    split = current_split(_template("a", "b"), rows, None, NOW, 30)
+    assert sum(split.values()) == pytest.approx(1.0)
+    assert split["a"] > 0.9
+    policy = fitted_policy(_template("a", "b"), rows, None, NOW, 30)
+    assert split == pytest.approx(policy.choose(ACTIVE_TEA, random.Random("key")).probabilities)
+    lagging = EvidenceRow(Context("new", None, "email", "night").key, "b", 400, 80, 0.0, NOW)
+    both = current_split(_template("a", "b"), [*rows, lagging], None, NOW, 30)
+    assert split["a"] > both["a"] > 0.1
+
+
+def test_the_split_is_even_before_any_send_and_the_leaders_once_promoted() -> None:
+    even = current_split(_template("a", "b"), [], None, NOW, 30)
+    assert even["a"] == pytest.approx(0.5, abs=0.05)
+    assert sum(even.values()) == pytest.approx(1.0)
+    promoted = Experiment("tpl_x", ("a", "b"), NOW, 0.0, 1.0, {}, {ACTIVE_TEA.key: "a"}, NOW)
+    split = current_split(_template("a", "b"), _rows((200, 20), (200, 18)), promoted, NOW, 30)
+    assert split == pytest.approx(
+        {"a": 1 - BANDIT.exploration_floor, "b": BANDIT.exploration_floor}
+    )
+    assert current_split(_template("a"), [], None, NOW, 30) == {"a": 1.0}

@@ -322,6 +322,6 @@ def test_the_console_is_reached_through_ingress_and_reaches_only_management_apis
         for rule in egress
     }
     assert reached == {name: DEFAULT_PORTS[name] for name in reached}
-    assert set(reached) == {"segment", "journey", "content", "attribution"}
+    assert set(reached) == {"profile", "segment", "journey", "content", "dispatch", "attribution"}
     admitted = policies["closeloop-management-from-console"]["spec"]["podSelector"]
     assert set(admitted["matchExpressions"][0]["values"]) == set(reached)

@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 
-from services.dispatch.policy import (
+from libs.common.contact_policy import (
     Arbitration,
     Cap,
     Contender,
     InvalidPolicy,
     Preferences,
     SendPolicy,
+    TopicRule,
+    TraitAnswers,
     Verdict,
     arbitrate,
     cap_room_at,
@@ -126,6 +128,31 @@ def test_a_message_without_consent_does_not_take_the_cap_from_one_with_it() -> N
     )
     assert _actions(verdicts) == {"unwanted": "suppress", "wanted": "send"}
     assert verdicts["unwanted"].decision.reason == "unsubscribed"
+
+
+def test_a_message_of_a_topic_refused_does_not_take_the_cap_and_names_its_topic() -> None:
+    newsletter = TopicRule("newsletter")
+    recorded = Preferences(topics={"newsletter": {"webhook": False}})
+    verdicts = _arbitrate(
+        _message("newsletter", 90, topic=newsletter),
+        _message("offer", 10),
+        preferences=recorded,
+    )
+    assert _actions(verdicts) == {"newsletter": "suppress", "offer": "send"}
+    assert verdicts["newsletter"].decision.reason == "unsubscribed"
+    assert verdicts["newsletter"].decision.topic == "newsletter"
+    # A no the message's traits carried holds the same way.
+    carried = TraitAnswers(subscriptions={"newsletter": {"*": False}})
+    verdicts = _arbitrate(
+        _message("newsletter", 90, topic=newsletter, traits=carried), _message("offer", 10)
+    )
+    assert _actions(verdicts) == {"newsletter": "suppress", "offer": "send"}
+
+
+def test_a_transactional_message_naming_a_topic_refused_is_sent() -> None:
+    recorded = Preferences(topics={"newsletter": {"webhook": False}})
+    receipt = _message("receipt", topic=TopicRule("newsletter"), transactional=True)
+    assert _actions(_arbitrate(receipt, preferences=recorded)) == {"receipt": "send"}
 
 
 def test_cap_room_is_when_the_oldest_counted_send_leaves_the_window() -> None:

@@ -18,7 +18,12 @@ from services.dispatch.channels.base import (
 from services.dispatch.channels.email import classify_smtp, message_id_header
 from services.dispatch.channels.push import fcm_message
 from services.dispatch.channels.webhook import signature, webhook_body
-from services.dispatch.channels.weixin import classify_errcode
+from services.dispatch.channels.weixin import (
+    CONTACT_REFUSALS,
+    SUBSCRIBE_REFUSALS,
+    TEMPLATE_REFUSALS,
+    classify_errcode,
+)
 from services.dispatch.retries import next_step, retry_delay
 
 MESSAGE = OutgoingMessage(
@@ -102,6 +107,25 @@ def test_weixin_errcodes() -> None:
     assert classify_errcode(-1) == "transient"
     assert classify_errcode(45009) == "transient"
     assert classify_errcode(40003) == "permanent"
+
+
+def test_each_weixin_api_names_its_own_refusals() -> None:
+    """43101 from subscribe messages, 43004 from template messages, 84061 from customer
+    contact: the person takes no messages there. Elsewhere the same code is no refusal."""
+    assert classify_errcode(43101, SUBSCRIBE_REFUSALS) == "refused"
+    assert classify_errcode(43004, TEMPLATE_REFUSALS) == "refused"
+    assert classify_errcode(84061, CONTACT_REFUSALS) == "refused"
+    assert classify_errcode(43101, TEMPLATE_REFUSALS) == "permanent"
+    assert classify_errcode(47003, SUBSCRIBE_REFUSALS) == "permanent"
+    assert classify_errcode(45009, SUBSCRIBE_REFUSALS) == "transient"
+    assert classify_errcode(42001, SUBSCRIBE_REFUSALS) == "token"
+
+
+def test_a_refusal_suppresses_at_once_and_is_not_dead_lettered() -> None:
+    step = next_step(
+        SendResult.refused("errcode 43101"), 1, max_attempts=5, base_seconds=1, max_seconds=9
+    )
+    assert (step.status, step.retry_in, step.dead_letter) == ("suppressed", None, False)
 
 
 def test_fcm_data_carries_only_strings() -> None:

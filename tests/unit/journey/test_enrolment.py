@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from services.journey.broadcast import Broadcast, broadcast_field, parse_repeat
+from services.journey.broadcast import (
+    Broadcast,
+    broadcast_field,
+    iso_duration,
+    parse_best_time_within,
+    parse_repeat,
+)
 from services.journey.conditions import InvalidDefinition
+from services.journey.cron import Cron
 from services.journey.enrolment import Enrolment, Repeat, first_local_instant, local_instant
 from services.journey.graph import Journey
 from tests.unit.journey.fixtures import welcome
@@ -93,6 +100,15 @@ def test_a_broadcast_is_a_one_send_journey_left_on_segment_exit() -> None:
     assert Journey.parse("brd", 1, repeating.graph()).reentry.rule == "always"
 
 
+def test_a_broadcast_of_a_topic_sends_under_it_and_keeps_it() -> None:
+    broadcast = _broadcast(per_minute=60, topic="newsletter")
+    journey = Journey.parse("brd", 1, broadcast.graph())
+    assert [send.topic for send in journey.sends()] == ["newsletter"]
+    assert Broadcast.from_json(broadcast.to_json()).topic == "newsletter"
+    assert broadcast_field("nodes.send.topic") == "topic"
+    assert Broadcast.from_json(_broadcast(per_minute=60).to_json()).topic is None
+
+
 def test_each_occurrence_is_an_enrolment_of_its_own() -> None:
     broadcast = _broadcast(
         per_minute=60, at=NOW + timedelta(hours=1), repeat=Repeat(timedelta(days=1), 3)
@@ -138,14 +154,68 @@ def test_a_broadcast_round_trips_through_its_stored_form() -> None:
         repeat=Repeat(timedelta(days=7), 4),
     )
     assert Broadcast.from_json(broadcast.to_json()) == broadcast
+    at_best = _broadcast(
+        per_minute=30,
+        at=NOW,
+        best_time_within=timedelta(hours=36, minutes=30),
+        repeat=Repeat(None, 3, Cron.parse("0 10 * * MON")),
+    )
+    stored = at_best.to_json()
+    assert stored["at_best_time"] == {"within": "PT36H30M"}
+    assert stored["repeat"] == {"cron": "0 10 * * MON", "times": 3}
+    assert Broadcast.from_json(stored) == at_best
+
+
+def test_a_cron_broadcast_has_an_occurrence_at_each_time_it_matches() -> None:
+    weekly = Repeat(None, 3, Cron.parse("0 10 * * MON"))
+    at_fixed = _broadcast(per_minute=60, repeat=weekly).enrolments("brd", NOW)
+    assert [e.at for e in at_fixed] == [datetime(2026, 3, d, 10, tzinfo=UTC) for d in (16, 23, 30)]
+    at_local = _broadcast(per_minute=60, local_time=datetime(2026, 3, 14), repeat=weekly)
+    walls = [e.local_time for e in at_local.enrolments("brd", NOW)]
+    assert walls == [datetime(2026, 3, d, 10) for d in (16, 23, 30)]
+    never = _broadcast(per_minute=60, repeat=Repeat(None, 2, Cron.parse("0 0 30 2 *")))
+    with pytest.raises(InvalidDefinition) as raised:
+        never.check_times(NOW)
+    assert raised.value.path == "repeat.cron"
+
+
+def test_at_best_hours_every_member_is_taken_at_the_start() -> None:
+    broadcast = _broadcast(per_minute=60, at=NOW, best_time_within=timedelta(hours=24))
+    [enrolment] = broadcast.enrolments("brd", NOW)
+    assert (enrolment.best_time_within, enrolment.due_at) == (timedelta(hours=24), NOW)
+    enrolment.start(NOW, MINUTE)
+    assert enrolment.room(NOW, MINUTE, batch=500) == 500  # not only the next minute's turns
+    enrolment.taken(["a"] * 500, 500, NOW, MINUTE)
+    assert (enrolment.status, enrolment.due_at) == ("pending", NOW)
+    # Two members whose best hour is the same instant: the second a turn later.
+    hour = NOW + timedelta(hours=5)
+    assert [enrolment.take_slot(hour) for _ in range(2)] == [hour, hour + timedelta(seconds=1)]
+
+
+def test_a_best_time_window_is_at_most_two_days() -> None:
+    assert parse_best_time_within("PT24H") == timedelta(hours=24)
+    assert iso_duration(timedelta(hours=48)) == "PT48H"
+    for within in ("PT49H", "P1M", "tomorrow", "PT0S"):
+        with pytest.raises(InvalidDefinition) as raised:
+            parse_best_time_within(within)
+        assert raised.value.path == "at_best_time.within"
 
 
 def test_repeats_and_fields_are_named_as_the_request_names_them() -> None:
-    assert parse_repeat("P1D", 2) == Repeat(timedelta(days=1), 2)
+    assert parse_repeat("P1D", None, 2) == Repeat(timedelta(days=1), 2)
     for every in ("P1M", "PT30S"):
         with pytest.raises(InvalidDefinition) as raised:
-            parse_repeat(every, 2)
+            parse_repeat(every, None, 2)
         assert raised.value.path == "repeat.every"
+    assert parse_repeat(None, "0 10 * * MON", 2) == Repeat(None, 2, Cron.parse("0 10 * * MON"))
+    both: list[tuple[str | None, str | None, str]] = [
+        ("P1D", "0 10 * * *", "repeat.cron"),
+        (None, None, "repeat.every"),
+    ]
+    for given_every, given_cron, path in both:
+        with pytest.raises(InvalidDefinition) as raised:
+            parse_repeat(given_every, given_cron, 2)
+        assert raised.value.path == path
     assert broadcast_field("entry.segment") == "segment"
     assert broadcast_field("nodes.send.template_id") == "template_id"
 

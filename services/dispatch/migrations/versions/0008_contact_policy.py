@@ -1,8 +1,8 @@
 """The contact policy on each ledger row: `priority`, `on_conflict`, `transactional` and the
 arbitration hold (`held_until`).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 
 A row carries its message's contact rule (`message.rendered` `contact`) so that the sender can
 arbitrate between one person's marketing messages: the higher priority takes the cap, a loser
@@ -17,8 +17,8 @@ from sqlalchemy import Boolean, Column, DateTime, Integer, Text, text
 
 from libs.common.migrations import service_schema
 
-revision = "0006"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:

@@ -1,7 +1,9 @@
-"""Whether a message may go now: consent, unsubscribes, quiet hours, frequency caps, and the
-arbitration between marketing messages that compete for the same person.
+"""Whether a message may go now: consent, unsubscribes (from channels and subscription topics),
+quiet hours, frequency caps, and the arbitration between marketing messages that compete for the
+same person.
 
-Pure functions over what the sender loaded for a batch; no I/O, unit-tested on their own.
+Pure functions: dispatch applies them to what its sender loaded for a batch, and journey's dry
+run to the policy and preferences it asked dispatch for. No I/O, unit-tested on their own.
 """
 
 from __future__ import annotations
@@ -75,19 +77,44 @@ class SendPolicy:
 
 @dataclass(frozen=True)
 class Preferences:
-    """A profile's own say: consent per channel, and the channels it unsubscribed from."""
+    """A profile's own say, as dispatch recorded it: consent per channel, the channels it
+    unsubscribed from, and whether it is subscribed to each topic on each channel."""
 
     consent: Mapping[str, bool] = field(default_factory=dict)
     unsubscribed: frozenset[str] = frozenset()
+    topics: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TraitAnswers:
+    """What the source systems' traits said, carried on the message (libs/common/consent.py):
+    consent per channel, and subscribed per topic and channel (`*`: every channel)."""
+
+    consent: Mapping[str, bool] = field(default_factory=dict)
+    subscriptions: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)
+
+
+NO_TRAIT_ANSWERS = TraitAnswers()
+
+
+@dataclass(frozen=True)
+class TopicRule:
+    """The subscription topic a message names: opt-out (subscribed until they say no) unless
+    `default_subscribed` is false (opt-in: sent only after a yes)."""
+
+    topic_id: str
+    default_subscribed: bool = True
 
 
 @dataclass(frozen=True)
 class Decision:
-    """`send` now; `suppress` for `reason`; or `defer` until `until`."""
+    """`send` now; `suppress` for `reason` (about `topic`, when it names one); or `defer` until
+    `until`."""
 
     action: Literal["send", "suppress", "defer"]
     reason: Literal["consent", "unsubscribed", "frequency_cap", "quiet_hours"] | None = None
     until: datetime | None = None
+    topic: str | None = None
 
 
 SEND = Decision("send")
@@ -96,7 +123,8 @@ SEND = Decision("send")
 @dataclass(frozen=True)
 class Contender:
     """A message competing for its person's caps: ranked by `priority` (higher first), then
-    by when it was asked for (`requested_at`, earlier first)."""
+    by when it was asked for (`requested_at`, earlier first). `traits` and `topic` are what
+    `decide` reads of it besides its channel and zone."""
 
     message_id: str
     channel: str
@@ -105,6 +133,8 @@ class Contender:
     on_conflict: Literal["drop", "defer"] = "drop"
     transactional: bool = False
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    traits: TraitAnswers = NO_TRAIT_ANSWERS
+    topic: TopicRule | None = None
 
 
 @dataclass(frozen=True)
@@ -125,16 +155,26 @@ def decide(
     sent: Sequence[tuple[str, datetime]],
     zone: ZoneInfo,
     default_consent: bool,
+    traits: TraitAnswers = NO_TRAIT_ANSWERS,
+    topic: TopicRule | None = None,
 ) -> Decision:
     """What to do with one message on `channel` at `now`, given the profile's sends so far.
 
-    `sent` holds (channel, when) of the profile's messages that count towards caps. Quiet hours
-    come before caps: a deferred message is decided again when they end, against the caps then.
+    `sent` holds (channel, when) of the profile's messages that count towards caps. Consent
+    and subscriptions have two sources, dispatch's own record and the traits the message
+    carried: a no from either holds. Quiet hours come before caps: a deferred message is
+    decided again when they end, against the caps then.
     """
     if channel in preferences.unsubscribed:
         return Decision("suppress", "unsubscribed")
-    if not preferences.consent.get(channel, default_consent):
+    if not _agreed(
+        (preferences.consent.get(channel), traits.consent.get(channel)), default_consent
+    ):
         return Decision("suppress", "consent")
+    if topic is not None:
+        refusal = _topic_refusal(channel, topic, preferences, traits)
+        if refusal is not None:
+            return refusal
     quiet = policy.quiet_hours
     if quiet is not None and quiet.applies_to(channel):
         until = quiet_hours_end(quiet, now, zone)
@@ -143,6 +183,26 @@ def decide(
     if any(_cap_reached(cap, channel, now, sent) for cap in policy.caps):
         return Decision("suppress", "frequency_cap")
     return SEND
+
+
+def _agreed(answers: Sequence[bool | None], default: bool) -> bool:
+    """A no from any source holds; then a yes from any; with no answer, the default."""
+    if False in answers:
+        return False
+    return True in answers or default
+
+
+def _topic_refusal(
+    channel: str, topic: TopicRule, preferences: Preferences, traits: TraitAnswers
+) -> Decision | None:
+    recorded = preferences.topics.get(topic.topic_id, {})
+    carried = traits.subscriptions.get(topic.topic_id, {})
+    answers = (recorded.get(channel), carried.get(channel), carried.get(ALL_CHANNELS))
+    if False in answers:
+        return Decision("suppress", "unsubscribed", topic=topic.topic_id)
+    if not _agreed(answers, topic.default_subscribed):
+        return Decision("suppress", "consent", topic=topic.topic_id)
+    return None
 
 
 def _cap_reached(
@@ -186,6 +246,8 @@ def arbitrate(
             sent=counted,
             zone=contender.zone,
             default_consent=default_consent,
+            traits=contender.traits,
+            topic=contender.topic,
         )
         if decision.action == "send":
             winners.append(contender)
@@ -392,7 +454,15 @@ def merged_preferences(survivor: Preferences | None, merged: Sequence[Preference
     """
     consent: dict[str, bool] = {}
     unsubscribed: set[str] = set()
-    for preferences in [*merged, *([survivor] if survivor else [])]:
+    topics: dict[str, dict[str, bool]] = {}
+    everyone = [*merged, *([survivor] if survivor else [])]
+    for preferences in everyone:
         consent.update(preferences.consent)
         unsubscribed |= preferences.unsubscribed
-    return Preferences(consent, frozenset(unsubscribed))
+        for topic, answers in preferences.topics.items():
+            topics.setdefault(topic, {}).update(answers)
+    # An unsubscribe from a topic is an unsubscribe, whoever of them said it.
+    for preferences in everyone:
+        for topic, answers in preferences.topics.items():
+            topics[topic].update({channel: False for channel, yes in answers.items() if not yes})
+    return Preferences(consent, frozenset(unsubscribed), topics)

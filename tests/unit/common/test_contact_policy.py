@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.dispatch.policy import (
+from libs.common.contact_policy import (
     Cap,
     Decision,
     InvalidPolicy,

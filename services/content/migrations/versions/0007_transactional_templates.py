@@ -1,7 +1,7 @@
 """A template version marked transactional: `template_versions.transactional`.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 
 A transactional template's messages (a receipt, a password reset) carry
 `contact.transactional` on `message.rendered`, whatever the journey said: dispatch never caps,
@@ -13,8 +13,8 @@ from sqlalchemy import Boolean, Column, text
 
 from libs.common.migrations import service_schema
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:
