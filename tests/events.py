@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from libs.common.events import (
     BehaviorOccurred,
     CarriedConsent,
+    ContactRule,
     ConversionAttributed,
     Event,
     JourneyRef,
@@ -242,6 +243,7 @@ def requested(
     variables: Mapping[str, Any] | None = None,
     subscription_topic: str | None = None,
     source: str = SOURCE,
+    contact: ContactRule | None = None,
 ) -> Event[MessageRequested]:
     """A request as journey makes it, carrying `profile` (absent: as made before requests
     carried their profile's facts)."""
@@ -257,6 +259,7 @@ def requested(
         f"{journey.node_id}:{profile_id}:{request_id}",
         profile=profile,
         subscription_topic=subscription_topic,
+        contact=contact,
     )
     return Event(data=data, key=profile_id, source=source)
 
@@ -274,6 +277,7 @@ def rendered(
     subscription_topic: str | None = None,
     consent: CarriedConsent | None = None,
     source: str = SOURCE,
+    contact: ContactRule | None = None,
 ) -> Event[MessageRendered]:
     """A message content rendered for `profile_id` (a fresh one), with idempotency key `key`
     (a fresh one), for dispatch to send; of `subscription_topic`, with the `consent` its
@@ -295,6 +299,7 @@ def rendered(
         time_zone=time_zone,
         subscription_topic=subscription_topic,
         consent=consent,
+        contact=contact,
     )
     return Event(data=data, key=profile, source=source)
 

@@ -1,5 +1,6 @@
 """Whether a message may go now: consent, unsubscribes (from channels and subscription topics),
-quiet hours and frequency caps.
+quiet hours, frequency caps, and the arbitration between marketing messages that compete for the
+same person.
 
 Pure functions: dispatch applies them to what its sender loaded for a batch, and journey's dry
 run to the policy and preferences it asked dispatch for. No I/O, unit-tested on their own.
@@ -18,6 +19,8 @@ from libs.common.values import DurationRules, parse_duration
 
 ALL_CHANNELS = "*"
 MAX_WINDOW = timedelta(days=366)
+DEFAULT_MAX_DEFER = timedelta(days=7)
+MAX_ARBITRATION_WINDOW = timedelta(days=1)
 _CLOCK = re.compile(r"^(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?$")
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -52,9 +55,20 @@ class QuietHours:
 
 
 @dataclass(frozen=True)
+class Arbitration:
+    """Marketing messages to one person are held `window` after the first arrives, so that
+    the others asked for meanwhile compete with it; a deferred message is dropped once it
+    would wait longer than `max_defer` after it was asked for."""
+
+    window: timedelta | None = None
+    max_defer: timedelta = DEFAULT_MAX_DEFER
+
+
+@dataclass(frozen=True)
 class SendPolicy:
     caps: tuple[Cap, ...] = ()
     quiet_hours: QuietHours | None = None
+    arbitration: Arbitration = field(default_factory=Arbitration)
 
     @property
     def longest_window(self) -> timedelta:
@@ -104,6 +118,32 @@ class Decision:
 
 
 SEND = Decision("send")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A message competing for its person's caps: ranked by `priority` (higher first), then
+    by when it was asked for (`requested_at`, earlier first). `traits` and `topic` are what
+    `decide` reads of it besides its channel and zone."""
+
+    message_id: str
+    channel: str
+    requested_at: datetime
+    priority: int = 50
+    on_conflict: Literal["drop", "defer"] = "drop"
+    transactional: bool = False
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    traits: TraitAnswers = NO_TRAIT_ANSWERS
+    topic: TopicRule | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of a contender, and the contender of this arbitration that took the cap it
+    met (None when earlier sends had filled it)."""
+
+    decision: Decision
+    won_by: Contender | None = None
 
 
 def decide(
@@ -177,6 +217,95 @@ def _cap_reached(
     return counted >= cap.max
 
 
+def arbitrate(
+    contenders: Sequence[Contender],
+    now: datetime,
+    *,
+    preferences: Preferences,
+    policy: SendPolicy,
+    sent: Sequence[tuple[str, datetime]],
+    default_consent: bool,
+) -> dict[str, Verdict]:
+    """One person's messages due now, decided together: transactional ones go whatever the
+    policy says; marketing ones are decided one after another by rank, each counting the
+    winners before it, so the caps go to the highest priority (ties: the earliest asked for).
+    A loser to a full cap is dropped, or with `on_conflict: defer` deferred until the cap has
+    room (dropped all the same past the policy's `max_defer`)."""
+    verdicts: dict[str, Verdict] = {}
+    counted = list(sent)
+    winners: list[Contender] = []
+    for contender in sorted(contenders, key=_rank):
+        if contender.transactional:
+            verdicts[contender.message_id] = Verdict(SEND)
+            continue
+        decision = decide(
+            contender.channel,
+            now,
+            preferences=preferences,
+            policy=policy,
+            sent=counted,
+            zone=contender.zone,
+            default_consent=default_consent,
+            traits=contender.traits,
+            topic=contender.topic,
+        )
+        if decision.action == "send":
+            winners.append(contender)
+            counted.append((contender.channel, now))
+            verdicts[contender.message_id] = Verdict(SEND)
+        elif decision.reason == "frequency_cap":
+            verdicts[contender.message_id] = _loses(contender, now, policy, counted, winners)
+        else:
+            verdicts[contender.message_id] = Verdict(decision)
+    return verdicts
+
+
+def _rank(contender: Contender) -> tuple[bool, int, datetime, str]:
+    return (
+        not contender.transactional,
+        -contender.priority,
+        contender.requested_at,
+        contender.message_id,
+    )
+
+
+def _loses(
+    contender: Contender,
+    now: datetime,
+    policy: SendPolicy,
+    counted: Sequence[tuple[str, datetime]],
+    winners: Sequence[Contender],
+) -> Verdict:
+    full = [cap for cap in policy.caps if _cap_reached(cap, contender.channel, now, counted)]
+    won_by = next(
+        (w for w in winners if any(cap.channel in (ALL_CHANNELS, w.channel) for cap in full)),
+        None,
+    )
+    until = cap_room_at(full, now, counted) if contender.on_conflict == "defer" else None
+    arbitration = policy.arbitration
+    if until is None or until - contender.requested_at > arbitration.max_defer:
+        return Verdict(Decision("suppress", "frequency_cap"), won_by)
+    return Verdict(Decision("defer", "frequency_cap", until), won_by)
+
+
+def cap_room_at(
+    caps: Sequence[Cap], now: datetime, counted: Sequence[tuple[str, datetime]]
+) -> datetime | None:
+    """When every one of `caps` has room again, if no one else is sent meanwhile; None when
+    one of them allows nothing at all (`max` 0)."""
+    room = now
+    for cap in caps:
+        if cap.max == 0:
+            return None
+        times = sorted(
+            (at for channel, at in counted if cap.channel in (ALL_CHANNELS, channel)),
+            reverse=True,
+        )
+        if len(times) >= cap.max:
+            room = max(room, times[cap.max - 1] + cap.window)
+    return room
+
+
 def quiet_hours_end(quiet: QuietHours, now: datetime, zone: ZoneInfo) -> datetime | None:
     """When the quiet hours `now` falls in end (UTC); None when `now` is not in quiet hours."""
     local = now.astimezone(zone)
@@ -237,7 +366,7 @@ def parse_policy(document: Any) -> SendPolicy:
     """The policy a stored or submitted document describes; InvalidPolicy names what is wrong."""
     if not isinstance(document, dict):
         raise InvalidPolicy("policy", "must be an object")
-    unknown = set(document) - {"caps", "quiet_hours"}
+    unknown = set(document) - {"caps", "quiet_hours", "arbitration"}
     if unknown:
         raise InvalidPolicy(sorted(unknown)[0], "unknown field")
     caps_value = document.get("caps", [])
@@ -246,7 +375,13 @@ def parse_policy(document: Any) -> SendPolicy:
     caps = tuple(_parse_cap(item, f"caps[{index}]") for index, item in enumerate(caps_value))
     quiet_value = document.get("quiet_hours")
     quiet = None if quiet_value is None else _parse_quiet_hours(quiet_value, "quiet_hours")
-    return SendPolicy(caps, quiet)
+    arbitration_value = document.get("arbitration")
+    arbitration = (
+        Arbitration()
+        if arbitration_value is None
+        else _parse_arbitration(arbitration_value, "arbitration")
+    )
+    return SendPolicy(caps, quiet, arbitration)
 
 
 def check_caps_kept(policy: SendPolicy, ledger_kept: timedelta) -> None:
@@ -269,6 +404,20 @@ def _parse_cap(item: Any, path: str) -> Cap:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 1_000_000:
         raise InvalidPolicy(f"{path}.max", "must be a whole number from 0 to 1000000")
     return Cap(channel, limit, parse_duration(item.get("window"), f"{path}.window", rules=_WINDOWS))
+
+
+def _parse_arbitration(value: Any, path: str) -> Arbitration:
+    if not isinstance(value, dict) or set(value) - {"window", "max_defer"}:
+        raise InvalidPolicy(path, "arbitration is {window?, max_defer?}")
+    window = value.get("window")
+    if window is not None:
+        window = parse_duration(window, f"{path}.window", rules=_WINDOWS)
+        if window > MAX_ARBITRATION_WINDOW:
+            raise InvalidPolicy(f"{path}.window", "an arbitration window is at most a day (P1D)")
+    max_defer = value.get("max_defer")
+    if max_defer is None:
+        return Arbitration(window)
+    return Arbitration(window, parse_duration(max_defer, f"{path}.max_defer", rules=_WINDOWS))
 
 
 def _parse_quiet_hours(value: Any, path: str) -> QuietHours:

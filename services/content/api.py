@@ -339,6 +339,7 @@ async def _checked(request: TemplateRequest, sandbox: RenderSandbox) -> Template
         request.reward,
         request.holdout_share,
         request.topic,
+        request.transactional,
     )
 
 
@@ -442,6 +443,7 @@ def _response(row: TemplateRow) -> TemplateResponse:
             "reward": row.reward,
             "holdout_share": row.holdout_share,
             "topic": row.topic,
+            "transactional": row.transactional,
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         }

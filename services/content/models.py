@@ -6,13 +6,16 @@ Later changes are written out in their own migration revisions (0003: the contex
 propensity of each decision). Content kept a copy of profiles (0001) and the requests awaiting
 an address (0002) until requests carried their profile's facts; 0004 drops both. 0005 indexes
 decisions and rewards by time, for their retention. 0006 gives each template version the
-subscription topic its messages belong to (`template_versions.topic`).
+subscription topic its messages belong to (`template_versions.topic`); 0007 marks template
+versions transactional (`template_versions.transactional`): `template_versions` here is as 0007
+leaves it.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -55,6 +58,10 @@ def template_versions_table(metadata: MetaData) -> Table:
         # `clicks` or `conversions`: what counts as a success for the bandit.
         Column("reward", Text, nullable=False),
         Column("holdout_share", Float, nullable=False),
+        # The subscription topic its messages belong to (revision 0006).
+        Column("topic", Text),
+        # Its messages are transactional (revision 0007): never capped or arbitrated.
+        Column("transactional", Boolean, nullable=False, server_default=text("false")),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         PrimaryKeyConstraint("template_id", "version", name="template_versions_pkey"),
         ForeignKeyConstraint(["template_id"], ["templates.id"], ondelete="CASCADE"),

@@ -20,7 +20,7 @@ from typing import Any
 
 from libs.common.bus import UnprocessableEvent
 from libs.common.consent import consent_from_traits
-from libs.common.events import MessageRendered, MessageRequested
+from libs.common.events import ContactRule, MessageRendered, MessageRequested
 from libs.common.profiles import ProfileFacts, facts_of
 from services.content import metrics
 from services.content.bandit import Choice, Context, held_out
@@ -304,7 +304,11 @@ class RequestRenderer:
             # The send's topic, else the template's.
             subscription_topic=request.subscription_topic or template.topic,
             consent=consent_from_traits(send.profile.traits),
+            contact=_TRANSACTIONAL if template.transactional else request.contact,
         )
+
+
+_TRANSACTIONAL = ContactRule(transactional=True)
 
 
 def _time_zone(profile: ProfileFacts) -> str | None:

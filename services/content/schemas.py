@@ -71,6 +71,11 @@ class TemplateRequest(BaseModel):
         description="The subscription topic its messages belong to (dispatch's `/topics`) when "
         "the send names none; unknown: 422.",
     )
+    transactional: bool = Field(
+        default=False,
+        description="Its messages are transactional (receipts, password resets): dispatch never "
+        "caps, arbitrates or holds them, whatever the journey's contact rule says.",
+    )
 
 
 class TemplateResponse(BaseModel):
@@ -83,6 +88,7 @@ class TemplateResponse(BaseModel):
     reward: str
     holdout_share: float
     topic: str | None = None
+    transactional: bool = False
     created_at: datetime
     updated_at: datetime
 

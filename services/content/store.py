@@ -39,6 +39,7 @@ class TemplateRow:
     created_at: datetime
     updated_at: datetime
     topic: str | None = None
+    transactional: bool = False
 
     def current(self) -> TemplateVersion:
         return TemplateVersion(
@@ -50,6 +51,7 @@ class TemplateRow:
             self.reward,
             self.holdout_share,
             self.topic,
+            self.transactional,
         )
 
 
@@ -64,6 +66,7 @@ class TemplateContent:
     reward: str
     holdout_share: float
     topic: str | None = None
+    transactional: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def _json(value: Any) -> str:
 
 _TEMPLATE_COLUMNS = (
     "t.id, t.name, t.channel, t.version, t.created_at, t.updated_at, "
-    "v.defaults, v.variants, v.reward, v.holdout_share, v.topic"
+    "v.defaults, v.variants, v.reward, v.holdout_share, v.topic, v.transactional"
 )
 
 
@@ -136,9 +139,9 @@ class ContentStore(SchemaStore):
     ) -> None:
         await self._execute(
             "INSERT INTO {s}.template_versions "
-            "(template_id, version, defaults, variants, reward, holdout_share, topic) VALUES "
-            "(:id, :version, CAST(:defaults AS jsonb), CAST(:variants AS jsonb), :reward, "
-            ":holdout_share, :topic)",
+            "(template_id, version, defaults, variants, reward, holdout_share, topic, "
+            "transactional) VALUES (:id, :version, CAST(:defaults AS jsonb), "
+            "CAST(:variants AS jsonb), :reward, :holdout_share, :topic, :transactional)",
             {
                 "id": template_id,
                 "version": version,
@@ -147,6 +150,7 @@ class ContentStore(SchemaStore):
                 "reward": content.reward,
                 "holdout_share": content.holdout_share,
                 "topic": content.topic,
+                "transactional": content.transactional,
             },
         )
 
@@ -332,6 +336,7 @@ def _template(row: Any) -> TemplateRow:
         row.created_at,
         row.updated_at,
         row.topic,
+        row.transactional,
     )
 
 
@@ -410,7 +415,7 @@ class BatchStore:
         )
         self._templates = (
             "SELECT t.id, t.version, t.channel, v.defaults::text AS defaults, "
-            "v.variants::text AS variants, v.reward, v.holdout_share, v.topic "
+            "v.variants::text AS variants, v.reward, v.holdout_share, v.topic, v.transactional "
             f"FROM {s}.templates t JOIN {s}.template_versions v "
             "ON v.template_id = t.id AND v.version = t.version WHERE t.id = ANY($1::text[])"
         )
@@ -533,6 +538,7 @@ class BatchStore:
                 row["reward"],
                 float(row["holdout_share"]),
                 row["topic"],
+                row["transactional"],
             )
             for row in rows
         }
@@ -569,6 +575,7 @@ def _template_version(
     reward: str,
     holdout_share: float,
     topic: str | None,
+    transactional: bool,
 ) -> TemplateVersion:
     # Keyed by the content too: a template deleted and created again restarts at version 1.
     return TemplateVersion(
@@ -580,6 +587,7 @@ def _template_version(
         reward,
         holdout_share,
         topic,
+        transactional,
     )
 
 

@@ -39,6 +39,8 @@ class TemplateVersion:
     holdout_share: float
     # The subscription topic its messages belong to (dispatch's `/topics`), if any.
     topic: str | None = None
+    # Its messages go as transactional (message.rendered `contact`), never capped or arbitrated.
+    transactional: bool = False
 
     def variant(self, variant_id: str) -> dict[str, Any] | None:
         return next((v for v in self.variants if v["id"] == variant_id), None)

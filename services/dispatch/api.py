@@ -136,14 +136,17 @@ async def get_policies(stores: Stores) -> dict[str, Any]:
 async def replace_policies(
     document: PolicyDocument, stores: Stores, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Replace the frequency caps and quiet hours; applied to every send decided after."""
+    """Replace the frequency caps, quiet hours and arbitration window; applied to every send
+    decided after. Messages held for a longer window than the new one come due sooner."""
     stored = document.model_dump(exclude_none=True)
     try:
-        check_caps_kept(parse_policy(stored), timedelta(days=settings.dispatch_send_retention_days))
+        policy = parse_policy(stored)
+        check_caps_kept(policy, timedelta(days=settings.dispatch_send_retention_days))
     except InvalidPolicy as error:
         raise ApiError(422, "invalid_policy", str(error), error.path) from None
     async with stores() as store:
         await store.save_policy(stored)
+        await store.release_holds(policy.arbitration.window)
     return stored
 
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.bus import Batch, BatchHandler
 from libs.common.contact_policy import merged_preferences
-from libs.common.events import MessageFailed, MessageRendered, ProfileDeleted, ProfileMerged
+from libs.common.events import (
+    ContactRule,
+    MessageFailed,
+    MessageRendered,
+    ProfileDeleted,
+    ProfileMerged,
+)
+from services.dispatch import metrics
 from services.dispatch.outcomes import outcome
 from services.dispatch.store import DispatchStore
 
@@ -33,13 +40,16 @@ def dispatch_handler(schema: str, wake_sender: Callable[[], None]) -> BatchHandl
     async def handle(batch: Batch) -> None:
         store = DispatchStore(batch.session, schema)
         ledger_rows: list[dict[str, Any]] = []
+        hold = None
+        if any(isinstance(event.data, MessageRendered) for event in batch.events):
+            hold = (await store.policy()).arbitration.window
         for event in batch.events:
             data = event.data
             if isinstance(data, MessageRendered):
                 ledger_rows.append(_ledger_row(event.id, data, batch.traceparent_of(event)))
                 continue
             # In the batch's order: the messages before a merge or an erasure are its profile's.
-            await store.insert_sends(ledger_rows)
+            await _insert(store, ledger_rows, hold)
             ledger_rows = []
             if isinstance(data, ProfileMerged):
                 await _merge(store, data)
@@ -51,10 +61,17 @@ def dispatch_handler(schema: str, wake_sender: Callable[[], None]) -> BatchHandl
                         outcome(MessageFailed, row, now, error=error, retryable=False),
                         cause=event,
                     )
-        if await store.insert_sends(ledger_rows) or ledger_rows:
+        if await _insert(store, ledger_rows, hold) or ledger_rows:
             wake_sender()
 
     return handle
+
+
+async def _insert(store: DispatchStore, rows: list[dict[str, Any]], hold: timedelta | None) -> int:
+    """Put the rows in the ledger, marketing ones held `hold`; how many were new."""
+    inserted = await store.insert_sends(rows, hold)
+    metrics.HELD.inc(inserted.held)
+    return inserted.added
 
 
 # Ledger ids need to be unique, not secret: no urandom syscall per row, as uuid4 makes.
@@ -64,6 +81,7 @@ _random = random.Random()
 def _ledger_row(
     event_id: str, data: MessageRendered, traceparent: str | None = None
 ) -> dict[str, Any]:
+    contact = data.contact or ContactRule()
     return {
         "message_id": f"msg_{_random.getrandbits(128):032x}",
         "idempotency_key": data.idempotency_key,
@@ -85,6 +103,9 @@ def _ledger_row(
         "traceparent": traceparent,
         "subscription_topic": data.subscription_topic,
         "consent": data.consent.model_dump() if data.consent is not None else None,
+        "priority": contact.priority,
+        "on_conflict": contact.on_conflict,
+        "transactional": contact.transactional,
     }
 
 

@@ -21,6 +21,16 @@ SUPPRESSIONS = Counter(
     "Messages not sent, by reason: consent, unsubscribed, frequency_cap.",
     ["reason"],
 )
+ARBITRATIONS = Counter(
+    "closeloop_dispatch_arbitration_losses_total",
+    "Marketing messages that lost their person's cap to a message of higher priority (or as "
+    "high and asked for earlier) decided with them, by what became of them: dropped, deferred.",
+    ["outcome"],
+)
+HELD = Counter(
+    "closeloop_dispatch_held_messages_total",
+    "Marketing messages held for the policy's arbitration window when they reached the ledger.",
+)
 LEDGER_BACKLOG = Gauge(
     "closeloop_dispatch_ledger_backlog_messages",
     "Ledger rows waiting to be sent or being sent (deferred ones included).",

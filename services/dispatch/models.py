@@ -6,7 +6,8 @@ journal: the sender processes' heartbeats (`senders`) and, on each ledger row, t
 claimed it (`owner`) and when its provider call started (`attempt_started_at`). Later
 revisions write theirs out (0005: finished sends indexed by `created_at`, for their retention;
 0006: the access tokens every replica shares, `access_tokens`; 0007: `preferences.topics`,
-`sends.subscription_topic` and `sends.consent`). `topics` is as 0007 made it.
+`sends.subscription_topic` and `sends.consent`; 0008: each ledger row's contact rule and
+arbitration hold). `topics` is as 0007 made it, `sends` as 0008 leaves it.
 """
 
 from __future__ import annotations
@@ -83,9 +84,28 @@ def sends_table(metadata: MetaData) -> Table:
         # Set, durably, right before the provider call; cleared with the call's result. Set on a
         # row whose owner died: the call may or may not have reached the provider.
         Column("attempt_started_at", DateTime(timezone=True)),
+        # The W3C trace context of the message's trace (revision 0004).
+        Column("traceparent", Text),
+        # The subscription topic the message belongs to, and the consent its traits carried
+        # (revision 0007).
+        Column("subscription_topic", Text),
+        Column("consent", JSONB),
+        # The message's contact rule: its rank against the person's other marketing messages,
+        # what it does when it loses, and whether it is transactional (never capped).
+        Column("priority", Integer, nullable=False, server_default=text("50")),
+        Column("on_conflict", Text, nullable=False, server_default=text("'drop'")),
+        Column("transactional", Boolean, nullable=False, server_default=text("false")),
+        # The end of the arbitration window the row is held in with its person's other messages.
+        Column("held_until", DateTime(timezone=True)),
         Index("sends_due", "due_at", postgresql_where=_ACTIVE),
         Index("sends_profile_decided", "profile_id", "decided_at"),
         Index("sends_provider_message", "channel", "provider_message_id"),
+        # Finished sends by age, for their retention (revision 0005).
+        Index(
+            "sends_finished_created_at",
+            "created_at",
+            postgresql_where=text("status NOT IN ('pending', 'sending')"),
+        ),
     )
 
 

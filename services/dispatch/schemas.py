@@ -151,9 +151,11 @@ class ProfileMessages(BaseModel):
 
 
 class PolicyDocument(BaseModel):
-    """Frequency caps and quiet hours; validated as a whole (see docs/dispatch.md)."""
+    """Frequency caps, quiet hours and the arbitration window; validated as a whole (see
+    docs/dispatch.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
     caps: list[Any] = Field(default_factory=list)
     quiet_hours: Any = None
+    arbitration: Any = None

@@ -37,15 +37,18 @@ from libs.common.bus import EventProducer, OutboxRelay, write_outbox
 from libs.common.bus.dlq import DeadLetter
 from libs.common.contact_policy import (
     NO_TRAIT_ANSWERS,
+    Contender,
     Preferences,
     SendPolicy,
     TopicRule,
     TraitAnswers,
-    decide,
+    Verdict,
+    arbitrate,
     profile_zone,
 )
 from libs.common.db import create_sessions, session_transaction
 from libs.common.events import (
+    ArbitrationWinner,
     CarriedConsent,
     Event,
     JourneyRef,
@@ -314,19 +317,26 @@ class Sender:
             await self._take_over(store, taken_over, now, plan)
         fresh = [row for row in claimed if row.status == "pending"]
         profiles = await store.lock_free_profiles({row.profile_id for row in fresh})
-        # Rows of a profile another sender holds stay pending for the next claim.
-        fresh = [row for row in fresh if row.profile_id in profiles]
-        if not fresh:
+        contenders, busy = await store.contenders(profiles, [row.message_id for row in fresh])
+        # Rows of a profile another sender holds stay pending for the next claim, and so do
+        # those of a profile with a due row in another sender's claim: a person's due messages
+        # are arbitrated together.
+        profiles -= busy
+        due = [row for row in [*fresh, *contenders] if row.profile_id in profiles]
+        if not due:
             return plan
         policy = await store.policy()
         rules = _Rules(
             policy,
             await store.preferences(profiles),
             await store.sent_history(profiles, now - policy.longest_window) if policy.caps else {},
-            await store.topic_rules() if any(row.subscription_topic for row in fresh) else {},
+            await store.topic_rules() if any(row.subscription_topic for row in due) else {},
         )
-        for row in fresh:
-            self._decide(row, now, plan, rules)
+        by_profile: dict[str, list[LedgerRow]] = {}
+        for row in due:
+            by_profile.setdefault(row.profile_id, []).append(row)
+        for profile_id, rows in by_profile.items():
+            self._arbitrate(profile_id, rows, now, plan, rules)
         return plan
 
     async def _take_over(
@@ -353,29 +363,40 @@ class Sender:
             )
             metrics.SENDS.labels(row.channel, "failed").inc()
 
-    def _decide(self, row: LedgerRow, now: datetime, plan: _Plan, rules: _Rules) -> None:
-        sent = rules.history.setdefault(row.profile_id, [])
-        topic_id = row.subscription_topic
-        decision = decide(
-            row.channel,
+    def _arbitrate(
+        self, profile_id: str, rows: list[LedgerRow], now: datetime, plan: _Plan, rules: _Rules
+    ) -> None:
+        """One person's due rows, decided together (libs/common/contact_policy.py)."""
+        verdicts = arbitrate(
+            [_contender(row, rules) for row in rows],
             now,
-            preferences=rules.preferences.get(row.profile_id, Preferences()),
+            preferences=rules.preferences.get(profile_id, Preferences()),
             policy=rules.policy,
-            sent=sent,
-            # The zone the message named; only quiet hours read it.
-            zone=profile_zone(row.time_zone if rules.policy.quiet_hours else None),
+            sent=rules.history.get(profile_id, []),
             default_consent=self._settings.dispatch_default_consent,
-            traits=_trait_answers(row.consent),
-            # A topic deleted since the message was requested: its recorded answers still hold.
-            topic=rules.topics.get(topic_id, TopicRule(topic_id)) if topic_id else None,
         )
+        by_id = {row.message_id: row for row in rows}
+        for message_id, verdict in verdicts.items():
+            self._apply(by_id[message_id], verdict, by_id, now, plan)
+
+    def _apply(
+        self,
+        row: LedgerRow,
+        verdict: Verdict,
+        rows: dict[str, LedgerRow],
+        now: datetime,
+        plan: _Plan,
+    ) -> None:
+        decision = verdict.decision
         if decision.action == "send":
             plan.to_send.append(row)
-            sent.append((row.channel, now))  # later rows of this batch count this one
         elif decision.action == "defer" and decision.until is not None:
             plan.deferred[row.message_id] = decision.until
             metrics.SENDS.labels(row.channel, "deferred").inc()
+            if verdict.won_by is not None:
+                metrics.ARBITRATIONS.labels("deferred").inc()
         elif decision.reason is not None:
+            winner = None if verdict.won_by is None else rows[verdict.won_by.message_id]
             plan.suppressed[row.message_id] = decision.reason
             suppressed = outcome(
                 MessageSuppressed,
@@ -383,10 +404,13 @@ class Sender:
                 now,
                 reason=decision.reason,
                 subscription_topic=decision.topic,
+                won_by=None if winner is None else _winner(winner),
             )
             plan.events.append(suppressed)
             metrics.SENDS.labels(row.channel, "suppressed").inc()
             metrics.SUPPRESSIONS.labels(decision.reason).inc()
+            if winner is not None:
+                metrics.ARBITRATIONS.labels("dropped").inc()
 
     async def _adapters_for(self, store: DispatchStore, names: set[str]) -> dict[str, Channel]:
         if not names:
@@ -514,9 +538,10 @@ class Sender:
         return result
 
     def _unsubscribe_url(self, row: LedgerRow) -> str | None:
-        """The one-click unsubscribe URL of a message of a subscription topic (RFC 8058)."""
+        """The one-click unsubscribe URL of a marketing message of a subscription topic (RFC
+        8058); a transactional one carries none."""
         secret = self._settings.tracking_secret.get_secret_value()
-        if row.subscription_topic is None or not secret:
+        if row.subscription_topic is None or row.transactional or not secret:
             return None
         token = TrackingToken(row.idempotency_key, "unsubscribe")
         return tracking_url(self._settings.tracking_base_url, token, secret)
@@ -584,6 +609,31 @@ async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _contender(row: LedgerRow, rules: _Rules) -> Contender:
+    topic_id = row.subscription_topic
+    return Contender(
+        message_id=row.message_id,
+        channel=row.channel,
+        requested_at=row.created_at or datetime.now(UTC),
+        priority=row.priority,
+        on_conflict="defer" if row.on_conflict == "defer" else "drop",
+        transactional=row.transactional,
+        # The zone the message named; only quiet hours read it.
+        zone=profile_zone(row.time_zone if rules.policy.quiet_hours else None),
+        traits=_trait_answers(row.consent),
+        # A topic deleted since the message was requested: its recorded answers still hold.
+        topic=rules.topics.get(topic_id, TopicRule(topic_id)) if topic_id else None,
+    )
+
+
+def _winner(row: LedgerRow) -> ArbitrationWinner:
+    return ArbitrationWinner(
+        message_id=row.message_id,
+        journey=JourneyRef.model_validate(row.journey),
+        priority=row.priority,
+    )
 
 
 def _trait_answers(carried: dict[str, Any] | None) -> TraitAnswers:

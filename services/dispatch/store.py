@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from libs.common.contact_policy import Preferences, SendPolicy, TopicRule, parse_policy
+from libs.common.events.message import DEFAULT_PRIORITY
 from libs.common.retention import Retained, batched_delete, older_than
 from libs.common.store import SchemaStore
 from services.dispatch.subscriptions import SubscriptionTopic
@@ -25,7 +26,7 @@ _LEDGER_COLUMNS = (
     "template_version, variant_id, CAST(journey AS text) AS journey, subject, body, "
     "CAST(payload AS text) AS payload, recipient, behavior_at, time_zone, status, attempts, "
     "provider_message_id, unsubscribed_at, attempt_started_at, traceparent, subscription_topic, "
-    "CAST(consent AS text) AS consent"
+    "CAST(consent AS text) AS consent, priority, on_conflict, transactional, created_at"
 )
 
 
@@ -62,6 +63,11 @@ class LedgerRow:
     subscription_topic: str | None = None
     # What the profile's traits said about consent when the message was requested, if anything.
     consent: dict[str, Any] | None = None
+    # The message's contact rule (message.rendered `contact`), and when it reached the ledger.
+    priority: int = DEFAULT_PRIORITY
+    on_conflict: str = "drop"
+    transactional: bool = False
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,14 @@ class SendUpdate:
     error: str | None = None
     sent_at: datetime | None = None
     due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """Rendered messages new to the ledger, and how many of them are held for arbitration."""
+
+    added: int
+    held: int
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,10 @@ def _ledger_row(row: Any) -> LedgerRow:
         traceparent=row.traceparent,
         subscription_topic=row.subscription_topic,
         consent=orjson.loads(row.consent) if row.consent is not None else None,
+        priority=row.priority,
+        on_conflict=row.on_conflict,
+        transactional=row.transactional,
+        created_at=row.created_at,
     )
 
 
@@ -214,29 +232,62 @@ class DispatchStore(SchemaStore):
         )
         return int(result.rowcount or 0)
 
-    async def insert_sends(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Add rendered messages; a key already in the ledger is skipped. How many were new."""
+    async def insert_sends(
+        self, rows: Sequence[dict[str, Any]], hold: timedelta | None = None
+    ) -> Inserted:
+        """Add rendered messages; a key already in the ledger is skipped. How many were new,
+        and how many of them are held.
+
+        With an arbitration window (`hold`), a marketing message is held until the window of its
+        person's first held message ends (or its own, when none is held): the person's
+        messages asked for meanwhile come due together, and compete."""
         if not rows:
-            return 0
+            return Inserted(0, 0)
         result = await self._execute(
-            "INSERT INTO {s}.sends (message_id, idempotency_key, event_id, request_id, "
-            "profile_id, channel, template_id, template_version, variant_id, journey, subject, "
-            "body, payload, recipient, behavior_at, time_zone, traceparent, subscription_topic, "
-            "consent, status, due_at) "
+            "WITH inserted AS (INSERT INTO {s}.sends (message_id, idempotency_key, event_id, "
+            "request_id, profile_id, channel, template_id, template_version, variant_id, journey, "
+            "subject, body, payload, recipient, behavior_at, time_zone, traceparent, "
+            "subscription_topic, consent, priority, on_conflict, transactional, held_until, "
+            "status, due_at) "
             "SELECT r.message_id, r.idempotency_key, r.event_id, r.request_id, r.profile_id, "
             "r.channel, r.template_id, r.template_version, r.variant_id, r.journey, r.subject, "
             "r.body, r.payload, r.recipient, r.behavior_at, r.time_zone, r.traceparent, "
-            "r.subscription_topic, r.consent, 'pending', now() "
+            "r.subscription_topic, r.consent, coalesce(r.priority, 50), "
+            "coalesce(r.on_conflict, 'drop'), coalesce(r.transactional, false), h.until, "
+            "'pending', coalesce(h.until, now()) "
             "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(message_id text, "
             "idempotency_key text, event_id text, request_id text, profile_id text, "
             "channel text, template_id text, template_version int, variant_id text, "
             "journey jsonb, subject text, body text, payload jsonb, recipient text, "
             "behavior_at timestamptz, time_zone text, traceparent text, "
-            "subscription_topic text, consent jsonb) "
-            "ON CONFLICT (idempotency_key) DO NOTHING",
-            {"rows": _json(rows)},
+            "subscription_topic text, consent jsonb, priority int, on_conflict text, "
+            "transactional boolean) "
+            "CROSS JOIN LATERAL (SELECT CASE WHEN coalesce(r.transactional, false) "
+            "OR CAST(:hold AS interval) IS NULL THEN NULL "
+            "ELSE coalesce((SELECT min(held.held_until) FROM {s}.sends held "
+            "WHERE held.profile_id = r.profile_id AND held.status = 'pending' "
+            "AND held.held_until > now()), now() + CAST(:hold AS interval)) END AS until) h "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING held_until) "
+            "SELECT count(*) AS added, count(held_until) AS held FROM inserted",
+            {"rows": _json(rows), "hold": hold},
         )
-        return int(result.rowcount)
+        row = result.one()
+        return Inserted(int(row.added), int(row.held))
+
+    async def release_holds(self, window: timedelta | None) -> int:
+        """The policy's arbitration window changed: each person's held messages come due when
+        the new window after the first of them ends (now, without a window), if sooner."""
+        result = await self._execute(
+            "UPDATE {s}.sends s SET due_at = g.until, held_until = g.until "
+            "FROM (SELECT profile_id, least(min(held_until), "
+            "coalesce(min(created_at) + CAST(:window AS interval), now())) AS until "
+            "FROM {s}.sends WHERE status = 'pending' AND held_until > now() "
+            "GROUP BY profile_id) g "
+            "WHERE s.profile_id = g.profile_id AND s.status = 'pending' "
+            "AND s.held_until > now() AND g.until < s.held_until",
+            {"window": window},
+        )
+        return int(result.rowcount or 0)
 
     async def claim_due(self, limit: int, live_senders: Collection[str]) -> list[LedgerRow]:
         """Due rows, locked for this transaction; replicas skip each other's.
@@ -276,6 +327,33 @@ class DispatchStore(SchemaStore):
         )
         return {row.p for row in result}
 
+    async def contenders(
+        self, profile_ids: Collection[str], claimed: Collection[str]
+    ) -> tuple[list[LedgerRow], set[str]]:
+        """The locked profiles' other due messages, locked for this transaction, and the
+        profiles with a due message another sender's claim holds: those wait for the next
+        claim, so that every message due for a person is arbitrated at once."""
+        if not profile_ids:
+            return [], set()
+        params = {"ids": sorted(profile_ids), "claimed": sorted(claimed)}
+        result = await self._execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM {{s}}.sends "
+            "WHERE profile_id = ANY(CAST(:ids AS text[])) AND status = 'pending' "
+            "AND due_at <= now() AND message_id <> ALL(CAST(:claimed AS text[])) "
+            "FOR UPDATE SKIP LOCKED",
+            params,
+        )
+        rows = [_ledger_row(row) for row in result]
+        held = {row.message_id for row in rows} | set(claimed)
+        due = await self._execute(
+            "SELECT profile_id, message_id FROM {s}.sends "
+            "WHERE profile_id = ANY(CAST(:ids AS text[])) AND status = 'pending' "
+            "AND due_at <= now()",
+            params,
+        )
+        busy = {row.profile_id for row in due if row.message_id not in held}
+        return rows, busy
+
     async def sent_history(
         self, profile_ids: Collection[str], since: datetime
     ) -> dict[str, list[tuple[str, datetime]]]:
@@ -285,7 +363,7 @@ class DispatchStore(SchemaStore):
         result = await self._execute(
             "SELECT profile_id, channel, decided_at FROM {s}.sends "
             f"WHERE profile_id = ANY(CAST(:ids AS text[])) AND status IN {_COUNTED} "
-            "AND decided_at > :since",
+            "AND decided_at > :since AND NOT transactional",
             {"ids": list(profile_ids), "since": since},
         )
         for row in result:

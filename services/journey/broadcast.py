@@ -51,6 +51,7 @@ class Broadcast:
     best_time_within: timedelta | None = None
     repeat: Repeat | None = None
     topic: str | None = None
+    contact: dict[str, Any] | None = None
 
     def graph(self) -> dict[str, Any]:
         """The journey version it runs: everyone leaving the segment before their turn is not
@@ -63,13 +64,16 @@ class Broadcast:
         }
         if self.topic is not None:
             send["topic"] = self.topic
-        return {
+        graph: dict[str, Any] = {
             "entry": {"segment": self.segment},
             "reentry": {"rule": "always" if self.repeat is not None else "never"},
             "exit": {"on_segment_exit": True},
             "start": SEND_NODE,
             "nodes": {SEND_NODE: send},
         }
+        if self.contact is not None:
+            graph["contact"] = self.contact
+        return graph
 
     def check_times(self, now: datetime) -> None:
         """Refuse a time that has passed (`at` beyond a minute's skew, `local_time` once it has
@@ -143,6 +147,7 @@ class Broadcast:
             else {"within": iso_duration(self.best_time_within)},
             "repeat": None if self.repeat is None else _repeat_json(self.repeat),
             "topic": self.topic,
+            "contact": self.contact,
         }
 
     @classmethod
@@ -162,6 +167,7 @@ class Broadcast:
             else parse_best_time_within(best_time["within"]),
             repeat=None if repeat is None else _repeat_from_json(repeat),
             topic=raw.get("topic"),
+            contact=raw.get("contact"),
         )
 
 

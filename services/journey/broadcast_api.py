@@ -187,6 +187,7 @@ def _broadcast(request: BroadcastRequest, settings: SettingsDep) -> Broadcast:
         best_time_within=within,
         repeat=repeat,
         topic=request.topic,
+        contact=request.contact,
     )
 
 
@@ -258,6 +259,7 @@ def _response(
         per_minute=broadcast.per_minute,
         repeat=row.spec.get("repeat"),
         topic=broadcast.topic,
+        contact=broadcast.contact,
         progress=progress,
         occurrences=[
             OccurrenceResponse(

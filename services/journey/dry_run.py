@@ -353,6 +353,11 @@ class _Replay:
 
     def _judge(self, step: SendStep, at: datetime) -> tuple[str, str | None, datetime]:
         channel = step.option.channel
+        contact = self._journey.contact
+        if contact is not None and contact.transactional:
+            # Dispatch sends a transactional message whatever the policy says, uncounted.
+            self._report.messages[(step.node.id, channel, "sent")] += 1
+            return "sent", None, at
         preferences = self._rules.preferences.get(self._facts.profile_id, Preferences())
         zone = profile_zone(self._facts.timezone)
         for _ in range(_MAX_DEFERRALS):

@@ -10,6 +10,8 @@ from datetime import time, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
+from libs.common.events import ContactRule
+from libs.common.events.message import DEFAULT_PRIORITY
 from libs.common.storable import storable_text
 from libs.common.values import DurationRules, parse_duration
 from services.journey.conditions import (
@@ -199,6 +201,7 @@ class Journey:
     reentry: Reentry = field(default_factory=Reentry)
     exit: ExitRule = field(default_factory=ExitRule)
     goal: Goal | None = None
+    contact: ContactRule | None = None
 
     @classmethod
     def parse(cls, journey_id: str, version: int, definition: Any) -> Journey:
@@ -206,7 +209,7 @@ class Journey:
         check_json(definition, "")
         if not isinstance(definition, dict):
             raise InvalidDefinition("nodes", "a journey definition is a JSON object")
-        _only(definition, {"entry", "reentry", "exit", "goal", "start", "nodes"}, "")
+        _only(definition, {"entry", "reentry", "exit", "goal", "contact", "start", "nodes"}, "")
         nodes = _parse_nodes(definition.get("nodes"))
         start = definition.get("start")
         if not isinstance(start, str) or start not in nodes:
@@ -220,6 +223,7 @@ class Journey:
             reentry=_parse_reentry(definition.get("reentry")),
             exit=_parse_exit(definition.get("exit")),
             goal=_parse_goal(definition.get("goal")),
+            contact=parse_contact(definition.get("contact"), "contact"),
         )
         _check_references(journey)
         _check_reachable(journey)
@@ -588,6 +592,33 @@ def _parse_goal(raw: Any) -> Goal | None:
         within=None if within is None else parse_duration(within, "goal.within", rules=_DURATIONS),
         exit=exits,
     )
+
+
+def parse_contact(raw: Any, path: str) -> ContactRule | None:
+    """The contact policy's rule for the journey's messages: `priority` (0 to 100),
+    `on_conflict` (drop or defer) and `transactional` (which takes neither)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidDefinition(path, 'an object such as {"priority": 80, "on_conflict": "defer"}')
+    _only(raw, {"priority", "on_conflict", "transactional"}, path)
+    transactional = raw.get("transactional", False)
+    if not isinstance(transactional, bool):
+        raise InvalidDefinition(f"{path}.transactional", "true or false")
+    if transactional:
+        for name in ("priority", "on_conflict"):
+            if name in raw:
+                raise InvalidDefinition(
+                    f"{path}.{name}", "a transactional message is never arbitrated"
+                )
+        return ContactRule(transactional=True)
+    priority = raw.get("priority", DEFAULT_PRIORITY)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+        raise InvalidDefinition(f"{path}.priority", "a whole number from 0 to 100")
+    on_conflict = raw.get("on_conflict", "drop")
+    if on_conflict not in ("drop", "defer"):
+        raise InvalidDefinition(f"{path}.on_conflict", "one of drop, defer")
+    return ContactRule(priority=priority, on_conflict=on_conflict)
 
 
 def _check_references(journey: Journey) -> None:

@@ -7,7 +7,13 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from libs.common.events import Event, JourneyRef, MessageRequested, ProfileChangeRequested
+from libs.common.events import (
+    ContactRule,
+    Event,
+    JourneyRef,
+    MessageRequested,
+    ProfileChangeRequested,
+)
 from libs.common.profiles import ProfileFacts
 from services.journey import metrics
 from services.journey.engagement import EngagementBook, MessageRecord
@@ -290,6 +296,11 @@ class Runner:
         self._exits.clear()
         self._sends.clear()
 
+    def _contact_of(self, run: Run) -> ContactRule | None:
+        """The contact rule of the run's version (priority, on_conflict, transactional)."""
+        version = self._versions.get((run.journey_id, run.version))
+        return None if version is None else version[0].contact
+
     def take_events(self, now: datetime) -> list[Event[Any]]:
         """The events the steps taken since the last call emit, in the order taken."""
         sends, self.steps.sends = self.steps.sends, []
@@ -315,6 +326,7 @@ class Runner:
                         behavior_at=run.trigger.occurred_at,
                         profile=send.profile,
                         subscription_topic=send.node.topic,
+                        contact=self._contact_of(run),
                     ),
                     key=run.profile_id,
                     source=SOURCE,

@@ -20,7 +20,7 @@ from services.journey.graph import MAX_PER_MINUTE, check_json
 
 JOURNEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 JourneyId = Annotated[str, StringConstraints(pattern=JOURNEY_ID_PATTERN)]
-GRAPH_FIELDS = ("entry", "reentry", "exit", "goal", "start", "nodes")
+GRAPH_FIELDS = ("entry", "reentry", "exit", "goal", "contact", "start", "nodes")
 
 
 def _storable(value: str) -> str:
@@ -52,6 +52,11 @@ class JourneyGraph(BaseModel):
     goal: Any = Field(
         default=None,
         description='`{"event": "<name>", "where": [...], "within": "P7D", "exit": true}`.',
+    )
+    contact: Any = Field(
+        default=None,
+        description='`{"priority": 0-100, "on_conflict": "drop" | "defer"}` or '
+        '`{"transactional": true}`: the contact policy\'s rule for its messages.',
     )
     start: Any = Field(default=None, description="The id of the first node.")
     nodes: Any = Field(default=None, description="The nodes, keyed by their id (docs/journey.md).")
@@ -248,6 +253,11 @@ class BroadcastRequest(BaseModel):
         description="The subscription topic it belongs to (dispatch's `/topics`): people "
         "unsubscribed from it on the channel are not sent to.",
     )
+    contact: dict[str, Any] | None = Field(
+        default=None,
+        description="The contact policy's rule for its messages: `priority` (0 to 100, 50 when "
+        'absent), `on_conflict` (`drop` or `defer`), or `{"transactional": true}`.',
+    )
 
 
 class BroadcastProgress(BaseModel):
@@ -287,6 +297,9 @@ class BroadcastResponse(BaseModel):
         description="`every` (seconds) or `cron` (the expression), and `times`."
     )
     topic: str | None = Field(default=None, description="Its subscription topic, if any.")
+    contact: dict[str, Any] | None = Field(
+        default=None, description="The contact rule its messages carry, as given."
+    )
     progress: BroadcastProgress
     occurrences: list[OccurrenceResponse]
     created_at: datetime

@@ -19,7 +19,9 @@ from libs.common.events.ingest import (
     IngestTrack,
 )
 from libs.common.events.message import (
+    ArbitrationWinner,
     CarriedConsent,
+    ContactRule,
     JourneyRef,
     MessageClicked,
     MessageDelivered,
@@ -42,8 +44,10 @@ from libs.common.events.profile import (
 from libs.common.events.segment import SegmentEntered, SegmentExited
 
 __all__ = [
+    "ArbitrationWinner",
     "BehaviorOccurred",
     "CarriedConsent",
+    "ContactRule",
     "ConversionAttributed",
     "Event",
     "EventData",

@@ -28,6 +28,8 @@ from libs.common.events.fields import (
 
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 SuppressionReason = Literal["consent", "frequency_cap", "quiet_hours", "unsubscribed"]
+OnConflict = Literal["drop", "defer"]
+DEFAULT_PRIORITY = 50
 
 _PROFILE = "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC"
 _REQUEST = "req_01JPB6W4A1C3E5G7J9L2N4Q6S8"
@@ -47,6 +49,41 @@ class JourneyRef(BaseModel):
     journey_id: EntityId = Field(description="The journey.")
     journey_version: VersionNumber = Field(description="The published version the profile runs.")
     node_id: EntityId = Field(description="The `send` node that asked for the message.")
+
+
+class ContactRule(BaseModel):
+    """How the contact policy treats a message, as its journey (or broadcast) says: its
+    priority against other marketing messages to the same person, what becomes of it when it
+    loses, and whether it is transactional (caps, arbitration and quiet hours do not apply)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    priority: int = Field(
+        default=DEFAULT_PRIORITY,
+        ge=0,
+        le=100,
+        description="0 to 100: the higher wins when marketing messages compete for a person.",
+    )
+    on_conflict: OnConflict = Field(
+        default="drop",
+        description="When it loses or meets a full cap: `drop` (suppressed) or `defer` (sent "
+        "once the cap has room again).",
+    )
+    transactional: bool = Field(
+        default=False,
+        description="A message the person asked for (a receipt, a password reset): never "
+        "capped, arbitrated, held for quiet hours or stopped by marketing consent.",
+    )
+
+
+class ArbitrationWinner(BaseModel):
+    """The message that took the person's cap from a suppressed one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    message_id: EntityId = Field(description="Dispatch's id of the winning send.")
+    journey: JourneyRef = Field(description="The journey step of the winning message.")
+    priority: int = Field(ge=0, le=100, description="The winning message's priority.")
 
 
 class ProfileSnapshot(BaseModel):
@@ -116,6 +153,7 @@ class MessageRequested(EventData):
                         "scores": {"rfm": 455, "churn_risk": 0.74},
                         "top_category": "oolong",
                     },
+                    "contact": {"priority": 80, "on_conflict": "defer", "transactional": False},
                 }
             ]
         }
@@ -153,6 +191,11 @@ class MessageRequested(EventData):
         description="The subscription topic the send names (newsletter, promotions…); absent "
         "for a message that belongs to none.",
     )
+    contact: ContactRule | None = Field(
+        default=None,
+        description="The journey's contact rule (priority, on_conflict, transactional); "
+        "absent: a marketing message of the default priority, dropped when it loses.",
+    )
 
 
 class MessageRendered(EventData):
@@ -175,6 +218,7 @@ class MessageRendered(EventData):
                     "journey": _JOURNEY,
                     "behavior_at": "2025-03-14T09:26:53.120Z",
                     "time_zone": "Asia/Shanghai",
+                    "contact": {"priority": 80, "on_conflict": "defer", "transactional": False},
                 },
                 {
                     "request_id": "req_01JPB7K2M4P6R8T0W2Y4A6C8E0",
@@ -241,6 +285,10 @@ class MessageRendered(EventData):
         default=None,
         description="What the profile's traits said about consent and subscriptions when the "
         "request was made; absent when they said nothing.",
+    )
+    contact: ContactRule | None = Field(
+        default=None,
+        description="The request's contact rule, as it carried it: dispatch arbitrates by it.",
     )
 
 
@@ -322,7 +370,22 @@ class MessageSuppressed(_MessageOutcome):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [_outcome(reason="frequency_cap"), _outcome(reason="consent")]
+            "examples": [
+                _outcome(reason="frequency_cap"),
+                _outcome(reason="consent"),
+                _outcome(
+                    reason="frequency_cap",
+                    won_by={
+                        "message_id": "msg_01JPB6W9Q3S5U7W9Y1A3C5E7G9",
+                        "journey": {
+                            "journey_id": "jrn_order_follow_up",
+                            "journey_version": 2,
+                            "node_id": "node_review",
+                        },
+                        "priority": 80,
+                    },
+                ),
+            ]
         }
     )
 
@@ -337,6 +400,11 @@ class MessageSuppressed(_MessageOutcome):
         default=None,
         description="The message's subscription topic, when the reason concerns it: "
         "`unsubscribed` from it, or `consent` never given to an opt-in topic.",
+    )
+    won_by: ArbitrationWinner | None = Field(
+        default=None,
+        description="Present when the message lost arbitration (reason `frequency_cap`): the "
+        "message of higher priority, or as high and requested earlier, that took the cap.",
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from libs.common.bus import dlq
-from libs.common.events import MessageClicked, MessageSent
+from libs.common.events import ContactRule, MessageClicked, MessageSent
 from libs.common.tracking import verify
 from libs.devstack.pytest_plugin import ServiceLauncher
 from tests.events import conversion, erasure, facts, merge, profile_updated, requested
@@ -96,6 +96,33 @@ async def test_every_put_makes_a_new_version_that_messages_name(
     [message] = await content_service.rendered(request.data.request_id)
     assert message.template_version == 2
     assert message.subject == "Version two for"  # no name and no default: empty
+
+
+async def test_the_contact_rule_is_passed_on_and_a_transactional_template_overrides_it(
+    content_service: ContentHarness,
+) -> None:
+    marketing, receipt, profile = _unique("tpl"), _unique("tpl"), _unique("prf")
+    (await content_service.create(email_template(marketing))).raise_for_status()
+    created = await content_service.create({**email_template(receipt), "transactional": True})
+    assert created.status_code == 201, created.text
+    assert created.json()["transactional"] is True
+    rule = ContactRule(priority=80, on_conflict="defer")
+    carried = facts(email="rules@example.com")
+    requests = [
+        requested(profile, template, profile=carried, contact=rule)
+        for template in (marketing, receipt)
+    ]
+    await content_service.publish(*requests)
+
+    ids = [request.data.request_id for request in requests]
+
+    async def answered() -> bool:
+        return len(await content_service.rendered_for(ids)) == 2
+
+    await wait_for(answered, within=60, what="message.rendered for both requests")
+    found = await content_service.rendered_for(ids)
+    assert found[ids[0]].contact == rule
+    assert found[ids[1]].contact == ContactRule(transactional=True)
 
 
 async def test_a_request_without_an_address_is_answered_at_once_as_undeliverable(

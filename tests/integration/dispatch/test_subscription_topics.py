@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from libs.common.consent import consent_from_traits
-from libs.common.events import Event, MessageRendered
+from libs.common.events import ContactRule, Event, MessageRendered
 from libs.devstack import free_port
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.stack import Stack
@@ -196,6 +196,31 @@ async def test_consent_the_traits_state_stops_email(topics: Topics) -> None:
     assert (news.reason, news.subscription_topic) == ("unsubscribed", topics.newsletter)
     await _outcome(topics, promotions, "message.sent")
     assert len(_mail_to(topics, address)) == 1
+
+
+async def test_a_transactional_email_of_a_topic_refused_goes_without_unsubscribe_headers(
+    topics: Topics,
+) -> None:
+    profile, address = _person()
+    no_newsletter = consent_from_traits({"subscriptions": {topics.newsletter: False}})
+    transactional = ContactRule(transactional=True)
+    reset = await _send(
+        topics,
+        profile,
+        address,
+        topics.newsletter,
+        consent=no_newsletter,
+        contact=transactional,
+        subject="Reset your password",
+    )
+    marketing = await _send(topics, profile, address, topics.newsletter, consent=no_newsletter)
+    await _outcome(topics, reset, "message.sent")
+    assert (await _outcome(topics, marketing, "message.suppressed")).reason == "unsubscribed"
+    [reset_mail] = _mail_to(topics, address)
+    assert reset_mail["Subject"] == "Reset your password"
+    # Only a marketing email (of a topic, not transactional) offers an unsubscribe.
+    assert reset_mail["List-Unsubscribe"] is None
+    assert reset_mail["List-Unsubscribe-Post"] is None
 
 
 async def test_the_preference_page_changes_a_topic(topics: Topics) -> None:

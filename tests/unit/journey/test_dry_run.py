@@ -57,8 +57,12 @@ def member(
     return Person(facts, SINCE, orders)
 
 
-def replay(people: list[Person], consent: dict[str, Preferences] | None = None) -> DryRunReport:
-    journey = Journey.parse("jrn_dry", 1, WELCOME_THEN_THANKS_OR_VIP_SMS)
+def replay(
+    people: list[Person],
+    consent: dict[str, Preferences] | None = None,
+    definition: dict[str, Any] = WELCOME_THEN_THANKS_OR_VIP_SMS,
+) -> DryRunReport:
+    journey = Journey.parse("jrn_dry", 1, definition)
     rules = ContactRules(parse_policy(POLICY), consent or {}, default_consent=True)
     return dry_run(journey, people, rules, NOW, step_limit=100)
 
@@ -94,6 +98,26 @@ def test_dry_run_counts_entries_sends_policy_hits_and_paths() -> None:
     assert report.counters[("", "exited")] == 4
     assert report.counters[("wait", "matched")] == 2
     assert report.counters[("wait", "timed_out")] == 4
+
+
+def test_a_transactional_journey_s_messages_go_whatever_the_policy_says() -> None:
+    transactional = {**WELCOME_THEN_THANKS_OR_VIP_SMS, "contact": {"transactional": True}}
+    report = replay(
+        [
+            member("prf_cap", timedelta(hours=1)),
+            member("prf_vip_quiet", tags=("vip",)),
+            member("prf_no_email"),
+        ],
+        {"prf_no_email": Preferences({"email": False})},
+        transactional,
+    )
+
+    assert report.messages == {
+        ("welcome", "email", "sent"): 3,
+        ("thanks", "email", "sent"): 1,
+        ("vip_sms", "sms", "sent"): 1,
+    }
+    assert not report.policy
 
 
 def test_a_run_still_waiting_at_the_end_is_counted_where_it_waits() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.events import ContactRule
 from services.journey.conditions import InvalidDefinition
 from services.journey.graph import BestTime, Journey, Send, SendOption, Wait, WaitFor
 from services.journey.schemas import GRAPH_FIELDS
@@ -260,3 +261,29 @@ def test_a_send_at_best_time_waits_so_a_cycle_through_it_is_allowed() -> None:
     nudge = Journey.parse("jrn_t", 1, definition).nodes["nudge"]
     assert isinstance(nudge, Send)
     assert nudge.best_time == BestTime("sms", timedelta(hours=12))
+
+
+def test_the_contact_rule_is_part_of_the_version() -> None:
+    rule = {"priority": 80, "on_conflict": "defer"}
+    journey = Journey.parse("jrn_t", 1, {**welcome(), "contact": rule})
+    assert journey.contact == ContactRule(priority=80, on_conflict="defer")
+    transactional = {**welcome(), "contact": {"transactional": True}}
+    assert Journey.parse("jrn_t", 1, transactional).contact == ContactRule(transactional=True)
+    assert Journey.parse("jrn_t", 1, welcome()).contact is None
+
+
+@pytest.mark.parametrize(
+    ("contact", "path"),
+    [
+        ({"priority": 101}, "contact.priority"),
+        ({"priority": "high"}, "contact.priority"),
+        ({"priority": True}, "contact.priority"),
+        ({"on_conflict": "retry"}, "contact.on_conflict"),
+        ({"transactional": "yes"}, "contact.transactional"),
+        ({"transactional": True, "priority": 90}, "contact.priority"),
+        ({"weight": 1}, "contact.weight"),
+        ("high", "contact"),
+    ],
+)
+def test_a_bad_contact_rule_names_its_field(contact: Any, path: str) -> None:
+    assert error_path({**welcome(), "contact": contact}) == path
