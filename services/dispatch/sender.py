@@ -100,6 +100,16 @@ class _Plan:
     given_up: dict[str, str] = field(default_factory=dict)
     deferred: dict[str, datetime] = field(default_factory=dict)
     events: list[Event[Any]] = field(default_factory=list)
+    counts: list[tuple[Any, int]] = field(default_factory=list)
+
+    def count(self, counter: Any, amount: int = 1) -> None:
+        """A metric to add to once the claim commits: a claim rolled back and run again (a
+        conflict, a deadlock) then counts its decisions once, not once per attempt."""
+        self.counts.append((counter, amount))
+
+    def publish_counts(self) -> None:
+        for counter, amount in self.counts:
+            counter.inc(amount)
 
 
 @dataclass(frozen=True)
@@ -303,6 +313,7 @@ class Sender:
             await store.mark_sending([row.message_id for row in plan.to_send], self.owner)
             await write_outbox(session, self._schema, plan.events)
             adapters = await self._adapters_for(store, {row.channel for row in plan.to_send})
+        plan.publish_counts()
         if plan.events:
             self._relay.notify()
         for row in plan.to_send:
@@ -346,14 +357,14 @@ class Sender:
         reached the provider or not, and the channel kind's policy resends or gives up."""
         uncertain = [row for row in rows if row.attempt_started_at is not None]
         plan.to_send.extend(row for row in rows if row.attempt_started_at is None)
-        metrics.TAKEN_OVER.inc(len(rows))
+        plan.count(metrics.TAKEN_OVER, len(rows))
         if not uncertain:
             return
         kinds = {channel.name: channel.kind for channel in await store.channels()}
         policies = self._settings.dispatch_uncertain_sends
         for row in uncertain:
             policy = policies.get(kinds.get(row.channel, ""), "resend")
-            metrics.UNCERTAIN_SENDS.labels(row.channel, policy).inc()
+            plan.count(metrics.UNCERTAIN_SENDS.labels(row.channel, policy))
             if policy == "resend":
                 plan.to_send.append(row)
                 continue
@@ -361,7 +372,7 @@ class Sender:
             plan.events.append(
                 outcome(MessageFailed, row, now, error=UNCERTAIN_GIVEN_UP, retryable=False)
             )
-            metrics.SENDS.labels(row.channel, "failed").inc()
+            plan.count(metrics.SENDS.labels(row.channel, "failed"))
 
     def _arbitrate(
         self, profile_id: str, rows: list[LedgerRow], now: datetime, plan: _Plan, rules: _Rules
@@ -392,9 +403,9 @@ class Sender:
             plan.to_send.append(row)
         elif decision.action == "defer" and decision.until is not None:
             plan.deferred[row.message_id] = decision.until
-            metrics.SENDS.labels(row.channel, "deferred").inc()
+            plan.count(metrics.SENDS.labels(row.channel, "deferred"))
             if verdict.won_by is not None:
-                metrics.ARBITRATIONS.labels("deferred").inc()
+                plan.count(metrics.ARBITRATIONS.labels("deferred"))
         elif decision.reason is not None:
             winner = None if verdict.won_by is None else rows[verdict.won_by.message_id]
             plan.suppressed[row.message_id] = decision.reason
@@ -407,10 +418,10 @@ class Sender:
                 won_by=None if winner is None else _winner(winner),
             )
             plan.events.append(suppressed)
-            metrics.SENDS.labels(row.channel, "suppressed").inc()
-            metrics.SUPPRESSIONS.labels(decision.reason).inc()
+            plan.count(metrics.SENDS.labels(row.channel, "suppressed"))
+            plan.count(metrics.SUPPRESSIONS.labels(decision.reason))
             if winner is not None:
-                metrics.ARBITRATIONS.labels("dropped").inc()
+                plan.count(metrics.ARBITRATIONS.labels("dropped"))
 
     async def _adapters_for(self, store: DispatchStore, names: set[str]) -> dict[str, Channel]:
         if not names:
