@@ -47,7 +47,16 @@ FIELD_LABELS: Final[dict[str, str]] = {
 }
 REWARDS: Final = ("clicks", "conversions")
 _VARIANT_INPUT: Final = re.compile(r"^variants\.(\d{1,4})\.([a-z]+)$")
-_TEMPLATE_INPUTS: Final = ("id", "name", "channel", "reward", "holdout_share", "defaults")
+_TEMPLATE_INPUTS: Final = (
+    "id",
+    "name",
+    "channel",
+    "reward",
+    "holdout_share",
+    "defaults",
+    "topic",
+    "transactional",
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,8 @@ class TemplateDraft:
     holdout_share: str
     defaults: str
     variants: tuple[VariantDraft, ...]
+    topic: str = ""
+    transactional: bool = False
 
     @classmethod
     def blank(cls, channel: str) -> TemplateDraft:
@@ -98,6 +109,8 @@ class TemplateDraft:
             _number(template.get("holdout_share", 0)),
             json.dumps(template.get("defaults") or {}, indent=1, ensure_ascii=False),
             variants,
+            str(template.get("topic") or ""),
+            bool(template.get("transactional", False)),
         )
 
     @classmethod
@@ -126,6 +139,8 @@ class TemplateDraft:
             fields.get("holdout_share", "0").strip() or "0",
             fields.get("defaults", ""),
             variants,
+            fields.get("topic", "").strip(),
+            fields.get("transactional") == "on",
         )
 
     @property
@@ -151,6 +166,8 @@ class TemplateDraft:
             "variants": [self._variant_body(variant) for variant in self.variants],
             "reward": self.reward,
             "holdout_share": holdout_share,
+            "topic": self.topic or None,
+            "transactional": self.transactional,
         }
         if self.id:
             body["id"] = self.id
@@ -199,7 +216,18 @@ class TemplateDraft:
 
 def definition(template: dict[str, Any]) -> dict[str, Any]:
     """What the audit log keeps of a template: what a person wrote, not the service's times."""
-    keys = ("id", "name", "channel", "version", "defaults", "variants", "reward", "holdout_share")
+    keys = (
+        "id",
+        "name",
+        "channel",
+        "version",
+        "defaults",
+        "variants",
+        "reward",
+        "holdout_share",
+        "topic",
+        "transactional",
+    )
     return {key: template[key] for key in keys if key in template}
 
 

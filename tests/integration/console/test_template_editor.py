@@ -293,7 +293,7 @@ async def test_an_analyst_may_look_and_preview_but_not_change(
 async def _definition(editor: TemplateConsole, template_id: str) -> dict[str, Any]:
     stored = (await editor.content.get(f"/templates/{template_id}")).json()
     keys = ("id", "name", "channel", "version", "defaults", "variants", "reward", "holdout_share")
-    return {key: stored[key] for key in keys}
+    return {key: stored[key] for key in (*keys, "topic", "transactional")}
 
 
 async def test_a_preview_renders_the_persons_facts_and_names_what_it_cannot_find(

@@ -30,6 +30,8 @@ _TEMPLATE: dict[str, Any] = {
     ],
     "reward": "conversions",
     "holdout_share": 0.1,
+    "topic": "win_back_offers",
+    "transactional": True,
     "created_at": "2025-01-01T00:00:00Z",
     "updated_at": "2025-01-02T00:00:00Z",
 }
@@ -39,6 +41,9 @@ def test_a_template_read_into_the_form_and_posted_back_is_the_same_request() -> 
     draft = TemplateDraft.of_template(_TEMPLATE)
     fields = {"name": draft.name, "reward": draft.reward, "holdout_share": draft.holdout_share}
     fields["defaults"] = draft.defaults
+    fields["topic"] = draft.topic
+    if draft.transactional:
+        fields["transactional"] = "on"  # what a browser posts for a ticked box
     for variant in draft.variants:
         fields[f"variants.{variant.index}.id"] = variant.id
         fields[f"variants.{variant.index}.name"] = variant.name
@@ -56,6 +61,8 @@ def test_a_template_read_into_the_form_and_posted_back_is_the_same_request() -> 
         ],
         "reward": "conversions",
         "holdout_share": 0.1,
+        "topic": "win_back_offers",
+        "transactional": True,
     }
 
 
