@@ -36,7 +36,7 @@ up: install
 # The suite on $(TEST_WORKERS) workers (pytest-xdist, each with its own embedded stack), then the
 # short fault-injection run on its own, so that nothing else competes with it for the CPU.
 # `make test ARGS=...` passes ARGS to the first part only. The slowest tests are listed.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: lint test-tools browser-tools
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not chaos" --durations=30 $(ARGS)
 	CLOSELOOP_CHAOS_LONG=0 $(BIN)/pytest -m chaos tests/integration/chaos -s

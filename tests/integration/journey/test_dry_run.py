@@ -193,6 +193,13 @@ async def test_dry_run_of_a_draft_reports_what_it_would_do_and_sends_nothing(
     assert draft.status_code == 201, draft.text
     await plant(services, segment, tag)
 
+    async def vips_known() -> bool:
+        """Journey's copy of the profiles holds the VIPs' tag. It comes with the behaviours,
+        on another topic than the memberships `plant` waited for, and may come after them."""
+        probe = await harness.http.post(f"/journeys/{journey_id}/dry-run", json={"days": DAYS})
+        return probe.status_code == 200 and "vip_sms" in probe.json()["sends"]
+
+    await wait_for(vips_known, within=60, what="journey's copy of the VIPs' tag")
     answer = await harness.http.post(f"/journeys/{journey_id}/dry-run", json={"days": DAYS})
 
     assert answer.status_code == 200, answer.text
