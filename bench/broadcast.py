@@ -31,7 +31,7 @@ import httpx
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.receiver import Receiver
-from bench.report import Rate, print_table, save
+from bench.report import Rate, print_table, save, serving
 from bench.summary import Figure
 from libs.common.settings import Settings
 from libs.devstack import ServiceProcess, free_port
@@ -99,15 +99,10 @@ async def _running(bootstrap: str, database_url: str) -> AsyncIterator[dict[str,
         )
         for name, port in ports.items()
     }
-    try:
-        await asyncio.gather(*(process.migrate() for process in processes.values()))
-        for process in processes.values():
-            process.start()
-        await asyncio.gather(*(process.wait_ready(120) for process in processes.values()))
-        print(f"broadcast: journey, content and dispatch ready (logs in {logs})")
+    async with serving(
+        processes, f"broadcast: journey, content and dispatch ready (logs in {logs})"
+    ):
         yield processes
-    finally:
-        await asyncio.gather(*(process.stop() for process in processes.values()))
 
 
 def _schema(service_name: str) -> str:

@@ -47,6 +47,7 @@ from bench.report import (
     machine_busy_seconds,
     print_table,
     save,
+    serving,
     tree_cpu_seconds,
 )
 from bench.summary import Figure, Target
@@ -187,15 +188,8 @@ async def _services(
         )
         for name in _SERVICES
     }
-    try:
-        await asyncio.gather(*(process.migrate() for process in processes.values()))
-        for process in processes.values():
-            process.start()
-        await asyncio.gather(*(process.wait_ready(120) for process in processes.values()))
-        print(f"import: ingest, profile and segment ready (logs in {logs})")
+    async with serving(processes, f"import: ingest, profile and segment ready (logs in {logs})"):
         yield processes
-    finally:
-        await asyncio.gather(*(process.stop() for process in processes.values()))
 
 
 async def _define(services: Mapping[str, ServiceProcess]) -> str:

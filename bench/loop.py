@@ -74,6 +74,7 @@ from bench.report import (
     process_cpu_seconds,
     process_tree,
     save,
+    serving,
     tree_cpu_seconds,
 )
 from bench.stages import StageLatency, read_stages, stage_latencies
@@ -361,15 +362,8 @@ async def loop_services(
         )
         for name, port in ports.items()
     }
-    try:
-        await asyncio.gather(*(process.migrate() for process in processes.values()))
-        for process in processes.values():
-            process.start()
-        await asyncio.gather(*(process.wait_ready(120) for process in processes.values()))
-        print(f"loop: seven services ready (logs in {logs})")
+    async with serving(processes, f"loop: seven services ready (logs in {logs})"):
         yield processes
-    finally:
-        await asyncio.gather(*(process.stop() for process in processes.values()))
 
 
 async def _define(services: Mapping[str, ServiceProcess], receiver_url: str) -> str:

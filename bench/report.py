@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -9,7 +10,7 @@ import os
 import platform
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,24 @@ import psutil
 
 if TYPE_CHECKING:
     from libs.devstack import ServiceProcess
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    processes: Mapping[str, ServiceProcess], ready: str
+) -> AsyncIterator[Mapping[str, ServiceProcess]]:
+    """The services migrated, started and ready (`ready` printed, e.g. "loop: seven services
+    ready"), and stopped at the end however the bench ends."""
+    try:
+        await asyncio.gather(*(process.migrate() for process in processes.values()))
+        for process in processes.values():
+            process.start()
+        await asyncio.gather(*(process.wait_ready(120) for process in processes.values()))
+        print(ready)
+        yield processes
+    finally:
+        await asyncio.gather(*(process.stop() for process in processes.values()))
+
 
 # BENCH_RESULTS_DIR elsewhere: `python -m bench loop-compare` gives each run its own.
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
