@@ -15,21 +15,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from libs.common.api import from_state
 from libs.common.errors import ApiError
 from services.console.access import SignedIn
 from services.console.charts import Chart, columns_by_day, grouped_bars
+from services.console.managed_service import UpstreamMoved, UpstreamRefused, UpstreamUnavailable
 from services.console.pages import page
 from services.console.schemas import SEGMENT_ID_PATTERN
-from services.console.sources import CREDIT_MODELS, Sources, Span
-from services.console.upstream import UpstreamMoved, UpstreamRefused, UpstreamUnavailable
+from services.console.sources import CREDIT_MODELS, Span
+from services.console.upstream import UpstreamDep
 
 _T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
-SourcesDep = Annotated[Sources, Depends(from_state("sources", Sources))]
 STAGES: Final = ("sent", "delivered", "opened", "clicked", "converted")
 _DEFAULT_DAYS: Final = 30
 _MAX_DAYS: Final = 366
@@ -58,7 +57,7 @@ class Revenue:
 @router.get("/reports")
 async def reports_page(
     viewer: SignedIn,
-    sources: SourcesDep,
+    upstream: UpstreamDep,
     start: Annotated[str, Query(alias="from", max_length=32)] = "",
     end: Annotated[str, Query(alias="to", max_length=32)] = "",
     journey_id: Annotated[str, Query(max_length=128)] = "",
@@ -69,7 +68,7 @@ async def reports_page(
         raise ApiError(422, "invalid_request", "journey_id: not a journey id", "journey_id")
     first, last = _days(_day(start, "from"), _day(end, "to"))
     span = Span(_midnight(first), _midnight(last + timedelta(days=1)), journey_id or None)
-    attribution = sources.attribution
+    attribution = upstream.attribution
     notes: list[str] = []
     funnels, daily, credits, insights = await asyncio.gather(
         asyncio.gather(
