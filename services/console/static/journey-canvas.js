@@ -8,7 +8,6 @@
 
   var G = window.JourneyGraph;
   var state = JSON.parse(document.getElementById("journey-state").textContent);
-  var csrf = document.querySelector('meta[name="csrf-token"]').content;
   var canEdit = state.can_edit;
   var journey = state.journey;
   var container = document.getElementById("journey-canvas");
@@ -518,12 +517,7 @@
   }
 
   function post(path, body) {
-    var init = {method: "POST", headers: {"X-CSRF-Token": csrf}, credentials: "same-origin"};
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
+    return window.ConsoleFetch.post(path, body).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (answer) {
         return {ok: response.ok, status: response.status, answer: answer};
       });

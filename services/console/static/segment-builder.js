@@ -5,7 +5,6 @@
 (function () {
   "use strict";
 
-  var csrf = document.querySelector('meta[name="csrf-token"]').content;
   var form = document.getElementById("segment-form");
   var editor = document.getElementById("rule-editor");
   var hidden = document.getElementById("conditions");
@@ -245,12 +244,8 @@
   function preview(json) {
     var mine = ++asked;
     countEl.textContent = "…";
-    fetch("/segments/preview", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-      body: JSON.stringify({conditions: JSON.parse(json)})
-    }).then(function (response) {
+    var request = {conditions: JSON.parse(json)};
+    window.ConsoleFetch.post("/segments/preview", request).then(function (response) {
       return response.json().then(function (body) { return [response.ok, body]; });
     }).then(function (answer) {
       if (mine !== asked) { return; }
