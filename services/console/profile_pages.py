@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,9 +28,8 @@ from services.console.people import (
     unique_profiles,
 )
 from services.console.sources import ProfileApi
-from services.console.upstream import UpstreamDep, unavailable_error
+from services.console.upstream import UpstreamDep, part_of_page, unavailable_error
 
-_T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
 ProfileIdPath = Annotated[str, Path(pattern=PROFILE_ID_PATTERN)]
 # How much of each source one page shows.
@@ -82,16 +80,16 @@ async def profile_page(
         raise unavailable_error(unavailable) from None
     notes: list[str] = []
     events, messages, runs, attribution, segments = await asyncio.gather(
-        _part(upstream.profiles.events(profile_id, _TIMELINE_PART), [], "behaviour", notes),
-        _part(upstream.dispatch.messages(profile_id, _TIMELINE_PART), [], "messages", notes),
-        _part(upstream.journeys.runs(profile_id, _RUNS), [], "journeys", notes),
-        _part(
+        part_of_page(upstream.profiles.events(profile_id, _TIMELINE_PART), [], "behaviour", notes),
+        part_of_page(upstream.dispatch.messages(profile_id, _TIMELINE_PART), [], "messages", notes),
+        part_of_page(upstream.journeys.runs(profile_id, _RUNS), [], "journeys", notes),
+        part_of_page(
             upstream.attribution.touches(profile_id, _TIMELINE_PART),
             {"touches": [], "conversions": []},
             "outcomes and credits",
             notes,
         ),
-        _part(upstream.segments.list(), [], "segment names", notes),
+        part_of_page(upstream.segments.list(), [], "segment names", notes),
     )
     names = {segment["id"]: segment["name"] for segment in segments}
     return page(
@@ -131,15 +129,6 @@ async def _looked_up(
     else:
         answer = await profiles.find(after=after)
     return list(answer["profiles"]), answer.get("next_after")
-
-
-async def _part(call: Awaitable[_T], missing: _T, what: str, notes: list[str]) -> _T:
-    """A secondary part of the page; `missing`, and a note, when its service fails."""
-    try:
-        return await call
-    except (UpstreamRefused, UpstreamUnavailable, UpstreamMoved) as failed:
-        notes.append(f"The {what} could not be read: {failed}.")
-        return missing
 
 
 def _readable(item: dict[str, Any], *keys: str) -> dict[str, str | None]:

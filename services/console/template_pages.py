@@ -8,7 +8,7 @@ version), and into the audit log with the template as it was before and after.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -45,7 +45,6 @@ from services.console.template_schemas import (
 )
 from services.console.upstream import UpstreamDep, answered, unavailable_error
 
-_T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
 TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
 ChannelQuery = Annotated[str, Query(pattern="^(" + "|".join(CHANNEL_FIELDS) + ")$")]

@@ -14,6 +14,7 @@ from libs.common.api import from_state
 from libs.common.errors import ApiError
 from services.console.managed_service import (
     ManagedService,
+    UpstreamMoved,
     UpstreamRefused,
     UpstreamUnavailable,
     path_segment,
@@ -146,6 +147,16 @@ async def answered(call: Awaitable[_T]) -> _T:
         raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
     except UpstreamUnavailable as unavailable:
         raise unavailable_error(unavailable) from None
+
+
+async def part_of_page(call: Awaitable[_T], missing: _T, what: str, notes: list[str]) -> _T:
+    """A part of a page that can be left out: the service's answer, or `missing` and a note
+    saying that `what` could not be read."""
+    try:
+        return await call
+    except (UpstreamRefused, UpstreamUnavailable, UpstreamMoved) as failed:
+        notes.append(f"The {what} could not be read: {failed}.")
+        return missing
 
 
 def unavailable_error(unavailable: UpstreamUnavailable) -> ApiError:

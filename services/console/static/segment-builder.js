@@ -23,15 +23,7 @@
   var STAGES = ["new", "active", "at_risk", "dormant", "churned"];
   var WINDOWS = [["", "ever"], ["D", "days"], ["H", "hours"], ["W", "weeks"]];
 
-  function el(tag, attributes, children) {
-    var node = document.createElement(tag);
-    Object.keys(attributes || {}).forEach(function (key) {
-      if (key === "text") { node.textContent = attributes[key]; }
-      else { node.setAttribute(key, attributes[key]); }
-    });
-    (children || []).forEach(function (child) { node.appendChild(child); });
-    return node;
-  }
+  var el = window.ConsolePage.el;
 
   function select(options, value, label, part) {
     var node = el("select", {"aria-label": label, "data-part": part});
@@ -245,7 +237,7 @@
     var mine = ++asked;
     countEl.textContent = "…";
     var request = {conditions: JSON.parse(json)};
-    window.ConsoleFetch.post("/segments/preview", request).then(function (response) {
+    window.ConsolePage.post("/segments/preview", request).then(function (response) {
       return response.json().then(function (body) { return [response.ok, body]; });
     }).then(function (answer) {
       if (mine !== asked) { return; }

@@ -125,7 +125,7 @@
   // --- asking the console -------------------------------------------------------------------
 
   function post(url, body) {
-    return window.ConsoleFetch.post(url, body).then(function (response) {
+    return window.ConsolePage.post(url, body).then(function (response) {
       return response.json().then(function (answer) { return {ok: response.ok, body: answer}; });
     });
   }
