@@ -439,19 +439,7 @@ class AttributionStore(SchemaStore):
             "ORDER BY occurred_at DESC, message_id, outcome LIMIT :limit",
             {"profile_id": profile_id, "limit": limit},
         )
-        return [
-            Touchpoint(
-                row.message_id,
-                row.occurred_at,
-                row.outcome,
-                row.channel,
-                row.journey_id,
-                row.node_id,
-                row.template_id,
-                row.variant_id,
-            )
-            for row in result
-        ]
+        return [_touchpoint(row) for row in result]
 
     async def conversions_of(self, profile_id: str, limit: int) -> list[RecordedConversion]:
         """The person's conversions, with their credits, newest first, at most `limit`."""
@@ -487,22 +475,7 @@ class AttributionStore(SchemaStore):
             "AND occurred_at < :until AND outcome <> ALL(:not_touches) LIMIT :limit",
             {"since": since, "until": until, "not_touches": _NOT_TOUCHES, "limit": limit},
         )
-        return [
-            (
-                row.profile_id,
-                Touchpoint(
-                    row.message_id,
-                    row.occurred_at,
-                    row.outcome,
-                    row.channel,
-                    row.journey_id,
-                    row.node_id,
-                    row.template_id,
-                    row.variant_id,
-                ),
-            )
-            for row in result
-        ]
+        return [(row.profile_id, _touchpoint(row)) for row in result]
 
     async def campaign_touches(
         self, since: datetime, until: datetime, limit: int
@@ -596,6 +569,19 @@ def _conversion_row(key: ConversionKey) -> dict[str, Any]:
         "definition_id": key.definition_id,
         "currency": key.currency,
     }
+
+
+def _touchpoint(row: Any) -> Touchpoint:
+    return Touchpoint(
+        row.message_id,
+        row.occurred_at,
+        row.outcome,
+        row.channel,
+        row.journey_id,
+        row.node_id,
+        row.template_id,
+        row.variant_id,
+    )
 
 
 def _touch(row: Any) -> Touch:

@@ -26,7 +26,6 @@ from services.console import (
 from services.console.access import SignInRequired, answer_sign_in_required
 from services.console.oidc import OidcProvider
 from services.console.settings import ConsoleSettings
-from services.console.sources import Sources
 from services.console.upstream import Upstream
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -38,7 +37,6 @@ def create(settings: Settings) -> FastAPI:
     assert isinstance(settings, ConsoleSettings)
     engine = create_engine(settings)
     upstream = Upstream(settings)
-    sources = Sources(settings)
     oidc = OidcProvider(settings)
     app = create_app(
         settings,
@@ -53,12 +51,11 @@ def create(settings: Settings) -> FastAPI:
             report_pages.router,
             oidc_pages.router,
         ],
-        workers=[DatabaseEngine(engine), upstream, sources, oidc],
+        workers=[DatabaseEngine(engine), upstream, oidc],
         readiness_checks=[database_check(engine)],
         state={
             **database_state(engine, settings.schema_name),
             "upstream": upstream,
-            "sources": sources,
             "oidc": oidc,
         },
     )

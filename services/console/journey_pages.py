@@ -16,9 +16,10 @@ from fastapi.responses import HTMLResponse
 
 from services.console.access import Editor, Posting, SignedIn, Stores
 from services.console.accounts import Viewer
+from services.console.managed_service import UpstreamRefused
 from services.console.pages import page
 from services.console.schemas import JOURNEY_ID_PATTERN, JourneyCheck, JourneyDraft
-from services.console.upstream import Upstream, UpstreamDep, UpstreamRefused, answered
+from services.console.upstream import Upstream, UpstreamDep, answered
 
 _T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)

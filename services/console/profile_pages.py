@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from libs.common.api import from_state
 from libs.common.errors import ApiError
 from services.console.access import SignedIn
+from services.console.managed_service import UpstreamMoved, UpstreamRefused, UpstreamUnavailable
 from services.console.pages import page
 from services.console.people import (
     MAX_QUERY,
@@ -28,18 +27,10 @@ from services.console.people import (
     timeline,
     unique_profiles,
 )
-from services.console.sources import Sources
-from services.console.upstream import (
-    UpstreamDep,
-    UpstreamMoved,
-    UpstreamRefused,
-    UpstreamUnavailable,
-    unavailable_error,
-)
+from services.console.sources import ProfileApi
+from services.console.upstream import UpstreamDep, part_of_page, unavailable_error
 
-_T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
-SourcesDep = Annotated[Sources, Depends(from_state("sources", Sources))]
 ProfileIdPath = Annotated[str, Path(pattern=PROFILE_ID_PATTERN)]
 # How much of each source one page shows.
 _TIMELINE_PART: Final = 100
@@ -50,7 +41,7 @@ _SURVIVOR = re.compile(r"/profiles/(prf_[0-9A-Za-z_-]{1,124})$")
 @router.get("/profiles")
 async def profiles_page(
     viewer: SignedIn,
-    sources: SourcesDep,
+    upstream: UpstreamDep,
     q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
     after: Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00]*$")] = None,
 ) -> HTMLResponse:
@@ -60,7 +51,7 @@ async def profiles_page(
     next_after = None
     for lookup in lookups_for(q):
         try:
-            profiles, more = await _looked_up(sources, lookup, after)
+            profiles, more = await _looked_up(upstream.profiles, lookup, after)
         except UpstreamRefused as refused:
             refusals.append(refused.message)
             continue
@@ -77,10 +68,10 @@ async def profiles_page(
 
 @router.get("/profiles/{profile_id}")
 async def profile_page(
-    profile_id: ProfileIdPath, viewer: SignedIn, sources: SourcesDep, upstream: UpstreamDep
+    profile_id: ProfileIdPath, viewer: SignedIn, upstream: UpstreamDep
 ) -> Response:
     try:
-        profile = await sources.profiles.get(profile_id)
+        profile = await upstream.profiles.get(profile_id)
     except UpstreamMoved as moved:
         return _to_survivor(moved, profile_id)
     except UpstreamRefused as refused:
@@ -89,16 +80,16 @@ async def profile_page(
         raise unavailable_error(unavailable) from None
     notes: list[str] = []
     events, messages, runs, attribution, segments = await asyncio.gather(
-        _part(sources.profiles.events(profile_id, _TIMELINE_PART), [], "behaviour", notes),
-        _part(sources.dispatch.messages(profile_id, _TIMELINE_PART), [], "messages", notes),
-        _part(sources.journeys.runs(profile_id, _RUNS), [], "journeys", notes),
-        _part(
-            sources.attribution.touches(profile_id, _TIMELINE_PART),
+        part_of_page(upstream.profiles.events(profile_id, _TIMELINE_PART), [], "behaviour", notes),
+        part_of_page(upstream.dispatch.messages(profile_id, _TIMELINE_PART), [], "messages", notes),
+        part_of_page(upstream.journeys.runs(profile_id, _RUNS), [], "journeys", notes),
+        part_of_page(
+            upstream.attribution.touches(profile_id, _TIMELINE_PART),
             {"touches": [], "conversions": []},
             "outcomes and credits",
             notes,
         ),
-        _part(upstream.segments.list(), [], "segment names", notes),
+        part_of_page(upstream.segments.list(), [], "segment names", notes),
     )
     names = {segment["id"]: segment["name"] for segment in segments}
     return page(
@@ -116,37 +107,28 @@ async def profile_page(
 
 
 async def _looked_up(
-    sources: Sources, lookup: Lookup, after: str | None
+    profiles: ProfileApi, lookup: Lookup, after: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The profiles one lookup finds, and the cursor of its next page."""
     if lookup.kind == "profile":
         try:
-            return [await sources.profiles.get(lookup.text)], None
+            return [await profiles.get(lookup.text)], None
         except UpstreamMoved as moved:
             survivor = _SURVIVOR.search(moved.location)
             if survivor is None:
                 return [], None
-            return [await sources.profiles.get(survivor.group(1))], None
+            return [await profiles.get(survivor.group(1))], None
         except UpstreamRefused as refused:
             if refused.status == 404:
                 return [], None
             raise
     if lookup.kind == "identifier":
-        answer = await sources.profiles.find(identifier=lookup.text)
+        answer = await profiles.find(identifier=lookup.text)
     elif lookup.kind == "trait":
-        answer = await sources.profiles.find(trait=lookup.text)
+        answer = await profiles.find(trait=lookup.text)
     else:
-        answer = await sources.profiles.find(after=after)
+        answer = await profiles.find(after=after)
     return list(answer["profiles"]), answer.get("next_after")
-
-
-async def _part(call: Awaitable[_T], missing: _T, what: str, notes: list[str]) -> _T:
-    """A secondary part of the page; `missing`, and a note, when its service fails."""
-    try:
-        return await call
-    except (UpstreamRefused, UpstreamUnavailable, UpstreamMoved) as failed:
-        notes.append(f"The {what} could not be read: {failed}.")
-        return missing
 
 
 def _readable(item: dict[str, Any], *keys: str) -> dict[str, str | None]:

@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from libs.common.api import from_state
 from libs.common.errors import ApiError
 from services.console.access import SignedIn
 from services.console.charts import Chart, columns_by_day, grouped_bars
 from services.console.pages import page
 from services.console.schemas import SEGMENT_ID_PATTERN
-from services.console.sources import CREDIT_MODELS, Sources, Span
-from services.console.upstream import UpstreamMoved, UpstreamRefused, UpstreamUnavailable
+from services.console.sources import CREDIT_MODELS, Span
+from services.console.upstream import UpstreamDep, part_of_page
 
-_T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
-SourcesDep = Annotated[Sources, Depends(from_state("sources", Sources))]
 STAGES: Final = ("sent", "delivered", "opened", "clicked", "converted")
 _DEFAULT_DAYS: Final = 30
 _MAX_DAYS: Final = 366
@@ -58,7 +54,7 @@ class Revenue:
 @router.get("/reports")
 async def reports_page(
     viewer: SignedIn,
-    sources: SourcesDep,
+    upstream: UpstreamDep,
     start: Annotated[str, Query(alias="from", max_length=32)] = "",
     end: Annotated[str, Query(alias="to", max_length=32)] = "",
     journey_id: Annotated[str, Query(max_length=128)] = "",
@@ -69,20 +65,25 @@ async def reports_page(
         raise ApiError(422, "invalid_request", "journey_id: not a journey id", "journey_id")
     first, last = _days(_day(start, "from"), _day(end, "to"))
     span = Span(_midnight(first), _midnight(last + timedelta(days=1)), journey_id or None)
-    attribution = sources.attribution
+    attribution = upstream.attribution
     notes: list[str] = []
     funnels, daily, credits, insights = await asyncio.gather(
         asyncio.gather(
-            *(_part(attribution.funnel(by, span), {"rows": []}, by, notes) for by in _DIMENSIONS)
+            *(
+                part_of_page(attribution.funnel(by, span), {"rows": []}, f"{by} report", notes)
+                for by in _DIMENSIONS
+            )
         ),
-        _part(attribution.daily(span), {"days": []}, "revenue per day", notes),
+        part_of_page(attribution.daily(span), {"days": []}, "revenue per day report", notes),
         asyncio.gather(
             *(
-                _part(attribution.credit(model, span), {"rows": []}, f"{model} credit", notes)
+                part_of_page(
+                    attribution.credit(model, span), {"rows": []}, f"{model} credit report", notes
+                )
                 for model in CREDIT_MODELS
             )
         ),
-        _part(attribution.insights(span), [], "insights", notes),
+        part_of_page(attribution.insights(span), [], "insights report", notes),
     )
     days = _every_day(first, last, daily["days"])
     channels, by_model = _credits_by_channel(credits)
@@ -197,14 +198,6 @@ def _credits_by_channel(
         }
     channels = sorted({channel for credited in by_model.values() for channel in credited})
     return channels, by_model
-
-
-async def _part(call: Awaitable[_T], missing: _T, what: str, notes: list[str]) -> _T:
-    try:
-        return await call
-    except (UpstreamRefused, UpstreamUnavailable, UpstreamMoved) as failed:
-        notes.append(f"The {what} report could not be read: {failed}.")
-        return missing
 
 
 def _decimal(text: str) -> Decimal:

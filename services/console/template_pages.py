@@ -8,7 +8,7 @@ version), and into the audit log with the template as it was before and after.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,7 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from libs.common.errors import ApiError
 from services.console.access import Editor, Posting, SignedIn, Stores, form_fields
 from services.console.accounts import Viewer
+from services.console.managed_service import UpstreamRefused, UpstreamUnavailable
 from services.console.pages import SECURITY_HEADERS, page
+from services.console.sources import ProfileApi
 from services.console.template_drafts import (
     CHANNEL_FIELDS,
     FIELD_LABELS,
@@ -41,17 +43,8 @@ from services.console.template_schemas import (
     TemplatePreviewAnswer,
     TemplatePreviewRequest,
 )
-from services.console.template_upstream import ProfileApi, TemplateApi
-from services.console.upstream import (
-    Upstream,
-    UpstreamDep,
-    UpstreamRefused,
-    UpstreamUnavailable,
-    answered,
-    unavailable_error,
-)
+from services.console.upstream import UpstreamDep, answered, unavailable_error
 
-_T = TypeVar("_T")
 router = APIRouter(include_in_schema=False)
 TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN)]
 ChannelQuery = Annotated[str, Query(pattern="^(" + "|".join(CHANNEL_FIELDS) + ")$")]
@@ -70,13 +63,9 @@ EDITOR_HEADERS: Final = {
 }
 
 
-def _templates(upstream: Upstream) -> TemplateApi:
-    return TemplateApi(upstream.content)
-
-
 @router.get("/templates")
 async def templates_page(viewer: SignedIn, upstream: UpstreamDep) -> HTMLResponse:
-    templates = await answered(_templates(upstream).list())
+    templates = await answered(upstream.templates.list())
     return page(
         "template_list.html", viewer=viewer, templates=templates, channels=list(CHANNEL_FIELDS)
     )
@@ -95,7 +84,7 @@ async def create_template(
     channel = fields.get("channel", "")
     draft = TemplateDraft.of_form(fields, template_id=fields.get("id", "").strip(), channel=channel)
     try:
-        created = await answered(_templates(upstream).create(draft.body()))
+        created = await answered(upstream.templates.create(draft.body()))
     except ApiError as refused:
         return _editor(viewer, None, draft, refused=refused)
     async with stores() as store:
@@ -109,9 +98,7 @@ async def suggest_copy(
 ) -> SuggestionAnswer:
     """Copy for a brief from the content service (its model, or the best variants recombined);
     nothing is saved."""
-    answer = await answered(
-        _templates(upstream).suggestions(asked.channel, asked.brief, asked.count)
-    )
+    answer = await answered(upstream.templates.suggestions(asked.channel, asked.brief, asked.count))
     return SuggestionAnswer.model_validate(answer)
 
 
@@ -119,7 +106,7 @@ async def suggest_copy(
 async def template_page(
     template_id: TemplateIdPath, viewer: SignedIn, upstream: UpstreamDep
 ) -> HTMLResponse:
-    templates = _templates(upstream)
+    templates = upstream.templates
     template = await answered(templates.get(template_id))
     standing = await answered(templates.variants(template_id))
     return _editor(viewer, template, TemplateDraft.of_template(template), standing)
@@ -133,7 +120,7 @@ async def change_template(
     stores: Stores,
     upstream: UpstreamDep,
 ) -> Response:
-    templates = _templates(upstream)
+    templates = upstream.templates
     before = await answered(templates.get(template_id))
     fields = await form_fields(request)
     draft = TemplateDraft.of_form(fields, template_id=template_id, channel=before["channel"])
@@ -153,7 +140,7 @@ async def change_template(
 async def delete_template(
     template_id: TemplateIdPath, viewer: Editor, stores: Stores, upstream: UpstreamDep
 ) -> Response:
-    templates = _templates(upstream)
+    templates = upstream.templates
     before = await answered(templates.get(template_id))
     await answered(templates.delete(template_id))
     async with stores() as store:
@@ -170,9 +157,9 @@ async def preview_template(
 ) -> TemplatePreviewAnswer:
     """The saved template's variant rendered for the person's facts, as a send would render it
     (without tracking links); nothing is saved or sent."""
-    templates = _templates(upstream)
+    templates = upstream.templates
     template = await answered(templates.get(template_id))
-    profile = await _person(ProfileApi(upstream.profile), asked.profile)
+    profile = await _person(upstream.profiles, asked.profile)
     try:
         rendered = await templates.preview(
             template_id, facts_of(profile), asked.variant_id, asked.variables
@@ -201,7 +188,7 @@ async def _person(profiles: ProfileApi, who: str) -> dict[str, Any]:
     query = profile_query(who)
     try:
         if query.profile_id is not None:
-            return await profiles.by_id(query.profile_id)
+            return await profiles.get(query.profile_id)
         assert query.identifier is not None
         found = await profiles.by_identifier(query.identifier)
     except UpstreamRefused as refused:

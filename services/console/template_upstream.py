@@ -1,13 +1,11 @@
-"""The content service's templates, previews, variant experiments and copy suggestions, and the
-profile service's profiles the previews are rendered for: called server-side with the admin
-token, over the pooled clients of `Upstream`."""
+"""The content service's templates, previews, variant experiments and copy suggestions: called
+server-side with the admin token, over the content service's pooled client in `Upstream`."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
-from services.console.upstream import ManagedService
+from services.console.managed_service import ManagedService, path_segment
 
 
 class TemplateApi:
@@ -21,21 +19,21 @@ class TemplateApi:
         return list(answer["templates"])
 
     async def get(self, template_id: str) -> dict[str, Any]:
-        return dict(await self._service.call("GET", f"/templates/{_segment(template_id)}"))
+        return dict(await self._service.call("GET", f"/templates/{path_segment(template_id)}"))
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(await self._service.call("POST", "/templates", body))
 
     async def replace(self, template_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = f"/templates/{_segment(template_id)}"
+        path = f"/templates/{path_segment(template_id)}"
         return dict(await self._service.call("PUT", path, body))
 
     async def delete(self, template_id: str) -> None:
-        await self._service.call("DELETE", f"/templates/{_segment(template_id)}")
+        await self._service.call("DELETE", f"/templates/{path_segment(template_id)}")
 
     async def variants(self, template_id: str) -> dict[str, Any]:
         """The bandit's view: each variant's sends, clicks, conversions and split."""
-        path = f"/templates/{_segment(template_id)}/variants"
+        path = f"/templates/{path_segment(template_id)}/variants"
         return dict(await self._service.call("GET", path))
 
     async def preview(
@@ -47,33 +45,9 @@ class TemplateApi:
     ) -> dict[str, Any]:
         """The variant rendered strictly for the profile's facts (as a request carries them)."""
         body = {"profile": profile, "variant_id": variant_id, "variables": variables}
-        path = f"/templates/{_segment(template_id)}/preview"
+        path = f"/templates/{path_segment(template_id)}/preview"
         return dict(await self._service.call("POST", path, body))
 
     async def suggestions(self, channel: str, brief: str, count: int) -> dict[str, Any]:
         body = {"channel": channel, "brief": brief, "count": count}
         return dict(await self._service.call("POST", "/copy/suggestions", body))
-
-
-class ProfileApi:
-    """The profile service's profiles, found by id or by one of their identifiers."""
-
-    def __init__(self, service: ManagedService) -> None:
-        self._service = service
-
-    async def by_id(self, profile_id: str) -> dict[str, Any]:
-        """The profile (a merged one's survivor); UpstreamRefused 404 when there is none."""
-        return dict(await self._service.call("GET", f"/profiles/{_segment(profile_id)}"))
-
-    async def by_identifier(self, identifier: str) -> dict[str, Any] | None:
-        """The profile an identifier (`email:a@b.c`, `user_id:u1`) belongs to, if any."""
-        answer = await self._service.call(
-            "GET", f"/profiles?identifier={quote(identifier, safe='')}"
-        )
-        profiles = answer["profiles"]
-        return dict(profiles[0]) if profiles else None
-
-
-def _segment(text: str) -> str:
-    """One path segment: a `/` or `..` typed by someone cannot reach another route."""
-    return quote(text, safe="")

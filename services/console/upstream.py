@@ -1,8 +1,6 @@
-"""The managed services' APIs, called server-side with the admin token (never the browser's).
-
-One `ManagedService` per service base URL; a call answers the service's JSON, or raises
-`UpstreamRefused` carrying the service's own error (a 4xx the console shows on its form) or
-`UpstreamUnavailable` (unreachable, or a 5xx).
+"""Every managed service the console calls, server-side with the admin token (never the
+browser's): one pooled client per service, each behind its typed API, and the console's answer
+when a service refuses or fails.
 """
 
 from __future__ import annotations
@@ -10,69 +8,21 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-import httpx
 from fastapi import Depends
 
 from libs.common.api import from_state
 from libs.common.errors import ApiError
+from services.console.managed_service import (
+    ManagedService,
+    UpstreamMoved,
+    UpstreamRefused,
+    UpstreamUnavailable,
+    path_segment,
+    with_query,
+)
 from services.console.settings import ConsoleSettings
-
-
-class UpstreamRefused(Exception):
-    """The service refused the call (4xx): its code, message and field, shown to the user."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
-class UpstreamMoved(Exception):
-    """The service answered that the thing lives elsewhere now (3xx): `location` says where."""
-
-    def __init__(self, location: str) -> None:
-        super().__init__(location)
-        self.location = location
-
-
-class UpstreamUnavailable(Exception):
-    """The service could not be reached or failed (5xx)."""
-
-    def __init__(self, service: str, detail: str) -> None:
-        super().__init__(f"{service}: {detail}")
-        self.service = service
-
-
-class ManagedService:
-    """One service's management API, over one pooled HTTP client."""
-
-    def __init__(self, name: str, base_url: str, admin_token: str, timeout: float) -> None:
-        self.name = name
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {admin_token}"},
-            timeout=timeout,
-            follow_redirects=True,  # a merged profile's id answers 308 to its survivor
-        )
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        """The JSON the service answers (None for 204)."""
-        try:
-            response = await self._http.request(method, path, json=body)
-        except httpx.HTTPError as error:
-            raise UpstreamUnavailable(self.name, type(error).__name__) from error
-        if response.status_code >= 500:
-            raise UpstreamUnavailable(self.name, f"answered {response.status_code}")
-        if response.status_code >= 400:
-            raise _refusal(response)
-        if response.status_code >= 300:
-            raise UpstreamMoved(response.headers.get("location", ""))
-        return None if response.status_code == 204 else response.json()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+from services.console.sources import AttributionApi, DispatchApi, ProfileApi
+from services.console.template_upstream import TemplateApi
 
 
 class SegmentApi:
@@ -107,10 +57,16 @@ class SegmentApi:
 
 
 class JourneyApi:
-    """The journey service's journeys: drafts, validation, publishing, pausing and stats."""
+    """The journey service's journeys (drafts, validation, publishing, pausing and stats) and
+    a person's runs through them."""
 
     def __init__(self, service: ManagedService) -> None:
         self._service = service
+
+    # Above `list`, whose name shadows the builtin in the annotations that follow it.
+    async def runs(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        path = with_query(f"/profiles/{path_segment(profile_id)}/runs", {"limit": limit})
+        return list((await self._service.call("GET", path))["runs"])
 
     async def list(self) -> list[dict[str, Any]]:
         answer = await self._service.call("GET", "/journeys")
@@ -151,34 +107,31 @@ class Upstream:
     def __init__(self, settings: ConsoleSettings) -> None:
         token = settings.admin_token.get_secret_value()
         timeout = settings.console_upstream_timeout_seconds
-        self._segment = ManagedService("segment", settings.console_segment_url, token, timeout)
-        self.segments = SegmentApi(self._segment)
-        self._journey = ManagedService("journey", settings.console_journey_url, token, timeout)
-        self.journeys = JourneyApi(self._journey)
-        self.content = ManagedService("content", settings.console_content_url, token, timeout)
-        self.profile = ManagedService("profile", settings.console_profile_url, token, timeout)
+        segment = ManagedService("segment", settings.console_segment_url, token, timeout)
+        journey = ManagedService("journey", settings.console_journey_url, token, timeout)
+        content = ManagedService("content", settings.console_content_url, token, timeout)
+        profile = ManagedService("profile", settings.console_profile_url, token, timeout)
+        dispatch = ManagedService("dispatch", settings.console_dispatch_url, token, timeout)
+        attribution = ManagedService(
+            "attribution", settings.console_attribution_url, token, timeout
+        )
+        self._services = (segment, journey, content, profile, dispatch, attribution)
+        self.segments = SegmentApi(segment)
+        self.journeys = JourneyApi(journey)
+        self.templates = TemplateApi(content)
+        self.profiles = ProfileApi(profile)
+        self.dispatch = DispatchApi(dispatch)
+        self.attribution = AttributionApi(attribution)
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        for service in (self._segment, self._journey, self.content, self.profile):
+        for service in self._services:
             await service.aclose()
 
     def is_alive(self) -> bool:
         return True
-
-
-def _refusal(response: httpx.Response) -> UpstreamRefused:
-    try:
-        error = response.json()["error"]
-        return UpstreamRefused(
-            response.status_code, str(error["code"]), str(error["message"]), error.get("field")
-        )
-    except (ValueError, KeyError, TypeError):
-        return UpstreamRefused(
-            response.status_code, "refused", f"answered {response.status_code}", None
-        )
 
 
 _T = TypeVar("_T")
@@ -194,6 +147,16 @@ async def answered(call: Awaitable[_T]) -> _T:
         raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
     except UpstreamUnavailable as unavailable:
         raise unavailable_error(unavailable) from None
+
+
+async def part_of_page(call: Awaitable[_T], missing: _T, what: str, notes: list[str]) -> _T:
+    """A part of a page that can be left out: the service's answer, or `missing` and a note
+    saying that `what` could not be read."""
+    try:
+        return await call
+    except (UpstreamRefused, UpstreamUnavailable, UpstreamMoved) as failed:
+        notes.append(f"The {what} could not be read: {failed}.")
+        return missing
 
 
 def unavailable_error(unavailable: UpstreamUnavailable) -> ApiError:

@@ -7,8 +7,8 @@
   "use strict";
 
   var G = window.JourneyGraph;
+  var el = window.ConsolePage.el;
   var state = JSON.parse(document.getElementById("journey-state").textContent);
-  var csrf = document.querySelector('meta[name="csrf-token"]').content;
   var canEdit = state.can_edit;
   var journey = state.journey;
   var container = document.getElementById("journey-canvas");
@@ -82,16 +82,6 @@
   var checkTimer = null;
   var checkSeq = 0;
   var shownError = null;
-
-  function el(tag, attributes, children) {
-    var node = document.createElement(tag);
-    Object.keys(attributes || {}).forEach(function (key) {
-      if (key === "text") { node.textContent = attributes[key]; }
-      else { node.setAttribute(key, attributes[key]); }
-    });
-    (children || []).forEach(function (child) { node.appendChild(child); });
-    return node;
-  }
 
   function nodes() { return editor.drawflow.drawflow.Home.data; }
 
@@ -518,12 +508,7 @@
   }
 
   function post(path, body) {
-    var init = {method: "POST", headers: {"X-CSRF-Token": csrf}, credentials: "same-origin"};
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
+    return window.ConsolePage.post(path, body).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (answer) {
         return {ok: response.ok, status: response.status, answer: answer};
       });

@@ -5,7 +5,6 @@
 (function () {
   "use strict";
 
-  var csrf = document.querySelector('meta[name="csrf-token"]').content;
   var form = document.getElementById("segment-form");
   var editor = document.getElementById("rule-editor");
   var hidden = document.getElementById("conditions");
@@ -24,15 +23,7 @@
   var STAGES = ["new", "active", "at_risk", "dormant", "churned"];
   var WINDOWS = [["", "ever"], ["D", "days"], ["H", "hours"], ["W", "weeks"]];
 
-  function el(tag, attributes, children) {
-    var node = document.createElement(tag);
-    Object.keys(attributes || {}).forEach(function (key) {
-      if (key === "text") { node.textContent = attributes[key]; }
-      else { node.setAttribute(key, attributes[key]); }
-    });
-    (children || []).forEach(function (child) { node.appendChild(child); });
-    return node;
-  }
+  var el = window.ConsolePage.el;
 
   function select(options, value, label, part) {
     var node = el("select", {"aria-label": label, "data-part": part});
@@ -245,12 +236,8 @@
   function preview(json) {
     var mine = ++asked;
     countEl.textContent = "…";
-    fetch("/segments/preview", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-      body: JSON.stringify({conditions: JSON.parse(json)})
-    }).then(function (response) {
+    var request = {conditions: JSON.parse(json)};
+    window.ConsolePage.post("/segments/preview", request).then(function (response) {
       return response.json().then(function (body) { return [response.ok, body]; });
     }).then(function (answer) {
       if (mine !== asked) { return; }

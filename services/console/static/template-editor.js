@@ -5,8 +5,6 @@
 (function () {
   "use strict";
 
-  var csrf = document.querySelector('meta[name="csrf-token"]').content;
-
   // --- Liquid highlighting ------------------------------------------------------------------
   // A <pre> under each transparent textarea shows the same text, coloured: output tags, logic
   // tags, their keywords, strings and filters. An unclosed tag is marked to the end.
@@ -127,12 +125,7 @@
   // --- asking the console -------------------------------------------------------------------
 
   function post(url, body) {
-    return fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-      body: JSON.stringify(body)
-    }).then(function (response) {
+    return window.ConsolePage.post(url, body).then(function (response) {
       return response.json().then(function (answer) { return {ok: response.ok, body: answer}; });
     });
   }

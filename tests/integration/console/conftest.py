@@ -1,5 +1,6 @@
 """A segment service and a console in front of it, with an admin made on the command line and a
-marketer and an analyst the admin added."""
+marketer and an analyst the admin added; and those two signed in to it (or to the `console` a
+test module brings of its own)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest_asyncio
 
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.console.harness import ConsoleBrowser, Person, console_command
+from tests.integration.console.harness import ConsoleBrowser, Person, StaffedConsole, staff
 from tests.integration.segment.harness import SegmentHarness
 from tests.integration.support import started_service
 
@@ -38,20 +39,7 @@ async def console(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Asy
         env = {"CLOSELOOP_CONSOLE_SEGMENT_URL": segment_process.url}
         async with started_service(stack, logs, "console", env=env) as (process, run):
             command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
-            admin = Person(f"admin-{run}@example.com", "correct horse battery", "admin")
-            code, output = await console_command(
-                command_env, "create-admin", "--email", admin.email, password=admin.password
-            )
-            assert code == 0, output
-            marketer = Person(f"marketer-{run}@example.com", "marketer password 1", "marketer")
-            analyst = Person(f"analyst-{run}@example.com", "analyst password 1", "analyst")
-            browser = ConsoleBrowser(process.url)
-            assert (await browser.sign_in(admin)).status_code == 303
-            for person in (marketer, analyst):
-                fields = {"email": person.email, "role": person.role, "password": person.password}
-                added = await browser.post_form("/users", fields)
-                assert added.status_code == 303, added.text
-            await browser.aclose()
+            admin, marketer, analyst = await staff(command_env, process.url, run)
             yield Console(
                 process,
                 f"console_{run}",
@@ -65,7 +53,7 @@ async def console(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def marketer(console: Console) -> AsyncIterator[ConsoleBrowser]:
+async def marketer(console: StaffedConsole) -> AsyncIterator[ConsoleBrowser]:
     browser = console.browser()
     assert (await browser.sign_in(console.marketer)).status_code == 303
     yield browser
@@ -73,7 +61,7 @@ async def marketer(console: Console) -> AsyncIterator[ConsoleBrowser]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def analyst(console: Console) -> AsyncIterator[ConsoleBrowser]:
+async def analyst(console: StaffedConsole) -> AsyncIterator[ConsoleBrowser]:
     browser = console.browser()
     assert (await browser.sign_in(console.analyst)).status_code == 303
     yield browser

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -81,6 +81,41 @@ class ConsoleBrowser:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class StaffedConsole(Protocol):
+    """A running console and the marketer and analyst an admin added to it: what the console
+    conftest's `marketer` and `analyst` fixtures sign in to (a module may bring its own)."""
+
+    @property
+    def marketer(self) -> Person: ...
+
+    @property
+    def analyst(self) -> Person: ...
+
+    def browser(self) -> ConsoleBrowser: ...
+
+
+async def staff(command_env: dict[str, str], url: str, run: str) -> tuple[Person, Person, Person]:
+    """An admin made on the command line (`command_env` names the console's schema), who adds a
+    marketer and an analyst on the People page: the three of them."""
+    admin = Person(f"admin-{run}@example.com", "correct horse battery", "admin")
+    code, output = await console_command(
+        command_env, "create-admin", "--email", admin.email, password=admin.password
+    )
+    assert code == 0, output
+    marketer = Person(f"marketer-{run}@example.com", "marketer password 1", "marketer")
+    analyst = Person(f"analyst-{run}@example.com", "analyst password 1", "analyst")
+    browser = ConsoleBrowser(url)
+    try:
+        assert (await browser.sign_in(admin)).status_code == 303
+        for person in (marketer, analyst):
+            fields = {"email": person.email, "role": person.role, "password": person.password}
+            added = await browser.post_form("/users", fields)
+            assert added.status_code == 303, added.text
+    finally:
+        await browser.aclose()
+    return admin, marketer, analyst
 
 
 async def console_command(env: dict[str, str], *arguments: str, password: str) -> tuple[int, str]:

@@ -19,7 +19,7 @@ import httpx
 from libs.devstack.pytest_plugin import ServiceLauncher
 from libs.devstack.services import ServiceProcess
 from libs.devstack.stack import Stack
-from tests.integration.console.harness import ConsoleBrowser, Person, console_command
+from tests.integration.console.harness import ConsoleBrowser, Person, staff
 
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -124,7 +124,8 @@ async def running_journey_console(stack: Stack, logs: Path) -> AsyncIterator[Jou
             )
             assert source.status_code == 201, source.text
             schema = f"console_{run}"
-            marketer, analyst = await _people(stack, console, schema, run)
+            command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": schema}
+            _, marketer, analyst = await staff(command_env, console.url, run)
             yield JourneyConsole(
                 stack,
                 console,
@@ -137,27 +138,3 @@ async def running_journey_console(stack: Stack, logs: Path) -> AsyncIterator[Jou
             )
     finally:
         await launcher.stop_all()
-
-
-async def _people(
-    stack: Stack, console: ServiceProcess, schema: str, run: str
-) -> tuple[Person, Person]:
-    """An admin from the command line, who adds a marketer and an analyst."""
-    admin = Person(f"admin-j{run}@example.com", "correct horse battery", "admin")
-    env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": schema}
-    code, output = await console_command(
-        env, "create-admin", "--email", admin.email, password=admin.password
-    )
-    assert code == 0, output
-    marketer = Person(f"marketer-j{run}@example.com", "marketer password 1", "marketer")
-    analyst = Person(f"analyst-j{run}@example.com", "analyst password 1", "analyst")
-    browser = ConsoleBrowser(console.url)
-    try:
-        await signed_in(browser, admin)
-        for person in (marketer, analyst):
-            fields = {"email": person.email, "role": person.role, "password": person.password}
-            added = await browser.post_form("/users", fields)
-            assert added.status_code == 303, added.text
-    finally:
-        await browser.aclose()
-    return marketer, analyst

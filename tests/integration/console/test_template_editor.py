@@ -23,7 +23,7 @@ from libs.common.events import IngestIdentify, MessageClicked, MessageSent
 from libs.common.settings import Settings
 from libs.devstack.stack import Stack
 from tests.integration.console.chromium import Page, chromium_page
-from tests.integration.console.harness import ConsoleBrowser, Person, console_command
+from tests.integration.console.harness import ConsoleBrowser, Person, staff
 from tests.integration.content.harness import FakeChatCompletions, outcome
 from tests.integration.profile.harness import ProfileService, running_profile_service, timing
 from tests.integration.support import publish, started_service, wait_for
@@ -71,11 +71,13 @@ def model() -> Iterator[tuple[FakeChatCompletions, str]]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def editor(
+async def console(
     stack: Stack,
     tmp_path_factory: pytest.TempPathFactory,
     model: tuple[FakeChatCompletions, str],
 ) -> AsyncIterator[TemplateConsole]:
+    """A console in front of content and profile, in place of the conftest's: the conftest's
+    `marketer` and `analyst` sign in to this one."""
     logs = tmp_path_factory.mktemp("template-console-logs")
     fake, base_url = model
     content_env = {
@@ -92,7 +94,8 @@ async def editor(
             "CLOSELOOP_CONSOLE_PROFILE_URL": profile.process.url,
         }
         async with started_service(stack, logs, "console", env=env) as (process, run):
-            marketer, analyst = await _people(stack, process.url, run)
+            command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
+            _, marketer, analyst = await staff(command_env, process.url, run)
             async with httpx.AsyncClient(
                 base_url=content_process.url,
                 headers={"Authorization": f"Bearer {stack.admin_token}"},
@@ -101,41 +104,6 @@ async def editor(
                 yield TemplateConsole(
                     process.url, f"console_{run}", stack, content, profile, fake, marketer, analyst
                 )
-
-
-async def _people(stack: Stack, url: str, run: str) -> tuple[Person, Person]:
-    """A marketer and an analyst, added by an admin made on the command line."""
-    command_env = {**stack.env(), "CLOSELOOP_SERVICE_NAME": f"console_{run}"}
-    admin = Person(f"admin-{run}@example.com", "correct horse battery", "admin")
-    code, output = await console_command(
-        command_env, "create-admin", "--email", admin.email, password=admin.password
-    )
-    assert code == 0, output
-    marketer = Person(f"marketer-{run}@example.com", "marketer password 1", "marketer")
-    analyst = Person(f"analyst-{run}@example.com", "analyst password 1", "analyst")
-    browser = ConsoleBrowser(url)
-    assert (await browser.sign_in(admin)).status_code == 303
-    for person in (marketer, analyst):
-        fields = {"email": person.email, "role": person.role, "password": person.password}
-        assert (await browser.post_form("/users", fields)).status_code == 303
-    await browser.aclose()
-    return marketer, analyst
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def marketer(editor: TemplateConsole) -> AsyncIterator[ConsoleBrowser]:
-    browser = editor.browser()
-    assert (await browser.sign_in(editor.marketer)).status_code == 303
-    yield browser
-    await browser.aclose()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def analyst(editor: TemplateConsole) -> AsyncIterator[ConsoleBrowser]:
-    browser = editor.browser()
-    assert (await browser.sign_in(editor.analyst)).status_code == 303
-    yield browser
-    await browser.aclose()
 
 
 def _email_form(name: str, html: str = _EMAIL_HTML, **extra: str) -> dict[str, str]:
@@ -165,7 +133,7 @@ async def _created(browser: ConsoleBrowser, form: dict[str, str]) -> str:
     return location.rsplit("/", 1)[-1]
 
 
-async def _person(editor: TemplateConsole, **traits: Any) -> str:
+async def _person(console: TemplateConsole, **traits: Any) -> str:
     """A person the profile service knows by email, with these traits; their email."""
     email = f"{unique('mei')}@example.org"
     call = IngestIdentify(
@@ -174,18 +142,18 @@ async def _person(editor: TemplateConsole, **traits: Any) -> str:
         traits={"email": email, **traits},
         **timing(0),
     )
-    await editor.profile.publish(call)
-    await editor.profile.wait_for_profile(f"email:{email}", within=60)
+    await console.profile.publish(call)
+    await console.profile.wait_for_profile(f"email:{email}", within=60)
     return email
 
 
-async def _audit(editor: TemplateConsole, target: str) -> list[dict[str, Any]]:
-    engine = create_engine(Settings(database_url=editor.stack.database_url))
+async def _audit(console: TemplateConsole, target: str) -> list[dict[str, Any]]:
+    engine = create_engine(Settings(database_url=console.stack.database_url))
     try:
         async with engine.connect() as connection:
             result = await connection.execute(
                 text(
-                    f"SELECT actor_email, action, before, after FROM {editor.schema}.audit_log "
+                    f"SELECT actor_email, action, before, after FROM {console.schema}.audit_log "
                     "WHERE target = :target ORDER BY id"
                 ),
                 {"target": target},
@@ -196,7 +164,7 @@ async def _audit(editor: TemplateConsole, target: str) -> list[dict[str, Any]]:
 
 
 async def test_a_marketer_creates_and_changes_a_template_and_each_change_is_audited(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     template_id = await _created(marketer, _email_form(unique("Welcome")))
     page = await marketer.get(f"/templates/{template_id}")
@@ -206,18 +174,18 @@ async def test_a_marketer_creates_and_changes_a_template_and_each_change_is_audi
     changed = _email_form("Welcome back", **{"variants.1.subject": "Still there?"})
     saved = await marketer.post_form(f"/templates/{template_id}", changed)
     assert saved.status_code == 303, saved.text
-    stored = (await editor.content.get(f"/templates/{template_id}")).json()
+    stored = (await console.content.get(f"/templates/{template_id}")).json()
     assert stored["version"] == 2 and stored["name"] == "Welcome back"
     assert [v["subject"] for v in stored["variants"]][1] == "Still there?"
 
     deleted = await marketer.post_form(f"/templates/{template_id}/delete", {})
     assert deleted.status_code == 303
-    assert (await editor.content.get(f"/templates/{template_id}")).status_code == 404
-    rows = await _audit(editor, template_id)
+    assert (await console.content.get(f"/templates/{template_id}")).status_code == 404
+    rows = await _audit(console, template_id)
     assert [(row["actor_email"], row["action"]) for row in rows] == [
-        (editor.marketer.email, "template.created"),
-        (editor.marketer.email, "template.changed"),
-        (editor.marketer.email, "template.deleted"),
+        (console.marketer.email, "template.created"),
+        (console.marketer.email, "template.changed"),
+        (console.marketer.email, "template.deleted"),
     ]
     created, change, deletion = rows
     assert created["before"] is None and created["after"]["version"] == 1
@@ -228,7 +196,7 @@ async def test_a_marketer_creates_and_changes_a_template_and_each_change_is_audi
 
 
 async def test_a_refusal_from_content_is_shown_next_to_the_field_it_names(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     template_id = await _created(marketer, _email_form(unique("Refused")))
     broken = _email_form("Refused", **{"variants.1.html": "{% if x %}never closed"})
@@ -250,12 +218,12 @@ async def test_a_refusal_from_content_is_shown_next_to_the_field_it_names(
     nameless = await marketer.post_form("/templates", _email_form(""))
     assert nameless.status_code == 422
     assert 'data-field="body.name"' in nameless.text and 'id="error-name"' in nameless.text
-    stored = (await editor.content.get(f"/templates/{template_id}")).json()
+    stored = (await console.content.get(f"/templates/{template_id}")).json()
     assert stored["version"] == 1
 
 
 async def test_an_analyst_may_look_and_preview_but_not_change(
-    editor: TemplateConsole, marketer: ConsoleBrowser, analyst: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser, analyst: ConsoleBrowser
 ) -> None:
     template_id = await _created(marketer, _email_form(unique("Looked at")))
     page = await analyst.get(f"/templates/{template_id}")
@@ -271,17 +239,17 @@ async def test_an_analyst_may_look_and_preview_but_not_change(
         assert refused.json()["error"]["code"] == "forbidden"
     suggestions = await analyst.post_json("/copy/suggestions", {"channel": "email", "brief": "tea"})
     assert suggestions.status_code == 403
-    stored = (await editor.content.get(f"/templates/{template_id}")).json()
+    stored = (await console.content.get(f"/templates/{template_id}")).json()
     assert stored["version"] == 1 and stored["name"] != "Analyst made"
-    assert await _audit(editor, template_id) == [
+    assert await _audit(console, template_id) == [
         {
-            "actor_email": editor.marketer.email,
+            "actor_email": console.marketer.email,
             "action": "template.created",
             "before": None,
-            "after": await _definition(editor, template_id),
+            "after": await _definition(console, template_id),
         }
     ]
-    email = await _person(editor, first_name="Ana")
+    email = await _person(console, first_name="Ana")
     preview = await analyst.post_json(
         f"/templates/{template_id}/preview",
         {"profile": email, "variables": {"coupon_code": "TEA10"}},
@@ -290,17 +258,17 @@ async def test_an_analyst_may_look_and_preview_but_not_change(
     assert preview.json()["fields"]["subject"] == "Hi Ana"
 
 
-async def _definition(editor: TemplateConsole, template_id: str) -> dict[str, Any]:
-    stored = (await editor.content.get(f"/templates/{template_id}")).json()
+async def _definition(console: TemplateConsole, template_id: str) -> dict[str, Any]:
+    stored = (await console.content.get(f"/templates/{template_id}")).json()
     keys = ("id", "name", "channel", "version", "defaults", "variants", "reward", "holdout_share")
     return {key: stored[key] for key in (*keys, "topic", "transactional")}
 
 
 async def test_a_preview_renders_the_persons_facts_and_names_what_it_cannot_find(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     template_id = await _created(marketer, _email_form(unique("Previewed")))
-    email = await _person(editor, first_name="Mei", plan="gold")
+    email = await _person(console, first_name="Mei", plan="gold")
     path = f"/templates/{template_id}/preview"
     answer = await marketer.post_json(
         path, {"profile": email, "variant_id": "b", "variables": {"coupon_code": "TEA10"}}
@@ -331,7 +299,7 @@ async def test_a_preview_renders_the_persons_facts_and_names_what_it_cannot_find
 
 
 async def test_an_sms_preview_counts_its_characters_and_messages(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     form = {
         "channel": "sms",
@@ -342,7 +310,7 @@ async def test_an_sms_preview_counts_its_characters_and_messages(
         "variants.1.text": "{{ profile.traits.first_name }} 您的茶在等您",
     }
     template_id = await _created(marketer, form)
-    email = await _person(editor, first_name="Li")
+    email = await _person(console, first_name="Li")
     path = f"/templates/{template_id}/preview"
     long = (await marketer.post_json(path, {"profile": email, "variant_id": "a"})).json()
     assert long["fields"]["text"] == "Hi Li! " + "Tea is waiting. " * 10
@@ -363,7 +331,7 @@ async def test_an_sms_preview_counts_its_characters_and_messages(
 
 
 async def test_a_script_in_a_template_or_a_trait_is_shown_as_text(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     name = f"<script>alert('{unique('x')}')</script>"
     template_id = await _created(marketer, _email_form(name))
@@ -377,7 +345,7 @@ async def test_a_script_in_a_template_or_a_trait_is_shown_as_text(
     assert "&lt;script&gt;document.title" in editor_page  # the email's own script, as text
     assert "<script>document.title" not in editor_page
 
-    email = await _person(editor, first_name="<script>alert(1)</script>")
+    email = await _person(console, first_name="<script>alert(1)</script>")
     preview = await marketer.post_json(
         f"/templates/{template_id}/preview", {"profile": email, "variant_id": "b"}
     )
@@ -385,7 +353,7 @@ async def test_a_script_in_a_template_or_a_trait_is_shown_as_text(
 
 
 async def test_copy_suggestions_come_from_the_model_through_content(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     answer = await marketer.post_json(
         "/copy/suggestions", {"channel": "email", "brief": "win back tea buyers", "count": 2}
@@ -393,23 +361,23 @@ async def test_copy_suggestions_come_from_the_model_through_content(
     assert answer.status_code == 200, answer.text
     assert answer.json()["source"] == "llm"
     assert [s["fields"] for s in answer.json()["suggestions"]] == [_SUGGESTION]
-    assert editor.model.requests[-1]["messages"][-1]["content"] == "win back tea buyers"
+    assert console.model.requests[-1]["messages"][-1]["content"] == "win back tea buyers"
     empty = await marketer.post_json("/copy/suggestions", {"channel": "email", "brief": ""})
     assert empty.status_code == 422 and empty.json()["error"]["field"] == "body.brief"
 
 
 async def test_a_marketer_previews_a_template_in_the_browser_and_sees_the_split(
-    editor: TemplateConsole, marketer: ConsoleBrowser
+    console: TemplateConsole, marketer: ConsoleBrowser
 ) -> None:
     template_id = await _created(marketer, _email_form("Tea is waiting"))
-    email = await _person(editor, first_name="Mei")
-    await _sends_and_clicks(editor, template_id, {"a": (12, 5), "b": (10, 1)})
-    base = editor.url.replace("127.0.0.1", "localhost")  # Secure cookies: localhost only
+    email = await _person(console, first_name="Mei")
+    await _sends_and_clicks(console, template_id, {"a": (12, 5), "b": (10, 1)})
+    base = console.url.replace("127.0.0.1", "localhost")  # Secure cookies: localhost only
 
     async with chromium_page() as page:
         await page.goto(f"{base}/templates/{template_id}")
-        await page.type("input[name=email]", editor.marketer.email)
-        await page.type("input[name=password]", editor.marketer.password)
+        await page.type("input[name=email]", console.marketer.email)
+        await page.type("input[name=password]", console.marketer.password)
         await page.click("form[action='/sign-in'] button[type=submit]")
         await page.wait_for_element("#preview-form")
         assert await page.path() == f"/templates/{template_id}"
@@ -484,7 +452,7 @@ async def _viewport(page: Page, width: int, height: int) -> None:
 
 
 async def _sends_and_clicks(
-    editor: TemplateConsole, template_id: str, counts: dict[str, tuple[int, int]]
+    console: TemplateConsole, template_id: str, counts: dict[str, tuple[int, int]]
 ) -> None:
     """Sends and clicks of each variant, as dispatch reports them; once content counted them."""
     events = []
@@ -495,10 +463,10 @@ async def _sends_and_clicks(
             outcome(MessageClicked, template_id, variant_id, m, url="https://shop.example.com")
             for m in messages[:clicks]
         ]
-    await publish(editor.stack.kafka_bootstrap, events)
+    await publish(console.stack.kafka_bootstrap, events)
 
     async def counted() -> bool:
-        answer = (await editor.content.get(f"/templates/{template_id}/variants")).json()
+        answer = (await console.content.get(f"/templates/{template_id}/variants")).json()
         sent = {v["variant_id"]: round(v["sends"]) for v in answer["variants"]}
         clicked = {v["variant_id"]: round(v["clicks"]) for v in answer["variants"]}
         return all(sent[v] == s and clicked[v] == c for v, (s, c) in counts.items())
