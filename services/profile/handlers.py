@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from libs.common import topics
 from libs.common.bus import Batch, BatchHandler
+from libs.common.bus.chunks import PartitionChunks
+from libs.common.bus.consumer import consumer_group
+from libs.common.bus.inbox import claim_new_events
 from libs.common.events import (
+    BehaviorIdentifiedChunk,
     BehaviorOccurred,
     ConversionAttributed,
     Event,
@@ -28,6 +33,7 @@ from libs.common.events import (
     IngestAlias,
     IngestGroup,
     IngestIdentify,
+    IngestIdentifyChunk,
     IngestPage,
     IngestScreen,
     IngestTrack,
@@ -46,7 +52,7 @@ from libs.common.events import (
     SegmentExited,
 )
 from libs.common.events.behavior import BehaviorKind
-from libs.common.events.envelope import new_event_id
+from libs.common.events.envelope import event_value, new_event_id
 from services.profile import features
 from services.profile.features import FeatureRules
 from services.profile.identity import (
@@ -95,21 +101,29 @@ KNOWN_PROFILE_EVENTS: tuple[type[EventData], ...] = (
     ProfileChangeRequested,
     *_OUTCOME_NAMES,
 )
-ACCEPTED_TYPES = frozenset(model.event_type for model in INGEST_CALLS) | frozenset(
-    model.event_type for model in KNOWN_PROFILE_EVENTS
+ACCEPTED_TYPES = (
+    frozenset(model.event_type for model in INGEST_CALLS)
+    | frozenset(model.event_type for model in KNOWN_PROFILE_EVENTS)
+    | {IngestIdentifyChunk.event_type}
 )
+# How many partitions a topic has (the producer's metadata): where behaviour chunks go.
+PartitionCount = Callable[[str], Awaitable[int]]
 
 
-def profile_handler(settings: ProfileSettings) -> BatchHandler:
+def profile_handler(settings: ProfileSettings, partition_count: PartitionCount) -> BatchHandler:
     """Resolve each call to its profile, update the profile, and say so downstream."""
     store = ProfileStore(settings.schema_name)
     rules = FeatureRules.from_settings(settings)
     external_kinds = tuple(settings.profile_external_id_kinds)
     history = settings.profile_event_history
     churn_horizon_days = settings.profile_churn_horizon_days
+    group = consumer_group(settings)
+    chunk_rows = settings.profile_behaviour_chunk_rows
+    chunk_bytes = settings.profile_behaviour_chunk_bytes
 
     async def handle(batch: Batch) -> None:
-        calls, known = _split(batch.events)
+        events, chunked = await _rows_claimed(batch, store.schema, group)
+        calls, known = _split(events)
         if not calls and not known:
             return
         connection = await store.connection(batch.session)
@@ -121,10 +135,50 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
             # Read after the profiles were locked: a re-score after a new fit waits for this
             # batch, or this batch sees the new fit (fits.py).
             work.score_purchases(await store.score_model(connection), churn_horizon_days)
-        work.emit_updates(batch)
+        chunks = None
+        if chunked:
+            partitions = await partition_count(topics.BEHAVIOR)
+            chunks = _BehaviourChunks(chunked, PartitionChunks(partitions, chunk_rows, chunk_bytes))
+        work.emit_updates(batch, chunks)
         await work.save(store, connection, history)
 
     return handle
+
+
+async def _rows_claimed(batch: Batch, schema: str, group: str) -> tuple[list[Event[Any]], set[int]]:
+    """The batch's events with each import chunk replaced by its rows, as calls of their own,
+    those seen before left out; and which of the events came from chunks (by `id`).
+
+    Each row is claimed in the inbox by its messageId, as the call would have been alone: a
+    chunk delivered again, or a row imported again in another chunk (or alone), is a known
+    duplicate.
+    """
+    if not any(type(event.data) is IngestIdentifyChunk for event in batch.events):
+        return batch.events, set()
+    events: list[Event[Any]] = []
+    rows: list[Event[Any]] = []
+    for event in batch.events:
+        if type(event.data) is IngestIdentifyChunk:
+            unpacked = [_row_call(row, event) for row in event.data.rows]
+            rows.extend(unpacked)
+            events.extend(unpacked)
+        else:
+            events.append(event)
+    unpacked_ids = {id(row) for row in rows}
+    fresh = {id(row) for row in await claim_new_events(batch.session, schema, group, rows)}
+    kept = [event for event in events if id(event) not in unpacked_ids or id(event) in fresh]
+    return kept, fresh
+
+
+def _row_call(row: IngestIdentify, chunk: Event[IngestIdentifyChunk]) -> Event[IngestIdentify]:
+    return Event(
+        row,
+        row.user_id or row.anonymous_id or "",
+        chunk.source,
+        row.message_id,
+        chunk.time,
+        chunk.traceparent,
+    )
 
 
 _CALL_TYPES = frozenset(INGEST_CALLS)
@@ -277,10 +331,11 @@ class _ProfileWork:
         for profile_id, scores in scored.items():
             self.profiles[profile_id].predicted = scores
 
-    def emit_updates(self, batch: Batch) -> None:
+    def emit_updates(self, batch: Batch, chunks: _BehaviourChunks | None = None) -> None:
         """Emit the calls' behaviours in order, then a `profile.updated` per changed profile
         whose last cause was not a call with a behaviour: that behaviour carries the profile's
-        changes in the batch instead (the others carry none)."""
+        changes in the batch instead (the others carry none). The behaviours of import rows
+        travel in `chunks`, when the batch had any."""
         behaviours = self.behaviours
         last_behaviour = {profile_id: index for index, (profile_id, _) in enumerate(behaviours)}
         carried: dict[int, list[ProfileChange]] = {}
@@ -296,7 +351,13 @@ class _ProfileWork:
                 updates.append((_updated(profile_id, found, cause), cause))
         now = self.now
         for index, (profile_id, call) in enumerate(behaviours):
-            batch.emit(_behaviour(profile_id, call, now, carried.get(index)), cause=call)
+            behaviour = _behaviour(profile_id, call, now, carried.get(index))
+            if chunks is None:
+                batch.emit(behaviour, cause=call)
+            else:
+                chunks.emit(batch, behaviour, call)
+        if chunks is not None:
+            chunks.finish(batch, now)
         for update, cause in updates:
             batch.emit(update, cause=cause)
 
@@ -349,6 +410,42 @@ class _ProfileWork:
 
     def _view(self, state: ProfileState) -> dict[str, Any]:
         return state.view(self.as_of, self.rules)
+
+
+@dataclass
+class _BehaviourChunks:
+    """The behaviours of import rows, gathered into `behavior.identified_chunk` events by the
+    partition of behavior.v1 their profile ids go to. Any other behaviour is emitted alone,
+    after the open chunk of its partition, so each profile's behaviours keep their order."""
+
+    from_chunks: set[int]  # the `id` of each call that came in an import chunk
+    open: PartitionChunks[tuple[BehaviorOccurred, Event[IngestCall]]]
+
+    def emit(
+        self, batch: Batch, behaviour: Event[BehaviorOccurred], call: Event[IngestCall]
+    ) -> None:
+        key = behaviour.key.encode()
+        if id(call) in self.from_chunks:
+            size = len(event_value(behaviour.data))
+            for rows in self.open.add(key, (behaviour.data, call), size):
+                _emit_chunk(batch, rows, behaviour.time)
+            return
+        earlier = self.open.close(self.open.partition(key))
+        if earlier is not None:
+            _emit_chunk(batch, earlier, behaviour.time)
+        batch.emit(behaviour, cause=call)
+
+    def finish(self, batch: Batch, now: datetime) -> None:
+        for rows in self.open.close_all():
+            _emit_chunk(batch, rows, now)
+
+
+def _emit_chunk(
+    batch: Batch, rows: Sequence[tuple[BehaviorOccurred, Event[IngestCall]]], now: datetime
+) -> None:
+    chunk = BehaviorIdentifiedChunk.model_construct(rows=[behaviour for behaviour, _ in rows])
+    first, cause = rows[0]
+    batch.emit(Event(chunk, first.profile_id, SOURCE, time=now), cause=cause)
 
 
 def _apply_known(state: ProfileState, data: KnownProfileEvent) -> None:
