@@ -73,8 +73,8 @@ from services.profile.store import Connection, HistoryRow, ProfileStore
 SOURCE = "closeloop/profile"
 _log = logging.getLogger(__name__)
 INGEST_CALLS = (IngestTrack, IngestIdentify, IngestPage, IngestScreen, IngestGroup, IngestAlias)
-# What happens to a profile already known by its id: memberships, what became of messages,
-# conversion credits and journeys' change requests.
+# What happens to a profile already known by its id: what became of messages, conversion
+# credits and journeys' change requests (and segment memberships, recorded apart).
 MessageOutcome = (
     MessageSent
     | MessageFailed
@@ -84,9 +84,8 @@ MessageOutcome = (
     | MessageClicked
     | MessageUnsubscribed
 )
-KnownProfileEvent = (
-    SegmentEntered | SegmentExited | MessageOutcome | ConversionAttributed | ProfileChangeRequested
-)
+KnownProfileEvent = MessageOutcome | ConversionAttributed | ProfileChangeRequested
+Membership = SegmentEntered | SegmentExited
 _OUTCOME_NAMES: dict[type[EventData], str] = {
     MessageSent: "sent",
     MessageFailed: "failed",
@@ -97,8 +96,6 @@ _OUTCOME_NAMES: dict[type[EventData], str] = {
     MessageUnsubscribed: "unsubscribed",
 }
 KNOWN_PROFILE_EVENTS: tuple[type[EventData], ...] = (
-    SegmentEntered,
-    SegmentExited,
     ConversionAttributed,
     ProfileChangeRequested,
     *_OUTCOME_NAMES,
@@ -106,7 +103,7 @@ KNOWN_PROFILE_EVENTS: tuple[type[EventData], ...] = (
 ACCEPTED_TYPES = (
     frozenset(model.event_type for model in INGEST_CALLS)
     | frozenset(model.event_type for model in KNOWN_PROFILE_EVENTS)
-    | {IngestIdentifyChunk.event_type}
+    | {SegmentEntered.event_type, SegmentExited.event_type, IngestIdentifyChunk.event_type}
 )
 # How many partitions a topic has (the producer's metadata): where behaviour chunks go.
 PartitionCount = Callable[[str], Awaitable[int]]
@@ -125,10 +122,23 @@ def profile_handler(settings: ProfileSettings, partition_count: PartitionCount) 
 
     async def handle(batch: Batch) -> None:
         events, chunked = await _rows_claimed(batch, store.schema, group)
-        calls, known = _split(events)
-        if not calls and not known:
+        calls, known, memberships = _split(events)
+        if not calls and not known and not memberships:
             return
         connection = await store.connection(batch.session)
+        if calls or known:
+            await _take_calls_and_known(connection, batch, calls, known, chunked)
+        # After the profiles' states are saved, on what they saved, merges and erasures
+        # included: a membership changes nothing downstream hears of, so no state is read.
+        await store.record_memberships(connection, memberships_at_end(memberships))
+
+    async def _take_calls_and_known(
+        connection: Connection,
+        batch: Batch,
+        calls: list[Event[IngestCall]],
+        known: list[Event[KnownProfileEvent]],
+        chunked: set[int],
+    ) -> None:
         work = await _ProfileWork.load(store, connection, calls, known, external_kinds, rules)
         for call, identity in zip(calls, work.identities, strict=True):
             work.apply(call, identity, batch)
@@ -190,17 +200,32 @@ _KNOWN_PROFILE_TYPES = frozenset(KNOWN_PROFILE_EVENTS)
 
 def _split(
     events: Sequence[Event[Any]],
-) -> tuple[list[Event[IngestCall]], list[Event[KnownProfileEvent]]]:
-    """The batch's ingest calls and events about known profiles, each in order."""
+) -> tuple[list[Event[IngestCall]], list[Event[KnownProfileEvent]], list[Event[Membership]]]:
+    """The batch's ingest calls, segment memberships and other events about known profiles,
+    each in order."""
     calls: list[Event[IngestCall]] = []
     known: list[Event[KnownProfileEvent]] = []
+    memberships: list[Event[Membership]] = []
     for event in events:
         data_type = type(event.data)  # exact types first: isinstance on models is slow
         if data_type in _CALL_TYPES or isinstance(event.data, INGEST_CALLS):
             calls.append(event)
+        elif data_type in _MEMBERSHIP_TYPES:
+            memberships.append(event)
         elif data_type in _KNOWN_PROFILE_TYPES or isinstance(event.data, KNOWN_PROFILE_EVENTS):
             known.append(event)
-    return calls, known
+    return calls, known, memberships
+
+
+def memberships_at_end(events: Sequence[Event[Membership]]) -> dict[tuple[str, str], int | None]:
+    """(profile id, segment id) -> the segment's version the profile is in after the events,
+    or None when it left."""
+    return {
+        (event.data.profile_id, event.data.segment_id): (
+            event.data.segment_version if type(event.data) is SegmentEntered else None
+        )
+        for event in events
+    }
 
 
 @dataclass
@@ -220,8 +245,6 @@ class _ProfileWork:
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What last changed each profile: the call or event its changes are attributed to.
     last_cause: dict[str, Event[Any]] = field(default_factory=dict)
-    # Profiles whose segment memberships alone were touched: saved, never announced.
-    memberships: set[str] = field(default_factory=set)
     # The calls' behaviours, as (profile id, call) in order: emitted by `emit_updates`, once
     # each profile's changes are known, so that they carry them.
     behaviours: list[tuple[str, Event[IngestCall]]] = field(default_factory=list)
@@ -295,21 +318,14 @@ class _ProfileWork:
         return state
 
     def apply_to_known_profiles(self, events: Sequence[Event[KnownProfileEvent]]) -> None:
-        """Apply memberships, outcomes, credits and change requests to the profiles they name
-        (survivors followed through merges; an erased profile's are dropped).
-
-        A membership is no cause of a change: it is not in the view `profile.updated` and
-        `profile_changes` report, so a call's changes still ride on its behaviour after it."""
+        """Apply outcomes, credits and change requests to the profiles they name (survivors
+        followed through merges; an erased profile's are dropped)."""
         for event in events:
             now = self.current.get(event.data.profile_id)
             if now is None:
                 continue  # erased
             profile_id = self.graph.canonical(now)
             state = self.profiles[profile_id]
-            if type(event.data) in _MEMBERSHIP_TYPES:
-                _apply_known(state, event.data)
-                self.memberships.add(profile_id)
-                continue
             if profile_id not in self.before:
                 self.before[profile_id] = self._view(state)
             _apply_known(state, event.data)
@@ -371,7 +387,6 @@ class _ProfileWork:
         await store.release_claims(connection, self.claimed.difference(new_links))
         canonical = self.graph.canonical
         touched = {canonical(pid) for pid in self.last_cause}
-        touched.update(canonical(pid) for pid in self.memberships)
         await store.save_profiles(
             connection,
             {
@@ -469,11 +484,7 @@ def _emit_chunk(
 
 
 def _apply_known(state: ProfileState, data: KnownProfileEvent) -> None:
-    if isinstance(data, SegmentEntered):
-        state.segments[data.segment_id] = data.segment_version
-    elif isinstance(data, SegmentExited):
-        state.segments.pop(data.segment_id, None)
-    elif isinstance(data, ConversionAttributed):
+    if isinstance(data, ConversionAttributed):
         value = float(data.value) if data.value is not None else None
         state.record_credit(value, data.currency, data.credit_share)
     elif isinstance(data, ProfileChangeRequested):
