@@ -15,7 +15,8 @@ one request. Measured from the start of the upload:
 
 the counts read from the two schemas every `POLL_SECONDS`, so each time is within that of the
 moment. The end-to-end rate is new profiles/s against `TARGET_PROFILES_PER_SECOND`; beside it,
-profile's own rate and each part's CPU per new profile.
+profile's own rate and each part's CPU per new profile. `IMPORT_PG_STATEMENTS=1` also lists
+PostgreSQL's costliest statements per new profile (bench/pg_statements.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench import pg_statements
 from bench.progress import PROGRESS
 from bench.raw import Ceilings
 from bench.report import (
@@ -70,6 +72,7 @@ _COUNTRIES = ("DE", "FR", "GB", "NL", "SE", "ES", "IT", "PL")
 _NAMES = ("Ada", "Bo", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Ines", "Jonas")
 _TARGET = Target(TARGET_PROFILES_PER_SECOND)
 _CORES = os.cpu_count() or 1
+_STATEMENTS = bool(os.environ.get("IMPORT_PG_STATEMENTS"))
 
 
 def count_from_env() -> int:
@@ -123,7 +126,11 @@ def customers_csv(count: int, run_id: str) -> bytes:
 
 async def run(_bootstrap: str, _database_url: str, _dsn: str, count: int) -> list[Rate]:
     """The import on a broker and a database of its own, started for it (see bench/loop.py)."""
-    async with scratch_stack("closeloop-bench-import-") as (broker, database):
+    options = pg_statements.POSTGRES_OPTIONS if _STATEMENTS else ()
+    async with scratch_stack("closeloop-bench-import-", postgres_options=options) as (
+        broker,
+        database,
+    ):
         return [await _measure(broker.bootstrap, database.url, database.dsn, count)]
 
 
@@ -140,6 +147,8 @@ async def _measure(bootstrap: str, database_url: str, dsn: str, count: int) -> I
             members_before, profiles_before = await counts.read()
             cpu_before = _cpu_seconds(services, stack)
             machine_before = machine_busy_seconds()
+            if _STATEMENTS:
+                await pg_statements.reset(dsn)
             PROGRESS.say(f"importing {count:,} customers ({len(body) / 1e6:.1f} MB of CSV)")
             started = time.perf_counter()
             upload = asyncio.create_task(_upload(services["ingest"].url, write_key, body))
@@ -149,6 +158,10 @@ async def _measure(bootstrap: str, database_url: str, dsn: str, count: int) -> I
             )
             cpu = _cpu_seconds(services, stack)
             machine = machine_busy_seconds() - machine_before
+            if _STATEMENTS:
+                costs = await pg_statements.costliest(dsn, count)
+                print("PostgreSQL's costliest statements, per new profile:")
+                print("\n".join(pg_statements.statement_lines(costs)))
         finally:
             await connection.close()
     accepted_seconds, answer = upload.result()

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from libs.common.events import (
+    BehaviorIdentifiedChunk,
     BehaviorOccurred,
     CarriedConsent,
     ContactRule,
@@ -122,6 +123,12 @@ def identified(
         message_id=message_id,
         source=source,
     )
+
+
+def identified_chunk(*identifies: Event[BehaviorOccurred]) -> Event[BehaviorIdentifiedChunk]:
+    """Identify behaviours as one import chunk, keyed by the first one's profile."""
+    rows = [event.data for event in identifies]
+    return Event(BehaviorIdentifiedChunk(rows=rows), key=rows[0].profile_id, source=SOURCE)
 
 
 def profile_updated(

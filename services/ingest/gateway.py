@@ -150,14 +150,27 @@ async def publish(ingest: Ingest, messages: Sequence[Message]) -> None:
         async with asyncio.timeout(ingest.settings.ingest_publish_timeout_seconds):
             await ingest.producer.publish_messages(messages)
     except (KafkaError, TimeoutError) as error:
-        reason = type(error).__name__ if isinstance(error, TimeoutError) else str(error)
-        raise ApiError(
-            503,
-            "broker_unavailable",
-            f"Kafka did not acknowledge the events ({reason}); retry later: the messageIds "
-            "make a retry a duplicate that is recognised.",
-            headers={"Retry-After": _RETRY_AFTER_SECONDS},
-        ) from None
+        raise _broker_unavailable(error) from None
+
+
+async def partition_count(ingest: Ingest, topic: str) -> int:
+    """How many partitions the topic has, as the producer sees it; 503 if Kafka does not say."""
+    try:
+        async with asyncio.timeout(ingest.settings.ingest_publish_timeout_seconds):
+            return await ingest.producer.partition_count(topic)
+    except (KafkaError, TimeoutError) as error:
+        raise _broker_unavailable(error) from None
+
+
+def _broker_unavailable(error: KafkaError | TimeoutError) -> ApiError:
+    reason = type(error).__name__ if isinstance(error, TimeoutError) else str(error)
+    return ApiError(
+        503,
+        "broker_unavailable",
+        f"Kafka did not acknowledge the events ({reason}); retry later: the messageIds "
+        "make a retry a duplicate that is recognised.",
+        headers={"Retry-After": _RETRY_AFTER_SECONDS},
+    )
 
 
 def _too_large(what: str, limit: int) -> ApiError:

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
+from libs.common import topics
 from libs.common.bus import Message
+from libs.common.bus.chunks import PartitionChunks
 from libs.common.errors import ApiError, error_responses
 from libs.common.tracing import current_traceparent
 from services.ingest.calls import CallRejected, Receipt
@@ -16,6 +18,7 @@ from services.ingest.gateway import (
     IngestDep,
     authenticate,
     body_chunks,
+    partition_count,
     publish,
 )
 from services.ingest.imports import (
@@ -24,8 +27,10 @@ from services.ingest.imports import (
     ImportJob,
     ImportRow,
     NdjsonReader,
+    chunk_message,
     import_format,
     import_message,
+    is_identify,
     new_import_id,
 )
 from services.ingest.schemas import ImportJobView
@@ -83,18 +88,30 @@ async def read_import(job_id: str, request: Request, ingest: IngestDep) -> Impor
 
 
 class _ImportRun:
-    """One import in progress: rows become events, published a chunk at a time."""
+    """One import in progress: rows become events, published a few hundred at a time.
+
+    Identify rows are gathered into `ingest.identify_chunk` events, one open chunk per
+    partition of ingest.v1; any other row is published as its own event, after the open chunk
+    of its partition, so each person's rows stay in the file's order.
+    """
 
     def __init__(self, ingest: Ingest, job: ImportJob, receipt: Receipt) -> None:
         self._ingest = ingest
         self._job = job
         self._receipt = receipt
         self._pending: list[Message] = []
+        self._pending_rows = 0
         self._max_errors = ingest.settings.ingest_import_error_samples
         self._chunk_size = ingest.settings.ingest_import_chunk_events
 
     async def run(self, request: Request) -> None:
-        max_row_bytes = self._ingest.settings.ingest_max_event_bytes
+        settings = self._ingest.settings
+        self._chunks: PartitionChunks[Message] = PartitionChunks(
+            await partition_count(self._ingest, topics.INGEST),
+            settings.ingest_import_chunk_rows,
+            settings.ingest_import_chunk_bytes,
+        )
+        max_row_bytes = settings.ingest_max_event_bytes
         reader = (
             NdjsonReader(max_row_bytes)
             if self._job.format == "ndjson"
@@ -105,20 +122,37 @@ class _ImportRun:
                 await self._add(row)
         for row in reader.finish():
             await self._add(row)
+        for rows in self._chunks.close_all():
+            self._add_chunk(rows)
         await self._flush()
 
     async def _add(self, row: ImportRow) -> None:
         try:
-            self._pending.append(import_message(row, self._job.source_id, self._receipt))
+            message = import_message(row, self._job.source_id, self._receipt)
         except CallRejected as problem:
             self._job.reject(row.number, problem, self._max_errors)
-        if len(self._pending) >= self._chunk_size:
+            return
+        if is_identify(message):
+            for rows in self._chunks.add(message.key or b"", message, len(message.value or b"")):
+                self._add_chunk(rows)
+        else:
+            earlier = self._chunks.close(self._chunks.partition(message.key or b""))
+            if earlier is not None:
+                self._add_chunk(earlier)
+            self._pending.append(message)
+            self._pending_rows += 1
+        if self._pending_rows >= self._chunk_size:
             await self._flush()
+
+    def _add_chunk(self, rows: list[Message]) -> None:
+        self._pending.append(chunk_message(rows, self._receipt))
+        self._pending_rows += len(rows)
 
     async def _flush(self) -> None:
         await publish(self._ingest, self._pending)
-        self._job.accepted += len(self._pending)
+        self._job.accepted += self._pending_rows
         self._pending = []
+        self._pending_rows = 0
 
 
 async def _finish(ingest: Ingest, job: ImportJob, status: str) -> None:

@@ -14,8 +14,10 @@ from typing import Any, Final, Literal
 import orjson
 
 from libs.common.bus import Message
+from libs.common.events import IngestIdentify, IngestIdentifyChunk
+from libs.common.events.envelope import attribute_headers
 from libs.common.limits import loads
-from services.ingest.calls import CallRejected, Receipt, call_kind, to_message
+from services.ingest.calls import SOURCE, CallRejected, Receipt, call_kind, to_message
 
 ImportFormat = Literal["ndjson", "csv"]
 
@@ -80,6 +82,39 @@ def import_message(row: ImportRow, source_id: str, receipt: Receipt) -> Message:
     call.setdefault("messageId", _row_message_id(source_id, row.text))
     kind = call_kind(call, default="track" if call.get("event") is not None else "identify")
     return to_message(kind, call, receipt)
+
+
+def is_identify(message: Message) -> bool:
+    """Whether an import row's message is an identify call, which travels in a chunk."""
+    return message.event_type == IngestIdentify.event_type
+
+
+def chunk_message(rows: Sequence[Message], receipt: Receipt) -> Message:
+    """Identify rows' messages, all bound for one partition, as one `ingest.identify_chunk`.
+
+    The value is the rows' own values in a list, as `ingest.identify` carries each; the key is
+    the first row's, which goes to the same partition as every other row's. The chunk's id is
+    derived from its rows' ids, so the same rows chunked again are the same event.
+    """
+    row_ids = [_event_id(row) for row in rows]
+    digest = hashlib.sha256("\n".join(row_ids).encode()).hexdigest()
+    value = b'{"rows":[' + b",".join(row.value or b"" for row in rows) + b"]}"
+    headers = attribute_headers(
+        IngestIdentifyChunk.event_type,
+        IngestIdentifyChunk.event_version,
+        f"import-chunk-{digest[:40]}",
+        SOURCE,
+        receipt.received_at.isoformat(),
+        receipt.traceparent,
+    )
+    return Message(rows[0].topic, rows[0].key, value, headers, IngestIdentifyChunk.event_type)
+
+
+def _event_id(message: Message) -> str:
+    for name, value in message.headers:
+        if name == "ce_id":
+            return value.decode()
+    raise ValueError("an event's message has a ce_id header")
 
 
 def _row_message_id(source_id: str, text: bytes) -> str:

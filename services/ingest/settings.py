@@ -22,6 +22,18 @@ class IngestSettings(Settings):
     ingest_import_chunk_events: int = Field(
         default=500, ge=1, description="Import rows published to Kafka together."
     )
+    ingest_import_chunk_rows: int = Field(
+        default=500,
+        ge=1,
+        description="Identify rows of an import that travel as one `ingest.identify_chunk` "
+        "event (rows whose keys go to one partition).",
+    )
+    ingest_import_chunk_bytes: int = Field(
+        default=256 * 1024,
+        ge=1,
+        description="The most bytes of rows one `ingest.identify_chunk` holds (a row larger "
+        "travels alone in its chunk): below the broker's largest message.",
+    )
     ingest_import_error_samples: int = Field(
         default=20, ge=0, description="Rejected import rows an import job describes."
     )

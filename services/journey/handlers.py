@@ -8,6 +8,7 @@ from typing import Any
 
 from libs.common.bus import Batch, BatchHandler
 from libs.common.events import (
+    BehaviorIdentifiedChunk,
     BehaviorOccurred,
     Event,
     MessageClicked,
@@ -26,6 +27,7 @@ from libs.common.events import (
 from libs.common.profiles import (
     ProfileFacts,
     apply_changes,
+    behaviours_unchunked,
     carried_changes,
     facts_of,
     merge_facts,
@@ -58,6 +60,7 @@ ACCEPTED_TYPES = frozenset(
         SegmentEntered.event_type,
         SegmentExited.event_type,
         BehaviorOccurred.event_type,
+        BehaviorIdentifiedChunk.event_type,
         ProfileUpdated.event_type,
         ProfileMerged.event_type,
         ProfileDeleted.event_type,
@@ -72,6 +75,8 @@ def journey_handler(schema: str, *, step_limit: int, policy: Policy) -> BatchHan
     engagement and counters in bulk."""
 
     async def handle(batch: Batch) -> None:
+        # An import's rows are taken as the calls they were (their events the batch's own).
+        batch.events = behaviours_unchunked(batch.events)
         store = JourneyStore(batch.session, schema)
         profiles = await store.lock_profiles(profiles_named(e.data for e in batch.events))
         runner = Runner(store, step_limit=step_limit, policy=policy)

@@ -29,7 +29,7 @@ def create(settings: Settings) -> FastAPI:
     consumer = EventConsumer(
         settings,
         topics=[topics.INGEST, topics.SEGMENT, topics.OUTCOMES, topics.ATTRIBUTION],
-        handler=profile_handler(settings),
+        handler=profile_handler(settings, parts.producer.partition_count),
         engine=parts.engine,
         producer=parts.producer,
         relay=parts.relay,

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
+
+from libs.common import topics
 from libs.common.bus import Batch, BatchHandler
+from libs.common.bus.chunks import PartitionChunks
+from libs.common.bus.consumer import consumer_group
+from libs.common.bus.inbox import claim_new_events
 from libs.common.events import (
+    BehaviorIdentifiedChunk,
     BehaviorOccurred,
     ConversionAttributed,
     Event,
@@ -28,6 +35,7 @@ from libs.common.events import (
     IngestAlias,
     IngestGroup,
     IngestIdentify,
+    IngestIdentifyChunk,
     IngestPage,
     IngestScreen,
     IngestTrack,
@@ -46,7 +54,7 @@ from libs.common.events import (
     SegmentExited,
 )
 from libs.common.events.behavior import BehaviorKind
-from libs.common.events.envelope import new_event_id
+from libs.common.events.envelope import event_value, new_event_id
 from services.profile import features
 from services.profile.features import FeatureRules
 from services.profile.identity import (
@@ -65,8 +73,8 @@ from services.profile.store import Connection, HistoryRow, ProfileStore
 SOURCE = "closeloop/profile"
 _log = logging.getLogger(__name__)
 INGEST_CALLS = (IngestTrack, IngestIdentify, IngestPage, IngestScreen, IngestGroup, IngestAlias)
-# What happens to a profile already known by its id: memberships, what became of messages,
-# conversion credits and journeys' change requests.
+# What happens to a profile already known by its id: what became of messages, conversion
+# credits and journeys' change requests (and segment memberships, recorded apart).
 MessageOutcome = (
     MessageSent
     | MessageFailed
@@ -76,9 +84,8 @@ MessageOutcome = (
     | MessageClicked
     | MessageUnsubscribed
 )
-KnownProfileEvent = (
-    SegmentEntered | SegmentExited | MessageOutcome | ConversionAttributed | ProfileChangeRequested
-)
+KnownProfileEvent = MessageOutcome | ConversionAttributed | ProfileChangeRequested
+Membership = SegmentEntered | SegmentExited
 _OUTCOME_NAMES: dict[type[EventData], str] = {
     MessageSent: "sent",
     MessageFailed: "failed",
@@ -89,30 +96,49 @@ _OUTCOME_NAMES: dict[type[EventData], str] = {
     MessageUnsubscribed: "unsubscribed",
 }
 KNOWN_PROFILE_EVENTS: tuple[type[EventData], ...] = (
-    SegmentEntered,
-    SegmentExited,
     ConversionAttributed,
     ProfileChangeRequested,
     *_OUTCOME_NAMES,
 )
-ACCEPTED_TYPES = frozenset(model.event_type for model in INGEST_CALLS) | frozenset(
-    model.event_type for model in KNOWN_PROFILE_EVENTS
+ACCEPTED_TYPES = (
+    frozenset(model.event_type for model in INGEST_CALLS)
+    | frozenset(model.event_type for model in KNOWN_PROFILE_EVENTS)
+    | {SegmentEntered.event_type, SegmentExited.event_type, IngestIdentifyChunk.event_type}
 )
+# How many partitions a topic has (the producer's metadata): where behaviour chunks go.
+PartitionCount = Callable[[str], Awaitable[int]]
 
 
-def profile_handler(settings: ProfileSettings) -> BatchHandler:
+def profile_handler(settings: ProfileSettings, partition_count: PartitionCount) -> BatchHandler:
     """Resolve each call to its profile, update the profile, and say so downstream."""
     store = ProfileStore(settings.schema_name)
     rules = FeatureRules.from_settings(settings)
     external_kinds = tuple(settings.profile_external_id_kinds)
     history = settings.profile_event_history
     churn_horizon_days = settings.profile_churn_horizon_days
+    group = consumer_group(settings)
+    chunk_rows = settings.profile_behaviour_chunk_rows
+    chunk_bytes = settings.profile_behaviour_chunk_bytes
 
     async def handle(batch: Batch) -> None:
-        calls, known = _split(batch.events)
-        if not calls and not known:
+        events, chunked = await _rows_claimed(batch, store.schema, group)
+        calls, known, memberships = _split(events)
+        if not calls and not known and not memberships:
             return
         connection = await store.connection(batch.session)
+        if calls or known:
+            await _take_calls_and_known(connection, batch, calls, known, chunked)
+        # After the profiles' states are saved, on what they saved, merges and erasures
+        # included: a membership changes nothing downstream hears of, so no state is read.
+        await store.record_memberships(connection, memberships_at_end(memberships))
+
+    async def _take_calls_and_known(
+        connection: Connection,
+        batch: Batch,
+        calls: list[Event[IngestCall]],
+        known: list[Event[KnownProfileEvent]],
+        chunked: set[int],
+    ) -> None:
         work = await _ProfileWork.load(store, connection, calls, known, external_kinds, rules)
         for call, identity in zip(calls, work.identities, strict=True):
             work.apply(call, identity, batch)
@@ -121,10 +147,50 @@ def profile_handler(settings: ProfileSettings) -> BatchHandler:
             # Read after the profiles were locked: a re-score after a new fit waits for this
             # batch, or this batch sees the new fit (fits.py).
             work.score_purchases(await store.score_model(connection), churn_horizon_days)
-        work.emit_updates(batch)
+        chunks = None
+        if chunked:
+            partitions = await partition_count(topics.BEHAVIOR)
+            chunks = _BehaviourChunks(chunked, PartitionChunks(partitions, chunk_rows, chunk_bytes))
+        work.emit_updates(batch, chunks)
         await work.save(store, connection, history)
 
     return handle
+
+
+async def _rows_claimed(batch: Batch, schema: str, group: str) -> tuple[list[Event[Any]], set[int]]:
+    """The batch's events with each import chunk replaced by its rows, as calls of their own,
+    those seen before left out; and which of the events came from chunks (by `id`).
+
+    Each row is claimed in the inbox by its messageId, as the call would have been alone: a
+    chunk delivered again, or a row imported again in another chunk (or alone), is a known
+    duplicate.
+    """
+    if not any(type(event.data) is IngestIdentifyChunk for event in batch.events):
+        return batch.events, set()
+    events: list[Event[Any]] = []
+    rows: list[Event[Any]] = []
+    for event in batch.events:
+        if type(event.data) is IngestIdentifyChunk:
+            unpacked = [_row_call(row, event) for row in event.data.rows]
+            rows.extend(unpacked)
+            events.extend(unpacked)
+        else:
+            events.append(event)
+    unpacked_ids = {id(row) for row in rows}
+    fresh = {id(row) for row in await claim_new_events(batch.session, schema, group, rows)}
+    kept = [event for event in events if id(event) not in unpacked_ids or id(event) in fresh]
+    return kept, fresh
+
+
+def _row_call(row: IngestIdentify, chunk: Event[IngestIdentifyChunk]) -> Event[IngestIdentify]:
+    return Event(
+        row,
+        row.user_id or row.anonymous_id or "",
+        chunk.source,
+        row.message_id,
+        chunk.time,
+        chunk.traceparent,
+    )
 
 
 _CALL_TYPES = frozenset(INGEST_CALLS)
@@ -134,17 +200,32 @@ _KNOWN_PROFILE_TYPES = frozenset(KNOWN_PROFILE_EVENTS)
 
 def _split(
     events: Sequence[Event[Any]],
-) -> tuple[list[Event[IngestCall]], list[Event[KnownProfileEvent]]]:
-    """The batch's ingest calls and events about known profiles, each in order."""
+) -> tuple[list[Event[IngestCall]], list[Event[KnownProfileEvent]], list[Event[Membership]]]:
+    """The batch's ingest calls, segment memberships and other events about known profiles,
+    each in order."""
     calls: list[Event[IngestCall]] = []
     known: list[Event[KnownProfileEvent]] = []
+    memberships: list[Event[Membership]] = []
     for event in events:
         data_type = type(event.data)  # exact types first: isinstance on models is slow
         if data_type in _CALL_TYPES or isinstance(event.data, INGEST_CALLS):
             calls.append(event)
+        elif data_type in _MEMBERSHIP_TYPES:
+            memberships.append(event)
         elif data_type in _KNOWN_PROFILE_TYPES or isinstance(event.data, KNOWN_PROFILE_EVENTS):
             known.append(event)
-    return calls, known
+    return calls, known, memberships
+
+
+def memberships_at_end(events: Sequence[Event[Membership]]) -> dict[tuple[str, str], int | None]:
+    """(profile id, segment id) -> the segment's version the profile is in after the events,
+    or None when it left."""
+    return {
+        (event.data.profile_id, event.data.segment_id): (
+            event.data.segment_version if type(event.data) is SegmentEntered else None
+        )
+        for event in events
+    }
 
 
 @dataclass
@@ -164,8 +245,6 @@ class _ProfileWork:
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What last changed each profile: the call or event its changes are attributed to.
     last_cause: dict[str, Event[Any]] = field(default_factory=dict)
-    # Profiles whose segment memberships alone were touched: saved, never announced.
-    memberships: set[str] = field(default_factory=set)
     # The calls' behaviours, as (profile id, call) in order: emitted by `emit_updates`, once
     # each profile's changes are known, so that they carry them.
     behaviours: list[tuple[str, Event[IngestCall]]] = field(default_factory=list)
@@ -239,21 +318,14 @@ class _ProfileWork:
         return state
 
     def apply_to_known_profiles(self, events: Sequence[Event[KnownProfileEvent]]) -> None:
-        """Apply memberships, outcomes, credits and change requests to the profiles they name
-        (survivors followed through merges; an erased profile's are dropped).
-
-        A membership is no cause of a change: it is not in the view `profile.updated` and
-        `profile_changes` report, so a call's changes still ride on its behaviour after it."""
+        """Apply outcomes, credits and change requests to the profiles they name (survivors
+        followed through merges; an erased profile's are dropped)."""
         for event in events:
             now = self.current.get(event.data.profile_id)
             if now is None:
                 continue  # erased
             profile_id = self.graph.canonical(now)
             state = self.profiles[profile_id]
-            if type(event.data) in _MEMBERSHIP_TYPES:
-                _apply_known(state, event.data)
-                self.memberships.add(profile_id)
-                continue
             if profile_id not in self.before:
                 self.before[profile_id] = self._view(state)
             _apply_known(state, event.data)
@@ -277,10 +349,11 @@ class _ProfileWork:
         for profile_id, scores in scored.items():
             self.profiles[profile_id].predicted = scores
 
-    def emit_updates(self, batch: Batch) -> None:
+    def emit_updates(self, batch: Batch, chunks: _BehaviourChunks | None = None) -> None:
         """Emit the calls' behaviours in order, then a `profile.updated` per changed profile
         whose last cause was not a call with a behaviour: that behaviour carries the profile's
-        changes in the batch instead (the others carry none)."""
+        changes in the batch instead (the others carry none). The behaviours of import rows
+        travel in `chunks`, when the batch had any."""
         behaviours = self.behaviours
         last_behaviour = {profile_id: index for index, (profile_id, _) in enumerate(behaviours)}
         carried: dict[int, list[ProfileChange]] = {}
@@ -296,7 +369,13 @@ class _ProfileWork:
                 updates.append((_updated(profile_id, found, cause), cause))
         now = self.now
         for index, (profile_id, call) in enumerate(behaviours):
-            batch.emit(_behaviour(profile_id, call, now, carried.get(index)), cause=call)
+            behaviour = _behaviour(profile_id, call, now, carried.get(index))
+            if chunks is None:
+                batch.emit(behaviour, cause=call)
+            else:
+                chunks.emit(batch, behaviour, call)
+        if chunks is not None:
+            chunks.finish(batch, now)
         for update, cause in updates:
             batch.emit(update, cause=cause)
 
@@ -308,7 +387,6 @@ class _ProfileWork:
         await store.release_claims(connection, self.claimed.difference(new_links))
         canonical = self.graph.canonical
         touched = {canonical(pid) for pid in self.last_cause}
-        touched.update(canonical(pid) for pid in self.memberships)
         await store.save_profiles(
             connection,
             {
@@ -351,12 +429,62 @@ class _ProfileWork:
         return state.view(self.as_of, self.rules)
 
 
+@dataclass
+class _BehaviourChunks:
+    """The behaviours of import rows, gathered into `behavior.identified_chunk` events by the
+    partition of behavior.v1 their profile ids go to. Any other behaviour is emitted alone,
+    after the open chunk of its partition, so each profile's behaviours keep their order."""
+
+    from_chunks: set[int]  # the `id` of each call that came in an import chunk
+    open: PartitionChunks[tuple[BehaviorOccurred, Event[IngestCall]]]
+
+    def emit(
+        self, batch: Batch, behaviour: Event[BehaviorOccurred], call: Event[IngestCall]
+    ) -> None:
+        key = behaviour.key.encode()
+        if id(call) in self.from_chunks:
+            size = _approximate_size(behaviour.data)
+            for rows in self.open.add(key, (behaviour.data, call), size):
+                _emit_chunk(batch, rows, behaviour.time)
+            return
+        earlier = self.open.close(self.open.partition(key))
+        if earlier is not None:
+            _emit_chunk(batch, earlier, behaviour.time)
+        batch.emit(behaviour, cause=call)
+
+    def finish(self, batch: Batch, now: datetime) -> None:
+        for rows in self.open.close_all():
+            _emit_chunk(batch, rows, now)
+
+
+def _approximate_size(behaviour: BehaviorOccurred) -> int:
+    """About the bytes of the behaviour's JSON, from its parts that vary (the model's own
+    serialiser, which the outbox runs once for the whole chunk, costs ten times this)."""
+    varying = [
+        behaviour.properties,
+        behaviour.context,
+        [(change.field, change.before, change.after) for change in behaviour.profile_changes],
+    ]
+    try:
+        return _FIXED_SIZE + len(orjson.dumps(varying))
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which only the model writes
+        return len(event_value(behaviour))
+
+
+# What a behaviour's JSON holds besides its varying parts: names, ids and times, with room.
+_FIXED_SIZE = 512
+
+
+def _emit_chunk(
+    batch: Batch, rows: Sequence[tuple[BehaviorOccurred, Event[IngestCall]]], now: datetime
+) -> None:
+    chunk = BehaviorIdentifiedChunk.model_construct(rows=[behaviour for behaviour, _ in rows])
+    first, cause = rows[0]
+    batch.emit(Event(chunk, first.profile_id, SOURCE, time=now), cause=cause)
+
+
 def _apply_known(state: ProfileState, data: KnownProfileEvent) -> None:
-    if isinstance(data, SegmentEntered):
-        state.segments[data.segment_id] = data.segment_version
-    elif isinstance(data, SegmentExited):
-        state.segments.pop(data.segment_id, None)
-    elif isinstance(data, ConversionAttributed):
+    if isinstance(data, ConversionAttributed):
         value = float(data.value) if data.value is not None else None
         state.record_credit(value, data.currency, data.credit_share)
     elif isinstance(data, ProfileChangeRequested):

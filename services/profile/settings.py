@@ -20,6 +20,17 @@ class ProfileSettings(Settings):
         description="Traits and context keys that identify a person, besides user id, "
         "anonymous id, email and phone.",
     )
+    profile_behaviour_chunk_rows: int = Field(
+        default=500,
+        ge=1,
+        description="Import rows' behaviours that travel as one `behavior.identified_chunk`.",
+    )
+    profile_behaviour_chunk_bytes: int = Field(
+        default=256 * 1024,
+        ge=1,
+        description="The most bytes of behaviours one `behavior.identified_chunk` holds: below "
+        "the broker's largest message.",
+    )
     profile_event_history: int = Field(
         default=200, ge=1, description="Recent events kept per profile for GET /events."
     )

@@ -309,6 +309,34 @@ class ProfileStore:
             reviewed_at,
         )
 
+    async def record_memberships(
+        self, connection: Connection, memberships: Mapping[tuple[str, str], int | None]
+    ) -> None:
+        """Record segment memberships in the profiles' states, in one statement that reads no
+        state into Python: (profile id, segment id) -> the version it is in, None when it left.
+        A merged profile's go to its survivor; an erased profile's are dropped."""
+        if not memberships:
+            return
+        await connection.execute(
+            "WITH named AS (SELECT coalesce(r.survivor_id, c.profile_id) AS id, c.segment_id, "
+            "c.version FROM unnest($1::text[], $2::text[], $3::int[]) "
+            "AS c(profile_id, segment_id, version) "
+            f"LEFT JOIN {self.schema}.merged_profiles r ON r.id = c.profile_id), "
+            "changed AS (SELECT id, "
+            "coalesce(jsonb_object_agg(segment_id, version) FILTER (WHERE version IS NOT NULL), "
+            "'{}') AS entered, "
+            "coalesce(array_agg(segment_id) FILTER (WHERE version IS NULL), '{}') AS exited "
+            "FROM named GROUP BY id), "
+            f"locked AS (SELECT p.id FROM {self.schema}.profiles p JOIN changed USING (id) "
+            "ORDER BY p.id FOR UPDATE OF p) "
+            f"UPDATE {self.schema}.profiles p SET state = jsonb_set(p.state, '{{segments}}', "
+            "(coalesce(p.state -> 'segments', '{}') - c.exited) || c.entered), "
+            "updated_at = now() FROM changed c JOIN locked USING (id) WHERE p.id = c.id",
+            [profile_id for profile_id, _ in memberships],
+            [segment_id for _, segment_id in memberships],
+            list(memberships.values()),
+        )
+
     async def claim_due_reviews(
         self, connection: Connection, as_of: float, limit: int
     ) -> list[ReviewedProfile]:

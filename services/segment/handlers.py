@@ -7,6 +7,7 @@ from typing import Any
 
 from libs.common.bus import Batch, BatchHandler
 from libs.common.events import (
+    BehaviorIdentifiedChunk,
     BehaviorOccurred,
     Event,
     ProfileDeleted,
@@ -15,6 +16,7 @@ from libs.common.events import (
 )
 from libs.common.profiles import (
     apply_changes,
+    behaviours_unchunked,
     carried_changes,
     merge_facts,
     profiles_named,
@@ -27,6 +29,7 @@ from services.segment.store import SegmentStore
 ACCEPTED_TYPES = frozenset(
     {
         BehaviorOccurred.event_type,
+        BehaviorIdentifiedChunk.event_type,
         ProfileUpdated.event_type,
         ProfileMerged.event_type,
         ProfileDeleted.event_type,
@@ -36,11 +39,12 @@ ACCEPTED_TYPES = frozenset(
 
 def segment_handler(schema: str) -> BatchHandler:
     async def handle(batch: Batch) -> None:
+        events = behaviours_unchunked(batch.events)
         store = SegmentStore(batch.session, schema)
         await store.hold_evaluation_lock(exclusive=False)
-        profiles = await store.lock_profiles(profiles_named(e.data for e in batch.events))
+        profiles = await store.lock_profiles(profiles_named(e.data for e in events))
         changes = _BatchChanges(profiles)
-        for event in batch.events:
+        for event in events:
             changes.take(event)
         await store.record_behaviours(changes.behaviours)
         for survivor, merged in changes.merges:

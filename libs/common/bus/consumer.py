@@ -71,7 +71,7 @@ class EventConsumer:
         group: str | None = None,
         accept_types: Collection[str] | None = None,
     ) -> None:
-        self.group = group or f"closeloop-{settings.service_name}"
+        self.group = group or consumer_group(settings)
         self.name = f"consumer:{self.group}"
         self._settings = settings
         self._producer = producer
@@ -262,3 +262,8 @@ def _stack_of(task: object) -> str:
         if awaited is None:
             break
     return "\n".join(lines)
+
+
+def consumer_group(settings: Settings) -> str:
+    """The consumer group a service reads as: `closeloop-<service>`."""
+    return f"closeloop-{settings.service_name}"

@@ -178,6 +178,12 @@ class EventProducer:
                 raise failure
         _count_produced(messages)
 
+    async def partition_count(self, topic: str) -> int:
+        """How many partitions the topic has, as this producer's metadata says: what
+        `partition_of` places a key among, as `publish_messages` does."""
+        client = await self._working_client()
+        return len(await client.partitions_for(topic))
+
     def _append(
         self, client: AIOKafkaProducer, message: Message, partition: int
     ) -> asyncio.Future[None]:
@@ -276,11 +282,12 @@ def _partition_of(key: bytes | None, partitions: Sequence[int]) -> int:
     """
     if key is None:
         return random.choice(partitions)
-    return partitions[_partition_index(key, len(partitions))]
+    return partitions[partition_of(key, len(partitions))]
 
 
 @functools.lru_cache(maxsize=_PLACEMENT_CACHE_KEYS)
-def _partition_index(key: bytes, partition_count: int) -> int:
+def partition_of(key: bytes, partition_count: int) -> int:
+    """The partition (0 to `partition_count` - 1) aiokafka's DefaultPartitioner sends the key to."""
     # DefaultPartitioner.__call__: murmur2, made positive, modulo the number of partitions.
     index: int = (murmur2(key) & 0x7FFFFFFF) % partition_count
     return index

@@ -1,6 +1,6 @@
 """Closeloop's events: the CloudEvents envelope and the model of every event type in the loop."""
 
-from libs.common.events.behavior import BehaviorOccurred
+from libs.common.events.behavior import BehaviorIdentifiedChunk, BehaviorOccurred
 from libs.common.events.conversion import ConversionAttributed
 from libs.common.events.envelope import (
     Event,
@@ -14,6 +14,7 @@ from libs.common.events.ingest import (
     IngestAlias,
     IngestGroup,
     IngestIdentify,
+    IngestIdentifyChunk,
     IngestPage,
     IngestScreen,
     IngestTrack,
@@ -45,6 +46,7 @@ from libs.common.events.segment import SegmentEntered, SegmentExited
 
 __all__ = [
     "ArbitrationWinner",
+    "BehaviorIdentifiedChunk",
     "BehaviorOccurred",
     "CarriedConsent",
     "ContactRule",
@@ -55,6 +57,7 @@ __all__ = [
     "IngestAlias",
     "IngestGroup",
     "IngestIdentify",
+    "IngestIdentifyChunk",
     "IngestPage",
     "IngestScreen",
     "IngestTrack",

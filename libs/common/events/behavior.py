@@ -85,3 +85,49 @@ class BehaviorOccurred(EventData):
         "stage, scores, top categories), as `profile.updated` would say it: a change a call "
         "causes travels with the call's behaviour, and no `profile.updated` is sent for it.",
     )
+
+
+class BehaviorIdentifiedChunk(EventData):
+    """The identify rows of one import chunk, resolved to their profiles: one event for many.
+
+    Each row is what `behavior.occurred` would have said of it, its `profile_changes`
+    included. Every row's profile id hashes to the partition the chunk is on, so a person's
+    behaviours stay on one partition, in order.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [
+                        {
+                            "profile_id": "prf_01JPB6W3K8N2X4Q7R9T0V5Y1ZC",
+                            "event": "identify",
+                            "kind": "identify",
+                            "properties": {"email": "zhang.min@example.com", "plan": "premium"},
+                            "occurred_at": "2025-03-14T10:02:11.004Z",
+                            "received_at": "2025-03-14T10:02:11.004Z",
+                            "user_id": "u_90417",
+                            "message_id": "import-7c1d0e9a2b3f4c5d6e7f8a9b0c1d2e3f4a5b6c7d",
+                            "profile_changes": [
+                                {
+                                    "field": "traits.email",
+                                    "before": None,
+                                    "after": "zhang.min@example.com",
+                                },
+                                {"field": "traits.plan", "before": None, "after": "premium"},
+                            ],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    event_type = "behavior.identified_chunk"
+    topic = topics.BEHAVIOR
+
+    rows: list[BehaviorOccurred] = Field(
+        min_length=1,
+        description="One `behavior.occurred` per identify row, in the order profile took them.",
+    )

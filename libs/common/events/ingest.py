@@ -114,7 +114,10 @@ class IngestTrack(SegmentCall):
 
 
 class IngestIdentify(SegmentCall):
-    """An `identify` call: who the user is and their traits. A profile-traits import row is one."""
+    """An `identify` call: who the user is and their traits. A profile-traits import row is one.
+
+    An import's identify rows travel together, as the rows of an `ingest.identify_chunk`.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=_extra(
@@ -259,4 +262,49 @@ class IngestAlias(SegmentCall):
     user_id: ExternalId = Field(alias="userId", description="The id the user is known by now.")
     previous_id: ExternalId = Field(
         alias="previousId", description="The id the user was known by before."
+    )
+
+
+class IngestIdentifyChunk(EventData):
+    """Identify rows of one bulk import, gathered by the partition their keys go to.
+
+    Every row's key (userId, else anonymousId) hashes to the partition the chunk is on, so a
+    person's events stay on one partition, in order. Each row keeps its own messageId: profile
+    claims the rows one by one, so a row imported twice is a known duplicate, chunked or not.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [
+                        {
+                            "messageId": "import-7c1d0e9a2b3f4c5d6e7f8a9b0c1d2e3f4a5b6c7d",
+                            "sourceId": "src_crm_import",
+                            "userId": "u_90417",
+                            "traits": {"email": "zhang.min@example.com", "plan": "premium"},
+                            "timestamp": "2025-03-14T10:02:11.004Z",
+                            "receivedAt": "2025-03-14T10:02:11.004Z",
+                        },
+                        {
+                            "messageId": "import-0e9a2b3f4c5d6e7f8a9b0c1d2e3f4a5b6c7d7c1d",
+                            "sourceId": "src_crm_import",
+                            "userId": "u_90533",
+                            "traits": {"email": "wang.fang@example.com", "plan": "free"},
+                            "timestamp": "2025-03-14T10:02:11.004Z",
+                            "receivedAt": "2025-03-14T10:02:11.004Z",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
+    event_type = "ingest.identify_chunk"
+    topic = topics.INGEST
+
+    rows: list[IngestIdentify] = Field(
+        min_length=1,
+        description="The import's identify calls, in the file's order, each as `ingest.identify` "
+        "carries it.",
     )

@@ -1,6 +1,12 @@
 """The profile read model every service that keeps a copy of profiles shares (decision 0016)."""
 
-from libs.common.profiles.carried import carried_changes, facts_of, profiles_named, snapshot_of
+from libs.common.profiles.carried import (
+    behaviours_unchunked,
+    carried_changes,
+    facts_of,
+    profiles_named,
+    snapshot_of,
+)
 from libs.common.profiles.facts import (
     ProfileFacts,
     StoredColumns,
@@ -18,6 +24,7 @@ __all__ = [
     "StoredColumns",
     "apply_change",
     "apply_changes",
+    "behaviours_unchunked",
     "carried_changes",
     "facts_of",
     "merge_facts",

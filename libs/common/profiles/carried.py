@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from libs.common.events import BehaviorOccurred, ProfileMerged, ProfileSnapshot, ProfileUpdated
+from libs.common.events import (
+    BehaviorIdentifiedChunk,
+    BehaviorOccurred,
+    Event,
+    ProfileMerged,
+    ProfileSnapshot,
+    ProfileUpdated,
+)
 from libs.common.profiles.facts import ProfileFacts
 
 
@@ -13,6 +20,33 @@ def carried_changes(data: BehaviorOccurred | ProfileUpdated) -> list[tuple[str, 
     """The (path, value after) changes an event carries for the profile's copy, in order."""
     changes = data.profile_changes if isinstance(data, BehaviorOccurred) else data.changes
     return [(change.field, change.after) for change in changes]
+
+
+def behaviours_unchunked(events: Sequence[Event[Any]]) -> list[Event[Any]]:
+    """The events with each `behavior.identified_chunk` replaced by its rows, in order, each
+    a `behavior.occurred` of its own: a copy applies an import's rows as it applies calls.
+
+    A row's event id is the chunk's and the row's place in it, the same on every delivery.
+    """
+    if not any(type(event.data) is BehaviorIdentifiedChunk for event in events):
+        return list(events)
+    unchunked: list[Event[Any]] = []
+    for event in events:
+        if type(event.data) is BehaviorIdentifiedChunk:
+            unchunked.extend(
+                Event(
+                    row,
+                    row.profile_id,
+                    event.source,
+                    f"{event.id}/{index}",
+                    event.time,
+                    event.traceparent,
+                )
+                for index, row in enumerate(event.data.rows)
+            )
+        else:
+            unchunked.append(event)
+    return unchunked
 
 
 def profiles_named(events: Iterable[Any]) -> set[str]:

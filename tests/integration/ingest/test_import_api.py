@@ -6,9 +6,8 @@ import httpx
 import orjson
 import pytest
 
-from libs.common.events import decode
 from libs.devstack.stack import Stack
-from tests.integration.ingest.support import CreatedSource, ingested, new_id
+from tests.integration.ingest.support import CreatedSource, imported, new_id
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +35,9 @@ async def test_ndjson_import_publishes_good_rows_and_reports_bad_ones(
     assert (job["status"], job["accepted"], job["rejected"]) == ("completed", 3, 2)
     assert [(error["row"], error["field"]) for error in job["errors"]] == [(3, "event"), (5, None)]
 
-    records = await ingested(stack, good)
-    assert set(records) == set(good)
-    history = records[good[2]]
-    assert decode(history.key, history.value, history.headers).data.timestamp.year == 2024
+    calls = await imported(stack, good)
+    assert set(calls) == set(good)
+    assert calls[good[2]].data.timestamp.year == 2024
 
     read_back = await client.get(f"/v1/import/{job['id']}", auth=source.auth)
     assert read_back.json() == job
@@ -71,11 +69,9 @@ async def test_csv_import_maps_columns_onto_calls(
             "reason": "properties.revenue:number must be a finite number",
         }
     ]
-    records = await ingested(stack, ids)
-    order = decode(records[ids[0]].key, records[ids[0]].value, records[ids[0]].headers)
-    traits = decode(records[ids[1]].key, records[ids[1]].value, records[ids[1]].headers)
-    assert order.data.properties == {"revenue": 129.9}
-    assert traits.data.traits == {"city": "Hangzhou"}
+    calls = await imported(stack, ids)
+    assert calls[ids[0]].data.properties == {"revenue": 129.9}
+    assert calls[ids[1]].data.traits == {"city": "Hangzhou"}
 
 
 async def test_large_import_is_published_in_chunks(
@@ -93,7 +89,7 @@ async def test_large_import_is_published_in_chunks(
         auth=source.auth,
     )
     assert response.json()["accepted"] == len(ids)
-    assert len(await ingested(stack, ids)) == len(ids)
+    assert len(await imported(stack, ids)) == len(ids)
 
 
 async def test_csv_with_an_unknown_column_is_a_400_naming_it(

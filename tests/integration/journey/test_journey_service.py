@@ -17,6 +17,7 @@ from tests.events import (
     erasure,
     exited,
     identified,
+    identified_chunk,
     merge,
 )
 from tests.integration.journey.conftest import create_segment
@@ -97,6 +98,23 @@ async def test_an_identify_enters_with_the_traits_it_set_and_its_request_carries
     assert request.data.profile is not None
     assert request.data.profile.traits == traits
     assert await journey_service.traits_of(profile) == traits
+
+
+async def test_each_profile_of_an_import_chunk_is_copied_with_its_traits(
+    journey_service: JourneyHarness,
+) -> None:
+    people = {
+        unique("prf_imported"): {"plan": unique("plan"), "email": f"{n}@example.com"}
+        for n in range(3)
+    }
+    await journey_service.publish(
+        identified_chunk(*(identified(p, traits=traits) for p, traits in people.items()))
+    )
+
+    async def copied() -> bool:
+        return all([await journey_service.traits_of(p) == t for p, t in people.items()])
+
+    await wait_for(copied, within=30, what="journey's copies of the imported profiles")
 
 
 async def test_a_segment_on_a_trait_an_identify_set_starts_the_journey(

@@ -22,6 +22,7 @@ from libs.common.events import (
     ProfileChangeRequested,
     ProfileUpdated,
     SegmentEntered,
+    SegmentExited,
 )
 from tests.integration.profile.harness import ProfileService, at, unique
 from tests.integration.profile.test_profile_service import identify
@@ -190,3 +191,36 @@ async def test_a_segment_membership_is_kept_on_the_profile_and_announces_nothing
     updates = await profile_service.updates_up_to_a_change_request(profile_id)
     assert len(updates) == 1, "only the change request's: neither the identify nor the membership"
     assert "segments" not in {change.field for change in updates[0].data.changes}
+
+
+async def test_memberships_of_a_merged_profile_are_kept_on_its_survivor(
+    profile_service: ProfileService,
+) -> None:
+    first, second, device = unique("user"), unique("user"), unique("device")
+    await profile_service.publish(identify(first, 0, anonymous_id=device))
+    survivor = (await profile_service.wait_for_profile(f"user_id:{first}"))["id"]
+    await profile_service.publish(identify(second, 1))
+    merged = (await profile_service.wait_for_profile(f"user_id:{second}"))["id"]
+    await profile_service.publish(identify(second, 2, anonymous_id=device))
+
+    async def one_person() -> bool:
+        found = await profile_service.profile_of(f"user_id:{second}")
+        return found is not None and found["id"] == survivor
+
+    await wait_for(one_person, within=60, what="the second profile merged into the first")
+    kept, left = unique("seg_vip"), unique("seg_new")
+    membership = {"profile_id": merged, "occurred_at": at(3), "reason": "realtime"}
+    await publish(
+        profile_service.stack.kafka_bootstrap,
+        [
+            Event(SegmentEntered(segment_id=kept, segment_version=2, **membership), merged, "t"),
+            Event(SegmentEntered(segment_id=left, segment_version=1, **membership), merged, "t"),
+            Event(SegmentExited(segment_id=left, segment_version=1, **membership), merged, "t"),
+        ],
+    )
+
+    async def on_the_survivor() -> bool:
+        segments = (await _profile_by_id(profile_service, survivor))["segments"]
+        return bool(segments == {kept: 2})
+
+    await wait_for(on_the_survivor, within=60, what="the memberships on the survivor")

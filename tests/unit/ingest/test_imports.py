@@ -16,9 +16,11 @@ from services.ingest.imports import (
     CsvReader,
     ImportRow,
     NdjsonReader,
+    chunk_message,
     csv_call,
     import_format,
     import_message,
+    is_identify,
     parse_csv_header,
 )
 
@@ -148,3 +150,32 @@ def test_import_format_follows_the_content_type() -> None:
     assert import_format("text/csv; charset=utf-8") == "csv"
     assert import_format("application/json") is None
     assert import_format(None) is None
+
+
+def test_identify_rows_travel_as_one_chunk_event_that_repeats_with_the_same_rows() -> None:
+    rows = [
+        import_message(
+            ImportRow(n, f"u{n},gold".encode(), call={"userId": f"u{n}"}), "src", RECEIPT
+        )
+        for n in range(1, 4)
+    ]
+    assert all(is_identify(row) for row in rows)
+    message = chunk_message(rows, RECEIPT)
+    chunk = decode(message.key, message.value, message.headers)
+
+    assert chunk.type == "ingest.identify_chunk"
+    assert message.key == rows[0].key
+    assert [row.user_id for row in chunk.data.rows] == ["u1", "u2", "u3"]
+    assert [row.message_id for row in chunk.data.rows] == [
+        import_event(
+            ImportRow(n, f"u{n},gold".encode(), call={"userId": f"u{n}"}), "src", RECEIPT
+        ).id
+        for n in range(1, 4)
+    ]
+    assert chunk_message(rows, RECEIPT).headers == message.headers
+    assert chunk_message(rows[::-1], RECEIPT).headers != message.headers
+
+
+def test_a_track_row_is_not_chunked() -> None:
+    row = ImportRow(1, b"a", call={"userId": "u", "event": "order_completed"})
+    assert not is_identify(import_message(row, "src", RECEIPT))

@@ -25,7 +25,7 @@ from libs.common.events import (
     SegmentEntered,
 )
 from services.profile.features import FeatureRules
-from services.profile.handlers import _ProfileWork, _split
+from services.profile.handlers import _ProfileWork, _split, memberships_at_end
 from services.profile.identity import Identifier, IdentityGraph, call_identity
 from services.profile.state import Observation, ProfileState
 from tests import events as builders
@@ -96,7 +96,7 @@ def _known(created_at: float, **traits: Any) -> ProfileState:
 def run(events: Sequence[Event[Any]]) -> tuple[_ProfileWork, list[Event[Any]]]:
     """The batch through `_ProfileWork` as `profile_handler` runs it, from two profiles known
     before it: KNOWN (user u1, plan basic) and OTHER (user u2, city Hangzhou)."""
-    calls, known = _split(events)
+    calls, known, _ = _split(events)
     created = T0.timestamp() - 86_400
     work = _ProfileWork(
         graph=IdentityGraph(
@@ -192,21 +192,35 @@ def test_a_profile_last_changed_by_an_outcome_is_announced_in_a_profile_updated(
     assert changed["scores.email_clicked"] == (None, 1)
 
 
-def test_a_membership_is_recorded_and_announces_nothing() -> None:
-    work, emitted = run([entered(KNOWN, "seg_vip", 1)])
+def test_a_membership_is_recorded_apart_and_announces_nothing() -> None:
+    events = [entered(KNOWN, "seg_vip", 1)]
+    work, emitted = run(events)
     assert emitted == []
-    assert work.profiles[KNOWN].segments == {"seg_vip": 1}
-    assert KNOWN in work.memberships  # saved with the batch
+    assert work.profiles[KNOWN].segments == {}  # the state is not read for it
+    assert memberships_at_end(_split(events)[2]) == {(KNOWN, "seg_vip"): 1}
+
+
+def test_a_batch_records_each_membership_as_its_last_event_left_it() -> None:
+    events: list[Event[Any]] = [
+        entered(KNOWN, "seg_vip", 1),
+        builders.exited(KNOWN, "seg_vip"),
+        entered(OTHER, "seg_vip", 2),
+        builders.exited(OTHER, "seg_new"),
+    ]
+    assert memberships_at_end(_split(events)[2]) == {
+        (KNOWN, "seg_vip"): None,
+        (OTHER, "seg_vip"): 1,
+        (OTHER, "seg_new"): None,
+    }
 
 
 def test_a_membership_after_a_call_leaves_the_calls_changes_on_its_behaviour() -> None:
     call = identify("u1", 1, plan="premium")
-    work, emitted = run([call, entered(KNOWN, "seg_vip", 2)])
+    _, emitted = run([call, entered(KNOWN, "seg_vip", 2)])
 
     [behaviour] = _behaviours(emitted)
     assert _changed(behaviour.profile_changes) == {"traits.plan": ("basic", "premium")}
     assert _updates(emitted) == []
-    assert work.profiles[KNOWN].segments == {"seg_vip": 1}
 
 
 def test_an_alias_has_no_behaviour_so_a_merge_it_makes_is_announced_in_a_profile_updated() -> None:
