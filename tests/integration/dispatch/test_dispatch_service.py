@@ -355,8 +355,12 @@ async def test_unsubscribe_link_suppresses_later_sends_and_emits_once(dispatch: 
     await _until_outcomes(dispatch, first.data.request_id, "message.sent")
     secret = dispatch.harness.stack.tracking_secret
     token = sign(TrackingToken(first.data.idempotency_key, "unsubscribe"), secret)
-    page = await dispatch.harness.public.get(f"/u/{token}")
-    assert page.status_code == 200 and "unsubscribed" in page.text
+    asked = await dispatch.harness.public.get(f"/u/{token}")
+    assert asked.status_code == 200 and '<form method="post">' in asked.text
+    untouched = (await dispatch.harness.http.get(f"/preferences/{profile}")).json()
+    assert untouched["unsubscribed"] == []  # a GET (a mail scanner) unsubscribes nobody
+    page = await dispatch.harness.public.post(f"/u/{token}")
+    assert page.status_code == 200 and "You are unsubscribed" in page.text
     again = await dispatch.harness.public.post(f"/u/{token}")
     assert again.status_code == 200
     await _until_outcomes(dispatch, first.data.request_id, "message.sent", "message.unsubscribed")
