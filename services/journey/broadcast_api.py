@@ -101,6 +101,7 @@ async def dry_run_broadcast(
         template_id=request.template_id,
         per_minute=settings.journey_entry_per_minute,
         variables=request.variables,
+        topic=request.topic,
     )
     journey = await _validated(references, DRY_RUN_ID, broadcast)
     return await rehearse(journey, at, at, stores, sources, settings)

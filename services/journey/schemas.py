@@ -338,6 +338,11 @@ class BroadcastDryRunRequest(BaseModel):
         description="When it would be sent, with its UTC offset, within a year of now; "
         "absent: now.",
     )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic it would belong to: members unsubscribed from it "
+        "on the channel count as suppressed.",
+    )
 
 
 class DryRunMessages(BaseModel):
