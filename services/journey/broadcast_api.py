@@ -289,6 +289,7 @@ def _progress(counters: list[StatRow], waiting: list[StatRow]) -> BroadcastProgr
         sent=total(SEND_NODE, f"{OUTCOME_COUNTER}sent"),
         suppressed=total(SEND_NODE, f"{OUTCOME_COUNTER}suppressed"),
         failed=total(SEND_NODE, f"{OUTCOME_COUNTER}failed"),
+        deferred=total(SEND_NODE, f"{OUTCOME_COUNTER}deferred"),
         waiting=sum(r.value for r in waiting),
         exited=total(JOURNEY, "exited"),
     )

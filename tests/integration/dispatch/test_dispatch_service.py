@@ -290,10 +290,12 @@ async def test_a_merge_moves_a_pending_send_and_preferences_and_an_erasure_fails
         left = (await dispatch.harness.http.get(f"/preferences/{merged}")).json()
         assert left["consent"] == {}
         await dispatch.harness.publish(erasure(survivor))
-        await _until_outcomes(dispatch, message.data.request_id, "message.failed")
+        await _until_outcomes(
+            dispatch, message.data.request_id, "message.deferred", "message.failed"
+        )
     finally:
         await dispatch.harness.http.put("/policies", json={})
-    [failed] = await dispatch.harness.outcomes(message.data.request_id)
+    [_, failed] = await dispatch.harness.outcomes(message.data.request_id)
     assert failed.retryable is False and failed.profile_id == survivor
     row = await dispatch.harness.ledger_row(key)
     assert row is not None and row["status"] == "failed"
@@ -341,6 +343,11 @@ async def _deferred_until_quiet_hours_end(
     outcomes = await dispatch.harness.outcomes(message.data.request_id)
     sent = next(data for data in outcomes if data.event_type == "message.sent")
     assert sent.occurred_at >= end.replace(microsecond=0)  # not before the quiet hours ended
+    # Said at once, and before the send: put off by quiet hours, until they end.
+    [deferred] = [data for data in outcomes if data.event_type == "message.deferred"]
+    assert outcomes.index(deferred) < outcomes.index(sent)
+    assert (deferred.reason, deferred.until) == ("quiet_hours", end.replace(microsecond=0))
+    assert deferred.won_by is None
 
 
 async def _sent(dispatch: Dispatch, request_id: str) -> bool:
