@@ -71,6 +71,11 @@ def _by_channel(answer: Any) -> dict[str, bool]:
 def trait_answers(traits: Mapping[str, Any]) -> TraitAnswers:
     """What the traits say, as the contact policy decides by it (dispatch gets the same from
     the message's `consent`; journey's dry run from the profile's traits)."""
+    # Most people's traits say nothing of consent: answered without building anything.
+    if SUBSCRIPTIONS_TRAIT not in traits and not any(
+        name.endswith(OPT_IN_SUFFIX) for name in traits
+    ):
+        return NO_TRAIT_ANSWERS
     carried = consent_from_traits(traits)
     if carried is None:
         return NO_TRAIT_ANSWERS

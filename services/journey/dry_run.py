@@ -22,6 +22,7 @@ from typing import Any
 
 from libs.common.consent import trait_answers
 from libs.common.contact_policy import (
+    NO_TRAIT_ANSWERS,
     Preferences,
     SendPolicy,
     TopicRule,
@@ -267,6 +268,8 @@ def _preferences_key(preferences: Preferences) -> Hashable:
 
 
 def _traits_key(traits: TraitAnswers) -> Hashable:
+    if traits is NO_TRAIT_ANSWERS:
+        return None
     return tuple(sorted(traits.consent.items())), _answers_key(traits.subscriptions)
 
 
