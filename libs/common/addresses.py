@@ -11,5 +11,8 @@ ADDRESS_TRAITS: dict[str, str] = {
     "sms": "phone",
     "push": "push_token",
     "wechat": "wechat_openid",
+    # A mini-program's OpenID differs from the official account's for the same person: its own
+    # channel and trait let one deployment use both (decision 0027).
+    "wechat_miniprogram": "wechat_miniprogram_openid",
     "wecom": "wecom_userid",
 }

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from libs.common.contact_policy import NO_TRAIT_ANSWERS, TraitAnswers
 from libs.common.events import CarriedConsent
 
 OPT_IN_SUFFIX = "_opt_in"
@@ -65,3 +66,17 @@ def _by_channel(answer: Any) -> dict[str, bool]:
         for channel, value in answer.items()
         if isinstance(channel, str) and _CHANNEL.match(channel) and isinstance(value, bool)
     }
+
+
+def trait_answers(traits: Mapping[str, Any]) -> TraitAnswers:
+    """What the traits say, as the contact policy decides by it (dispatch gets the same from
+    the message's `consent`; journey's dry run from the profile's traits)."""
+    # Most people's traits say nothing of consent: answered without building anything.
+    if SUBSCRIPTIONS_TRAIT not in traits and not any(
+        name.endswith(OPT_IN_SUFFIX) for name in traits
+    ):
+        return NO_TRAIT_ANSWERS
+    carried = consent_from_traits(traits)
+    if carried is None:
+        return NO_TRAIT_ANSWERS
+    return TraitAnswers(carried.channels, carried.subscriptions)

@@ -24,6 +24,7 @@ CHANNEL_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "webhook": ("payload",),
     "wecom": ("title", "description", "url", "data"),
     "wechat": ("title", "description", "url", "data"),
+    "wechat_miniprogram": ("data", "url"),
 }
 REQUIRED_FIELDS: Final[dict[str, frozenset[str]]] = {
     "email": frozenset({"subject", "html"}),
@@ -32,6 +33,7 @@ REQUIRED_FIELDS: Final[dict[str, frozenset[str]]] = {
     "webhook": frozenset({"payload"}),
     "wecom": frozenset({"title"}),
     "wechat": frozenset({"title"}),
+    "wechat_miniprogram": frozenset({"data"}),
 }
 JSON_FIELDS: Final = frozenset({"data", "payload"})
 FIELD_LABELS: Final[dict[str, str]] = {

@@ -97,7 +97,19 @@ def content_of(channel: str, fields: Mapping[str, Any], tracking: Tracking) -> M
         return MessageContent(_subject(fields["title"]), body, dict(fields.get("data") or {}))
     if channel == "webhook":
         return MessageContent(payload=dict(fields["payload"]))
+    if channel == "wechat_miniprogram":
+        return _subscribe_message(fields)
     return _card(fields, tracking, keep)
+
+
+def _subscribe_message(fields: Mapping[str, Any]) -> MessageContent:
+    """A mini-program subscribe message: the template's data and the page it opens, a path in
+    the mini-program that no tracking link can stand for."""
+    payload: dict[str, Any] = {"data": fields["data"]}
+    page = (fields.get("url") or "").strip()
+    if page:
+        payload["url"] = page
+    return MessageContent(payload=payload)
 
 
 def _card(fields: Mapping[str, Any], tracking: Tracking, keep: str) -> MessageContent:

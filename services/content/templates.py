@@ -22,6 +22,8 @@ CHANNEL_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "webhook": (frozenset({"payload"}), frozenset()),
     "wecom": (frozenset({"title"}), frozenset({"description", "url", "data"})),
     "wechat": (frozenset({"title"}), frozenset({"description", "url", "data"})),
+    # A subscribe message is its template's data; `url` is the mini-program page it opens.
+    "wechat_miniprogram": (frozenset({"data"}), frozenset({"url"})),
 }
 CHANNELS = tuple(CHANNEL_FIELDS)
 

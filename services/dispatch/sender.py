@@ -52,6 +52,7 @@ from libs.common.events import (
     CarriedConsent,
     Event,
     JourneyRef,
+    MessageDeferred,
     MessageFailed,
     MessageRendered,
     MessageSent,
@@ -399,15 +400,24 @@ class Sender:
         plan: _Plan,
     ) -> None:
         decision = verdict.decision
+        winner = None if verdict.won_by is None else rows[verdict.won_by.message_id]
         if decision.action == "send":
             plan.to_send.append(row)
         elif decision.action == "defer" and decision.until is not None:
             plan.deferred[row.message_id] = decision.until
+            deferred = outcome(
+                MessageDeferred,
+                row,
+                now,
+                reason=decision.reason,
+                until=decision.until,
+                won_by=None if winner is None else _winner(winner),
+            )
+            plan.events.append(deferred)
             plan.count(metrics.SENDS.labels(row.channel, "deferred"))
-            if verdict.won_by is not None:
+            if winner is not None:
                 plan.count(metrics.ARBITRATIONS.labels("deferred"))
         elif decision.reason is not None:
-            winner = None if verdict.won_by is None else rows[verdict.won_by.message_id]
             plan.suppressed[row.message_id] = decision.reason
             suppressed = outcome(
                 MessageSuppressed,

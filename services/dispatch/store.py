@@ -569,15 +569,19 @@ class DispatchStore(SchemaStore):
         """Every stored answer after `cursor`, in profile id order, `limit` at most."""
         result = await self._execute(
             "SELECT profile_id, CAST(consent AS text) AS consent, "
-            "CAST(unsubscribed AS text) AS unsubscribed FROM {s}.preferences "
-            "WHERE CAST(:cursor AS text) IS NULL OR profile_id > :cursor "
+            "CAST(unsubscribed AS text) AS unsubscribed, CAST(topics AS text) AS topics "
+            "FROM {s}.preferences WHERE CAST(:cursor AS text) IS NULL OR profile_id > :cursor "
             "ORDER BY profile_id LIMIT :limit",
             {"cursor": cursor, "limit": limit},
         )
         return [
             (
                 row.profile_id,
-                Preferences(orjson.loads(row.consent), frozenset(orjson.loads(row.unsubscribed))),
+                Preferences(
+                    orjson.loads(row.consent),
+                    frozenset(orjson.loads(row.unsubscribed)),
+                    orjson.loads(row.topics),
+                ),
             )
             for row in result
         ]

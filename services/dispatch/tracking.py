@@ -53,6 +53,9 @@ TokenPath = Annotated[str, Path(max_length=8192)]
 _UNSUBSCRIBED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "Done."}
 }
+_UNSUBSCRIBE_ASKED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The question."}
+}
 _PAGE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The page."},
     **error_responses(403, 413),
@@ -146,17 +149,26 @@ async def _unsubscribe(
                 MessageUnsubscribed, row, datetime.now(UTC), subscription_topic=topic_id
             )
             await _emit(store, unsubscribed)
-        topic = await store.topic(topic_id) if topic_id is not None else None
+        what = await _unsubscribed_from(store, row)
     relay.notify()
-    what = f"{row.channel} messages"
-    if topic_id is not None:
-        what = f"{topic.topic.name if topic else topic_id} messages by {row.channel}"
-    return HTMLResponse(
-        _UNSUBSCRIBED_PAGE.format(
-            what=html.escape(what), manage=_manage_link(settings, row.profile_id)
-        ),
-        headers={"Referrer-Policy": "no-referrer"},
-    )
+    return _unsubscribe_page(_UNSUBSCRIBED_PAGE, what, settings, row.profile_id)
+
+
+async def _unsubscribed_from(store: DispatchStore, row: LedgerRow) -> str:
+    """What the link unsubscribes from, in the recipient's words: the topic by its name on the
+    message's channel, or the channel."""
+    topic_id = row.subscription_topic
+    if topic_id is None:
+        return f"{row.channel} messages"
+    topic = await store.topic(topic_id)
+    return f"{topic.topic.name if topic else topic_id} messages by {row.channel}"
+
+
+def _unsubscribe_page(
+    page: str, what: str, settings: DispatchSettings, profile_id: str
+) -> HTMLResponse:
+    body = page.format(what=html.escape(what), manage=_manage_link(settings, profile_id))
+    return HTMLResponse(body, headers=_PAGE_HEADERS)
 
 
 def _manage_link(settings: DispatchSettings, profile_id: str) -> str:
@@ -177,19 +189,26 @@ def preference_url(settings: DispatchSettings, profile_id: str, expires_at: date
     return f"{settings.tracking_base_url.rstrip('/')}/p/{token}"
 
 
-@router.get("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
-async def unsubscribe_link(
-    token: TokenPath, stores: Stores, settings: SettingsDep, relay: RelayDep
+@router.get("/u/{token}", response_class=Response, responses=_UNSUBSCRIBE_ASKED)
+async def unsubscribe_asked(
+    token: TokenPath, stores: Stores, settings: SettingsDep
 ) -> HTMLResponse:
-    """Unsubscribe the profile from the message's channel (message.unsubscribed, once)."""
-    return await _unsubscribe(token, stores, settings, relay)
+    """Ask before unsubscribing: a page saying what the link unsubscribes from, with a form that
+    posts back to this URL. A GET changes nothing, so the mail scanners that follow every link
+    of a message unsubscribe nobody."""
+    async with stores() as store:
+        _, row = await _tracked(store, settings, token, "unsubscribe")
+        what = await _unsubscribed_from(store, row)
+    return _unsubscribe_page(_UNSUBSCRIBE_QUESTION_PAGE, what, settings, row.profile_id)
 
 
 @router.post("/u/{token}", response_class=Response, responses=_UNSUBSCRIBED)
 async def unsubscribe_post(
     token: TokenPath, stores: Stores, settings: SettingsDep, relay: RelayDep
 ) -> HTMLResponse:
-    """The same, for mail clients' one-click unsubscribe (RFC 8058)."""
+    """Unsubscribe the profile from the message's topic on its channel, or from the channel
+    (message.unsubscribed, once): the confirmation page's form, and mail clients' one-click
+    unsubscribe (RFC 8058), which asks nothing more."""
     return await _unsubscribe(token, stores, settings, relay)
 
 
@@ -331,6 +350,12 @@ def _receipt(body: bytes, request: Request) -> tuple[str, str, str | None]:
     return provider_id, status.lower(), error[:2000].replace("\x00", "") if error else None
 
 
+_UNSUBSCRIBE_QUESTION_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
+<body><h1>Unsubscribe?</h1>
+<p>Stop receiving {what}?</p>
+<form method="post"><p><button type="submit">Unsubscribe</button></p></form>{manage}</body></html>
+"""
 _UNSUBSCRIBED_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Unsubscribed</title></head>
 <body><h1>You are unsubscribed</h1>

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -15,7 +16,13 @@ from libs.common.auth import require_admin
 from libs.common.errors import MANAGEMENT_ERRORS, ApiError, error_responses
 from services.journey.conditions import InvalidDefinition, known_stages_only
 from services.journey.dry_run import DryRunReport, dry_run
-from services.journey.dry_run_sources import DryRunSources, Replayed, events_heard, people
+from services.journey.dry_run_sources import (
+    DryRunSources,
+    Replayed,
+    events_heard,
+    people,
+    templates_sent,
+)
 from services.journey.engine import JOURNEY, Decision
 from services.journey.enrolment import Enrolment
 from services.journey.graph import Journey
@@ -296,7 +303,10 @@ async def rehearse(
     data it could not have."""
     try:
         replayed = await sources.behaviours(events_heard(journey), since)
-        rules = await sources.contact_rules()
+        rules = replace(
+            await sources.contact_rules(),
+            templates=await sources.template_rules(templates_sent(journey)),
+        )
     except ReferenceUnavailable as error:
         raise ApiError(503, "dependency_unavailable", str(error), error.service) from None
     async with stores() as store:

@@ -77,6 +77,7 @@ def create(settings: Settings) -> FastAPI:
     dry_run_sources = HttpDryRunSources(
         segment_url=settings.journey_segment_url,
         dispatch_url=settings.journey_dispatch_url,
+        content_url=settings.journey_content_url,
         admin_token=settings.admin_token.get_secret_value(),
         timeout_seconds=settings.journey_dry_run_timeout_ms / 1000,
         behaviour_limit=settings.journey_dry_run_behaviour_limit,

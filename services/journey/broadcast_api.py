@@ -101,6 +101,7 @@ async def dry_run_broadcast(
         template_id=request.template_id,
         per_minute=settings.journey_entry_per_minute,
         variables=request.variables,
+        topic=request.topic,
     )
     journey = await _validated(references, DRY_RUN_ID, broadcast)
     return await rehearse(journey, at, at, stores, sources, settings)
@@ -288,6 +289,7 @@ def _progress(counters: list[StatRow], waiting: list[StatRow]) -> BroadcastProgr
         sent=total(SEND_NODE, f"{OUTCOME_COUNTER}sent"),
         suppressed=total(SEND_NODE, f"{OUTCOME_COUNTER}suppressed"),
         failed=total(SEND_NODE, f"{OUTCOME_COUNTER}failed"),
+        deferred=total(SEND_NODE, f"{OUTCOME_COUNTER}deferred"),
         waiting=sum(r.value for r in waiting),
         exited=total(JOURNEY, "exited"),
     )

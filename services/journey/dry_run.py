@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from libs.common.contact_policy import Preferences, SendPolicy, decide, profile_zone
+from libs.common.consent import trait_answers
+from libs.common.contact_policy import (
+    NO_TRAIT_ANSWERS,
+    Preferences,
+    SendPolicy,
+    TopicRule,
+    TraitAnswers,
+    decide,
+    profile_zone,
+)
 from libs.common.profiles import ProfileFacts
 from services.journey.conditions import Condition, Context, Group, Leaf, holds
 from services.journey.engine import (
@@ -64,12 +73,35 @@ class Behaviour:
 
 
 @dataclass(frozen=True)
+class TemplateRule:
+    """What a template adds to how dispatch decides its messages, as content gave it: its
+    subscription topic (the message's when the send names none) and whether its messages are
+    transactional."""
+
+    topic: str | None = None
+    transactional: bool = False
+
+
+_NO_TEMPLATE_RULE = TemplateRule()
+
+
+@dataclass(frozen=True)
 class ContactRules:
-    """Dispatch's caps and quiet hours, and each person's consent answers, as dispatch gave them."""
+    """Dispatch's caps and quiet hours, its subscription topics and each person's consent and
+    topic answers, as dispatch gave them; the journey's templates' rules, as content gave them."""
 
     policy: SendPolicy
     preferences: Mapping[str, Preferences]
     default_consent: bool
+    topics: Mapping[str, TopicRule] = field(default_factory=dict)
+    templates: Mapping[str, TemplateRule] = field(default_factory=dict)
+
+    def topic_of(self, topic_id: str | None) -> TopicRule | None:
+        """The topic as dispatch decides it; one it no longer has is decided by the answers
+        recorded for it, opt-out."""
+        if topic_id is None:
+            return None
+        return self.topics.get(topic_id) or TopicRule(topic_id)
 
 
 @dataclass(frozen=True)
@@ -221,14 +253,30 @@ class _Reads:
             facts.timezone,
             tuple(holds(leaf, context) for leaf in self.leaves),
             tuple(facts.can_reach(channel) for channel in self.channels),
-            None
-            if preferences is None
-            else (
-                tuple(sorted(preferences.consent.items())),
-                tuple(sorted(preferences.unsubscribed)),
-            ),
+            None if preferences is None else _preferences_key(preferences),
+            _traits_key(trait_answers(facts.traits)),
             tuple(choose_arm(split, first_run).name for split in self.splits),
         )
+
+
+def _preferences_key(preferences: Preferences) -> Hashable:
+    return (
+        tuple(sorted(preferences.consent.items())),
+        tuple(sorted(preferences.unsubscribed)),
+        _answers_key(preferences.topics),
+    )
+
+
+def _traits_key(traits: TraitAnswers) -> Hashable:
+    if traits is NO_TRAIT_ANSWERS:
+        return None
+    return tuple(sorted(traits.consent.items())), _answers_key(traits.subscriptions)
+
+
+def _answers_key(answers: Mapping[str, Mapping[str, bool]]) -> Hashable:
+    return tuple(
+        sorted((topic, tuple(sorted(by_channel.items()))) for topic, by_channel in answers.items())
+    )
 
 
 def _leaves(condition: Condition) -> Iterator[Leaf]:
@@ -254,6 +302,7 @@ class _Replay:
         self._journey = journey
         self._person = person
         self._facts = person.facts
+        self._traits = trait_answers(person.facts.traits)
         self._rules = rules
         self._report = report
         self._walk = walk
@@ -354,7 +403,8 @@ class _Replay:
     def _judge(self, step: SendStep, at: datetime) -> tuple[str, str | None, datetime]:
         channel = step.option.channel
         contact = self._journey.contact
-        if contact is not None and contact.transactional:
+        template = self._rules.templates.get(step.option.template_id, _NO_TEMPLATE_RULE)
+        if (contact is not None and contact.transactional) or template.transactional:
             # Dispatch sends a transactional message whatever the policy says, uncounted.
             self._report.messages[(step.node.id, channel, "sent")] += 1
             return "sent", None, at
@@ -369,6 +419,9 @@ class _Replay:
                 sent=self._sent,
                 zone=zone,
                 default_consent=self._rules.default_consent,
+                traits=self._traits,
+                # The send's topic, else its template's, as content names the message's.
+                topic=self._rules.topic_of(step.node.topic or template.topic),
             )
             if decision.action != "defer":
                 break

@@ -12,6 +12,7 @@ from libs.common.events import (
     BehaviorOccurred,
     Event,
     MessageClicked,
+    MessageDeferred,
     MessageDelivered,
     MessageFailed,
     MessageOpened,
@@ -46,10 +47,13 @@ from services.journey.learning import Policy
 from services.journey.runner import Runner
 from services.journey.store import Entries, JourneyStore, MembershipChange
 
+# A deferral counts in its send node's stats (`outcomes.deferred`) and nowhere else: it says
+# nothing of engagement or of the channel, and no wait_for waits for it.
 OUTCOME_TYPES: tuple[type[Any], ...] = (
     MessageSent,
     MessageFailed,
     MessageSuppressed,
+    MessageDeferred,
     MessageDelivered,
     MessageOpened,
     MessageClicked,

@@ -129,7 +129,8 @@ class NodeStats(BaseModel):
     outcomes: dict[str, int] = Field(
         default_factory=dict,
         description="send: the outcomes dispatch reported for its messages, by kind (`sent`, "
-        "`delivered`, `opened`, `clicked`, `failed`, `suppressed`, `unsubscribed`).",
+        "`delivered`, `opened`, `clicked`, `failed`, `suppressed`, `unsubscribed`, and "
+        "`deferred`: each time dispatch put one off, to decide it again).",
     )
 
 
@@ -267,6 +268,10 @@ class BroadcastProgress(BaseModel):
     sent: int = Field(description="Messages dispatch reported sent.")
     suppressed: int = Field(description="Messages dispatch held back: consent, caps, quiet hours.")
     failed: int = Field(description="Messages dispatch could not send.")
+    deferred: int = Field(
+        description="Deferrals dispatch reported: messages put off by quiet hours, or by a cap "
+        "another message won, to be decided again (one put off twice counts twice).",
+    )
     waiting: int = Field(description="Members still to be sent to (or held while paused).")
     exited: int = Field(description="Members not sent to: cancelled, or left the segment.")
 
@@ -337,6 +342,11 @@ class BroadcastDryRunRequest(BaseModel):
         default=None,
         description="When it would be sent, with its UTC offset, within a year of now; "
         "absent: now.",
+    )
+    topic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description="The subscription topic it would belong to: members unsubscribed from it "
+        "on the channel count as suppressed.",
     )
 
 

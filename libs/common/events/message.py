@@ -6,6 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AnyUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,6 +29,7 @@ from libs.common.events.fields import (
 
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 SuppressionReason = Literal["consent", "frequency_cap", "quiet_hours", "unsubscribed"]
+DeferralReason = Literal["frequency_cap", "quiet_hours"]
 OnConflict = Literal["drop", "defer"]
 DEFAULT_PRIORITY = 50
 
@@ -400,6 +402,49 @@ class MessageSuppressed(_MessageOutcome):
         default=None,
         description="The message's subscription topic, when the reason concerns it: "
         "`unsubscribed` from it, or `consent` never given to an opt-in topic.",
+    )
+    won_by: ArbitrationWinner | None = Field(
+        default=None,
+        description="Present when the message lost arbitration (reason `frequency_cap`): the "
+        "message of higher priority, or as high and requested earlier, that took the cap.",
+    )
+
+
+class MessageDeferred(_MessageOutcome):
+    """Dispatch put off sending the message: it decides it again at `until`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                _outcome(reason="quiet_hours", until="2025-03-15T00:00:00Z"),
+                _outcome(
+                    reason="frequency_cap",
+                    until="2025-03-15T09:26:55Z",
+                    won_by={
+                        "message_id": "msg_01JPB6W9Q3S5U7W9Y1A3C5E7G9",
+                        "journey": {
+                            "journey_id": "jrn_order_follow_up",
+                            "journey_version": 2,
+                            "node_id": "node_review",
+                        },
+                        "priority": 80,
+                    },
+                ),
+            ]
+        }
+    )
+
+    event_type = "message.deferred"
+
+    reason: DeferralReason = Field(
+        description="`quiet_hours`: the profile's quiet hours, until they end; "
+        "`frequency_cap`: it lost arbitration for a full cap and its rule is `defer`, until the "
+        "cap has room."
+    )
+    # Not an EventTime: a deferral may reach days ahead (the policy's `max_defer`).
+    until: AwareDatetime = Field(
+        description="When dispatch decides the message again (and sends it, suppresses it, or "
+        "defers it once more)."
     )
     won_by: ArbitrationWinner | None = Field(
         default=None,

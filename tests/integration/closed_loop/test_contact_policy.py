@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from libs.common import topics
-from libs.common.events import MessageSuppressed
+from libs.common.events import MessageDeferred, MessageSuppressed
 from tests.integration.closed_loop.harness import ClosedLoop
 from tests.integration.support import read_events, wait_for
 
@@ -193,14 +194,32 @@ async def test_two_journeys_and_a_broadcast_competing_send_one_each_the_highest_
         return int(stats["nodes"]["hello"]["outcomes"].get("suppressed", 0)) == PEOPLE
 
     await wait_for(suppressions_counted, within=60, what=f"{dropping} to hear its suppressions")
+
+    async def deferrals_counted() -> bool:
+        stats = await loop.call("journey", "GET", f"/journeys/{deferring}/stats")
+        return int(stats["nodes"]["hello"]["outcomes"].get("deferred", 0)) == PEOPLE
+
+    await wait_for(deferrals_counted, within=60, what=f"{deferring} to hear its deferrals")
     stats = await loop.call("journey", "GET", f"/journeys/{deferring}/stats")
-    assert stats["nodes"]["hello"]["outcomes"] == {}, "a deferred message has no outcome yet"
+    assert stats["nodes"]["hello"]["outcomes"] == {"deferred": PEOPLE}, "deferred, no more yet"
+    outcomes = [event.data for _, event in await read_events(loop.bootstrap, topics.OUTCOMES)]
     lost = [
-        event.data
-        for _, event in await read_events(loop.bootstrap, topics.OUTCOMES)
-        if isinstance(event.data, MessageSuppressed) and event.data.journey.journey_id == dropping
+        data
+        for data in outcomes
+        if isinstance(data, MessageSuppressed) and data.journey.journey_id == dropping
+    ]
+    put_off = [
+        data
+        for data in outcomes
+        if isinstance(data, MessageDeferred) and data.journey.journey_id == deferring
     ]
     assert len(lost) == PEOPLE
+    assert len(put_off) == PEOPLE
+    assert {(d.reason, d.won_by and d.won_by.journey.journey_id) for d in put_off} == {
+        ("frequency_cap", winner)
+    }
+    # Until the winner leaves the day's window: decided again about a day later.
+    assert all(d.until - d.occurred_at > timedelta(hours=23) for d in put_off)
     assert {(s.reason, s.won_by and s.won_by.journey.journey_id) for s in lost} == {
         ("frequency_cap", winner)
     }

@@ -290,10 +290,18 @@ async def test_a_merge_moves_a_pending_send_and_preferences_and_an_erasure_fails
         left = (await dispatch.harness.http.get(f"/preferences/{merged}")).json()
         assert left["consent"] == {}
         await dispatch.harness.publish(erasure(survivor))
-        await _until_outcomes(dispatch, message.data.request_id, "message.failed")
+
+        async def deferred_then_failed() -> bool:
+            # Two keys, two partitions: the deferral (the merged profile's) and the failure
+            # (the survivor's) may be read in either order.
+            types = await dispatch.harness.outcome_types(message.data.request_id)
+            return sorted(types) == ["message.deferred", "message.failed"]
+
+        await wait_for(deferred_then_failed, within=90, what="the deferral and the failure")
     finally:
         await dispatch.harness.http.put("/policies", json={})
-    [failed] = await dispatch.harness.outcomes(message.data.request_id)
+    outcomes = await dispatch.harness.outcomes(message.data.request_id)
+    [failed] = [data for data in outcomes if data.event_type == "message.failed"]
     assert failed.retryable is False and failed.profile_id == survivor
     row = await dispatch.harness.ledger_row(key)
     assert row is not None and row["status"] == "failed"
@@ -341,6 +349,11 @@ async def _deferred_until_quiet_hours_end(
     outcomes = await dispatch.harness.outcomes(message.data.request_id)
     sent = next(data for data in outcomes if data.event_type == "message.sent")
     assert sent.occurred_at >= end.replace(microsecond=0)  # not before the quiet hours ended
+    # Said at once, and before the send: put off by quiet hours, until they end.
+    [deferred] = [data for data in outcomes if data.event_type == "message.deferred"]
+    assert outcomes.index(deferred) < outcomes.index(sent)
+    assert (deferred.reason, deferred.until) == ("quiet_hours", end.replace(microsecond=0))
+    assert deferred.won_by is None
 
 
 async def _sent(dispatch: Dispatch, request_id: str) -> bool:
@@ -355,8 +368,12 @@ async def test_unsubscribe_link_suppresses_later_sends_and_emits_once(dispatch: 
     await _until_outcomes(dispatch, first.data.request_id, "message.sent")
     secret = dispatch.harness.stack.tracking_secret
     token = sign(TrackingToken(first.data.idempotency_key, "unsubscribe"), secret)
-    page = await dispatch.harness.public.get(f"/u/{token}")
-    assert page.status_code == 200 and "unsubscribed" in page.text
+    asked = await dispatch.harness.public.get(f"/u/{token}")
+    assert asked.status_code == 200 and '<form method="post">' in asked.text
+    untouched = (await dispatch.harness.http.get(f"/preferences/{profile}")).json()
+    assert untouched["unsubscribed"] == []  # a GET (a mail scanner) unsubscribes nobody
+    page = await dispatch.harness.public.post(f"/u/{token}")
+    assert page.status_code == 200 and "You are unsubscribed" in page.text
     again = await dispatch.harness.public.post(f"/u/{token}")
     assert again.status_code == 200
     await _until_outcomes(dispatch, first.data.request_id, "message.sent", "message.unsubscribed")

@@ -1,7 +1,8 @@
 """Subscription topics over the real broker and database: dispatch and journey processes and a
 local SMTP server. Email of a topic carries RFC 8058's one-click unsubscribe, which stops that
-topic only; consent the traits state stops email; the preference page changes a topic; a send
-naming a topic that does not exist is refused by journey."""
+topic only; the link itself asks first and only its form's POST unsubscribes; consent the traits
+state stops email; the preference page changes a topic; a send naming a topic that does not
+exist is refused by journey."""
 
 from __future__ import annotations
 
@@ -181,6 +182,34 @@ async def test_topic_email_carries_both_headers_and_the_one_click_post_stops_tha
     preferences = (await topics.dispatch.http.get(f"/preferences/{profile}")).json()
     assert preferences["topics"] == {topics.newsletter: {topics.email: False}}
     assert preferences["unsubscribed"] == []  # the channel itself still sends
+
+
+async def test_the_link_asks_first_and_its_form_unsubscribes_from_that_topic_only(
+    topics: Topics,
+) -> None:
+    profile, address = _person()
+    promotions = await _send(topics, profile, address, topics.promotions)
+    await _outcome(topics, promotions, "message.sent")
+    [mail] = _mail_to(topics, address)
+    path = urlsplit(str(mail["List-Unsubscribe"]).split(",")[0].strip(" <>")).path
+
+    asked = await topics.dispatch.public.get(path)
+    assert asked.status_code == 200, asked.text
+    assert f"Promotions &lt;&amp; offers&gt; messages by {topics.email}" in asked.text
+    assert '<form method="post">' in asked.text
+    assert f'<a href="{topics.dispatch.process.url}/p/' in asked.text
+    assert "frame-ancestors 'none'" in asked.headers["content-security-policy"]
+    # The GET (a mail scanner following every link) changed nothing.
+    untouched = (await topics.dispatch.http.get(f"/preferences/{profile}")).json()
+    assert (untouched["topics"], untouched["unsubscribed"]) == ({}, [])
+
+    done = await topics.dispatch.public.post(path)  # the page's form: no body
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+    unsubscribed = await _outcome(topics, promotions, "message.unsubscribed")
+    assert unsubscribed.subscription_topic == topics.promotions
+    preferences = (await topics.dispatch.http.get(f"/preferences/{profile}")).json()
+    assert preferences["topics"] == {topics.promotions: {topics.email: False}}
+    assert preferences["unsubscribed"] == []
 
 
 async def test_consent_the_traits_state_stops_email(topics: Topics) -> None:

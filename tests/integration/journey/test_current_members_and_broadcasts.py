@@ -209,6 +209,7 @@ async def test_a_broadcast_at_a_fixed_time_requests_one_message_per_member(
         "sent": 2,
         "suppressed": 1,
         "failed": 0,
+        "deferred": 0,
         "waiting": 0,
         "exited": 0,
     }
@@ -431,6 +432,7 @@ async def test_cancelling_a_broadcast_stops_the_rest(journey_service: JourneyHar
         "sent": 0,
         "suppressed": 0,
         "failed": 0,
+        "deferred": 0,
         "waiting": 0,
         "exited": 2,
     }

@@ -1,6 +1,6 @@
 """A dry run over the real services: a draft journey with a branch replayed over a planted
-population whose answer is known (behaviours from segment, policy and consent from dispatch),
-and nothing requested, stored or sent."""
+population whose answer is known (behaviours from segment, policy, consent and subscription
+topics from dispatch), and nothing requested, stored or sent."""
 
 from __future__ import annotations
 
@@ -262,6 +262,40 @@ async def test_dry_run_of_a_broadcast_judges_each_member_once(services: Services
     assert (report["people"], report["entries"]) == (6, 6)
     assert report["sends"] == {"send": {"email": {"sent": 5, "suppressed": 1}}}
     assert report["policy"] == {"consent": 1}
+    await nothing_happened(services, "brd_dry_run")
+
+
+async def test_dry_run_counts_a_member_who_declined_the_topic_on_the_channel_as_unsubscribed(
+    services: Services,
+) -> None:
+    harness = services.journey
+    segment, tag, topic = unique("seg_dry"), unique("dry"), unique("news")
+    created = await harness.http.post(
+        f"{harness.segment_url}/segments",
+        json={"id": segment, "name": segment, "conditions": {"tag": tag}},
+    )
+    assert created.status_code == 201, created.text
+    defined = await services.dispatch.post(
+        "/topics", json={"topic_id": topic, "name": "News", "channels": ["email", "sms"]}
+    )
+    assert defined.status_code == 201, defined.text
+    people = await plant(services, segment, tag)
+    for role, channel in (("plain", "email"), ("late", "sms")):
+        answered = await services.dispatch.put(
+            f"/preferences/{people[role]}", json={"topics": {topic: {channel: False}}}
+        )
+        assert answered.status_code == 200, answered.text
+
+    answer = await harness.http.post(
+        "/broadcasts/dry-run",
+        json={"segment": segment, "channel": "email", "template_id": "tpl_b", "topic": topic},
+    )
+
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    # No email from the topic for `plain`; `late` said no to it by SMS only.
+    assert report["sends"] == {"send": {"email": {"sent": 4, "suppressed": 2}}}
+    assert report["policy"] == {"consent": 1, "unsubscribed": 1}
     await nothing_happened(services, "brd_dry_run")
 
 

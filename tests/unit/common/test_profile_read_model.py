@@ -208,3 +208,14 @@ def test_a_snapshot_is_the_facts_when_taken_and_reads_back_as_them() -> None:
     assert snapshot.traits == {"first_name": "Li", "timezone": "Asia/Shanghai"}
     assert (snapshot.tags, snapshot.scores) == (["vip"], {"rfm": 455})
     assert facts_of("prf_2", None) == ProfileFacts("prf_2")
+
+
+def test_an_official_account_and_a_mini_program_each_read_their_own_openid() -> None:
+    facts = ProfileFacts(
+        "prf_1", {"wechat_openid": "o6_account", "wechat_miniprogram_openid": "oM_mini"}
+    )
+    assert facts.recipient("wechat") == "o6_account"
+    assert facts.recipient("wechat_miniprogram") == "oM_mini"
+    only_follows = ProfileFacts("prf_2", {"wechat_openid": "o6_account"})
+    assert only_follows.can_reach("wechat")
+    assert not only_follows.can_reach("wechat_miniprogram")

@@ -83,6 +83,20 @@ def test_the_form_keeps_its_variants_in_index_order_and_only_the_channels_fields
     assert "id" not in body  # a new template's id is made by the service
 
 
+def test_a_mini_program_template_is_edited_as_its_data_and_page() -> None:
+    fields = {
+        "name": "Shipped",
+        "variants.0.id": "only",
+        "variants.0.data": '{"thing1": {"value": "Shipped"}}',
+        "variants.0.url": "pages/order/detail?id=7",
+        "variants.0.title": "not a subscribe message field",
+    }
+    draft = TemplateDraft.of_form(fields, template_id="", channel="wechat_miniprogram")
+    assert draft.body()["variants"] == [
+        {"id": "only", "data": {"thing1": {"value": "Shipped"}}, "url": "pages/order/detail?id=7"}
+    ]
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

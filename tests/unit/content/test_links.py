@@ -88,3 +88,12 @@ def test_a_card_link_is_tracked() -> None:
     )
     assert verify(card.payload["url"].rsplit("/", 1)[1], SECRET).url == "https://s.example/c"
     assert card.payload["data"] == {"a": "b"}
+
+
+def test_a_mini_program_page_is_left_as_it_is_and_its_data_passed_on() -> None:
+    data = {"thing1": {"value": "Your tea has shipped"}}
+    fields = {"data": data, "url": " pages/order/detail?id=7 "}
+    content = content_of("wechat_miniprogram", fields, TRACKING)
+    assert (content.subject, content.body) == (None, None)
+    assert content.payload == {"data": data, "url": "pages/order/detail?id=7"}
+    assert content_of("wechat_miniprogram", {"data": data}, TRACKING).payload == {"data": data}

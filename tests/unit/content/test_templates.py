@@ -16,6 +16,14 @@ def test_each_channel_needs_its_fields_and_refuses_others() -> None:
     assert [f for f, _ in field_problems("webhook", {})] == ["payload"]
 
 
+def test_a_mini_program_variant_is_its_subscribe_data_and_a_page() -> None:
+    assert list(field_problems("wechat_miniprogram", {"data": {}, "url": "pages/a"})) == []
+    assert [f for f, _ in field_problems("wechat_miniprogram", {"title": "Hi"})] == [
+        "data",
+        "title",
+    ]
+
+
 def test_json_string_values_are_liquid_sources_put_back_in_place() -> None:
     variant = {"payload": {"order": {"id": "{{ event.id }}", "n": 2}, "a/b": ["{{ x }}", True]}}
     sources = liquid_sources(variant)

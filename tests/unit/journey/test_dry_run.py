@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from libs.common.contact_policy import Preferences, parse_policy
+from libs.common.contact_policy import Preferences, TopicRule, parse_policy
 from libs.common.profiles import ProfileFacts
-from services.journey.dry_run import Behaviour, ContactRules, DryRunReport, Person, dry_run
+from services.journey.dry_run import (
+    Behaviour,
+    ContactRules,
+    DryRunReport,
+    Person,
+    TemplateRule,
+    dry_run,
+)
 from services.journey.graph import Journey
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
@@ -117,6 +124,72 @@ def test_a_transactional_journey_s_messages_go_whatever_the_policy_says() -> Non
         ("thanks", "email", "sent"): 1,
         ("vip_sms", "sms", "sent"): 1,
     }
+    assert not report.policy
+
+
+NEWS_THEN_OFFER: dict[str, Any] = {
+    "entry": {"segment": "seg_dry"},
+    "start": "news",
+    "nodes": {
+        # The send names its topic; the offer's is its template's (content's).
+        "news": {
+            "type": "send",
+            "channel": "email",
+            "template_id": "tpl_news",
+            "topic": "newsletter",
+            "next": "offer",
+        },
+        "offer": {"type": "send", "channel": "email", "template_id": "tpl_offer"},
+    },
+}
+TOPICS = {"newsletter": TopicRule("newsletter"), "offers": TopicRule("offers", False)}
+
+
+def topic_member(profile_id: str, **traits: Any) -> Person:
+    return Person(ProfileFacts(profile_id, traits), SINCE)
+
+
+def test_a_send_to_someone_who_declined_its_topic_on_the_channel_is_suppressed() -> None:
+    journey = Journey.parse("jrn_topics", 1, NEWS_THEN_OFFER)
+    people = [
+        topic_member("prf_declined"),  # no newsletter by email, recorded by dispatch
+        topic_member("prf_declined_sms"),  # no newsletter by SMS: email still goes
+        topic_member("prf_trait_no", subscriptions={"newsletter": False}),
+        topic_member("prf_offers_yes", subscriptions={"offers": {"email": True}}),
+        topic_member("prf_plain"),
+        topic_member("prf_plain_too"),
+    ]
+    preferences = {
+        "prf_declined": Preferences(topics={"newsletter": {"email": False}}),
+        "prf_declined_sms": Preferences(topics={"newsletter": {"sms": False}}),
+    }
+    templates = {
+        "tpl_news": TemplateRule(topic="offers"),  # the send's own topic comes first
+        "tpl_offer": TemplateRule(topic="offers"),  # opt-in: only a yes is sent to
+    }
+    rules = ContactRules(parse_policy({}), preferences, True, TOPICS, templates)
+
+    report = dry_run(journey, people, rules, NOW, step_limit=100)
+
+    assert report.messages == {
+        ("news", "email", "sent"): 4,
+        ("news", "email", "suppressed"): 2,
+        ("offer", "email", "sent"): 1,
+        ("offer", "email", "suppressed"): 5,
+    }
+    assert report.policy == {"unsubscribed": 2, "consent": 5}
+    assert report == dry_run(journey, people, rules, NOW, step_limit=100, cohorts=False)
+
+
+def test_a_transactional_template_s_messages_go_whatever_the_topic_answers() -> None:
+    journey = Journey.parse("jrn_topics", 1, NEWS_THEN_OFFER)
+    declined = Preferences(topics={"newsletter": {"email": False}})
+    templates = {"tpl_news": TemplateRule(transactional=True), "tpl_offer": TemplateRule()}
+    rules = ContactRules(parse_policy({}), {"prf_declined": declined}, True, TOPICS, templates)
+
+    report = dry_run(journey, [topic_member("prf_declined")], rules, NOW, step_limit=100)
+
+    assert report.messages == {("news", "email", "sent"): 1, ("offer", "email", "sent"): 1}
     assert not report.policy
 
 
