@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AnyUrl,
@@ -367,6 +367,18 @@ class MessageFailed(_MessageOutcome):
     retryable: bool = Field(description="Whether dispatch will try again.")
 
 
+# The message that won arbitration, as the examples of a suppression and a deferral show it.
+_EXAMPLE_WINNER: Final = {
+    "message_id": "msg_01JPB6W9Q3S5U7W9Y1A3C5E7G9",
+    "journey": {
+        "journey_id": "jrn_order_follow_up",
+        "journey_version": 2,
+        "node_id": "node_review",
+    },
+    "priority": 80,
+}
+
+
 class MessageSuppressed(_MessageOutcome):
     """Dispatch decided not to send the message."""
 
@@ -377,15 +389,7 @@ class MessageSuppressed(_MessageOutcome):
                 _outcome(reason="consent"),
                 _outcome(
                     reason="frequency_cap",
-                    won_by={
-                        "message_id": "msg_01JPB6W9Q3S5U7W9Y1A3C5E7G9",
-                        "journey": {
-                            "journey_id": "jrn_order_follow_up",
-                            "journey_version": 2,
-                            "node_id": "node_review",
-                        },
-                        "priority": 80,
-                    },
+                    won_by=_EXAMPLE_WINNER,
                 ),
             ]
         }
@@ -420,15 +424,7 @@ class MessageDeferred(_MessageOutcome):
                 _outcome(
                     reason="frequency_cap",
                     until="2025-03-15T09:26:55Z",
-                    won_by={
-                        "message_id": "msg_01JPB6W9Q3S5U7W9Y1A3C5E7G9",
-                        "journey": {
-                            "journey_id": "jrn_order_follow_up",
-                            "journey_version": 2,
-                            "node_id": "node_review",
-                        },
-                        "priority": 80,
-                    },
+                    won_by=_EXAMPLE_WINNER,
                 ),
             ]
         }
