@@ -25,13 +25,14 @@ from services.ingest.imports import (
     CsvHeaderInvalid,
     CsvReader,
     ImportJob,
+    ImportOrder,
     ImportRow,
     NdjsonReader,
     chunk_message,
     import_format,
     import_message,
-    is_identify,
     new_import_id,
+    person_ids,
 )
 from services.ingest.schemas import ImportJobView
 
@@ -91,8 +92,8 @@ class _ImportRun:
     """One import in progress: rows become events, published a few hundred at a time.
 
     Identify rows are gathered into `ingest.identify_chunk` events, one open chunk per
-    partition of ingest.v1; any other row is published as its own event, after the open chunk
-    of its partition, so each person's rows stay in the file's order.
+    partition of ingest.v1; any other row is published as its own event. `ImportOrder` keeps
+    each person's rows in the file's order, whichever of their ids each row is keyed by.
     """
 
     def __init__(self, ingest: Ingest, job: ImportJob, receipt: Receipt) -> None:
@@ -106,10 +107,12 @@ class _ImportRun:
 
     async def run(self, request: Request) -> None:
         settings = self._ingest.settings
-        self._chunks: PartitionChunks[Message] = PartitionChunks(
-            await partition_count(self._ingest, topics.INGEST),
-            settings.ingest_import_chunk_rows,
-            settings.ingest_import_chunk_bytes,
+        self._order = ImportOrder(
+            PartitionChunks(
+                await partition_count(self._ingest, topics.INGEST),
+                settings.ingest_import_chunk_rows,
+                settings.ingest_import_chunk_bytes,
+            )
         )
         max_row_bytes = settings.ingest_max_event_bytes
         reader = (
@@ -122,7 +125,7 @@ class _ImportRun:
                 await self._add(row)
         for row in reader.finish():
             await self._add(row)
-        for rows in self._chunks.close_all():
+        for rows in self._order.finish():
             self._add_chunk(rows)
         await self._flush()
 
@@ -132,15 +135,13 @@ class _ImportRun:
         except CallRejected as problem:
             self._job.reject(row.number, problem, self._max_errors)
             return
-        if is_identify(message):
-            for rows in self._chunks.add(message.key or b"", message, len(message.value or b"")):
-                self._add_chunk(rows)
-        else:
-            earlier = self._chunks.close(self._chunks.partition(message.key or b""))
-            if earlier is not None:
-                self._add_chunk(earlier)
-            self._pending.append(message)
-            self._pending_rows += 1
+        assert row.call is not None  # a row without a problem has its call
+        for going in self._order.add(message, person_ids(row.call)):
+            if isinstance(going, list):
+                self._add_chunk(going)
+            else:
+                self._pending.append(going)
+                self._pending_rows += 1
         if self._pending_rows >= self._chunk_size:
             await self._flush()
 

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from libs.common.bus import Message
+from libs.common.bus.chunks import PartitionChunks
 from libs.common.events import IngestIdentify, IngestIdentifyChunk
 from libs.common.events.envelope import attribute_headers
 from libs.common.limits import loads
@@ -108,6 +109,74 @@ def chunk_message(rows: Sequence[Message], receipt: Receipt) -> Message:
         receipt.traceparent,
     )
     return Message(rows[0].topic, rows[0].key, value, headers, IngestIdentifyChunk.event_type)
+
+
+# The fields that name a person: rows sharing one are one person's, however each is keyed.
+_PERSON_IDS: Final = ("userId", "anonymousId", "previousId")
+
+
+def person_ids(call: Mapping[str, Any]) -> frozenset[str]:
+    """The ids a call names (user, anonymous, previous)."""
+    return frozenset(str(value) for name in _PERSON_IDS if (value := call.get(name)))
+
+
+class ImportOrder:
+    """An import's rows in the order they are published.
+
+    Identify rows gather into one open chunk per partition (`PartitionChunks`). Any other row
+    goes out alone, after its own partition's open chunk. Every row, chunked or not, first
+    closes the open chunks of other partitions that hold a row naming one of its ids. A track
+    keyed by an anonymous id then follows the identify, keyed by the user id, that named the
+    same anonymous id. Without that, the identify could wait in its chunk for thousands of rows
+    while the track went ahead.
+    """
+
+    def __init__(self, chunks: PartitionChunks[Message]) -> None:
+        self._chunks = chunks
+        self._partition_naming: dict[str, int] = {}
+        self._ids_in: dict[int, set[str]] = {}
+
+    def add(self, message: Message, ids: frozenset[str]) -> list[Message | list[Message]]:
+        """What goes out now, in order: closed chunks (lists of rows) and single rows."""
+        own = self._chunks.partition(message.key or b"")
+        out: list[Message | list[Message]] = []
+        for partition in sorted(self._partitions_naming(ids, besides=own)):
+            out.extend(self._close(partition))
+        if is_identify(message):
+            closed = self._chunks.add(message.key or b"", message, len(message.value or b""))
+            if closed:
+                self._forget(own)
+            out.extend(closed)
+            self._name(own, ids)
+        else:
+            out.extend(self._close(own))
+            out.append(message)
+        return out
+
+    def finish(self) -> list[list[Message]]:
+        """Every open chunk, closed."""
+        self._partition_naming.clear()
+        self._ids_in.clear()
+        return self._chunks.close_all()
+
+    def _partitions_naming(self, ids: frozenset[str], besides: int) -> set[int]:
+        found = (self._partition_naming.get(person) for person in ids)
+        return {partition for partition in found if partition is not None and partition != besides}
+
+    def _close(self, partition: int) -> list[list[Message]]:
+        rows = self._chunks.close(partition)
+        self._forget(partition)
+        return [] if rows is None else [rows]
+
+    def _name(self, partition: int, ids: frozenset[str]) -> None:
+        self._ids_in.setdefault(partition, set()).update(ids)
+        for person in ids:
+            self._partition_naming[person] = partition
+
+    def _forget(self, partition: int) -> None:
+        for person in self._ids_in.pop(partition, ()):
+            if self._partition_naming.get(person) == partition:
+                del self._partition_naming[person]
 
 
 def _event_id(message: Message) -> str:

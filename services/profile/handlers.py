@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from libs.common import topics
-from libs.common.bus import Batch, BatchHandler
+from libs.common.bus import Batch, BatchHandler, DependencyUnavailable
 from libs.common.bus.chunks import PartitionChunks
 from libs.common.bus.consumer import consumer_group
 from libs.common.bus.inbox import claim_new_events
@@ -149,12 +150,23 @@ def profile_handler(settings: ProfileSettings, partition_count: PartitionCount) 
             work.score_purchases(await store.score_model(connection), churn_horizon_days)
         chunks = None
         if chunked:
-            partitions = await partition_count(topics.BEHAVIOR)
+            partitions = await _behaviour_partitions(partition_count)
             chunks = _BehaviourChunks(chunked, PartitionChunks(partitions, chunk_rows, chunk_bytes))
         work.emit_updates(batch, chunks)
         await work.save(store, connection, history)
 
     return handle
+
+
+async def _behaviour_partitions(partition_count: PartitionCount) -> int:
+    """behavior.v1's partition count; a broker that cannot say is an outage, retried, never a
+    reason to dead-letter the chunks."""
+    try:
+        return await partition_count(topics.BEHAVIOR)
+    except (KafkaError, TimeoutError, RuntimeError) as error:
+        raise DependencyUnavailable(
+            f"the broker did not say behavior.v1's partitions: {error!r}"
+        ) from error
 
 
 async def _rows_claimed(batch: Batch, schema: str, group: str) -> tuple[list[Event[Any]], set[int]]:

@@ -57,6 +57,7 @@ class EventProducer:
         self._settings = settings
         self._client: AIOKafkaProducer | None = None
         self._started = False  # between start and stop: a missing client is then replaced
+        self._partition_counts: dict[str, int] = {}
         self._replacing = asyncio.Lock()
         self._partitions: dict[tuple[str, int], _PartitionQueue] = {}
 
@@ -179,10 +180,17 @@ class EventProducer:
         _count_produced(messages)
 
     async def partition_count(self, topic: str) -> int:
-        """How many partitions the topic has, as this producer's metadata says: what
-        `partition_of` places a key among, as `publish_messages` does."""
-        client = await self._working_client()
-        return len(await client.partitions_for(topic))
+        """How many partitions the topic has, as this producer's metadata said the first time it
+        was asked: what `partition_of` places a key among, as `publish_messages` does.
+
+        Kept once known, so a caller inside a database transaction asks the broker only once
+        per topic and process; partitions are added rarely, and a key then moves anyway.
+        """
+        count = self._partition_counts.get(topic)
+        if count is None:
+            client = await self._working_client()
+            count = self._partition_counts[topic] = len(await client.partitions_for(topic))
+        return count
 
     def _append(
         self, client: AIOKafkaProducer, message: Message, partition: int

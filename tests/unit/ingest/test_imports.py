@@ -8,12 +8,16 @@ from typing import Any
 
 import pytest
 
+from libs.common.bus import Message
+from libs.common.bus.chunks import PartitionChunks
+from libs.common.bus.producer import partition_of
 from libs.common.events import Event, decode
 from services.ingest.calls import CallRejected, Receipt
 from services.ingest.imports import (
     Column,
     CsvHeaderInvalid,
     CsvReader,
+    ImportOrder,
     ImportRow,
     NdjsonReader,
     chunk_message,
@@ -22,6 +26,7 @@ from services.ingest.imports import (
     import_message,
     is_identify,
     parse_csv_header,
+    person_ids,
 )
 
 RECEIPT = Receipt("src_crm", datetime(2025, 3, 14, tzinfo=UTC))
@@ -179,3 +184,61 @@ def test_identify_rows_travel_as_one_chunk_event_that_repeats_with_the_same_rows
 def test_a_track_row_is_not_chunked() -> None:
     row = ImportRow(1, b"a", call={"userId": "u", "event": "order_completed"})
     assert not is_identify(import_message(row, "src", RECEIPT))
+
+
+PARTITIONS = 12
+# A user id whose partition is not the first, so another id can go to an earlier one.
+USER = "user-7"
+
+
+def _partition(key: str) -> int:
+    return partition_of(key.encode(), PARTITIONS)
+
+
+def _apart(first: str) -> str:
+    """An id whose key goes to a lower partition than `first`'s: its chunk would close first."""
+    return next(f"anon-{n}" for n in range(200) if _partition(f"anon-{n}") < _partition(first))
+
+
+def _row(number: int, call: dict[str, Any]) -> tuple[Message, frozenset[str]]:
+    row = ImportRow(number, f"row {number}".encode(), call=call)
+    return import_message(row, "src", RECEIPT), person_ids(call)
+
+
+def _published(order: ImportOrder, *rows: tuple[Message, frozenset[str]]) -> list[list[int]]:
+    """What goes out, as the row numbers of each message or chunk, in order."""
+    out = [going for message, ids in rows for going in order.add(message, ids)]
+    out.extend(order.finish())
+    numbers = {id(message): n for n, (message, _) in enumerate(rows, start=1)}
+    return [
+        [numbers[id(m)] for m in going] if isinstance(going, list) else [numbers[id(going)]]
+        for going in out
+    ]
+
+
+def test_a_track_keyed_by_an_anonymous_id_follows_the_identify_that_named_it() -> None:
+    anonymous = _apart(USER)
+    order = ImportOrder(PartitionChunks(PARTITIONS, max_rows=500, max_size=1 << 20))
+    identify = _row(1, {"userId": USER, "anonymousId": anonymous})
+    track = _row(2, {"anonymousId": anonymous, "event": "order_completed"})
+    other = _row(3, {"userId": "someone-else"})
+
+    assert _published(order, identify, track, other) == [[1], [2], [3]]
+
+
+def test_an_identify_keyed_by_an_anonymous_id_follows_the_identify_that_named_it() -> None:
+    anonymous = _apart(USER)
+    order = ImportOrder(PartitionChunks(PARTITIONS, max_rows=500, max_size=1 << 20))
+    named = _row(1, {"userId": USER, "anonymousId": anonymous})
+    later = _row(2, {"anonymousId": anonymous, "traits": {"plan": "gold"}})
+
+    published = _published(order, named, later)
+
+    assert published.index([1]) < published.index([2])
+
+
+def test_rows_of_different_people_keep_sharing_their_partitions_chunks() -> None:
+    order = ImportOrder(PartitionChunks(1, max_rows=500, max_size=1 << 20))
+    rows = [_row(n, {"userId": f"u{n}"}) for n in range(1, 5)]
+
+    assert _published(order, *rows) == [[1, 2, 3, 4]]

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import pytest
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.bus import Batch
+from libs.common.bus import Batch, DependencyUnavailable
 from libs.common.events import (
     BehaviorOccurred,
     Event,
@@ -25,7 +27,12 @@ from libs.common.events import (
     SegmentEntered,
 )
 from services.profile.features import FeatureRules
-from services.profile.handlers import _ProfileWork, _split, memberships_at_end
+from services.profile.handlers import (
+    _behaviour_partitions,
+    _ProfileWork,
+    _split,
+    memberships_at_end,
+)
 from services.profile.identity import Identifier, IdentityGraph, call_identity
 from services.profile.state import Observation, ProfileState
 from tests import events as builders
@@ -254,3 +261,15 @@ def test_a_merge_by_the_last_call_carries_the_survivors_changes_on_its_behaviour
     assert behaviours[0].profile_changes == []
     assert _changed(behaviours[1].profile_changes)["traits.city"] == (None, "Hangzhou")
     assert _updates(emitted) == []
+
+
+async def test_a_broker_that_cannot_say_behaviours_partitions_is_an_outage_not_poison() -> None:
+    async def broker_away(topic: str) -> int:
+        raise KafkaConnectionError(f"no metadata for {topic}")
+
+    async def twelve(topic: str) -> int:
+        return 12
+
+    assert await _behaviour_partitions(twelve) == 12
+    with pytest.raises(DependencyUnavailable, match=r"behavior\.v1"):
+        await _behaviour_partitions(broker_away)
