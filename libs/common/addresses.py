@@ -15,4 +15,7 @@ ADDRESS_TRAITS: dict[str, str] = {
     # channel and trait let one deployment use both (decision 0027).
     "wechat_miniprogram": "wechat_miniprogram_openid",
     "wecom": "wecom_userid",
+    # A customer is addressed by their external_userid, not a member's userid: customer-contact
+    # messages have their own channel and trait, beside application messages (decision 0027).
+    "wecom_contact": "wecom_external_userid",
 }

@@ -23,6 +23,7 @@ CHANNEL_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "push": ("title", "body", "data"),
     "webhook": ("payload",),
     "wecom": ("title", "description", "url", "data"),
+    "wecom_contact": ("title", "description", "url"),
     "wechat": ("title", "description", "url", "data"),
     "wechat_miniprogram": ("data", "url"),
 }
@@ -32,6 +33,7 @@ REQUIRED_FIELDS: Final[dict[str, frozenset[str]]] = {
     "push": frozenset({"title", "body"}),
     "webhook": frozenset({"payload"}),
     "wecom": frozenset({"title"}),
+    "wecom_contact": frozenset({"title"}),
     "wechat": frozenset({"title"}),
     "wechat_miniprogram": frozenset({"data"}),
 }

@@ -113,7 +113,8 @@ def _subscribe_message(fields: Mapping[str, Any]) -> MessageContent:
 
 
 def _card(fields: Mapping[str, Any], tracking: Tracking, keep: str) -> MessageContent:
-    """WeCom and WeChat: a card (title, description, link) and template-message data."""
+    """WeCom and WeChat: a card (title, description, link) and template-message data; a WeCom
+    customer-contact message is its text (title, description) and link."""
     payload: dict[str, Any] = {}
     url = (fields.get("url") or "").strip()
     if url:

@@ -15,7 +15,9 @@ VariantId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:
 DefaultPath = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z0-9_]{1,64}){0,5}$")
 ]
-Channel = Literal["email", "sms", "push", "webhook", "wecom", "wechat", "wechat_miniprogram"]
+Channel = Literal[
+    "email", "sms", "push", "webhook", "wecom", "wecom_contact", "wechat", "wechat_miniprogram"
+]
 
 
 Source = Annotated[str, StringConstraints(max_length=100_000), Storable]

@@ -24,6 +24,8 @@ CHANNEL_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "wechat": (frozenset({"title"}), frozenset({"description", "url", "data"})),
     # A subscribe message is its template's data; `url` is the mini-program page it opens.
     "wechat_miniprogram": (frozenset({"data"}), frozenset({"url"})),
+    # A customer-contact message is text and a link: it has no template-message data.
+    "wecom_contact": (frozenset({"title"}), frozenset({"description", "url"})),
 }
 CHANNELS = tuple(CHANNEL_FIELDS)
 

@@ -37,7 +37,7 @@
       {path: "exit", label: "Exit rule (JSON)", type: "json"}
     ],
     send: [
-      {path: "channel", label: "Channel", suggest: ["email", "sms", "push", "webhook", "wechat", "wechat_miniprogram", "wecom"]},
+      {path: "channel", label: "Channel", suggest: ["email", "sms", "push", "webhook", "wechat", "wechat_miniprogram", "wecom", "wecom_contact"]},
       {path: "template_id", label: "Template id"},
       {path: "variables", label: "Variables (JSON object)", type: "json"},
       {path: "at_best_time_within", label: "At the person's best hour within (such as PT24H)"},

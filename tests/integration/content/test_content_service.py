@@ -149,6 +149,34 @@ async def test_a_request_without_an_address_is_answered_at_once_as_undeliverable
     assert await content_service.rendered_for(ids) == {}
 
 
+async def test_a_wecom_customer_is_addressed_by_their_external_userid(
+    content_service: ContentHarness,
+) -> None:
+    template, profile = _unique("tpl"), _unique("prf")
+    variant = {
+        "id": "only",
+        "title": "Spring tea is in, {{ profile.traits.first_name }}",
+        "description": "Ten new oolongs",
+        "url": "https://shop.example.com/spring",
+    }
+    body = {"id": template, "name": template, "channel": "wecom_contact", "variants": [variant]}
+    created = await content_service.create(body)
+    assert created.status_code == 201, created.text
+    carried = facts(first_name="Li", wecom_userid="lisi", wecom_external_userid="wmAbC123")
+    request = requested(profile, template, channel="wecom_contact", profile=carried)
+    await content_service.publish(request)
+
+    async def answered() -> bool:
+        return bool(await content_service.rendered(request.data.request_id))
+
+    await wait_for(answered, within=60, what="message.rendered for the customer")
+    [message] = await content_service.rendered(request.data.request_id)
+    assert message.recipient == "wmAbC123"
+    assert (message.subject, message.body) == ("Spring tea is in, Li", "Ten new oolongs")
+    token = message.payload["url"].rsplit("/", 1)[1]
+    assert verify(token, content_service.stack.tracking_secret).url == variant["url"]
+
+
 async def test_a_webhook_renders_the_profile_the_request_carries(
     content_service: ContentHarness,
 ) -> None:

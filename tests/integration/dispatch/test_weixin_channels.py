@@ -1,6 +1,6 @@
 """WeChat and WeCom over the real database and a local server speaking their APIs: one access
 token shared by the replicas, mini-program subscribe messages and customer-contact messages
-with the providers' own errcodes."""
+with the providers' own errcodes, and WeCom's members and customers reached in one deployment."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ from sqlalchemy import text
 
 import services.dispatch
 from libs.common.db import create_engine, create_sessions, upgrade
+from libs.common.events import Event, MessageRendered
+from libs.common.profiles import ProfileFacts
 from libs.common.settings import Settings
 from libs.devstack.pytest_plugin import SettingsFactory
+from services.content.messages import Tracking, content_of
 from services.dispatch.channels.base import OutgoingMessage
 from services.dispatch.channels.config import WechatConfig
 from services.dispatch.channels.weixin import WechatChannel
 from services.dispatch.tokens import AccessTokens
-from tests.events import rendered
+from tests.events import rendered, unique
 from tests.integration.dispatch.conftest import Dispatch
 from tests.integration.dispatch.providers import running_providers
 from tests.integration.support import wait_for
@@ -266,3 +269,59 @@ async def test_customer_contact_messages_go_through_add_msg_template(dispatch: D
     (failed,) = await _outcomes(dispatch, not_a_customer.data.request_id)
     assert failed.event_type == "message.failed"
     assert failed.error.startswith("errcode 40096")
+
+
+def _addressed(
+    channel: str, person: ProfileFacts, fields: dict[str, Any]
+) -> Event[MessageRendered]:
+    """A message to `person` as content makes it: addressed by the channel's trait, its
+    template's fields composed for the channel, the link tracked."""
+    key = f"jrn_test:v1:node_send:{person.profile_id}:{uuid.uuid4().hex[:8]}"
+    content = content_of(channel, fields, Tracking("https://t.example.com", "s", key))
+    return rendered(
+        channel,
+        person.profile_id,
+        key=key,
+        recipient=person.recipient(channel),
+        subject=content.subject,
+        body=content.body,
+        payload=content.payload,
+    )
+
+
+async def test_wecom_members_and_customers_are_each_reached_through_their_own_api(
+    dispatch: Dispatch,
+) -> None:
+    """Application messages to a member by `wecom_userid` and customer-contact messages to a
+    customer by `wecom_external_userid`, both configured in one deployment under the loop's
+    channel names."""
+    corp = {"base_url": dispatch.base_url, "corp_id": "ww1234567890abcdef"}
+    application = {**corp, "corp_secret": "wecom-secret", "agent_id": 1000002}
+    await dispatch.harness.channel("wecom", "wecom", application)
+    customer_contact = {**corp, "corp_secret": "contact-secret", "sender": "zhangsan"}
+    await dispatch.harness.channel("wecom_contact", "wecom_contact", customer_contact)
+    member = ProfileFacts(unique("prf"), {"wecom_userid": unique("lisi")})
+    customer = ProfileFacts(unique("prf"), {"wecom_external_userid": unique("wmAbC")})
+    to_member = _addressed("wecom", member, {"title": "Stock count", "description": "Due Friday"})
+    shop = "https://shop.example.com/spring"
+    to_customer = _addressed(
+        "wecom_contact",
+        customer,
+        {"title": "Spring tea is in", "description": "Ten new oolongs", "url": shop},
+    )
+    await dispatch.harness.publish(to_member, to_customer)
+    for message in (to_member, to_customer):
+        (sent,) = await _outcomes(dispatch, message.data.request_id)
+        assert sent.event_type == "message.sent", sent
+    member_id = member.traits["wecom_userid"]
+    customer_id = customer.traits["wecom_external_userid"]
+    [application_message] = [m for m in dispatch.providers.wecom if m["touser"] == member_id]
+    assert application_message["agentid"] == 1000002
+    assert application_message["text"] == {"content": "Due Friday"}
+    [task] = [m for m in dispatch.providers.wecom_contact if m["external_userid"] == [customer_id]]
+    assert task["sender"] == "zhangsan"
+    assert task["text"] == {"content": "Spring tea is in\nTen new oolongs"}
+    assert task["attachments"][0]["link"]["url"].startswith("https://t.example.com/c/")
+    # Neither id was sent the other kind of message.
+    assert not [m for m in dispatch.providers.wecom if m["touser"] == customer_id]
+    assert not [m for m in dispatch.providers.wecom_contact if member_id in m["external_userid"]]

@@ -219,3 +219,14 @@ def test_an_official_account_and_a_mini_program_each_read_their_own_openid() -> 
     only_follows = ProfileFacts("prf_2", {"wechat_openid": "o6_account"})
     assert only_follows.can_reach("wechat")
     assert not only_follows.can_reach("wechat_miniprogram")
+
+
+def test_a_wecom_member_and_a_wecom_customer_each_read_their_own_id() -> None:
+    facts = ProfileFacts(
+        "prf_1", {"wecom_userid": "lisi", "wecom_external_userid": "wmAbC123customer"}
+    )
+    assert facts.recipient("wecom") == "lisi"
+    assert facts.recipient("wecom_contact") == "wmAbC123customer"
+    only_a_member = ProfileFacts("prf_2", {"wecom_userid": "lisi"})
+    assert only_a_member.can_reach("wecom")
+    assert not only_a_member.can_reach("wecom_contact")

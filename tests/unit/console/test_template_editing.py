@@ -97,6 +97,20 @@ def test_a_mini_program_template_is_edited_as_its_data_and_page() -> None:
     ]
 
 
+def test_a_wecom_customer_contact_template_is_edited_as_its_text_and_link() -> None:
+    fields = {
+        "name": "Spring tea",
+        "variants.0.id": "only",
+        "variants.0.title": "Spring tea is in",
+        "variants.0.url": "https://shop.example.com/spring",
+        "variants.0.data": '{"first": {"value": "not a customer-contact field"}}',
+    }
+    draft = TemplateDraft.of_form(fields, template_id="", channel="wecom_contact")
+    assert draft.body()["variants"] == [
+        {"id": "only", "title": "Spring tea is in", "url": "https://shop.example.com/spring"}
+    ]
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

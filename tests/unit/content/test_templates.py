@@ -24,6 +24,12 @@ def test_a_mini_program_variant_is_its_subscribe_data_and_a_page() -> None:
     ]
 
 
+def test_a_wecom_customer_contact_variant_is_its_text_and_a_link() -> None:
+    variant = {"title": "Spring tea", "description": "Ten oolongs", "url": "https://s.example"}
+    assert list(field_problems("wecom_contact", variant)) == []
+    assert [f for f, _ in field_problems("wecom_contact", {"data": {}})] == ["title", "data"]
+
+
 def test_json_string_values_are_liquid_sources_put_back_in_place() -> None:
     variant = {"payload": {"order": {"id": "{{ event.id }}", "n": 2}, "a/b": ["{{ x }}", True]}}
     sources = liquid_sources(variant)
