@@ -55,7 +55,7 @@ class ManagedService:
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         """The JSON the service answers (None for 204)."""
         try:
-            response = await self._http.request(method, path, json=body)
+            response = await self._request(method, path, body)
         except httpx.HTTPError as error:
             raise UpstreamUnavailable(self.name, type(error).__name__) from error
         if response.status_code >= 500:
@@ -65,6 +65,16 @@ class ManagedService:
         if response.status_code >= 300:
             raise UpstreamMoved(response.headers.get("location", ""))
         return None if response.status_code == 204 else response.json()
+
+    async def _request(self, method: str, path: str, body: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, json=body)
+        except httpx.RemoteProtocolError:
+            # A pooled connection the service closed as idle (its keep-alive ran out) just as
+            # it was taken again: a read is asked once more, on a new connection.
+            if method != "GET":
+                raise
+            return await self._http.request(method, path, json=body)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -157,8 +157,11 @@ async def test_an_analyst_in_the_browser_searches_opens_a_timeline_and_the_repor
         await page.screenshot(SCREENSHOTS / "console-profiles.png")
         await page.click(f"#profile-results a[href='/profiles/{shopper.profile_id}']")
         await _arrived(page, f"/profiles/{shopper.profile_id}")
-        # Its page asks five services; a loaded machine can take longer than the default.
-        await page.wait_for_element("#timeline li.conversion", within=90)
+        try:
+            await page.wait_for_element("#timeline li.conversion")
+        except AssertionError as missing:
+            shown = await page.evaluate("document.querySelector('main').innerText")
+            raise AssertionError(f"{missing}; the page showed:\n{shown}") from None
         traits = await page.text("#traits")
         assert SCRIPT_TRAIT in traits and SCRIPT_VALUE in traits
         assert await page.evaluate("document.querySelectorAll('#traits script, img').length") == 0
